@@ -1,0 +1,2 @@
+//! Placeholder: the fan-out benchmark (issue 3).
+fn main() {}

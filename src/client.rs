@@ -1,0 +1,195 @@
+//! One client connection as the dispatcher sees it: its socket, its bounded outbound queue of
+//! shared frames, and its partial inbound frame.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+
+use crate::stats::Tally;
+use crate::{ClientId, SlowClientPolicy};
+
+/// What each queued chunk costs on top of its bytes, so the bound also holds for many tiny
+/// frames: the queue slot plus the shared buffer's header, rounded up.
+pub(crate) const CHUNK_OVERHEAD: usize = 64;
+
+/// The most slices one `writev` takes; Linux's `IOV_MAX` is 1024.
+const MAX_IOV: usize = 128;
+
+/// One or more whole frames, shared by every queue it is in.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    pub(crate) bytes: Bytes,
+    /// How many frames `bytes` holds, for counting deliveries and drops.
+    pub(crate) frames: u32,
+}
+
+impl Chunk {
+    fn cost(&self) -> usize {
+        self.bytes.len() + CHUNK_OVERHEAD
+    }
+}
+
+/// What [`Client::enqueue`] did with a chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    /// Queued; `true` if the queue was empty before, so the client needs a write.
+    Queued(bool),
+    /// Queued after dropping this many older frames, or not queued and this many frames
+    /// dropped (`DropNewest`).
+    Dropped(u64),
+    /// The queue is full and the policy is to disconnect.
+    Full,
+}
+
+/// A connected client. Owned by the dispatcher thread alone.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) id: ClientId,
+    pub(crate) stream: TcpStream,
+    queue: VecDeque<Chunk>,
+    /// Bytes of `queue[0]` already written.
+    offset: usize,
+    /// The queue's cost: chunk bytes plus [`CHUNK_OVERHEAD`] each.
+    queued: usize,
+    /// Edge-triggered readiness: `false` once a write returned `WouldBlock`.
+    pub(crate) writable: bool,
+    /// The client is in the dispatcher's list of clients to flush.
+    pub(crate) dirty: bool,
+    /// The client is in the dispatcher's list of clients that may have unread input.
+    pub(crate) read_pending: bool,
+    /// Received bytes not yet cut into frames.
+    pub(crate) rbuf: BytesMut,
+    /// How much of `rbuf` is known to hold no frame end (see `codec::decode`).
+    pub(crate) scanned: usize,
+    pub(crate) dropped: Arc<AtomicU64>,
+    /// Set when the client has left the hub and only its queue is still being written.
+    pub(crate) closing: Option<Instant>,
+}
+
+impl Client {
+    pub(crate) fn new(id: ClientId, stream: TcpStream) -> Self {
+        Client {
+            id,
+            stream,
+            queue: VecDeque::new(),
+            offset: 0,
+            queued: 0,
+            writable: true,
+            dirty: false,
+            read_pending: false,
+            rbuf: BytesMut::new(),
+            scanned: 0,
+            dropped: Arc::new(AtomicU64::new(0)),
+            closing: None,
+        }
+    }
+
+    pub(crate) fn has_output(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Adds `chunk` to the queue, applying `policy` if that would pass `bound`.
+    ///
+    /// An empty queue always takes the chunk, so one message up to the bound (which
+    /// `Hub::broadcast` enforces) always fits.
+    pub(crate) fn enqueue(&mut self, chunk: &Chunk, bound: usize, policy: SlowClientPolicy) -> Enqueued {
+        let was_empty = self.queue.is_empty();
+        if was_empty || self.queued + chunk.cost() <= bound {
+            self.push(chunk);
+            return Enqueued::Queued(was_empty);
+        }
+        match policy {
+            SlowClientPolicy::Disconnect => Enqueued::Full,
+            SlowClientPolicy::DropNewest => self.count_drops(u64::from(chunk.frames)),
+            SlowClientPolicy::DropOldest => {
+                // Never drop the front chunk once part of it is written: the peer would get
+                // a torn frame.
+                let keep = usize::from(self.offset > 0);
+                let mut dropped = 0;
+                while self.queue.len() > keep && self.queued + chunk.cost() > bound {
+                    if let Some(old) = self.queue.remove(keep) {
+                        self.queued -= old.cost();
+                        dropped += u64::from(old.frames);
+                    }
+                }
+                self.push(chunk);
+                self.count_drops(dropped)
+            }
+        }
+    }
+
+    fn push(&mut self, chunk: &Chunk) {
+        self.queued += chunk.cost();
+        self.queue.push_back(chunk.clone());
+    }
+
+    fn count_drops(&self, frames: u64) -> Enqueued {
+        self.dropped.fetch_add(frames, Relaxed);
+        Enqueued::Dropped(frames)
+    }
+
+    /// Writes as much of the queue as the socket takes, many frames per `writev`, until the
+    /// queue is empty or the socket would block.
+    pub(crate) fn flush(&mut self, tally: &mut Tally) -> io::Result<()> {
+        while !self.queue.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (i, chunk) in self.queue.iter().take(MAX_IOV).enumerate() {
+                let start = if i == 0 { self.offset } else { 0 };
+                iov[i] = IoSlice::new(&chunk.bytes[start..]);
+                n = i + 1;
+            }
+            match self.stream.write_vectored(&iov[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.advance(written, tally),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Ok(());
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// Retires `written` bytes from the front of the queue.
+    fn advance(&mut self, mut written: usize, tally: &mut Tally) {
+        tally.bytes_out += written as u64;
+        while let Some(front) = self.queue.front() {
+            let left = front.bytes.len() - self.offset;
+            if written < left {
+                self.offset += written;
+                return;
+            }
+            written -= left;
+            self.offset = 0;
+            self.queued -= front.cost();
+            tally.frames_out += u64::from(front.frames);
+            self.queue.pop_front();
+        }
+    }
+
+    /// What is still queued: (whole or partly written frames, bytes not yet written).
+    pub(crate) fn backlog(&self) -> (u64, u64) {
+        let frames = self.queue.iter().map(|c| u64::from(c.frames)).sum();
+        let bytes = self.queue.iter().map(|c| c.bytes.len() as u64).sum::<u64>() - self.offset as u64;
+        (frames, bytes)
+    }
+
+    /// Reads and discards whatever the peer has sent, so that closing the socket with unread
+    /// input does not turn into a reset that could destroy data still on its way to the peer.
+    pub(crate) fn discard_input(&mut self, scratch: &mut [u8]) {
+        for _ in 0..16 {
+            match self.stream.read(scratch) {
+                Ok(n) if n > 0 => continue,
+                _ => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The builder and every knob the hub has, with the defaults and why they are what they are.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use crate::{Error, Hub, Result};
+
+/// How messages are delimited on the wire, in both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Framing {
+    /// Newline-delimited lines, the default: works with `nc` and `telnet`.
+    ///
+    /// Inbound, a frame ends at `\n`; the `\n` and one `\r` before it are removed from the
+    /// payload, so `\r\n` clients work too. Outbound, a `\n` is appended unless the message
+    /// already ends with one. A message with `\n` inside it reaches clients as several lines.
+    #[default]
+    Lines,
+    /// A 4-byte big-endian length, then that many payload bytes.
+    LengthPrefixed,
+    /// No framing: each read from a client is one message (at most
+    /// [`max_frame`](HubBuilder::max_frame) bytes), and messages are written as they are.
+    Raw,
+}
+
+/// What happens when a client's outbound queue is full because it reads too slowly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SlowClientPolicy {
+    /// Disconnect the client with [`DisconnectReason::Slow`](crate::DisconnectReason::Slow),
+    /// the default: a client that cannot keep up would otherwise get a stream with holes.
+    #[default]
+    Disconnect,
+    /// Drop the oldest queued messages (never one already partly written) to make room.
+    DropOldest,
+    /// Drop the new message for this client and keep what is queued.
+    DropNewest,
+}
+
+/// Whether messages from clients are re-broadcast to the other clients, as the tutorial
+/// chat server did. Subscribers get [`Event::Message`](crate::Event::Message) either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Relay {
+    /// Messages from clients only reach subscribers (the default).
+    #[default]
+    Off,
+    /// Each message from a client is broadcast to every client, its sender included.
+    All,
+    /// Each message from a client is broadcast to every client except its sender.
+    Others,
+}
+
+/// Configures and starts a [`Hub`]. Made by [`Hub::builder`].
+///
+/// Every setting has a finite default, listed on its method.
+///
+/// ```
+/// use hubcast::{Framing, Hub, SlowClientPolicy};
+///
+/// let hub = Hub::builder()
+///     .framing(Framing::LengthPrefixed)
+///     .max_frame(1 << 20)
+///     .queue_bytes(8 << 20)
+///     .slow_client_policy(SlowClientPolicy::DropOldest)
+///     .bind("127.0.0.1:0")?;
+/// println!("listening on {}", hub.local_addr());
+/// # Ok::<(), hubcast::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct HubBuilder {
+    pub(crate) framing: Framing,
+    pub(crate) max_frame: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) slow_client_policy: SlowClientPolicy,
+    pub(crate) relay: Relay,
+    pub(crate) max_clients: usize,
+    pub(crate) backlog: u32,
+    pub(crate) nodelay: bool,
+    pub(crate) keepalive: Option<Duration>,
+    pub(crate) send_buffer: Option<usize>,
+    pub(crate) event_capacity: usize,
+    pub(crate) command_capacity: usize,
+    pub(crate) linger: Duration,
+}
+
+impl Default for HubBuilder {
+    fn default() -> Self {
+        HubBuilder {
+            framing: Framing::Lines,
+            max_frame: 64 * 1024,
+            queue_bytes: 1024 * 1024,
+            slow_client_policy: SlowClientPolicy::Disconnect,
+            relay: Relay::Off,
+            max_clients: 10_000,
+            backlog: 4096,
+            nodelay: true,
+            keepalive: Some(Duration::from_secs(60)),
+            send_buffer: Some(128 * 1024),
+            event_capacity: 4096,
+            command_capacity: 16 * 1024,
+            linger: Duration::from_secs(1),
+        }
+    }
+}
+
+impl HubBuilder {
+    /// A builder with every default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How messages are framed on the wire. Default: [`Framing::Lines`].
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The largest inbound frame payload, in bytes. A client that announces (length-prefixed)
+    /// or accumulates (lines) a longer frame is disconnected with
+    /// [`FrameTooLarge`](crate::DisconnectReason::FrameTooLarge) before anything is
+    /// allocated for it. Default: 64 KiB.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// The bound of each client's outbound queue, in bytes. Each queued chunk counts its
+    /// length plus 64 bytes of bookkeeping, so the bound holds for tiny messages too.
+    /// It is also the largest message [`Hub::broadcast`] accepts. Default: 1 MiB.
+    ///
+    /// With 10,000 clients all stalled this bounds the queues at 10 GiB of references, but
+    /// queued frames are shared between clients, so real use is the distinct messages queued.
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes;
+        self
+    }
+
+    /// What to do with a client whose queue is full. Default: [`SlowClientPolicy::Disconnect`].
+    pub fn slow_client_policy(mut self, policy: SlowClientPolicy) -> Self {
+        self.slow_client_policy = policy;
+        self
+    }
+
+    /// Whether messages from clients are relayed to other clients. Default: [`Relay::Off`].
+    pub fn relay(mut self, relay: Relay) -> Self {
+        self.relay = relay;
+        self
+    }
+
+    /// The most clients connected at once. A connection over the limit is accepted and
+    /// closed at once, and counted in [`Stats::refused`](crate::Stats::refused).
+    /// Default: 10,000 (the process's file-descriptor limit must allow it too).
+    pub fn max_clients(mut self, clients: usize) -> Self {
+        self.max_clients = clients;
+        self
+    }
+
+    /// The listen backlog: connections the kernel completes before the hub accepts them.
+    /// The kernel caps it at `net.core.somaxconn`. Default: 4096, so a burst of connects is
+    /// not dropped.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Whether `TCP_NODELAY` is set on client sockets. Default: `true`: the hub batches
+    /// writes itself, so Nagle's algorithm only adds latency.
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// TCP keep-alive idle time for client sockets, or `None` to leave it off.
+    /// Default: 60 s, so peers that vanished without a FIN are found within minutes even
+    /// when the hub has nothing to send them.
+    pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.keepalive = idle;
+        self
+    }
+
+    /// `SO_SNDBUF` for client sockets, or `None` for the kernel's auto-tuning. Default:
+    /// 128 KiB: large enough for batched writes, small enough that the kernel does not hide a
+    /// second multi-megabyte queue behind [`queue_bytes`](Self::queue_bytes).
+    pub fn send_buffer(mut self, bytes: Option<usize>) -> Self {
+        self.send_buffer = bytes;
+        self
+    }
+
+    /// How many events each [`Subscription`](crate::Subscription) queues before the hub
+    /// pauses reading from clients. Default: 4096.
+    pub fn event_capacity(mut self, events: usize) -> Self {
+        self.event_capacity = events;
+        self
+    }
+
+    /// How many host calls ([`broadcast`](Hub::broadcast) and friends) may wait for the
+    /// dispatcher. When full, callers wait for the dispatcher (never for a client), which
+    /// bounds memory if the host outruns the hub. Default: 16,384.
+    pub fn command_capacity(mut self, commands: usize) -> Self {
+        self.command_capacity = commands;
+        self
+    }
+
+    /// How long a leaving client keeps getting what was already queued for it: a client
+    /// the host [kicked](Hub::disconnect), one that closed its sending side, and every client
+    /// when a [`Hub`] is dropped without [`Hub::shutdown`]. Default: 1 s.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Binds the listener and starts the dispatcher thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if a setting is out of range, [`Error::Bind`] if the address cannot
+    /// be resolved or bound, [`Error::Start`] if the event loop or thread cannot be created.
+    pub fn bind<A: ToSocketAddrs>(self, addr: A) -> Result<Hub> {
+        self.validate()?;
+        Hub::start(self, addr)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.max_frame == 0 {
+            return Err(Error::Config("max_frame must be at least 1"));
+        }
+        if self.queue_bytes == 0 {
+            return Err(Error::Config("queue_bytes must be at least 1"));
+        }
+        if self.max_clients == 0 {
+            return Err(Error::Config("max_clients must be at least 1"));
+        }
+        if self.event_capacity == 0 {
+            return Err(Error::Config("event_capacity must be at least 1"));
+        }
+        if self.command_capacity == 0 {
+            return Err(Error::Config("command_capacity must be at least 1"));
+        }
+        if self.send_buffer == Some(0) {
+            return Err(Error::Config("send_buffer must be at least 1"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! The one error type callers can get back from hubcast.
+
+use std::io;
+
+use crate::ClientId;
+
+/// A specialised `Result` whose error defaults to [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a caller of hubcast can get wrong, or what the operating system refused.
+///
+/// A misbehaving, slow or vanished *client* is never an `Error`: it leaves the hub with an
+/// [`Event::Disconnected`](crate::Event::Disconnected) carrying a
+/// [`DisconnectReason`](crate::DisconnectReason).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The listening socket could not be created, bound or put into listening state.
+    #[error("failed to bind {addr}")]
+    Bind {
+        /// The address that was asked for, as the caller wrote it.
+        addr: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A builder setting is out of range; the text says which one and why.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+    /// The hub has been shut down (or is shutting down) and takes no more work.
+    #[error("hub is closed")]
+    Closed,
+    /// No client with this id is connected (it never was, or it has left).
+    #[error("unknown client {0}")]
+    UnknownClient(ClientId),
+    /// The message cannot be framed or cannot fit in a client's outbound queue.
+    #[error("message of {len} bytes exceeds the limit of {max} bytes")]
+    MessageTooLarge {
+        /// The size of the encoded frame.
+        len: usize,
+        /// The largest frame this hub accepts for sending.
+        max: usize,
+    },
+    /// Setting up the hub's event loop or thread failed.
+    #[error("failed to start the hub")]
+    Start(#[source] io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_and_small() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert!(std::mem::size_of::<Error>() <= 48, "{}", std::mem::size_of::<Error>());
+    }
+
+    #[test]
+    fn display_does_not_repeat_the_source() {
+        let err = Error::Bind {
+            addr: "127.0.0.1:1".into(),
+            source: io::Error::new(io::ErrorKind::AddrInUse, "address in use"),
+        };
+        assert_eq!(err.to_string(), "failed to bind 127.0.0.1:1");
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}

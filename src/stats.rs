@@ -1,0 +1,153 @@
+//! Counters the dispatcher keeps and the snapshots the host reads.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::{ClientId, DisconnectReason};
+
+/// A snapshot of a hub's counters, from [`Hub::stats`](crate::Hub::stats).
+///
+/// Counters are totals since the hub started. They are published by the dispatcher after
+/// each round of work, so a snapshot may trail the newest events by one round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Clients connected now.
+    pub connected: u64,
+    /// Connections accepted and registered as clients.
+    pub accepted: u64,
+    /// Connections closed at once because the hub was at
+    /// [`max_clients`](crate::HubBuilder::max_clients).
+    pub refused: u64,
+    /// Times `accept` failed (for example `EMFILE`, out of file descriptors) and the hub
+    /// backed off before trying again.
+    pub accept_errors: u64,
+    /// Frames received from clients.
+    pub frames_in: u64,
+    /// Payload bytes received from clients (framing included).
+    pub bytes_in: u64,
+    /// Frames written to clients, counted once per client.
+    pub frames_out: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Frames dropped for slow clients under [`DropOldest`](crate::SlowClientPolicy::DropOldest)
+    /// or [`DropNewest`](crate::SlowClientPolicy::DropNewest).
+    pub dropped: u64,
+    /// Clients that left, by reason; see [`Stats::disconnects`].
+    pub disconnects: Disconnects,
+}
+
+impl Stats {
+    /// Clients that left for `reason` (all [`DisconnectReason::Io`] kinds count together).
+    pub fn disconnects(&self, reason: DisconnectReason) -> u64 {
+        self.disconnects.0[reason.index()]
+    }
+}
+
+/// Disconnect counts by [`DisconnectReason`]; read them with [`Stats::disconnects`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Disconnects([u64; DisconnectReason::COUNT]);
+
+impl Disconnects {
+    /// All disconnects, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+/// One connected client, from [`Hub::clients`](crate::Hub::clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientInfo {
+    /// The client's id.
+    pub id: ClientId,
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Frames dropped for this client by the slow-client policy.
+    pub dropped: u64,
+}
+
+/// What [`Hub::shutdown`](crate::Hub::shutdown) could not deliver before its deadline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Clients that were connected when the shutdown began.
+    pub clients: usize,
+    /// Clients whose queues were written out in full before they were closed.
+    pub flushed: usize,
+    /// Clients closed with messages still queued, with how many frames and bytes each lost.
+    pub undelivered: Vec<Undelivered>,
+}
+
+impl ShutdownReport {
+    /// Whether every queued message reached the kernel of every client.
+    pub fn is_complete(&self) -> bool {
+        self.undelivered.is_empty()
+    }
+}
+
+/// Messages one client did not get because the shutdown deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Undelivered {
+    /// The client.
+    pub client: ClientId,
+    /// Whole frames never written to it (a partly written frame counts as undelivered).
+    pub frames: u64,
+    /// Bytes never written to it.
+    pub bytes: u64,
+}
+
+/// The live counters, written by the dispatcher only and read by [`Counters::snapshot`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connected: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) disconnects: [AtomicU64; DisconnectReason::COUNT],
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            connected: self.connected.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            accept_errors: self.accept_errors.load(Relaxed),
+            frames_in: self.frames_in.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            frames_out: self.frames_out.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            disconnects: Disconnects(std::array::from_fn(|i| self.disconnects[i].load(Relaxed))),
+        }
+    }
+}
+
+/// Counts the dispatcher adds up during one round and publishes at its end, so the hot
+/// write path touches no shared cache line.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) frames_in: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) frames_out: u64,
+    pub(crate) bytes_out: u64,
+}
+
+impl Tally {
+    pub(crate) fn publish(&mut self, counters: &Counters) {
+        if self.frames_in | self.bytes_in | self.frames_out | self.bytes_out != 0 {
+            counters.frames_in.fetch_add(self.frames_in, Relaxed);
+            counters.bytes_in.fetch_add(self.bytes_in, Relaxed);
+            counters.frames_out.fetch_add(self.frames_out, Relaxed);
+            counters.bytes_out.fetch_add(self.bytes_out, Relaxed);
+            *self = Tally::default();
+        }
+    }
+}
