@@ -97,7 +97,12 @@ impl Client {
     ///
     /// An empty queue always takes the chunk, so one message up to the bound (which
     /// `Hub::broadcast` enforces) always fits.
-    pub(crate) fn enqueue(&mut self, chunk: &Chunk, bound: usize, policy: SlowClientPolicy) -> Enqueued {
+    pub(crate) fn enqueue(
+        &mut self,
+        chunk: &Chunk,
+        bound: usize,
+        policy: SlowClientPolicy,
+    ) -> Enqueued {
         let was_empty = self.queue.is_empty();
         if was_empty || self.queued + chunk.cost() <= bound {
             self.push(chunk);
@@ -178,7 +183,8 @@ impl Client {
     /// What is still queued: (whole or partly written frames, bytes not yet written).
     pub(crate) fn backlog(&self) -> (u64, u64) {
         let frames = self.queue.iter().map(|c| u64::from(c.frames)).sum();
-        let bytes = self.queue.iter().map(|c| c.bytes.len() as u64).sum::<u64>() - self.offset as u64;
+        let bytes =
+            self.queue.iter().map(|c| c.bytes.len() as u64).sum::<u64>() - self.offset as u64;
         (frames, bytes)
     }
 

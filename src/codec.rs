@@ -125,7 +125,11 @@ mod tests {
 
     const ALL: [Framing; 3] = [Framing::Lines, Framing::LengthPrefixed, Framing::Raw];
 
-    fn decode_all(framing: Framing, chunks: &[&[u8]], max: usize) -> Result<Vec<Bytes>, FrameTooLarge> {
+    fn decode_all(
+        framing: Framing,
+        chunks: &[&[u8]],
+        max: usize,
+    ) -> Result<Vec<Bytes>, FrameTooLarge> {
         let mut buf = BytesMut::new();
         let mut scanned = 0;
         let mut out = Vec::new();
@@ -160,18 +164,39 @@ mod tests {
 
     #[test]
     fn lines_over_the_limit_fail_before_the_newline_arrives() {
-        assert_eq!(decode_all(Framing::Lines, &[b"12345"], 4), Err(FrameTooLarge));
-        assert_eq!(decode_all(Framing::Lines, &[b"1234\r\n"], 4).unwrap(), vec![&b"1234"[..]]);
-        assert_eq!(decode_all(Framing::Lines, &[b"1234\n"], 4).unwrap(), vec![&b"1234"[..]]);
-        assert_eq!(decode_all(Framing::Lines, &[b"12345\n"], 4), Err(FrameTooLarge));
-        assert_eq!(decode_all(Framing::Lines, &[b"1234\r"], 4).unwrap(), Vec::<Bytes>::new());
-        assert_eq!(decode_all(Framing::Lines, &[b"1234\rx"], 4), Err(FrameTooLarge));
+        assert_eq!(
+            decode_all(Framing::Lines, &[b"12345"], 4),
+            Err(FrameTooLarge)
+        );
+        assert_eq!(
+            decode_all(Framing::Lines, &[b"1234\r\n"], 4).unwrap(),
+            vec![&b"1234"[..]]
+        );
+        assert_eq!(
+            decode_all(Framing::Lines, &[b"1234\n"], 4).unwrap(),
+            vec![&b"1234"[..]]
+        );
+        assert_eq!(
+            decode_all(Framing::Lines, &[b"12345\n"], 4),
+            Err(FrameTooLarge)
+        );
+        assert_eq!(
+            decode_all(Framing::Lines, &[b"1234\r"], 4).unwrap(),
+            Vec::<Bytes>::new()
+        );
+        assert_eq!(
+            decode_all(Framing::Lines, &[b"1234\rx"], 4),
+            Err(FrameTooLarge)
+        );
     }
 
     #[test]
     fn length_prefix_is_checked_before_the_payload_arrives() {
         let header = (1u32 << 31).to_be_bytes();
-        assert_eq!(decode_all(Framing::LengthPrefixed, &[&header], 1024), Err(FrameTooLarge));
+        assert_eq!(
+            decode_all(Framing::LengthPrefixed, &[&header], 1024),
+            Err(FrameTooLarge)
+        );
         assert_eq!(encode_vec(Framing::LengthPrefixed, b"ab"), b"\0\0\0\x02ab");
         assert_eq!(
             decode_all(Framing::LengthPrefixed, &[b"\0\0\0\0\0\0\0\x01z"], 1).unwrap(),

@@ -97,7 +97,8 @@ impl Dispatcher {
         shared: Arc<Shared>,
         commands: Receiver<Command>,
     ) -> io::Result<Self> {
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Dispatcher {
             poll,
             listener: Some(listener),
@@ -143,7 +144,9 @@ impl Dispatcher {
                     WAKER => {}
                     LISTENER => self.accept_pending = true,
                     Token(slot) => {
-                        let Some(client) = self.client_mut(slot) else { continue };
+                        let Some(client) = self.client_mut(slot) else {
+                            continue;
+                        };
                         if event.is_writable() {
                             client.writable = true;
                             self.mark_dirty(slot);
@@ -197,14 +200,32 @@ impl Dispatcher {
             return;
         }
         match command {
-            Command::Broadcast(frame) => self.fan_out(Chunk { bytes: frame, frames: 1 }, None),
+            Command::Broadcast(frame) => self.fan_out(
+                Chunk {
+                    bytes: frame,
+                    frames: 1,
+                },
+                None,
+            ),
             Command::BroadcastExcept(id, frame) => {
                 let except = self.by_id.get(&id).copied();
-                self.fan_out(Chunk { bytes: frame, frames: 1 }, except);
+                self.fan_out(
+                    Chunk {
+                        bytes: frame,
+                        frames: 1,
+                    },
+                    except,
+                );
             }
             Command::SendTo(id, frame) => {
                 if let Some(&slot) = self.by_id.get(&id) {
-                    self.enqueue(slot, &Chunk { bytes: frame, frames: 1 });
+                    self.enqueue(
+                        slot,
+                        &Chunk {
+                            bytes: frame,
+                            frames: 1,
+                        },
+                    );
                 }
             }
             Command::Disconnect(id) => {
@@ -224,7 +245,13 @@ impl Dispatcher {
         let run_max = RUN_MAX.min(self.config.queue_bytes / 8).max(COALESCE_BELOW);
         if frame.len() >= COALESCE_BELOW {
             self.flush_run();
-            self.fan_out(Chunk { bytes: frame, frames: 1 }, None);
+            self.fan_out(
+                Chunk {
+                    bytes: frame,
+                    frames: 1,
+                },
+                None,
+            );
             return;
         }
         if self.run.buf.len() + frame.len() > run_max {
@@ -250,7 +277,10 @@ impl Dispatcher {
             Some(frame) => frame,
             None => self.run.buf.split().freeze(),
         };
-        let chunk = Chunk { bytes, frames: std::mem::take(&mut self.run.frames) };
+        let chunk = Chunk {
+            bytes,
+            frames: std::mem::take(&mut self.run.frames),
+        };
         self.fan_out(chunk, None);
     }
 
@@ -265,7 +295,9 @@ impl Dispatcher {
 
     fn enqueue(&mut self, slot: usize, chunk: &Chunk) {
         let (bound, policy) = (self.config.queue_bytes, self.config.slow_client_policy);
-        let Some(client) = self.clients[slot].as_mut() else { return };
+        let Some(client) = self.clients[slot].as_mut() else {
+            return;
+        };
         if client.closing.is_some() {
             return;
         }
@@ -306,7 +338,9 @@ impl Dispatcher {
     fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
-            let Some(client) = self.clients[slot].as_mut() else { continue };
+            let Some(client) = self.clients[slot].as_mut() else {
+                continue;
+            };
             client.dirty = false;
             if let Err(err) = client.flush(&mut self.tally) {
                 self.fail(slot, &err);
@@ -335,13 +369,18 @@ impl Dispatcher {
             }
         }
         for _ in 0..ACCEPT_BATCH {
-            let Some(listener) = self.listener.as_ref() else { return };
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
             match listener.accept() {
                 Ok((stream, addr)) => {
                     self.backoff = None;
                     if self.by_id.len() >= self.config.max_clients {
                         self.shared.counters.refused.fetch_add(1, Relaxed);
-                        log::warn!("refused {addr}: at max_clients ({})", self.config.max_clients);
+                        log::warn!(
+                            "refused {addr}: at max_clients ({})",
+                            self.config.max_clients
+                        );
                         drop(stream);
                     } else {
                         self.register(stream, addr);
@@ -359,7 +398,9 @@ impl Dispatcher {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog
                     // and the listener stays readable, so retrying now would spin. Wait,
                     // doubling the pause, while existing clients are served.
-                    let pause = self.backoff.map_or(BACKOFF_MIN, |(_, p)| (p * 2).min(BACKOFF_MAX));
+                    let pause = self
+                        .backoff
+                        .map_or(BACKOFF_MIN, |(_, p)| (p * 2).min(BACKOFF_MAX));
                     self.backoff = Some((Instant::now() + pause, pause));
                     self.shared.counters.accept_errors.fetch_add(1, Relaxed);
                     log::warn!("accept failed, retrying in {pause:?}: {err}");
@@ -378,7 +419,11 @@ impl Dispatcher {
             self.clients.len() - 1
         });
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(err) = self.poll.registry().register(&mut stream, Token(slot), interest) {
+        if let Err(err) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), interest)
+        {
             log::warn!("could not register {addr}: {err}");
             self.freed.push(slot);
             return;
@@ -386,9 +431,13 @@ impl Dispatcher {
         let id = ClientId(self.next_id);
         self.next_id += 1;
         let client = Client::new(id, stream);
-        self.shared
-            .registry()
-            .insert(id, Registered { addr, dropped: Arc::clone(&client.dropped) });
+        self.shared.registry().insert(
+            id,
+            Registered {
+                addr,
+                dropped: Arc::clone(&client.dropped),
+            },
+        );
         self.clients[slot] = Some(client);
         self.by_id.insert(id, slot);
         let counters = &self.shared.counters;
@@ -406,7 +455,9 @@ impl Dispatcher {
         }
         if let Some(idle) = self.config.keepalive {
             let interval = idle.clamp(Duration::from_secs(1), Duration::from_secs(10));
-            let keepalive = socket2::TcpKeepalive::new().with_time(idle).with_interval(interval);
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(interval);
             socket.set_tcp_keepalive(&keepalive)?;
         }
         Ok(())
@@ -442,7 +493,9 @@ impl Dispatcher {
                 self.mark_read_pending(slot);
                 return;
             }
-            let Some(client) = self.clients[slot].as_mut() else { return };
+            let Some(client) = self.clients[slot].as_mut() else {
+                return;
+            };
             let result = client.stream.read(&mut self.scratch);
             match result {
                 Ok(0) => {
@@ -475,7 +528,9 @@ impl Dispatcher {
     fn decode_frames(&mut self, slot: usize) -> bool {
         let (framing, max_frame) = (self.config.framing, self.config.max_frame);
         while !self.paused() {
-            let Some(client) = self.clients[slot].as_mut() else { return false };
+            let Some(client) = self.clients[slot].as_mut() else {
+                return false;
+            };
             if client.closing.is_some() {
                 client.rbuf = BytesMut::new();
                 return true;
@@ -486,7 +541,10 @@ impl Dispatcher {
                     self.tally.frames_in += 1;
                     log::trace!("client {id} sent {payload:?}");
                     self.relay(slot, &payload);
-                    self.emit(Event::Message { client: id, payload });
+                    self.emit(Event::Message {
+                        client: id,
+                        payload,
+                    });
                 }
                 Ok(None) => {
                     if client.rbuf.is_empty() && client.rbuf.capacity() > 0 {
@@ -515,9 +573,18 @@ impl Dispatcher {
         match codec::encoded_len(framing, payload) {
             Some(len) if len <= self.config.queue_bytes => {
                 let frame = codec::encode(framing, payload, len);
-                self.fan_out(Chunk { bytes: frame, frames: 1 }, except);
+                self.fan_out(
+                    Chunk {
+                        bytes: frame,
+                        frames: 1,
+                    },
+                    except,
+                );
             }
-            _ => log::warn!("not relaying a {}-byte frame: over queue_bytes", payload.len()),
+            _ => log::warn!(
+                "not relaying a {}-byte frame: over queue_bytes",
+                payload.len()
+            ),
         }
     }
 
@@ -528,7 +595,10 @@ impl Dispatcher {
         let before = self.subscribers.len();
         self.subscribers.retain_mut(|sub| sub.offer(&event));
         if self.subscribers.len() < before {
-            log::debug!("{} subscription(s) dropped", before - self.subscribers.len());
+            log::debug!(
+                "{} subscription(s) dropped",
+                before - self.subscribers.len()
+            );
         }
         self.update_paused();
     }
@@ -537,7 +607,10 @@ impl Dispatcher {
         if self.shared.inbox_pending.swap(false, SeqCst) {
             let senders = std::mem::take(&mut self.shared.inbox().senders);
             self.subscribers
-                .extend(senders.into_iter().map(|tx| Subscriber { tx, overflow: VecDeque::new() }));
+                .extend(senders.into_iter().map(|tx| Subscriber {
+                    tx,
+                    overflow: VecDeque::new(),
+                }));
         }
     }
 
@@ -582,7 +655,9 @@ impl Dispatcher {
     /// socket is closed now (`linger` is `None`) or once its queue is written out or the
     /// deadline passes.
     fn leave(&mut self, slot: usize, reason: DisconnectReason, linger: Option<Instant>) {
-        let Some(client) = self.clients[slot].as_mut() else { return };
+        let Some(client) = self.clients[slot].as_mut() else {
+            return;
+        };
         if client.closing.is_some() {
             return;
         }
@@ -621,14 +696,18 @@ impl Dispatcher {
 
     /// Closes the socket: FIN after what was written, and the slot is freed next round.
     fn close(&mut self, slot: usize) {
-        let Some(mut client) = self.clients[slot].take() else { return };
+        let Some(mut client) = self.clients[slot].take() else {
+            return;
+        };
         self.freed.push(slot);
         if self.shutdown.is_some() {
             match client.backlog() {
                 (0, _) => self.report.flushed += 1,
-                (frames, bytes) => {
-                    self.report.undelivered.push(Undelivered { client: client.id, frames, bytes })
-                }
+                (frames, bytes) => self.report.undelivered.push(Undelivered {
+                    client: client.id,
+                    frames,
+                    bytes,
+                }),
             }
         }
         let _ = self.poll.registry().deregister(&mut client.stream);
@@ -646,7 +725,10 @@ impl Dispatcher {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.report.clients = self.by_id.len();
-        log::info!("hubcast shutting down, {} clients connected", self.report.clients);
+        log::info!(
+            "hubcast shutting down, {} clients connected",
+            self.report.clients
+        );
         for slot in 0..self.clients.len() {
             match self.clients[slot].as_mut() {
                 Some(client) if client.closing.is_some() => {
@@ -676,7 +758,9 @@ impl Dispatcher {
     fn accept_pending_now(&self) -> bool {
         self.accept_pending
             && self.listener.is_some()
-            && self.backoff.map_or(true, |(until, _)| Instant::now() >= until)
+            && self
+                .backoff
+                .map_or(true, |(until, _)| Instant::now() >= until)
     }
 
     fn closing_deadline(&self) -> Option<Instant> {
@@ -697,7 +781,10 @@ impl Dispatcher {
         for sub in &mut self.subscribers {
             while let Some(event) = sub.overflow.pop_front() {
                 if sub.tx.send_deadline(event, deadline).is_err() {
-                    log::warn!("hubcast shut down with {} events undelivered", sub.overflow.len() + 1);
+                    log::warn!(
+                        "hubcast shut down with {} events undelivered",
+                        sub.overflow.len() + 1
+                    );
                     break;
                 }
             }
@@ -747,6 +834,8 @@ impl Subscriber {
 fn is_transient_accept_error(err: &io::Error) -> bool {
     matches!(
         err.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
     )
 }

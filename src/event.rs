@@ -207,7 +207,9 @@ impl Drop for Subscription {
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription").field("queued", &self.rx.len()).finish()
+        f.debug_struct("Subscription")
+            .field("queued", &self.rx.len())
+            .finish()
     }
 }
 

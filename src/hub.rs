@@ -176,7 +176,8 @@ impl Hub {
             event_capacity: config.event_capacity,
             linger: config.linger,
         };
-        let dispatcher = Dispatcher::new(config, poll, listener, shared, rx).map_err(Error::Start)?;
+        let dispatcher =
+            Dispatcher::new(config, poll, listener, shared, rx).map_err(Error::Start)?;
         let thread = std::thread::Builder::new()
             .name("hubcast-dispatcher".into())
             .spawn(move || dispatcher.run())
@@ -330,7 +331,10 @@ impl Hub {
             max: u32::MAX as usize,
         })?;
         if len > self.queue_bytes {
-            return Err(Error::MessageTooLarge { len, max: self.queue_bytes });
+            return Err(Error::MessageTooLarge {
+                len,
+                max: self.queue_bytes,
+            });
         }
         Ok(codec::encode(self.framing, msg, len))
     }
@@ -399,7 +403,12 @@ fn bind_listener<A: ToSocketAddrs>(addr: A, backlog: u32) -> Result<mio::net::Tc
     for addr in addrs {
         match listen_on(addr, backlog) {
             Ok(listener) => return Ok(mio::net::TcpListener::from_std(listener)),
-            Err(source) => last = Error::Bind { addr: addr.to_string(), source },
+            Err(source) => {
+                last = Error::Bind {
+                    addr: addr.to_string(),
+                    source,
+                }
+            }
         }
     }
     Err(last)

@@ -1,0 +1,57 @@
+//! The tutorial's chat server, done right: every line a client sends reaches every other
+//! client, and no client can stall the rest.
+//!
+//! ```text
+//! cargo run --release --example chat_server -- [ADDR]     # default 127.0.0.1:9999
+//! nc 127.0.0.1 9999                                        # in two or more terminals
+//! ```
+//!
+//! Prints `listening on ADDR` to stdout once ready (use port 0 to let the OS choose), logs
+//! joins and leaves to stderr (`RUST_LOG=debug` for more), and exits cleanly on Ctrl-C or
+//! SIGTERM after flushing what is queued.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hubcast::{Event, Hub, Relay};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".to_owned());
+
+    // Relay mode forwards each client's lines to the others inside the hub; the host only
+    // watches the events.
+    let hub = Arc::new(Hub::builder().relay(Relay::Others).bind(addr.as_str())?);
+    let events = hub.subscribe();
+    println!("listening on {}", hub.local_addr());
+
+    let signalled = Arc::clone(&hub);
+    ctrlc::set_handler(move || {
+        // Ends the event stream below once every client is closed.
+        match signalled.shutdown(Duration::from_secs(2)) {
+            Ok(report) if !report.is_complete() => log::warn!("undelivered: {report:?}"),
+            Ok(_) | Err(_) => {}
+        }
+    })?;
+
+    for event in events {
+        match event {
+            Event::Connected { client, addr } => log::info!("{client} joined from {addr}"),
+            Event::Disconnected { client, reason } => log::info!("{client} left: {reason}"),
+            Event::Message { client, payload } => {
+                log::debug!("{client}: {}", String::from_utf8_lossy(&payload));
+            }
+            _ => {}
+        }
+    }
+    let stats = hub.stats();
+    log::info!(
+        "stopped: {} clients served, {} messages in, {} deliveries",
+        stats.accepted,
+        stats.frames_in,
+        stats.frames_out
+    );
+    Ok(())
+}

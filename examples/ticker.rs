@@ -1,0 +1,45 @@
+//! A broadcast-only feed: the host sends a timestamp line every 100 ms to every client;
+//! whatever clients send is ignored.
+//!
+//! ```text
+//! cargo run --release --example ticker -- [ADDR]          # default 127.0.0.1:9999
+//! nc 127.0.0.1 9999
+//! ```
+//!
+//! Prints `listening on ADDR` once ready and runs until Ctrl-C or SIGTERM.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{select, tick};
+use hubcast::Hub;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".to_owned());
+    let hub = Hub::bind(addr.as_str())?;
+    println!("listening on {}", hub.local_addr());
+
+    let (stop_tx, stop) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })?;
+
+    let ticks = tick(Duration::from_millis(100));
+    loop {
+        select! {
+            recv(ticks) -> _ => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
+                hub.broadcast(format!("{}.{:03}", now.as_secs(), now.subsec_millis()))?;
+            }
+            recv(stop) -> _ => break,
+        }
+    }
+    let report = hub.shutdown(Duration::from_secs(1))?;
+    log::info!(
+        "stopped after serving {} clients: {report:?}",
+        hub.stats().accepted
+    );
+    Ok(())
+}
