@@ -2,16 +2,16 @@
 //! shared frames, and its partial inbound frame.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
-
 use crate::stats::Tally;
+use crate::transport::Conn;
 use crate::{ClientId, SlowClientPolicy};
+use bytes::{Bytes, BytesMut};
 
 /// What each queued chunk costs on top of its bytes, so the bound also holds for many tiny
 /// frames: the queue slot plus the shared buffer's header, rounded up.
@@ -29,6 +29,14 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
+    /// A chunk of one frame.
+    pub(crate) fn one(frame: Bytes) -> Self {
+        Chunk {
+            bytes: frame,
+            frames: 1,
+        }
+    }
+
     fn cost(&self) -> usize {
         self.bytes.len() + CHUNK_OVERHEAD
     }
@@ -46,11 +54,26 @@ pub(crate) enum Enqueued {
     Full,
 }
 
-/// A connected client. Owned by the dispatcher thread alone.
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Accepted, but not yet a client: the TLS handshake or the authentication frame is
+    /// due by the deadline. Gets no broadcasts; subscribers have not heard of it.
+    Handshake(Instant),
+    /// A client: gets broadcasts, its frames are delivered.
+    Live,
+    /// Has left (subscribers were told); only its queue is still written, until the
+    /// deadline. Its input is discarded.
+    Closing(Instant),
+}
+
+/// A connection. Owned by the dispatcher thread alone.
 #[derive(Debug)]
 pub(crate) struct Client {
     pub(crate) id: ClientId,
-    pub(crate) stream: TcpStream,
+    pub(crate) addr: SocketAddr,
+    pub(crate) conn: Conn,
+    pub(crate) phase: Phase,
     queue: VecDeque<Chunk>,
     /// Bytes of `queue[0]` already written.
     offset: usize,
@@ -67,15 +90,27 @@ pub(crate) struct Client {
     /// How much of `rbuf` is known to hold no frame end (see `codec::decode`).
     pub(crate) scanned: usize,
     pub(crate) dropped: Arc<AtomicU64>,
-    /// Set when the client has left the hub and only its queue is still being written.
-    pub(crate) closing: Option<Instant>,
+    /// When the client last sent anything (the dispatcher's round time).
+    pub(crate) last_read: Instant,
+    /// When the hub last sent it a heartbeat ping.
+    pub(crate) last_ping: Instant,
+    /// Since when its queue has been waiting on a full socket without progress.
+    pub(crate) stalled_since: Option<Instant>,
 }
 
 impl Client {
-    pub(crate) fn new(id: ClientId, stream: TcpStream) -> Self {
+    pub(crate) fn new(
+        id: ClientId,
+        addr: SocketAddr,
+        conn: Conn,
+        phase: Phase,
+        now: Instant,
+    ) -> Self {
         Client {
             id,
-            stream,
+            addr,
+            conn,
+            phase,
             queue: VecDeque::new(),
             offset: 0,
             queued: 0,
@@ -85,12 +120,23 @@ impl Client {
             rbuf: BytesMut::new(),
             scanned: 0,
             dropped: Arc::new(AtomicU64::new(0)),
-            closing: None,
+            last_read: now,
+            last_ping: now,
+            stalled_since: None,
         }
     }
 
+    pub(crate) fn is_live(&self) -> bool {
+        self.phase == Phase::Live
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing(_))
+    }
+
+    /// Whether anything waits to be written: queued frames, or bytes the transport holds.
     pub(crate) fn has_output(&self) -> bool {
-        !self.queue.is_empty()
+        !self.queue.is_empty() || self.conn.has_buffered_output()
     }
 
     /// Adds `chunk` to the queue, applying `policy` if that would pass `bound`.
@@ -139,8 +185,21 @@ impl Client {
     }
 
     /// Writes as much of the queue as the socket takes, many frames per `writev`, until the
-    /// queue is empty or the socket would block.
-    pub(crate) fn flush(&mut self, tally: &mut Tally) -> io::Result<()> {
+    /// queue is empty or the socket would block. `now` dates a stall, for `write_timeout`.
+    pub(crate) fn flush(&mut self, tally: &mut Tally, now: Instant) -> io::Result<()> {
+        let result = self.write_queue(tally);
+        let result = result.and_then(|()| self.conn.flush());
+        match result {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.writable = false;
+                self.stalled_since.get_or_insert(now);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn write_queue(&mut self, tally: &mut Tally) -> io::Result<()> {
         while !self.queue.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
@@ -149,12 +208,11 @@ impl Client {
                 iov[i] = IoSlice::new(&chunk.bytes[start..]);
                 n = i + 1;
             }
-            match self.stream.write_vectored(&iov[..n]) {
+            match self.conn.write_vectored(&iov[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => self.advance(written, tally),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
-                    return Ok(());
+                Ok(written) => {
+                    self.stalled_since = None;
+                    self.advance(written, tally);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
@@ -186,16 +244,5 @@ impl Client {
         let bytes =
             self.queue.iter().map(|c| c.bytes.len() as u64).sum::<u64>() - self.offset as u64;
         (frames, bytes)
-    }
-
-    /// Reads and discards whatever the peer has sent, so that closing the socket with unread
-    /// input does not turn into a reset that could destroy data still on its way to the peer.
-    pub(crate) fn discard_input(&mut self, scratch: &mut [u8]) {
-        for _ in 0..16 {
-            match self.stream.read(scratch) {
-                Ok(n) if n > 0 => continue,
-                _ => return,
-            }
-        }
     }
 }

@@ -1,6 +1,8 @@
 //! The builder and every knob the hub has, with the defaults and why they are what they are.
 
-use std::net::ToSocketAddrs;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{Error, Hub, Result};
@@ -51,6 +53,38 @@ pub enum Relay {
     Others,
 }
 
+/// What an [authenticator](HubBuilder::authenticate) decides about a new connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Auth {
+    /// Let the connection in as a client.
+    Accept,
+    /// Let it in under this name, shown in [`ClientInfo::name`](crate::ClientInfo::name).
+    AcceptAs(String),
+    /// Close it. It never appears as [`Event::Connected`](crate::Event::Connected) and
+    /// is counted in [`Stats::rejected`](crate::Stats::rejected).
+    Reject,
+}
+
+/// The host's decision functions, shared with the dispatcher thread.
+pub(crate) type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
+pub(crate) type Authenticator = dyn Fn(SocketAddr, &[u8]) -> Auth + Send + Sync;
+
+/// A host closure, printable in `Debug` output.
+pub(crate) struct Callback<F: ?Sized>(pub(crate) Arc<F>);
+
+impl<F: ?Sized> Clone for Callback<F> {
+    fn clone(&self) -> Self {
+        Callback(Arc::clone(&self.0))
+    }
+}
+
+impl<F: ?Sized> fmt::Debug for Callback<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<closure>")
+    }
+}
+
 /// Configures and starts a [`Hub`]. Made by [`Hub::builder`].
 ///
 /// Every setting has a finite default, listed on its method.
@@ -82,6 +116,15 @@ pub struct HubBuilder {
     pub(crate) event_capacity: usize,
     pub(crate) command_capacity: usize,
     pub(crate) linger: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_clients_per_ip: Option<usize>,
+    pub(crate) accept_filter: Option<Callback<AcceptFilter>>,
+    pub(crate) authenticator: Option<Callback<Authenticator>>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsSetting>,
 }
 
 impl Default for HubBuilder {
@@ -100,6 +143,15 @@ impl Default for HubBuilder {
             event_capacity: 4096,
             command_capacity: 16 * 1024,
             linger: Duration::from_secs(1),
+            idle_timeout: None,
+            heartbeat: None,
+            write_timeout: Some(Duration::from_secs(10)),
+            handshake_timeout: Duration::from_secs(10),
+            max_clients_per_ip: None,
+            accept_filter: None,
+            authenticator: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -210,12 +262,135 @@ impl HubBuilder {
         self
     }
 
+    /// Disconnects a client that has sent nothing for this long, with
+    /// [`DisconnectReason::Idle`](crate::DisconnectReason::Idle), or `None` for no limit.
+    /// Default: `None`, because listen-only clients (`nc`, feeds) are the normal case for a
+    /// broadcast hub; TCP keep-alive and [`write_timeout`](Self::write_timeout) still find
+    /// dead peers.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sends every client a ping frame at this interval, and disconnects a client that has
+    /// sent nothing for two intervals with
+    /// [`DisconnectReason::Unresponsive`](crate::DisconnectReason::Unresponsive).
+    /// Default: `None`.
+    ///
+    /// The ping is an empty frame: an empty line with [`Framing::Lines`], a zero length
+    /// with [`Framing::LengthPrefixed`]. Clients answer with any frame, typically an empty
+    /// one; while heartbeats are on, empty frames from clients are taken as answers and not
+    /// delivered as [`Event::Message`](crate::Event::Message). [`Framing::Raw`] has no
+    /// empty frame, so heartbeats with it are a configuration error.
+    pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// Disconnects a client as [`Slow`](crate::DisconnectReason::Slow) when writes to it
+    /// have made no progress for this long while it has messages waiting, even if its queue
+    /// is not full (like NATS's `write_deadline`), or `None` for no limit. Default: 10 s.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The time a new connection has to finish its TLS handshake and, with an
+    /// [authenticator](Self::authenticate), send its authentication frame. A connection
+    /// that does not is closed and counted in
+    /// [`Stats::handshake_failed`](crate::Stats::handshake_failed). Default: 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The most connections from one IP address at once; more are refused like those over
+    /// [`max_clients`](Self::max_clients). Default: `None`, no limit tighter than
+    /// `max_clients`, because clients behind one NAT or proxy, and loopback benchmarks,
+    /// share an address.
+    pub fn max_clients_per_ip(mut self, clients: Option<usize>) -> Self {
+        self.max_clients_per_ip = clients;
+        self
+    }
+
+    /// A filter run on every new connection's address before anything else; `false`
+    /// closes it at once and counts it in [`Stats::refused`](crate::Stats::refused).
+    /// It runs on the dispatcher thread: keep it fast and never block in it.
+    ///
+    /// ```
+    /// let hub = hubcast::Hub::builder()
+    ///     .accept_filter(|addr| addr.ip().is_loopback())
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn accept_filter(
+        mut self,
+        filter: impl Fn(SocketAddr) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.accept_filter = Some(Callback(Arc::new(filter)));
+        self
+    }
+
+    /// Requires each connection's first frame to be an authentication frame, handed with
+    /// the peer's address to `authenticate`, which returns an [`Auth`]. Until it accepts,
+    /// the connection gets no broadcasts and subscribers do not hear of it; the frame
+    /// itself is not delivered as a message. A connection that sends nothing within
+    /// [`handshake_timeout`](Self::handshake_timeout) is closed.
+    /// It runs on the dispatcher thread: keep it fast and never block in it.
+    ///
+    /// ```
+    /// use hubcast::{Auth, Hub};
+    ///
+    /// let hub = Hub::builder()
+    ///     .authenticate(|_addr, frame| match frame.strip_prefix(b"token ") {
+    ///         Some(b"secret") => Auth::AcceptAs("alice".into()),
+    ///         _ => Auth::Reject,
+    ///     })
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn authenticate(
+        mut self,
+        authenticate: impl Fn(SocketAddr, &[u8]) -> Auth + Send + Sync + 'static,
+    ) -> Self {
+        self.authenticator = Some(Callback(Arc::new(authenticate)));
+        self
+    }
+
+    /// Serves every client over TLS with this rustls configuration.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(crate::tls::TlsSetting::Config(config));
+        self
+    }
+
+    /// Serves every client over TLS with this certificate chain and private key, in PEM,
+    /// and rustls's safe defaults (TLS 1.2 and 1.3, the `ring` provider). Bad PEM data makes
+    /// [`bind`](Self::bind) fail with [`Error::Tls`].
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls_pem(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        private_key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls = Some(crate::tls::TlsSetting::Pem {
+            cert: cert_chain.into(),
+            key: private_key.into(),
+        });
+        self
+    }
+
     /// Binds the listener and starts the dispatcher thread.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if a setting is out of range, [`Error::Bind`] if the address cannot
-    /// be resolved or bound, [`Error::Start`] if the event loop or thread cannot be created.
+    /// [`Error::Config`] if a setting is out of range, [`Error::Tls`] if the TLS certificate
+    /// or key cannot be used, [`Error::Bind`] if the address cannot be resolved or bound,
+    /// [`Error::Start`] if the event loop or thread cannot be created.
     pub fn bind<A: ToSocketAddrs>(self, addr: A) -> Result<Hub> {
         self.validate()?;
         Hub::start(self, addr)
@@ -239,6 +414,20 @@ impl HubBuilder {
         }
         if self.send_buffer == Some(0) {
             return Err(Error::Config("send_buffer must be at least 1"));
+        }
+        if self.max_clients_per_ip == Some(0) {
+            return Err(Error::Config("max_clients_per_ip must be at least 1"));
+        }
+        let zero = Some(Duration::ZERO);
+        if self.idle_timeout == zero || self.heartbeat == zero || self.write_timeout == zero {
+            return Err(Error::Config(
+                "timeouts and the heartbeat interval must not be zero",
+            ));
+        }
+        if self.heartbeat.is_some() && self.framing == Framing::Raw {
+            return Err(Error::Config(
+                "heartbeats need a framing with an empty frame, not Raw",
+            ));
         }
         Ok(())
     }

@@ -2,7 +2,9 @@
 //! socket, runs the host's commands, fans frames out and feeds subscribers.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read};
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::fence;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
@@ -13,10 +15,12 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::client::{Chunk, Client, Enqueued};
+use crate::client::{Chunk, Client, Enqueued, Phase};
 use crate::codec;
+use crate::config::Auth;
 use crate::hub::{Command, Registered, Shared};
 use crate::stats::Tally;
+use crate::transport::Conn;
 use crate::{ClientId, DisconnectReason, Event, HubBuilder, Relay, ShutdownReport, Undelivered};
 
 /// The token of the waker that host calls use.
@@ -39,6 +43,11 @@ const RUN_MAX: usize = 64 * 1024;
 /// First and longest pause after `accept` fails for lack of resources.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Bounds of the housekeeping tick that checks per-client deadlines (a quarter of the
+/// shortest timeout): timeouts fire within a tick, and an idle hub wakes at most once a
+/// second, and only while it has clients.
+const TICK_MIN: Duration = Duration::from_millis(10);
+const TICK_MAX: Duration = Duration::from_secs(1);
 
 /// A subscriber and the events it has not had room for yet.
 #[derive(Debug)]
@@ -87,6 +96,23 @@ pub(crate) struct Dispatcher {
     tally: Tally,
     shutdown: Option<Instant>,
     report: ShutdownReport,
+    /// The time this round started: a coarse clock for per-client timestamps.
+    now: Instant,
+    /// How often per-client deadlines are checked, if any are set, and when next.
+    tick: Option<Duration>,
+    next_tick: Instant,
+    /// Connections accepted but not yet clients (TLS handshake or authentication due).
+    handshaking: usize,
+    /// Open connections per peer address, for `max_clients_per_ip`.
+    per_ip: HashMap<IpAddr, usize>,
+    /// A spare file descriptor: when `accept` fails for want of descriptors, closing it
+    /// lets the hub accept and at once close the waiting connection instead of leaving it
+    /// to make the listener ready again and again.
+    reserve: Option<File>,
+    /// The heartbeat ping frame, encoded once.
+    ping: Option<Bytes>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Dispatcher {
@@ -96,9 +122,30 @@ impl Dispatcher {
         mut listener: TcpListener,
         shared: Arc<Shared>,
         commands: Receiver<Command>,
+        #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Self> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        #[cfg(feature = "tls")]
+        let tls_on = tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls_on = false;
+        let has_handshake = config.authenticator.is_some() || tls_on;
+        let timeouts = [
+            config.idle_timeout,
+            config.heartbeat,
+            config.write_timeout,
+            has_handshake.then_some(config.handshake_timeout),
+        ];
+        let tick = timeouts
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| (t / 4).clamp(TICK_MIN, TICK_MAX));
+        let ping = config.heartbeat.map(|_| {
+            let len = codec::encoded_len(config.framing, b"").unwrap_or(0);
+            codec::encode(config.framing, b"", len)
+        });
         Ok(Dispatcher {
             poll,
             listener: Some(listener),
@@ -121,6 +168,15 @@ impl Dispatcher {
             tally: Tally::default(),
             shutdown: None,
             report: ShutdownReport::default(),
+            now: Instant::now(),
+            tick,
+            next_tick: Instant::now(),
+            handshaking: 0,
+            per_ip: HashMap::new(),
+            reserve: File::open("/dev/null").ok(),
+            ping,
+            #[cfg(feature = "tls")]
+            tls,
         })
     }
 
@@ -136,6 +192,7 @@ impl Dispatcher {
                     self.begin_shutdown(Instant::now());
                 }
             }
+            self.now = Instant::now();
             if !self.run_commands() {
                 self.begin_shutdown(Instant::now() + self.config.linger);
             }
@@ -159,6 +216,8 @@ impl Dispatcher {
             }
             self.accept();
             self.read_all();
+            self.flush_dirty();
+            self.housekeeping();
             self.flush_dirty();
             self.feed_subscribers();
             self.finish_closing();
@@ -200,37 +259,19 @@ impl Dispatcher {
             return;
         }
         match command {
-            Command::Broadcast(frame) => self.fan_out(
-                Chunk {
-                    bytes: frame,
-                    frames: 1,
-                },
-                None,
-            ),
+            Command::Broadcast(frame) => self.fan_out(Chunk::one(frame), None),
             Command::BroadcastExcept(id, frame) => {
                 let except = self.by_id.get(&id).copied();
-                self.fan_out(
-                    Chunk {
-                        bytes: frame,
-                        frames: 1,
-                    },
-                    except,
-                );
+                self.fan_out(Chunk::one(frame), except);
             }
             Command::SendTo(id, frame) => {
                 if let Some(&slot) = self.by_id.get(&id) {
-                    self.enqueue(
-                        slot,
-                        &Chunk {
-                            bytes: frame,
-                            frames: 1,
-                        },
-                    );
+                    self.enqueue(slot, &Chunk::one(frame));
                 }
             }
             Command::Disconnect(id) => {
                 if let Some(&slot) = self.by_id.get(&id) {
-                    let deadline = Instant::now() + self.config.linger;
+                    let deadline = self.now + self.config.linger;
                     self.leave(slot, DisconnectReason::Kicked, Some(deadline));
                 }
             }
@@ -245,16 +286,11 @@ impl Dispatcher {
         let run_max = RUN_MAX.min(self.config.queue_bytes / 8).max(COALESCE_BELOW);
         if frame.len() >= COALESCE_BELOW {
             self.flush_run();
-            self.fan_out(
-                Chunk {
-                    bytes: frame,
-                    frames: 1,
-                },
-                None,
-            );
+            self.fan_out(Chunk::one(frame), None);
             return;
         }
-        if self.run.buf.len() + frame.len() > run_max {
+        let run_len = self.run.buf.len() + self.run.single.as_ref().map_or(0, Bytes::len);
+        if run_len + frame.len() > run_max {
             self.flush_run();
         }
         match self.run.single.take() {
@@ -284,7 +320,7 @@ impl Dispatcher {
         self.fan_out(chunk, None);
     }
 
-    /// Queues `chunk` for every live client but `except`.
+    /// Queues `chunk` for every client but `except`.
     fn fan_out(&mut self, chunk: Chunk, except: Option<usize>) {
         for slot in 0..self.clients.len() {
             if Some(slot) != except {
@@ -298,7 +334,7 @@ impl Dispatcher {
         let Some(client) = self.clients[slot].as_mut() else {
             return;
         };
-        if client.closing.is_some() {
+        if !client.is_live() {
             return;
         }
         match client.enqueue(chunk, bound, policy) {
@@ -342,7 +378,7 @@ impl Dispatcher {
                 continue;
             };
             client.dirty = false;
-            if let Err(err) = client.flush(&mut self.tally) {
+            if let Err(err) = client.flush(&mut self.tally, self.now) {
                 self.fail(slot, &err);
             }
         }
@@ -364,7 +400,7 @@ impl Dispatcher {
             return;
         }
         if let Some((until, _)) = self.backoff {
-            if Instant::now() < until {
+            if self.now < until {
                 return;
             }
         }
@@ -375,16 +411,7 @@ impl Dispatcher {
             match listener.accept() {
                 Ok((stream, addr)) => {
                     self.backoff = None;
-                    if self.by_id.len() >= self.config.max_clients {
-                        self.shared.counters.refused.fetch_add(1, Relaxed);
-                        log::warn!(
-                            "refused {addr}: at max_clients ({})",
-                            self.config.max_clients
-                        );
-                        drop(stream);
-                    } else {
-                        self.register(stream, addr);
-                    }
+                    self.admit(stream, addr);
                     if self.paused() {
                         return;
                     }
@@ -395,14 +422,18 @@ impl Dispatcher {
                 }
                 Err(err) if is_transient_accept_error(&err) => {}
                 Err(err) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog
-                    // and the listener stays readable, so retrying now would spin. Wait,
-                    // doubling the pause, while existing clients are served.
+                    self.shared.counters.accept_errors.fetch_add(1, Relaxed);
+                    if self.shed_with_reserve() {
+                        continue;
+                    }
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM with no spare descriptor: the
+                    // connection stays in the backlog and the listener stays ready, so
+                    // retrying now would spin. Wait, doubling the pause, while existing
+                    // clients are served.
                     let pause = self
                         .backoff
                         .map_or(BACKOFF_MIN, |(_, p)| (p * 2).min(BACKOFF_MAX));
-                    self.backoff = Some((Instant::now() + pause, pause));
-                    self.shared.counters.accept_errors.fetch_add(1, Relaxed);
+                    self.backoff = Some((self.now + pause, pause));
                     log::warn!("accept failed, retrying in {pause:?}: {err}");
                     return;
                 }
@@ -410,7 +441,53 @@ impl Dispatcher {
         }
     }
 
-    fn register(&mut self, mut stream: mio::net::TcpStream, addr: std::net::SocketAddr) {
+    /// Out of descriptors: gives up the spare one, accepts the waiting connection and
+    /// closes it at once, then takes the spare back. Returns `false` if there is no spare.
+    fn shed_with_reserve(&mut self) -> bool {
+        let Some(reserve) = self.reserve.take() else {
+            // Try to get the spare back for next time.
+            self.reserve = File::open("/dev/null").ok();
+            return false;
+        };
+        drop(reserve);
+        let shed = self.listener.as_ref().map(TcpListener::accept);
+        self.reserve = File::open("/dev/null").ok();
+        match shed {
+            Some(Ok((stream, addr))) => {
+                drop(stream);
+                self.shared.counters.refused.fetch_add(1, Relaxed);
+                log::warn!("refused {addr}: out of file descriptors");
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Applies the admission rules to a new connection and registers it if they pass.
+    fn admit(&mut self, stream: mio::net::TcpStream, addr: SocketAddr) {
+        let config = &self.config;
+        let refusal = if self.by_id.len() + self.handshaking >= config.max_clients {
+            Some("at max_clients")
+        } else if config
+            .max_clients_per_ip
+            .is_some_and(|max| self.per_ip.get(&addr.ip()).copied().unwrap_or(0) >= max)
+        {
+            Some("at max_clients_per_ip")
+        } else if config.accept_filter.as_ref().is_some_and(|f| !(f.0)(addr)) {
+            Some("by the accept filter")
+        } else {
+            None
+        };
+        match refusal {
+            Some(why) => {
+                self.shared.counters.refused.fetch_add(1, Relaxed);
+                log::warn!("refused {addr}: {why}");
+            }
+            None => self.register(stream, addr),
+        }
+    }
+
+    fn register(&mut self, mut stream: mio::net::TcpStream, addr: SocketAddr) {
         if let Err(err) = self.configure(&stream) {
             log::warn!("could not set socket options for {addr}: {err}");
         }
@@ -428,17 +505,59 @@ impl Dispatcher {
             self.freed.push(slot);
             return;
         }
+        let conn = match self.wrap(stream) {
+            Ok(conn) => conn,
+            Err(err) => {
+                log::warn!("could not set up {addr}: {err}");
+                self.freed.push(slot);
+                return;
+            }
+        };
+        let handshake = conn.is_handshaking() || self.config.authenticator.is_some();
+        let phase = if handshake {
+            self.handshaking += 1;
+            Phase::Handshake(self.now + self.config.handshake_timeout)
+        } else {
+            Phase::Live
+        };
         let id = ClientId(self.next_id);
         self.next_id += 1;
-        let client = Client::new(id, stream);
+        *self.per_ip.entry(addr.ip()).or_insert(0) += 1;
+        self.clients[slot] = Some(Client::new(id, addr, conn, phase, self.now));
+        if !handshake {
+            self.go_live(slot, None);
+        }
+    }
+
+    /// Puts the transport around a new socket.
+    fn wrap(&self, stream: mio::net::TcpStream) -> io::Result<Conn> {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls {
+            let tls = crate::tls::TlsConn::new(stream, Arc::clone(config))?;
+            return Ok(Conn::Tls(Box::new(tls)));
+        }
+        Ok(Conn::Tcp(stream))
+    }
+
+    /// The connection becomes a client: it gets broadcasts and subscribers hear of it.
+    fn go_live(&mut self, slot: usize, name: Option<String>) {
+        let Some(client) = self.clients[slot].as_mut() else {
+            return;
+        };
+        if let Phase::Handshake(_) = client.phase {
+            self.handshaking -= 1;
+        }
+        client.phase = Phase::Live;
+        let (id, addr) = (client.id, client.addr);
+        let dropped = Arc::clone(&client.dropped);
         self.shared.registry().insert(
             id,
             Registered {
                 addr,
-                dropped: Arc::clone(&client.dropped),
+                name,
+                dropped,
             },
         );
-        self.clients[slot] = Some(client);
         self.by_id.insert(id, slot);
         let counters = &self.shared.counters;
         counters.accepted.fetch_add(1, Relaxed);
@@ -496,24 +615,33 @@ impl Dispatcher {
             let Some(client) = self.clients[slot].as_mut() else {
                 return;
             };
-            let result = client.stream.read(&mut self.scratch);
+            let result = client.conn.read(&mut self.scratch);
+            if client.conn.has_buffered_output() {
+                // A TLS handshake reply that did not fit in the socket.
+                self.mark_dirty(slot);
+            }
             match result {
                 Ok(0) => {
-                    let reason = DisconnectReason::PeerClosed;
-                    if client.closing.is_none() {
-                        self.leave(slot, reason, Some(Instant::now() + self.config.linger));
-                    }
+                    self.end_of_stream(slot);
                     return;
                 }
                 Ok(n) => {
+                    let Some(client) = self.clients[slot].as_mut() else {
+                        return;
+                    };
                     budget = budget.saturating_sub(n);
                     self.tally.bytes_in += n as u64;
+                    client.last_read = self.now;
                     // A leaving client's input is read only to be discarded.
-                    if client.closing.is_none() {
+                    if !client.is_closing() {
                         client.rbuf.extend_from_slice(&self.scratch[..n]);
                     }
                 }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    // A TLS handshake may just have completed.
+                    self.decode_frames(slot);
+                    return;
+                }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     self.fail(slot, &err);
@@ -523,28 +651,61 @@ impl Dispatcher {
         }
     }
 
+    /// The peer closed its sending side.
+    fn end_of_stream(&mut self, slot: usize) {
+        let Some(client) = self.clients[slot].as_ref() else {
+            return;
+        };
+        match client.phase {
+            Phase::Handshake(_) => self.drop_unaccepted(slot, false),
+            Phase::Live => {
+                let linger = self.now + self.config.linger;
+                self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
+            }
+            Phase::Closing(_) => {}
+        }
+    }
+
     /// Cuts the client's buffered input into frames and delivers them while subscribers have
-    /// room. Returns `false` if the client had to leave.
+    /// room; during the handshake, hands the first frame to the authenticator. Returns
+    /// `false` if the connection is gone.
     fn decode_frames(&mut self, slot: usize) -> bool {
         let (framing, max_frame) = (self.config.framing, self.config.max_frame);
         while !self.paused() {
             let Some(client) = self.clients[slot].as_mut() else {
                 return false;
             };
-            if client.closing.is_some() {
-                client.rbuf = BytesMut::new();
-                return true;
+            match client.phase {
+                Phase::Closing(_) => {
+                    client.rbuf = BytesMut::new();
+                    return true;
+                }
+                Phase::Handshake(_) if client.conn.is_handshaking() => return true,
+                Phase::Handshake(_) if self.config.authenticator.is_none() => {
+                    // The transport's handshake is done and nothing else is asked.
+                    self.go_live(slot, None);
+                    continue;
+                }
+                Phase::Handshake(_) | Phase::Live => {}
             }
             match codec::decode(framing, &mut client.rbuf, max_frame, &mut client.scanned) {
                 Ok(Some(payload)) => {
-                    let id = client.id;
+                    let (id, live) = (client.id, client.is_live());
                     self.tally.frames_in += 1;
-                    log::trace!("client {id} sent {payload:?}");
-                    self.relay(slot, &payload);
-                    self.emit(Event::Message {
-                        client: id,
-                        payload,
-                    });
+                    if !live {
+                        if !self.authenticate(slot, &payload) {
+                            return false;
+                        }
+                    } else if payload.is_empty() && self.config.heartbeat.is_some() {
+                        // A heartbeat answer: it already counted as a sign of life.
+                    } else {
+                        log::trace!("client {id} sent {payload:?}");
+                        self.relay(slot, &payload);
+                        self.emit(Event::Message {
+                            client: id,
+                            payload,
+                        });
+                    }
                 }
                 Ok(None) => {
                     if client.rbuf.is_empty() && client.rbuf.capacity() > 0 {
@@ -555,9 +716,33 @@ impl Dispatcher {
                 }
                 Err(codec::FrameTooLarge) => {
                     log::info!("client {} sent a frame over {max_frame} bytes", client.id);
-                    self.leave(slot, DisconnectReason::FrameTooLarge, None);
+                    if client.is_live() {
+                        self.leave(slot, DisconnectReason::FrameTooLarge, None);
+                    } else {
+                        self.drop_unaccepted(slot, false);
+                    }
                     return false;
                 }
+            }
+        }
+        true
+    }
+
+    /// Hands a connection's first frame to the authenticator. Returns `false` if rejected.
+    fn authenticate(&mut self, slot: usize, frame: &[u8]) -> bool {
+        let Some(client) = self.clients[slot].as_ref() else {
+            return false;
+        };
+        let Some(authenticator) = self.config.authenticator.clone() else {
+            return true;
+        };
+        match (authenticator.0)(client.addr, frame) {
+            Auth::Accept => self.go_live(slot, None),
+            Auth::AcceptAs(name) => self.go_live(slot, Some(name)),
+            Auth::Reject => {
+                log::info!("rejected {}: authentication failed", client.addr);
+                self.drop_unaccepted(slot, true);
+                return false;
             }
         }
         true
@@ -573,13 +758,7 @@ impl Dispatcher {
         match codec::encoded_len(framing, payload) {
             Some(len) if len <= self.config.queue_bytes => {
                 let frame = codec::encode(framing, payload, len);
-                self.fan_out(
-                    Chunk {
-                        bytes: frame,
-                        frames: 1,
-                    },
-                    except,
-                );
+                self.fan_out(Chunk::one(frame), except);
             }
             _ => log::warn!(
                 "not relaying a {}-byte frame: over queue_bytes",
@@ -640,15 +819,26 @@ impl Dispatcher {
 
     /// A socket error: the client leaves at once with the matching reason.
     fn fail(&mut self, slot: usize, err: &io::Error) {
-        let reason = DisconnectReason::from_io(err);
-        if let Some(client) = self.client_mut(slot) {
-            if client.closing.is_some() {
-                self.close(slot);
-                return;
-            }
-            log::debug!("client {} failed: {err}", client.id);
+        let Some(client) = self.clients[slot].as_ref() else {
+            return;
+        };
+        log::debug!("client {} failed: {err}", client.id);
+        match client.phase {
+            Phase::Handshake(_) => self.drop_unaccepted(slot, false),
+            Phase::Live => self.leave(slot, DisconnectReason::from_io(err), None),
+            Phase::Closing(_) => self.close(slot),
         }
-        self.leave(slot, reason, None);
+    }
+
+    /// Closes a connection that never became a client; subscribers never hear of it.
+    fn drop_unaccepted(&mut self, slot: usize, rejected: bool) {
+        let counters = &self.shared.counters;
+        if rejected {
+            counters.rejected.fetch_add(1, Relaxed);
+        } else {
+            counters.handshake_failed.fetch_add(1, Relaxed);
+        }
+        self.close(slot);
     }
 
     /// The client leaves the hub: it is forgotten by id, subscribers are told, and its
@@ -658,12 +848,11 @@ impl Dispatcher {
         let Some(client) = self.clients[slot].as_mut() else {
             return;
         };
-        if client.closing.is_some() {
+        if !client.is_live() {
             return;
         }
         let id = client.id;
-        // `closing` also marks the client as gone for fan-out and reads.
-        client.closing = Some(linger.unwrap_or_else(Instant::now));
+        client.phase = Phase::Closing(linger.unwrap_or(self.now));
         self.by_id.remove(&id);
         self.shared.registry().remove(&id);
         let counters = &self.shared.counters;
@@ -678,17 +867,80 @@ impl Dispatcher {
         }
     }
 
+    /// Checks per-client deadlines once a tick: handshakes, idle clients, heartbeats and
+    /// stalled writes.
+    fn housekeeping(&mut self) {
+        let Some(tick) = self.tick else {
+            return;
+        };
+        if self.now < self.next_tick {
+            return;
+        }
+        self.next_tick = self.now + tick;
+        let now = self.now;
+        let config = &self.config;
+        let (idle, heartbeat, write) =
+            (config.idle_timeout, config.heartbeat, config.write_timeout);
+        for slot in 0..self.clients.len() {
+            let Some(client) = self.clients[slot].as_mut() else {
+                continue;
+            };
+            let silent = now.saturating_duration_since(client.last_read);
+            let verdict = match client.phase {
+                Phase::Handshake(deadline) if now >= deadline => {
+                    log::info!("{}: no handshake in time", client.addr);
+                    self.drop_unaccepted(slot, false);
+                    continue;
+                }
+                Phase::Handshake(_) | Phase::Closing(_) => continue,
+                Phase::Live if idle.is_some_and(|t| silent >= t) => Some(DisconnectReason::Idle),
+                Phase::Live if heartbeat.is_some_and(|t| silent >= 2 * t) => {
+                    Some(DisconnectReason::Unresponsive)
+                }
+                Phase::Live
+                    if write.is_some_and(|t| {
+                        client.has_output()
+                            && client
+                                .stalled_since
+                                .is_some_and(|s| now.saturating_duration_since(s) >= t)
+                    }) =>
+                {
+                    Some(DisconnectReason::Slow)
+                }
+                Phase::Live => None,
+            };
+            match verdict {
+                Some(reason) => self.leave(slot, reason, None),
+                None => {
+                    if let (Some(interval), Some(ping)) = (heartbeat, &self.ping) {
+                        if now.saturating_duration_since(client.last_ping) >= interval {
+                            client.last_ping = now;
+                            let ping = Chunk::one(ping.clone());
+                            self.enqueue(slot, &ping);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Closes leaving clients whose queues are empty or whose time is up.
     fn finish_closing(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         let mut closing = std::mem::take(&mut self.closing);
-        closing.retain(|&slot| match self.clients[slot].as_ref() {
-            Some(client) if client.has_output() && client.closing.is_some_and(|d| now < d) => true,
-            Some(_) => {
+        closing.retain(|&slot| {
+            // A slot closed another way may already hold a new client: leave that alone.
+            let Some(client) = self.clients[slot].as_ref() else {
+                return false;
+            };
+            let Phase::Closing(deadline) = client.phase else {
+                return false;
+            };
+            let keep = client.has_output() && now < deadline;
+            if !keep {
                 self.close(slot);
-                false
             }
-            None => false,
+            keep
         });
         closing.append(&mut self.closing);
         self.closing = closing;
@@ -700,7 +952,9 @@ impl Dispatcher {
             return;
         };
         self.freed.push(slot);
-        if self.shutdown.is_some() {
+        if let Phase::Handshake(_) = client.phase {
+            self.handshaking -= 1;
+        } else if self.shutdown.is_some() {
             match client.backlog() {
                 (0, _) => self.report.flushed += 1,
                 (frames, bytes) => self.report.undelivered.push(Undelivered {
@@ -710,9 +964,15 @@ impl Dispatcher {
                 }),
             }
         }
-        let _ = self.poll.registry().deregister(&mut client.stream);
-        let _ = client.stream.shutdown(std::net::Shutdown::Write);
-        client.discard_input(&mut self.scratch);
+        if let Some(count) = self.per_ip.get_mut(&client.addr.ip()) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_ip.remove(&client.addr.ip());
+            }
+        }
+        let _ = self.poll.registry().deregister(client.conn.socket());
+        client.conn.shutdown_write();
+        client.conn.discard_input(&mut self.scratch);
     }
 
     /// Stops accepting and makes every client leave, writing out its queue until `deadline`.
@@ -731,9 +991,14 @@ impl Dispatcher {
         );
         for slot in 0..self.clients.len() {
             match self.clients[slot].as_mut() {
-                Some(client) if client.closing.is_some() => {
-                    client.closing = client.closing.map(|d| d.min(deadline));
-                }
+                Some(Client {
+                    phase: Phase::Closing(until),
+                    ..
+                }) => *until = (*until).min(deadline),
+                Some(Client {
+                    phase: Phase::Handshake(_),
+                    ..
+                }) => self.drop_unaccepted(slot, false),
                 Some(_) => self.leave(slot, DisconnectReason::Shutdown, Some(deadline)),
                 None => {}
             }
@@ -747,6 +1012,9 @@ impl Dispatcher {
             return Some(Duration::ZERO);
         }
         let mut deadline = self.closing_deadline();
+        if self.tick.is_some() && self.by_id.len() + self.handshaking > 0 {
+            deadline = Some(deadline.map_or(self.next_tick, |d| d.min(self.next_tick)));
+        }
         if self.accept_pending && !self.paused() {
             if let Some((until, _)) = self.backoff {
                 deadline = Some(deadline.map_or(until, |d| d.min(until)));
@@ -766,7 +1034,10 @@ impl Dispatcher {
     fn closing_deadline(&self) -> Option<Instant> {
         self.closing
             .iter()
-            .filter_map(|&slot| self.clients[slot].as_ref().and_then(|c| c.closing))
+            .filter_map(|&slot| match self.clients[slot].as_ref()?.phase {
+                Phase::Closing(deadline) => Some(deadline),
+                _ => None,
+            })
             .min()
     }
 

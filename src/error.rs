@@ -41,6 +41,10 @@ pub enum Error {
         /// The largest frame this hub accepts for sending.
         max: usize,
     },
+    /// The TLS certificate, key or configuration cannot be used (feature `tls`; the variant
+    /// exists without it so that matches compile under every feature set).
+    #[error("invalid TLS configuration")]
+    Tls(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Setting up the hub's event loop or thread failed.
     #[error("failed to start the hub")]
     Start(#[source] io::Error),

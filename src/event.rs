@@ -49,13 +49,20 @@ pub enum DisconnectReason {
     Shutdown,
     /// The host called [`Hub::disconnect`](crate::Hub::disconnect).
     Kicked,
+    /// The client sent nothing for [`idle_timeout`](crate::HubBuilder::idle_timeout).
+    Idle,
+    /// The client answered no [`heartbeat`](crate::HubBuilder::heartbeat) ping for two
+    /// intervals.
+    Unresponsive,
+    /// The client broke the transport's protocol (for example a corrupt TLS record).
+    Protocol,
     /// Any other I/O error on the client's socket.
     Io(io::ErrorKind),
 }
 
 impl DisconnectReason {
     /// Every reason without a payload, in the order [`Stats`](crate::Stats) counts them.
-    pub(crate) const COUNT: usize = 7;
+    pub(crate) const COUNT: usize = 10;
 
     pub(crate) fn index(self) -> usize {
         match self {
@@ -65,7 +72,10 @@ impl DisconnectReason {
             DisconnectReason::FrameTooLarge => 3,
             DisconnectReason::Shutdown => 4,
             DisconnectReason::Kicked => 5,
-            DisconnectReason::Io(_) => 6,
+            DisconnectReason::Idle => 6,
+            DisconnectReason::Unresponsive => 7,
+            DisconnectReason::Protocol => 8,
+            DisconnectReason::Io(_) => 9,
         }
     }
 
@@ -75,6 +85,7 @@ impl DisconnectReason {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe => DisconnectReason::Reset,
+            io::ErrorKind::InvalidData => DisconnectReason::Protocol,
             kind => DisconnectReason::Io(kind),
         }
     }
@@ -89,6 +100,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::FrameTooLarge => f.write_str("frame too large"),
             DisconnectReason::Shutdown => f.write_str("hub shut down"),
             DisconnectReason::Kicked => f.write_str("disconnected by host"),
+            DisconnectReason::Idle => f.write_str("idle too long"),
+            DisconnectReason::Unresponsive => f.write_str("missed heartbeats"),
+            DisconnectReason::Protocol => f.write_str("protocol violation"),
             DisconnectReason::Io(kind) => write!(f, "i/o error: {kind}"),
         }
     }

@@ -36,6 +36,7 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) struct Registered {
     pub(crate) addr: SocketAddr,
+    pub(crate) name: Option<String>,
     pub(crate) dropped: Arc<AtomicU64>,
 }
 
@@ -151,6 +152,12 @@ impl Hub {
     }
 
     pub(crate) fn start<A: ToSocketAddrs>(config: HubBuilder, addr: A) -> Result<Hub> {
+        #[cfg(feature = "tls")]
+        let tls = config
+            .tls
+            .clone()
+            .map(crate::tls::TlsSetting::into_config)
+            .transpose()?;
         let listener = bind_listener(addr, config.backlog)?;
         let local_addr = listener.local_addr().map_err(Error::Start)?;
         let poll = Poll::new().map_err(Error::Start)?;
@@ -176,8 +183,16 @@ impl Hub {
             event_capacity: config.event_capacity,
             linger: config.linger,
         };
-        let dispatcher =
-            Dispatcher::new(config, poll, listener, shared, rx).map_err(Error::Start)?;
+        let dispatcher = Dispatcher::new(
+            config,
+            poll,
+            listener,
+            shared,
+            rx,
+            #[cfg(feature = "tls")]
+            tls,
+        )
+        .map_err(Error::Start)?;
         let thread = std::thread::Builder::new()
             .name("hubcast-dispatcher".into())
             .spawn(move || dispatcher.run())
@@ -274,6 +289,7 @@ impl Hub {
             .map(|(&id, entry)| ClientInfo {
                 id,
                 addr: entry.addr,
+                name: entry.name.clone(),
                 dropped: entry.dropped.load(SeqCst),
             })
             .collect();

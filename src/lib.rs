@@ -103,10 +103,17 @@ mod error;
 mod event;
 mod hub;
 mod stats;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
 
 pub use bytes::Bytes;
+/// The rustls version hubcast's `tls` feature is built on, for [`HubBuilder::tls`].
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use rustls;
 
-pub use crate::config::{Framing, HubBuilder, Relay, SlowClientPolicy};
+pub use crate::config::{Auth, Framing, HubBuilder, Relay, SlowClientPolicy};
 pub use crate::error::{Error, Result};
 pub use crate::event::{ClientId, DisconnectReason, Event, IntoIter, Iter, Subscription};
 pub use crate::hub::Hub;

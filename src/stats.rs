@@ -16,9 +16,17 @@ pub struct Stats {
     pub connected: u64,
     /// Connections accepted and registered as clients.
     pub accepted: u64,
-    /// Connections closed at once because the hub was at
-    /// [`max_clients`](crate::HubBuilder::max_clients).
+    /// Connections closed at once: over [`max_clients`](crate::HubBuilder::max_clients) or
+    /// [`max_clients_per_ip`](crate::HubBuilder::max_clients_per_ip), turned away by the
+    /// [`accept_filter`](crate::HubBuilder::accept_filter), or shed while the process was
+    /// out of file descriptors.
     pub refused: u64,
+    /// Connections the [authenticator](crate::HubBuilder::authenticate) rejected.
+    pub rejected: u64,
+    /// Connections closed before becoming clients: TLS handshake failed, no authentication
+    /// frame within [`handshake_timeout`](crate::HubBuilder::handshake_timeout), or closed
+    /// or broke the framing first.
+    pub handshake_failed: u64,
     /// Times `accept` failed (for example `EMFILE`, out of file descriptors) and the hub
     /// backed off before trying again.
     pub accept_errors: u64,
@@ -63,6 +71,8 @@ pub struct ClientInfo {
     pub id: ClientId,
     /// The client's address.
     pub addr: SocketAddr,
+    /// The name the [authenticator](crate::HubBuilder::authenticate) gave it, if any.
+    pub name: Option<String>,
     /// Frames dropped for this client by the slow-client policy.
     pub dropped: u64,
 }
@@ -104,6 +114,8 @@ pub(crate) struct Counters {
     pub(crate) connected: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) handshake_failed: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     pub(crate) frames_in: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
@@ -119,6 +131,8 @@ impl Counters {
             connected: self.connected.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
             refused: self.refused.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            handshake_failed: self.handshake_failed.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             frames_in: self.frames_in.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
