@@ -119,6 +119,43 @@ pub use crate::event::{ClientId, DisconnectReason, Event, IntoIter, Iter, Subscr
 pub use crate::hub::Hub;
 pub use crate::stats::{ClientInfo, Disconnects, ShutdownReport, Stats, Undelivered};
 
+/// Entry points for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`, which
+/// `cargo fuzz` sets). Not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{codec, Framing};
+
+    /// Feeds `data` to the decoder in chunks cut at `cuts`, as reads would deliver it, and
+    /// checks the decoder's promises: no panic, no frame over `max_frame`.
+    pub fn decode(framing: Framing, data: &[u8], cuts: &[u8], max_frame: usize) {
+        let max_frame = max_frame.max(1);
+        let mut buf = bytes::BytesMut::new();
+        let mut scanned = 0;
+        let mut rest = data;
+        // Each cut is the length of the next read; whatever is left comes last.
+        let reads = cuts
+            .iter()
+            .map(|&c| usize::from(c))
+            .chain(std::iter::once(usize::MAX));
+        for len in reads {
+            let (chunk, tail) = rest.split_at(len.min(rest.len()));
+            rest = tail;
+            buf.extend_from_slice(chunk);
+            loop {
+                match codec::decode(framing, &mut buf, max_frame, &mut scanned) {
+                    Ok(Some(frame)) => assert!(frame.len() <= max_frame),
+                    Ok(None) => break,
+                    Err(codec::FrameTooLarge) => return,
+                }
+            }
+            if rest.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
