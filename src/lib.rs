@@ -77,14 +77,32 @@
 //! - `error`: the event loop itself failed (and the hub shuts down);
 //! - `warn`: `accept` failing (for example out of file descriptors), connections refused at
 //!   `max_clients`, a shutdown that could not deliver everything;
-//! - `info`: the hub starting, shutting down and stopping, clients sending oversized frames;
+//! - `info`: the hub starting, shutting down and stopping, clients sending oversized frames,
+//!   failed authentication and handshakes;
 //! - `debug`: clients connecting and leaving with their reason, slow-client drops, pauses
 //!   for full subscriptions;
 //! - `trace`: every inbound payload (the only level that logs payload bytes).
 //!
+//! # Defences
+//!
+//! Every resource has a limit with a finite default, on [`HubBuilder`]: outbound queue
+//! bytes, inbound frame size, clients, clients per IP, an [accept
+//! filter](HubBuilder::accept_filter), an [authentication hook](HubBuilder::authenticate)
+//! with a [handshake deadline](HubBuilder::handshake_timeout), [idle
+//! timeout](HubBuilder::idle_timeout), [heartbeats](HubBuilder::heartbeat) and a
+//! [write timeout](HubBuilder::write_timeout). Reads are fair: the dispatcher reads at most
+//! 256 KiB from one client before turning to the next, so a chatty client cannot starve the
+//! others. At the file-descriptor limit the hub keeps serving its clients, sheds new
+//! connections with a spare descriptor instead of spinning, and accepts again once
+//! descriptors free up.
+//!
 //! # Features
 //!
-//! None yet; the crate has no default features.
+//! No feature is on by default.
+//!
+//! - `tls`: serve clients over TLS with [rustls](https://docs.rs/rustls) (no OpenSSL):
+//!   [`HubBuilder::tls`] or [`HubBuilder::tls_pem`]. Frames are still encoded once and
+//!   shared; each client's copy is encrypted as it is written.
 //!
 //! # Minimum supported Rust version
 //!
