@@ -52,7 +52,9 @@ fn broadcast_does_not_allocate_per_client_per_message() {
     let (done_tx, done_rx) = mpsc::channel();
     for _ in 0..CLIENTS {
         let mut stream = TcpStream::connect(hub.local_addr()).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
         let done = done_tx.clone();
         readers.push(std::thread::spawn(move || {
             // Reads into one buffer allocated up front: the readers add no allocations.
@@ -68,7 +70,9 @@ fn broadcast_does_not_allocate_per_client_per_message() {
         }));
     }
     for _ in 0..CLIENTS {
-        let event = events.recv_timeout(Duration::from_secs(30)).expect("connected");
+        let event = events
+            .recv_timeout(Duration::from_secs(30))
+            .expect("connected");
         assert!(matches!(event, Event::Connected { .. }), "{event:?}");
     }
 
@@ -78,7 +82,9 @@ fn broadcast_does_not_allocate_per_client_per_message() {
         hub.broadcast(&payload).expect("broadcast");
     }
     for _ in 0..CLIENTS {
-        let left = done_rx.recv_timeout(Duration::from_secs(60)).expect("reader finished");
+        let left = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("reader finished");
         assert_eq!(left, 0, "a client did not get every byte");
     }
     let allocations = ALLOCATIONS.load(Relaxed) - before;
