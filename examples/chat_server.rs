@@ -25,7 +25,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // watches the events.
     let hub = Arc::new(Hub::builder().relay(Relay::Others).bind(addr.as_str())?);
     let events = hub.subscribe();
-    println!("listening on {}", hub.local_addr());
 
     let signalled = Arc::clone(&hub);
     ctrlc::set_handler(move || {
@@ -35,6 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(_) | Err(_) => {}
         }
     })?;
+    // Only now, with the signal handler in place, tell the world we are ready.
+    println!("listening on {}", hub.local_addr());
 
     for event in events {
         match event {

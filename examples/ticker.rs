@@ -19,12 +19,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9999".to_owned());
     let hub = Hub::bind(addr.as_str())?;
-    println!("listening on {}", hub.local_addr());
-
     let (stop_tx, stop) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
     })?;
+    // Only now, with the signal handler in place, tell the world we are ready.
+    println!("listening on {}", hub.local_addr());
 
     let ticks = tick(Duration::from_millis(100));
     loop {

@@ -43,13 +43,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bind(addr.as_str())?;
     let hub = Arc::new(hub);
     let events = hub.subscribe();
-    println!("listening on {}", hub.local_addr());
 
     let signalled = Arc::clone(&hub);
     ctrlc::set_handler(move || {
         // Ends the event stream below once every client is closed.
         let _ = signalled.shutdown(Duration::from_secs(2));
     })?;
+    // Only now, with the signal handler in place, tell the world we are ready.
+    println!("listening on {}", hub.local_addr());
 
     for event in events {
         match event {

@@ -24,8 +24,16 @@ const MAX_IOV: usize = 128;
 #[derive(Debug, Clone)]
 pub(crate) struct Chunk {
     pub(crate) bytes: Bytes,
-    /// How many frames `bytes` holds, for counting deliveries and drops.
-    pub(crate) frames: u32,
+    ends: Ends,
+}
+
+/// Where the frames of a chunk end, so deliveries and losses are counted per frame even
+/// when a chunk of many frames is cut short.
+#[derive(Debug, Clone)]
+enum Ends {
+    One,
+    /// The end offset of each frame, shared like the bytes.
+    Many(Arc<[u32]>),
 }
 
 impl Chunk {
@@ -33,7 +41,34 @@ impl Chunk {
     pub(crate) fn one(frame: Bytes) -> Self {
         Chunk {
             bytes: frame,
-            frames: 1,
+            ends: Ends::One,
+        }
+    }
+
+    /// A chunk of several frames that end at `ends` (ascending, the last at `bytes.len()`).
+    pub(crate) fn many(bytes: Bytes, ends: &[u32]) -> Self {
+        match ends {
+            [_] => Chunk::one(bytes),
+            _ => Chunk {
+                bytes,
+                ends: Ends::Many(ends.into()),
+            },
+        }
+    }
+
+    /// How many frames the chunk holds.
+    pub(crate) fn frames(&self) -> u32 {
+        match &self.ends {
+            Ends::One => 1,
+            Ends::Many(ends) => ends.len() as u32,
+        }
+    }
+
+    /// How many frames lie wholly within the first `offset` bytes.
+    fn frames_before(&self, offset: usize) -> u32 {
+        match &self.ends {
+            Ends::One => u32::from(offset >= self.bytes.len()),
+            Ends::Many(ends) => ends.partition_point(|&end| end as usize <= offset) as u32,
         }
     }
 
@@ -156,7 +191,7 @@ impl Client {
         }
         match policy {
             SlowClientPolicy::Disconnect => Enqueued::Full,
-            SlowClientPolicy::DropNewest => self.count_drops(u64::from(chunk.frames)),
+            SlowClientPolicy::DropNewest => self.count_drops(u64::from(chunk.frames())),
             SlowClientPolicy::DropOldest => {
                 // Never drop the front chunk once part of it is written: the peer would get
                 // a torn frame.
@@ -165,7 +200,7 @@ impl Client {
                 while self.queue.len() > keep && self.queued + chunk.cost() > bound {
                     if let Some(old) = self.queue.remove(keep) {
                         self.queued -= old.cost();
-                        dropped += u64::from(old.frames);
+                        dropped += u64::from(old.frames());
                     }
                 }
                 self.push(chunk);
@@ -225,22 +260,33 @@ impl Client {
     fn advance(&mut self, mut written: usize, tally: &mut Tally) {
         tally.bytes_out += written as u64;
         while let Some(front) = self.queue.front() {
+            let done = front.frames_before(self.offset);
             let left = front.bytes.len() - self.offset;
             if written < left {
                 self.offset += written;
+                tally.frames_out += u64::from(front.frames_before(self.offset) - done);
                 return;
             }
             written -= left;
             self.offset = 0;
             self.queued -= front.cost();
-            tally.frames_out += u64::from(front.frames);
+            tally.frames_out += u64::from(front.frames() - done);
             self.queue.pop_front();
         }
     }
 
     /// What is still queued: (whole or partly written frames, bytes not yet written).
     pub(crate) fn backlog(&self) -> (u64, u64) {
-        let frames = self.queue.iter().map(|c| u64::from(c.frames)).sum();
+        let written = self
+            .queue
+            .front()
+            .map_or(0, |c| c.frames_before(self.offset));
+        let frames = self
+            .queue
+            .iter()
+            .map(|c| u64::from(c.frames()))
+            .sum::<u64>()
+            - u64::from(written);
         let bytes =
             self.queue.iter().map(|c| c.bytes.len() as u64).sum::<u64>() - self.offset as u64;
         (frames, bytes)

@@ -64,7 +64,8 @@ struct Run {
     buf: BytesMut,
     /// The run's only frame, kept uncopied until a second one arrives.
     single: Option<Bytes>,
-    frames: u32,
+    /// Where each frame of the run ends in `buf`.
+    ends: Vec<u32>,
 }
 
 pub(crate) struct Dispatcher {
@@ -293,30 +294,31 @@ impl Dispatcher {
         if run_len + frame.len() > run_max {
             self.flush_run();
         }
-        match self.run.single.take() {
-            None if self.run.frames == 0 => self.run.single = Some(frame),
+        // Offsets fit in u32: a run is at most RUN_MAX bytes.
+        let end = (run_len + frame.len()) as u32;
+        let run = &mut self.run;
+        match run.single.take() {
+            None if run.ends.is_empty() => run.single = Some(frame),
             single => {
                 if let Some(first) = single {
-                    self.run.buf.extend_from_slice(&first);
+                    run.buf.extend_from_slice(&first);
                 }
-                self.run.buf.extend_from_slice(&frame);
+                run.buf.extend_from_slice(&frame);
             }
         }
-        self.run.frames += 1;
+        run.ends.push(end);
     }
 
     fn flush_run(&mut self) {
-        if self.run.frames == 0 {
+        if self.run.ends.is_empty() {
             return;
         }
         let bytes = match self.run.single.take() {
             Some(frame) => frame,
             None => self.run.buf.split().freeze(),
         };
-        let chunk = Chunk {
-            bytes,
-            frames: std::mem::take(&mut self.run.frames),
-        };
+        let chunk = Chunk::many(bytes, &self.run.ends);
+        self.run.ends.clear();
         self.fan_out(chunk, None);
     }
 
