@@ -174,6 +174,11 @@ impl Client {
         !self.queue.is_empty() || self.conn.has_buffered_output()
     }
 
+    /// Whether queueing `chunk` would pass `bound` (an empty queue takes any chunk).
+    pub(crate) fn is_over(&self, chunk: &Chunk, bound: usize) -> bool {
+        !self.queue.is_empty() && self.queued + chunk.cost() > bound
+    }
+
     /// Adds `chunk` to the queue, applying `policy` if that would pass `bound`.
     ///
     /// An empty queue always takes the chunk, so one message up to the bound (which
@@ -185,7 +190,7 @@ impl Client {
         policy: SlowClientPolicy,
     ) -> Enqueued {
         let was_empty = self.queue.is_empty();
-        if was_empty || self.queued + chunk.cost() <= bound {
+        if !self.is_over(chunk, bound) {
             self.push(chunk);
             return Enqueued::Queued(was_empty);
         }

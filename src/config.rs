@@ -132,7 +132,7 @@ impl Default for HubBuilder {
         HubBuilder {
             framing: Framing::Lines,
             max_frame: 64 * 1024,
-            queue_bytes: 1024 * 1024,
+            queue_bytes: 4 * 1024 * 1024,
             slow_client_policy: SlowClientPolicy::Disconnect,
             relay: Relay::Off,
             max_clients: 10_000,
@@ -179,10 +179,12 @@ impl HubBuilder {
 
     /// The bound of each client's outbound queue, in bytes. Each queued chunk counts its
     /// length plus 64 bytes of bookkeeping, so the bound holds for tiny messages too.
-    /// It is also the largest message [`Hub::broadcast`] accepts. Default: 1 MiB.
+    /// It is also the largest message [`Hub::broadcast`] accepts, and the largest burst a
+    /// healthy client can absorb beyond its socket buffer. Default: 4 MiB.
     ///
-    /// With 10,000 clients all stalled this bounds the queues at 10 GiB of references, but
-    /// queued frames are shared between clients, so real use is the distinct messages queued.
+    /// Frames are shared between queues, so a broadcast queued for every client costs its
+    /// bytes once plus a small entry per client; the bound (clients × `queue_bytes`) is only
+    /// approached when every client is stalled on different messages (`send_to`).
     pub fn queue_bytes(mut self, bytes: usize) -> Self {
         self.queue_bytes = bytes;
         self

@@ -49,6 +49,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const TICK_MIN: Duration = Duration::from_millis(10);
 const TICK_MAX: Duration = Duration::from_secs(1);
 
+/// What giving up the spare descriptor achieved.
+#[derive(Debug, PartialEq, Eq)]
+enum Shedding {
+    /// A waiting connection was accepted and closed.
+    Shed,
+    /// No connection was waiting after all.
+    NothingWaiting,
+    /// There is no spare, or accepting failed anyway.
+    NoSpare,
+}
+
 /// A subscriber and the events it has not had room for yet.
 #[derive(Debug)]
 struct Subscriber {
@@ -339,6 +350,17 @@ impl Dispatcher {
         if !client.is_live() {
             return;
         }
+        if client.writable && client.is_over(chunk, bound) {
+            // Before calling the client slow, give its socket what it can take now: a
+            // burst of host calls is queued in one round, before the round's writes.
+            if let Err(err) = client.flush(&mut self.tally, self.now) {
+                self.fail(slot, &err);
+                return;
+            }
+        }
+        let Some(client) = self.clients[slot].as_mut() else {
+            return;
+        };
         match client.enqueue(chunk, bound, policy) {
             Enqueued::Queued(true) => self.mark_dirty(slot),
             Enqueued::Queued(false) => {}
@@ -425,8 +447,13 @@ impl Dispatcher {
                 Err(err) if is_transient_accept_error(&err) => {}
                 Err(err) => {
                     self.shared.counters.accept_errors.fetch_add(1, Relaxed);
-                    if self.shed_with_reserve() {
-                        continue;
+                    match self.shed_with_reserve() {
+                        Shedding::Shed => continue,
+                        Shedding::NothingWaiting => {
+                            self.accept_pending = false;
+                            return;
+                        }
+                        Shedding::NoSpare => {}
                     }
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM with no spare descriptor: the
                     // connection stays in the backlog and the listener stays ready, so
@@ -445,24 +472,28 @@ impl Dispatcher {
 
     /// Out of descriptors: gives up the spare one, accepts the waiting connection and
     /// closes it at once, then takes the spare back. Returns `false` if there is no spare.
-    fn shed_with_reserve(&mut self) -> bool {
+    fn shed_with_reserve(&mut self) -> Shedding {
         let Some(reserve) = self.reserve.take() else {
             // Try to get the spare back for next time.
             self.reserve = File::open("/dev/null").ok();
-            return false;
+            return Shedding::NoSpare;
         };
         drop(reserve);
-        let shed = self.listener.as_ref().map(TcpListener::accept);
-        self.reserve = File::open("/dev/null").ok();
-        match shed {
+        let accepted = self.listener.as_ref().map(TcpListener::accept);
+        // Close the shed connection before taking the spare back: at the limit, its
+        // descriptor is the one the spare needs.
+        let shed = match accepted {
             Some(Ok((stream, addr))) => {
                 drop(stream);
                 self.shared.counters.refused.fetch_add(1, Relaxed);
                 log::warn!("refused {addr}: out of file descriptors");
-                true
+                Shedding::Shed
             }
-            _ => false,
-        }
+            Some(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => Shedding::NothingWaiting,
+            _ => Shedding::NoSpare,
+        };
+        self.reserve = File::open("/dev/null").ok();
+        shed
     }
 
     /// Applies the admission rules to a new connection and registers it if they pass.
@@ -887,8 +918,14 @@ impl Dispatcher {
             let Some(client) = self.clients[slot].as_mut() else {
                 continue;
             };
-            let silent = now.saturating_duration_since(client.last_read);
+            // Input the hub has not read yet (reads paused for a full subscription, or the
+            // read budget used up) is a sign of life: the wait is the hub's, not the client's.
+            let silent = match client.read_pending {
+                true => Duration::ZERO,
+                false => now.saturating_duration_since(client.last_read),
+            };
             let verdict = match client.phase {
+                Phase::Handshake(_) if client.read_pending => continue,
                 Phase::Handshake(deadline) if now >= deadline => {
                     log::info!("{}: no handshake in time", client.addr);
                     self.drop_unaccepted(slot, false);

@@ -53,7 +53,7 @@
 //! # Memory bounds
 //!
 //! - Each client's outbound queue is bounded by [`queue_bytes`](HubBuilder::queue_bytes)
-//!   (1 MiB by default), counting 64 bytes of bookkeeping per queued chunk; past it the
+//!   (4 MiB by default), counting 64 bytes of bookkeeping per queued chunk; past it the
 //!   [`SlowClientPolicy`] applies. Frames are shared between queues, never copied per client.
 //! - `SO_SNDBUF` is set (128 KiB by default) so the kernel does not hold a second
 //!   unbounded queue.
