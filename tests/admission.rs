@@ -1,0 +1,239 @@
+//! Admission control: the authenticator (`Accept`, `AcceptAs`, `Reject`), the handshake
+//! timeout, the accept filter and `max_clients_per_ip`. A connection that is not admitted
+//! never appears as `Connected`, never receives a broadcast, and is counted.
+
+mod hostile_util;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hostile_util::*;
+use hubcast::{Auth, DisconnectReason, Event, Framing, Hub, HubBuilder};
+
+fn authenticating() -> HubBuilder {
+    Hub::builder().authenticate(|_, frame| match frame {
+        b"token good" => Auth::Accept,
+        b"token alice" => Auth::AcceptAs("alice".into()),
+        _ => Auth::Reject,
+    })
+}
+
+#[test]
+fn authenticator_accepts_names_and_rejects() {
+    let hub = authenticating().bind(LOCAL).expect("bind");
+    let mut events = EventLog::new(hub.subscribe());
+
+    // The authentication frame is not a message; what follows it is.
+    let mut plain = connect(hub.local_addr());
+    plain.write_all(b"token good\nhello\n").expect("write");
+    let plain_id = events.connected(plain.local_addr().expect("addr"));
+    let alice = Healthy::join_with_auth(&hub, &mut events, Framing::Lines, Some(b"token alice"));
+
+    let mut intruder = connect(hub.local_addr());
+    let intruder_addr = intruder.local_addr().expect("addr");
+    intruder
+        .write_all(b"token bad\nlet me talk\n")
+        .expect("write");
+    hub.broadcast("members only").expect("broadcast");
+    alice.expect(&[b"members only"]);
+    events.wait_until("the rejection", || hub.stats().rejected == 1);
+
+    let (data, end) = read_to_end(&mut intruder);
+    assert!(data.is_empty(), "a rejected client got {data:?}");
+    assert_eq!(end, None, "closed with a FIN");
+    hub.broadcast("still members only").expect("broadcast");
+    alice.expect(&[b"still members only"]);
+
+    assert_eq!(events.messages(plain_id, 1), vec![&b"hello"[..]]);
+    events.drain();
+    assert!(!events.saw_connected(intruder_addr));
+    let messages: Vec<_> = events
+        .seen
+        .iter()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+
+    let names: Vec<_> = hub.clients().into_iter().map(|c| (c.id, c.name)).collect();
+    assert_eq!(
+        names,
+        vec![(plain_id, None), (alice.id, Some("alice".to_owned()))]
+    );
+    let stats = hub.stats();
+    assert_eq!((stats.accepted, stats.rejected), (2, 1), "{stats:#?}");
+    assert_eq!(stats.handshake_failed, 0);
+    assert_stats_add_up(&hub, &[]);
+}
+
+/// A connection still in its handshake is not a client: broadcasts made then never reach
+/// it, even once it has authenticated.
+#[test]
+fn no_broadcasts_before_authentication() {
+    let (admitted_tx, admitted) = mpsc::channel();
+    let admitted_tx = Mutex::new(admitted_tx);
+    let hub = authenticating()
+        // Tells the test when the hub has taken the connection in (the filter runs just
+        // before it is registered).
+        .accept_filter(move |addr| {
+            let _ = admitted_tx.lock().expect("lock").send(addr);
+            true
+        })
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::new(hub.subscribe());
+    let member = Healthy::join_with_auth(&hub, &mut events, Framing::Lines, Some(b"token good"));
+    assert_eq!(
+        admitted.recv_timeout(TIMEOUT).expect("filter ran"),
+        member.addr
+    );
+
+    let mut late = connect(hub.local_addr());
+    let late_addr = late.local_addr().expect("addr");
+    assert_eq!(
+        admitted.recv_timeout(TIMEOUT).expect("filter ran"),
+        late_addr
+    );
+    hub.broadcast("before").expect("broadcast");
+    member.expect(&[b"before"]);
+
+    late.write_all(b"token good\n").expect("auth");
+    let late_id = events.connected(late_addr);
+    hub.broadcast("after").expect("broadcast");
+    member.expect(&[b"after"]);
+    let mut reader = FrameReader::new(late, Framing::Lines);
+    assert_eq!(reader.next_frame().expect("read"), Some(b"after".to_vec()));
+    assert!(hub.clients().iter().any(|c| c.id == late_id));
+    assert_stats_add_up(&hub, &[]);
+}
+
+/// Ways a handshake fails: silence, a partial authentication frame, an oversized one, and
+/// closing before authenticating. Each is closed, counted in `handshake_failed`, and never
+/// announced.
+#[test]
+fn failed_handshakes_are_counted_and_never_connect() {
+    let hub = authenticating()
+        .max_frame(64)
+        .handshake_timeout(Duration::from_millis(200))
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::new(hub.subscribe());
+
+    let mut silent = connect(hub.local_addr());
+    let mut partial = connect(hub.local_addr());
+    partial.write_all(b"token go").expect("write");
+    let mut oversized = connect(hub.local_addr());
+    oversized.write_all(&[b'x'; 100]).expect("write");
+    let mut quitter = connect(hub.local_addr());
+    quitter.shutdown(Shutdown::Write).expect("half-close");
+    let addrs: Vec<SocketAddr> = [&silent, &partial, &oversized, &quitter]
+        .iter()
+        .map(|s| s.local_addr().expect("addr"))
+        .collect();
+
+    events.wait_until("four failed handshakes", || {
+        hub.stats().handshake_failed == 4
+    });
+    for stream in [&mut silent, &mut partial, &mut oversized, &mut quitter] {
+        let (data, _) = read_to_end(stream);
+        assert!(data.is_empty(), "got {data:?} before authenticating");
+    }
+    events.drain();
+    for addr in addrs {
+        assert!(!events.saw_connected(addr));
+    }
+    let stats = hub.stats();
+    assert_eq!((stats.accepted, stats.rejected), (0, 0), "{stats:#?}");
+    assert!(hub.clients().is_empty());
+    assert_stats_add_up(&hub, &[]);
+}
+
+#[test]
+fn accept_filter_refuses_before_anything_else() {
+    let banned: Arc<Mutex<HashSet<SocketAddr>>> = Arc::default();
+    let filter_banned = Arc::clone(&banned);
+    let hub = Hub::builder()
+        .accept_filter(move |addr| !filter_banned.lock().expect("lock").contains(&addr))
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::new(hub.subscribe());
+    let welcome = Healthy::join(&hub, &mut events, Framing::Lines);
+
+    // The client's address is known before it connects, so it can be banned in advance.
+    let socket = bound_socket(None);
+    let banned_addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    banned.lock().expect("lock").insert(banned_addr);
+    let mut refused = connect_socket(socket, hub.local_addr());
+    events.wait_until("the refusal", || hub.stats().refused == 1);
+    hub.broadcast("welcome").expect("broadcast");
+    welcome.expect(&[b"welcome"]);
+    let (data, end) = read_to_end(&mut refused);
+    assert!(data.is_empty(), "a refused client got {data:?}");
+    assert_eq!(end, None, "closed with a FIN");
+
+    let also_welcome = Healthy::join(&hub, &mut events, Framing::Lines);
+    hub.broadcast("again").expect("broadcast");
+    welcome.expect(&[b"again"]);
+    also_welcome.expect(&[b"again"]);
+    events.drain();
+    assert!(!events.saw_connected(banned_addr));
+    let stats = hub.stats();
+    assert_eq!((stats.accepted, stats.refused), (2, 1), "{stats:#?}");
+    assert_stats_add_up(&hub, &[]);
+}
+
+#[test]
+fn max_clients_per_ip_refuses_the_extra_connection_until_one_leaves() {
+    let hub = Hub::builder()
+        .max_clients_per_ip(Some(2))
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::new(hub.subscribe());
+    let first = Healthy::join(&hub, &mut events, Framing::Lines);
+    let second = Healthy::join(&hub, &mut events, Framing::Lines);
+
+    let mut third = connect(hub.local_addr());
+    events.wait_until("the refusal", || hub.stats().refused == 1);
+    let (data, end) = read_to_end(&mut third);
+    assert!(data.is_empty(), "a refused client got {data:?}");
+    assert_eq!(end, None);
+    assert!(!events.saw_connected(third.local_addr().expect("addr")));
+
+    // Once one leaves, there is room again.
+    first.stream.shutdown(Shutdown::Write).expect("close");
+    assert_eq!(events.disconnected(first.id), DisconnectReason::PeerClosed);
+    let fourth = Healthy::join(&hub, &mut events, Framing::Lines);
+    hub.broadcast("two of us").expect("broadcast");
+    second.expect(&[b"two of us"]);
+    fourth.expect(&[b"two of us"]);
+    let stats = hub.stats();
+    assert_eq!((stats.accepted, stats.refused), (3, 1), "{stats:#?}");
+    assert_stats_add_up(&hub, &[(DisconnectReason::PeerClosed, 1)]);
+}
+
+/// Connections still in their handshake count against `max_clients_per_ip`: silent
+/// connections cannot get around the limit by never authenticating.
+#[test]
+fn max_clients_per_ip_counts_connections_in_their_handshake() {
+    let hub = authenticating()
+        .max_clients_per_ip(Some(2))
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::new(hub.subscribe());
+    let _silent: Vec<_> = (0..2).map(|_| connect(hub.local_addr())).collect();
+    let mut third = connect(hub.local_addr());
+    events.wait_until("the refusal", || hub.stats().refused == 1);
+    let (data, end) = read_to_end(&mut third);
+    assert!(data.is_empty());
+    assert_eq!(end, None);
+    let stats = hub.stats();
+    assert_eq!((stats.accepted, stats.refused), (0, 1), "{stats:#?}");
+    assert!(events.seen.is_empty(), "{:?}", events.seen);
+}
