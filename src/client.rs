@@ -6,7 +6,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::stats::Tally;
 use crate::transport::Conn;
@@ -131,6 +131,9 @@ pub(crate) struct Client {
     pub(crate) last_ping: Instant,
     /// Since when its queue has been waiting on a full socket without progress.
     pub(crate) stalled_since: Option<Instant>,
+    /// Since when its queue has been over half its bound, if it is (see
+    /// `Dispatcher::busy_clients`).
+    pub(crate) high_since: Option<Instant>,
 }
 
 impl Client {
@@ -158,6 +161,7 @@ impl Client {
             last_read: now,
             last_ping: now,
             stalled_since: None,
+            high_since: None,
         }
     }
 
@@ -172,6 +176,17 @@ impl Client {
     /// Whether anything waits to be written: queued frames, or bytes the transport holds.
     pub(crate) fn has_output(&self) -> bool {
         !self.queue.is_empty() || self.conn.has_buffered_output()
+    }
+
+    /// The queue's cost: chunk bytes plus their bookkeeping.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether writes have made no progress for at least `grace`.
+    pub(crate) fn is_stalled_for(&self, now: Instant, grace: Duration) -> bool {
+        self.stalled_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= grace)
     }
 
     /// Whether queueing `chunk` would pass `bound` (an empty queue takes any chunk).

@@ -116,6 +116,7 @@ pub struct HubBuilder {
     pub(crate) event_capacity: usize,
     pub(crate) command_capacity: usize,
     pub(crate) linger: Duration,
+    pub(crate) flow_control: bool,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
@@ -143,6 +144,7 @@ impl Default for HubBuilder {
             event_capacity: 4096,
             command_capacity: 16 * 1024,
             linger: Duration::from_secs(1),
+            flow_control: false,
             idle_timeout: None,
             heartbeat: None,
             write_timeout: Some(Duration::from_secs(10)),
@@ -236,6 +238,9 @@ impl HubBuilder {
     /// `SO_SNDBUF` for client sockets, or `None` for the kernel's auto-tuning. Default:
     /// 128 KiB: large enough for batched writes, small enough that the kernel does not hide a
     /// second multi-megabyte queue behind [`queue_bytes`](Self::queue_bytes).
+    ///
+    /// Keep it at two segments or more: on loopback, whose segments are 64 KiB, a 16 KiB
+    /// buffer leaves the peer's delayed ACKs (40 ms) pacing every write.
     pub fn send_buffer(mut self, bytes: Option<usize>) -> Self {
         self.send_buffer = bytes;
         self
@@ -261,6 +266,27 @@ impl HubBuilder {
     /// when a [`Hub`] is dropped without [`Hub::shutdown`]. Default: 1 s.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
+        self
+    }
+
+    /// Whether [`Hub::broadcast`] may wait for the clients to catch up. Default: `false`:
+    /// `broadcast` never waits for clients, and a host that publishes faster than its
+    /// clients read fills their queues until the [`SlowClientPolicy`] applies.
+    ///
+    /// With `true`, the hub stops taking host calls while a *busy* client catches up, so
+    /// `broadcast` waits and a flooding host publishes at the pace of its clients, as a TCP
+    /// sender would, instead of overrunning their queues. A client is busy while it has
+    /// over half of [`queue_bytes`](Self::queue_bytes) queued and is draining it: not once
+    /// its writes have made no progress for 250 ms, nor once it has stayed over half its
+    /// bound for a second. So a stalled or persistently slow client holds the host back for
+    /// a bounded time only, then meets [`write_timeout`](Self::write_timeout) and the
+    /// slow-client policy as usual.
+    ///
+    /// Whatever this setting, the hub stops reading clients while a client is busy, so
+    /// clients that publish (relay mode, or a host answering each message) are held back by
+    /// TCP rather than making healthy readers lose messages.
+    pub fn flow_control(mut self, on: bool) -> Self {
+        self.flow_control = on;
         self
     }
 

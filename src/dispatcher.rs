@@ -48,6 +48,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// second, and only while it has clients.
 const TICK_MIN: Duration = Duration::from_millis(10);
 const TICK_MAX: Duration = Duration::from_secs(1);
+/// A client whose writes have been stuck this long no longer holds up the others (see
+/// `Dispatcher::busy_clients`).
+const STALL_GRACE: Duration = Duration::from_millis(250);
+/// Nor does a client that has stayed over half its bound this long: it reads, but too
+/// slowly to keep up even with the others held back for it.
+const HIGH_GRACE: Duration = Duration::from_secs(1);
 
 /// What giving up the spare descriptor achieved.
 #[derive(Debug, PartialEq, Eq)]
@@ -115,6 +121,8 @@ pub(crate) struct Dispatcher {
     next_tick: Instant,
     /// Connections accepted but not yet clients (TLS handshake or authentication due).
     handshaking: usize,
+    /// Live clients with over half their queue bound queued.
+    high_clients: usize,
     /// Open connections per peer address, for `max_clients_per_ip`.
     per_ip: HashMap<IpAddr, usize>,
     /// A spare file descriptor: when `accept` fails for want of descriptors, closing it
@@ -184,6 +192,7 @@ impl Dispatcher {
             tick,
             next_tick: Instant::now(),
             handshaking: 0,
+            high_clients: 0,
             per_ip: HashMap::new(),
             reserve: File::open("/dev/null").ok(),
             ping,
@@ -245,9 +254,18 @@ impl Dispatcher {
 
     /// Runs up to [`COMMAND_BATCH`] host commands. Returns `false` once the `Hub` is gone.
     fn run_commands(&mut self) -> bool {
+        if self.host_throttled() {
+            // Host calls wait in the channel until the clients catch up.
+            return true;
+        }
         self.shared.clear_notified();
         let mut alive = true;
         for _ in 0..COMMAND_BATCH {
+            // Under flow control, look again after every fan-out: one round's batch could
+            // otherwise pass the bound of clients that are keeping up.
+            if self.high_clients > 0 && self.host_throttled() {
+                break;
+            }
             match self.commands.try_recv() {
                 Ok(Command::Broadcast(frame)) => self.add_to_run(frame),
                 Ok(command) => {
@@ -371,6 +389,54 @@ impl Dispatcher {
             }
             Enqueued::Full => self.leave(slot, DisconnectReason::Slow, None),
         }
+        self.track_high(slot);
+    }
+
+    /// Keeps `high_clients` in step with one client's queue after it changed.
+    fn track_high(&mut self, slot: usize) {
+        let hwm = self.config.queue_bytes / 2;
+        let Some(client) = self.clients[slot].as_mut() else {
+            return;
+        };
+        let high = client.is_live() && client.queued() > hwm;
+        match (high, client.high_since) {
+            (true, None) => {
+                client.high_since = Some(self.now);
+                self.high_clients += 1;
+            }
+            (false, Some(_)) => {
+                client.high_since = None;
+                self.high_clients -= 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether some client is *busy*: over half its bound because of the load, and
+    /// catching up. Not busy: clients whose writes are stuck ([`STALL_GRACE`]) or that
+    /// stayed over half their bound for [`HIGH_GRACE`]; so stalled or slow clients hold
+    /// up the others for a bounded time only, then meet the slow-client policy.
+    fn any_busy(&self) -> bool {
+        let now = self.now;
+        let busy = |c: &Client| {
+            c.high_since
+                .is_some_and(|t| now.saturating_duration_since(t) < HIGH_GRACE)
+                && !c.is_stalled_for(now, STALL_GRACE)
+        };
+        self.high_clients > 0 && self.clients.iter().flatten().any(busy)
+    }
+
+    /// Whether to stop reading clients, whose frames (relayed, or answered by the host)
+    /// would grow the busy clients' queues: clients that publish are then held back by
+    /// TCP instead of making healthy readers lose messages.
+    fn reads_throttled(&self) -> bool {
+        self.any_busy()
+    }
+
+    /// Whether host calls wait (`flow_control`): while a busy client catches up, so a
+    /// flooding host goes at the pace of its clients.
+    fn host_throttled(&self) -> bool {
+        self.config.flow_control && !self.shared.is_closed() && self.any_busy()
     }
 
     fn client_mut(&mut self, slot: usize) -> Option<&mut Client> {
@@ -405,6 +471,7 @@ impl Dispatcher {
             if let Err(err) = client.flush(&mut self.tally, self.now) {
                 self.fail(slot, &err);
             }
+            self.track_high(slot);
         }
         dirty.clear();
         // Failures above may have queued nothing new, but keep whatever they did.
@@ -619,7 +686,7 @@ impl Dispatcher {
     fn read_all(&mut self) {
         let mut pending = std::mem::take(&mut self.read_pending);
         let mut i = 0;
-        while i < pending.len() && !self.paused() {
+        while i < pending.len() && !self.paused() && !self.reads_throttled() {
             let slot = pending[i];
             i += 1;
             if let Some(client) = self.client_mut(slot) {
@@ -886,6 +953,7 @@ impl Dispatcher {
         }
         let id = client.id;
         client.phase = Phase::Closing(linger.unwrap_or(self.now));
+        self.track_high(slot);
         self.by_id.remove(&id);
         self.shared.registry().remove(&id);
         let counters = &self.shared.counters;
@@ -991,6 +1059,9 @@ impl Dispatcher {
             return;
         };
         self.freed.push(slot);
+        if client.high_since.is_some() {
+            self.high_clients -= 1;
+        }
         if let Phase::Handshake(_) = client.phase {
             self.handshaking -= 1;
         } else if self.shutdown.is_some() {
@@ -1045,12 +1116,22 @@ impl Dispatcher {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        let busy = !self.commands.is_empty()
-            || (!self.paused() && (!self.read_pending.is_empty() || self.accept_pending_now()));
+        let commands_waiting = !self.commands.is_empty();
+        let reads_waiting = !self.read_pending.is_empty() && !self.paused();
+        let host_throttled = commands_waiting && self.host_throttled();
+        let reads_throttled = reads_waiting && self.reads_throttled();
+        let busy = (commands_waiting && !host_throttled)
+            || (reads_waiting && !reads_throttled)
+            || (!self.paused() && self.accept_pending_now());
         if busy {
             return Some(Duration::ZERO);
         }
         let mut deadline = self.closing_deadline();
+        if host_throttled || reads_throttled {
+            // Clients may pass STALL_GRACE without an event: look again by then.
+            let again = self.now + STALL_GRACE;
+            deadline = Some(deadline.map_or(again, |d| d.min(again)));
+        }
         if self.tick.is_some() && self.by_id.len() + self.handshaking > 0 {
             deadline = Some(deadline.map_or(self.next_tick, |d| d.min(self.next_tick)));
         }

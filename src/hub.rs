@@ -79,6 +79,10 @@ impl Shared {
         self.notified.store(false, SeqCst);
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
     pub(crate) fn is_paused(&self) -> bool {
         self.paused.load(SeqCst)
     }
@@ -327,8 +331,10 @@ impl Hub {
             .ok_or(Error::Closed)?;
         self.shared.closed.store(true, SeqCst);
         let deadline = Instant::now() + timeout;
-        // The dispatcher drains commands whatever clients do, so this send cannot hang; it
-        // fails only if the dispatcher is already gone.
+        // Once woken and seeing `closed`, the dispatcher drains commands whatever clients
+        // do (even under flow control), so this send cannot hang; it fails only if the
+        // dispatcher is already gone.
+        self.shared.wake();
         if self.tx.send(Command::Shutdown(deadline)).is_ok() {
             self.shared.wake();
         }
