@@ -254,8 +254,10 @@ impl HubBuilder {
     }
 
     /// How many host calls ([`broadcast`](Hub::broadcast) and friends) may wait for the
-    /// dispatcher. When full, callers wait for the dispatcher (never for a client), which
-    /// bounds memory if the host outruns the hub. Default: 16,384.
+    /// dispatcher; their frames may also total at most [`queue_bytes`](Self::queue_bytes).
+    /// Past either, callers wait for the dispatcher (never for a client, unless
+    /// [`flow_control`](Self::flow_control) is on), which bounds memory if the host outruns
+    /// the hub. Default: 16,384.
     pub fn command_capacity(mut self, commands: usize) -> Self {
         self.command_capacity = commands;
         self

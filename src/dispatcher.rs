@@ -260,13 +260,18 @@ impl Dispatcher {
         }
         self.shared.clear_notified();
         let mut alive = true;
+        let mut taken = 0;
         for _ in 0..COMMAND_BATCH {
             // Under flow control, look again after every fan-out: one round's batch could
             // otherwise pass the bound of clients that are keeping up.
             if self.high_clients > 0 && self.host_throttled() {
                 break;
             }
-            match self.commands.try_recv() {
+            let command = self.commands.try_recv();
+            if let Ok(command) = &command {
+                taken += command.bytes();
+            }
+            match command {
                 Ok(Command::Broadcast(frame)) => self.add_to_run(frame),
                 Ok(command) => {
                     self.flush_run();
@@ -280,6 +285,7 @@ impl Dispatcher {
             }
         }
         self.flush_run();
+        self.shared.release(taken);
         alive || self.shutdown.is_some()
     }
 

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,18 @@ pub(crate) enum Command {
     SendTo(ClientId, Bytes),
     Disconnect(ClientId),
     Shutdown(Instant),
+}
+
+impl Command {
+    /// The frame bytes the command holds, counted against the pending-bytes budget.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Command::Broadcast(frame)
+            | Command::BroadcastExcept(_, frame)
+            | Command::SendTo(_, frame) => frame.len(),
+            Command::Disconnect(_) | Command::Shutdown(_) => 0,
+        }
+    }
 }
 
 /// What the registry knows of a connected client, for [`Hub::clients`] and id checks.
@@ -63,11 +75,19 @@ pub(crate) struct Shared {
     pub(crate) inbox: Mutex<Inbox>,
     /// Whether `inbox.senders` may be non-empty; spares the dispatcher a lock per event.
     pub(crate) inbox_pending: AtomicBool,
+    /// Frame bytes in commands the dispatcher has not taken yet, bounded by `queue_bytes`.
+    pending_bytes: AtomicUsize,
+    /// Host threads waiting for `pending_bytes` to drop, and where they wait.
+    room_waiters: AtomicUsize,
+    room: Mutex<()>,
+    room_freed: Condvar,
 }
 
 impl Shared {
     pub(crate) fn wake(&self) {
-        if !self.notified.swap(true, SeqCst) {
+        // A plain load first: while a wake-up is pending (the dispatcher is busy), callers
+        // only read the flag and do not take its cache line away from the dispatcher.
+        if !self.notified.load(SeqCst) && !self.notified.swap(true, SeqCst) {
             if let Err(err) = self.waker.wake() {
                 log::error!("failed to wake the hubcast dispatcher: {err}");
             }
@@ -77,6 +97,65 @@ impl Shared {
     /// Called by the dispatcher before it drains commands.
     pub(crate) fn clear_notified(&self) {
         self.notified.store(false, SeqCst);
+    }
+
+    /// Counts `bytes` as pending, first waiting (for the dispatcher, never for a client
+    /// unless `flow_control` is on) while that would pass `budget`. A command always fits
+    /// when nothing else is pending. Fails once the hub is closed.
+    fn reserve(&self, bytes: usize, budget: usize) -> Result<()> {
+        let fits = |pending: usize| pending == 0 || pending + bytes <= budget;
+        let mut pending = self.pending_bytes.load(SeqCst);
+        while fits(pending) {
+            match self
+                .pending_bytes
+                .compare_exchange(pending, pending + bytes, SeqCst, SeqCst)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => pending = now,
+            }
+        }
+        // Slow path. The waiter count and the pending count pair up as in `release`:
+        // either the dispatcher sees this waiter, or this sees the room it made.
+        self.room_waiters.fetch_add(1, SeqCst);
+        let mut guard = self.room.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = loop {
+            if self.is_closed() {
+                break Err(Error::Closed);
+            }
+            let pending = self.pending_bytes.load(SeqCst);
+            if fits(pending)
+                && self
+                    .pending_bytes
+                    .compare_exchange(pending, pending + bytes, SeqCst, SeqCst)
+                    .is_ok()
+            {
+                break Ok(());
+            }
+            self.wake();
+            guard = self
+                .room_freed
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(guard);
+        self.room_waiters.fetch_sub(1, SeqCst);
+        result
+    }
+
+    /// Called by the dispatcher for the frame bytes of the commands it took.
+    pub(crate) fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.pending_bytes.fetch_sub(bytes, SeqCst);
+        }
+        if self.room_waiters.load(SeqCst) > 0 {
+            self.notify_room();
+        }
+    }
+
+    /// Wakes host threads waiting for room (also when the hub closes).
+    pub(crate) fn notify_room(&self) {
+        let _guard = self.room.lock().unwrap_or_else(PoisonError::into_inner);
+        self.room_freed.notify_all();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -175,6 +254,10 @@ impl Hub {
             registry: Mutex::new(HashMap::new()),
             inbox: Mutex::new(Inbox::default()),
             inbox_pending: AtomicBool::new(false),
+            pending_bytes: AtomicUsize::new(0),
+            room_waiters: AtomicUsize::new(0),
+            room: Mutex::new(()),
+            room_freed: Condvar::new(),
         });
         let (tx, rx) = crossbeam_channel::bounded(config.command_capacity);
         let hub = Hub {
@@ -330,6 +413,7 @@ impl Hub {
             .take()
             .ok_or(Error::Closed)?;
         self.shared.closed.store(true, SeqCst);
+        self.shared.notify_room();
         let deadline = Instant::now() + timeout;
         // Once woken and seeing `closed`, the dispatcher drains commands whatever clients
         // do (even under flow control), so this send cannot hang; it fails only if the
@@ -376,6 +460,8 @@ impl Hub {
         if self.is_closed() {
             return Err(Error::Closed);
         }
+        // Bounds the frames waiting for the dispatcher in bytes, not only in commands.
+        self.shared.reserve(command.bytes(), self.queue_bytes)?;
         // Fast path first: a full queue means the dispatcher is behind, so wake it before
         // waiting for room.
         let command = match self.tx.try_send(command) {
