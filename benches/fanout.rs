@@ -1,2 +1,0 @@
-//! Placeholder: the fan-out benchmark (issue 3).
-fn main() {}

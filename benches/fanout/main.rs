@@ -1,0 +1,1523 @@
+//! The fan-out benchmark (issue 3): hubcast against the tutorial's thread-per-client
+//! design, a no-logic ceiling, nats-server and redis-server, on loopback.
+//!
+//! `cargo bench --bench fanout -- --help` lists the options; docs/BENCHMARKS.md explains
+//! the method and holds the results.
+
+mod gen;
+mod hist;
+mod peers;
+mod proto;
+mod server;
+mod sys;
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::gen::{End, Gen, Round};
+use crate::hist::Hist;
+use crate::peers::{PeerKind, Published};
+use crate::proto::Proto;
+use crate::server::{Job, PubReport};
+use crate::sys::{now_ns, ProcSample};
+
+const USAGE: &str = "\
+fanout: fan-out benchmark for hubcast (see docs/BENCHMARKS.md)
+
+usage: cargo bench --bench fanout -- [options]
+
+  --mode M          flood | rate | stall | conns | all        (default: flood)
+  --systems LIST    any of hubcast,hubcast-default,thread,ceiling,nats,redis (default: all)
+  --cells LIST      cells to run, e.g. 'N=100,S=1024' or 'N=10,S=64;N=1000,S=16384'
+  --n LIST          subscriber counts of the matrix           (default: 10,100,1000,10000)
+  --s LIST          message sizes in bytes                    (default: 64,1024,16384)
+  --quick           smaller matrix and message counts (N=10,1000 x S=64,16384)
+  --repeat R        run every cell R times, systems alternating; report the median
+  --target-secs T   aim for T seconds of publishing per flood cell       (default: 2)
+  --timeout SECS    abort a cell after SECS                              (default: 60)
+  --progress SECS   abort a round when nothing arrives for SECS          (default: 10)
+  --rate R          messages per second in rate mode                     (default: 10000)
+  --duration SECS   publishing time in rate mode                         (default: 2)
+  --stalled K       subscribers that never read, in stall mode           (default: 10)
+  --conns LIST      idle client counts in conns mode (default: 10000,19000,30000,50000,100000)
+  --queue-bytes B   hubcast queue_bytes                                  (default: 67108864)
+  --out DIR         where CSV and Markdown results go        (default: target/fanout)
+  --self-test       check the histogram and protocol parsers, then exit
+
+internal: --serve hubcast|thread|ceiling [--max-clients C] [--queue-bytes B]
+";
+
+/// Above this much CPU used by other processes during a round (% of one core, jiffy
+/// accounting included), the row is flagged as measured on a noisy machine.
+const NOISY_PCT: f64 = 15.0;
+
+/// Above this much CPU used by the load generator's thread during a round (% of one core),
+/// the row is flagged: the generator, not the system under test, may set the pace.
+const GEN_BOUND_PCT: f64 = 90.0;
+
+/// Children started by this process, by PID, for the Ctrl-C handler.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn register_child(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
+}
+
+fn unregister_child(pid: u32) {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&p| p != pid);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum System {
+    Hubcast,
+    HubcastDefault,
+    Thread,
+    Ceiling,
+    Nats,
+    Redis,
+}
+
+const ALL: [System; 6] = [
+    System::Hubcast,
+    System::HubcastDefault,
+    System::Thread,
+    System::Ceiling,
+    System::Nats,
+    System::Redis,
+];
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Hubcast => "hubcast",
+            System::HubcastDefault => "hubcast-default",
+            System::Thread => "thread",
+            System::Ceiling => "ceiling",
+            System::Nats => "nats",
+            System::Redis => "redis",
+        }
+    }
+
+    fn parse(s: &str) -> Option<System> {
+        ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    fn proto(self) -> Proto {
+        match self {
+            System::Nats => Proto::Nats,
+            System::Redis => Proto::Redis,
+            _ => Proto::Lp,
+        }
+    }
+
+    fn peer(self) -> Option<PeerKind> {
+        match self {
+            System::Nats => Some(PeerKind::Nats),
+            System::Redis => Some(PeerKind::Redis),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Flood,
+    Rate,
+    Stall,
+    Conns,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Flood => "flood",
+            Mode::Rate => "rate",
+            Mode::Stall => "stall",
+            Mode::Conns => "conns",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Opts {
+    modes: Vec<Mode>,
+    systems: Vec<System>,
+    cells: Option<Vec<(usize, usize)>>,
+    ns: Vec<usize>,
+    ss: Vec<usize>,
+    quick: bool,
+    repeat: usize,
+    target_secs: f64,
+    timeout: u64,
+    progress: u64,
+    rate: f64,
+    duration: f64,
+    stalled: usize,
+    conns: Vec<usize>,
+    queue_bytes: usize,
+    out: PathBuf,
+}
+
+fn parse_list(v: &str) -> Result<Vec<usize>, String> {
+    v.split(',')
+        .map(|x| {
+            x.trim()
+                .replace('_', "")
+                .parse()
+                .map_err(|_| format!("bad number {x:?}"))
+        })
+        .collect()
+}
+
+fn parse_cells(v: &str) -> Result<Vec<(usize, usize)>, String> {
+    v.split([';', ' '])
+        .filter(|c| !c.is_empty())
+        .map(|cell| {
+            let (mut n, mut s) = (None, None);
+            for kv in cell.split(',') {
+                match kv.split_once('=') {
+                    Some(("N" | "n", x)) => n = x.replace('_', "").parse().ok(),
+                    Some(("S" | "s", x)) => s = x.replace('_', "").parse().ok(),
+                    _ => return Err(format!("bad cell {cell:?}: want N=..,S=..")),
+                }
+            }
+            Ok((
+                n.ok_or(format!("cell {cell:?} needs N"))?,
+                s.ok_or(format!("cell {cell:?} needs S"))?,
+            ))
+        })
+        .collect()
+}
+
+fn parse_args(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        modes: vec![Mode::Flood],
+        systems: ALL.to_vec(),
+        cells: None,
+        ns: vec![10, 100, 1000, 10_000],
+        ss: vec![64, 1024, 16_384],
+        quick: false,
+        repeat: 1,
+        target_secs: 2.0,
+        timeout: 60,
+        progress: 10,
+        rate: 10_000.0,
+        duration: 2.0,
+        stalled: 10,
+        conns: vec![10_000, 19_000, 30_000, 50_000, 100_000],
+        queue_bytes: 64 << 20,
+        out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fanout"),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        let num = |v: String| -> Result<f64, String> {
+            v.parse().map_err(|_| format!("bad number {v:?}"))
+        };
+        match a.as_str() {
+            "--bench" => {} // cargo bench passes it
+            "--mode" => {
+                let v = val()?;
+                o.modes = match v.as_str() {
+                    "flood" => vec![Mode::Flood],
+                    "rate" => vec![Mode::Rate],
+                    "stall" => vec![Mode::Stall],
+                    "conns" => vec![Mode::Conns],
+                    "all" => vec![Mode::Flood, Mode::Rate, Mode::Stall, Mode::Conns],
+                    _ => return Err(format!("unknown mode {v:?}")),
+                }
+            }
+            "--systems" => {
+                o.systems = val()?
+                    .split(',')
+                    .map(|s| System::parse(s.trim()).ok_or(format!("unknown system {s:?}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--cells" => o.cells = Some(parse_cells(&val()?)?),
+            "--n" => o.ns = parse_list(&val()?)?,
+            "--s" => o.ss = parse_list(&val()?)?,
+            "--quick" => {
+                o.quick = true;
+                o.ns = vec![10, 1000];
+                o.ss = vec![64, 16_384];
+                o.conns = vec![10_000];
+                o.target_secs = 1.0;
+                o.duration = 1.0;
+            }
+            "--repeat" => o.repeat = num(val()?)?.max(1.0) as usize,
+            "--target-secs" => o.target_secs = num(val()?)?,
+            "--timeout" => o.timeout = num(val()?)? as u64,
+            "--progress" => o.progress = num(val()?)? as u64,
+            "--rate" => o.rate = num(val()?)?,
+            "--duration" => o.duration = num(val()?)?,
+            "--stalled" => o.stalled = num(val()?)? as usize,
+            "--conns" => o.conns = parse_list(&val()?)?,
+            "--queue-bytes" => o.queue_bytes = num(val()?)? as usize,
+            "--out" => o.out = PathBuf::from(val()?),
+            "-h" | "--help" => return Err(String::new()),
+            other if !other.starts_with('-') => {} // a cargo bench filter: ignored
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve") {
+        let system = args.get(i + 1).cloned().unwrap_or_default();
+        let opt = |name: &str, default: usize| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|j| args.get(j + 1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        sys::raise_nofile();
+        std::process::exit(server::serve(
+            &system,
+            opt("--max-clients", 10_000),
+            opt("--queue-bytes", 64 << 20),
+        ));
+    }
+    if args.iter().any(|a| a == "--self-test") {
+        hist::self_test();
+        proto::self_test();
+        println!("self-test passed");
+        return;
+    }
+    let opts = match parse_args(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("fanout: {e}\n");
+            }
+            eprint!("{USAGE}");
+            std::process::exit(if e.is_empty() { 0 } else { 2 });
+        }
+    };
+    let _ = ctrlc::set_handler(|| {
+        for pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            sys::kill(*pid, sys::SIGKILL);
+        }
+        eprintln!("fanout: interrupted; children stopped");
+        std::process::exit(130);
+    });
+    let nofile = sys::raise_nofile();
+    if let Err(e) = std::fs::create_dir_all(&opts.out) {
+        eprintln!("fanout: cannot create {}: {e}", opts.out.display());
+        std::process::exit(1);
+    }
+    let mut bench = Bench::new(opts, nofile);
+    eprintln!("{}", bench.machine);
+    let modes = bench.opts.modes.clone();
+    for mode in modes {
+        bench.run_mode(mode);
+    }
+    bench.kill_leftovers();
+}
+
+/// One measured run of one system on one cell.
+#[derive(Debug, Clone, Default)]
+struct Row {
+    mode: &'static str,
+    system: &'static str,
+    n: usize,
+    k: usize,
+    s: usize,
+    m: u64,
+    rate: f64,
+    status: String,
+    deliveries: u64,
+    secs: f64,
+    dps: f64,
+    mbps: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+    lost: u64,
+    reordered: u64,
+    bad: u64,
+    died: u64,
+    peak_rss_kib: u64,
+    cpu_s: f64,
+    disp_cpu_s: f64,
+    pub_cpu_s: f64,
+    gen_cpu_pct: f64,
+    connect_s: f64,
+    mem_per_client: f64,
+    kmem_per_client: f64,
+    bcast_ms: f64,
+    bcast_max_ms: f64,
+    /// Fixed rate: how late the publisher handed messages over (p50, p99), in ns.
+    late_p50: u64,
+    late_p99: u64,
+    /// How long the publisher took to hand over all messages (flood: how far the system let
+    /// it run ahead of the deliveries), in seconds.
+    pub_s: f64,
+    /// CPU used by processes other than the bench and the server during the round, as a
+    /// percentage of one core: a noisy machine.
+    foreign_pct: f64,
+    note: String,
+}
+
+impl Row {
+    /// Whether the round completed with every message delivered exactly once, in order:
+    /// only such rows get ratios.
+    fn ok(&self) -> bool {
+        self.status == "ok"
+    }
+}
+
+/// A running system under test: a child process (our own `--serve`, or a peer binary).
+struct Sut {
+    system: System,
+    child: Child,
+    pid: u32,
+    port: u16,
+    monitor: u16,
+    stdin: Option<ChildStdin>,
+    lines: Option<Receiver<String>>,
+    unmatched: VecDeque<String>,
+    publisher: Option<JoinHandle<io::Result<Published>>>,
+    stopped: bool,
+}
+
+impl Sut {
+    fn start(system: System, max_clients: usize, opts: &Opts) -> Result<Sut, String> {
+        let deadline = now_ns() + 10_000_000_000;
+        if let Some(kind) = system.peer() {
+            let bin =
+                peers::which(kind.binary()).ok_or(format!("{} not on PATH", kind.binary()))?;
+            let port = peers::free_port().map_err(|e| e.to_string())?;
+            let monitor = peers::free_port().map_err(|e| e.to_string())?;
+            let mut cmd = peers::command(kind, &bin, port, monitor, max_clients, &opts.out);
+            sys::die_with_parent(&mut cmd);
+            let child = cmd
+                .spawn()
+                .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+            let pid = child.id();
+            register_child(pid);
+            let sut = Sut {
+                system,
+                child,
+                pid,
+                port,
+                monitor,
+                stdin: None,
+                lines: None,
+                unmatched: VecDeque::new(),
+                publisher: None,
+                stopped: false,
+            };
+            peers::wait_listening(port, deadline)
+                .map_err(|e| format!("{} did not listen: {e}", kind.binary()))?;
+            return Ok(sut);
+        }
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["--serve", system.name()])
+            .args(["--max-clients", &max_clients.to_string()])
+            .args(["--queue-bytes", &opts.queue_bytes.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        sys::die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| format!("starting --serve: {e}"))?;
+        let pid = child.id();
+        register_child(pid);
+        let stdout = child.stdout.take().ok_or("no child stdout")?;
+        let stdin = child.stdin.take();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut sut = Sut {
+            system,
+            child,
+            pid,
+            port: 0,
+            monitor: 0,
+            stdin,
+            lines: Some(rx),
+            unmatched: VecDeque::new(),
+            publisher: None,
+            stopped: false,
+        };
+        let line = sut.wait_line("port", deadline)?;
+        sut.port = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .ok_or("bad port line")?;
+        Ok(sut)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn send(&mut self, line: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("no control pipe")?;
+        writeln!(stdin, "{line}")
+            .and_then(|_| stdin.flush())
+            .map_err(|e| format!("control pipe: {e}"))
+    }
+
+    /// The next line from the child starting with `prefix` (others are kept for later);
+    /// an `error` line fails.
+    fn wait_line(&mut self, prefix: &str, deadline: u64) -> Result<String, String> {
+        if let Some(i) = self.unmatched.iter().position(|l| l.starts_with(prefix)) {
+            return Ok(self.unmatched.remove(i).unwrap_or_default());
+        }
+        let rx = self.lines.as_ref().ok_or("no control pipe")?;
+        loop {
+            let left = deadline.saturating_sub(now_ns());
+            match rx.recv_timeout(Duration::from_nanos(left.max(1))) {
+                Ok(line) if line.starts_with(prefix) => return Ok(line),
+                Ok(line) if line.starts_with("error") => {
+                    return Err(format!("{}: {line}", self.system.name()))
+                }
+                Ok(line) => self.unmatched.push_back(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "{}: no '{prefix}' reply in time",
+                        self.system.name()
+                    ))
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(format!("{}: server process exited", self.system.name()))
+                }
+            }
+        }
+    }
+
+    /// Waits until the server has registered `n` clients (for peers the generator's
+    /// handshake already proved it).
+    fn confirm(&mut self, n: usize, deadline: u64) -> Result<(), String> {
+        if self.system.peer().is_some() {
+            return Ok(());
+        }
+        let ms = deadline.saturating_sub(now_ns()) / 1_000_000;
+        self.send(&format!("expect {n} {ms}"))?;
+        self.wait_line("connected", deadline + 1_000_000_000)
+            .map(|_| ())
+    }
+
+    fn publish(&mut self, job: Job, receivers: u64, timeout: Duration) -> Result<(), String> {
+        match self.system.peer() {
+            Some(kind) => {
+                let h = peers::spawn_publisher(kind, self.addr(), job, receivers, timeout)
+                    .map_err(|e| format!("publisher: {e}"))?;
+                self.publisher = Some(h);
+                Ok(())
+            }
+            None => self.send(&format!(
+                "publish {} {} {} {}",
+                job.start, job.count, job.size, job.rate
+            )),
+        }
+    }
+
+    /// Collects the publisher's outcome. If `complete` is false the round was aborted: the
+    /// caller stops the server, which unblocks the publisher.
+    fn finish_publish(&mut self, complete: bool, notes: &mut Vec<String>) -> PubReport {
+        if !complete {
+            return PubReport::default();
+        }
+        match self.publisher.take() {
+            Some(h) => match h.join() {
+                Ok(Ok(p)) => {
+                    notes.extend(p.notes);
+                    return p.report;
+                }
+                Ok(Err(e)) => notes.push(format!("publisher: {e}")),
+                Err(_) => notes.push("publisher panicked".into()),
+            },
+            None => match self.wait_line("published", now_ns() + 5_000_000_000) {
+                Ok(line) => {
+                    let words: Vec<&str> = line.split_whitespace().skip(2).collect();
+                    return PubReport::from_words(&words).unwrap_or_default();
+                }
+                Err(e) => notes.push(e),
+            },
+        }
+        PubReport::default()
+    }
+
+    /// What the server says about its clients after a round.
+    fn server_notes(&mut self) -> String {
+        match self.system {
+            System::Hubcast | System::HubcastDefault => {
+                if self.send("stats").is_err() {
+                    return String::new();
+                }
+                match self.wait_line("stats", now_ns() + 2_000_000_000) {
+                    Ok(line) => {
+                        // Report only what signals trouble.
+                        let bad: Vec<&str> = line
+                            .split_whitespace()
+                            .filter(|kv| {
+                                ["dropped=", "slow=", "reset=", "io=", "refused="]
+                                    .iter()
+                                    .any(|k| kv.starts_with(k) && !kv.ends_with("=0"))
+                            })
+                            .collect();
+                        if bad.is_empty() {
+                            String::new()
+                        } else {
+                            format!("hubcast: {}", bad.join(" "))
+                        }
+                    }
+                    Err(e) => e,
+                }
+            }
+            System::Nats | System::Redis => {
+                let kind = self.system.peer().unwrap_or(PeerKind::Nats);
+                peers::server_notes(kind, self.port, self.monitor)
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Adds how the server process ended, if it did, to an error.
+    fn explain(&mut self, e: String) -> String {
+        std::thread::sleep(Duration::from_millis(100));
+        match self.child.try_wait() {
+            Ok(Some(status)) => format!("{e} (the server process exited: {status})"),
+            _ => e,
+        }
+    }
+
+    fn sample(&self) -> ProcSample {
+        sys::sample(self.pid).unwrap_or_default()
+    }
+
+    /// Stops the server: politely, then by SIGKILL to its PID.
+    fn stop(&mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        // Once reaped, the PID may belong to someone else: never signal it again.
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            unregister_child(self.pid);
+            return;
+        }
+        if self.stdin.is_some() {
+            let _ = self.send("quit");
+            self.stdin = None;
+        } else {
+            sys::kill(self.pid, sys::SIGTERM);
+        }
+        let deadline = now_ns() + 3_000_000_000;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if now_ns() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+            }
+        }
+        unregister_child(self.pid);
+        if let Some(h) = self.publisher.take() {
+            // The server is gone, so the publisher's socket fails and the thread ends.
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Sut {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        unregister_child(self.pid);
+    }
+}
+
+struct Bench {
+    opts: Opts,
+    nofile: u64,
+    machine: String,
+    /// What produced these results: machine, library version, command line.
+    header: String,
+    available: HashMap<System, Result<(), String>>,
+}
+
+/// What a round cost the server process.
+struct Cost {
+    pre: ProcSample,
+    post: ProcSample,
+    disp_ns: u64,
+    pub_ns: u64,
+    /// CPU time of everything else on the machine during the round.
+    foreign_ns: u64,
+}
+
+impl Bench {
+    fn new(opts: Opts, nofile: u64) -> Self {
+        let mut available = HashMap::new();
+        for s in ALL {
+            let a = match s.peer() {
+                Some(k) if peers::which(k.binary()).is_none() => {
+                    Err(format!("{} not found on PATH", k.binary()))
+                }
+                _ => Ok(()),
+            };
+            available.insert(s, a);
+        }
+        let machine = machine_summary(nofile);
+        let args: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--bench")
+            .collect();
+        let header = format!(
+            "<!-- fanout {}: {machine}; hubcast {}; options: {} -->",
+            run_date(),
+            library_version(),
+            if args.is_empty() {
+                "(defaults)".to_string()
+            } else {
+                args.join(" ")
+            }
+        );
+        Bench {
+            header,
+            machine,
+            opts,
+            nofile,
+            available,
+        }
+    }
+
+    fn kill_leftovers(&self) {
+        for pid in CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            sys::kill(pid, sys::SIGKILL);
+        }
+    }
+
+    fn cells(&self, mode: Mode) -> Vec<(usize, usize)> {
+        if let Some(c) = &self.opts.cells {
+            return c.clone();
+        }
+        match mode {
+            Mode::Flood => {
+                let mut v = Vec::new();
+                for &s in &self.opts.ss {
+                    for &n in &self.opts.ns {
+                        v.push((n, s));
+                    }
+                }
+                v
+            }
+            Mode::Rate => vec![(100, 64), (100, 1024)],
+            Mode::Stall => vec![(100, 1024)],
+            Mode::Conns => self.opts.conns.iter().map(|&c| (c, 64)).collect(),
+        }
+    }
+
+    /// Messages per flood cell before calibration: about 30 M deliveries and 4 GB.
+    fn flood_m(&self, n: usize, s: usize) -> u64 {
+        let (count, bytes) = if self.opts.quick {
+            (6e6, 1e9)
+        } else {
+            (30e6, 4e9)
+        };
+        let m = (count / n as f64).min(bytes / (n as f64 * (s + 4) as f64));
+        (m as u64).clamp(20, 3_000_000)
+    }
+
+    fn run_mode(&mut self, mode: Mode) {
+        let cells = self.cells(mode);
+        let mut rows: Vec<Row> = Vec::new();
+        for &(n, s) in &cells {
+            let mut runs: Vec<Row> = Vec::new();
+            for rep in 0..self.opts.repeat {
+                for &system in &self.opts.systems.clone() {
+                    // Flow control changes nothing at a fixed rate or with idle clients.
+                    if system == System::HubcastDefault && matches!(mode, Mode::Rate | Mode::Conns)
+                    {
+                        continue;
+                    }
+                    let ks: Vec<usize> = if mode == Mode::Stall {
+                        vec![0, self.opts.stalled]
+                    } else {
+                        vec![0]
+                    };
+                    for k in ks {
+                        let row = self.run_one(mode, system, n, s, k);
+                        eprintln!("  {}", progress_line(&row, rep));
+                        runs.push(row);
+                    }
+                }
+            }
+            // The median run by deliveries/s over the repeats, per system and K.
+            let mut keys: Vec<(&'static str, usize)> = Vec::new();
+            for r in &runs {
+                if !keys.contains(&(r.system, r.k)) {
+                    keys.push((r.system, r.k));
+                }
+            }
+            for (system, k) in keys {
+                let mut group: Vec<&Row> = runs
+                    .iter()
+                    .filter(|r| r.system == system && r.k == k)
+                    .collect();
+                group.sort_by(|a, b| a.dps.total_cmp(&b.dps));
+                rows.push(group[group.len() / 2].clone());
+            }
+        }
+        let table = format!("{}\n\n{}", self.header, render(mode, &rows, &self.opts));
+        println!("\n{table}");
+        let _ = std::fs::write(self.opts.out.join(format!("{}.md", mode.name())), &table);
+        let _ = std::fs::write(
+            self.opts.out.join(format!("{}.csv", mode.name())),
+            csv(&rows),
+        );
+        eprintln!(
+            "fanout: wrote {}/{}.{{md,csv}}",
+            self.opts.out.display(),
+            mode.name()
+        );
+    }
+
+    fn run_one(&mut self, mode: Mode, system: System, n: usize, s: usize, k: usize) -> Row {
+        let mut row = Row {
+            mode: mode.name(),
+            system: system.name(),
+            n,
+            k,
+            s,
+            rate: if mode == Mode::Rate {
+                self.opts.rate
+            } else {
+                0.0
+            },
+            ..Row::default()
+        };
+        if let Some(Err(why)) = self.available.get(&system) {
+            row.status = "skipped".into();
+            row.note = why.clone();
+            return row;
+        }
+        if mode == Mode::Stall && system == System::Ceiling {
+            row.status = "n/a".into();
+            row.note = "the ceiling has no slow-client handling by design".into();
+            return row;
+        }
+        // Each process holds one socket per client: both must fit under RLIMIT_NOFILE.
+        let need = (n + k + 64) as u64;
+        if need > self.nofile {
+            row.status = "skipped".into();
+            row.note = format!(
+                "needs {need} file descriptors per process; RLIMIT_NOFILE is {} (hard limit; raising it needs CAP_SYS_RESOURCE)",
+                self.nofile
+            );
+            return row;
+        }
+        let deadline = now_ns() + self.opts.timeout * 1_000_000_000;
+        let result = match mode {
+            Mode::Conns => Sut::start(system, n + 64, &self.opts).and_then(|mut sut| {
+                let r = self.conns_cell(&mut sut, system, n, &mut row, deadline);
+                // Say how the server ended if it died, then stop it.
+                let r = r.map_err(|e| sut.explain(e));
+                sut.stop();
+                r
+            }),
+            _ => Sut::start(system, (n + k + 64).max(1000), &self.opts).and_then(|mut sut| {
+                let r = self.traffic_cell(&mut sut, mode, system, n, s, k, &mut row, deadline);
+                let r = r.map_err(|e| sut.explain(e));
+                sut.stop();
+                r
+            }),
+        };
+        if let Err(e) = result {
+            if row.status.is_empty() || row.status == "ok" {
+                row.status = "error".into();
+            }
+            if !row.note.is_empty() {
+                row.note.push_str("; ");
+            }
+            row.note.push_str(&e);
+        }
+        row
+    }
+
+    /// Flood, rate and stall cells: connect, warm up / calibrate, measure one round.
+    #[allow(clippy::too_many_arguments)]
+    fn traffic_cell(
+        &mut self,
+        sut: &mut Sut,
+        mode: Mode,
+        system: System,
+        n: usize,
+        s: usize,
+        k: usize,
+        row: &mut Row,
+        deadline: u64,
+    ) -> Result<(), String> {
+        let mut gen = Gen::new(system.proto(), sut.addr(), n, k).map_err(|e| e.to_string())?;
+        let t = now_ns();
+        gen.connect_all(deadline)?;
+        sut.confirm(n + k, deadline)?;
+        row.connect_s = (now_ns() - t) as f64 / 1e9;
+        let progress = self.opts.progress * 1_000_000_000;
+        let receivers = (n + k) as u64;
+        let timeout = Duration::from_secs(self.opts.timeout);
+
+        // Warm-up round, which also calibrates the flood's message count for this system.
+        let (pilot, m_max) = match mode {
+            Mode::Flood => {
+                let m = self.flood_m(n, s);
+                ((m / 20).max(20), m)
+            }
+            Mode::Rate => {
+                let m = (self.opts.rate * self.opts.duration) as u64;
+                ((m / 8).max(20), m)
+            }
+            Mode::Stall => {
+                // Enough to pass 64 MiB per stalled subscriber, so the slow-client limits
+                // (hubcast queue_bytes, NATS max_pending, Redis pubsub limit) are reached.
+                let m = self.flood_m(n, s).max((96u64 << 20) / s as u64);
+                ((m / 50).max(20), m)
+            }
+            Mode::Conns => unreachable!(),
+        };
+        let rate = row.rate;
+        let job = Job {
+            start: 0,
+            count: pilot,
+            size: s,
+            rate,
+        };
+        let mut notes = Vec::new();
+        sut.publish(job, receivers, timeout)?;
+        let warm = gen.run_round(0, pilot, s, deadline, progress);
+        sut.finish_publish(warm.end == End::Complete, &mut notes);
+        if warm.end != End::Complete {
+            *row = fill(row.clone(), &warm, pilot, None);
+            row.status = status(&warm.end);
+            row.note = join_notes(&notes, &warm.errors, &sut.server_notes());
+            // The server closes first, so TIME_WAIT lands on its side and does not hold the
+            // load generator's ephemeral ports.
+            sut.stop();
+            gen.close();
+            return Ok(());
+        }
+        let rate_est = warm.delivered as f64 / warm.secs().max(1e-6);
+        let fits =
+            ((rate_est * self.opts.target_secs / n as f64) as u64).clamp(20.min(m_max), m_max);
+        let m = match mode {
+            // As many messages as fit in the target time, at the rate the warm-up showed.
+            Mode::Flood => fits,
+            // The fixed volume, unless the system is so slow it would take over ten
+            // times the target (the thread-per-client baseline).
+            Mode::Stall => {
+                if (m_max * n as u64) as f64 / rate_est > 10.0 * self.opts.target_secs {
+                    fits
+                } else {
+                    m_max
+                }
+            }
+            _ => m_max,
+        };
+        row.m = m;
+
+        let job = Job {
+            start: pilot,
+            count: m,
+            size: s,
+            rate,
+        };
+        let cost = Self::measure(sut);
+        sut.publish(job, receivers, timeout)?;
+        let round = gen.run_round(pilot, m, s, deadline, progress);
+        let cost = cost.finish(sut);
+        let late = sut.finish_publish(round.end == End::Complete, &mut notes);
+        let server_note = sut.server_notes();
+        *row = fill(row.clone(), &round, m, Some(&cost));
+        row.late_p50 = late.late_p50;
+        row.late_p99 = late.late_p99;
+        row.pub_s = late.elapsed as f64 / 1e9;
+        row.status = status(&round.end);
+        // Every healthy subscriber must have had every message exactly once, in order.
+        let exact = row.deliveries == n as u64 * m;
+        if row.status == "ok"
+            && (!exact || row.lost > 0 || row.reordered > 0 || row.died > 0 || row.bad > 0)
+        {
+            if !exact {
+                notes.push(format!("delivered {} of {}", row.deliveries, n as u64 * m));
+            }
+            row.status = "lossy".into();
+        }
+        row.note = join_notes(&notes, &round.errors, &server_note);
+        if row.gen_cpu_pct > GEN_BOUND_PCT {
+            let bound = format!(
+                "generator-bound: the load generator used {:.0}% of a core",
+                row.gen_cpu_pct
+            );
+            row.note = if row.note.is_empty() {
+                bound
+            } else {
+                format!("{bound}; {}", row.note)
+            };
+        }
+        if row.foreign_pct > NOISY_PCT {
+            let noisy = format!(
+                "noisy: other processes used {:.0}% of a core",
+                row.foreign_pct
+            );
+            row.note = if row.note.is_empty() {
+                noisy
+            } else {
+                format!("{noisy}; {}", row.note)
+            };
+        }
+        sut.stop();
+        gen.close();
+        Ok(())
+    }
+
+    /// Starts measuring the server's cost: resets its peak RSS, samples its CPU time.
+    fn measure(sut: &Sut) -> CostStart {
+        sys::reset_peak_rss(sut.pid);
+        CostStart {
+            pre: sut.sample(),
+            disp: sys::threads_cpu_ns(sut.pid, "hubcast-dispatc"),
+            publ: sys::threads_cpu_ns(sut.pid, server::PUB_THREAD),
+            busy: sys::machine_busy_ns(),
+            own: sys::sample(std::process::id())
+                .map(|s| s.cpu_ns)
+                .unwrap_or(0),
+        }
+    }
+
+    /// Connections mode: hold `c` idle clients, then time single broadcasts to all.
+    fn conns_cell(
+        &mut self,
+        sut: &mut Sut,
+        system: System,
+        c: usize,
+        row: &mut Row,
+        deadline: u64,
+    ) -> Result<(), String> {
+        std::thread::sleep(Duration::from_millis(200));
+        let idle = sut.sample();
+        let kmem0 = sys::tcp_kernel_mem();
+        let mut gen = Gen::new(system.proto(), sut.addr(), c, 0).map_err(|e| e.to_string())?;
+        let t = now_ns();
+        gen.connect_all(deadline)?;
+        sut.confirm(c, deadline)?;
+        row.connect_s = (now_ns() - t) as f64 / 1e9;
+        std::thread::sleep(Duration::from_millis(300));
+        let held = sut.sample();
+        let kmem1 = sys::tcp_kernel_mem();
+        row.mem_per_client = (held.rss_kib.saturating_sub(idle.rss_kib) * 1024) as f64 / c as f64;
+        row.kmem_per_client = kmem1.saturating_sub(kmem0) as f64 / c as f64;
+        row.peak_rss_kib = held.rss_kib;
+        let progress = self.opts.progress * 1_000_000_000;
+        let timeout = Duration::from_secs(self.opts.timeout);
+        let mut notes = Vec::new();
+        let mut times = Vec::new();
+        let mut hist = Hist::new();
+        let rounds = 7;
+        let pre = sut.sample();
+        let mut last: Option<Round> = None;
+        let (mut gen_ns, mut round_ns) = (0u64, 0u64);
+        for r in 0..rounds {
+            let job = Job {
+                start: r,
+                count: 1,
+                size: 64,
+                rate: 0.0,
+            };
+            sut.publish(job, c as u64, timeout)?;
+            let round = gen.run_round(r, 1, 64, deadline, progress);
+            sut.finish_publish(round.end == End::Complete, &mut notes);
+            row.lost += round.lost;
+            row.reordered += round.reordered;
+            row.died += round.died;
+            hist.merge(&round.hist);
+            let ok = round.end == End::Complete;
+            // The first round warms up; the rest are timed.
+            if r > 0 {
+                times.push(round.secs());
+            }
+            row.deliveries += round.delivered;
+            gen_ns += round.gen_cpu_ns;
+            round_ns += round.t_last.saturating_sub(round.t_first);
+            last = Some(round);
+            if !ok {
+                break;
+            }
+        }
+        let post = sut.sample();
+        row.cpu_s = post.cpu_ns.saturating_sub(pre.cpu_ns) as f64 / 1e9;
+        row.gen_cpu_pct = gen_ns as f64 / round_ns.max(1) as f64 * 100.0;
+        times.sort_by(f64::total_cmp);
+        row.m = rounds;
+        if let Some(round) = last {
+            row.status = status(&round.end);
+            let exact = row.deliveries == c as u64 * rounds;
+            if row.status == "ok" && (!exact || row.lost > 0 || row.reordered > 0 || row.died > 0) {
+                row.status = "lossy".into();
+            }
+            row.note = join_notes(&notes, &round.errors, &sut.server_notes());
+        }
+        if !times.is_empty() {
+            row.bcast_ms = times[times.len() / 2] * 1e3;
+            row.bcast_max_ms = times[times.len() - 1] * 1e3;
+        }
+        row.p50 = hist.quantile(0.5);
+        row.p99 = hist.quantile(0.99);
+        row.max = hist.max();
+        sut.stop();
+        gen.close();
+        Ok(())
+    }
+}
+
+struct CostStart {
+    pre: ProcSample,
+    disp: u64,
+    publ: u64,
+    busy: u64,
+    own: u64,
+}
+
+impl CostStart {
+    fn finish(self, sut: &Sut) -> Cost {
+        let post = sut.sample();
+        let busy = sys::machine_busy_ns().saturating_sub(self.busy);
+        let own = sys::sample(std::process::id())
+            .map(|s| s.cpu_ns)
+            .unwrap_or(0)
+            .saturating_sub(self.own);
+        let server = post.cpu_ns.saturating_sub(self.pre.cpu_ns);
+        Cost {
+            foreign_ns: busy.saturating_sub(own + server),
+            post,
+            pre: self.pre,
+            disp_ns: sys::threads_cpu_ns(sut.pid, "hubcast-dispatc").saturating_sub(self.disp),
+            pub_ns: sys::threads_cpu_ns(sut.pid, server::PUB_THREAD).saturating_sub(self.publ),
+        }
+    }
+}
+
+fn status(end: &End) -> String {
+    match end {
+        End::Complete => "ok".into(),
+        End::Timeout => "timeout".into(),
+        End::Stalled => "stalled".into(),
+    }
+}
+
+fn join_notes(notes: &[String], errors: &[String], server: &str) -> String {
+    let mut all: Vec<String> = notes.to_vec();
+    // Subscriber errors repeat per subscriber: count them instead.
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for e in errors {
+        let key = e
+            .split_once(": ")
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_else(|| e.clone());
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    for (k, c) in counts {
+        all.push(format!("{c} subscriber(s): {k}"));
+    }
+    if !server.is_empty() {
+        all.push(server.to_string());
+    }
+    all.join("; ")
+}
+
+fn fill(mut row: Row, round: &Round, m: u64, cost: Option<&Cost>) -> Row {
+    row.m = m;
+    row.deliveries = round.delivered;
+    row.secs = round.secs();
+    if row.secs > 0.0 {
+        row.dps = round.delivered as f64 / row.secs;
+        row.mbps = round.delivered as f64 * row.s as f64 / row.secs / 1e6;
+        row.gen_cpu_pct = round.gen_cpu_ns as f64 / 1e9 / row.secs * 100.0;
+    }
+    row.p50 = round.hist.quantile(0.5);
+    row.p99 = round.hist.quantile(0.99);
+    row.p999 = round.hist.quantile(0.999);
+    row.max = round.hist.max();
+    row.lost = round.lost;
+    row.reordered = round.reordered;
+    row.bad = round.bad_size;
+    row.died = round.died;
+    if let Some(c) = cost {
+        row.peak_rss_kib = c.post.hwm_kib;
+        row.cpu_s = c.post.cpu_ns.saturating_sub(c.pre.cpu_ns) as f64 / 1e9;
+        row.disp_cpu_s = c.disp_ns as f64 / 1e9;
+        row.pub_cpu_s = c.pub_ns as f64 / 1e9;
+        if row.secs > 0.0 {
+            row.foreign_pct = c.foreign_ns as f64 / 1e9 / row.secs * 100.0;
+        }
+    }
+    row
+}
+
+fn progress_line(r: &Row, rep: usize) -> String {
+    format!(
+        "[{} rep {}] {:<8} N={:<6} K={:<3} S={:<6} M={:<8} {:<8} {:>10}/s  p50 {:>9} p99 {:>9}  lost {} reord {}  rss {:.1} MiB cpu {:.2}s gen {:.0}% other {:.0}%  {}",
+        r.mode,
+        rep + 1,
+        r.system,
+        r.n,
+        r.k,
+        r.s,
+        r.m,
+        r.status,
+        si(r.dps),
+        lat(r.p50),
+        lat(r.p99),
+        r.lost,
+        r.reordered,
+        r.peak_rss_kib as f64 / 1024.0,
+        r.cpu_s,
+        r.gen_cpu_pct,
+        r.foreign_pct,
+        r.note
+    )
+}
+
+fn si(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn lat(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.0} µs", ns / 1e3)
+    }
+}
+
+fn ratio(v: f64, base: Option<(f64, bool)>) -> String {
+    match base {
+        Some((b, paced)) if b > 0.0 && v > 0.0 => {
+            format!("{:.2}×{}", v / b, if paced { "†" } else { "" })
+        }
+        _ => "–".into(),
+    }
+}
+
+fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
+    let mut t = String::new();
+    // Ratios are to hubcast in the same cell; where hubcast lost messages or did not
+    // finish, to hubcast-default, marked †.
+    let base = |r: &Row, f: &dyn Fn(&Row) -> f64| -> Option<(f64, bool)> {
+        let find = |name: &str| {
+            rows.iter().find(|b| {
+                b.system == name && b.n == r.n && b.s == r.s && b.k == r.k && b.status == "ok"
+            })
+        };
+        find("hubcast")
+            .map(|b| (f(b), false))
+            .or_else(|| find("hubcast-default").map(|b| (f(b), true)))
+    };
+    match mode {
+        Mode::Rate => {
+            let _ = writeln!(t, "Fixed rate: {} msg/s for {} s, each message stamped with its intended send time.\n", opts.rate, opts.duration);
+            let _ = writeln!(t, "| N | S | system | deliveries/s | p50 | p99 | p99.9 | max | p99 ×hubcast | publisher late p50 / p99 | lost | reord | server CPU s | status / notes |");
+            let _ = writeln!(
+                t,
+                "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+            );
+            for r in rows {
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {:.2} | {}{} |",
+                    r.n,
+                    r.s,
+                    r.system,
+                    si(r.dps),
+                    lat(r.p50),
+                    lat(r.p99),
+                    lat(r.p999),
+                    lat(r.max),
+                    if r.ok() { ratio(r.p99 as f64, base(r, &|b| b.p99 as f64)) } else { "–".into() },
+                    lat(r.late_p50),
+                    lat(r.late_p99),
+                    r.lost,
+                    r.reordered,
+                    r.cpu_s,
+                    r.status,
+                    if r.note.is_empty() { String::new() } else { format!(": {}", r.note) }
+                );
+            }
+        }
+        Mode::Flood => {
+            let _ = writeln!(t, "| N | S | system | M | deliveries/s | ×hubcast | MB/s | s (publisher done) | p50 | p99 | p99.9 | lost | reord | peak RSS MiB | server CPU s | status / notes |");
+            let _ = writeln!(
+                t,
+                "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+            );
+            for r in rows {
+                let cpu = if r.system.starts_with("hubcast") && r.disp_cpu_s > 0.0 {
+                    format!(
+                        "{:.2} (disp {:.2}, pub {:.2})",
+                        r.cpu_s, r.disp_cpu_s, r.pub_cpu_s
+                    )
+                } else if r.pub_cpu_s > 0.0 && r.system != "ceiling" {
+                    format!("{:.2} (pub {:.2})", r.cpu_s, r.pub_cpu_s)
+                } else {
+                    format!("{:.2}", r.cpu_s)
+                };
+                let shown = if r.ok() || r.deliveries > 0 {
+                    r.dps
+                } else {
+                    0.0
+                };
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | {} | {} | {} | {:.0} | {:.2} ({:.2}) | {} | {} | {} | {} | {} | {:.1} | {} | {}{} |",
+                    r.n,
+                    r.s,
+                    r.system,
+                    r.m,
+                    match (shown > 0.0, r.status.as_str()) {
+                        (false, _) => "–".into(),
+                        (true, "ok") => si(shown),
+                        (true, _) => format!("({} over what arrived)", si(shown)),
+                    },
+                    if r.ok() { ratio(r.dps, base(r, &|b| b.dps)) } else { "–".into() },
+                    r.mbps,
+                    r.secs,
+                    r.pub_s,
+                    lat(r.p50),
+                    lat(r.p99),
+                    lat(r.p999),
+                    r.lost,
+                    r.reordered,
+                    r.peak_rss_kib as f64 / 1024.0,
+                    cpu,
+                    r.status,
+                    if r.note.is_empty() { String::new() } else { format!(": {}", r.note) }
+                );
+            }
+        }
+        Mode::Stall => {
+            let _ = writeln!(t, "Stall: K={} extra subscribers never read. Healthy-subscriber deliveries/s with and without them.\n", opts.stalled);
+            let _ = writeln!(t, "| N | S | system | M | healthy deliveries/s, K=0 | healthy deliveries/s, K={} | with/without | ×hubcast (with K) | p99 with K | lost | peak RSS MiB | status / notes |", opts.stalled);
+            let _ = writeln!(t, "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+            for r in rows.iter().filter(|r| r.k > 0 || opts.stalled == 0) {
+                let without = rows
+                    .iter()
+                    .find(|b| b.system == r.system && b.n == r.n && b.s == r.s && b.k == 0);
+                let w0 = without.filter(|b| b.ok()).map(|b| b.dps);
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {}{}{} |",
+                    r.n,
+                    r.s,
+                    r.system,
+                    r.m,
+                    w0.map(si)
+                        .unwrap_or_else(|| without.map(|b| b.status.clone()).unwrap_or("–".into())),
+                    if r.ok() { si(r.dps) } else { "–".into() },
+                    if r.ok() {
+                        ratio(r.dps, w0.map(|w| (w, false)))
+                    } else {
+                        "–".into()
+                    },
+                    if r.ok() {
+                        ratio(r.dps, base(r, &|b| b.dps))
+                    } else {
+                        "–".into()
+                    },
+                    lat(r.p99),
+                    r.lost,
+                    r.peak_rss_kib as f64 / 1024.0,
+                    r.status,
+                    if r.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", r.note)
+                    },
+                    without
+                        .filter(|b| !b.note.is_empty() && b.status != "n/a")
+                        .map(|b| format!(" (K=0: {} {})", b.status, b.note))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Mode::Conns => {
+            let _ = writeln!(t, "| clients | system | connect s | server RSS MiB | server bytes/client | ×hubcast | kernel bytes/client (both ends) | one broadcast to all, median ms | max ms | ×hubcast | server CPU ms per broadcast | generator CPU % | lost | status / notes |");
+            let _ = writeln!(
+                t,
+                "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+            );
+            for r in rows {
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {:.2} | {:.1} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.0} | {} | {}{} |",
+                    r.n,
+                    r.system,
+                    r.connect_s,
+                    r.peak_rss_kib as f64 / 1024.0,
+                    r.mem_per_client,
+                    if r.ok() { ratio(r.mem_per_client, base(r, &|b| b.mem_per_client)) } else { "–".into() },
+                    r.kmem_per_client,
+                    r.bcast_ms,
+                    r.bcast_max_ms,
+                    if r.ok() { ratio(r.bcast_ms, base(r, &|b| b.bcast_ms)) } else { "–".into() },
+                    r.cpu_s * 1e3 / r.m.max(1) as f64,
+                    r.gen_cpu_pct,
+                    r.lost,
+                    r.status,
+                    if r.note.is_empty() { String::new() } else { format!(": {}", r.note) }
+                );
+            }
+        }
+    }
+    t
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "mode,system,n,k,s,m,rate,status,deliveries,secs,deliveries_per_s,mb_per_s,p50_us,p99_us,p999_us,max_us,lost,reordered,bad_size,died,peak_rss_mib,cpu_s,dispatcher_cpu_s,publisher_cpu_s,generator_cpu_pct,connect_s,server_bytes_per_client,kernel_bytes_per_client,broadcast_ms,broadcast_max_ms,publisher_s,publisher_late_p50_us,publisher_late_p99_us,foreign_cpu_pct,note\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            t,
+            "{},{},{},{},{},{},{},{},{},{:.4},{:.1},{:.2},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{:.2},{:.3},{:.3},{:.3},{:.1},{:.3},{:.0},{:.0},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},\"{}\"",
+            r.mode,
+            r.system,
+            r.n,
+            r.k,
+            r.s,
+            r.m,
+            r.rate,
+            r.status,
+            r.deliveries,
+            r.secs,
+            r.dps,
+            r.mbps,
+            r.p50 as f64 / 1e3,
+            r.p99 as f64 / 1e3,
+            r.p999 as f64 / 1e3,
+            r.max as f64 / 1e3,
+            r.lost,
+            r.reordered,
+            r.bad,
+            r.died,
+            r.peak_rss_kib as f64 / 1024.0,
+            r.cpu_s,
+            r.disp_cpu_s,
+            r.pub_cpu_s,
+            r.gen_cpu_pct,
+            r.connect_s,
+            r.mem_per_client,
+            r.kmem_per_client,
+            r.bcast_ms,
+            r.bcast_max_ms,
+            r.pub_s,
+            r.late_p50 as f64 / 1e3,
+            r.late_p99 as f64 / 1e3,
+            r.foreign_pct,
+            r.note.replace('"', "'")
+        );
+    }
+    t
+}
+
+fn machine_summary(nofile: u64) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "fanout: {cores} cores, {cpu}, Linux {}, RLIMIT_NOFILE {nofile}",
+        kernel.trim()
+    )
+}
+
+fn run_date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The library under test: its commit, and whether `src/` had uncommitted changes.
+fn library_version() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) => {
+            let dirty = git(&["status", "--porcelain", "--", "src"]).is_some_and(|s| !s.is_empty());
+            format!(
+                "{commit}{}",
+                if dirty {
+                    " + uncommitted changes in src/"
+                } else {
+                    ""
+                }
+            )
+        }
+        None => "(unknown commit)".into(),
+    }
+}

@@ -1,0 +1,301 @@
+//! What goes over the wire: the benchmark message and the three protocols subscribers
+//! speak (length-prefixed frames, NATS text protocol, Redis RESP2 pub/sub).
+//!
+//! Every message payload is `S` bytes: the sequence number (u64 little-endian), the send
+//! timestamp (`CLOCK_MONOTONIC` ns, u64 little-endian), then filler.
+
+/// Bytes at the start of every payload that subscribers read: sequence and timestamp.
+pub(crate) const HEADER: usize = 16;
+
+/// Writes a payload of `buf.len()` bytes (at least [`HEADER`]) for message `seq`.
+#[inline]
+pub(crate) fn stamp(buf: &mut [u8], seq: u64, ts: u64) {
+    buf[..8].copy_from_slice(&seq.to_le_bytes());
+    buf[8..16].copy_from_slice(&ts.to_le_bytes());
+}
+
+/// A filler payload of `size` bytes, stamped later.
+pub(crate) fn payload(size: usize) -> Vec<u8> {
+    vec![b'x'; size.max(HEADER)]
+}
+
+#[inline]
+pub(crate) fn read_header(p: &[u8]) -> (u64, u64) {
+    let mut seq = [0; 8];
+    let mut ts = [0; 8];
+    seq.copy_from_slice(&p[..8]);
+    ts.copy_from_slice(&p[8..16]);
+    (u64::from_le_bytes(seq), u64::from_le_bytes(ts))
+}
+
+/// The protocol a subscriber speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proto {
+    /// 4-byte big-endian length, then the payload: hubcast `Framing::LengthPrefixed`, and
+    /// the thread-per-client and ceiling baselines, which send the same frames.
+    Lp,
+    Nats,
+    Redis,
+}
+
+/// Control frames that are not benchmark messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ctrl {
+    /// NATS `PING`: answer `PONG`.
+    Ping,
+    /// NATS `PONG`: the subscriber's `CONNECT` and `SUB` have been processed.
+    Pong,
+    /// Redis `subscribe` confirmation.
+    Subscribed,
+    /// `INFO`, `+OK` and the like.
+    Other,
+    /// NATS `-ERR`, Redis `-ERR`: logged.
+    Error,
+}
+
+/// One parse step over the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// More bytes are needed before anything can be decided.
+    Need,
+    /// A message whose payload starts at `head` (at least [`HEADER`] bytes of it are in the
+    /// buffer) and is `body` bytes long, followed by `tail` bytes of framing.
+    Msg {
+        head: usize,
+        body: usize,
+        tail: usize,
+    },
+    /// A complete control frame of `len` bytes.
+    Ctrl { len: usize, kind: Ctrl },
+    /// Not this protocol: the stream is broken.
+    Bad(&'static str),
+}
+
+/// The longest protocol line accepted (NATS `INFO` is a few hundred bytes).
+const MAX_LINE: usize = 16 * 1024;
+
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let end = buf.len().min(from + MAX_LINE);
+    buf.get(from..end)?
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|i| from + i)
+}
+
+fn parse_usize(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    digits.iter().try_fold(0usize, |acc, &d| {
+        d.is_ascii_digit().then(|| acc * 10 + usize::from(d - b'0'))
+    })
+}
+
+impl Proto {
+    /// What the subscriber sends right after connecting.
+    pub(crate) fn hello(self) -> &'static [u8] {
+        match self {
+            Proto::Lp => b"",
+            Proto::Nats => {
+                b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB bench 1\r\nPING\r\n"
+            }
+            Proto::Redis => b"*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nbench\r\n",
+        }
+    }
+
+    /// Parses the start of `buf`.
+    #[inline]
+    pub(crate) fn parse(self, buf: &[u8]) -> Parsed {
+        match self {
+            Proto::Lp => {
+                if buf.len() < 4 + HEADER {
+                    return Parsed::Need;
+                }
+                let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                if len < HEADER {
+                    return Parsed::Bad("length-prefixed frame shorter than the header");
+                }
+                Parsed::Msg {
+                    head: 4,
+                    body: len,
+                    tail: 0,
+                }
+            }
+            Proto::Nats => parse_nats(buf),
+            Proto::Redis => parse_redis(buf),
+        }
+    }
+}
+
+fn parse_nats(buf: &[u8]) -> Parsed {
+    let Some(eol) = find_crlf(buf, 0) else {
+        return if buf.len() >= MAX_LINE {
+            Parsed::Bad("NATS line too long")
+        } else {
+            Parsed::Need
+        };
+    };
+    let line = &buf[..eol];
+    let len = eol + 2;
+    if let Some(args) = line.strip_prefix(b"MSG ") {
+        // MSG <subject> <sid> [reply-to] <#bytes>
+        let Some(size) = args.rsplit(|&b| b == b' ').next().and_then(parse_usize) else {
+            return Parsed::Bad("bad NATS MSG line");
+        };
+        if size < HEADER {
+            return Parsed::Bad("NATS message shorter than the header");
+        }
+        if buf.len() < len + HEADER {
+            return Parsed::Need;
+        }
+        return Parsed::Msg {
+            head: len,
+            body: size,
+            tail: 2,
+        };
+    }
+    let kind = if line == b"PING" {
+        Ctrl::Ping
+    } else if line == b"PONG" {
+        Ctrl::Pong
+    } else if line.starts_with(b"-ERR") {
+        Ctrl::Error
+    } else if line.starts_with(b"INFO") || line.starts_with(b"+OK") {
+        Ctrl::Other
+    } else {
+        return Parsed::Bad("unexpected NATS line");
+    };
+    Parsed::Ctrl { len, kind }
+}
+
+/// Parses one RESP2 bulk string starting at `pos`; returns (content start, content length,
+/// position after its trailing CRLF), `Err(None)` if incomplete.
+fn redis_bulk(buf: &[u8], pos: usize) -> Result<(usize, usize, usize), Option<&'static str>> {
+    let eol = find_crlf(buf, pos).ok_or(None)?;
+    let line = &buf[pos..eol];
+    let size = line
+        .strip_prefix(b"$")
+        .and_then(parse_usize)
+        .ok_or(Some("expected a RESP bulk string"))?;
+    Ok((eol + 2, size, eol + 2 + size + 2))
+}
+
+fn parse_redis(buf: &[u8]) -> Parsed {
+    let Some(eol) = find_crlf(buf, 0) else {
+        return if buf.len() >= MAX_LINE {
+            Parsed::Bad("RESP line too long")
+        } else {
+            Parsed::Need
+        };
+    };
+    let line = &buf[..eol];
+    if line.starts_with(b"-") {
+        return Parsed::Ctrl {
+            len: eol + 2,
+            kind: Ctrl::Error,
+        };
+    }
+    if line != b"*3" {
+        return Parsed::Bad("expected a 3-element RESP push");
+    }
+    // ["message" | "subscribe", channel, payload | count]
+    let (kind_at, kind_len, pos) = match redis_bulk(buf, eol + 2) {
+        Ok(v) => v,
+        Err(None) => return Parsed::Need,
+        Err(Some(e)) => return Parsed::Bad(e),
+    };
+    if buf.len() < pos {
+        return Parsed::Need;
+    }
+    let kind = &buf[kind_at..kind_at + kind_len];
+    let pos = match redis_bulk(buf, pos) {
+        Ok((_, _, next)) if buf.len() >= next => next,
+        Ok(_) | Err(None) => return Parsed::Need,
+        Err(Some(e)) => return Parsed::Bad(e),
+    };
+    match kind {
+        b"message" => match redis_bulk(buf, pos) {
+            Ok((at, size, _)) => {
+                if size < HEADER {
+                    return Parsed::Bad("Redis message shorter than the header");
+                }
+                if buf.len() < at + HEADER {
+                    return Parsed::Need;
+                }
+                Parsed::Msg {
+                    head: at,
+                    body: size,
+                    tail: 2,
+                }
+            }
+            Err(None) => Parsed::Need,
+            Err(Some(e)) => Parsed::Bad(e),
+        },
+        b"subscribe" => match find_crlf(buf, pos) {
+            Some(end) if buf[pos] == b':' => Parsed::Ctrl {
+                len: end + 2,
+                kind: Ctrl::Subscribed,
+            },
+            Some(_) => Parsed::Bad("bad subscribe confirmation"),
+            None => Parsed::Need,
+        },
+        _ => Parsed::Bad("unexpected RESP push"),
+    }
+}
+
+/// Checks the parsers on every split of sample streams (run by `--self-test`).
+pub(crate) fn self_test() {
+    let mut p = payload(40);
+    stamp(&mut p, 7, 99);
+    let mut lp = (p.len() as u32).to_be_bytes().to_vec();
+    lp.extend_from_slice(&p);
+    let mut nats = b"INFO {\"x\":1}\r\nPONG\r\nMSG bench 1 40\r\n".to_vec();
+    nats.extend_from_slice(&p);
+    nats.extend_from_slice(b"\r\nPING\r\n");
+    let mut redis = b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbench\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n$40\r\n".to_vec();
+    redis.extend_from_slice(&p);
+    redis.extend_from_slice(b"\r\n");
+    for (proto, wire, want) in [
+        (Proto::Lp, lp, vec!["msg"]),
+        (Proto::Nats, nats, vec!["Other", "Pong", "msg", "Ping"]),
+        (Proto::Redis, redis, vec!["Subscribed", "msg"]),
+    ] {
+        // Feed the stream as a subscriber does: parse what is there, keep the rest.
+        for cut in 0..wire.len() {
+            let mut got = Vec::new();
+            let mut buf = Vec::new();
+            let mut skip = 0;
+            for chunk in [&wire[..cut], &wire[cut..]] {
+                buf.extend_from_slice(chunk);
+                let mut pos = skip.min(buf.len());
+                skip -= pos;
+                loop {
+                    match proto.parse(&buf[pos..]) {
+                        Parsed::Need => break,
+                        Parsed::Msg { head, body, tail } => {
+                            let (seq, ts) = read_header(&buf[pos + head..]);
+                            assert_eq!((seq, ts, body), (7, 99, 40));
+                            got.push("msg".to_string());
+                            let total = head + body + tail;
+                            let avail = buf.len() - pos;
+                            if total <= avail {
+                                pos += total;
+                            } else {
+                                skip = total - avail;
+                                pos = buf.len();
+                            }
+                        }
+                        Parsed::Ctrl { len, kind } => {
+                            got.push(format!("{kind:?}"));
+                            pos += len;
+                        }
+                        Parsed::Bad(e) => panic!("{proto:?} cut {cut}: {e}"),
+                    }
+                }
+                buf.drain(..pos);
+            }
+            assert_eq!(got, want, "{proto:?} cut at {cut}");
+            assert!(buf.is_empty() && skip == 0);
+        }
+    }
+}

@@ -1,0 +1,629 @@
+//! `--serve SYSTEM`: the child process that runs one in-process system under test, so that
+//! its memory and CPU time are its own, and the publisher that drives it.
+//!
+//! Systems: `hubcast` (a `Hub` with length-prefixed framing and `flow_control(true)`,
+//! publisher = `Hub::broadcast` on a thread of this process, as fast as it returns),
+//! `hubcast-default` (the same with default settings: `broadcast` never waits), `thread` (the tutorial's design: a thread per client and
+//! blocking writes to every client in a loop), `ceiling` (one event loop writing the same
+//! frames to every socket in 64 KiB batches, no hub logic).
+//!
+//! Control protocol, one line each way on stdin/stdout:
+//! - at start the child prints `port P`;
+//! - `expect N MS` → `connected N` once N clients are registered (`error ...` after MS);
+//! - `publish START COUNT SIZE RATE` → starts publishing messages START..START+COUNT of
+//!   SIZE bytes, RATE per second (0: as fast as possible); prints `published COUNT NS`
+//!   when the last one is handed to the system;
+//! - `stats` → `stats key=value ...`;
+//! - `quit` or end of input → exit.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, IoSlice, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hubcast::{DisconnectReason, Framing, Hub};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::hist::Hist;
+use crate::proto::{payload, stamp};
+use crate::sys::{fine_timer_slack, now_ns};
+
+/// Name of the publisher thread, so its CPU time can be told apart.
+pub(crate) const PUB_THREAD: &str = "fanout-pub";
+/// hubcast's send buffer default, also used by the ceiling so both see the same sockets.
+const SEND_BUFFER: usize = 128 * 1024;
+/// The ceiling's batches: as large as hubcast's coalesced runs.
+const BATCH: usize = 64 * 1024;
+
+/// One publishing job.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Job {
+    pub(crate) start: u64,
+    pub(crate) count: u64,
+    pub(crate) size: usize,
+    /// Messages per second; 0 for as fast as possible.
+    pub(crate) rate: f64,
+}
+
+impl Job {
+    /// When message `i` of the job is meant to be sent, `t0` being the first.
+    pub(crate) fn intended(&self, t0: u64, i: u64) -> u64 {
+        t0 + (i as f64 * 1e9 / self.rate) as u64
+    }
+}
+
+/// Sleeps until `t` (`CLOCK_MONOTONIC` ns). With the thread's timer slack at 1 ns
+/// ([`fine_timer_slack`]) `nanosleep` wakes within some microseconds; no spinning, so the
+/// publisher does not take a core from the system under test. The overshoot is measured
+/// (see [`publish_loop`]) and, as the message carries its intended time, counts as latency
+/// for every system alike.
+pub(crate) fn wait_until(t: u64) {
+    loop {
+        let now = now_ns();
+        if now >= t {
+            return;
+        }
+        std::thread::sleep(Duration::from_nanos(t - now));
+    }
+}
+
+/// What a publisher reports: how late a fixed-rate publisher handed messages over against
+/// their intended times, and how long it took to hand over the whole job.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PubReport {
+    pub(crate) late_p50: u64,
+    pub(crate) late_p99: u64,
+    pub(crate) late_max: u64,
+    /// From the first message to the last one accepted by the system, in ns.
+    pub(crate) elapsed: u64,
+}
+
+impl PubReport {
+    fn new(late: &Hist, elapsed: u64) -> Self {
+        PubReport {
+            late_p50: late.quantile(0.5),
+            late_p99: late.quantile(0.99),
+            late_max: late.max(),
+            elapsed,
+        }
+    }
+
+    pub(crate) fn to_words(self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.late_p50, self.late_p99, self.late_max, self.elapsed
+        )
+    }
+
+    pub(crate) fn from_words(words: &[&str]) -> Option<PubReport> {
+        let v: Vec<u64> = words.iter().filter_map(|w| w.parse().ok()).collect();
+        (v.len() == 4).then(|| PubReport {
+            late_p50: v[0],
+            late_p99: v[1],
+            late_max: v[2],
+            elapsed: v[3],
+        })
+    }
+}
+
+/// Publishes `job` through `send`: each payload carries its sequence number and its send
+/// time: the time of the call (flood) or the intended time on the fixed-rate schedule, so
+/// that a publisher held back by the system counts that as latency.
+pub(crate) fn publish_loop(
+    job: &Job,
+    mut send: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<PubReport> {
+    if job.rate > 0.0 {
+        fine_timer_slack();
+    }
+    let mut late = Hist::new();
+    let mut buf = payload(job.size);
+    let t0 = now_ns();
+    for i in 0..job.count {
+        let ts = if job.rate > 0.0 {
+            let t = job.intended(t0, i);
+            wait_until(t);
+            late.record(now_ns() - t);
+            t
+        } else {
+            now_ns()
+        };
+        stamp(&mut buf, job.start + i, ts);
+        send(&buf)?;
+    }
+    Ok(PubReport::new(&late, now_ns() - t0))
+}
+
+type Out = Arc<Mutex<io::Stdout>>;
+
+fn say(out: &Out, line: &str) {
+    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The tutorial's server: every client's stream in a shared list, a thread per client.
+struct Tutorial {
+    clients: Mutex<Vec<Arc<TcpStream>>>,
+    connected: AtomicU64,
+    spawn_failures: AtomicU64,
+}
+
+enum System {
+    Hub(Arc<Hub>, Sender<Job>),
+    Tutorial(Arc<Tutorial>, Sender<Job>),
+    Ceiling {
+        connected: Arc<AtomicU64>,
+        jobs: Sender<Job>,
+        waker: Arc<Waker>,
+    },
+}
+
+impl System {
+    fn connected(&self) -> u64 {
+        match self {
+            System::Hub(hub, _) => hub.stats().connected,
+            System::Tutorial(t, _) => t.connected.load(Relaxed),
+            System::Ceiling { connected, .. } => connected.load(Relaxed),
+        }
+    }
+
+    fn publish(&self, job: Job) {
+        match self {
+            System::Hub(_, tx) | System::Tutorial(_, tx) => {
+                let _ = tx.send(job);
+            }
+            System::Ceiling { jobs, waker, .. } => {
+                let _ = jobs.send(job);
+                let _ = waker.wake();
+            }
+        }
+    }
+
+    fn stats(&self) -> String {
+        match self {
+            System::Hub(hub, _) => {
+                let s = hub.stats();
+                format!(
+                    "stats connected={} accepted={} refused={} frames_out={} bytes_out={} dropped={} slow={} reset={} peer_closed={} io={}",
+                    s.connected,
+                    s.accepted,
+                    s.refused,
+                    s.frames_out,
+                    s.bytes_out,
+                    s.dropped,
+                    s.disconnects(DisconnectReason::Slow),
+                    s.disconnects(DisconnectReason::Reset),
+                    s.disconnects(DisconnectReason::PeerClosed),
+                    s.disconnects(DisconnectReason::Io(io::ErrorKind::Other)),
+                )
+            }
+            _ => format!("stats connected={}", self.connected()),
+        }
+    }
+}
+
+/// Runs the child. Returns the exit code.
+pub(crate) fn serve(system: &str, max_clients: usize, queue_bytes: usize) -> i32 {
+    let out: Out = Arc::new(Mutex::new(io::stdout()));
+    let (system, port) = match start(system, max_clients, queue_bytes, &out) {
+        Ok(v) => v,
+        Err(e) => {
+            say(&out, &format!("error {e}"));
+            return 1;
+        }
+    };
+    say(&out, &format!("port {port}"));
+    let stdin = io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["expect", n, ms] => {
+                let (n, ms): (u64, u64) = (n.parse().unwrap_or(0), ms.parse().unwrap_or(0));
+                let deadline = now_ns() + ms * 1_000_000;
+                loop {
+                    let c = system.connected();
+                    if c == n {
+                        say(&out, &format!("connected {c}"));
+                        break;
+                    }
+                    if now_ns() > deadline {
+                        say(&out, &format!("error expected {n} clients, have {c}"));
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            ["publish", start, count, size, rate] => {
+                let job = Job {
+                    start: start.parse().unwrap_or(0),
+                    count: count.parse().unwrap_or(0),
+                    size: size.parse().unwrap_or(64),
+                    rate: rate.parse().unwrap_or(0.0),
+                };
+                system.publish(job);
+            }
+            ["stats"] => say(&out, &system.stats()),
+            ["quit"] => break,
+            _ => say(&out, &format!("error unknown command {line:?}")),
+        }
+    }
+    // Exit without waiting for publisher threads (the tutorial's may be stuck in a write).
+    std::process::exit(0)
+}
+
+fn spawn_publisher(
+    out: &Out,
+    mut send: impl FnMut(&[u8]) -> io::Result<()> + Send + 'static,
+) -> io::Result<Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let out = Arc::clone(out);
+    std::thread::Builder::new()
+        .name(PUB_THREAD.into())
+        .spawn(move || {
+            for job in rx {
+                match publish_loop(&job, &mut send) {
+                    Ok(late) => say(
+                        &out,
+                        &format!("published {} {}", job.count, late.to_words()),
+                    ),
+                    Err(e) => say(&out, &format!("error publishing: {e}")),
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
+fn start(
+    system: &str,
+    max_clients: usize,
+    queue_bytes: usize,
+    out: &Out,
+) -> io::Result<(System, u16)> {
+    match system {
+        "hubcast" | "hubcast-default" => {
+            // `hubcast` is the configuration we recommend for floods: flow control on, so
+            // `broadcast` waits while a client that keeps up catches up. `hubcast-default`
+            // keeps the default (broadcast never waits): a flood then meets the policy.
+            let hub = Hub::builder()
+                .framing(Framing::LengthPrefixed)
+                .queue_bytes(queue_bytes)
+                .max_clients(max_clients)
+                .flow_control(system == "hubcast")
+                .bind("127.0.0.1:0")
+                .map_err(io::Error::other)?;
+            let port = hub.local_addr().port();
+            let hub = Arc::new(hub);
+            let h = Arc::clone(&hub);
+            let tx = spawn_publisher(out, move |msg| h.broadcast(msg).map_err(io::Error::other))?;
+            Ok((System::Hub(hub, tx), port))
+        }
+        "thread" => {
+            let listener = listen()?;
+            let port = listener.local_addr()?.port();
+            let t = Arc::new(Tutorial {
+                clients: Mutex::new(Vec::new()),
+                connected: AtomicU64::new(0),
+                spawn_failures: AtomicU64::new(0),
+            });
+            let acceptor = Arc::clone(&t);
+            std::thread::Builder::new()
+                .name("tutorial-accept".into())
+                .spawn(move || {
+                    for stream in listener.incoming() {
+                        let Ok(stream) = stream else { continue };
+                        // hubcast and the peers set TCP_NODELAY too; without it Nagle would
+                        // hold back small messages.
+                        let _ = stream.set_nodelay(true);
+                        // One socket shared by the client's thread (reading) and the
+                        // publisher (writing), rather than a `try_clone`, so a client costs
+                        // one file descriptor as in the other systems.
+                        let stream = Arc::new(stream);
+                        let reader = Arc::clone(&stream);
+                        acceptor
+                            .clients
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(stream);
+                        acceptor.connected.fetch_add(1, Relaxed);
+                        // The client's own thread: reads what it says (nothing, here).
+                        let spawned = std::thread::Builder::new()
+                            .name("tutorial-client".into())
+                            .spawn(move || {
+                                let mut buf = [0u8; 1024];
+                                while matches!((&*reader).read(&mut buf), Ok(n) if n > 0) {}
+                            });
+                        if let Err(e) = spawned {
+                            // Typically EAGAIN past ~16,000 threads (vm.max_map_count): the
+                            // design's limit. Say so once; the cell then fails.
+                            if acceptor.spawn_failures.fetch_add(1, Relaxed) == 0 {
+                                eprintln!(
+                                    "fanout: thread-per-client server could not create thread #{}: {e}",
+                                    acceptor.connected.load(Relaxed)
+                                );
+                            }
+                        }
+                    }
+                })?;
+            let pubs = Arc::clone(&t);
+            let mut frame = Vec::new();
+            let tx = spawn_publisher(out, move |msg| {
+                frame.clear();
+                frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                frame.extend_from_slice(msg);
+                // Blocking writes to every client in turn; a client whose write fails is
+                // dropped.
+                let mut clients = pubs.clients.lock().unwrap_or_else(|e| e.into_inner());
+                clients.retain(|c| (&**c).write_all(&frame).is_ok());
+                Ok(())
+            })?;
+            Ok((System::Tutorial(t, tx), port))
+        }
+        "ceiling" => {
+            let std_listener = listen()?;
+            let port = std_listener.local_addr()?.port();
+            std_listener.set_nonblocking(true)?;
+            let listener = mio::net::TcpListener::from_std(std_listener);
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let connected = Arc::new(AtomicU64::new(0));
+            let (tx, rx) = mpsc::channel();
+            let mut ceiling = Ceiling {
+                poll,
+                listener,
+                conns: Vec::new(),
+                connected: Arc::clone(&connected),
+                jobs: rx,
+                out: Arc::clone(out),
+            };
+            std::thread::Builder::new()
+                .name(PUB_THREAD.into())
+                .spawn(move || ceiling.run())?;
+            Ok((
+                System::Ceiling {
+                    connected,
+                    jobs: tx,
+                    waker,
+                },
+                port,
+            ))
+        }
+        other => Err(io::Error::other(format!("unknown system {other:?}"))),
+    }
+}
+
+/// A listener on 127.0.0.1 with an OS-chosen port and hubcast's default backlog (std's
+/// `TcpListener::bind` uses 128, which drops connections in a 10,000-client connect burst).
+fn listen() -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+
+struct Conn {
+    stream: mio::net::TcpStream,
+    /// Absolute index of the next batch to write, and bytes of it already written.
+    idx: u64,
+    off: usize,
+    writable: bool,
+    dead: bool,
+}
+
+/// The ceiling: accept, then write the same batches of frames to every socket.
+struct Ceiling {
+    poll: Poll,
+    listener: mio::net::TcpListener,
+    conns: Vec<Conn>,
+    connected: Arc<AtomicU64>,
+    jobs: Receiver<Job>,
+    out: Out,
+}
+
+impl Ceiling {
+    fn run(&mut self) {
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut self.listener, LISTENER, Interest::READABLE)
+        {
+            say(&self.out, &format!("error {e}"));
+            return;
+        }
+        let mut events = Events::with_capacity(1024);
+        loop {
+            if self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(10)))
+                .is_err()
+            {
+                continue;
+            }
+            for e in events.iter() {
+                if e.token().0 < self.conns.len() && e.is_writable() {
+                    self.conns[e.token().0].writable = true;
+                }
+            }
+            self.accept();
+            while let Ok(job) = self.jobs.try_recv() {
+                let late = self.publish(&job, &mut events);
+                say(
+                    &self.out,
+                    &format!("published {} {}", job.count, late.to_words()),
+                );
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let sock = socket2::SockRef::from(&stream);
+                    let _ = sock.set_nodelay(true);
+                    let _ = sock.set_send_buffer_size(SEND_BUFFER);
+                    let token = Token(self.conns.len());
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.conns.push(Conn {
+                        stream,
+                        idx: 0,
+                        off: 0,
+                        writable: true,
+                        dead: false,
+                    });
+                    self.connected.fetch_add(1, Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Writes messages `job.start..` to every connection; returns when all have them all.
+    fn publish(&mut self, job: &Job, events: &mut Events) -> PubReport {
+        let mut late = Hist::new();
+        if job.rate > 0.0 {
+            fine_timer_slack();
+        }
+        // Window of batches not yet written to every connection: as hubcast's queue_bytes.
+        const WINDOW: usize = 64 << 20;
+        let mut batches: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut base = 0u64; // absolute index of batches[0]
+        let mut queued = 0usize;
+        for c in &mut self.conns {
+            c.idx = 0;
+            c.off = 0;
+        }
+        let mut msg = payload(job.size);
+        let frame_len = 4 + msg.len();
+        let mut produced = 0u64;
+        // When the last message was made: the ceiling's "publisher done".
+        let mut produced_at = 0u64;
+        let t0 = now_ns();
+        loop {
+            let mut progress = false;
+            // Produce: as fast as the window allows (up to 1 MiB between write passes), or
+            // what the schedule says is due.
+            let now = now_ns();
+            let mut made = 0;
+            while produced < job.count
+                && (if job.rate > 0.0 {
+                    job.intended(t0, produced) <= now
+                } else {
+                    queued < WINDOW && made < 16
+                })
+            {
+                made += 1;
+                let mut batch = Vec::with_capacity(BATCH.max(frame_len));
+                while produced < job.count && batch.len() + frame_len <= BATCH.max(frame_len) {
+                    let ts = if job.rate > 0.0 {
+                        job.intended(t0, produced)
+                    } else {
+                        now_ns()
+                    };
+                    if job.rate > 0.0 {
+                        if ts > now {
+                            break;
+                        }
+                        late.record(now - ts);
+                    }
+                    stamp(&mut msg, job.start + produced, ts);
+                    batch.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                    batch.extend_from_slice(&msg);
+                    produced += 1;
+                }
+                queued += batch.len();
+                batches.push_back(batch);
+                progress = true;
+            }
+            let end = base + batches.len() as u64;
+            // Write: every writable connection, as much as its socket takes.
+            for c in self.conns.iter_mut() {
+                while !c.dead && c.writable && c.idx < end {
+                    let first = (c.idx - base) as usize;
+                    let mut iov = Vec::with_capacity(64);
+                    for (k, b) in batches.iter().skip(first).take(64).enumerate() {
+                        iov.push(IoSlice::new(if k == 0 { &b[c.off..] } else { b }));
+                    }
+                    match c.stream.write_vectored(&iov) {
+                        Ok(mut n) => {
+                            progress = true;
+                            while n > 0 {
+                                let left = batches[(c.idx - base) as usize].len() - c.off;
+                                if n >= left {
+                                    n -= left;
+                                    c.idx += 1;
+                                    c.off = 0;
+                                } else {
+                                    c.off += n;
+                                    n = 0;
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => c.dead = true,
+                    }
+                }
+            }
+            // Retire batches every live connection has.
+            let low = self
+                .conns
+                .iter()
+                .filter(|c| !c.dead)
+                .map(|c| c.idx)
+                .min()
+                .unwrap_or(end);
+            while base < low {
+                if let Some(b) = batches.pop_front() {
+                    queued -= b.len();
+                }
+                base += 1;
+            }
+            if produced == job.count && produced_at == 0 {
+                produced_at = now_ns();
+            }
+            if produced == job.count && low == end {
+                return PubReport::new(&late, produced_at - t0);
+            }
+            let blocked = self
+                .conns
+                .iter()
+                .any(|c| !c.dead && !c.writable && c.idx < end);
+            let timeout = if progress {
+                Duration::ZERO
+            } else if job.rate > 0.0 && produced < job.count && !blocked {
+                // Idle until the next message is due.
+                wait_until(job.intended(t0, produced));
+                Duration::ZERO
+            } else if job.rate > 0.0 && produced < job.count {
+                Duration::from_micros(200)
+            } else {
+                Duration::from_millis(100)
+            };
+            if self.poll.poll(events, Some(timeout)).is_ok() {
+                for e in events.iter() {
+                    if e.token().0 < self.conns.len() && e.is_writable() {
+                        self.conns[e.token().0].writable = true;
+                    }
+                }
+            }
+        }
+    }
+}
