@@ -7,7 +7,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::fence;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -35,11 +35,6 @@ const ACCEPT_BATCH: usize = 256;
 const READ_BUDGET: usize = 256 * 1024;
 /// Size of the one read buffer all clients share.
 const SCRATCH: usize = 64 * 1024;
-/// Consecutive broadcasts smaller than this are copied into one chunk, so each client gets
-/// one queue entry and one `writev` slice per batch instead of one per message.
-const COALESCE_BELOW: usize = 4 * 1024;
-/// The largest coalesced chunk.
-const RUN_MAX: usize = 64 * 1024;
 /// First and longest pause after `accept` fails for lack of resources.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -75,16 +70,6 @@ struct Subscriber {
     overflow: VecDeque<Event>,
 }
 
-/// Consecutive small broadcasts gathered into one chunk (see [`COALESCE_BELOW`]).
-#[derive(Debug, Default)]
-struct Run {
-    buf: BytesMut,
-    /// The run's only frame, kept uncopied until a second one arrives.
-    single: Option<Bytes>,
-    /// Where each frame of the run ends in `buf`.
-    ends: Vec<u32>,
-}
-
 pub(crate) struct Dispatcher {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -106,7 +91,6 @@ pub(crate) struct Dispatcher {
     read_pending: Vec<usize>,
     /// Clients that left and are writing out their queues until their deadline.
     closing: Vec<usize>,
-    run: Run,
     scratch: Vec<u8>,
     /// The listener may have connections waiting.
     accept_pending: bool,
@@ -181,7 +165,6 @@ impl Dispatcher {
             dirty: Vec::new(),
             read_pending: Vec::new(),
             closing: Vec::new(),
-            run: Run::default(),
             scratch: vec![0; SCRATCH],
             accept_pending: false,
             backoff: None,
@@ -272,11 +255,7 @@ impl Dispatcher {
                 taken += command.bytes();
             }
             match command {
-                Ok(Command::Broadcast(frame)) => self.add_to_run(frame),
-                Ok(command) => {
-                    self.flush_run();
-                    self.run_command(command);
-                }
+                Ok(command) => self.run_command(command),
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     alive = false;
@@ -284,7 +263,6 @@ impl Dispatcher {
                 }
             }
         }
-        self.flush_run();
         self.shared.release(taken);
         alive || self.shutdown.is_some()
     }
@@ -295,6 +273,14 @@ impl Dispatcher {
             return;
         }
         match command {
+            Command::Batch(batch) => {
+                let mut batch = batch.lock().unwrap_or_else(PoisonError::into_inner);
+                batch.taken = true;
+                let bytes = batch.buf.split().freeze();
+                let chunk = Chunk::many(bytes, &std::mem::take(&mut batch.ends));
+                drop(batch);
+                self.fan_out(chunk, None);
+            }
             Command::Broadcast(frame) => self.fan_out(Chunk::one(frame), None),
             Command::BroadcastExcept(id, frame) => {
                 let except = self.by_id.get(&id).copied();
@@ -313,48 +299,6 @@ impl Dispatcher {
             }
             Command::Shutdown(deadline) => self.begin_shutdown(deadline),
         }
-    }
-
-    fn add_to_run(&mut self, frame: Bytes) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        let run_max = RUN_MAX.min(self.config.queue_bytes / 8).max(COALESCE_BELOW);
-        if frame.len() >= COALESCE_BELOW {
-            self.flush_run();
-            self.fan_out(Chunk::one(frame), None);
-            return;
-        }
-        let run_len = self.run.buf.len() + self.run.single.as_ref().map_or(0, Bytes::len);
-        if run_len + frame.len() > run_max {
-            self.flush_run();
-        }
-        // Offsets fit in u32: a run is at most RUN_MAX bytes.
-        let end = (run_len + frame.len()) as u32;
-        let run = &mut self.run;
-        match run.single.take() {
-            None if run.ends.is_empty() => run.single = Some(frame),
-            single => {
-                if let Some(first) = single {
-                    run.buf.extend_from_slice(&first);
-                }
-                run.buf.extend_from_slice(&frame);
-            }
-        }
-        run.ends.push(end);
-    }
-
-    fn flush_run(&mut self) {
-        if self.run.ends.is_empty() {
-            return;
-        }
-        let bytes = match self.run.single.take() {
-            Some(frame) => frame,
-            None => self.run.buf.split().freeze(),
-        };
-        let chunk = Chunk::many(bytes, &self.run.ends);
-        self.run.ends.clear();
-        self.fan_out(chunk, None);
     }
 
     /// Queues `chunk` for every client but `except`.

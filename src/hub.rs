@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Sender, TrySendError};
 use mio::{Poll, Waker};
 
@@ -22,9 +22,32 @@ use crate::{
     Subscription,
 };
 
+/// Broadcasts shorter than this are framed straight into a shared batch (see [`Batch`]);
+/// longer ones travel as their own frame.
+pub(crate) const BATCH_BELOW: usize = 4 * 1024;
+/// The largest batch.
+const BATCH_MAX: usize = 64 * 1024;
+
+/// Consecutive small broadcasts, framed by host threads into one buffer that the dispatcher
+/// takes whole: one command, one queue entry per client and one `writev` slice for many
+/// messages, and no allocation or channel operation per message.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) buf: BytesMut,
+    /// Where each frame ends in `buf`.
+    pub(crate) ends: Vec<u32>,
+    /// Set by the dispatcher when it takes the batch: nothing may be added after that.
+    pub(crate) taken: bool,
+}
+
+/// A batch shared between the host threads filling it and the dispatcher taking it.
+pub(crate) type SharedBatch = Arc<Mutex<Batch>>;
+
 /// Work the host hands to the dispatcher, in call order.
 #[derive(Debug)]
 pub(crate) enum Command {
+    /// A batch of small broadcasts; more may be added until the dispatcher takes it.
+    Batch(SharedBatch),
     Broadcast(Bytes),
     BroadcastExcept(ClientId, Bytes),
     SendTo(ClientId, Bytes),
@@ -36,6 +59,8 @@ impl Command {
     /// The frame bytes the command holds, counted against the pending-bytes budget.
     pub(crate) fn bytes(&self) -> usize {
         match self {
+            // A batch may still grow to its largest size.
+            Command::Batch(_) => BATCH_MAX,
             Command::Broadcast(frame)
             | Command::BroadcastExcept(_, frame)
             | Command::SendTo(_, frame) => frame.len(),
@@ -207,6 +232,11 @@ impl Shared {
 pub struct Hub {
     shared: Arc<Shared>,
     tx: Sender<Command>,
+    /// The batch small broadcasts are added to, until the dispatcher takes it. Every send
+    /// into the command channel happens under this lock, so batches and other commands
+    /// reach the dispatcher in call order.
+    open_batch: Mutex<Option<SharedBatch>>,
+    batch_max: usize,
     thread: Mutex<Option<JoinHandle<ShutdownReport>>>,
     local_addr: SocketAddr,
     framing: Framing,
@@ -263,6 +293,9 @@ impl Hub {
         let hub = Hub {
             shared: Arc::clone(&shared),
             tx,
+            open_batch: Mutex::new(None),
+            // Small bounds get small batches, so drops stay fine-grained.
+            batch_max: BATCH_MAX.min(config.queue_bytes / 8).max(BATCH_BELOW),
             thread: Mutex::new(None),
             local_addr,
             framing: config.framing,
@@ -325,8 +358,38 @@ impl Hub {
     /// [`queue_bytes`](HubBuilder::queue_bytes) (or than `u32::MAX` for length-prefixed
     /// framing); [`Error::Closed`] once the hub is shutting down.
     pub fn broadcast(&self, msg: impl AsRef<[u8]>) -> Result<()> {
-        let frame = self.frame(msg.as_ref())?;
-        self.send(Command::Broadcast(frame))
+        let msg = msg.as_ref();
+        let len = self.frame_len(msg)?;
+        if len >= BATCH_BELOW {
+            return self.send(Command::Broadcast(codec::encode(self.framing, msg, len)));
+        }
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let mut open = self
+            .open_batch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(batch) = open.as_ref() {
+            let mut batch = batch.lock().unwrap_or_else(PoisonError::into_inner);
+            if !batch.taken && batch.buf.len() + len <= self.batch_max {
+                codec::encode_into(self.framing, msg, &mut batch.buf);
+                // Fits: a batch is at most BATCH_MAX bytes.
+                let end = batch.buf.len() as u32;
+                batch.ends.push(end);
+                return Ok(());
+            }
+        }
+        let mut buf = BytesMut::with_capacity(self.batch_max);
+        codec::encode_into(self.framing, msg, &mut buf);
+        let ends = vec![buf.len() as u32];
+        let batch = Arc::new(Mutex::new(Batch {
+            buf,
+            ends,
+            taken: false,
+        }));
+        *open = Some(Arc::clone(&batch));
+        self.send_locked(&mut open, Command::Batch(batch))
     }
 
     /// Sends `msg` to every connected client except `client`, for example to relay what that
@@ -432,6 +495,12 @@ impl Hub {
     }
 
     fn frame(&self, msg: &[u8]) -> Result<Bytes> {
+        let len = self.frame_len(msg)?;
+        Ok(codec::encode(self.framing, msg, len))
+    }
+
+    /// The framed length of `msg`, if the hub can send it.
+    fn frame_len(&self, msg: &[u8]) -> Result<usize> {
         let len = codec::encoded_len(self.framing, msg).ok_or(Error::MessageTooLarge {
             len: msg.len(),
             max: u32::MAX as usize,
@@ -442,7 +511,7 @@ impl Hub {
                 max: self.queue_bytes,
             });
         }
-        Ok(codec::encode(self.framing, msg, len))
+        Ok(len)
     }
 
     fn check_client(&self, client: ClientId) -> Result<()> {
@@ -456,7 +525,20 @@ impl Hub {
         }
     }
 
+    /// Sends any command but a batch: it closes the open batch, so later broadcasts come
+    /// after it.
     fn send(&self, command: Command) -> Result<()> {
+        let mut open = self
+            .open_batch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *open = None;
+        self.send_locked(&mut open, command)
+    }
+
+    /// Sends `command` while the caller holds the batch lock (proof: `_open`). Waiting here
+    /// holds up other host threads, never the dispatcher, which does not take that lock.
+    fn send_locked(&self, _open: &mut Option<SharedBatch>, command: Command) -> Result<()> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
