@@ -380,7 +380,8 @@ impl Hub {
                 return Ok(());
             }
         }
-        let mut buf = BytesMut::with_capacity(self.batch_max);
+        // Start small and grow: at low rates a batch holds one message.
+        let mut buf = BytesMut::with_capacity((len * 8).clamp(512, self.batch_max));
         codec::encode_into(self.framing, msg, &mut buf);
         let ends = vec![buf.len() as u32];
         let batch = Arc::new(Mutex::new(Batch {
