@@ -346,8 +346,11 @@ impl Hub {
 
     /// Sends `msg` to every connected client.
     ///
-    /// The message is framed once, here, and the frame is shared by every client's queue.
-    /// Returns as soon as the dispatcher has it: it never waits for a client. Every client
+    /// The message is framed once, here, and the frame is shared by every client's queue;
+    /// messages under 4 KiB are framed into a batch that the dispatcher takes whole. Returns
+    /// as soon as the dispatcher has it: it never waits for a client, unless
+    /// [`flow_control`](HubBuilder::flow_control) is on (see [`Hub`]'s blocking notes in
+    /// the crate docs). Every client
     /// connected now (whose [`Event::Connected`] has been delivered) gets it, after every
     /// message broadcast before it, unless the client leaves or its
     /// [slow-client policy](crate::SlowClientPolicy) drops it.

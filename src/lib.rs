@@ -44,9 +44,13 @@
 //!
 //! # Blocking
 //!
-//! No method waits for a client. [`Hub::broadcast`] frames the message on the calling
-//! thread and hands it over; it waits only if the dispatcher itself is
-//! [`command_capacity`](HubBuilder::command_capacity) calls behind. [`Hub::shutdown`] and
+//! By default no method waits for a client. [`Hub::broadcast`] frames the message on the
+//! calling thread (small messages straight into a batch shared with the dispatcher) and
+//! hands it over; it waits only if the dispatcher itself is
+//! [`command_capacity`](HubBuilder::command_capacity) calls or
+//! [`queue_bytes`](HubBuilder::queue_bytes) of frames behind. With
+//! [`flow_control`](HubBuilder::flow_control) on, it also waits while a client that keeps
+//! up catches up, so a flooding host is paced by its clients. [`Hub::shutdown`] and
 //! dropping the `Hub` wait for the dispatcher to finish, at most their deadline plus the
 //! time to close sockets.
 //!
