@@ -363,6 +363,10 @@ impl Hub {
     pub fn broadcast(&self, msg: impl AsRef<[u8]>) -> Result<()> {
         let msg = msg.as_ref();
         let len = self.frame_len(msg)?;
+        if len == 0 {
+            // An empty message under raw framing: nothing goes on the wire.
+            return Ok(());
+        }
         if len >= BATCH_BELOW {
             return self.send(Command::Broadcast(codec::encode(self.framing, msg, len)));
         }
@@ -393,7 +397,12 @@ impl Hub {
             taken: false,
         }));
         *open = Some(Arc::clone(&batch));
-        self.send_locked(&mut open, Command::Batch(batch))
+        let sent = self.send_locked(&mut open, Command::Batch(batch));
+        if sent.is_err() {
+            // Nobody will take this batch: later broadcasts must not be added to it.
+            *open = None;
+        }
+        sent
     }
 
     /// Sends `msg` to every connected client except `client`, for example to relay what that
