@@ -19,6 +19,8 @@ pub(crate) const CHUNK_OVERHEAD: usize = 64;
 
 /// The most slices one `writev` takes; Linux's `IOV_MAX` is 1024.
 const MAX_IOV: usize = 128;
+/// Slices for a short queue.
+const SHORT_IOV: usize = 4;
 
 /// One or more whole frames, shared by every queue it is in.
 #[derive(Debug, Clone)]
@@ -256,14 +258,13 @@ impl Client {
 
     fn write_queue(&mut self, tally: &mut Tally) -> io::Result<()> {
         while !self.queue.is_empty() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOV];
-            let mut n = 0;
-            for (i, chunk) in self.queue.iter().take(MAX_IOV).enumerate() {
-                let start = if i == 0 { self.offset } else { 0 };
-                iov[i] = IoSlice::new(&chunk.bytes[start..]);
-                n = i + 1;
-            }
-            match self.conn.write_vectored(&iov[..n]) {
+            // A short queue (the usual case below saturation) needs no big slice array.
+            let result = if self.queue.len() <= SHORT_IOV {
+                self.write_gathered::<SHORT_IOV>()
+            } else {
+                self.write_gathered::<MAX_IOV>()
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     self.stalled_since = None;
@@ -274,6 +275,18 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// One `writev` of up to `N` chunks from the front of the queue.
+    fn write_gathered<const N: usize>(&mut self) -> io::Result<usize> {
+        let mut iov = [IoSlice::new(&[]); N];
+        let mut n = 0;
+        for (slot, chunk) in iov.iter_mut().zip(&self.queue) {
+            let start = if n == 0 { self.offset } else { 0 };
+            *slot = IoSlice::new(&chunk.bytes[start..]);
+            n += 1;
+        }
+        self.conn.write_vectored(&iov[..n])
     }
 
     /// Retires `written` bytes from the front of the queue.
