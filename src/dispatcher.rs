@@ -220,7 +220,6 @@ impl Dispatcher {
             }
             self.accept();
             self.read_all();
-            self.flush_dirty();
             self.housekeeping();
             self.flush_dirty();
             self.feed_subscribers();
@@ -237,17 +236,19 @@ impl Dispatcher {
 
     /// Runs up to [`COMMAND_BATCH`] host commands. Returns `false` once the `Hub` is gone.
     fn run_commands(&mut self) -> bool {
-        if self.host_throttled() {
-            // Host calls wait in the channel until the clients catch up.
+        // Under flow control, host calls wait in the channel while a client catches up.
+        let gated = self.config.flow_control && !self.shared.is_closed();
+        let mut busy = None;
+        if gated && self.any_busy_memo(&mut busy) {
             return true;
         }
         self.shared.clear_notified();
         let mut alive = true;
         let mut taken = 0;
         for _ in 0..COMMAND_BATCH {
-            // Under flow control, look again after every fan-out: one round's batch could
-            // otherwise pass the bound of clients that are keeping up.
-            if self.high_clients > 0 && self.host_throttled() {
+            // Look again after every fan-out: one round's batch could otherwise pass the
+            // bound of clients that are keeping up.
+            if gated && self.any_busy_memo(&mut busy) {
                 break;
             }
             let command = self.commands.try_recv();
@@ -382,11 +383,19 @@ impl Dispatcher {
         self.high_clients > 0 && self.clients.iter().flatten().any(busy)
     }
 
-    /// Whether to stop reading clients, whose frames (relayed, or answered by the host)
-    /// would grow the busy clients' queues: clients that publish are then held back by
-    /// TCP instead of making healthy readers lose messages.
-    fn reads_throttled(&self) -> bool {
-        self.any_busy()
+    /// [`any_busy`](Self::any_busy) inside a loop over commands or reads: the scan is
+    /// repeated only when more clients have gone high since the last one (`memo`), since
+    /// within a round that is the only way a client becomes busy. Keeps those loops from
+    /// scanning every client per step while stalled clients sit high.
+    fn any_busy_memo(&self, memo: &mut Option<(usize, bool)>) -> bool {
+        match *memo {
+            Some((high, busy)) if high >= self.high_clients => busy,
+            _ => {
+                let busy = self.any_busy();
+                *memo = Some((self.high_clients, busy));
+                busy
+            }
+        }
     }
 
     /// Whether host calls wait (`flow_control`): while a busy client catches up, so a
@@ -641,8 +650,11 @@ impl Dispatcher {
     /// Reads every client that may have input, unless subscribers need to catch up first.
     fn read_all(&mut self) {
         let mut pending = std::mem::take(&mut self.read_pending);
+        // Stop reading while a client is busy: frames read now (relayed, or answered by the
+        // host) would grow its queue; publishing clients are held back by TCP instead.
+        let mut busy = None;
         let mut i = 0;
-        while i < pending.len() && !self.paused() && !self.reads_throttled() {
+        while i < pending.len() && !self.paused() && !self.any_busy_memo(&mut busy) {
             let slot = pending[i];
             i += 1;
             if let Some(client) = self.client_mut(slot) {
@@ -1075,7 +1087,7 @@ impl Dispatcher {
         let commands_waiting = !self.commands.is_empty();
         let reads_waiting = !self.read_pending.is_empty() && !self.paused();
         let host_throttled = commands_waiting && self.host_throttled();
-        let reads_throttled = reads_waiting && self.reads_throttled();
+        let reads_throttled = reads_waiting && self.any_busy();
         let busy = (commands_waiting && !host_throttled)
             || (reads_waiting && !reads_throttled)
             || (!self.paused() && self.accept_pending_now());
