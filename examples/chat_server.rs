@@ -39,9 +39,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for event in events {
         match event {
-            Event::Connected { client, addr } => log::info!("{client} joined from {addr}"),
-            Event::Disconnected { client, reason } => log::info!("{client} left: {reason}"),
-            Event::Message { client, payload } => {
+            Event::Connected { client, addr, .. } => log::info!("{client} joined from {addr}"),
+            Event::Disconnected { client, reason, .. } => log::info!("{client} left: {reason}"),
+            Event::Message {
+                client, payload, ..
+            } => {
                 log::debug!("{client}: {}", String::from_utf8_lossy(&payload));
             }
             _ => {}

@@ -54,8 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for event in events {
         match event {
-            Event::Connected { client, addr } => log::info!("{client} joined from {addr}"),
-            Event::Disconnected { client, reason } => log::info!("{client} left: {reason}"),
+            Event::Connected { client, addr, .. } => log::info!("{client} joined from {addr}"),
+            Event::Disconnected { client, reason, .. } => log::info!("{client} left: {reason}"),
             _ => {}
         }
     }

@@ -1,7 +1,9 @@
 //! Framing: encoding one outbound message into the bytes every client is sent, and cutting
 //! inbound bytes into frames without allocating for a frame before its size is checked.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::Framing;
 
@@ -16,12 +18,19 @@ pub(crate) struct FrameTooLarge;
 pub(crate) fn encoded_len(framing: Framing, payload: &[u8]) -> Option<usize> {
     match framing {
         Framing::Lines if payload.last() == Some(&b'\n') => Some(payload.len()),
-        Framing::Lines => Some(payload.len() + 1),
+        _ => encoded_len_of(framing, payload.len()),
+    }
+}
+
+/// The most bytes a payload of `len` bytes takes once framed, or `None` if it cannot be.
+pub(crate) fn encoded_len_of(framing: Framing, len: usize) -> Option<usize> {
+    match framing {
+        Framing::Lines => len.checked_add(1),
         Framing::LengthPrefixed => {
-            u32::try_from(payload.len()).ok()?;
-            Some(payload.len() + LEN_PREFIX)
+            u32::try_from(len).ok()?;
+            len.checked_add(LEN_PREFIX)
         }
-        Framing::Raw => Some(payload.len()),
+        Framing::Raw => Some(len),
     }
 }
 
@@ -51,17 +60,26 @@ pub(crate) fn encode(framing: Framing, payload: &[u8], len: usize) -> Bytes {
     out.freeze()
 }
 
-/// Cuts the next complete frame off the front of `buf` and returns its payload.
+/// A complete frame at the front of a buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Decoded {
+    /// Where the payload lies in the buffer.
+    pub(crate) payload: Range<usize>,
+    /// The frame's length on the wire: how much of the buffer it takes.
+    pub(crate) len: usize,
+}
+
+/// Finds the next complete frame at the front of `buf`, without copying or allocating.
 ///
 /// `Ok(None)` means more bytes are needed. `scanned` remembers how much of `buf` is known to
 /// hold no newline, so a long line arriving in many small reads is scanned once, not once
-/// per read.
+/// per read; reset it to 0 after taking a frame.
 pub(crate) fn decode(
     framing: Framing,
-    buf: &mut BytesMut,
+    buf: &[u8],
     max_frame: usize,
     scanned: &mut usize,
-) -> Result<Option<Bytes>, FrameTooLarge> {
+) -> Result<Option<Decoded>, FrameTooLarge> {
     match framing {
         Framing::Lines => {
             // The payload may be max_frame bytes plus "\r\n"; look no further than that.
@@ -69,17 +87,20 @@ pub(crate) fn decode(
             let from = (*scanned).min(limit);
             match buf[from..limit].iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    let end = from + i;
+                    let newline = from + i;
                     *scanned = 0;
-                    let mut line = buf.split_to(end + 1);
-                    line.truncate(end);
-                    if line.last() == Some(&b'\r') {
-                        line.truncate(end - 1);
-                    }
-                    if line.len() > max_frame {
+                    let end = if newline > 0 && buf[newline - 1] == b'\r' {
+                        newline - 1
+                    } else {
+                        newline
+                    };
+                    if end > max_frame {
                         return Err(FrameTooLarge);
                     }
-                    Ok(Some(line.freeze()))
+                    Ok(Some(Decoded {
+                        payload: 0..end,
+                        len: newline + 1,
+                    }))
                 }
                 // No newline yet: the line is already too long unless all that is over the
                 // limit is a '\r' that a '\n' may still follow.
@@ -102,18 +123,23 @@ pub(crate) fn decode(
             if len > max_frame {
                 return Err(FrameTooLarge);
             }
-            if buf.len() < LEN_PREFIX + len {
+            if buf.len() - LEN_PREFIX < len {
                 return Ok(None);
             }
-            buf.advance(LEN_PREFIX);
-            Ok(Some(buf.split_to(len).freeze()))
+            Ok(Some(Decoded {
+                payload: LEN_PREFIX..LEN_PREFIX + len,
+                len: LEN_PREFIX + len,
+            }))
         }
         Framing::Raw => {
             if buf.is_empty() {
                 return Ok(None);
             }
             let len = buf.len().min(max_frame);
-            Ok(Some(buf.split_to(len).freeze()))
+            Ok(Some(Decoded {
+                payload: 0..len,
+                len,
+            }))
         }
     }
 }
@@ -130,13 +156,14 @@ mod tests {
         chunks: &[&[u8]],
         max: usize,
     ) -> Result<Vec<Bytes>, FrameTooLarge> {
-        let mut buf = BytesMut::new();
+        let mut buf = Vec::new();
         let mut scanned = 0;
         let mut out = Vec::new();
         for chunk in chunks {
             buf.extend_from_slice(chunk);
-            while let Some(frame) = decode(framing, &mut buf, max, &mut scanned)? {
-                out.push(frame);
+            while let Some(frame) = decode(framing, &buf, max, &mut scanned)? {
+                out.push(Bytes::copy_from_slice(&buf[frame.payload]));
+                buf.drain(..frame.len);
             }
         }
         Ok(out)

@@ -26,10 +26,23 @@ pub enum Error {
     },
     /// A builder setting is out of range; the text says which one and why.
     #[error("invalid configuration: {0}")]
-    Config(&'static str),
+    Config(String),
     /// The hub has been shut down (or is shutting down) and takes no more work.
     #[error("hub is closed")]
     Closed,
+    /// The hub's dispatcher thread died — a bug, or its event loop failed — and every
+    /// client was dropped. The hub takes no more work; `cause` says what happened (for a
+    /// panic, its message).
+    #[error("hub failed: {cause}")]
+    Failed {
+        /// What killed the dispatcher.
+        cause: String,
+    },
+    /// The call would have had to wait, and was made where it must not: from
+    /// [`Hub::try_broadcast`](crate::Hub::try_broadcast), or from one of the hub's own
+    /// closures (which run on the dispatcher thread). Nothing was sent.
+    #[error("the hub cannot take this now: {0}")]
+    WouldBlock(WouldBlock),
     /// No client with this id is connected (it never was, or it has left).
     #[error("unknown client {0}")]
     UnknownClient(ClientId),
@@ -48,6 +61,31 @@ pub enum Error {
     /// Setting up the hub's event loop or thread failed.
     #[error("failed to start the hub")]
     Start(#[source] io::Error),
+}
+
+/// Why a call that must not wait could not go through (see [`Error::WouldBlock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WouldBlock {
+    /// The dispatcher is [`command_capacity`](crate::HubBuilder::command_capacity) calls
+    /// or [`queue_bytes`](crate::HubBuilder::queue_bytes) of frames behind.
+    Backlog,
+    /// [`flow_control`](crate::HubBuilder::flow_control) is holding host calls back while
+    /// a client catches up, and the calls already waiting fill the budget.
+    FlowControl,
+    /// [`Hub::shutdown`](crate::Hub::shutdown) was called from one of the hub's closures:
+    /// the shutdown has begun, but cannot be waited for on the thread that carries it out.
+    DispatcherThread,
+}
+
+impl std::fmt::Display for WouldBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WouldBlock::Backlog => "the dispatcher is behind",
+            WouldBlock::FlowControl => "flow control is holding calls while a client catches up",
+            WouldBlock::DispatcherThread => "called from the hub's own dispatcher thread",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
 //! What the hub tells its host: client ids, events, disconnect reasons and subscriptions.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{fence, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::Receiver;
 
-use crate::hub::Shared;
+use crate::shared::{lock, Shared};
 
 /// Identifies one client connection for the lifetime of its hub.
 ///
@@ -41,7 +42,8 @@ pub enum DisconnectReason {
     /// The connection was reset or broken by the peer (`ECONNRESET`, `EPIPE`).
     Reset,
     /// The client did not read fast enough: its outbound queue hit its bound under
-    /// [`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy::Disconnect).
+    /// [`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy::Disconnect), or writes to
+    /// it made no progress for [`write_timeout`](crate::HubBuilder::write_timeout).
     Slow,
     /// The client sent a frame longer than [`max_frame`](crate::HubBuilder::max_frame).
     FrameTooLarge,
@@ -63,6 +65,19 @@ pub enum DisconnectReason {
 impl DisconnectReason {
     /// Every reason without a payload, in the order [`Stats`](crate::Stats) counts them.
     pub(crate) const COUNT: usize = 10;
+    /// Their names, in that order.
+    pub(crate) const NAMES: [&'static str; Self::COUNT] = [
+        "PeerClosed",
+        "Reset",
+        "Slow",
+        "FrameTooLarge",
+        "Shutdown",
+        "Kicked",
+        "Idle",
+        "Unresponsive",
+        "Protocol",
+        "Io",
+    ];
 
     pub(crate) fn index(self) -> usize {
         match self {
@@ -111,11 +126,15 @@ impl fmt::Display for DisconnectReason {
 /// Something that happened on the hub, delivered to every [`Subscription`].
 ///
 /// For one client the order is always `Connected`, then its `Message`s in the order it sent
-/// them, then exactly one `Disconnected`.
+/// them, then exactly one `Disconnected`, after which nothing more of it.
+///
+/// Later versions may add variants, and fields to each variant: match with `..` and a
+/// wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
     /// A client connected and will receive broadcasts from now on.
+    #[non_exhaustive]
     Connected {
         /// The new client.
         client: ClientId,
@@ -123,14 +142,17 @@ pub enum Event {
         addr: SocketAddr,
     },
     /// A client sent one complete frame.
+    #[non_exhaustive]
     Message {
         /// Who sent it.
         client: ClientId,
         /// The frame's payload, without its delimiter or length prefix. Any bytes,
-        /// not necessarily UTF-8.
+        /// not necessarily UTF-8. A copy of exactly these bytes: holding it pins no other
+        /// memory.
         payload: Bytes,
     },
     /// A client left; it receives nothing more and its id will not come back.
+    #[non_exhaustive]
     Disconnected {
         /// The client that left.
         client: ClientId,
@@ -139,66 +161,133 @@ pub enum Event {
     },
 }
 
+/// Events a subscription had no room for when the hub stopped: received after the ones
+/// in its channel.
+#[derive(Debug, Default)]
+pub(crate) struct Tail(Mutex<VecDeque<Event>>);
+
+impl Tail {
+    pub(crate) fn extend(&self, events: impl IntoIterator<Item = Event>) {
+        lock(&self.0).extend(events);
+    }
+
+    fn pop(&self) -> Option<Event> {
+        lock(&self.0).pop_front()
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+}
+
+/// [`Subscription::recv`] found the subscription ended: the hub has stopped and every event
+/// has been received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the hub has stopped and every event has been received")]
+pub struct RecvError;
+
+/// Why [`Subscription::try_recv`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryRecvError {
+    /// No event is queued now.
+    #[error("no event is queued")]
+    Empty,
+    /// The hub has stopped and every event has been received.
+    #[error("the hub has stopped and every event has been received")]
+    Closed,
+}
+
+/// Why [`Subscription::recv_timeout`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvTimeoutError {
+    /// No event came within the timeout.
+    #[error("no event within the timeout")]
+    Timeout,
+    /// The hub has stopped and every event has been received.
+    #[error("the hub has stopped and every event has been received")]
+    Closed,
+}
+
 /// A receiver of every [`Event`] of one hub, made by [`Hub::subscribe`](crate::Hub::subscribe).
 ///
 /// Each subscription has its own bounded queue
 /// ([`event_capacity`](crate::HubBuilder::event_capacity)). While any subscription's queue is
 /// full the hub stops reading from clients and stops accepting new ones, so TCP flow
 /// control pushes back on the senders: nothing is dropped and memory stays bounded. Drain
-/// your subscriptions, or drop the ones you no longer need.
+/// your subscriptions, or drop the ones you no longer need: a subscription nobody drains
+/// stops the whole hub from reading (a pause over a second is logged at `warn`, and
+/// [`Stats::paused`](crate::Stats::paused) shows it).
 ///
 /// The stream ends (iteration stops, [`recv`](Self::recv) returns `Err`) once the hub has
-/// shut down and every queued event has been received.
+/// stopped — shut down, or [failed](crate::Error::Failed) — and every queued event has been
+/// received. Events the queue had no room for when the hub stopped come last; shutting down
+/// never waits for a subscriber.
 pub struct Subscription {
     rx: Receiver<Event>,
+    tail: Arc<Tail>,
     shared: Arc<Shared>,
 }
 
 impl Subscription {
-    pub(crate) fn new(rx: Receiver<Event>, shared: Arc<Shared>) -> Self {
-        Subscription { rx, shared }
+    pub(crate) fn new(rx: Receiver<Event>, tail: Arc<Tail>, shared: Arc<Shared>) -> Self {
+        Subscription { rx, tail, shared }
     }
 
-    /// Blocks until the next event, or returns `Err` once the hub is gone and the queue is
-    /// empty.
+    /// Blocks until the next event, or returns `Err` once the hub has stopped and every
+    /// event has been received.
     pub fn recv(&self) -> Result<Event, RecvError> {
-        let event = self.rx.recv();
+        let event = self.rx.recv().ok().or_else(|| self.tail.pop());
         self.after_recv();
-        event
+        event.ok_or(RecvError)
     }
 
     /// Returns the next event if one is queued, without blocking.
     pub fn try_recv(&self) -> Result<Event, TryRecvError> {
-        let event = self.rx.try_recv();
+        let event = match self.rx.try_recv() {
+            Ok(event) => Ok(event),
+            Err(crossbeam_channel::TryRecvError::Empty) => Err(TryRecvError::Empty),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                self.tail.pop().ok_or(TryRecvError::Closed)
+            }
+        };
         self.after_recv();
         event
     }
 
-    /// Waits at most `timeout` for the next event.
+    /// Waits at most `timeout` for the next event. Any timeout is accepted; one too long to
+    /// represent waits for ever.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
-        let event = self.rx.recv_timeout(timeout);
+        let event = match self.rx.recv_timeout(timeout) {
+            Ok(event) => Ok(event),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                self.tail.pop().ok_or(RecvTimeoutError::Closed)
+            }
+        };
         self.after_recv();
         event
     }
 
     /// The number of events queued for this subscription.
     pub fn len(&self) -> usize {
-        self.rx.len()
+        self.rx.len() + self.tail.len()
     }
 
     /// Whether no event is queued for this subscription.
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.len() == 0
     }
 
-    /// A blocking iterator over events that ends when the hub is gone.
+    /// A blocking iterator over events that ends when the hub has stopped.
     pub fn iter(&self) -> Iter<'_> {
         Iter { sub: self }
     }
 
     /// Once this queue has half drained, wakes a dispatcher that paused for it. The fence
-    /// pairs with the dispatcher's in `update_paused`: either it sees the room made here, or
-    /// this sees its flag.
+    /// pairs with the dispatcher's (see `dispatcher::subscribers`): either it sees the room
+    /// made here, or this sees its flag.
     fn after_recv(&self) {
         fence(SeqCst);
         if self.shared.is_paused() && self.rx.len() <= self.rx.capacity().unwrap_or(0) / 2 {
@@ -222,7 +311,7 @@ impl Drop for Subscription {
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscription")
-            .field("queued", &self.rx.len())
+            .field("queued", &self.len())
             .finish()
     }
 }

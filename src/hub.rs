@@ -1,216 +1,32 @@
-//! The host's handle: `Hub`, the state it shares with the dispatcher, and the commands it
-//! sends there.
+//! `Hub`: the host's handle, and nothing else. It frames messages, hands them to the
+//! dispatcher through the command channel, and reads the state the dispatcher shares.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{Sender, TrySendError};
-use mio::{Poll, Waker};
+use crossbeam_channel::Sender;
 
-use crate::codec;
-use crate::dispatcher::{Dispatcher, WAKER};
-use crate::stats::Counters;
+use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
+use crate::dispatcher::{self, panic_message, Outcome};
+use crate::event::Tail;
+use crate::shared::{lock, NewSubscriber, Shared};
 use crate::{
-    ClientId, ClientInfo, Error, Event, Framing, HubBuilder, Result, ShutdownReport, Stats,
-    Subscription,
+    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, Result, ShutdownReport, Stats,
+    Subscription, WouldBlock,
 };
-
-/// Broadcasts shorter than this are framed straight into a shared batch (see [`Batch`]);
-/// longer ones travel as their own frame.
-pub(crate) const BATCH_BELOW: usize = 4 * 1024;
-/// The largest batch.
-const BATCH_MAX: usize = 64 * 1024;
-
-/// Consecutive small broadcasts, framed by host threads into one buffer that the dispatcher
-/// takes whole: one command, one queue entry per client and one `writev` slice for many
-/// messages, and no allocation or channel operation per message.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub(crate) buf: BytesMut,
-    /// Where each frame ends in `buf`.
-    pub(crate) ends: Vec<u32>,
-    /// Set by the dispatcher when it takes the batch: nothing may be added after that.
-    pub(crate) taken: bool,
-}
-
-/// A batch shared between the host threads filling it and the dispatcher taking it.
-pub(crate) type SharedBatch = Arc<Mutex<Batch>>;
-
-/// Work the host hands to the dispatcher, in call order.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// A batch of small broadcasts; more may be added until the dispatcher takes it.
-    Batch(SharedBatch),
-    Broadcast(Bytes),
-    BroadcastExcept(ClientId, Bytes),
-    SendTo(ClientId, Bytes),
-    Disconnect(ClientId),
-    Shutdown(Instant),
-}
-
-impl Command {
-    /// The frame bytes the command holds, counted against the pending-bytes budget.
-    pub(crate) fn bytes(&self) -> usize {
-        match self {
-            // A batch may still grow to its largest size.
-            Command::Batch(_) => BATCH_MAX,
-            Command::Broadcast(frame)
-            | Command::BroadcastExcept(_, frame)
-            | Command::SendTo(_, frame) => frame.len(),
-            Command::Disconnect(_) | Command::Shutdown(_) => 0,
-        }
-    }
-}
-
-/// What the registry knows of a connected client, for [`Hub::clients`] and id checks.
-#[derive(Debug)]
-pub(crate) struct Registered {
-    pub(crate) addr: SocketAddr,
-    pub(crate) name: Option<String>,
-    pub(crate) dropped: Arc<AtomicU64>,
-}
-
-/// New subscribers waiting for the dispatcher to adopt them.
-#[derive(Debug, Default)]
-pub(crate) struct Inbox {
-    pub(crate) senders: Vec<Sender<Event>>,
-    /// Set when the dispatcher has exited: later subscriptions end at once.
-    pub(crate) closed: bool,
-}
-
-/// State shared by the [`Hub`] handle, [`Subscription`]s and the dispatcher thread.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    waker: Waker,
-    /// Set by the first caller to wake the dispatcher, cleared by the dispatcher before it
-    /// drains commands: one `eventfd` write per round, not one per broadcast.
-    notified: AtomicBool,
-    /// The dispatcher stopped reading clients because a subscriber's queue is full.
-    paused: AtomicBool,
-    closed: AtomicBool,
-    pub(crate) counters: Counters,
-    pub(crate) registry: Mutex<HashMap<ClientId, Registered>>,
-    pub(crate) inbox: Mutex<Inbox>,
-    /// Whether `inbox.senders` may be non-empty; spares the dispatcher a lock per event.
-    pub(crate) inbox_pending: AtomicBool,
-    /// Frame bytes in commands the dispatcher has not taken yet, bounded by `queue_bytes`.
-    pending_bytes: AtomicUsize,
-    /// Host threads waiting for `pending_bytes` to drop, and where they wait.
-    room_waiters: AtomicUsize,
-    room: Mutex<()>,
-    room_freed: Condvar,
-}
-
-impl Shared {
-    pub(crate) fn wake(&self) {
-        // A plain load first: while a wake-up is pending (the dispatcher is busy), callers
-        // only read the flag and do not take its cache line away from the dispatcher.
-        if !self.notified.load(SeqCst) && !self.notified.swap(true, SeqCst) {
-            if let Err(err) = self.waker.wake() {
-                log::error!("failed to wake the hubcast dispatcher: {err}");
-            }
-        }
-    }
-
-    /// Called by the dispatcher before it drains commands.
-    pub(crate) fn clear_notified(&self) {
-        self.notified.store(false, SeqCst);
-    }
-
-    /// Counts `bytes` as pending, first waiting (for the dispatcher, never for a client
-    /// unless `flow_control` is on) while that would pass `budget`. A command always fits
-    /// when nothing else is pending. Fails once the hub is closed.
-    fn reserve(&self, bytes: usize, budget: usize) -> Result<()> {
-        let fits = |pending: usize| pending == 0 || pending + bytes <= budget;
-        let mut pending = self.pending_bytes.load(SeqCst);
-        while fits(pending) {
-            match self
-                .pending_bytes
-                .compare_exchange(pending, pending + bytes, SeqCst, SeqCst)
-            {
-                Ok(_) => return Ok(()),
-                Err(now) => pending = now,
-            }
-        }
-        // Slow path. The waiter count and the pending count pair up as in `release`:
-        // either the dispatcher sees this waiter, or this sees the room it made.
-        self.room_waiters.fetch_add(1, SeqCst);
-        let mut guard = self.room.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = loop {
-            if self.is_closed() {
-                break Err(Error::Closed);
-            }
-            let pending = self.pending_bytes.load(SeqCst);
-            if fits(pending)
-                && self
-                    .pending_bytes
-                    .compare_exchange(pending, pending + bytes, SeqCst, SeqCst)
-                    .is_ok()
-            {
-                break Ok(());
-            }
-            self.wake();
-            guard = self
-                .room_freed
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        };
-        drop(guard);
-        self.room_waiters.fetch_sub(1, SeqCst);
-        result
-    }
-
-    /// Called by the dispatcher for the frame bytes of the commands it took.
-    pub(crate) fn release(&self, bytes: usize) {
-        if bytes > 0 {
-            self.pending_bytes.fetch_sub(bytes, SeqCst);
-        }
-        if self.room_waiters.load(SeqCst) > 0 {
-            self.notify_room();
-        }
-    }
-
-    /// Wakes host threads waiting for room (also when the hub closes).
-    pub(crate) fn notify_room(&self) {
-        let _guard = self.room.lock().unwrap_or_else(PoisonError::into_inner);
-        self.room_freed.notify_all();
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(SeqCst)
-    }
-
-    pub(crate) fn is_paused(&self) -> bool {
-        self.paused.load(SeqCst)
-    }
-
-    pub(crate) fn set_paused(&self, paused: bool) {
-        self.paused.store(paused, SeqCst);
-    }
-
-    pub(crate) fn registry(&self) -> MutexGuard<'_, HashMap<ClientId, Registered>> {
-        // The registry holds plain data that no panic can leave half-updated.
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn inbox(&self) -> MutexGuard<'_, Inbox> {
-        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 /// A running broadcast hub: a listening socket, its clients and the dispatcher thread that
 /// serves them.
 ///
 /// `Hub` is `Send + Sync`: share it (for example in an `Arc`) and call it from any thread.
-/// No method waits for a client. Dropping the hub shuts it down as [`Hub::shutdown`] does,
-/// with the [`linger`](HubBuilder::linger) time as deadline.
+/// No method waits for a client, unless [`flow_control`](HubBuilder::flow_control) is on.
+/// Dropping the hub shuts it down as [`Hub::shutdown`] does, with the
+/// [`linger`](HubBuilder::linger) time as deadline.
 ///
 /// ```
 /// use std::io::{BufRead, BufReader};
@@ -229,15 +45,16 @@ impl Shared {
 /// assert_eq!(line, "hello\n");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[must_use = "dropping the hub shuts it down"]
 pub struct Hub {
     shared: Arc<Shared>,
     tx: Sender<Command>,
-    /// The batch small broadcasts are added to, until the dispatcher takes it. Every send
-    /// into the command channel happens under this lock, so batches and other commands
-    /// reach the dispatcher in call order.
+    /// The batch small messages are added to, until the dispatcher takes it. Every send into
+    /// the command channel happens under this lock, so batches and other commands reach the
+    /// dispatcher in call order. Nobody waits while holding it.
     open_batch: Mutex<Option<SharedBatch>>,
     batch_max: usize,
-    thread: Mutex<Option<JoinHandle<ShutdownReport>>>,
+    thread: Mutex<Option<JoinHandle<Outcome>>>,
     local_addr: SocketAddr,
     framing: Framing,
     queue_bytes: usize,
@@ -255,7 +72,7 @@ impl Hub {
     ///
     /// [`Error::Bind`] if the address cannot be resolved or bound, [`Error::Start`] if the
     /// event loop or its thread cannot be created.
-    pub fn bind<A: ToSocketAddrs>(addr: A) -> Result<Hub> {
+    pub fn bind<A: ToSocketAddrs + fmt::Debug>(addr: A) -> Result<Hub> {
         HubBuilder::new().bind(addr)
     }
 
@@ -264,62 +81,42 @@ impl Hub {
         HubBuilder::new()
     }
 
-    pub(crate) fn start<A: ToSocketAddrs>(config: HubBuilder, addr: A) -> Result<Hub> {
+    pub(crate) fn start<A: ToSocketAddrs + fmt::Debug>(config: HubBuilder, addr: A) -> Result<Hub> {
         #[cfg(feature = "tls")]
         let tls = config
             .tls
             .clone()
-            .map(crate::tls::TlsSetting::into_config)
+            .map(crate::transport::tls::TlsSetting::into_config)
             .transpose()?;
         let listener = bind_listener(addr, config.backlog)?;
         let local_addr = listener.local_addr().map_err(Error::Start)?;
-        let poll = Poll::new().map_err(Error::Start)?;
-        let waker = Waker::new(poll.registry(), WAKER).map_err(Error::Start)?;
-        let shared = Arc::new(Shared {
-            waker,
-            notified: AtomicBool::new(false),
-            paused: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            counters: Counters::default(),
-            registry: Mutex::new(HashMap::new()),
-            inbox: Mutex::new(Inbox::default()),
-            inbox_pending: AtomicBool::new(false),
-            pending_bytes: AtomicUsize::new(0),
-            room_waiters: AtomicUsize::new(0),
-            room: Mutex::new(()),
-            room_freed: Condvar::new(),
-        });
-        let (tx, rx) = crossbeam_channel::bounded(config.command_capacity);
-        let hub = Hub {
-            shared: Arc::clone(&shared),
-            tx,
-            open_batch: Mutex::new(None),
-            // Small bounds get small batches, so drops stay fine-grained.
-            batch_max: BATCH_MAX.min(config.queue_bytes / 8).max(BATCH_BELOW),
-            thread: Mutex::new(None),
-            local_addr,
-            framing: config.framing,
-            queue_bytes: config.queue_bytes,
-            event_capacity: config.event_capacity,
-            linger: config.linger,
-        };
-        let dispatcher = Dispatcher::new(
+        let hub_config = (
+            config.framing,
+            config.queue_bytes,
+            config.event_capacity,
+            config.linger,
+        );
+        let (shared, tx, thread) = dispatcher::spawn(
             config,
-            poll,
             listener,
-            shared,
-            rx,
             #[cfg(feature = "tls")]
             tls,
         )
         .map_err(Error::Start)?;
-        let thread = std::thread::Builder::new()
-            .name("hubcast-dispatcher".into())
-            .spawn(move || dispatcher.run())
-            .map_err(Error::Start)?;
-        *hub.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        let (framing, queue_bytes, event_capacity, linger) = hub_config;
         log::info!("hubcast listening on {local_addr}");
-        Ok(hub)
+        Ok(Hub {
+            shared,
+            tx,
+            open_batch: Mutex::new(None),
+            batch_max: dispatcher::batch_max(queue_bytes),
+            thread: Mutex::new(Some(thread)),
+            local_addr,
+            framing,
+            queue_bytes,
+            event_capacity,
+            linger,
+        })
     }
 
     /// The address the hub listens on (with the real port when bound to port 0).
@@ -327,96 +124,100 @@ impl Hub {
         self.local_addr
     }
 
-    /// A new receiver of every [`Event`] from now on.
+    /// A new receiver of every [`Event`](crate::Event) from now on. Never blocks.
     ///
-    /// Every live subscription sees every event; dropping it unsubscribes. A subscription
-    /// that stops draining pauses reading from clients once its queue
-    /// ([`event_capacity`](HubBuilder::event_capacity)) is full: see [`Subscription`].
-    /// Subscribing to a hub that has shut down gives a subscription that is already ended.
+    /// Every live subscription sees every event (they do not share one stream); dropping
+    /// one unsubscribes it. Subscribing to a hub that has stopped gives a subscription that
+    /// is already ended.
+    ///
+    /// **Drain it.** Its queue holds [`event_capacity`](HubBuilder::event_capacity) events;
+    /// while it is full, the hub stops reading every client and accepting connections, so
+    /// that nothing is dropped. A subscription kept but not drained therefore stops the
+    /// whole hub from hearing its clients (broadcasts still go out). Such a pause is logged
+    /// at `warn` once it lasts a second and shows in [`Stats::paused`]. Drop subscriptions
+    /// you stop reading. See [`Subscription`].
+    #[must_use = "a subscription that is not drained pauses the hub; drop it to unsubscribe"]
     pub fn subscribe(&self) -> Subscription {
         let (tx, rx) = crossbeam_channel::bounded(self.event_capacity);
+        let tail = Arc::new(Tail::default());
         let mut inbox = self.shared.inbox();
         if !inbox.closed {
-            inbox.senders.push(tx);
+            let tail = Arc::clone(&tail);
+            inbox.pending.push(NewSubscriber { tx, tail });
             self.shared.inbox_pending.store(true, SeqCst);
         }
         drop(inbox);
-        Subscription::new(rx, Arc::clone(&self.shared))
+        Subscription::new(rx, tail, Arc::clone(&self.shared))
     }
 
-    /// Sends `msg` to every connected client.
+    /// Sends `msg` to every connected client. Waits only if the dispatcher is behind, or
+    /// under [`flow_control`](HubBuilder::flow_control); never for a client otherwise.
     ///
     /// The message is framed once, here, and the frame is shared by every client's queue;
-    /// messages under 4 KiB are framed into a batch that the dispatcher takes whole. Returns
-    /// as soon as the dispatcher has it: it never waits for a client, unless
-    /// [`flow_control`](HubBuilder::flow_control) is on (see [`Hub`]'s blocking notes in
-    /// the crate docs). Every client
-    /// connected now (whose [`Event::Connected`] has been delivered) gets it, after every
-    /// message broadcast before it, unless the client leaves or its
-    /// [slow-client policy](crate::SlowClientPolicy) drops it.
+    /// messages under 4 KiB framed go into a batch that the dispatcher takes whole. Returns
+    /// as soon as the dispatcher has it. `Ok` promises order, not delivery: every client
+    /// connected now (whose [`Event::Connected`](crate::Event::Connected) has been
+    /// delivered) gets it after every message sent before it, unless the client leaves or
+    /// its [slow-client policy](crate::SlowClientPolicy) drops it.
+    ///
+    /// It waits when the dispatcher is [`command_capacity`](HubBuilder::command_capacity)
+    /// calls or [`queue_bytes`](HubBuilder::queue_bytes) of frames behind, and with
+    /// `flow_control` while a client catches up; use [`try_broadcast`](Self::try_broadcast)
+    /// never to wait. Called from one of the hub's own closures, it never waits either.
     ///
     /// # Errors
     ///
     /// [`Error::MessageTooLarge`] if the framed message is longer than
     /// [`queue_bytes`](HubBuilder::queue_bytes) (or than `u32::MAX` for length-prefixed
-    /// framing); [`Error::Closed`] once the hub is shutting down.
+    /// framing); [`Error::Closed`] once the hub is shutting down; [`Error::Failed`] if
+    /// the hub died; [`Error::WouldBlock`] if called from one of the hub's closures when
+    /// it would have had to wait.
     pub fn broadcast(&self, msg: impl AsRef<[u8]>) -> Result<()> {
-        let msg = msg.as_ref();
-        let len = self.frame_len(msg)?;
-        if len == 0 {
-            // An empty message under raw framing: nothing goes on the wire.
-            return Ok(());
-        }
-        if len >= BATCH_BELOW {
-            return self.send(Command::Broadcast(codec::encode(self.framing, msg, len)));
-        }
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        let mut open = self
-            .open_batch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(batch) = open.as_ref() {
-            let mut batch = batch.lock().unwrap_or_else(PoisonError::into_inner);
-            if !batch.taken && batch.buf.len() + len <= self.batch_max {
-                codec::encode_into(self.framing, msg, &mut batch.buf);
-                // Fits: a batch is at most BATCH_MAX bytes.
-                let end = batch.buf.len() as u32;
-                batch.ends.push(end);
-                return Ok(());
-            }
-        }
-        // Start small and grow: at low rates a batch holds one message.
-        let mut buf = BytesMut::with_capacity((len * 8).clamp(512, self.batch_max));
-        codec::encode_into(self.framing, msg, &mut buf);
-        let ends = vec![buf.len() as u32];
-        let batch = Arc::new(Mutex::new(Batch {
-            buf,
-            ends,
-            taken: false,
-        }));
-        *open = Some(Arc::clone(&batch));
-        let sent = self.send_locked(&mut open, Command::Batch(batch));
-        if sent.is_err() {
-            // Nobody will take this batch: later broadcasts must not be added to it.
-            *open = None;
-        }
-        sent
+        self.submit(Target::All, msg.as_ref(), true)
+    }
+
+    /// Sends `msg` to every connected client if that needs no waiting; never blocks.
+    ///
+    /// Exactly like [`broadcast`](Self::broadcast), except where `broadcast` would wait:
+    /// then nothing is sent and the error says why, so a publisher that must not stall
+    /// (a game tick, a market feed) can drop, coalesce or retry the message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] with [`WouldBlock::Backlog`] when the dispatcher is behind, or
+    /// [`WouldBlock::FlowControl`] when flow control is holding host calls; otherwise as
+    /// [`broadcast`](Self::broadcast).
+    ///
+    /// ```
+    /// use hubcast::{Error, Hub, WouldBlock};
+    ///
+    /// let hub = Hub::bind("127.0.0.1:0")?;
+    /// match hub.try_broadcast("tick 1") {
+    ///     Ok(()) => {}
+    ///     Err(Error::WouldBlock(WouldBlock::Backlog | WouldBlock::FlowControl)) => {
+    ///         // Skip this tick: the next one carries newer data.
+    ///     }
+    ///     Err(err) => return Err(err),
+    /// }
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn try_broadcast(&self, msg: impl AsRef<[u8]>) -> Result<()> {
+        self.submit(Target::All, msg.as_ref(), false)
     }
 
     /// Sends `msg` to every connected client except `client`, for example to relay what that
-    /// client said. An unknown `client` is not an error: everyone gets the message.
+    /// client said. Blocks as [`broadcast`](Self::broadcast) does. An unknown `client` is
+    /// not an error: everyone gets the message.
     ///
     /// # Errors
     ///
     /// As [`broadcast`](Self::broadcast).
     pub fn broadcast_except(&self, client: ClientId, msg: impl AsRef<[u8]>) -> Result<()> {
-        let frame = self.frame(msg.as_ref())?;
-        self.send(Command::BroadcastExcept(client, frame))
+        self.submit(Target::AllExcept(client), msg.as_ref(), true)
     }
 
-    /// Sends `msg` to one client, in order with the broadcasts it receives.
+    /// Sends `msg` to one client, in order with the broadcasts it receives. Blocks as
+    /// [`broadcast`](Self::broadcast) does.
     ///
     /// # Errors
     ///
@@ -425,11 +226,12 @@ impl Hub {
     /// does not get the message.
     pub fn send_to(&self, client: ClientId, msg: impl AsRef<[u8]>) -> Result<()> {
         self.check_client(client)?;
-        let frame = self.frame(msg.as_ref())?;
-        self.send(Command::SendTo(client, frame))
+        self.submit(Target::One(client), msg.as_ref(), true)
     }
 
     /// Disconnects a client with [`DisconnectReason::Kicked`](crate::DisconnectReason::Kicked).
+    /// Blocks as [`broadcast`](Self::broadcast) does (it counts as a call waiting for the
+    /// dispatcher).
     ///
     /// Messages already queued for it are still written for up to
     /// [`linger`](HubBuilder::linger), then the connection is closed.
@@ -437,79 +239,190 @@ impl Hub {
     /// # Errors
     ///
     /// [`Error::UnknownClient`] if `client` is not connected; [`Error::Closed`] once the hub
-    /// is shutting down.
+    /// is shutting down; [`Error::Failed`] if the hub died; [`Error::WouldBlock`] if
+    /// called from one of the hub's closures when it would have had to wait.
     pub fn disconnect(&self, client: ClientId) -> Result<()> {
         self.check_client(client)?;
-        self.send(Command::Disconnect(client))
+        let wait = !self.shared.on_dispatcher_thread();
+        self.send_in_order(
+            0,
+            wait,
+            |_| false,
+            |open| {
+                // Messages sent after this call go in a later batch, so the client never
+                // gets them.
+                *open = None;
+                Command::Disconnect(client)
+            },
+        )
     }
 
-    /// The clients connected now, in id order.
+    /// The clients connected now, in id order. Never blocks for long (copies the registry
+    /// under a lock).
     pub fn clients(&self) -> Vec<ClientInfo> {
         let mut clients: Vec<ClientInfo> = self
             .shared
             .registry()
             .iter()
-            .map(|(&id, entry)| ClientInfo {
-                id,
-                addr: entry.addr,
-                name: entry.name.clone(),
-                dropped: entry.dropped.load(SeqCst),
-            })
+            .map(|(&id, entry)| ClientInfo::new(id, entry))
             .collect();
         clients.sort_unstable_by_key(|c| c.id);
         clients
     }
 
-    /// A snapshot of the hub's counters.
-    pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot()
+    /// What the hub knows of one connected client, or `None` if it is not connected.
+    pub fn client(&self, client: ClientId) -> Option<ClientInfo> {
+        let registry = self.shared.registry();
+        registry
+            .get(&client)
+            .map(|entry| ClientInfo::new(client, entry))
     }
 
-    /// Whether [`shutdown`](Self::shutdown) has been called (or the dispatcher has stopped).
+    /// A snapshot of the hub's counters. Never blocks.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot(self.shared.epoch)
+    }
+
+    /// Whether the hub takes no more work: [`shutdown`](Self::shutdown) was called, or the
+    /// dispatcher stopped or [failed](Error::Failed).
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(SeqCst)
+        self.shared.is_closed()
     }
 
     /// Stops accepting, writes out what is queued for each client until `timeout` has
     /// passed, closes every client with
     /// [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown), joins the
-    /// dispatcher thread and reports what could not be delivered.
+    /// dispatcher thread and reports what could not be delivered. Blocks until then.
     ///
-    /// Subscriptions get the remaining events and then end. Broadcasts made after this call
-    /// begins fail with [`Error::Closed`].
+    /// Any timeout is accepted: one too long to represent means no deadline (queues are
+    /// written out however long that takes, but a client whose writes make no progress for
+    /// [`write_timeout`](HubBuilder::write_timeout) is closed anyway). Subscriptions get the
+    /// remaining events and then end; the shutdown never waits for a subscriber. Calls
+    /// made after this one begins fail with [`Error::Closed`].
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] if the hub was already shut down.
+    /// [`Error::Closed`] if the hub was already shut down; [`Error::Failed`] if the
+    /// dispatcher died (now or before); [`Error::WouldBlock`] with
+    /// [`WouldBlock::DispatcherThread`] if called from one of the hub's own closures: the
+    /// shutdown has then begun, and a later call from another thread (or dropping the hub)
+    /// waits for it.
     pub fn shutdown(&self, timeout: Duration) -> Result<ShutdownReport> {
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .ok_or(Error::Closed)?;
-        self.shared.closed.store(true, SeqCst);
-        self.shared.notify_room();
-        let deadline = Instant::now() + timeout;
-        // Once woken and seeing `closed`, the dispatcher drains commands whatever clients
-        // do (even under flow control), so this send cannot hang; it fails only if the
-        // dispatcher is already gone.
-        self.shared.wake();
-        if self.tx.send(Command::Shutdown(deadline)).is_ok() {
-            self.shared.wake();
+        let deadline = Instant::now().checked_add(timeout);
+        if self.shared.on_dispatcher_thread() {
+            if self.shared.close() {
+                self.send(Command::Shutdown(deadline))?;
+            }
+            return Err(Error::WouldBlock(WouldBlock::DispatcherThread));
         }
+        let Some(thread) = lock(&self.thread).take() else {
+            return Err(self.shared.check().err().unwrap_or(Error::Closed));
+        };
+        self.shared.close();
+        // Once woken and seeing the hub closed, the dispatcher drains commands whatever
+        // clients do (even under flow control). It fails only if the dispatcher is gone.
+        let _ = self.send(Command::Shutdown(deadline));
         match thread.join() {
-            Ok(report) => Ok(report),
-            Err(_) => {
-                log::error!("the hubcast dispatcher thread panicked");
-                Err(Error::Closed)
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(cause)) => Err(Error::Failed { cause }),
+            Err(panic) => {
+                // A panic past the dispatcher's own guard.
+                let cause = format!("the dispatcher panicked: {}", panic_message(&*panic));
+                self.shared.fail(cause.clone());
+                Err(Error::Failed { cause })
             }
         }
     }
 
-    fn frame(&self, msg: &[u8]) -> Result<Bytes> {
+    /// Frames `msg` for `target` and hands it to the dispatcher, waiting for room if `wait`
+    /// (and not on the dispatcher's own thread, where waiting would never end).
+    fn submit(&self, target: Target, msg: &[u8], wait: bool) -> Result<()> {
+        self.shared.check()?;
         let len = self.frame_len(msg)?;
-        Ok(codec::encode(self.framing, msg, len))
+        if len == 0 {
+            // An empty message under raw framing: nothing goes on the wire.
+            return Ok(());
+        }
+        let wait = wait && !self.shared.on_dispatcher_thread();
+        // A large message is framed before taking the lock, into its own frame.
+        let mut large = (len >= BATCH_BELOW).then(|| codec::encode(self.framing, msg, len));
+        let reserve = if large.is_some() { len } else { self.batch_max };
+        let append = |open: &mut Option<SharedBatch>| {
+            let Some(batch) = open.as_ref().filter(|_| len < BATCH_BELOW) else {
+                return false;
+            };
+            let mut batch = lock(batch);
+            let fits = !batch.taken && batch.len() + len <= self.batch_max;
+            if fits {
+                batch.push(self.framing, msg, target);
+            }
+            fits
+        };
+        let build = |open: &mut Option<SharedBatch>| match large.take() {
+            Some(frame) => {
+                // Small messages sent after this one go in a later batch.
+                *open = None;
+                Command::Send(Frames::one(frame, target))
+            }
+            None => {
+                // Start small and grow: at low rates a batch holds one message.
+                let mut batch = Batch::with_capacity((len * 8).clamp(512, self.batch_max));
+                batch.push(self.framing, msg, target);
+                let batch = Arc::new(Mutex::new(batch));
+                *open = Some(Arc::clone(&batch));
+                Command::Batch {
+                    batch,
+                    reserved: reserve,
+                }
+            }
+        };
+        self.send_in_order(reserve, wait, append, build)
+    }
+
+    /// Under the batch lock, which orders every call: finishes the call with `append` if
+    /// it can (adding to the open batch), else once `reserve` frame bytes fit in the
+    /// pending budget, hands the dispatcher the command `build` makes. Waits for room
+    /// between tries if `wait`, never while holding the lock, so no caller (and no call
+    /// from the dispatcher's own thread) waits behind another.
+    fn send_in_order(
+        &self,
+        reserve: usize,
+        wait: bool,
+        mut append: impl FnMut(&mut Option<SharedBatch>) -> bool,
+        mut build: impl FnMut(&mut Option<SharedBatch>) -> Command,
+    ) -> Result<()> {
+        loop {
+            {
+                let mut open = lock(&self.open_batch);
+                self.shared.check()?;
+                if append(&mut open) {
+                    return Ok(());
+                }
+                if self.shared.try_reserve(reserve) {
+                    let sent = self.send(build(&mut open));
+                    if sent.is_err() {
+                        *open = None;
+                        self.shared.release(1, reserve);
+                    }
+                    return sent;
+                }
+            }
+            if !wait {
+                return Err(self.shared.would_block());
+            }
+            self.shared.wait_for_room(reserve)?;
+        }
+    }
+
+    /// Hands `command` to the dispatcher and wakes it. Callers that care about order hold
+    /// the batch lock.
+    fn send(&self, command: Command) -> Result<()> {
+        // The channel is unbounded (the budget bounds it), so this never waits.
+        if self.tx.send(command).is_err() {
+            return Err(self.shared.check().err().unwrap_or(Error::Closed));
+        }
+        self.shared.wake();
+        Ok(())
     }
 
     /// The framed length of `msg`, if the hub can send it.
@@ -528,9 +441,7 @@ impl Hub {
     }
 
     fn check_client(&self, client: ClientId) -> Result<()> {
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
+        self.shared.check()?;
         if self.shared.registry().contains_key(&client) {
             Ok(())
         } else {
@@ -538,47 +449,25 @@ impl Hub {
         }
     }
 
-    /// Sends any command but a batch: it closes the open batch, so later broadcasts come
-    /// after it.
-    fn send(&self, command: Command) -> Result<()> {
-        let mut open = self
-            .open_batch
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *open = None;
-        self.send_locked(&mut open, command)
-    }
-
-    /// Sends `command` while the caller holds the batch lock (proof: `_open`). Waiting here
-    /// holds up other host threads, never the dispatcher, which does not take that lock.
-    fn send_locked(&self, _open: &mut Option<SharedBatch>, command: Command) -> Result<()> {
-        if self.is_closed() {
-            return Err(Error::Closed);
-        }
-        // Bounds the frames waiting for the dispatcher in bytes, not only in commands.
-        self.shared.reserve(command.bytes(), self.queue_bytes)?;
-        // Fast path first: a full queue means the dispatcher is behind, so wake it before
-        // waiting for room.
-        let command = match self.tx.try_send(command) {
-            Ok(()) => None,
-            Err(TrySendError::Full(command)) => Some(command),
-            Err(TrySendError::Disconnected(_)) => return Err(Error::Closed),
-        };
-        self.shared.wake();
-        if let Some(command) = command {
-            self.tx.send(command).map_err(|_| Error::Closed)?;
-            self.shared.wake();
-        }
-        Ok(())
+    /// Lets a test kill the dispatcher as a bug would.
+    #[cfg(test)]
+    pub(crate) fn inject_panic(&self) {
+        let _ = self.send(Command::Panic);
     }
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
+        if self.shared.on_dispatcher_thread() {
+            // The last handle was dropped inside one of the hub's closures: the dispatcher
+            // sees the command channel close, shuts down by itself and its thread ends.
+            return;
+        }
         match self.shutdown(self.linger) {
             Ok(report) if !report.is_complete() => {
                 log::warn!("hubcast dropped with undelivered messages: {report:?}");
             }
+            // A failure was logged when it happened.
             _ => {}
         }
     }
@@ -593,28 +482,29 @@ impl fmt::Debug for Hub {
     }
 }
 
-/// Creates the listening socket with `socket2`, so the backlog is ours to choose.
-fn bind_listener<A: ToSocketAddrs>(addr: A, backlog: u32) -> Result<mio::net::TcpListener> {
+/// Creates the listening socket with `socket2`, so the backlog is ours to choose. Errors
+/// name the address as the caller gave it.
+fn bind_listener<A: ToSocketAddrs + fmt::Debug>(
+    addr: A,
+    backlog: u32,
+) -> Result<mio::net::TcpListener> {
+    let given = format!("{addr:?}");
+    let given = given.trim_matches('"').to_owned();
     let addrs = addr.to_socket_addrs().map_err(|source| Error::Bind {
-        addr: "(unresolved)".into(),
+        addr: given.clone(),
         source,
     })?;
-    let mut last = Error::Bind {
-        addr: "(no address)".into(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "no socket address to bind"),
-    };
-    for addr in addrs {
-        match listen_on(addr, backlog) {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no socket address to bind");
+    for resolved in addrs {
+        match listen_on(resolved, backlog) {
             Ok(listener) => return Ok(mio::net::TcpListener::from_std(listener)),
-            Err(source) => {
-                last = Error::Bind {
-                    addr: addr.to_string(),
-                    source,
-                }
-            }
+            Err(source) => last = source,
         }
     }
-    Err(last)
+    Err(Error::Bind {
+        addr: given,
+        source: last,
+    })
 }
 
 fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
@@ -627,4 +517,104 @@ fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    use super::*;
+    use crate::{Event, TryRecvError};
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    fn failed(result: Result<()>) -> String {
+        match result {
+            Err(Error::Failed { cause }) => cause,
+            other => panic!("expected Error::Failed, got {other:?}"),
+        }
+    }
+
+    /// Every kind of call the dispatcher takes gives back exactly what it reserved.
+    #[test]
+    fn the_pending_budget_returns_to_zero() {
+        let hub = Hub::bind("127.0.0.1:0").unwrap();
+        let events = hub.subscribe();
+        let mut peers = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let client = TcpStream::connect(hub.local_addr()).unwrap();
+            client.set_read_timeout(Some(TIMEOUT)).unwrap();
+            peers.push(std::io::BufReader::new(client));
+            match events.recv_timeout(TIMEOUT).unwrap() {
+                Event::Connected { client, .. } => ids.push(client),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        hub.broadcast("small").unwrap();
+        hub.broadcast(vec![b'x'; 10_000]).unwrap();
+        hub.send_to(ids[0], "to one").unwrap();
+        hub.broadcast_except(ids[0], "to others").unwrap();
+        hub.disconnect(ids[0]).unwrap();
+        hub.broadcast("last").unwrap();
+        // The last message reached the other client: every call was taken.
+        use std::io::BufRead;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            peers[1].read_line(&mut line).unwrap();
+            if line == "last\n" {
+                break;
+            }
+        }
+        assert_eq!(hub.shared.pending(), 0);
+    }
+
+    /// A dispatcher that dies (here by a panic a test injects, as a bug would) is reported
+    /// at once, every call fails fast, every subscription ends, and nothing hangs.
+    #[test]
+    fn a_dead_dispatcher_is_reported_and_nothing_hangs() {
+        let hub = Hub::builder()
+            .command_capacity(64)
+            .queue_bytes(256 * 1024)
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let events = hub.subscribe();
+        let mut client = TcpStream::connect(hub.local_addr()).unwrap();
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let id = match events.recv_timeout(TIMEOUT).unwrap() {
+            Event::Connected { client, .. } => client,
+            other => panic!("unexpected {other:?}"),
+        };
+        // Never adopted: no event is emitted between this and the panic.
+        let late = hub.subscribe();
+
+        hub.inject_panic();
+        // The subscriptions end: the host learns at once.
+        assert!(events.recv_timeout(TIMEOUT).is_err());
+        assert!(late.recv_timeout(TIMEOUT).is_err());
+        assert!(hub.is_closed());
+        assert_eq!(hub.subscribe().try_recv(), Err(TryRecvError::Closed));
+        assert!(hub.clients().is_empty());
+        assert_eq!(hub.stats().connected, 0);
+
+        // Far more calls than the budget holds, and none waits.
+        for i in 0..10_000 {
+            let cause = failed(hub.broadcast(format!("message {i}")));
+            assert!(cause.contains("injected by a test"), "{cause}");
+        }
+        failed(hub.broadcast(vec![b'x'; 100_000]));
+        failed(hub.try_broadcast("x"));
+        failed(hub.broadcast_except(id, "x"));
+        assert!(matches!(hub.send_to(id, "x"), Err(Error::Failed { .. })));
+        assert!(matches!(hub.disconnect(id), Err(Error::Failed { .. })));
+
+        // The client's connection was dropped.
+        let mut buf = [0; 16];
+        assert!(matches!(client.read(&mut buf), Ok(0) | Err(_)));
+
+        assert!(matches!(hub.shutdown(TIMEOUT), Err(Error::Failed { .. })));
+        assert!(matches!(hub.shutdown(TIMEOUT), Err(Error::Failed { .. })));
+    }
 }

@@ -24,7 +24,7 @@
 //!
 //! client.write_all(b"hi, hub\n")?;
 //! match events.recv()? {
-//!     Event::Message { client, payload } => {
+//!     Event::Message { client, payload, .. } => {
 //!         assert_eq!(client, id);
 //!         assert_eq!(&payload[..], b"hi, hub");
 //!     }
@@ -36,53 +36,74 @@
 //!
 //! # Threads and ownership
 //!
-//! [`Hub::bind`] starts one thread, `hubcast-dispatcher`. It owns the listener and every
-//! client socket (non-blocking, driven by `mio` readiness), each client's outbound queue and
+//! [`Hub::bind`] starts one thread, `hubcast-loop`. It owns the listener and every client
+//! socket (non-blocking, driven by `mio` readiness), each client's outbound queue and
 //! partial inbound frame. Host calls ([`Hub::broadcast`], [`Hub::send_to`], ...) are
-//! messages to it over a bounded channel, followed by a wake-up. Accepting 10,000 clients
-//! creates no more threads, and an idle hub sleeps in `epoll_wait`.
+//! messages to it over a channel, followed by a wake-up. Accepting 10,000 clients creates
+//! no more threads, and an idle hub sleeps in `epoll_wait`.
+//!
+//! If the dispatcher thread dies (a bug, or its event loop failing), the hub does not fail
+//! silently: [`Hub::is_closed`] turns true, every call returns [`Error::Failed`] at once,
+//! every [`Subscription`] ends, and [`Hub::shutdown`] reports the cause. A panic in one of
+//! the host's closures ([`HubBuilder::accept_filter`], [`HubBuilder::authenticate`]) costs
+//! only the connection it was called for.
 //!
 //! # Blocking
 //!
-//! By default no method waits for a client. [`Hub::broadcast`] frames the message on the
-//! calling thread (small messages straight into a batch shared with the dispatcher) and
-//! hands it over; it waits only if the dispatcher itself is
+//! The first line of each method's documentation says whether it blocks. No method waits
+//! for a client by default. [`Hub::broadcast`] frames the message on the calling thread
+//! (small messages straight into a batch shared with the dispatcher) and hands it over; it
+//! waits only if the dispatcher itself is
 //! [`command_capacity`](HubBuilder::command_capacity) calls or
-//! [`queue_bytes`](HubBuilder::queue_bytes) of frames behind. With
-//! [`flow_control`](HubBuilder::flow_control) on, it also waits while a client that keeps
-//! up catches up, so a flooding host is paced by its clients. [`Hub::shutdown`] and
-//! dropping the `Hub` wait for the dispatcher to finish, at most their deadline plus the
-//! time to close sockets.
+//! [`queue_bytes`](HubBuilder::queue_bytes) of frames behind, and, with
+//! [`flow_control`](HubBuilder::flow_control) on, while a client catches up, so that a
+//! flooding host is paced by its clients. [`Hub::try_broadcast`] never waits: it says
+//! why it did not send instead. Calls made from the hub's own closures never wait either.
+//! [`Hub::shutdown`] and dropping the `Hub` wait for the dispatcher to finish: at most
+//! their deadline plus the time to close sockets.
 //!
 //! # Memory bounds
 //!
 //! - Each client's outbound queue is bounded by [`queue_bytes`](HubBuilder::queue_bytes)
 //!   (4 MiB by default), counting 64 bytes of bookkeeping per queued chunk; past it the
-//!   [`SlowClientPolicy`] applies. Frames are shared between queues, never copied per client.
+//!   [`SlowClientPolicy`] applies. Frames are shared between queues, never copied per
+//!   client, and a queue gives its memory back once it is written out.
 //! - `SO_SNDBUF` is set (128 KiB by default) so the kernel does not hold a second
 //!   unbounded queue.
-//! - An inbound frame is at most [`max_frame`](HubBuilder::max_frame) bytes; a length
-//!   prefix is checked before anything is allocated.
+//! - A client's partial inbound frame is at most [`max_frame`](HubBuilder::max_frame)
+//!   bytes plus one read (64 KiB); a length prefix is checked before anything is buffered.
+//!   An idle client holds no buffer.
 //! - Each [`Subscription`] queues at most [`event_capacity`](HubBuilder::event_capacity)
 //!   events. When one is full the hub stops reading clients and accepting connections until
-//!   it drains: TCP flow control then holds back the clients, and nothing is dropped.
-//! - An idle client costs a few hundred bytes of user-space memory: it holds no buffers.
+//!   it drains: TCP flow control then holds back the clients, and nothing is dropped. A
+//!   message's payload is a copy of exactly its bytes.
+//! - Work waiting for the dispatcher is bounded by `command_capacity` calls and
+//!   `queue_bytes` of frames.
+//!
+//! `docs/ARCHITECTURE.md` in the repository lists every buffer with its bound.
 //!
 //! # Errors and disconnects
 //!
-//! Mistakes by the caller and refusals by the operating system are [`Error`]s. Anything a
-//! client does — closing, resetting, reading too slowly, sending an oversized frame — is not
-//! an error to the host: the client leaves with an [`Event::Disconnected`] whose
-//! [`DisconnectReason`] says why, and [`Stats`] counts it.
+//! Mistakes by the caller and refusals by the operating system are [`Error`]s, and so is a
+//! hub that has stopped ([`Error::Closed`]) or died ([`Error::Failed`]). Anything a client
+//! does — closing, resetting, reading too slowly, sending an oversized frame — is not an
+//! error to the host: the client leaves with an [`Event::Disconnected`] whose
+//! [`DisconnectReason`] says why, and [`Stats`] counts it. No input, from a client or from
+//! the host (sizes, durations, closures), makes hubcast panic: durations too long to
+//! represent mean "no limit", and out-of-range settings are an [`Error::Config`] from
+//! [`HubBuilder::bind`].
 //!
 //! # Logging
 //!
 //! Through the [`log`](https://docs.rs/log) facade:
-//! - `error`: the event loop itself failed (and the hub shuts down);
-//! - `warn`: `accept` failing (for example out of file descriptors), connections refused at
-//!   `max_clients`, a shutdown that could not deliver everything;
-//! - `info`: the hub starting, shutting down and stopping, clients sending oversized frames,
-//!   failed authentication and handshakes;
+//! - `error`: the dispatcher died (the hub fails, see above); a host closure panicked;
+//! - `warn`: `accept` failing (for example out of file descriptors); connections refused
+//!   (at `max_clients`, `max_clients_per_ip`, by the accept filter, out of descriptors):
+//!   the first at once, then one line a second with the counts; a subscription full for a
+//!   second; a shutdown or drop that could not deliver everything;
+//! - `info`: the hub starting, shutting down and stopping; clients sending oversized
+//!   frames; failed authentication; failed or timed-out handshakes (TLS included); a pause
+//!   for a full subscription ending after it was warned about;
 //! - `debug`: clients connecting and leaving with their reason, slow-client drops, pauses
 //!   for full subscriptions;
 //! - `trace`: every inbound payload (the only level that logs payload bytes).
@@ -104,9 +125,19 @@
 //!
 //! No feature is on by default.
 //!
-//! - `tls`: serve clients over TLS with [rustls](https://docs.rs/rustls) (no OpenSSL):
-//!   [`HubBuilder::tls`] or [`HubBuilder::tls_pem`]. Frames are still encoded once and
-//!   shared; each client's copy is encrypted as it is written.
+//! - `tls`: serve clients over TLS with [rustls](https://docs.rs/rustls) (no OpenSSL),
+//!   configured with `HubBuilder::tls` or `HubBuilder::tls_pem`. Frames are still encoded
+//!   once and shared; each client's copy is encrypted as it is written.
+//!
+//! # Versioning
+//!
+//! hubcast follows semantic versioning. Public enums and structs that may grow are
+//! `#[non_exhaustive]`, and so are [`Event`]'s variants: match them with `..`. Two types
+//! of other crates appear in the API: [`Bytes`] (from `bytes` 1.x, stable) and, with the
+//! `tls` feature, `rustls::ServerConfig`, re-exported as `hubcast::rustls`. rustls is
+//! pre-1.0: a hubcast release that moves to a new rustls minor version (0.23 to 0.24) is a
+//! new hubcast minor version (a breaking change before 1.0), named in the changelog; build
+//! your `ServerConfig` through `hubcast::rustls` so the versions always match.
 //!
 //! # Minimum supported Rust version
 //!
@@ -117,28 +148,35 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod client;
 mod codec;
-mod config;
+mod command;
 mod dispatcher;
 mod error;
 mod event;
 mod hub;
+mod options;
+mod queue;
+mod shared;
 mod stats;
-#[cfg(feature = "tls")]
-mod tls;
 mod transport;
 
 pub use bytes::Bytes;
-/// The rustls version hubcast's `tls` feature is built on, for [`HubBuilder::tls`].
+/// The rustls version hubcast's `tls` feature is built on, for [`HubBuilder::tls`]. See
+/// "Versioning" in the crate docs.
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use rustls;
 
-pub use crate::config::{Auth, Framing, HubBuilder, Relay, SlowClientPolicy};
-pub use crate::error::{Error, Result};
-pub use crate::event::{ClientId, DisconnectReason, Event, IntoIter, Iter, Subscription};
+pub use crate::builder::HubBuilder;
+pub use crate::error::{Error, Result, WouldBlock};
+pub use crate::event::{
+    ClientId, DisconnectReason, Event, IntoIter, Iter, RecvError, RecvTimeoutError, Subscription,
+    TryRecvError,
+};
 pub use crate::hub::Hub;
+pub use crate::options::{Auth, AuthRequest, Framing, Relay, SlowClientPolicy};
 pub use crate::stats::{ClientInfo, Disconnects, ShutdownReport, Stats, Undelivered};
 
 /// Entry points for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`, which
@@ -152,7 +190,7 @@ pub mod fuzzing {
     /// checks the decoder's promises: no panic, no frame over `max_frame`.
     pub fn decode(framing: Framing, data: &[u8], cuts: &[u8], max_frame: usize) {
         let max_frame = max_frame.max(1);
-        let mut buf = bytes::BytesMut::new();
+        let mut buf = Vec::new();
         let mut scanned = 0;
         let mut rest = data;
         // Each cut is the length of the next read; whatever is left comes last.
@@ -165,8 +203,12 @@ pub mod fuzzing {
             rest = tail;
             buf.extend_from_slice(chunk);
             loop {
-                match codec::decode(framing, &mut buf, max_frame, &mut scanned) {
-                    Ok(Some(frame)) => assert!(frame.len() <= max_frame),
+                match codec::decode(framing, &buf, max_frame, &mut scanned) {
+                    Ok(Some(frame)) => {
+                        assert!(frame.payload.len() <= max_frame);
+                        assert!(frame.payload.end <= frame.len && frame.len <= buf.len());
+                        buf.drain(..frame.len);
+                    }
                     Ok(None) => break,
                     Err(codec::FrameTooLarge) => return,
                 }

@@ -1,8 +1,11 @@
 //! Counters the dispatcher keeps and the snapshots the host reads.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
+use crate::shared::Registered;
 use crate::{ClientId, DisconnectReason};
 
 /// A snapshot of a hub's counters, from [`Hub::stats`](crate::Hub::stats).
@@ -21,7 +24,8 @@ pub struct Stats {
     /// [`accept_filter`](crate::HubBuilder::accept_filter), or shed while the process was
     /// out of file descriptors.
     pub refused: u64,
-    /// Connections the [authenticator](crate::HubBuilder::authenticate) rejected.
+    /// Connections the [authenticator](crate::HubBuilder::authenticate) rejected (or
+    /// that it panicked on).
     pub rejected: u64,
     /// Connections closed before becoming clients: TLS handshake failed, no authentication
     /// frame within [`handshake_timeout`](crate::HubBuilder::handshake_timeout), or closed
@@ -43,6 +47,16 @@ pub struct Stats {
     pub dropped: u64,
     /// Clients that left, by reason; see [`Stats::disconnects`].
     pub disconnects: Disconnects,
+    /// How long the hub has been paused because a [`Subscription`](crate::Subscription)
+    /// is full, if it is now: it reads no client and accepts no connection until the
+    /// subscription is drained.
+    pub paused: Option<Duration>,
+    /// Times the hub paused for a full subscription.
+    pub pauses: u64,
+    /// Times a host closure ([`accept_filter`](crate::HubBuilder::accept_filter),
+    /// [`authenticate`](crate::HubBuilder::authenticate)) panicked; each cost one
+    /// connection.
+    pub callback_panics: u64,
 }
 
 impl Stats {
@@ -53,13 +67,38 @@ impl Stats {
 }
 
 /// Disconnect counts by [`DisconnectReason`]; read them with [`Stats::disconnects`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Its `Debug` output lists the reasons with a count, such as `{Slow: 2, Kicked: 1}`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Disconnects([u64; DisconnectReason::COUNT]);
+
+impl fmt::Debug for Disconnects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                DisconnectReason::NAMES
+                    .iter()
+                    .zip(self.0)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(&name, n)| (Name(name), n)),
+            )
+            .finish()
+    }
+}
 
 impl Disconnects {
     /// All disconnects, whatever the reason.
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
+    }
+}
+
+/// A name printed without quotes.
+struct Name(&'static str);
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
     }
 }
 
@@ -75,6 +114,17 @@ pub struct ClientInfo {
     pub name: Option<String>,
     /// Frames dropped for this client by the slow-client policy.
     pub dropped: u64,
+}
+
+impl ClientInfo {
+    pub(crate) fn new(id: ClientId, entry: &Registered) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr: entry.addr,
+            name: entry.name.clone(),
+            dropped: entry.dropped.load(Relaxed),
+        }
+    }
 }
 
 /// What [`Hub::shutdown`](crate::Hub::shutdown) could not deliver before its deadline.
@@ -123,10 +173,22 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) disconnects: [AtomicU64; DisconnectReason::COUNT],
+    /// Since when the hub is paused, in nanoseconds since its epoch plus one; 0: it is not.
+    pub(crate) paused_since: AtomicU64,
+    pub(crate) pauses: AtomicU64,
+    pub(crate) callback_panics: AtomicU64,
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self) -> Stats {
+    /// The counters now; `epoch` is the origin of `paused_since`.
+    pub(crate) fn snapshot(&self, epoch: Instant) -> Stats {
+        let paused = match self.paused_since.load(Relaxed) {
+            0 => None,
+            since => {
+                let since = epoch + Duration::from_nanos(since - 1);
+                Some(Instant::now().saturating_duration_since(since))
+            }
+        };
         Stats {
             connected: self.connected.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
@@ -140,6 +202,9 @@ impl Counters {
             bytes_out: self.bytes_out.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             disconnects: Disconnects(std::array::from_fn(|i| self.disconnects[i].load(Relaxed))),
+            paused,
+            pauses: self.pauses.load(Relaxed),
+            callback_panics: self.callback_panics.load(Relaxed),
         }
     }
 }

@@ -15,7 +15,7 @@ use hostile_util::*;
 use hubcast::{Auth, DisconnectReason, Event, Framing, Hub, HubBuilder};
 
 fn authenticating() -> HubBuilder {
-    Hub::builder().authenticate(|_, frame| match frame {
+    Hub::builder().authenticate(|request| match request.frame().unwrap_or_default() {
         b"token good" => Auth::Accept,
         b"token alice" => Auth::AcceptAs("alice".into()),
         _ => Auth::Reject,

@@ -361,7 +361,7 @@ fn ipv6_loopback_works_when_available() {
     let events = hub.subscribe();
     let mut peer = Peer::connect(hub.local_addr());
     let id = match next_event(&events) {
-        Event::Connected { client, addr } => {
+        Event::Connected { client, addr, .. } => {
             assert!(addr.is_ipv6(), "{addr}");
             client
         }
@@ -379,7 +379,7 @@ fn connected_event_reports_the_peer_address() {
     let hub = Hub::bind("127.0.0.1:0").unwrap();
     let events = hub.subscribe();
     let peer = Peer::connect(hub.local_addr());
-    let Event::Connected { client, addr } = next_event(&events) else {
+    let Event::Connected { client, addr, .. } = next_event(&events) else {
         panic!("no Connected")
     };
     assert_eq!(addr, peer.stream.local_addr().unwrap());

@@ -584,7 +584,7 @@ fn max_frame_is_accepted_and_one_more_is_too_large_length_prefixed() {
 #[test]
 fn silent_connection_is_closed_after_the_handshake_timeout() {
     let hub = HubBuilder::new()
-        .authenticate(|_, frame| match frame {
+        .authenticate(|request| match request.frame().unwrap_or_default() {
             b"let me in" => Auth::Accept,
             _ => Auth::Reject,
         })

@@ -118,7 +118,7 @@ fn disconnect_policy_drops_the_stalled_client_only() {
     let mut s = Setup::new(SlowClientPolicy::Disconnect);
     let stalled_id = s.stalled_id;
     s.run_until(|s| match s.events.try_recv() {
-        Ok(Event::Disconnected { client, reason }) => {
+        Ok(Event::Disconnected { client, reason, .. }) => {
             assert_eq!((client, reason), (stalled_id, DisconnectReason::Slow));
             true
         }

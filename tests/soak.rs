@@ -254,7 +254,9 @@ fn churn_soak() {
                     Event::Connected { client, .. } => {
                         connected_at.insert(client, broadcast.load(SeqCst));
                     }
-                    Event::Message { client, payload } => {
+                    Event::Message {
+                        client, payload, ..
+                    } => {
                         let text = String::from_utf8(payload.to_vec()).expect("utf-8");
                         let tag = text.strip_prefix("hello ").expect("hello").to_owned();
                         let record = Record {
@@ -266,7 +268,7 @@ fn churn_soak() {
                         assert!(old.is_none(), "tag {tag} twice");
                         tags.insert(client, tag);
                     }
-                    Event::Disconnected { client, reason } => match tags.get(&client) {
+                    Event::Disconnected { client, reason, .. } => match tags.get(&client) {
                         Some(tag) => {
                             let mut records = records.lock().expect("lock");
                             records.get_mut(tag).expect("record").reason = Some(reason);

@@ -39,7 +39,9 @@ fn check_story(events: &[Event], clients: usize, lines: usize) -> Vec<ClientId> 
                 assert!(!connected.contains(client), "{client} connected twice");
                 connected.push(*client);
             }
-            Event::Message { client, payload } => {
+            Event::Message {
+                client, payload, ..
+            } => {
                 assert!(connected.contains(client) && !left.contains(client));
                 let text = std::str::from_utf8(payload).expect("utf-8");
                 let (tag, line) = text[1..].split_once(' ').expect("tagged line");
@@ -48,7 +50,7 @@ fn check_story(events: &[Event], clients: usize, lines: usize) -> Vec<ClientId> 
                 assert_eq!(*expected, (tag, line), "{client}: lost or reordered");
                 expected.1 += 1;
             }
-            Event::Disconnected { client, reason } => {
+            Event::Disconnected { client, reason, .. } => {
                 assert_eq!(*reason, DisconnectReason::PeerClosed, "{client}");
                 assert!(!left.contains(client), "{client} left twice");
                 left.push(*client);

@@ -244,7 +244,10 @@ fn a_subscriber_that_catches_up_resumes_the_hub() {
     }
     let mut next = [0usize; 4];
     for _ in 0..4 * 200 {
-        let Event::Message { client, payload } = next_event(&events) else {
+        let Event::Message {
+            client, payload, ..
+        } = next_event(&events)
+        else {
             panic!("not a message")
         };
         let i = peers

@@ -27,10 +27,10 @@ fn wait_for_thread_count(want: usize) -> usize {
 }
 
 fn dispatchers() -> usize {
-    // `comm` is cut to 15 bytes: "hubcast-dispatc".
+    // The whole name: Linux keeps 15 bytes of it.
     thread_names()
         .iter()
-        .filter(|name| name.starts_with("hubcast-dispatc"))
+        .filter(|name| name.as_str() == "hubcast-loop")
         .count()
 }
 

@@ -89,7 +89,9 @@ fn broadcast_and_messages_flow_over_tls() {
         other => panic!("{other:?}"),
     };
     match events.recv_timeout(TIMEOUT).expect("message") {
-        Event::Message { client, payload } => {
+        Event::Message {
+            client, payload, ..
+        } => {
             assert_eq!(client, id);
             assert_eq!(&payload[..], b"hello over tls");
         }

@@ -386,7 +386,9 @@ impl EventLog {
     /// Waits for the `Connected` event of the client whose local address is `addr`.
     pub fn connected(&mut self, addr: SocketAddr) -> ClientId {
         self.wait_for(&format!("{addr} to connect"), |event| match event {
-            Event::Connected { client, addr: a } if *a == addr => Some(*client),
+            Event::Connected {
+                client, addr: a, ..
+            } if *a == addr => Some(*client),
             _ => None,
         })
     }
@@ -394,14 +396,14 @@ impl EventLog {
     /// Waits for `id` to leave (unless it already has) and returns why.
     pub fn disconnected(&mut self, id: ClientId) -> DisconnectReason {
         let seen = self.seen.iter().find_map(|event| match event {
-            Event::Disconnected { client, reason } if *client == id => Some(*reason),
+            Event::Disconnected { client, reason, .. } if *client == id => Some(*reason),
             _ => None,
         });
         if let Some(reason) = seen {
             return reason;
         }
         self.wait_for(&format!("client {id} to leave"), |event| match event {
-            Event::Disconnected { client, reason } if *client == id => Some(*reason),
+            Event::Disconnected { client, reason, .. } if *client == id => Some(*reason),
             _ => None,
         })
     }
@@ -454,7 +456,9 @@ impl EventLog {
         self.seen
             .iter()
             .filter_map(|event| match event {
-                Event::Message { client, payload } if *client == id => Some(payload.clone()),
+                Event::Message {
+                    client, payload, ..
+                } if *client == id => Some(payload.clone()),
                 _ => None,
             })
             .collect()

@@ -279,7 +279,9 @@ pub(crate) fn expect_connected(events: &Subscription) -> ClientId {
 /// Asserts that the next event is a `Message` from `from` and returns its payload.
 pub(crate) fn expect_message(events: &Subscription, from: ClientId) -> Vec<u8> {
     match next_event(events) {
-        Event::Message { client, payload } if client == from => payload.to_vec(),
+        Event::Message {
+            client, payload, ..
+        } if client == from => payload.to_vec(),
         other => panic!("expected a Message from {from}, got {other:?}"),
     }
 }
@@ -287,7 +289,7 @@ pub(crate) fn expect_message(events: &Subscription, from: ClientId) -> Vec<u8> {
 /// Asserts that the next event is the `Disconnected` of `id` and returns its reason.
 pub(crate) fn expect_disconnected(events: &Subscription, id: ClientId) -> DisconnectReason {
     match next_event(events) {
-        Event::Disconnected { client, reason } if client == id => reason,
+        Event::Disconnected { client, reason, .. } if client == id => reason,
         other => panic!("expected {id} to disconnect, got {other:?}"),
     }
 }
@@ -300,6 +302,14 @@ pub(crate) fn join(hub: &Hub, events: &Subscription) -> (Peer, ClientId) {
     (peer, id)
 }
 
+/// The client and reason of a `Disconnected` event.
+pub(crate) fn left(event: &Event) -> Option<(ClientId, DisconnectReason)> {
+    match *event {
+        Event::Disconnected { client, reason, .. } => Some((client, reason)),
+        _ => None,
+    }
+}
+
 /// Collects every event left until the subscription ends (after a shutdown).
 pub(crate) fn drain_to_end(events: &Subscription) -> Vec<Event> {
     let deadline = Instant::now() + TIMEOUT;
@@ -308,7 +318,7 @@ pub(crate) fn drain_to_end(events: &Subscription) -> Vec<Event> {
         let left = deadline.saturating_duration_since(Instant::now());
         match events.recv_timeout(left) {
             Ok(event) => out.push(event),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return out,
+            Err(hubcast::RecvTimeoutError::Closed) => return out,
             Err(err) => panic!("subscription did not end within {TIMEOUT:?}: {err:?}"),
         }
     }

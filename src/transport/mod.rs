@@ -6,12 +6,15 @@ use std::net::Shutdown;
 
 use mio::net::TcpStream;
 
+#[cfg(feature = "tls")]
+pub(crate) mod tls;
+
 /// A client connection as the dispatcher reads and writes it.
 #[derive(Debug)]
 pub(crate) enum Conn {
     Tcp(TcpStream),
     #[cfg(feature = "tls")]
-    Tls(Box<crate::tls::TlsConn>),
+    Tls(Box<tls::TlsConn>),
 }
 
 impl Conn {
@@ -81,9 +84,10 @@ impl Conn {
 
     /// Reads and discards what the peer has sent, so that closing the socket with unread
     /// input does not turn into a reset that could destroy data still on its way to the peer.
-    pub(crate) fn discard_input(&mut self, scratch: &mut [u8]) {
+    pub(crate) fn discard_input(&mut self) {
+        let mut scratch = [0; 4096];
         for _ in 0..16 {
-            match self.socket().read(scratch) {
+            match self.socket().read(&mut scratch) {
                 Ok(n) if n > 0 => continue,
                 _ => return,
             }

@@ -1,89 +1,14 @@
-//! The builder and every knob the hub has, with the defaults and why they are what they are.
+//! The builder: every knob the hub has, its default and why, and the validation that turns
+//! a bad value into [`Error::Config`] at `bind`.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, Hub, Result};
-
-/// How messages are delimited on the wire, in both directions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Framing {
-    /// Newline-delimited lines, the default: works with `nc` and `telnet`.
-    ///
-    /// Inbound, a frame ends at `\n`; the `\n` and one `\r` before it are removed from the
-    /// payload, so `\r\n` clients work too. Outbound, a `\n` is appended unless the message
-    /// already ends with one. A message with `\n` inside it reaches clients as several lines.
-    #[default]
-    Lines,
-    /// A 4-byte big-endian length, then that many payload bytes.
-    LengthPrefixed,
-    /// No framing: each read from a client is one message (at most
-    /// [`max_frame`](HubBuilder::max_frame) bytes), and messages are written as they are.
-    Raw,
-}
-
-/// What happens when a client's outbound queue is full because it reads too slowly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum SlowClientPolicy {
-    /// Disconnect the client with [`DisconnectReason::Slow`](crate::DisconnectReason::Slow),
-    /// the default: a client that cannot keep up would otherwise get a stream with holes.
-    #[default]
-    Disconnect,
-    /// Drop the oldest queued messages (never one already partly written) to make room.
-    DropOldest,
-    /// Drop the new message for this client and keep what is queued.
-    DropNewest,
-}
-
-/// Whether messages from clients are re-broadcast to the other clients, as the tutorial
-/// chat server did. Subscribers get [`Event::Message`](crate::Event::Message) either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Relay {
-    /// Messages from clients only reach subscribers (the default).
-    #[default]
-    Off,
-    /// Each message from a client is broadcast to every client, its sender included.
-    All,
-    /// Each message from a client is broadcast to every client except its sender.
-    Others,
-}
-
-/// What an [authenticator](HubBuilder::authenticate) decides about a new connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Auth {
-    /// Let the connection in as a client.
-    Accept,
-    /// Let it in under this name, shown in [`ClientInfo::name`](crate::ClientInfo::name).
-    AcceptAs(String),
-    /// Close it. It never appears as [`Event::Connected`](crate::Event::Connected) and
-    /// is counted in [`Stats::rejected`](crate::Stats::rejected).
-    Reject,
-}
-
-/// The host's decision functions, shared with the dispatcher thread.
-pub(crate) type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
-pub(crate) type Authenticator = dyn Fn(SocketAddr, &[u8]) -> Auth + Send + Sync;
-
-/// A host closure, printable in `Debug` output.
-pub(crate) struct Callback<F: ?Sized>(pub(crate) Arc<F>);
-
-impl<F: ?Sized> Clone for Callback<F> {
-    fn clone(&self) -> Self {
-        Callback(Arc::clone(&self.0))
-    }
-}
-
-impl<F: ?Sized> fmt::Debug for Callback<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<closure>")
-    }
-}
+use crate::options::{AcceptFilter, Authenticator, Callback};
+use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
+use crate::{codec, Auth, AuthRequest, Error, Framing, Hub, Relay, Result, SlowClientPolicy};
 
 /// Configures and starts a [`Hub`]. Made by [`Hub::builder`].
 ///
@@ -102,6 +27,7 @@ impl<F: ?Sized> fmt::Debug for Callback<F> {
 /// # Ok::<(), hubcast::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `bind` is called"]
 pub struct HubBuilder {
     pub(crate) framing: Framing,
     pub(crate) max_frame: usize,
@@ -125,7 +51,7 @@ pub struct HubBuilder {
     pub(crate) accept_filter: Option<Callback<AcceptFilter>>,
     pub(crate) authenticator: Option<Callback<Authenticator>>,
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<crate::tls::TlsSetting>,
+    pub(crate) tls: Option<crate::transport::tls::TlsSetting>,
 }
 
 impl Default for HubBuilder {
@@ -187,6 +113,10 @@ impl HubBuilder {
     /// Frames are shared between queues, so a broadcast queued for every client costs its
     /// bytes once plus a small entry per client; the bound (clients × `queue_bytes`) is only
     /// approached when every client is stalled on different messages (`send_to`).
+    ///
+    /// It also bounds the frames waiting for the dispatcher (see
+    /// [`command_capacity`](Self::command_capacity)). At most 2^40 - 1. In relay mode,
+    /// [`max_frame`](Self::max_frame) framed must fit in it.
     pub fn queue_bytes(mut self, bytes: usize) -> Self {
         self.queue_bytes = bytes;
         self
@@ -229,7 +159,8 @@ impl HubBuilder {
 
     /// TCP keep-alive idle time for client sockets, or `None` to leave it off.
     /// Default: 60 s, so peers that vanished without a FIN are found within minutes even
-    /// when the hub has nothing to send them.
+    /// when the hub has nothing to send them. Linux takes at most 32,767 s; longer times
+    /// are cut to that.
     pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
         self.keepalive = idle;
         self
@@ -247,17 +178,19 @@ impl HubBuilder {
     }
 
     /// How many events each [`Subscription`](crate::Subscription) queues before the hub
-    /// pauses reading from clients. Default: 4096.
+    /// pauses reading from clients. Default: 4096; at most 2^20, since each
+    /// subscription's queue is allocated whole.
     pub fn event_capacity(mut self, events: usize) -> Self {
         self.event_capacity = events;
         self
     }
 
     /// How many host calls ([`broadcast`](Hub::broadcast) and friends) may wait for the
-    /// dispatcher; their frames may also total at most [`queue_bytes`](Self::queue_bytes).
-    /// Past either, callers wait for the dispatcher (never for a client, unless
-    /// [`flow_control`](Self::flow_control) is on), which bounds memory if the host outruns
-    /// the hub. Default: 16,384.
+    /// dispatcher; their frames may also total at most [`queue_bytes`](Self::queue_bytes)
+    /// (small messages are batched: one call per 64 KiB of them). Past either, callers wait
+    /// for the dispatcher (never for a client, unless [`flow_control`](Self::flow_control)
+    /// is on), and [`Hub::try_broadcast`] fails with [`Error::WouldBlock`], which bounds
+    /// memory if the host outruns the hub. Default: 16,384; at most 2^24 - 1.
     pub fn command_capacity(mut self, commands: usize) -> Self {
         self.command_capacity = commands;
         self
@@ -266,6 +199,11 @@ impl HubBuilder {
     /// How long a leaving client keeps getting what was already queued for it: a client
     /// the host [kicked](Hub::disconnect), one that closed its sending side, and every client
     /// when a [`Hub`] is dropped without [`Hub::shutdown`]. Default: 1 s.
+    ///
+    /// Any duration is accepted; one too long to represent (such as [`Duration::MAX`]) means
+    /// no deadline: the queue is written out however long that takes, except that a client
+    /// whose writes make no progress for [`write_timeout`](Self::write_timeout) is closed
+    /// anyway. With `write_timeout` off too, dropping a hub waits for its slowest client.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
@@ -277,12 +215,14 @@ impl HubBuilder {
     ///
     /// With `true`, the hub stops taking host calls while a *busy* client catches up, so
     /// `broadcast` waits and a flooding host publishes at the pace of its clients, as a TCP
-    /// sender would, instead of overrunning their queues. A client is busy while it has
-    /// over half of [`queue_bytes`](Self::queue_bytes) queued and is draining it: not once
-    /// its writes have made no progress for 250 ms, nor once it has stayed over half its
-    /// bound for a second. So a stalled or persistently slow client holds the host back for
-    /// a bounded time only, then meets [`write_timeout`](Self::write_timeout) and the
-    /// slow-client policy as usual.
+    /// sender would, instead of overrunning their queues. A client is *high* once it has
+    /// over half of [`queue_bytes`](Self::queue_bytes) queued, until it is back under a
+    /// quarter; it is busy while it is high, its writes make progress (a client whose
+    /// writes made none for 250 ms is stalled, not busy) and it has busy time left. Each
+    /// client has one second of busy time, spent while it is busy and earned back at a
+    /// tenth of real time. So however a client paces its reads, it holds the host back for
+    /// at most a second at once and about a tenth of the time in the long run, then meets
+    /// [`write_timeout`](Self::write_timeout) and the slow-client policy as usual.
     ///
     /// Whatever this setting, the hub stops reading clients while a client is busy, so
     /// clients that publish (relay mode, or a host answering each message) are held back by
@@ -297,6 +237,9 @@ impl HubBuilder {
     /// Default: `None`, because listen-only clients (`nc`, feeds) are the normal case for a
     /// broadcast hub; TCP keep-alive and [`write_timeout`](Self::write_timeout) still find
     /// dead peers.
+    ///
+    /// Any duration is accepted; one too long to represent means no limit. Zero is an
+    /// [`Error::Config`].
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
@@ -312,6 +255,10 @@ impl HubBuilder {
     /// one; while heartbeats are on, empty frames from clients are taken as answers and not
     /// delivered as [`Event::Message`](crate::Event::Message). [`Framing::Raw`] has no
     /// empty frame, so heartbeats with it are a configuration error.
+    ///
+    /// Any interval is accepted; two intervals too long to represent mean no
+    /// [`Unresponsive`](crate::DisconnectReason::Unresponsive) limit. Zero is an
+    /// [`Error::Config`].
     pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
         self.heartbeat = interval;
         self
@@ -319,7 +266,12 @@ impl HubBuilder {
 
     /// Disconnects a client as [`Slow`](crate::DisconnectReason::Slow) when writes to it
     /// have made no progress for this long while it has messages waiting, even if its queue
-    /// is not full (like NATS's `write_deadline`), or `None` for no limit. Default: 10 s.
+    /// is not full (like NATS's `write_deadline`), or `None` for no limit. A client that is
+    /// leaving (kicked, closed its side, or at shutdown) and makes no progress for this long
+    /// is closed without waiting for [`linger`](Self::linger). Default: 10 s.
+    ///
+    /// Any duration is accepted; one too long to represent means no limit. Zero is an
+    /// [`Error::Config`].
     pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.write_timeout = timeout;
         self
@@ -329,6 +281,8 @@ impl HubBuilder {
     /// [authenticator](Self::authenticate), send its authentication frame. A connection
     /// that does not is closed and counted in
     /// [`Stats::handshake_failed`](crate::Stats::handshake_failed). Default: 10 s.
+    ///
+    /// Any duration is accepted; one too long to represent means no deadline.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -345,7 +299,12 @@ impl HubBuilder {
 
     /// A filter run on every new connection's address before anything else; `false`
     /// closes it at once and counts it in [`Stats::refused`](crate::Stats::refused).
-    /// It runs on the dispatcher thread: keep it fast and never block in it.
+    ///
+    /// It runs on the dispatcher thread, like the [authenticator](Self::authenticate), so
+    /// the same rules hold: keep it fast and never block in it; a panic in it refuses the
+    /// connection (logged at `error`, counted in [`Stats::refused`](crate::Stats::refused)
+    /// and [`Stats::callback_panics`](crate::Stats::callback_panics)), not the hub; and
+    /// [`Hub`] methods called from it never wait (see [`authenticate`](Self::authenticate)).
     ///
     /// ```
     /// let hub = hubcast::Hub::builder()
@@ -362,18 +321,37 @@ impl HubBuilder {
         self
     }
 
-    /// Requires each connection's first frame to be an authentication frame, handed with
-    /// the peer's address to `authenticate`, which returns an [`Auth`]. Until it accepts,
-    /// the connection gets no broadcasts and subscribers do not hear of it; the frame
-    /// itself is not delivered as a message. A connection that sends nothing within
-    /// [`handshake_timeout`](Self::handshake_timeout) is closed.
-    /// It runs on the dispatcher thread: keep it fast and never block in it.
+    /// Requires each connection's first frame to be an authentication frame, shown with
+    /// the peer's address to `authenticate` in an [`AuthRequest`]; it returns an [`Auth`].
+    /// Until it accepts, the connection gets no broadcasts and subscribers do not hear of
+    /// it; the frame itself is not delivered as a message. A connection that sends nothing
+    /// within [`handshake_timeout`](Self::handshake_timeout) is closed.
+    ///
+    /// # Rules for closures the hub runs
+    ///
+    /// The authenticator and the [accept filter](Self::accept_filter) run on the
+    /// dispatcher thread, between its other work:
+    ///
+    /// - Keep them fast and never block in them: every client waits meanwhile.
+    /// - A panic in one costs the connection, not the hub: it is rejected (counted in
+    ///   [`Stats::rejected`](crate::Stats::rejected) and
+    ///   [`Stats::callback_panics`](crate::Stats::callback_panics)) and logged at `error`.
+    ///   (With `panic = "abort"`, a panic aborts the process as always.)
+    /// - They may call the hub's methods — for example broadcast a welcome — but those
+    ///   calls never wait, since the thread they would wait for is the caller's own: where
+    ///   a call from another thread would wait, it fails with
+    ///   [`Error::WouldBlock`](crate::Error::WouldBlock) instead, and
+    ///   [`Hub::shutdown`] starts the shutdown without waiting for it.
+    /// - To reach the hub from a closure, capture a
+    ///   [`Weak<Hub>`](std::sync::Weak) (set once the hub is bound), not an `Arc<Hub>`:
+    ///   the closure lives as long as the hub, so a strong reference keeps the hub from
+    ///   ever being dropped.
     ///
     /// ```
     /// use hubcast::{Auth, Hub};
     ///
     /// let hub = Hub::builder()
-    ///     .authenticate(|_addr, frame| match frame.strip_prefix(b"token ") {
+    ///     .authenticate(|request| match request.frame().and_then(|f| f.strip_prefix(b"token ")) {
     ///         Some(b"secret") => Auth::AcceptAs("alice".into()),
     ///         _ => Auth::Reject,
     ///     })
@@ -383,7 +361,7 @@ impl HubBuilder {
     /// ```
     pub fn authenticate(
         mut self,
-        authenticate: impl Fn(SocketAddr, &[u8]) -> Auth + Send + Sync + 'static,
+        authenticate: impl Fn(&AuthRequest<'_>) -> Auth + Send + Sync + 'static,
     ) -> Self {
         self.authenticator = Some(Callback(Arc::new(authenticate)));
         self
@@ -393,7 +371,7 @@ impl HubBuilder {
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(crate::tls::TlsSetting::Config(config));
+        self.tls = Some(crate::transport::tls::TlsSetting::Config(config));
         self
     }
 
@@ -407,7 +385,7 @@ impl HubBuilder {
         cert_chain: impl Into<Vec<u8>>,
         private_key: impl Into<Vec<u8>>,
     ) -> Self {
-        self.tls = Some(crate::tls::TlsSetting::Pem {
+        self.tls = Some(crate::transport::tls::TlsSetting::Pem {
             cert: cert_chain.into(),
             key: private_key.into(),
         });
@@ -419,46 +397,74 @@ impl HubBuilder {
     /// # Errors
     ///
     /// [`Error::Config`] if a setting is out of range, [`Error::Tls`] if the TLS certificate
-    /// or key cannot be used, [`Error::Bind`] if the address cannot be resolved or bound,
-    /// [`Error::Start`] if the event loop or thread cannot be created.
-    pub fn bind<A: ToSocketAddrs>(self, addr: A) -> Result<Hub> {
+    /// or key cannot be used, [`Error::Bind`] (naming `addr` as given) if the address cannot
+    /// be resolved or bound, [`Error::Start`] if the event loop or thread cannot be created.
+    pub fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<Hub> {
         self.validate()?;
         Hub::start(self, addr)
     }
 
+    /// Whether connections start with a TLS handshake.
+    pub(crate) fn has_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
     fn validate(&self) -> Result<()> {
-        if self.max_frame == 0 {
-            return Err(Error::Config("max_frame must be at least 1"));
+        let fail = |msg: String| Err(Error::Config(msg));
+        let at_least_1 = [
+            ("max_frame", self.max_frame),
+            ("queue_bytes", self.queue_bytes),
+            ("max_clients", self.max_clients),
+            ("event_capacity", self.event_capacity),
+            ("command_capacity", self.command_capacity),
+            ("send_buffer", self.send_buffer.unwrap_or(1)),
+            ("max_clients_per_ip", self.max_clients_per_ip.unwrap_or(1)),
+        ];
+        if let Some((name, _)) = at_least_1.iter().find(|(_, v)| *v == 0) {
+            return fail(format!("{name} must be at least 1"));
         }
-        if self.queue_bytes == 0 {
-            return Err(Error::Config("queue_bytes must be at least 1"));
-        }
-        if self.max_clients == 0 {
-            return Err(Error::Config("max_clients must be at least 1"));
-        }
-        if self.event_capacity == 0 {
-            return Err(Error::Config("event_capacity must be at least 1"));
-        }
-        if self.command_capacity == 0 {
-            return Err(Error::Config("command_capacity must be at least 1"));
-        }
-        if self.send_buffer == Some(0) {
-            return Err(Error::Config("send_buffer must be at least 1"));
-        }
-        if self.max_clients_per_ip == Some(0) {
-            return Err(Error::Config("max_clients_per_ip must be at least 1"));
+        let at_most = [
+            ("queue_bytes", self.queue_bytes, MAX_BUDGET_BYTES),
+            (
+                "command_capacity",
+                self.command_capacity,
+                MAX_BUDGET_COMMANDS,
+            ),
+            ("event_capacity", self.event_capacity, MAX_EVENT_CAPACITY),
+            (
+                "send_buffer",
+                self.send_buffer.unwrap_or(0),
+                MAX_SEND_BUFFER,
+            ),
+        ];
+        if let Some((name, value, max)) = at_most.iter().find(|(_, v, max)| v > max) {
+            return fail(format!("{name} is {value}, over its limit of {max}"));
         }
         let zero = Some(Duration::ZERO);
         if self.idle_timeout == zero || self.heartbeat == zero || self.write_timeout == zero {
-            return Err(Error::Config(
-                "timeouts and the heartbeat interval must not be zero",
-            ));
+            return fail("timeouts and the heartbeat interval must not be zero".into());
         }
         if self.heartbeat.is_some() && self.framing == Framing::Raw {
-            return Err(Error::Config(
-                "heartbeats need a framing with an empty frame, not Raw",
-            ));
+            return fail("heartbeats need a framing with an empty frame, not Raw".into());
+        }
+        if self.relay != Relay::Off {
+            // Every frame a client may send must fit in a queue once relayed.
+            let framed = codec::encoded_len_of(self.framing, self.max_frame);
+            if framed.map_or(true, |len| len > self.queue_bytes) {
+                return fail(format!(
+                    "in relay mode, max_frame ({}) framed must fit in queue_bytes ({})",
+                    self.max_frame, self.queue_bytes
+                ));
+            }
         }
         Ok(())
     }
 }
+
+/// The largest [`HubBuilder::event_capacity`]: a subscription's queue is allocated whole.
+const MAX_EVENT_CAPACITY: usize = 1 << 20;
+/// The largest [`HubBuilder::send_buffer`] the kernel's `int` option takes.
+const MAX_SEND_BUFFER: usize = i32::MAX as usize;

@@ -1,0 +1,238 @@
+//! What the host's handle hands the dispatcher: commands, and the frames they carry with
+//! the clients each frame is for.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::codec;
+use crate::{ClientId, Framing};
+
+/// Messages that frame to fewer bytes than this are appended to a shared [`Batch`]; longer
+/// ones travel as their own frame.
+pub(crate) const BATCH_BELOW: usize = 4 * 1024;
+/// The largest batch.
+pub(crate) const BATCH_MAX: usize = 64 * 1024;
+
+/// Which clients a frame is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Every live client.
+    All,
+    /// Every live client but this one (it may have left).
+    AllExcept(ClientId),
+    /// This client only, if it is still live.
+    One(ClientId),
+}
+
+impl Target {
+    /// Whether a client that no target names gets the frame.
+    pub(crate) fn includes_others(self) -> bool {
+        matches!(self, Target::All | Target::AllExcept(_))
+    }
+
+    /// Whether `client` gets the frame.
+    pub(crate) fn includes(self, client: ClientId) -> bool {
+        match self {
+            Target::All => true,
+            Target::AllExcept(id) => id != client,
+            Target::One(id) => id == client,
+        }
+    }
+
+    /// The client the target names, if any.
+    pub(crate) fn named(self) -> Option<ClientId> {
+        match self {
+            Target::All => None,
+            Target::AllExcept(id) | Target::One(id) => Some(id),
+        }
+    }
+}
+
+/// Whole frames in one buffer, each with its target: what a fan-out takes.
+#[derive(Debug, Clone)]
+pub(crate) struct Frames {
+    pub(crate) bytes: Bytes,
+    /// Where each frame ends in `bytes` (ascending, the last at `bytes.len()`).
+    pub(crate) ends: Arc<[u32]>,
+    /// Runs of consecutive frames with one target: (index of the run's first frame,
+    /// target), the first run starting at frame 0.
+    pub(crate) runs: Box<[(u32, Target)]>,
+}
+
+impl Frames {
+    /// One frame for `target`.
+    pub(crate) fn one(frame: Bytes, target: Target) -> Frames {
+        let end = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        Frames {
+            bytes: frame,
+            ends: Arc::new([end]),
+            runs: Box::new([(0, target)]),
+        }
+    }
+
+    /// The frames of run `i`, as a range of frame indexes.
+    pub(crate) fn run_frames(&self, i: usize) -> std::ops::Range<usize> {
+        let start = self.runs[i].0 as usize;
+        let end = self
+            .runs
+            .get(i + 1)
+            .map_or(self.ends.len(), |r| r.0 as usize);
+        start..end
+    }
+
+    /// Where frame `i` starts in `bytes`.
+    pub(crate) fn start_of(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] as usize
+        }
+    }
+}
+
+/// Frames being gathered into one buffer until it is full or taken: by host threads for
+/// small messages, and by the dispatcher for what clients relay.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    buf: BytesMut,
+    ends: Vec<u32>,
+    runs: Vec<(u32, Target)>,
+    /// Set by the dispatcher when it takes the batch: nothing may be added after that.
+    pub(crate) taken: bool,
+}
+
+impl Batch {
+    /// An empty batch with room for `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Batch {
+        Batch {
+            buf: BytesMut::with_capacity(capacity),
+            ..Batch::default()
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Appends `payload`, framed, for `target`. The caller has checked that it can be
+    /// framed (`codec::encoded_len`) and that the batch stays under `u32::MAX` bytes.
+    pub(crate) fn push(&mut self, framing: Framing, payload: &[u8], target: Target) {
+        codec::encode_into(framing, payload, &mut self.buf);
+        self.push_end(target);
+    }
+
+    /// Records that the bytes appended to [`buf_mut`](Self::buf_mut) since the last frame
+    /// are one frame for `target`.
+    pub(crate) fn push_end(&mut self, target: Target) {
+        let index = self.ends.len() as u32;
+        if self.runs.last().map(|r| r.1) != Some(target) {
+            self.runs.push((index, target));
+        }
+        self.ends.push(self.buf.len() as u32);
+    }
+
+    pub(crate) fn buf_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Takes the frames gathered so far, leaving the batch empty.
+    pub(crate) fn take(&mut self) -> Frames {
+        // Queues count a frame by its length: copy a mostly empty buffer so that the
+        // memory it holds stays within twice what it is counted as.
+        let bytes = if self.buf.capacity() > 2 * self.buf.len() {
+            let bytes = Bytes::copy_from_slice(&self.buf);
+            self.buf.clear();
+            bytes
+        } else {
+            self.buf.split().freeze()
+        };
+        Frames {
+            bytes,
+            ends: std::mem::take(&mut self.ends).into(),
+            runs: std::mem::take(&mut self.runs).into(),
+        }
+    }
+}
+
+/// A batch shared between the host threads filling it and the dispatcher taking it.
+pub(crate) type SharedBatch = Arc<Mutex<Batch>>;
+
+/// Work the host hands to the dispatcher, in call order.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A batch of small messages; more may be added until the dispatcher takes it, up to
+    /// the frame bytes it was counted for in the pending budget.
+    Batch { batch: SharedBatch, reserved: usize },
+    /// One large message.
+    Send(Frames),
+    /// Make a client leave, as [`Kicked`](crate::DisconnectReason::Kicked).
+    Disconnect(ClientId),
+    /// Begin the shutdown: write queues out until the deadline (none: until done).
+    Shutdown(Option<Instant>),
+    /// Makes the dispatcher panic, to test what the host sees when it dies.
+    #[cfg(test)]
+    Panic,
+}
+
+impl Command {
+    /// The frame bytes the command was counted for in the pending budget, if it was
+    /// counted there (a shutdown is not).
+    pub(crate) fn reserved(&self) -> Option<usize> {
+        match self {
+            Command::Batch { reserved, .. } => Some(*reserved),
+            Command::Send(frames) => Some(frames.bytes.len()),
+            Command::Disconnect(_) => Some(0),
+            Command::Shutdown(_) => None,
+            #[cfg(test)]
+            Command::Panic => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_runs_of_targets() {
+        let mut batch = Batch::with_capacity(64);
+        let (a, b) = (ClientId(1), ClientId(2));
+        batch.push(Framing::Lines, b"x", Target::All);
+        batch.push(Framing::Lines, b"y", Target::All);
+        batch.push(Framing::Lines, b"z", Target::AllExcept(a));
+        batch.push(Framing::Lines, b"w", Target::One(b));
+        let frames = batch.take();
+        assert_eq!(&frames.bytes[..], b"x\ny\nz\nw\n");
+        assert_eq!(&frames.ends[..], &[2, 4, 6, 8]);
+        assert_eq!(
+            &frames.runs[..],
+            &[
+                (0, Target::All),
+                (2, Target::AllExcept(a)),
+                (3, Target::One(b))
+            ]
+        );
+        assert_eq!(frames.run_frames(0), 0..2);
+        assert_eq!(frames.run_frames(2), 3..4);
+        assert_eq!(frames.start_of(2), 4);
+        assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn targets_include_whom_they_say() {
+        let (a, b) = (ClientId(1), ClientId(2));
+        assert!(Target::All.includes(a));
+        assert!(!Target::AllExcept(a).includes(a));
+        assert!(Target::AllExcept(a).includes(b));
+        assert!(Target::One(a).includes(a));
+        assert!(!Target::One(a).includes(b));
+        assert!(Target::AllExcept(a).includes_others());
+        assert!(!Target::One(a).includes_others());
+    }
+}

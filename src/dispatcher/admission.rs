@@ -1,0 +1,406 @@
+//! Accepting connections: the limits, the host's accept filter, the spare descriptor that
+//! lets the hub shed connections when the process is out of descriptors, and the back-off
+//! when `accept` fails. Refusals are logged in aggregate, never one line per connection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+
+use super::{panic_message, Dispatcher};
+use crate::client::{Client, Phase};
+use crate::transport::Conn;
+use crate::ClientId;
+
+/// Connections accepted per round, so a connect storm cannot starve existing clients.
+const ACCEPT_BATCH: usize = 256;
+/// First and longest pause after `accept` fails for lack of resources.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The longest keep-alive idle time Linux takes (`TCP_KEEPIDLE`).
+const MAX_KEEPALIVE: Duration = Duration::from_secs(32_767);
+/// Refusals after the first are counted and logged together once per this period.
+const LOG_PERIOD: Duration = Duration::from_secs(1);
+
+/// Why a connection was closed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    MaxClients,
+    MaxClientsPerIp,
+    Filter,
+    FilterPanicked,
+    NoDescriptors,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 5] = [
+        Refusal::MaxClients,
+        Refusal::MaxClientsPerIp,
+        Refusal::Filter,
+        Refusal::FilterPanicked,
+        Refusal::NoDescriptors,
+    ];
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::MaxClients => "at max_clients",
+            Refusal::MaxClientsPerIp => "at max_clients_per_ip",
+            Refusal::Filter => "by the accept filter",
+            Refusal::FilterPanicked => "because the accept filter panicked",
+            Refusal::NoDescriptors => "out of file descriptors",
+        })
+    }
+}
+
+/// Logs the first refusal of a storm at once and the rest as one line per [`LOG_PERIOD`].
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// The current period, if a refusal was logged less than a period ago.
+    since: Option<Instant>,
+    /// Refusals in this period not logged yet, by reason (in `Refusal::ALL` order).
+    counts: [u64; Refusal::ALL.len()],
+}
+
+impl RefusalLog {
+    fn refused(&mut self, addr: SocketAddr, why: Refusal, now: Instant) {
+        if self.since.is_none() {
+            self.since = Some(now);
+            log::warn!("refused {addr}: {why}");
+        } else if let Some(i) = Refusal::ALL.iter().position(|&r| r == why) {
+            self.counts[i] += 1;
+        }
+    }
+
+    /// Logs the period's count once it is over.
+    fn tick(&mut self, now: Instant) {
+        let Some(since) = self.since else {
+            return;
+        };
+        if now.saturating_duration_since(since) < LOG_PERIOD {
+            return;
+        }
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            self.since = None;
+            return;
+        }
+        let reasons: Vec<String> = Refusal::ALL
+            .iter()
+            .zip(self.counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(why, n)| format!("{n} {why}"))
+            .collect();
+        log::warn!(
+            "refused {total} more connections in {:?}: {}",
+            now.saturating_duration_since(since),
+            reasons.join(", ")
+        );
+        self.counts = Default::default();
+        self.since = Some(now);
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.since.and_then(|t| t.checked_add(LOG_PERIOD))
+    }
+}
+
+/// What giving up the spare descriptor achieved.
+#[derive(Debug, PartialEq, Eq)]
+enum Shedding {
+    /// A waiting connection was accepted and closed.
+    Shed,
+    /// No connection was waiting after all.
+    NothingWaiting,
+    /// There is no spare, or accepting failed anyway.
+    NoSpare,
+}
+
+/// The dispatcher's admission state.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    /// The listener may have connections waiting.
+    pub(crate) pending: bool,
+    /// After `accept` failed: not before this, and the pause to double next time.
+    backoff: Option<(Instant, Duration)>,
+    /// Open connections per peer address, for `max_clients_per_ip`.
+    per_ip: HashMap<IpAddr, usize>,
+    /// Connections accepted but not yet clients (TLS handshake or authentication due).
+    pub(crate) handshaking: usize,
+    /// A spare file descriptor: when `accept` fails for want of descriptors, closing it
+    /// lets the hub accept and at once close the waiting connection instead of leaving it
+    /// to make the listener ready again and again.
+    reserve: Option<File>,
+    next_id: u64,
+    log: RefusalLog,
+}
+
+impl Admission {
+    pub(crate) fn new() -> Admission {
+        Admission {
+            pending: false,
+            backoff: None,
+            per_ip: HashMap::new(),
+            handshaking: 0,
+            reserve: File::open("/dev/null").ok(),
+            next_id: 1,
+            log: RefusalLog::default(),
+        }
+    }
+
+    /// Whether accepting would do something now.
+    pub(crate) fn ready(&self, now: Instant, listener: &Option<TcpListener>) -> bool {
+        self.pending && listener.is_some() && self.backoff.map_or(true, |(until, _)| now >= until)
+    }
+
+    /// When to look again: the end of a back-off (unless paused), or of a log period.
+    pub(crate) fn retry_at(&self, paused: bool) -> Option<Instant> {
+        let backoff = self
+            .backoff
+            .filter(|_| self.pending && !paused)
+            .map(|(until, _)| until);
+        [backoff, self.log.next()].into_iter().flatten().min()
+    }
+
+    /// Logs refusals counted in a period that is over.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        self.log.tick(now);
+    }
+
+    /// A connection from `addr` closed.
+    pub(crate) fn forget(&mut self, addr: SocketAddr) {
+        if let Some(count) = self.per_ip.get_mut(&addr.ip()) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_ip.remove(&addr.ip());
+            }
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Accepts waiting connections, unless paused, backing off, at the batch limit or shut
+    /// down.
+    pub(super) fn accept(&mut self) {
+        if self.subs.is_paused() || !self.admission.ready(self.now, &self.listener) {
+            return;
+        }
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    self.admission.backoff = None;
+                    self.admit(stream, addr);
+                    if self.subs.is_paused() {
+                        return;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.admission.pending = false;
+                    return;
+                }
+                Err(err) if is_transient_accept_error(&err) => {}
+                Err(err) => {
+                    self.shared.counters.accept_errors.fetch_add(1, Relaxed);
+                    match self.shed_with_reserve() {
+                        Shedding::Shed => continue,
+                        Shedding::NothingWaiting => {
+                            self.admission.pending = false;
+                            return;
+                        }
+                        Shedding::NoSpare => {}
+                    }
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM with no spare descriptor: the
+                    // connection stays in the backlog and the listener stays ready, so
+                    // retrying now would spin. Wait, doubling the pause, while existing
+                    // clients are served.
+                    let pause = self
+                        .admission
+                        .backoff
+                        .map_or(BACKOFF_MIN, |(_, p)| (p * 2).min(BACKOFF_MAX));
+                    self.admission.backoff = Some((self.now + pause, pause));
+                    log::warn!("accept failed, retrying in {pause:?}: {err}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Out of descriptors: gives up the spare one, accepts the waiting connection and
+    /// closes it at once, then takes the spare back.
+    fn shed_with_reserve(&mut self) -> Shedding {
+        let Some(reserve) = self.admission.reserve.take() else {
+            // Try to get the spare back for next time.
+            self.admission.reserve = File::open("/dev/null").ok();
+            return Shedding::NoSpare;
+        };
+        drop(reserve);
+        let accepted = self.listener.as_ref().map(TcpListener::accept);
+        // Close the shed connection before taking the spare back: at the limit, its
+        // descriptor is the one the spare needs.
+        let shed = match accepted {
+            Some(Ok((stream, addr))) => {
+                drop(stream);
+                self.refuse(addr, Refusal::NoDescriptors);
+                Shedding::Shed
+            }
+            Some(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => Shedding::NothingWaiting,
+            _ => Shedding::NoSpare,
+        };
+        self.admission.reserve = File::open("/dev/null").ok();
+        shed
+    }
+
+    fn refuse(&mut self, addr: SocketAddr, why: Refusal) {
+        self.shared.counters.refused.fetch_add(1, Relaxed);
+        self.admission.log.refused(addr, why, self.now);
+    }
+
+    /// Applies the admission rules to a new connection and registers it if they pass.
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+        let config = &self.config;
+        let per_ip = self.admission.per_ip.get(&addr.ip()).copied().unwrap_or(0);
+        let refusal = if self.slots.live() + self.admission.handshaking >= config.max_clients {
+            Some(Refusal::MaxClients)
+        } else if config.max_clients_per_ip.is_some_and(|max| per_ip >= max) {
+            Some(Refusal::MaxClientsPerIp)
+        } else {
+            self.filter(addr)
+        };
+        match refusal {
+            Some(why) => self.refuse(addr, why),
+            None => self.register(stream, addr),
+        }
+    }
+
+    /// Runs the host's accept filter, if any; a panic in it refuses the connection.
+    fn filter(&mut self, addr: SocketAddr) -> Option<Refusal> {
+        let filter = self.config.accept_filter.clone()?;
+        match panic::catch_unwind(AssertUnwindSafe(|| (filter.0)(addr))) {
+            Ok(true) => None,
+            Ok(false) => Some(Refusal::Filter),
+            Err(panic) => {
+                self.shared.counters.callback_panics.fetch_add(1, Relaxed);
+                log::error!(
+                    "the accept filter panicked on {addr}, refusing it: {}",
+                    panic_message(&*panic)
+                );
+                Some(Refusal::FilterPanicked)
+            }
+        }
+    }
+
+    fn register(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        if let Err(err) = self.configure(&stream) {
+            log::warn!("could not set socket options for {addr}: {err}");
+        }
+        let slot = self.slots.vacant();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(err) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), interest)
+        {
+            log::warn!("could not register {addr}: {err}");
+            self.slots.release(slot);
+            return;
+        }
+        let conn = match self.wrap(stream) {
+            Ok(conn) => conn,
+            Err(err) => {
+                log::warn!("could not set up {addr}: {err}");
+                self.slots.release(slot);
+                return;
+            }
+        };
+        let handshake = conn.is_handshaking() || self.config.authenticator.is_some();
+        let phase = if handshake {
+            self.admission.handshaking += 1;
+            Phase::Handshake(self.deadline_in(self.config.handshake_timeout))
+        } else {
+            Phase::Live
+        };
+        let id = ClientId(self.admission.next_id);
+        self.admission.next_id += 1;
+        *self.admission.per_ip.entry(addr.ip()).or_insert(0) += 1;
+        self.slots
+            .fill(slot, Client::new(id, addr, conn, phase, self.now));
+        if !handshake {
+            self.go_live(slot, None);
+        }
+    }
+
+    /// Puts the transport around a new socket.
+    fn wrap(&self, stream: TcpStream) -> io::Result<Conn> {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls {
+            let tls = crate::transport::tls::TlsConn::new(stream, std::sync::Arc::clone(config))?;
+            return Ok(Conn::Tls(Box::new(tls)));
+        }
+        Ok(Conn::Tcp(stream))
+    }
+
+    fn configure(&self, stream: &TcpStream) -> io::Result<()> {
+        let socket = socket2::SockRef::from(stream);
+        socket.set_nodelay(self.config.nodelay)?;
+        if let Some(size) = self.config.send_buffer {
+            socket.set_send_buffer_size(size)?;
+        }
+        if let Some(idle) = self.config.keepalive {
+            let idle = idle.min(MAX_KEEPALIVE);
+            let interval = idle.clamp(Duration::from_secs(1), Duration::from_secs(10));
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(interval);
+            socket.set_tcp_keepalive(&keepalive)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_transient_accept_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_of_refusals_is_one_line_per_period() {
+        let t = Instant::now();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut log = RefusalLog::default();
+        log.refused(addr, Refusal::MaxClients, t);
+        assert_eq!(log.since, Some(t), "the first is logged at once");
+        for _ in 0..1000 {
+            log.refused(addr, Refusal::MaxClients, t);
+        }
+        log.refused(addr, Refusal::Filter, t);
+        assert_eq!(log.counts[0], 1000);
+        assert_eq!(log.counts[2], 1);
+        assert_eq!(log.next(), Some(t + LOG_PERIOD));
+        log.tick(t + LOG_PERIOD / 2);
+        assert_eq!(log.counts[0], 1000, "nothing logged before the period ends");
+        log.tick(t + LOG_PERIOD);
+        assert_eq!(log.counts, [0; 5]);
+        assert_eq!(log.since, Some(t + LOG_PERIOD), "a new period began");
+        log.tick(t + 2 * LOG_PERIOD);
+        assert_eq!(log.since, None, "a quiet period ends the storm");
+    }
+}

@@ -1,0 +1,187 @@
+//! Client back-pressure: which clients may hold the others back, and for how long.
+//!
+//! A client whose queue passes half its bound is *high*, and stays high until its queue
+//! falls below a quarter of the bound (hysteresis: a client hovering at the mark cannot
+//! start a new episode with every dip). A high client is *busy* — the dispatcher stops
+//! reading clients and, with `flow_control`, stops taking host calls while one is — only
+//! while its writes make progress and it has busy time left. Busy time is a budget: it is
+//! spent while the client is busy and earned back at a tenth of real time, up to
+//! [`BUSY_BUDGET`]. So no client, however it paces its reads, holds the others back for
+//! more than a second at once or more than about a tenth of the time in the long run; after
+//! that it meets the slow-client policy like any other.
+
+use std::time::{Duration, Instant};
+
+/// A client whose writes have made no progress this long is stalled, not busy.
+pub(crate) const STALL_GRACE: Duration = Duration::from_millis(250);
+/// The most busy time a client can have in hand.
+pub(crate) const BUSY_BUDGET: Duration = Duration::from_secs(1);
+/// Busy time is earned back at 1/EARN_DIVISOR of real time.
+const EARN_DIVISOR: u32 = 10;
+/// A client that is not busy becomes busy only with this much busy time in hand, so busy
+/// time is spent in stretches that dwarf the time between two looks at it.
+const MIN_CREDIT: Duration = Duration::from_millis(50);
+
+/// One client's standing in flow control. Time is passed in, so it is tested without a
+/// clock.
+#[derive(Debug, Clone)]
+pub(crate) struct Flow {
+    high: bool,
+    /// Busy time left, as of `as_of`.
+    credit: Duration,
+    as_of: Instant,
+    /// Whether the client was judged busy at `as_of` (and so spends credit since then).
+    busy: bool,
+}
+
+impl Flow {
+    pub(crate) fn new(now: Instant) -> Flow {
+        Flow {
+            high: false,
+            credit: BUSY_BUDGET,
+            as_of: now,
+            busy: false,
+        }
+    }
+
+    pub(crate) fn is_high(&self) -> bool {
+        self.high
+    }
+
+    /// Takes the queue's new cost into account. Returns the new high state if it changed.
+    pub(crate) fn update(&mut self, queued: usize, bound: usize, now: Instant) -> Option<bool> {
+        let high = if self.high {
+            queued > bound / 4
+        } else {
+            queued > bound / 2
+        };
+        if high == self.high {
+            return None;
+        }
+        self.settle(now);
+        self.high = high;
+        self.busy = false;
+        Some(high)
+    }
+
+    /// Whether the client holds the others back now: high, its writes not `stalled`, and
+    /// busy time left.
+    pub(crate) fn is_busy(&mut self, now: Instant, stalled: bool) -> bool {
+        self.settle(now);
+        let enough = if self.busy {
+            !self.credit.is_zero()
+        } else {
+            self.credit >= MIN_CREDIT
+        };
+        self.busy = self.high && !stalled && enough;
+        self.busy
+    }
+
+    /// When a busy client runs out of busy time, if it is busy.
+    pub(crate) fn busy_until(&self) -> Option<Instant> {
+        self.busy.then(|| self.as_of + self.credit)
+    }
+
+    /// Brings the credit up to `now`: spent while busy, earned back otherwise.
+    fn settle(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.as_of);
+        self.credit = if self.busy {
+            self.credit.saturating_sub(elapsed)
+        } else {
+            (self.credit + elapsed / EARN_DIVISOR).min(BUSY_BUDGET)
+        };
+        self.as_of = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUND: usize = 1000;
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn high_above_half_until_below_a_quarter() {
+        let t = Instant::now();
+        let mut flow = Flow::new(t);
+        assert_eq!(flow.update(500, BOUND, t), None);
+        assert_eq!(flow.update(501, BOUND, t), Some(true));
+        assert_eq!(
+            flow.update(300, BOUND, t),
+            None,
+            "a dip under half is no new episode"
+        );
+        assert!(flow.is_high());
+        assert_eq!(flow.update(250, BOUND, t), Some(false));
+        assert_eq!(flow.update(400, BOUND, t), None);
+    }
+
+    #[test]
+    fn a_stalled_client_is_not_busy() {
+        let t = Instant::now();
+        let mut flow = Flow::new(t);
+        flow.update(600, BOUND, t);
+        assert!(flow.is_busy(t, false));
+        assert!(!flow.is_busy(t + MS, true));
+        assert!(
+            !Flow::new(t).is_busy(t, false),
+            "a client under the mark is never busy"
+        );
+    }
+
+    #[test]
+    fn busy_time_runs_out_after_the_budget() {
+        let t = Instant::now();
+        let mut flow = Flow::new(t);
+        flow.update(600, BOUND, t);
+        assert!(flow.is_busy(t, false));
+        assert_eq!(flow.busy_until(), Some(t + BUSY_BUDGET));
+        assert!(flow.is_busy(t + 999 * MS, false));
+        assert!(!flow.is_busy(t + BUSY_BUDGET, false));
+        assert_eq!(flow.busy_until(), None);
+    }
+
+    /// The loophole the budget closes: a client that drains just enough, about once a
+    /// second, to end its episode, then fills up again. It may hold the others back for its
+    /// budget, then only for the time it earns back: about a tenth of the time.
+    #[test]
+    fn dipping_below_the_mark_does_not_restart_the_budget() {
+        let t0 = Instant::now();
+        let mut flow = Flow::new(t0);
+        let mut busy = Duration::ZERO;
+        let step = 10 * MS;
+        let mut t = t0;
+        for i in 0..6000u32 {
+            // High for 990 ms, drained under a quarter for 10 ms, once a second.
+            let queued = if i % 100 == 99 { 100 } else { 900 };
+            flow.update(queued, BOUND, t);
+            if flow.is_busy(t, false) {
+                busy += step;
+            }
+            t += step;
+        }
+        // 60 s of this: at most the budget plus a tenth of the rest, give or take a look
+        // (10 ms) for each stretch of busy time.
+        let earned = Duration::from_secs(60) / EARN_DIVISOR;
+        let stretches = (earned.as_millis() / MIN_CREDIT.as_millis()) as u32;
+        let limit = BUSY_BUDGET + earned + stretches * step;
+        assert!(busy <= limit, "busy for {busy:?} of 60 s (limit {limit:?})");
+        assert!(busy >= Duration::from_secs(5), "busy only {busy:?}");
+    }
+
+    #[test]
+    fn credit_comes_back_while_not_busy() {
+        let t = Instant::now();
+        let mut flow = Flow::new(t);
+        flow.update(600, BOUND, t);
+        assert!(flow.is_busy(t, false));
+        assert!(!flow.is_busy(t + BUSY_BUDGET, false));
+        flow.update(0, BOUND, t + BUSY_BUDGET);
+        // Ten seconds later, the whole budget is back.
+        let later = t + BUSY_BUDGET + 10 * BUSY_BUDGET;
+        flow.update(600, BOUND, later);
+        assert!(flow.is_busy(later, false));
+        assert_eq!(flow.busy_until(), Some(later + BUSY_BUDGET));
+    }
+}

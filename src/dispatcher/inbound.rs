@@ -1,0 +1,307 @@
+//! Reading clients: fair reads through one shared buffer, cutting frames, the
+//! authentication frame, delivering messages to subscribers and relaying them to clients.
+//!
+//! A read lands in the dispatcher's scratch buffer and frames are cut from it in place;
+//! only a partial frame at the end is kept, in the client's own buffer, which is freed
+//! again once it holds nothing. Each message's payload is copied out exactly, so what the
+//! host holds pins no read buffer. Relayed frames are gathered into one batch for the
+//! round (see `outbound`), so a read of many small frames costs one queue entry per
+//! client, not one per frame.
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::Bytes;
+
+use super::{panic_message, Dispatcher};
+use crate::client::Phase;
+use crate::codec::{self, FrameTooLarge};
+use crate::command::{Frames, Target, BATCH_BELOW};
+use crate::{Auth, AuthRequest, ClientId, DisconnectReason, Event, Relay};
+
+/// Bytes read from one client per round, so one chatty client cannot starve the others.
+const READ_BUDGET: usize = 256 * 1024;
+
+impl Dispatcher {
+    /// Reads every client that may have input, unless subscribers need to catch up first
+    /// or a client is busy, then fans out what they relayed.
+    pub(super) fn read_all(&mut self) {
+        let mut pending = std::mem::take(&mut self.read_pending);
+        // Stop reading while a client is busy: frames read now (relayed, or answered by the
+        // host) would grow its queue; publishing clients are held back by TCP instead.
+        let mut i = 0;
+        while i < pending.len() && !self.subs.is_paused() && !self.any_busy() {
+            let slot = pending[i];
+            i += 1;
+            if let Some(client) = self.slots.get_mut(slot) {
+                client.read_pending = false;
+                self.read_client(slot);
+            }
+        }
+        // Clients not reached keep their place, ahead of those added meanwhile.
+        pending.drain(..i);
+        pending.append(&mut self.read_pending);
+        self.read_pending = pending;
+        self.flush_relay();
+    }
+
+    /// Reads one client up to its budget: frames go to subscribers (and other clients in
+    /// relay mode); end of stream and errors make it leave.
+    fn read_client(&mut self, slot: usize) {
+        // Frames held back by a pause come first.
+        if !self.take_buffered(slot) {
+            return;
+        }
+        let mut budget = READ_BUDGET;
+        loop {
+            if self.subs.is_paused() || budget == 0 {
+                self.mark_read_pending(slot);
+                return;
+            }
+            let Some(client) = self.slots.get_mut(slot) else {
+                return;
+            };
+            let result = client.conn.read(&mut self.scratch);
+            if let Ok(n) = result {
+                client.last_read = self.now;
+                budget = budget.saturating_sub(n);
+            }
+            // A leaving client's input is read only to be discarded.
+            let discard = client.is_closing();
+            if client.conn.has_buffered_output() {
+                // A TLS handshake reply that did not fit in the socket.
+                self.mark_dirty(slot);
+            }
+            match result {
+                Ok(0) => {
+                    self.end_of_stream(slot);
+                    return;
+                }
+                Ok(n) => {
+                    self.tally.bytes_in += n as u64;
+                    if !discard && !self.take_input(slot, n) {
+                        return;
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.transport_ready(slot);
+                    return;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.fail(slot, &err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer closed its sending side.
+    fn end_of_stream(&mut self, slot: usize) {
+        let Some(client) = self.slots.get(slot) else {
+            return;
+        };
+        match client.phase {
+            Phase::Handshake(_) => self.drop_unaccepted(slot, false),
+            Phase::Live => {
+                let linger = self.deadline_in(self.config.linger);
+                self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
+            }
+            Phase::Closing(_) => {}
+        }
+    }
+
+    /// A connection whose transport handshake (TLS) is done becomes a client, unless it
+    /// still owes an authentication frame.
+    fn transport_ready(&mut self, slot: usize) {
+        let Some(client) = self.slots.get(slot) else {
+            return;
+        };
+        if matches!(client.phase, Phase::Handshake(_))
+            && !client.conn.is_handshaking()
+            && self.config.authenticator.is_none()
+        {
+            self.go_live(slot, None);
+        }
+    }
+
+    /// Takes the `n` bytes just read into the scratch buffer. Returns `false` if the
+    /// connection takes no more input (it left or was closed).
+    fn take_input(&mut self, slot: usize, n: usize) -> bool {
+        let scratch = std::mem::take(&mut self.scratch);
+        let more = match self.slots.get_mut(slot) {
+            Some(client) if client.rbuf.is_empty() => {
+                // The usual case: frames straight from the scratch buffer, and only a
+                // partial frame at the end is kept.
+                match self.cut_frames(slot, &scratch[..n]) {
+                    Some(used) => {
+                        if let Some(client) = self.slots.get_mut(slot) {
+                            client.rbuf.extend_from_slice(&scratch[used..n]);
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Some(client) => {
+                client.rbuf.extend_from_slice(&scratch[..n]);
+                self.take_buffered(slot)
+            }
+            None => false,
+        };
+        self.scratch = scratch;
+        more
+    }
+
+    /// Cuts and hands on the frames in the client's own buffer. Returns `false` if the
+    /// connection takes no more input (it left or was closed).
+    fn take_buffered(&mut self, slot: usize) -> bool {
+        let Some(client) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        if client.rbuf.is_empty() {
+            return true;
+        }
+        let mut rbuf = std::mem::take(&mut client.rbuf);
+        let Some(used) = self.cut_frames(slot, &rbuf) else {
+            return false;
+        };
+        let Some(client) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        rbuf.drain(..used);
+        client.rbuf = rbuf;
+        client.release_rbuf();
+        true
+    }
+
+    /// Cuts whole frames from the front of `data` and hands them on, until the data ends in
+    /// a partial frame or subscribers are full. Returns how much of `data` was used, or
+    /// `None` if the connection takes no more input (it left or was closed).
+    fn cut_frames(&mut self, slot: usize, data: &[u8]) -> Option<usize> {
+        let (framing, max_frame) = (self.config.framing, self.config.max_frame);
+        let mut used = 0;
+        while !self.subs.is_paused() {
+            let client = self.slots.get_mut(slot)?;
+            match client.phase {
+                Phase::Closing(_) => return None,
+                Phase::Handshake(_) if client.conn.is_handshaking() => return Some(used),
+                Phase::Handshake(_) if self.config.authenticator.is_none() => {
+                    self.go_live(slot, None);
+                    continue;
+                }
+                Phase::Handshake(_) | Phase::Live => {}
+            }
+            match codec::decode(framing, &data[used..], max_frame, &mut client.scanned) {
+                Ok(Some(frame)) => {
+                    let payload = &data[used + frame.payload.start..used + frame.payload.end];
+                    used += frame.len;
+                    self.tally.frames_in += 1;
+                    let (id, live) = (client.id, client.is_live());
+                    if !live {
+                        if !self.authenticate(slot, payload) {
+                            return None;
+                        }
+                    } else if payload.is_empty() && self.config.heartbeat.is_some() {
+                        // A heartbeat answer: it already counted as a sign of life.
+                    } else {
+                        self.deliver(id, payload);
+                    }
+                }
+                Ok(None) => return Some(used),
+                Err(FrameTooLarge) => {
+                    log::info!("client {} sent a frame over {max_frame} bytes", client.id);
+                    if client.is_live() {
+                        self.leave(slot, DisconnectReason::FrameTooLarge, None);
+                    } else {
+                        self.drop_unaccepted(slot, false);
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(used)
+    }
+
+    /// A message from a live client: subscribers get it first, then the other clients in
+    /// relay mode, so no event of the client can follow its `Disconnected` (relaying to
+    /// itself may make it leave as slow).
+    fn deliver(&mut self, id: ClientId, payload: &[u8]) {
+        log::trace!("client {id} sent {payload:?}");
+        if self.subs.any(&self.shared) {
+            let payload = Bytes::copy_from_slice(payload);
+            let event = Event::Message {
+                client: id,
+                payload,
+            };
+            self.subs.emit(event, &self.shared, self.now);
+        }
+        let target = match self.config.relay {
+            Relay::Off => return,
+            Relay::All => Target::All,
+            Relay::Others => Target::AllExcept(id),
+        };
+        let framing = self.config.framing;
+        // `bind` checked that every inbound frame can be framed within queue_bytes.
+        let Some(len) = codec::encoded_len(framing, payload) else {
+            return;
+        };
+        if len >= BATCH_BELOW {
+            self.flush_relay();
+            let frame = codec::encode(framing, payload, len);
+            self.fan_out(&Frames::one(frame, target));
+            return;
+        }
+        if self.relay.len() + len > self.batch_max {
+            self.flush_relay();
+        }
+        if self.relay.is_empty() {
+            self.relay.buf_mut().reserve(self.batch_max);
+        }
+        self.relay.push(framing, payload, target);
+    }
+
+    /// Fans out the frames relayed since the last call.
+    pub(super) fn flush_relay(&mut self) {
+        if !self.relay.is_empty() {
+            let frames = self.relay.take();
+            self.fan_out(&frames);
+        }
+    }
+
+    /// Hands a connection's first frame to the authenticator. Returns `false` if the
+    /// connection was turned away. A panic in the authenticator turns it away too.
+    fn authenticate(&mut self, slot: usize, frame: &[u8]) -> bool {
+        let Some(client) = self.slots.get(slot) else {
+            return false;
+        };
+        let Some(authenticator) = self.config.authenticator.clone() else {
+            return true;
+        };
+        let addr = client.addr;
+        let request = AuthRequest {
+            addr,
+            frame: Some(frame),
+        };
+        match panic::catch_unwind(AssertUnwindSafe(|| (authenticator.0)(&request))) {
+            Ok(Auth::Accept) => self.go_live(slot, None),
+            Ok(Auth::AcceptAs(name)) => self.go_live(slot, Some(name)),
+            Ok(Auth::Reject) => {
+                log::info!("rejected {addr}: authentication failed");
+                self.drop_unaccepted(slot, true);
+                return false;
+            }
+            Err(panic) => {
+                self.shared.counters.callback_panics.fetch_add(1, Relaxed);
+                log::error!(
+                    "the authenticator panicked on {addr}, rejecting it: {}",
+                    panic_message(&*panic)
+                );
+                self.drop_unaccepted(slot, true);
+                return false;
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,211 @@
+//! A connection's life after admission: going live, leaving (exactly one `Disconnected`),
+//! closing the socket, and the hub's own shutdown.
+//!
+//! ```text
+//! Handshake ──auth / TLS done──► Live ──leave──► Closing ──queue out or deadline──► closed
+//!     └──── refused, timed out, failed ────────────────────────────────────────────► closed
+//! ```
+
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Dispatcher;
+use crate::client::Phase;
+use crate::shared::Registered;
+use crate::{DisconnectReason, Event, ShutdownReport, Undelivered};
+
+impl Dispatcher {
+    /// The connection becomes a client: it gets broadcasts and subscribers hear of it.
+    pub(super) fn go_live(&mut self, slot: usize, name: Option<String>) {
+        let Some(client) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if let Phase::Handshake(_) = client.phase {
+            self.admission.handshaking -= 1;
+        }
+        client.phase = Phase::Live;
+        let (id, addr) = (client.id, client.addr);
+        let dropped = Arc::clone(&client.dropped);
+        self.shared.registry().insert(
+            id,
+            Registered {
+                addr,
+                name,
+                dropped,
+            },
+        );
+        self.slots.add_live(slot);
+        let counters = &self.shared.counters;
+        counters.accepted.fetch_add(1, Relaxed);
+        counters.connected.fetch_add(1, Relaxed);
+        log::debug!("client {id} connected from {addr}");
+        self.subs.emit(
+            Event::Connected { client: id, addr },
+            &self.shared,
+            self.now,
+        );
+    }
+
+    /// A socket error: the client leaves at once with the matching reason.
+    pub(super) fn fail(&mut self, slot: usize, err: &io::Error) {
+        let Some(client) = self.slots.get(slot) else {
+            return;
+        };
+        match client.phase {
+            Phase::Handshake(_) => {
+                log::info!("{}: handshake failed: {err}", client.addr);
+                self.drop_unaccepted(slot, false);
+            }
+            Phase::Live => {
+                log::debug!("client {} failed: {err}", client.id);
+                self.leave(slot, DisconnectReason::from_io(err), None);
+            }
+            Phase::Closing(_) => self.close(slot),
+        }
+    }
+
+    /// Closes a connection that never became a client; subscribers never hear of it.
+    pub(super) fn drop_unaccepted(&mut self, slot: usize, rejected: bool) {
+        let counters = &self.shared.counters;
+        if rejected {
+            counters.rejected.fetch_add(1, Relaxed);
+        } else {
+            counters.handshake_failed.fetch_add(1, Relaxed);
+        }
+        self.close(slot);
+    }
+
+    /// The client leaves the hub: it is forgotten by id, subscribers are told, and its
+    /// socket is closed now (`linger` is `None`) or once its queue is written out or the
+    /// deadline passes (`Some(None)`: no deadline).
+    pub(super) fn leave(
+        &mut self,
+        slot: usize,
+        reason: DisconnectReason,
+        linger: Option<Option<Instant>>,
+    ) {
+        let Some(client) = self.slots.live_mut(slot) else {
+            return;
+        };
+        let id = client.id;
+        client.phase = Phase::Closing(linger.unwrap_or(Some(self.now)));
+        self.update_flow(slot);
+        self.slots.remove_live(id);
+        self.shared.registry().remove(&id);
+        let counters = &self.shared.counters;
+        counters.connected.fetch_sub(1, Relaxed);
+        counters.disconnects[reason.index()].fetch_add(1, Relaxed);
+        log::debug!("client {id} left: {reason}");
+        self.subs.emit(
+            Event::Disconnected { client: id, reason },
+            &self.shared,
+            self.now,
+        );
+        if linger.is_some() {
+            self.closing.push(slot);
+        } else {
+            self.close(slot);
+        }
+    }
+
+    /// Closes leaving clients whose queues are empty or whose time is up.
+    pub(super) fn finish_closing(&mut self) {
+        let now = self.now;
+        let mut closing = std::mem::take(&mut self.closing);
+        closing.retain(|&slot| {
+            // A slot closed another way may already hold a new client: leave that alone.
+            let Some(client) = self.slots.get(slot) else {
+                return false;
+            };
+            let Phase::Closing(deadline) = client.phase else {
+                return false;
+            };
+            let keep = client.has_output() && deadline.map_or(true, |d| now < d);
+            if !keep {
+                self.close(slot);
+            }
+            keep
+        });
+        closing.append(&mut self.closing);
+        self.closing = closing;
+    }
+
+    /// The nearest deadline of a leaving client.
+    pub(super) fn closing_deadline(&self) -> Option<Instant> {
+        self.closing
+            .iter()
+            .filter_map(|&slot| match self.slots.get(slot)?.phase {
+                Phase::Closing(deadline) => deadline,
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Closes the socket: FIN after what was written, and the slot is freed next round.
+    pub(super) fn close(&mut self, slot: usize) {
+        let Some(mut client) = self.slots.take(slot) else {
+            return;
+        };
+        if client.flow.is_high() {
+            self.high.retain(|&s| s != slot);
+        }
+        if let Phase::Handshake(_) = client.phase {
+            self.admission.handshaking -= 1;
+        } else if self.shutdown.is_some() {
+            match client.queue.backlog() {
+                (0, _) => self.report.flushed += 1,
+                (frames, bytes) => self.report.undelivered.push(Undelivered {
+                    client: client.id,
+                    frames,
+                    bytes,
+                }),
+            }
+        }
+        self.admission.forget(client.addr);
+        let _ = self.poll.registry().deregister(client.conn.socket());
+        client.conn.shutdown_write();
+        client.conn.discard_input();
+    }
+
+    /// Stops accepting and makes every client leave, writing out its queue until `deadline`
+    /// (`None`: until it is written out, or `write_timeout` finds the client stuck).
+    pub(super) fn begin_shutdown(&mut self, deadline: Option<Instant>) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.shutdown = Some(deadline);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.report.clients = self.slots.live();
+        log::info!(
+            "hubcast shutting down, {} clients connected",
+            self.report.clients
+        );
+        for slot in 0..self.slots.len() {
+            let Some(client) = self.slots.get_mut(slot) else {
+                continue;
+            };
+            match &mut client.phase {
+                Phase::Closing(until) => {
+                    *until = match (*until, deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
+                Phase::Handshake(_) => self.drop_unaccepted(slot, false),
+                Phase::Live => self.leave(slot, DisconnectReason::Shutdown, Some(deadline)),
+            }
+        }
+    }
+
+    /// After the last client is closed: subscriptions get what is left and end.
+    pub(super) fn finish(mut self) -> ShutdownReport {
+        self.subs.finish(&self.shared);
+        self.tally.publish(&self.shared.counters);
+        log::info!("hubcast stopped");
+        std::mem::take(&mut self.report)
+    }
+}

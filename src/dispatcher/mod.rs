@@ -1,0 +1,346 @@
+//! The dispatcher thread: one `mio` event loop that owns the listener and every client
+//! socket. This file holds the loop, the order of one round and the host's commands; each
+//! other concern has its own file:
+//!
+//! - `slots`: clients by token, and the one rule for stale tokens;
+//! - `admission`: accepting, limits, the accept filter, the spare descriptor, back-off;
+//! - `inbound`: reading, cutting frames, authentication, relaying;
+//! - `outbound`: fan-out into queues, flushing, and holding back for busy clients;
+//! - `flow`: which clients are busy (a small type with the clock passed in);
+//! - `subscribers`: delivering events, and pausing reads while a subscription is full;
+//! - `timers`: per-client deadlines, heartbeats and timed logs;
+//! - `lifecycle`: going live, leaving, closing, shutting down.
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::command::{Batch, Command, Frames, Target};
+use crate::shared::{lock, Shared};
+use crate::stats::Tally;
+use crate::{codec, HubBuilder, ShutdownReport};
+
+mod admission;
+pub(crate) mod flow;
+mod inbound;
+mod lifecycle;
+mod outbound;
+mod slots;
+mod subscribers;
+mod timers;
+
+use admission::Admission;
+use slots::Slots;
+use subscribers::Subscribers;
+use timers::Timers;
+
+/// The token of the waker that host calls use.
+const WAKER: Token = Token(usize::MAX);
+const LISTENER: Token = Token(usize::MAX - 1);
+
+/// Host commands run per round before the loop turns to sockets again.
+const COMMAND_BATCH: usize = 1024;
+/// Size of the one read buffer all clients share.
+const SCRATCH: usize = 64 * 1024;
+/// The dispatcher thread's name (Linux keeps 15 bytes).
+const THREAD_NAME: &str = "hubcast-loop";
+
+/// What the dispatcher thread returns: its report, or why it died.
+pub(crate) type Outcome = Result<ShutdownReport, String>;
+
+/// Starts the dispatcher thread for `listener`. Returns the state it shares with the host,
+/// the sender of host commands, and the thread.
+pub(crate) fn spawn(
+    config: HubBuilder,
+    listener: TcpListener,
+    #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
+) -> io::Result<(Arc<Shared>, Sender<Command>, JoinHandle<Outcome>)> {
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let shared = Arc::new(Shared::new(
+        waker,
+        config.queue_bytes,
+        config.command_capacity,
+    ));
+    // Unbounded, because the budget in `Shared` bounds it: a reservation made there is
+    // never refused by the channel, so no sender ever waits inside it.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let dispatcher = Dispatcher::new(
+        config,
+        poll,
+        listener,
+        Arc::clone(&shared),
+        rx,
+        #[cfg(feature = "tls")]
+        tls,
+    )?;
+    let thread = std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || dispatcher.run_guarded())?;
+    Ok((shared, tx, thread))
+}
+
+pub(crate) struct Dispatcher {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    config: HubBuilder,
+    slots: Slots,
+    subs: Subscribers,
+    admission: Admission,
+    timers: Timers,
+    /// Clients with queued output that the socket may take now.
+    dirty: Vec<usize>,
+    /// Clients that may have unread input (budget used up, or reading paused).
+    read_pending: Vec<usize>,
+    /// Clients that left and are writing out their queues until their deadline.
+    closing: Vec<usize>,
+    /// Clients over the high-water mark of their queue (see `flow`).
+    high: Vec<usize>,
+    /// Whether some high client was busy, as of the last look (see `any_busy`).
+    busy_memo: Option<bool>,
+    /// Frames relayed from clients this round, fanned out together.
+    relay: Batch,
+    /// The largest batch, host-side or relayed: small bounds get small batches, so that
+    /// drops stay fine-grained.
+    batch_max: usize,
+    scratch: Vec<u8>,
+    tally: Tally,
+    /// Set once a shutdown began, with its deadline (`None`: until every queue is out).
+    shutdown: Option<Option<Instant>>,
+    report: ShutdownReport,
+    /// The time this round started: a coarse clock for per-client timestamps.
+    now: Instant,
+    /// The heartbeat ping frame, encoded once.
+    ping: Option<Frames>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Dispatcher {
+    fn new(
+        config: HubBuilder,
+        poll: Poll,
+        mut listener: TcpListener,
+        shared: Arc<Shared>,
+        commands: Receiver<Command>,
+        #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Self> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let ping = config.heartbeat.map(|_| {
+            let len = codec::encoded_len(config.framing, b"").unwrap_or(0);
+            Frames::one(codec::encode(config.framing, b"", len), Target::All)
+        });
+        let now = Instant::now();
+        Ok(Dispatcher {
+            poll,
+            listener: Some(listener),
+            shared,
+            commands,
+            slots: Slots::default(),
+            subs: Subscribers::default(),
+            admission: Admission::new(),
+            timers: Timers::new(&config, now),
+            dirty: Vec::new(),
+            read_pending: Vec::new(),
+            closing: Vec::new(),
+            high: Vec::new(),
+            busy_memo: None,
+            relay: Batch::default(),
+            batch_max: batch_max(config.queue_bytes),
+            scratch: vec![0; SCRATCH],
+            tally: Tally::default(),
+            shutdown: None,
+            report: ShutdownReport::default(),
+            now,
+            ping,
+            #[cfg(feature = "tls")]
+            tls,
+            config,
+        })
+    }
+
+    /// Runs the loop; if it fails or panics, marks the hub failed before anything else is
+    /// dropped, so that the host learns of it as subscriptions end.
+    fn run_guarded(mut self) -> Outcome {
+        self.shared.enter_dispatcher();
+        let cause = match panic::catch_unwind(AssertUnwindSafe(|| self.run())) {
+            Ok(Ok(())) => return Ok(self.finish()),
+            Ok(Err(err)) => format!("the event loop failed: {err}"),
+            Err(panic) => format!("the dispatcher panicked: {}", panic_message(&*panic)),
+        };
+        log::error!("hubcast failed, every client is dropped: {cause}");
+        self.shared.fail(cause.clone());
+        Err(cause)
+    }
+
+    /// The event loop. Returns when a shutdown has closed every client.
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut timeout = None;
+        loop {
+            match self.poll.poll(&mut events, timeout) {
+                Err(err) if err.kind() != io::ErrorKind::Interrupted => return Err(err),
+                _ => {}
+            }
+            self.now = Instant::now();
+            self.busy_memo = None;
+            if !self.run_commands() {
+                // The `Hub` is gone: shut down as its `Drop` would have.
+                self.begin_shutdown(self.deadline_in(self.config.linger));
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {}
+                    LISTENER => self.admission.pending = true,
+                    Token(slot) => {
+                        let Some(client) = self.slots.get_mut(slot) else {
+                            continue;
+                        };
+                        if event.is_writable() {
+                            client.writable = true;
+                            self.mark_dirty(slot);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.mark_read_pending(slot);
+                        }
+                    }
+                }
+            }
+            self.accept();
+            self.read_all();
+            self.housekeeping();
+            self.flush_dirty();
+            self.subs.feed(&self.shared, self.now);
+            self.finish_closing();
+            self.tally.publish(&self.shared.counters);
+            self.slots.recycle();
+            if self.shutdown.is_some() && self.slots.is_empty() {
+                return Ok(());
+            }
+            timeout = self.next_timeout();
+        }
+    }
+
+    /// Runs up to [`COMMAND_BATCH`] host commands. Returns `false` once the `Hub` is gone.
+    fn run_commands(&mut self) -> bool {
+        // Under flow control, host calls wait in the channel while a client catches up.
+        let gated = self.config.flow_control && !self.shared.is_closed();
+        if gated && self.any_busy() {
+            self.shared.set_flow_held(true);
+            return true;
+        }
+        self.shared.clear_notified();
+        let (mut taken, mut bytes) = (0, 0);
+        let mut alive = true;
+        for _ in 0..COMMAND_BATCH {
+            // Look again after every fan-out: one round's commands could otherwise pass
+            // the bound of clients that are keeping up.
+            if gated && self.any_busy() {
+                break;
+            }
+            match self.commands.try_recv() {
+                Ok(command) => {
+                    if let Some(reserved) = command.reserved() {
+                        taken += 1;
+                        bytes += reserved;
+                    }
+                    self.run_command(command);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    alive = false;
+                    break;
+                }
+            }
+        }
+        let held = gated && self.any_busy();
+        self.shared.set_flow_held(held);
+        self.shared.release(taken, bytes);
+        alive || self.shutdown.is_some()
+    }
+
+    fn run_command(&mut self, command: Command) {
+        if self.shutdown.is_some() {
+            if let Command::Batch { batch, .. } = &command {
+                lock(batch).taken = true;
+            }
+            // Raced with shutdown: the clients are leaving and take nothing new.
+            return;
+        }
+        match command {
+            Command::Batch { batch, .. } => {
+                let mut batch = lock(&batch);
+                batch.taken = true;
+                let frames = batch.take();
+                drop(batch);
+                self.fan_out(&frames);
+            }
+            Command::Send(frames) => self.fan_out(&frames),
+            Command::Disconnect(id) => {
+                if let Some(slot) = self.slots.slot_of(id) {
+                    let deadline = self.deadline_in(self.config.linger);
+                    self.leave(slot, crate::DisconnectReason::Kicked, Some(deadline));
+                }
+            }
+            Command::Shutdown(deadline) => self.begin_shutdown(deadline),
+            #[cfg(test)]
+            Command::Panic => panic!("injected by a test"),
+        }
+    }
+
+    /// `now + after`, or `None` if that is too far away to be represented.
+    fn deadline_in(&self, after: Duration) -> Option<Instant> {
+        self.now.checked_add(after)
+    }
+
+    /// How long `poll` may sleep: not at all while work is left, else until the nearest
+    /// deadline, else for ever.
+    fn next_timeout(&self) -> Option<Duration> {
+        let commands_waiting = !self.commands.is_empty();
+        let reads_waiting = !self.read_pending.is_empty() && !self.subs.is_paused();
+        let held = (commands_waiting && self.config.flow_control || reads_waiting)
+            && self.busy_memo == Some(true);
+        let busy = (commands_waiting || reads_waiting) && !held
+            || (!self.subs.is_paused() && self.admission.ready(self.now, &self.listener));
+        if busy {
+            return Some(Duration::ZERO);
+        }
+        let deadlines = [
+            self.closing_deadline(),
+            held.then(|| self.busy_recheck()).flatten(),
+            self.timers
+                .next(self.slots.live() + self.admission.handshaking + self.closing.len() > 0),
+            self.admission.retry_at(self.subs.is_paused()),
+            self.subs.recheck_at(),
+        ];
+        let deadline = deadlines.into_iter().flatten().min()?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// The largest batch for clients bounded at `queue_bytes`.
+pub(crate) fn batch_max(queue_bytes: usize) -> usize {
+    crate::command::BATCH_MAX
+        .min(queue_bytes / 8)
+        .max(crate::command::BATCH_BELOW)
+}
+
+/// The text of a panic's payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}

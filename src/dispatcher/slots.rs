@@ -1,0 +1,101 @@
+//! Connections by slot (a slot's index is its `mio` token) and live clients by id.
+//!
+//! The one rule for stale tokens: a slot emptied during a round is reused only in a later
+//! round, so an event of this round's `poll` for a closed connection can never reach a new
+//! connection in the same slot. Every lookup returns `None` for an empty slot; callers
+//! never index the slots directly.
+
+use std::collections::HashMap;
+
+use crate::client::Client;
+use crate::ClientId;
+
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    clients: Vec<Option<Client>>,
+    /// Empty slots that may be filled now.
+    free: Vec<usize>,
+    /// Slots emptied this round: free from the next one.
+    freed: Vec<usize>,
+    /// Live clients (subscribers have heard of them) by id.
+    by_id: HashMap<ClientId, usize>,
+}
+
+impl Slots {
+    /// The number of slots, to iterate over with [`get`](Self::get).
+    pub(crate) fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Whether no connection is left.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.clients.iter().all(Option::is_none)
+    }
+
+    pub(crate) fn get(&self, slot: usize) -> Option<&Client> {
+        self.clients.get(slot).and_then(Option::as_ref)
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: usize) -> Option<&mut Client> {
+        self.clients.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    /// The connection in `slot` if it is a live client.
+    pub(crate) fn live_mut(&mut self, slot: usize) -> Option<&mut Client> {
+        self.get_mut(slot).filter(|c| c.is_live())
+    }
+
+    /// The slot of a live client.
+    pub(crate) fn slot_of(&self, id: ClientId) -> Option<usize> {
+        self.by_id.get(&id).copied()
+    }
+
+    /// Live clients.
+    pub(crate) fn live(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// An empty slot for a new connection, to [`fill`](Self::fill) or
+    /// [`release`](Self::release).
+    pub(crate) fn vacant(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
+            self.clients.push(None);
+            self.clients.len() - 1
+        })
+    }
+
+    pub(crate) fn fill(&mut self, slot: usize, client: Client) {
+        debug_assert!(self.clients[slot].is_none());
+        self.clients[slot] = Some(client);
+    }
+
+    /// Gives back a slot from [`vacant`](Self::vacant) that was not filled after all.
+    pub(crate) fn release(&mut self, slot: usize) {
+        self.freed.push(slot);
+    }
+
+    /// Empties a slot; it is reused from the next round.
+    pub(crate) fn take(&mut self, slot: usize) -> Option<Client> {
+        let client = self.clients.get_mut(slot)?.take()?;
+        self.by_id.remove(&client.id);
+        self.freed.push(slot);
+        Some(client)
+    }
+
+    /// Records that the client in `slot` went live.
+    pub(crate) fn add_live(&mut self, slot: usize) {
+        if let Some(client) = self.get(slot) {
+            self.by_id.insert(client.id, slot);
+        }
+    }
+
+    /// Forgets a client's id (it left; its slot may still be closing).
+    pub(crate) fn remove_live(&mut self, id: ClientId) {
+        self.by_id.remove(&id);
+    }
+
+    /// Ends the round: slots emptied in it become free.
+    pub(crate) fn recycle(&mut self) {
+        self.free.append(&mut self.freed);
+    }
+}

@@ -1,0 +1,133 @@
+//! Per-client deadlines — handshake, idle, heartbeat, stuck writes — checked by one pass
+//! over the clients once a *tick*, and the heartbeat pings. Durations of any size are
+//! fine: a deadline too far away to represent never comes.
+
+use std::time::{Duration, Instant};
+
+use super::Dispatcher;
+use crate::client::Phase;
+use crate::queue::Chunk;
+use crate::{DisconnectReason, HubBuilder};
+
+/// Bounds of the tick (a quarter of the shortest timeout): timeouts fire within a tick,
+/// and a hub with clients wakes at most a few times a second for them.
+const TICK_MIN: Duration = Duration::from_millis(10);
+const TICK_MAX: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub(crate) struct Timers {
+    /// How often per-client deadlines are checked, if any are set.
+    tick: Option<Duration>,
+    next_tick: Instant,
+}
+
+impl Timers {
+    pub(crate) fn new(config: &HubBuilder, now: Instant) -> Timers {
+        let has_handshake = config.authenticator.is_some() || config.has_tls();
+        let timeouts = [
+            config.idle_timeout,
+            config.heartbeat,
+            config.write_timeout,
+            has_handshake.then_some(config.handshake_timeout),
+        ];
+        let tick = timeouts
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| (t / 4).clamp(TICK_MIN, TICK_MAX));
+        Timers {
+            tick,
+            next_tick: now,
+        }
+    }
+
+    /// When the next tick is due, if one is needed (only while there are connections).
+    pub(crate) fn next(&self, connections: bool) -> Option<Instant> {
+        self.tick.filter(|_| connections).map(|_| self.next_tick)
+    }
+}
+
+impl Dispatcher {
+    /// Runs the tick when it is due: closes connections past a deadline and sends pings.
+    pub(super) fn housekeeping(&mut self) {
+        self.admission.tick(self.now);
+        let Some(tick) = self.timers.tick else {
+            return;
+        };
+        if self.now < self.timers.next_tick {
+            return;
+        }
+        self.timers.next_tick = self.now + tick;
+        for slot in 0..self.slots.len() {
+            match self.verdict(slot) {
+                Verdict::Keep => {}
+                Verdict::Leave(reason) => self.leave(slot, reason, None),
+                Verdict::HandshakeTimedOut => self.drop_unaccepted(slot, false),
+                Verdict::Close => self.close(slot),
+                Verdict::Ping => {
+                    if let Some(ping) = &self.ping {
+                        let ping = Chunk::whole(ping);
+                        self.enqueue(slot, &ping);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What one tick does to the connection in `slot`.
+    fn verdict(&mut self, slot: usize) -> Verdict {
+        let now = self.now;
+        let config = &self.config;
+        let Some(client) = self.slots.get_mut(slot) else {
+            return Verdict::Keep;
+        };
+        // Input the hub has not read yet (reads paused for a full subscription, or the
+        // read budget used up) is a sign of life: the wait is the hub's, not the client's.
+        let silent = if client.read_pending {
+            Duration::ZERO
+        } else {
+            now.saturating_duration_since(client.last_read)
+        };
+        let stuck = config
+            .write_timeout
+            .is_some_and(|t| client.has_output() && client.is_stalled_for(now, t));
+        match client.phase {
+            Phase::Handshake(_) if client.read_pending => Verdict::Keep,
+            Phase::Handshake(Some(deadline)) if now >= deadline => {
+                log::info!("{}: no handshake in time", client.addr);
+                Verdict::HandshakeTimedOut
+            }
+            Phase::Handshake(_) => Verdict::Keep,
+            // A leaving client that takes nothing is closed without waiting for `linger`.
+            Phase::Closing(_) if stuck => Verdict::Close,
+            Phase::Closing(_) => Verdict::Keep,
+            Phase::Live if config.idle_timeout.is_some_and(|t| silent >= t) => {
+                Verdict::Leave(DisconnectReason::Idle)
+            }
+            Phase::Live
+                if config
+                    .heartbeat
+                    .is_some_and(|t| silent >= t.saturating_mul(2)) =>
+            {
+                Verdict::Leave(DisconnectReason::Unresponsive)
+            }
+            Phase::Live if stuck => Verdict::Leave(DisconnectReason::Slow),
+            Phase::Live => match config.heartbeat {
+                Some(interval) if now.saturating_duration_since(client.last_ping) >= interval => {
+                    client.last_ping = now;
+                    Verdict::Ping
+                }
+                _ => Verdict::Keep,
+            },
+        }
+    }
+}
+
+/// What a tick does to one connection.
+enum Verdict {
+    Keep,
+    Leave(DisconnectReason),
+    HandshakeTimedOut,
+    Close,
+    Ping,
+}

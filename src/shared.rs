@@ -1,0 +1,372 @@
+//! State the host's handle, subscriptions and the dispatcher share: the waker, the hub's
+//! life-cycle state, the budget of work waiting for the dispatcher, the registry of clients
+//! and the counters.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use mio::Waker;
+
+use crate::event::Tail;
+use crate::stats::Counters;
+use crate::{ClientId, Error, Event, Result, WouldBlock};
+
+/// The hub takes work.
+const RUNNING: u8 = 0;
+/// `shutdown` was called, or the dispatcher stopped after a shutdown.
+const CLOSED: u8 = 1;
+/// The dispatcher died (a panic, or its event loop failed).
+const FAILED: u8 = 2;
+
+thread_local! {
+    /// The `Shared` whose dispatcher runs on this thread (its address), or 0. Lets host
+    /// calls made from the hub's own closures see that they must not wait for the thread
+    /// they run on.
+    static DISPATCHER_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Locks a mutex whose data no panic can leave half-updated (counters, lists, flags).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the registry knows of a connected client, for [`Hub::clients`](crate::Hub::clients)
+/// and id checks.
+#[derive(Debug)]
+pub(crate) struct Registered {
+    pub(crate) addr: SocketAddr,
+    pub(crate) name: Option<String>,
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+/// A subscription the dispatcher has not adopted yet: where its events go, and where the
+/// ones that did not fit go once the hub stops.
+#[derive(Debug)]
+pub(crate) struct NewSubscriber {
+    pub(crate) tx: Sender<Event>,
+    pub(crate) tail: Arc<Tail>,
+}
+
+/// New subscribers waiting for the dispatcher to adopt them.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    pub(crate) pending: Vec<NewSubscriber>,
+    /// Set when the dispatcher has stopped: later subscriptions end at once.
+    pub(crate) closed: bool,
+}
+
+/// Work handed to the dispatcher and not yet taken, bounded in commands and in frame bytes.
+/// Both counts live in one atomic word (commands in the top 24 bits) so that one
+/// compare-and-swap reserves both.
+#[derive(Debug)]
+struct Budget {
+    pending: AtomicU64,
+    max_bytes: u64,
+    max_commands: u64,
+    /// Host threads waiting for room, and where they wait.
+    waiters: AtomicUsize,
+    room: Mutex<()>,
+    freed: Condvar,
+}
+
+const COMMAND_SHIFT: u32 = 40;
+const BYTES_MASK: u64 = (1 << COMMAND_SHIFT) - 1;
+
+/// The largest `queue_bytes` and `command_capacity` the budget can count.
+pub(crate) const MAX_BUDGET_BYTES: usize = (1 << COMMAND_SHIFT) - 1;
+pub(crate) const MAX_BUDGET_COMMANDS: usize = (1 << (64 - COMMAND_SHIFT)) - 1;
+
+impl Budget {
+    /// Whether `bytes` more fit. Something always fits when nothing is pending, so one
+    /// message of any accepted size can always be sent.
+    fn fits(&self, pending: u64, bytes: u64) -> bool {
+        let (commands, held) = (pending >> COMMAND_SHIFT, pending & BYTES_MASK);
+        pending == 0 || (commands < self.max_commands && held + bytes <= self.max_bytes)
+    }
+
+    fn try_reserve(&self, bytes: usize) -> bool {
+        let bytes = bytes as u64;
+        let mut pending = self.pending.load(SeqCst);
+        while self.fits(pending, bytes) {
+            let new = pending + (1 << COMMAND_SHIFT) + bytes;
+            match self.pending.compare_exchange(pending, new, SeqCst, SeqCst) {
+                Ok(_) => return true,
+                Err(now) => pending = now,
+            }
+        }
+        false
+    }
+}
+
+/// State shared by the [`Hub`](crate::Hub) handle, [`Subscription`](crate::Subscription)s
+/// and the dispatcher thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    waker: Waker,
+    /// Set by the first caller to wake the dispatcher, cleared by the dispatcher before it
+    /// drains commands: one `eventfd` write per round, not one per broadcast.
+    notified: AtomicBool,
+    state: AtomicU8,
+    /// Why the dispatcher died, once it has.
+    failure: Mutex<Option<String>>,
+    /// The dispatcher stopped reading clients because a subscriber's queue is full.
+    paused: AtomicBool,
+    /// The dispatcher is leaving host calls waiting while a client catches up
+    /// (`flow_control`).
+    flow_held: AtomicBool,
+    budget: Budget,
+    /// When the hub started: the origin of the times kept in atomics.
+    pub(crate) epoch: Instant,
+    pub(crate) counters: Counters,
+    pub(crate) registry: Mutex<HashMap<ClientId, Registered>>,
+    pub(crate) inbox: Mutex<Inbox>,
+    /// Whether `inbox.pending` may be non-empty; spares the dispatcher a lock per event.
+    pub(crate) inbox_pending: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(waker: Waker, max_bytes: usize, max_commands: usize) -> Self {
+        Shared {
+            waker,
+            notified: AtomicBool::new(false),
+            state: AtomicU8::new(RUNNING),
+            failure: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            flow_held: AtomicBool::new(false),
+            budget: Budget {
+                pending: AtomicU64::new(0),
+                max_bytes: max_bytes as u64,
+                max_commands: max_commands as u64,
+                waiters: AtomicUsize::new(0),
+                room: Mutex::new(()),
+                freed: Condvar::new(),
+            },
+            epoch: Instant::now(),
+            counters: Counters::default(),
+            registry: Mutex::new(HashMap::new()),
+            inbox: Mutex::new(Inbox::default()),
+            inbox_pending: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        // A plain load first: while a wake-up is pending (the dispatcher is busy), callers
+        // only read the flag and do not take its cache line away from the dispatcher.
+        if !self.notified.load(SeqCst) && !self.notified.swap(true, SeqCst) {
+            if let Err(err) = self.waker.wake() {
+                log::error!("failed to wake the hubcast dispatcher: {err}");
+            }
+        }
+    }
+
+    /// Called by the dispatcher before it drains commands.
+    pub(crate) fn clear_notified(&self) {
+        self.notified.store(false, SeqCst);
+    }
+
+    /// `Ok` while the hub takes work; otherwise why not.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.state.load(SeqCst) {
+            RUNNING => Ok(()),
+            CLOSED => Err(Error::Closed),
+            _ => Err(self.failure_error()),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(SeqCst) != RUNNING
+    }
+
+    pub(crate) fn failure_error(&self) -> Error {
+        let cause = lock(&self.failure).clone();
+        Error::Failed {
+            cause: cause.unwrap_or_else(|| "unknown".to_owned()),
+        }
+    }
+
+    /// Marks the hub closed (a shutdown began). Returns `false` if it already was.
+    pub(crate) fn close(&self) -> bool {
+        let closed = self
+            .state
+            .compare_exchange(RUNNING, CLOSED, SeqCst, SeqCst)
+            .is_ok();
+        self.notify_room();
+        closed
+    }
+
+    /// Marks the hub failed, forgets every client and ends subscriptions not yet adopted:
+    /// from now on every call fails at once with [`Error::Failed`] and nothing waits.
+    pub(crate) fn fail(&self, cause: String) {
+        *lock(&self.failure) = Some(cause);
+        self.state.store(FAILED, SeqCst);
+        lock(&self.registry).clear();
+        self.counters.connected.store(0, SeqCst);
+        self.close_inbox();
+        self.set_paused(false);
+        self.notify_room();
+    }
+
+    /// Ends subscriptions the dispatcher never adopted, and any made from now on.
+    pub(crate) fn close_inbox(&self) {
+        let mut inbox = lock(&self.inbox);
+        inbox.closed = true;
+        inbox.pending.clear();
+    }
+
+    /// Marks the calling thread as this hub's dispatcher.
+    pub(crate) fn enter_dispatcher(self: &Arc<Self>) {
+        DISPATCHER_OF.with(|d| d.set(Arc::as_ptr(self) as usize));
+    }
+
+    /// Whether the calling thread is this hub's dispatcher (a host closure is running).
+    pub(crate) fn on_dispatcher_thread(&self) -> bool {
+        DISPATCHER_OF.with(|d| d.get() == self as *const Self as usize)
+    }
+
+    /// Counts one command of `bytes` frame bytes as pending, if it fits now.
+    pub(crate) fn try_reserve(&self, bytes: usize) -> bool {
+        self.budget.try_reserve(bytes)
+    }
+
+    /// Why a reservation failed, for [`Error::WouldBlock`].
+    pub(crate) fn would_block(&self) -> Error {
+        if self.flow_held.load(SeqCst) {
+            Error::WouldBlock(WouldBlock::FlowControl)
+        } else {
+            Error::WouldBlock(WouldBlock::Backlog)
+        }
+    }
+
+    /// Waits until a command of `bytes` may fit (it may not, by the time the caller tries:
+    /// another thread can take the room first). Fails once the hub stops taking work.
+    pub(crate) fn wait_for_room(&self, bytes: usize) -> Result<()> {
+        let budget = &self.budget;
+        // The waiter count and the pending count pair up as in `release`: either the
+        // dispatcher sees this waiter, or this sees the room it made.
+        budget.waiters.fetch_add(1, SeqCst);
+        let mut guard = lock(&budget.room);
+        let result = loop {
+            if let Err(err) = self.check() {
+                break Err(err);
+            }
+            if budget.fits(budget.pending.load(SeqCst), bytes as u64) {
+                break Ok(());
+            }
+            self.wake();
+            guard = budget
+                .freed
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(guard);
+        budget.waiters.fetch_sub(1, SeqCst);
+        result
+    }
+
+    /// Called by the dispatcher for the commands it took and their frame bytes.
+    pub(crate) fn release(&self, commands: usize, bytes: usize) {
+        if commands > 0 {
+            let taken = ((commands as u64) << COMMAND_SHIFT) + bytes as u64;
+            self.budget.pending.fetch_sub(taken, SeqCst);
+        }
+        if self.budget.waiters.load(SeqCst) > 0 {
+            self.notify_room();
+        }
+    }
+
+    /// Wakes host threads waiting for room (also when the hub stops).
+    fn notify_room(&self) {
+        let _guard = lock(&self.budget.room);
+        self.budget.freed.notify_all();
+    }
+
+    /// The pending budget's raw word (commands in the top bits), for tests.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> u64 {
+        self.budget.pending.load(SeqCst)
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(SeqCst)
+    }
+
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, SeqCst);
+    }
+
+    pub(crate) fn set_flow_held(&self, held: bool) {
+        if self.flow_held.load(SeqCst) != held {
+            self.flow_held.store(held, SeqCst);
+        }
+    }
+
+    pub(crate) fn registry(&self) -> MutexGuard<'_, HashMap<ClientId, Registered>> {
+        lock(&self.registry)
+    }
+
+    pub(crate) fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        lock(&self.inbox)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(bytes: usize, commands: usize) -> Shared {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), mio::Token(0)).unwrap();
+        Shared::new(waker, bytes, commands)
+    }
+
+    #[test]
+    fn budget_counts_bytes_and_commands() {
+        let s = shared(100, 2);
+        // Anything fits when nothing is pending, even over the byte bound.
+        assert!(s.try_reserve(500));
+        assert!(!s.try_reserve(1));
+        s.release(1, 500);
+        assert!(s.try_reserve(60));
+        assert!(s.try_reserve(40));
+        assert!(!s.try_reserve(0), "two commands is the limit");
+        s.release(2, 100);
+        assert!(s.try_reserve(0));
+    }
+
+    #[test]
+    fn a_failed_hub_wakes_waiters_with_the_cause() {
+        let s = Arc::new(shared(10, 10));
+        assert!(s.try_reserve(10));
+        let waiter = {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || s.wait_for_room(10))
+        };
+        s.fail("boom".to_owned());
+        match waiter.join().unwrap() {
+            Err(Error::Failed { cause }) => assert_eq!(cause, "boom"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(s.is_closed());
+        assert!(matches!(s.check(), Err(Error::Failed { .. })));
+    }
+
+    #[test]
+    fn only_the_dispatcher_thread_is_recognised() {
+        let s = Arc::new(shared(10, 10));
+        assert!(!s.on_dispatcher_thread());
+        let t = {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                s.enter_dispatcher();
+                s.on_dispatcher_thread()
+            })
+        };
+        assert!(t.join().unwrap());
+        assert!(!s.on_dispatcher_thread());
+    }
+}
