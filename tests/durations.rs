@@ -1,0 +1,108 @@
+//! Any `Duration` the host passes is accepted: one too long to represent means "no limit",
+//! never a panic (in `bind`, in the dispatcher, in `shutdown` or in `Drop`).
+
+mod util;
+
+use std::time::Duration;
+
+use hubcast::{Auth, Error, Hub, RecvTimeoutError};
+use util::{expect_connected, Peer};
+
+#[test]
+fn the_longest_durations_mean_no_limit() {
+    let hub = Hub::builder()
+        .linger(Duration::MAX)
+        .handshake_timeout(Duration::MAX)
+        .idle_timeout(Some(Duration::MAX))
+        .heartbeat(Some(Duration::MAX))
+        .write_timeout(Some(Duration::MAX))
+        .keepalive(Some(Duration::MAX))
+        .authenticate(|_| Auth::Accept)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let events = hub.subscribe();
+    let mut peer = Peer::connect(hub.local_addr());
+    peer.write(b"let me in\n");
+    let id = expect_connected(&events);
+    hub.broadcast("one").unwrap();
+    assert_eq!(peer.read_line(), b"one");
+    // A client kicked with no linger deadline still gets what was queued, then EOF.
+    hub.send_to(id, "two").unwrap();
+    hub.disconnect(id).unwrap();
+    assert_eq!(peer.read_line(), b"two");
+    peer.expect_closed();
+    assert!(!hub.is_closed());
+    let report = hub.shutdown(Duration::MAX).expect("shutdown");
+    assert!(report.is_complete());
+    // An ended subscription answers at once, whatever the timeout.
+    let mut left = 0;
+    loop {
+        match events.recv_timeout(Duration::MAX) {
+            Ok(_) => left += 1,
+            Err(RecvTimeoutError::Closed) => break,
+            Err(err) => panic!("unexpected {err:?}"),
+        }
+        assert!(left < 10, "the subscription did not end");
+    }
+}
+
+#[test]
+fn dropping_a_hub_with_the_longest_linger_writes_out_and_returns() {
+    let hub = Hub::builder()
+        .linger(Duration::MAX)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let events = hub.subscribe();
+    let mut peer = Peer::connect(hub.local_addr());
+    expect_connected(&events);
+    hub.broadcast("before the drop").unwrap();
+    let reader = std::thread::spawn(move || {
+        let line = peer.read_line();
+        peer.expect_closed();
+        line
+    });
+    drop(hub);
+    assert_eq!(
+        reader.join().expect("the reader got its line"),
+        b"before the drop"
+    );
+}
+
+/// With no deadline, a leaving client that reads nothing is still closed once its writes
+/// make no progress for `write_timeout`: a shutdown cannot hang on a stalled client.
+#[test]
+fn a_shutdown_without_deadline_still_closes_a_stalled_client() {
+    let hub = Hub::builder()
+        .write_timeout(Some(Duration::from_millis(200)))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let events = hub.subscribe();
+    let stalled = Peer::connect_small_rcvbuf(hub.local_addr(), 4096);
+    expect_connected(&events);
+    // Far more than the socket buffers hold, within the queue bound.
+    let line = vec![b'x'; 64 * 1024];
+    for _ in 0..40 {
+        hub.broadcast(&line).unwrap();
+    }
+    let report = hub.shutdown(Duration::MAX).expect("shutdown");
+    assert_eq!(report.undelivered.len(), 1, "{report:?}");
+    drop(stalled);
+}
+
+#[test]
+fn a_zero_timeout_is_a_configuration_error() {
+    for builder in [
+        Hub::builder().idle_timeout(Some(Duration::ZERO)),
+        Hub::builder().heartbeat(Some(Duration::ZERO)),
+        Hub::builder().write_timeout(Some(Duration::ZERO)),
+    ] {
+        assert!(matches!(builder.bind("127.0.0.1:0"), Err(Error::Config(_))));
+    }
+    // The rest accept zero: no linger, no time to shake hands.
+    let hub = Hub::builder()
+        .linger(Duration::ZERO)
+        .handshake_timeout(Duration::ZERO)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    drop(hub);
+}
