@@ -1,5 +1,6 @@
 //! Fan-out, ordering, framings, relay and targeted sends on real loopback sockets.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use hubcast::{Event, Framing, Hub, Relay};

@@ -1,6 +1,7 @@
 //! How clients leave: closing, resetting, being kicked; and what the host may still
 //! address afterwards.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use std::net::Shutdown;

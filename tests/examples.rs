@@ -1,6 +1,7 @@
 //! Smoke test of `examples/chat_server.rs`: it starts, relays a line between two clients
 //! and exits cleanly on SIGTERM.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use std::io::{BufRead, BufReader};

@@ -2,6 +2,7 @@
 //! `flow_control(true)` (nobody is cut), a stalled client never holds the host, and
 //! clients publishing in relay mode are held back by TCP instead of overrunning the others.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use std::thread;

@@ -1,6 +1,7 @@
 //! Limits that protect the hub: max_clients, max_frame, queue_bytes, and configuration
 //! checks.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use hubcast::{DisconnectReason, Error, Framing, Hub};

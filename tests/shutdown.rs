@@ -1,6 +1,7 @@
 //! Shutting down: what is flushed, what is reported, what fails afterwards, and dropping
 //! the hub without shutting it down.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use std::time::Duration;

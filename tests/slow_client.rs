@@ -7,6 +7,7 @@
 //! `send_buffer`, client-side `SO_RCVBUF`), so its hub queue fills after a bounded,
 //! machine-independent number of batches.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use std::time::Duration;

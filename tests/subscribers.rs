@@ -1,6 +1,7 @@
 //! Subscriptions: every subscriber sees every event in the same order; a stalled one holds
 //! clients back through TCP instead of losing events; a dropped one holds nothing back.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use std::io::Write;

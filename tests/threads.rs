@@ -3,6 +3,7 @@
 //! This binary holds a single test: it counts the threads of the whole process, so no
 //! other test may run beside it.
 
+#[path = "util_old/mod.rs"]
 mod util;
 
 use std::time::{Duration, Instant};
