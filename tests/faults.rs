@@ -62,64 +62,6 @@ fn healthy_still_served(hub: &Hub, healthy: &[Healthy], from: usize) {
     }
 }
 
-/// A peer that vanished without a FIN cannot be made on loopback (the kernel answers for
-/// it), so it is emulated by a client that stops reading and never closes: to the hub the
-/// two look the same, writes stop making progress. `write_timeout` finds it as `Slow`
-/// although its queue is nowhere near full.
-#[test]
-fn vanished_reader_is_found_by_write_timeout() {
-    let hub = Hub::builder()
-        .send_buffer(Some(8 * 1024))
-        .queue_bytes(8 << 20)
-        .write_timeout(Some(Duration::from_millis(200)))
-        .bind(LOCAL)
-        .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
-    let healthy = healthy_pair(&hub, &mut events, Framing::Lines);
-    let vanished = connect_with_rcvbuf(hub.local_addr(), TINY);
-    let vanished_id = events.connected(vanished.local_addr().expect("addr"));
-
-    const N: usize = 1000;
-    broadcast_numbered(&hub, 0..N);
-    for client in &healthy {
-        client.expect_numbered(0..N);
-    }
-    assert_eq!(events.disconnected(vanished_id), DisconnectReason::Slow);
-    healthy_still_served(&hub, &healthy, N);
-    assert_stats_add_up(&hub, &[(DisconnectReason::Slow, 1)]);
-    assert_eq!(hub.stats().dropped, 0);
-    drop(vanished);
-}
-
-/// The other half of a vanished peer: one that neither sends nor reads, on a hub with
-/// nothing to send it, is found by `idle_timeout`. The healthy clients talk regularly
-/// (every 20 ms, far inside the 2 s limit) so that only the silent one is idle.
-#[test]
-fn vanished_silent_peer_is_found_by_idle_timeout() {
-    let hub = Hub::builder()
-        .idle_timeout(Some(Duration::from_secs(2)))
-        .write_timeout(None)
-        .bind(LOCAL)
-        .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
-    let mut healthy = healthy_pair(&hub, &mut events, Framing::Lines);
-    for client in &mut healthy {
-        client.keep_alive(Duration::from_millis(20));
-    }
-    let vanished = connect_with_rcvbuf(hub.local_addr(), TINY);
-    let vanished_id = events.connected(vanished.local_addr().expect("addr"));
-
-    broadcast_numbered(&hub, 0..100);
-    for client in &healthy {
-        client.expect_numbered(0..100);
-    }
-    assert_eq!(events.disconnected(vanished_id), DisconnectReason::Idle);
-    healthy_still_served(&hub, &healthy, 100);
-    assert_stats_add_up(&hub, &[(DisconnectReason::Idle, 1)]);
-    assert!(events.messages_from(vanished_id).is_empty());
-    drop(vanished);
-}
-
 const WINDOW: usize = 50;
 
 /// A client that reads one byte a second falls behind and is eventually `Slow` under the
@@ -175,35 +117,6 @@ fn one_byte_a_second_reader_is_eventually_slow() {
     );
     healthy_still_served(&hub, &healthy, next);
     assert_stats_add_up(&hub, &[(DisconnectReason::Slow, 1)]);
-}
-
-/// A length-prefixed client announces a 100-byte frame and sends nothing more: nothing is
-/// delivered, and `idle_timeout` disconnects it.
-#[test]
-fn length_prefix_then_stall_is_idle() {
-    let framing = Framing::LengthPrefixed;
-    let hub = Hub::builder()
-        .framing(framing)
-        .idle_timeout(Some(Duration::from_secs(2)))
-        .bind(LOCAL)
-        .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
-    let mut healthy = healthy_pair(&hub, &mut events, framing);
-    for client in &mut healthy {
-        client.keep_alive(Duration::from_millis(20));
-    }
-    let mut staller = connect(hub.local_addr());
-    let staller_id = events.connected(staller.local_addr().expect("addr"));
-    staller.write_all(&100u32.to_be_bytes()).expect("header");
-
-    broadcast_numbered(&hub, 0..100);
-    for client in &healthy {
-        client.expect_numbered(0..100);
-    }
-    assert_eq!(events.disconnected(staller_id), DisconnectReason::Idle);
-    assert!(events.messages_from(staller_id).is_empty());
-    healthy_still_served(&hub, &healthy, 100);
-    assert_stats_add_up(&hub, &[(DisconnectReason::Idle, 1)]);
 }
 
 /// NUL bytes, invalid UTF-8 and control bytes are payload like any other: delivered
