@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use hostile_util::*;
-use hubcast::{Auth, DisconnectReason, Framing, Hub, HubBuilder};
+use hubcast::{DisconnectReason, Framing, Hub};
 
 /// Two healthy clients beside each hostile one.
 fn healthy_pair(hub: &Hub, events: &mut EventLog, framing: Framing) -> [Healthy; 2] {
@@ -168,48 +168,4 @@ fn garbage_and_nuls_are_delivered_verbatim_in_lines() {
 #[test]
 fn garbage_and_nuls_are_delivered_verbatim_length_prefixed() {
     garbage_is_delivered_verbatim(Framing::LengthPrefixed);
-}
-
-/// With an authenticator, a connection that says nothing is closed after
-/// `handshake_timeout`, never becomes a client and never receives a broadcast.
-#[test]
-fn silent_connection_is_closed_after_the_handshake_timeout() {
-    let hub = HubBuilder::new()
-        .authenticate(|_, frame| match frame {
-            b"let me in" => Auth::Accept,
-            _ => Auth::Reject,
-        })
-        // The healthy clients authenticate right after connecting; a second leaves them
-        // plenty of room on a loaded machine.
-        .handshake_timeout(Duration::from_secs(1))
-        .bind(LOCAL)
-        .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
-    let healthy = [
-        Healthy::join_with_auth(&hub, &mut events, Framing::Lines, Some(b"let me in")),
-        Healthy::join_with_auth(&hub, &mut events, Framing::Lines, Some(b"let me in")),
-    ];
-    let mut silent = connect(hub.local_addr());
-    let silent_addr = silent.local_addr().expect("addr");
-    broadcast_numbered(&hub, 0..10);
-    for client in &healthy {
-        client.expect_numbered(0..10);
-    }
-
-    events.wait_until("the handshake to time out", || {
-        hub.stats().handshake_failed == 1
-    });
-    let (data, end) = read_to_end(&mut silent);
-    assert!(
-        data.is_empty(),
-        "a connection in its handshake got {data:?}"
-    );
-    assert_eq!(end, None, "closed with a FIN");
-    healthy_still_served(&hub, &healthy, 10);
-    events.drain();
-    assert!(!events.saw_connected(silent_addr));
-    let stats = hub.stats();
-    assert_eq!(stats.accepted, 2);
-    assert_eq!(stats.rejected, 0);
-    assert_stats_add_up(&hub, &[]);
 }
