@@ -2,17 +2,19 @@
 //! timeout, the accept filter and `max_clients_per_ip`. A connection that is not admitted
 //! never appears as `Connected`, never receives a broadcast, and is counted.
 
-mod hostile_util;
+mod util;
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hostile_util::*;
 use hubcast::{Auth, DisconnectReason, Event, Framing, Hub, HubBuilder};
+use util::{
+    assert_stats_add_up, broadcast_numbered, client_socket, healthy_still_served, EventLog,
+    Healthy, Peer, LOCAL, MSG_LEN, TIMEOUT,
+};
 
 fn authenticating() -> HubBuilder {
     Hub::builder().authenticate(|request| match request.frame().unwrap_or_default() {
@@ -25,26 +27,23 @@ fn authenticating() -> HubBuilder {
 #[test]
 fn authenticator_accepts_names_and_rejects() {
     let hub = authenticating().bind(LOCAL).expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
+    let mut events = EventLog::subscribe(&hub);
 
     // The authentication frame is not a message; what follows it is.
-    let mut plain = connect(hub.local_addr());
-    plain.write_all(b"token good\nhello\n").expect("write");
-    let plain_id = events.connected(plain.local_addr().expect("addr"));
+    let mut plain = Peer::connect(hub.local_addr());
+    plain.write(b"token good\nhello\n");
+    let plain_id = events.connected(plain.addr());
     let alice = Healthy::join_with_auth(&hub, &mut events, Framing::Lines, Some(b"token alice"));
 
-    let mut intruder = connect(hub.local_addr());
-    let intruder_addr = intruder.local_addr().expect("addr");
-    intruder
-        .write_all(b"token bad\nlet me talk\n")
-        .expect("write");
+    let mut intruder = Peer::connect(hub.local_addr());
+    let intruder_addr = intruder.addr();
+    intruder.write(b"token bad\nlet me talk\n");
     hub.broadcast("members only").expect("broadcast");
     alice.expect(&[b"members only"]);
     events.wait_until("the rejection", || hub.stats().rejected == 1);
 
-    let (data, end) = read_to_end(&mut intruder);
-    assert!(data.is_empty(), "a rejected client got {data:?}");
-    assert_eq!(end, None, "closed with a FIN");
+    // Closed cleanly, with nothing sent to it.
+    intruder.expect_fin();
     hub.broadcast("still members only").expect("broadcast");
     alice.expect(&[b"still members only"]);
 
@@ -84,15 +83,15 @@ fn no_broadcasts_before_authentication() {
         })
         .bind(LOCAL)
         .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
+    let mut events = EventLog::subscribe(&hub);
     let member = Healthy::join_with_auth(&hub, &mut events, Framing::Lines, Some(b"token good"));
     assert_eq!(
         admitted.recv_timeout(TIMEOUT).expect("filter ran"),
         member.addr
     );
 
-    let mut late = connect(hub.local_addr());
-    let late_addr = late.local_addr().expect("addr");
+    let mut late = Peer::connect(hub.local_addr());
+    let late_addr = late.addr();
     assert_eq!(
         admitted.recv_timeout(TIMEOUT).expect("filter ran"),
         late_addr
@@ -100,54 +99,67 @@ fn no_broadcasts_before_authentication() {
     hub.broadcast("before").expect("broadcast");
     member.expect(&[b"before"]);
 
-    late.write_all(b"token good\n").expect("auth");
+    late.write(b"token good\n");
     let late_id = events.connected(late_addr);
     hub.broadcast("after").expect("broadcast");
     member.expect(&[b"after"]);
-    let mut reader = FrameReader::new(late, Framing::Lines);
-    assert_eq!(reader.next_frame().expect("read"), Some(b"after".to_vec()));
+    assert_eq!(late.read_line(), b"after");
     assert!(hub.clients().iter().any(|c| c.id == late_id));
     assert_stats_add_up(&hub, &[]);
 }
 
-/// Ways a handshake fails: silence, a partial authentication frame, an oversized one, and
-/// closing before authenticating. Each is closed, counted in `handshake_failed`, and never
-/// announced.
+/// Ways a handshake fails: silence (closed after `handshake_timeout`), a partial
+/// authentication frame, an oversized one, and closing before authenticating. Each is
+/// closed, counted in `handshake_failed`, never announced and never sent anything, while
+/// two members, who authenticated at once, get every broadcast. The silent one is closed
+/// cleanly, with a FIN.
 #[test]
 fn failed_handshakes_are_counted_and_never_connect() {
     let hub = authenticating()
         .max_frame(64)
-        .handshake_timeout(Duration::from_millis(200))
+        // The members authenticate right after connecting; a second leaves them plenty of
+        // room on a loaded machine.
+        .handshake_timeout(Duration::from_secs(1))
         .bind(LOCAL)
         .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
+    let mut events = EventLog::subscribe(&hub);
+    let members = [
+        Healthy::join_with_auth(&hub, &mut events, Framing::Lines, Some(b"token good")),
+        Healthy::join_with_auth(&hub, &mut events, Framing::Lines, Some(b"token good")),
+    ];
 
-    let mut silent = connect(hub.local_addr());
-    let mut partial = connect(hub.local_addr());
-    partial.write_all(b"token go").expect("write");
-    let mut oversized = connect(hub.local_addr());
-    oversized.write_all(&[b'x'; 100]).expect("write");
-    let mut quitter = connect(hub.local_addr());
-    quitter.shutdown(Shutdown::Write).expect("half-close");
+    let mut silent = Peer::connect(hub.local_addr());
+    let mut partial = Peer::connect(hub.local_addr());
+    partial.write(b"token go");
+    let mut oversized = Peer::connect(hub.local_addr());
+    oversized.write(&[b'x'; 100]);
+    let mut quitter = Peer::connect(hub.local_addr());
+    quitter.shutdown_write();
     let addrs: Vec<SocketAddr> = [&silent, &partial, &oversized, &quitter]
         .iter()
-        .map(|s| s.local_addr().expect("addr"))
+        .map(|peer| peer.addr())
         .collect();
+    broadcast_numbered(&hub, 0..10, MSG_LEN);
+    for member in &members {
+        member.expect_numbered(0..10, MSG_LEN);
+    }
 
     events.wait_until("four failed handshakes", || {
         hub.stats().handshake_failed == 4
     });
-    for stream in [&mut silent, &mut partial, &mut oversized, &mut quitter] {
-        let (data, _) = read_to_end(stream);
+    silent.expect_fin();
+    for peer in [&mut partial, &mut oversized, &mut quitter] {
+        let data = peer.read_to_close();
         assert!(data.is_empty(), "got {data:?} before authenticating");
     }
+    healthy_still_served(&hub, &members, 10);
     events.drain();
     for addr in addrs {
         assert!(!events.saw_connected(addr));
     }
     let stats = hub.stats();
-    assert_eq!((stats.accepted, stats.rejected), (0, 0), "{stats:#?}");
-    assert!(hub.clients().is_empty());
+    assert_eq!((stats.accepted, stats.rejected), (2, 0), "{stats:#?}");
+    assert_eq!(hub.clients().len(), 2);
     assert_stats_add_up(&hub, &[]);
 }
 
@@ -159,24 +171,23 @@ fn accept_filter_refuses_before_anything_else() {
         .accept_filter(move |addr| !filter_banned.lock().expect("lock").contains(&addr))
         .bind(LOCAL)
         .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
+    let mut events = EventLog::subscribe(&hub);
     let welcome = Healthy::join(&hub, &mut events, Framing::Lines);
 
     // The client's address is known before it connects, so it can be banned in advance.
-    let socket = bound_socket(None);
+    let socket = client_socket(hub.local_addr(), None, None);
     let banned_addr = socket
         .local_addr()
         .expect("addr")
         .as_socket()
         .expect("inet");
     banned.lock().expect("lock").insert(banned_addr);
-    let mut refused = connect_socket(socket, hub.local_addr());
+    let mut refused = Peer::connect_socket(socket, hub.local_addr());
     events.wait_until("the refusal", || hub.stats().refused == 1);
     hub.broadcast("welcome").expect("broadcast");
     welcome.expect(&[b"welcome"]);
-    let (data, end) = read_to_end(&mut refused);
-    assert!(data.is_empty(), "a refused client got {data:?}");
-    assert_eq!(end, None, "closed with a FIN");
+    // Closed cleanly, with nothing sent to it.
+    refused.expect_fin();
 
     let also_welcome = Healthy::join(&hub, &mut events, Framing::Lines);
     hub.broadcast("again").expect("broadcast");
@@ -195,19 +206,20 @@ fn max_clients_per_ip_refuses_the_extra_connection_until_one_leaves() {
         .max_clients_per_ip(Some(2))
         .bind(LOCAL)
         .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
+    let mut events = EventLog::subscribe(&hub);
     let first = Healthy::join(&hub, &mut events, Framing::Lines);
     let second = Healthy::join(&hub, &mut events, Framing::Lines);
 
-    let mut third = connect(hub.local_addr());
+    let mut third = Peer::connect(hub.local_addr());
     events.wait_until("the refusal", || hub.stats().refused == 1);
-    let (data, end) = read_to_end(&mut third);
-    assert!(data.is_empty(), "a refused client got {data:?}");
-    assert_eq!(end, None);
-    assert!(!events.saw_connected(third.local_addr().expect("addr")));
+    third.expect_fin();
+    assert!(!events.saw_connected(third.addr()));
 
     // Once one leaves, there is room again.
-    first.stream.shutdown(Shutdown::Write).expect("close");
+    first
+        .stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("close");
     assert_eq!(events.disconnected(first.id), DisconnectReason::PeerClosed);
     let fourth = Healthy::join(&hub, &mut events, Framing::Lines);
     hub.broadcast("two of us").expect("broadcast");
@@ -226,13 +238,11 @@ fn max_clients_per_ip_counts_connections_in_their_handshake() {
         .max_clients_per_ip(Some(2))
         .bind(LOCAL)
         .expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
-    let _silent: Vec<_> = (0..2).map(|_| connect(hub.local_addr())).collect();
-    let mut third = connect(hub.local_addr());
+    let mut events = EventLog::subscribe(&hub);
+    let _silent: Vec<_> = (0..2).map(|_| Peer::connect(hub.local_addr())).collect();
+    let mut third = Peer::connect(hub.local_addr());
     events.wait_until("the refusal", || hub.stats().refused == 1);
-    let (data, end) = read_to_end(&mut third);
-    assert!(data.is_empty());
-    assert_eq!(end, None);
+    third.expect_fin();
     let stats = hub.stats();
     assert_eq!((stats.accepted, stats.refused), (0, 1), "{stats:#?}");
     assert!(events.seen.is_empty(), "{:?}", events.seen);

@@ -6,14 +6,15 @@
 // A `GlobalAlloc` implementation is unsafe by definition; it only forwards to `System`.
 #![allow(unsafe_code)]
 
+mod util;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc;
-use std::time::Duration;
 
-use hubcast::{Event, Framing, Hub};
+use hubcast::{Framing, Hub};
+use util::{EventLog, Peer, LOCAL, TIMEOUT};
 
 struct Counting;
 
@@ -45,16 +46,14 @@ fn broadcast_does_not_allocate_per_client_per_message() {
     let hub = Hub::builder()
         .framing(Framing::LengthPrefixed)
         .queue_bytes(64 << 20)
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .expect("bind");
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut readers = Vec::new();
     let (done_tx, done_rx) = mpsc::channel();
     for _ in 0..CLIENTS {
-        let mut stream = TcpStream::connect(hub.local_addr()).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .expect("timeout");
+        // Reads time out after `TIMEOUT`.
+        let mut stream = Peer::connect(hub.local_addr()).stream;
         let done = done_tx.clone();
         readers.push(std::thread::spawn(move || {
             // Reads into one buffer allocated up front: the readers add no allocations.
@@ -70,10 +69,7 @@ fn broadcast_does_not_allocate_per_client_per_message() {
         }));
     }
     for _ in 0..CLIENTS {
-        let event = events
-            .recv_timeout(Duration::from_secs(30))
-            .expect("connected");
-        assert!(matches!(event, Event::Connected { .. }), "{event:?}");
+        events.expect_connected();
     }
 
     let payload = vec![b'x'; SIZE];
@@ -82,9 +78,7 @@ fn broadcast_does_not_allocate_per_client_per_message() {
         hub.broadcast(&payload).expect("broadcast");
     }
     for _ in 0..CLIENTS {
-        let left = done_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("reader finished");
+        let left = done_rx.recv_timeout(TIMEOUT).expect("reader finished");
         assert_eq!(left, 0, "a client did not get every byte");
     }
     let allocations = ALLOCATIONS.load(Relaxed) - before;
@@ -97,9 +91,8 @@ fn broadcast_does_not_allocate_per_client_per_message() {
         allocations <= bound,
         "{allocations} allocations for {deliveries} deliveries (bound {bound})"
     );
-    eprintln!("{allocations} allocations for {deliveries} deliveries");
     // Shutting down publishes the dispatcher's last counts.
-    hub.shutdown(Duration::from_secs(5)).expect("shutdown");
+    hub.shutdown(TIMEOUT).expect("shutdown");
     assert_eq!(hub.stats().frames_out, deliveries);
     for reader in readers {
         reader.join().expect("reader thread");

@@ -6,7 +6,7 @@ mod util;
 use std::time::Duration;
 
 use hubcast::{Auth, Error, Hub, RecvTimeoutError};
-use util::{expect_connected, Peer};
+use util::{EventLog, Peer, TINY};
 
 #[test]
 fn the_longest_durations_mean_no_limit() {
@@ -20,10 +20,10 @@ fn the_longest_durations_mean_no_limit() {
         .authenticate(|_| Auth::Accept)
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut peer = Peer::connect(hub.local_addr());
     peer.write(b"let me in\n");
-    let id = expect_connected(&events);
+    let id = events.expect_connected();
     hub.broadcast("one").unwrap();
     assert_eq!(peer.read_line(), b"one");
     // A client kicked with no linger deadline still gets what was queued, then EOF.
@@ -37,7 +37,7 @@ fn the_longest_durations_mean_no_limit() {
     // An ended subscription answers at once, whatever the timeout.
     let mut left = 0;
     loop {
-        match events.recv_timeout(Duration::MAX) {
+        match events.sub().recv_timeout(Duration::MAX) {
             Ok(_) => left += 1,
             Err(RecvTimeoutError::Closed) => break,
             Err(err) => panic!("unexpected {err:?}"),
@@ -52,9 +52,9 @@ fn dropping_a_hub_with_the_longest_linger_writes_out_and_returns() {
         .linger(Duration::MAX)
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut peer = Peer::connect(hub.local_addr());
-    expect_connected(&events);
+    events.expect_connected();
     hub.broadcast("before the drop").unwrap();
     let reader = std::thread::spawn(move || {
         let line = peer.read_line();
@@ -76,9 +76,9 @@ fn a_shutdown_without_deadline_still_closes_a_stalled_client() {
         .write_timeout(Some(Duration::from_millis(200)))
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
-    let stalled = Peer::connect_small_rcvbuf(hub.local_addr(), 4096);
-    expect_connected(&events);
+    let mut events = EventLog::subscribe(&hub);
+    let stalled = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+    events.expect_connected();
     // Far more than the socket buffers hold, within the queue bound.
     let line = vec![b'x'; 64 * 1024];
     for _ in 0..40 {

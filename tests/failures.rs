@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use hubcast::{Auth, Error, Event, Hub, WouldBlock};
-use util::{expect_connected, join, Peer, TIMEOUT};
+use util::{join, EventLog, Peer, TIMEOUT};
 
 #[test]
 fn a_panicking_accept_filter_costs_one_connection_not_the_hub() {
@@ -23,10 +23,10 @@ fn a_panicking_accept_filter_costs_one_connection_not_the_hub() {
         })
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut first = Peer::connect(hub.local_addr());
     first.expect_closed();
-    let (mut second, _) = join(&hub, &events);
+    let (mut second, _) = join(&hub, &mut events);
     hub.broadcast("still serving").unwrap();
     assert_eq!(second.read_line(), b"still serving");
     let stats = hub.stats();
@@ -47,13 +47,13 @@ fn a_panicking_authenticator_costs_one_connection_not_the_hub() {
         })
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut bad = Peer::connect(hub.local_addr());
     bad.write(b"boom\n");
     bad.expect_closed();
     let mut good = Peer::connect(hub.local_addr());
     good.write(b"hello\n");
-    expect_connected(&events);
+    events.expect_connected();
     hub.broadcast("still serving").unwrap();
     assert_eq!(good.read_line(), b"still serving");
     let stats = hub.stats();
@@ -103,7 +103,7 @@ fn broadcasting_from_the_authenticator_never_waits_on_the_dispatcher() {
     };
     let hub = Arc::new(hub);
     slot.set(Arc::downgrade(&hub)).unwrap();
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let flooder = {
         let hub = Arc::clone(&hub);
         std::thread::spawn(move || {
@@ -123,7 +123,7 @@ fn broadcasting_from_the_authenticator_never_waits_on_the_dispatcher() {
     // got through the authenticator and the flood ended.
     let mut connected = 0;
     while connected < CLIENTS {
-        if let Event::Connected { .. } = util::next_event(&events) {
+        if let Event::Connected { .. } = events.next() {
             connected += 1;
         }
     }
@@ -152,7 +152,7 @@ fn shutdown_from_a_closure_starts_the_shutdown_without_waiting_for_it() {
     };
     let hub = Arc::new(hub);
     slot.set(Arc::downgrade(&hub)).unwrap();
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut peer = Peer::connect(hub.local_addr());
     peer.write(b"stop the hub\n");
     let outcome = said.recv_timeout(TIMEOUT).expect("the authenticator ran");
@@ -167,7 +167,7 @@ fn shutdown_from_a_closure_starts_the_shutdown_without_waiting_for_it() {
     assert!(hub.is_closed());
     assert!(matches!(hub.broadcast("late"), Err(Error::Closed)));
     // The subscription ends, and a shutdown from the host waits for the thread to end.
-    util::drain_to_end(&events);
+    events.until_end();
     let report = hub
         .shutdown(TIMEOUT)
         .expect("the host's shutdown joins the thread");
@@ -199,7 +199,7 @@ fn the_last_handle_dropped_inside_a_closure_shuts_the_hub_down() {
     };
     let hub = Arc::new(hub);
     slot.set(Arc::downgrade(&hub)).unwrap();
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut peer = Peer::connect(hub.local_addr());
     peer.write(b"hello\n");
     holding
@@ -208,7 +208,7 @@ fn the_last_handle_dropped_inside_a_closure_shuts_the_hub_down() {
     drop(hub);
     dropped.send(()).unwrap();
     peer.expect_closed();
-    util::drain_to_end(&events);
+    events.until_end();
 }
 
 /// `try_broadcast` says why instead of waiting: here the dispatcher is held inside the
@@ -227,7 +227,7 @@ fn try_broadcast_fails_where_broadcast_would_wait() {
         })
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut peer = Peer::connect(hub.local_addr());
     entered.recv_timeout(TIMEOUT).expect("the filter ran");
 
@@ -243,7 +243,7 @@ fn try_broadcast_fails_where_broadcast_would_wait() {
         }
     }
     release.send(()).unwrap();
-    expect_connected(&events);
+    events.expect_connected();
     // Once the dispatcher moves on, a blocking broadcast goes through; the client joined
     // before any of it was taken, so it gets the four and then the last.
     hub.broadcast("after").unwrap();

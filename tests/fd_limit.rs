@@ -13,18 +13,16 @@
 // (child) process's own limit and counters.
 #![allow(unsafe_code)]
 
-mod hostile_util;
+mod util;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hostile_util::*;
-use hubcast::{DisconnectReason, Hub};
+use hubcast::{DisconnectReason, Framing, Hub};
+use util::{assert_stats_add_up, ChildProcess, EventLog, Peer, LOCAL, TIMEOUT};
 
 const TEST_NAME: &str = "hub_keeps_serving_at_the_fd_limit";
 /// Set in the child's environment: run the hub side.
@@ -59,7 +57,7 @@ fn hub_keeps_serving_at_the_fd_limit() {
 fn child() {
     set_fd_limit(FD_LIMIT);
     let hub = Hub::builder().bind(LOCAL).expect("bind");
-    let mut events = EventLog::new(hub.subscribe());
+    let mut events = EventLog::subscribe(&hub);
     let commands = stdin_lines();
     println!("{TAG}addr {}", hub.local_addr());
 
@@ -76,7 +74,8 @@ fn child() {
     hub.broadcast("hello 2").expect("broadcast");
     report(&hub, "round 2");
     command(&commands, "checked");
-    // Nothing more comes until the child answers: this only stretches the window.
+    // Nothing comes from the parent until this child has reported its CPU use: this only
+    // stretches the measuring window to its length.
     while start.elapsed() < WINDOW {
         let _ = commands.recv_timeout(WINDOW - start.elapsed());
     }
@@ -162,7 +161,7 @@ fn command(commands: &Receiver<String>, name: &str) -> String {
 /// Waits until every one of the `made` connections the parent opened has been taken in or
 /// shed: none may be left waiting in the backlog.
 fn account_for(hub: &Hub, events: &mut EventLog, made: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + TIMEOUT;
     events.wait_until("every connection to be accepted or shed", || {
         let stats = hub.stats();
         let done = stats.accepted + stats.refused == made as u64;
@@ -185,81 +184,39 @@ fn report(hub: &Hub, round: &str) {
 
 // ---------------------------------------------------------------- the parent: the clients
 
-/// The child process, killed if the test fails before it exits.
-struct ChildGuard {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
+/// The child, running the hub side: commands go to its stdin, and its lines (marked with
+/// [`TAG`], since libtest writes to stdout too) come back.
+struct HubChild(ChildProcess);
 
-impl ChildGuard {
-    fn spawn() -> ChildGuard {
+impl HubChild {
+    fn spawn() -> HubChild {
         let exe = std::env::current_exe().expect("test binary");
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the child");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                // libtest may have begun the line with "test name ... ".
-                if let Some(at) = line.find(TAG) {
-                    if tx.send(line[at + TAG.len()..].to_owned()).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("stderr");
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
-                if n == 0 {
-                    return;
-                }
-                let text = String::from_utf8_lossy(&buf[..n]);
-                sink.lock().expect("lock").push_str(&text);
-            }
-        });
-        let stdin = child.stdin.take();
-        ChildGuard {
-            child,
-            stdin,
-            lines,
-            stderr,
-        }
+            .env(CHILD_ENV, "1");
+        HubChild(ChildProcess::spawn(command))
     }
 
     fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin");
-        writeln!(stdin, "{line}").expect("write to the child");
+        self.0.send_line(line);
     }
 
-    /// The child's next line, which must start with `what`; returns the rest.
+    /// The child's next tagged line, which must start with `what`; returns the rest.
     fn expect(&mut self, what: &str) -> String {
-        match self.lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => match line.strip_prefix(what) {
-                Some(rest) => rest.trim().to_owned(),
-                None => panic!("expected '{what}' from the child, got {line:?}"),
-            },
-            Err(err) => {
-                // The child failed or hangs: stop it, then show what it said.
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "no '{what}' from the child ({err}); its stderr:\n{}",
-                    self.stderr.lock().expect("lock")
-                );
+        let line = loop {
+            let line = self.0.next_line();
+            // libtest may have begun the line with "test name ... ".
+            if let Some(at) = line.find(TAG) {
+                break line[at + TAG.len()..].to_owned();
             }
+        };
+        match line.strip_prefix(what) {
+            Some(rest) => rest.trim().to_owned(),
+            None => panic!(
+                "expected '{what}' from the child, got {line:?}; its stderr:\n{}",
+                self.0.stderr()
+            ),
         }
     }
 
@@ -274,49 +231,16 @@ impl ChildGuard {
     }
 }
 
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// A client of the child's hub, reading lines with a deadline.
-struct Client {
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        Client {
-            reader: BufReader::new(connect(addr)),
-        }
-    }
-
-    /// The next line, `None` if the hub closed the connection.
-    fn line(&mut self) -> Option<String> {
-        let mut line = String::new();
-        match self.reader.read_line(&mut line) {
-            Ok(0) => None,
-            Ok(_) => Some(line),
-            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => None,
-            Err(err) => panic!("a connection was neither served nor closed: {err}"),
-        }
-    }
-}
-
 /// Reads one line from each client: the served ones must get `hello`, the others must have
 /// been closed. Returns the served ones and how many were closed.
-fn sort_out(clients: Vec<Client>, hello: &str) -> (Vec<Client>, usize) {
+fn sort_out(clients: Vec<Peer>, hello: &str) -> (Vec<Peer>, usize) {
     let mut served = Vec::new();
     let mut closed = 0;
     for mut client in clients {
-        match client.line() {
+        // A connection neither served nor closed fails the test here, after a timeout.
+        match client.next_frame(Framing::Lines) {
             Some(line) => {
-                assert_eq!(line, format!("{hello}\n"));
+                assert_eq!(line, hello.as_bytes());
                 served.push(client);
             }
             None => closed += 1,
@@ -326,35 +250,38 @@ fn sort_out(clients: Vec<Client>, hello: &str) -> (Vec<Client>, usize) {
 }
 
 fn parent() {
-    let mut child = ChildGuard::spawn();
+    let mut child = HubChild::spawn();
     let addr: SocketAddr = child.expect("addr").parse().expect("address");
 
     // Round 1: many more connections than the child has descriptors.
-    let clients: Vec<Client> = (0..CLIENTS).map(|_| Client::connect(addr)).collect();
+    let clients: Vec<Peer> = (0..CLIENTS).map(|_| Peer::connect(addr)).collect();
     child.send(&format!("connected {CLIENTS}"));
     let (connected, refused, errors) = child.round("round 1");
     let (served, closed) = sort_out(clients, "hello 1");
-    eprintln!("at the fd limit: {connected} clients held, {refused} shed, {errors} accept errors");
-    assert_eq!((served.len(), closed), (connected, refused));
-    assert!(connected >= 20, "the hub held only {connected} clients");
-    assert!(refused > 0 && errors > 0, "nothing was shed");
+    let held = format!("{connected} clients held, {refused} shed, {errors} accept errors");
+    assert_eq!((served.len(), closed), (connected, refused), "{held}");
+    assert!(
+        connected >= 20,
+        "the hub held only {connected} clients: {held}"
+    );
+    assert!(refused > 0 && errors > 0, "nothing was shed: {held}");
 
     // Round 2: still at the limit, more connections; the child measures its CPU use.
     let mut clients = served;
-    clients.extend((0..LATE).map(|_| Client::connect(addr)));
+    clients.extend((0..LATE).map(|_| Peer::connect(addr)));
     child.send(&format!("connected {}", CLIENTS + LATE));
     let (connected, refused_now, _) = child.round("round 2");
     let (served, closed) = sort_out(clients, "hello 2");
     assert_eq!((served.len(), closed), (connected, refused_now - refused));
     child.send("checked");
-    eprintln!("saturated: {}", child.expect("cpu"));
+    child.expect("cpu");
 
     // Round 3: some clients leave, and a newcomer is served.
     let mut clients = served;
     clients.truncate(clients.len() - LEAVERS);
     child.send(&format!("closed {LEAVERS}"));
     child.expect("noticed");
-    clients.push(Client::connect(addr));
+    clients.push(Peer::connect(addr));
     child.send(&format!("connected {}", CLIENTS + LATE + 1));
     let (connected, refused_last, _) = child.round("round 3");
     assert_eq!(refused_last, refused_now, "the newcomer was shed");
@@ -363,23 +290,6 @@ fn parent() {
 
     child.send("done");
     child.expect("done");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the child did not exit");
-        match child.lines.recv_timeout(PACE) {
-            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                // Stdout closed: the child is exiting; wait for it.
-                break child.child.wait().expect("wait");
-            }
-        }
-    };
-    assert!(
-        status.success(),
-        "child failed: {}",
-        child.stderr.lock().expect("lock")
-    );
+    let status = child.0.wait();
+    assert!(status.success(), "child failed: {}", child.0.stderr());
 }

@@ -7,7 +7,7 @@ mod util;
 use std::thread;
 
 use hubcast::{DisconnectReason, Event, Framing, Hub, Relay};
-use util::{expect_connected, join, numbered, seq_of, Peer};
+use util::{frame, join, numbered, seq_of, EventLog, Peer, LOCAL, TIMEOUT, TINY};
 
 const SIZE: usize = 16 * 1024;
 
@@ -15,7 +15,9 @@ const SIZE: usize = 16 * 1024;
 fn reader(mut peer: Peer, count: usize) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         for i in 0..count {
-            assert_eq!(seq_of(&peer.read_frame()), i);
+            let msg = peer.read_frame();
+            assert_eq!(seq_of(&msg), i);
+            assert_eq!(msg.len(), SIZE, "torn message {i}");
         }
     })
 }
@@ -28,11 +30,11 @@ fn a_flooding_host_is_paced_by_its_clients_and_nobody_is_cut() {
         .framing(Framing::LengthPrefixed)
         .queue_bytes(2 << 20)
         .flow_control(true)
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .expect("bind");
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let readers: Vec<_> = (0..4)
-        .map(|_| reader(join(&hub, &events).0, count))
+        .map(|_| reader(join(&hub, &mut events).0, count))
         .collect();
     for i in 0..count {
         hub.broadcast(numbered(i, SIZE)).expect("broadcast");
@@ -52,15 +54,15 @@ fn a_stalled_client_does_not_hold_a_flow_controlled_host() {
         .framing(Framing::LengthPrefixed)
         .queue_bytes(1 << 20)
         .flow_control(true)
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .expect("bind");
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let readers: Vec<_> = (0..2)
-        .map(|_| reader(join(&hub, &events).0, count))
+        .map(|_| reader(join(&hub, &mut events).0, count))
         .collect();
     // Never reads: its queue fills, it stops making progress, and it stops counting.
-    let stalled = Peer::connect_small_rcvbuf(hub.local_addr(), 4096);
-    let stalled_id = expect_connected(&events);
+    let stalled = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+    let stalled_id = events.connected(stalled.addr());
     for i in 0..count {
         hub.broadcast(numbered(i, SIZE)).expect("broadcast");
     }
@@ -68,9 +70,12 @@ fn a_stalled_client_does_not_hold_a_flow_controlled_host() {
         r.join()
             .expect("a healthy reader missed or reordered a message");
     }
-    let left = util::wait_for(&events, |e| matches!(e, Event::Disconnected { .. }));
+    let left = events.wait_for("a client to leave", |e| match e {
+        Event::Disconnected { .. } => Some(e.clone()),
+        _ => None,
+    });
     assert_eq!(
-        util::left(&left),
+        util::departure(&left),
         Some((stalled_id, DisconnectReason::Slow))
     );
     drop(stalled);
@@ -86,20 +91,17 @@ fn relayed_floods_are_held_back_by_tcp_instead_of_cutting_readers() {
         .max_frame(SIZE)
         .queue_bytes(2 << 20)
         .relay(Relay::Others)
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .expect("bind");
-    let events = hub.subscribe();
-    let (mut publisher, _) = join(&hub, &events);
+    let mut events = EventLog::subscribe(&hub);
+    let (mut publisher, _) = join(&hub, &mut events);
     let readers: Vec<_> = (0..3)
-        .map(|_| reader(join(&hub, &events).0, count))
+        .map(|_| reader(join(&hub, &mut events).0, count))
         .collect();
     drop(events);
     let writer = thread::spawn(move || {
         for i in 0..count {
-            let msg = numbered(i, SIZE);
-            let mut frame = (msg.len() as u32).to_be_bytes().to_vec();
-            frame.extend_from_slice(&msg);
-            publisher.write(&frame);
+            publisher.write(&frame(Framing::LengthPrefixed, &numbered(i, SIZE)));
         }
         publisher
     });
@@ -109,7 +111,7 @@ fn relayed_floods_are_held_back_by_tcp_instead_of_cutting_readers() {
     }
     let _publisher = writer.join().expect("publisher");
     // Shutting down publishes the dispatcher's last counts.
-    hub.shutdown(util::TIMEOUT).expect("shutdown");
+    hub.shutdown(TIMEOUT).expect("shutdown");
     let stats = hub.stats();
     assert_eq!(stats.disconnects(DisconnectReason::Slow), 0, "{stats:?}");
     assert_eq!(stats.frames_in, count as u64);

@@ -4,14 +4,17 @@
 mod util;
 
 use hubcast::{DisconnectReason, Error, Framing, Hub};
-use util::{expect_connected, expect_disconnected, expect_message, join, Peer};
+use util::{
+    assert_stats_add_up, broadcast_numbered, healthy_pair, healthy_still_served, join, numbered,
+    EventLog, Peer, LOCAL, MSG_LEN,
+};
 
 #[test]
 fn connection_over_max_clients_is_closed_and_counted() {
-    let hub = Hub::builder().max_clients(2).bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let (a, a_id) = join(&hub, &events);
-    let (mut b, b_id) = join(&hub, &events);
+    let hub = Hub::builder().max_clients(2).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (a, a_id) = join(&hub, &mut events);
+    let (mut b, b_id) = join(&hub, &mut events);
 
     let mut extra = Peer::connect(hub.local_addr());
     extra.expect_closed();
@@ -25,10 +28,10 @@ fn connection_over_max_clients_is_closed_and_counted() {
     // room again.
     drop(a);
     assert_eq!(
-        expect_disconnected(&events, a_id),
+        events.expect_disconnected(a_id),
         DisconnectReason::PeerClosed
     );
-    let (mut c, c_id) = join(&hub, &events);
+    let (mut c, c_id) = join(&hub, &mut events);
     assert!(c_id > b_id);
     hub.broadcast("room for two").unwrap();
     assert_eq!(b.read_line(), b"room for two");
@@ -36,106 +39,94 @@ fn connection_over_max_clients_is_closed_and_counted() {
     assert_eq!(hub.stats().refused, 1);
 }
 
-#[test]
-fn line_over_max_frame_disconnects_before_the_newline() {
-    let hub = Hub::builder().max_frame(16).bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let (mut peer, id) = join(&hub, &events);
+/// A frame of exactly `max_frame` bytes is accepted; one byte more is `FrameTooLarge` and
+/// the connection is closed, while two healthy clients are served throughout:
+/// - a too-long line is refused as soon as its byte `max_frame + 1` arrives, before any
+///   newline, even when it comes in many small writes;
+/// - a length prefix over the limit is refused before any payload arrives, whether one
+///   over, 1 GiB (the hub must not wait for or allocate the payload) or `u32::MAX` (no
+///   overflow).
+fn max_frame_boundary(framing: Framing) {
+    const MAX: usize = 1000;
+    let hub = Hub::builder()
+        .framing(framing)
+        .max_frame(MAX)
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let healthy = healthy_pair(&hub, &mut events, framing);
+    let (mut exact, exact_id) = join(&hub, &mut events);
 
-    // Exactly max_frame bytes, with "\r\n", is fine.
-    peer.write(b"0123456789abcdef\r\n");
-    assert_eq!(expect_message(&events, id), b"0123456789abcdef");
-    // One byte more, with no newline yet, is already too long.
-    peer.write(b"0123456789abcdefg");
-    assert_eq!(
-        expect_disconnected(&events, id),
-        DisconnectReason::FrameTooLarge
-    );
-    peer.expect_closed();
-    let stats = hub.stats();
-    assert_eq!(
-        stats.disconnects(DisconnectReason::FrameTooLarge),
-        1,
-        "{stats:?}"
-    );
-    assert_eq!(stats.disconnects.total(), 1, "{stats:?}");
-}
+    exact.send(framing, &[b'a'; MAX]);
+    let mut accepted = vec![vec![b'a'; MAX]];
+    if framing == Framing::Lines {
+        // "\r\n" is framing, not payload: still exactly MAX.
+        let mut crlf = vec![b'b'; MAX];
+        crlf.extend_from_slice(b"\r\n");
+        exact.write(&crlf);
+        accepted.push(vec![b'b'; MAX]);
+    }
+    assert_eq!(events.messages(exact_id, accepted.len()), accepted);
+    broadcast_numbered(&hub, 0..10, MSG_LEN);
+    for client in &healthy {
+        client.expect_numbered(0..10, MSG_LEN);
+    }
+    for i in 0..10 {
+        assert_eq!(exact.next_frame(framing), Some(numbered(i, MSG_LEN)));
+    }
 
-#[test]
-fn long_line_in_many_small_writes_disconnects() {
-    let hub = Hub::builder().max_frame(1000).bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let (mut peer, id) = join(&hub, &events);
-    // Stop writing as soon as the hub has closed the connection.
-    for _ in 0..200 {
-        if std::io::Write::write_all(&mut peer.stream, &[b'x'; 10]).is_err() {
-            break;
-        }
+    // One byte over: a whole frame in lines; the prefix alone, length-prefixed.
+    match framing {
+        Framing::LengthPrefixed => exact.write(&(MAX as u32 + 1).to_be_bytes()),
+        _ => exact.send(framing, &[b'c'; MAX + 1]),
     }
     assert_eq!(
-        expect_disconnected(&events, id),
+        events.disconnected(exact_id),
         DisconnectReason::FrameTooLarge
     );
-    assert_eq!(hub.stats().disconnects(DisconnectReason::FrameTooLarge), 1);
+    assert_eq!(events.messages_from(exact_id).len(), accepted.len());
+    exact.expect_closed();
+
+    // Over the limit without a delimiter, or with a huge prefix and no payload.
+    let floods: Vec<Vec<u8>> = match framing {
+        Framing::LengthPrefixed => vec![
+            (1u32 << 30).to_be_bytes().to_vec(),
+            u32::MAX.to_be_bytes().to_vec(),
+        ],
+        _ => vec![vec![b'd'; MAX + 1]],
+    };
+    for flood in &floods {
+        let (mut flooder, id) = join(&hub, &mut events);
+        // In small writes, so the line spans many reads. The hub can only decide once the
+        // last byte is in, so every write succeeds.
+        for part in flood.chunks(10) {
+            flooder.write(part);
+        }
+        assert_eq!(events.disconnected(id), DisconnectReason::FrameTooLarge);
+        assert!(events.messages_from(id).is_empty());
+        flooder.expect_closed();
+    }
+
+    healthy_still_served(&hub, &healthy, 10);
+    let too_large = 1 + floods.len() as u64;
+    assert_stats_add_up(&hub, &[(DisconnectReason::FrameTooLarge, too_large)]);
 }
 
 #[test]
-fn length_prefix_of_1_gib_disconnects_before_any_payload() {
-    let hub = Hub::builder()
-        .framing(Framing::LengthPrefixed)
-        .max_frame(1024)
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let events = hub.subscribe();
-    let (mut peer, id) = join(&hub, &events);
-
-    // At the limit is fine.
-    let mut frame = 1024u32.to_be_bytes().to_vec();
-    frame.extend_from_slice(&[7u8; 1024]);
-    peer.write(&frame);
-    assert_eq!(expect_message(&events, id), [7u8; 1024]);
-
-    // A header announcing 1 GiB, and nothing after it: the hub must judge the header
-    // alone (if it waited for, or allocated, the payload, this would hang or abort).
-    peer.write(&(1u32 << 30).to_be_bytes());
-    assert_eq!(
-        expect_disconnected(&events, id),
-        DisconnectReason::FrameTooLarge
-    );
-    peer.expect_closed();
-    let stats = hub.stats();
-    assert_eq!(
-        stats.disconnects(DisconnectReason::FrameTooLarge),
-        1,
-        "{stats:?}"
-    );
-    assert_eq!(stats.disconnects.total(), 1, "{stats:?}");
+fn max_frame_is_accepted_and_one_more_is_too_large_in_lines() {
+    max_frame_boundary(Framing::Lines);
 }
 
 #[test]
-fn length_prefix_one_over_max_frame_disconnects() {
-    let hub = Hub::builder()
-        .framing(Framing::LengthPrefixed)
-        .max_frame(16)
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let events = hub.subscribe();
-    let (mut peer, id) = join(&hub, &events);
-    peer.write(&17u32.to_be_bytes());
-    assert_eq!(
-        expect_disconnected(&events, id),
-        DisconnectReason::FrameTooLarge
-    );
+fn max_frame_is_accepted_and_one_more_is_too_large_length_prefixed() {
+    max_frame_boundary(Framing::LengthPrefixed);
 }
 
 #[test]
 fn message_larger_than_queue_bytes_is_refused() {
-    let hub = Hub::builder()
-        .queue_bytes(1024)
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let events = hub.subscribe();
-    let (mut peer, id) = join(&hub, &events);
+    let hub = Hub::builder().queue_bytes(1024).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
 
     // Lines add a newline: 1023 bytes frame to 1024, the bound.
     hub.broadcast([b'a'; 1023]).unwrap();
@@ -167,7 +158,7 @@ fn length_prefixed_message_larger_than_queue_bytes_is_refused() {
     let hub = Hub::builder()
         .framing(Framing::LengthPrefixed)
         .queue_bytes(1024)
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .unwrap();
     hub.broadcast([0u8; 1020]).unwrap();
     match hub.broadcast([0u8; 1021]) {
@@ -187,7 +178,7 @@ fn out_of_range_settings_are_config_errors() {
         ("send_buffer", Hub::builder().send_buffer(Some(0))),
     ];
     for (name, builder) in cases {
-        match builder.bind("127.0.0.1:0") {
+        match builder.bind(LOCAL) {
             Err(Error::Config(msg)) => assert!(msg.contains(name), "{name}: {msg}"),
             other => panic!("{name}: expected Error::Config, got {other:?}"),
         }
@@ -196,7 +187,7 @@ fn out_of_range_settings_are_config_errors() {
 
 #[test]
 fn binding_an_address_in_use_is_a_bind_error() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = std::net::TcpListener::bind(LOCAL).unwrap();
     let addr = taken.local_addr().unwrap();
     match Hub::bind(addr) {
         Err(err @ Error::Bind { .. }) => assert!(std::error::Error::source(&err).is_some()),
@@ -211,11 +202,10 @@ fn smallest_settings_still_work() {
         .command_capacity(1)
         .max_clients(1)
         .send_buffer(Some(1))
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .unwrap();
-    let events = hub.subscribe();
-    let mut peer = Peer::connect(hub.local_addr());
-    let id = expect_connected(&events);
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
     for i in 0..100 {
         hub.broadcast(format!("{i}")).unwrap();
     }
@@ -224,6 +214,6 @@ fn smallest_settings_still_work() {
     }
     peer.write(b"a\nb\nc\n");
     for line in [b"a", b"b", b"c"] {
-        assert_eq!(expect_message(&events, id), line);
+        assert_eq!(events.expect_message(id), line);
     }
 }

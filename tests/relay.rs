@@ -4,7 +4,7 @@
 mod util;
 
 use hubcast::{DisconnectReason, Event, Hub, Relay};
-use util::{expect_connected, Peer, TIMEOUT};
+use util::{EventLog, Peer, TIMEOUT, TINY};
 
 /// A client that floods and never reads is cut as slow by the relay of its own frames
 /// (`Relay::All` sends them back to it). Its `Disconnected` must still be its last event:
@@ -17,9 +17,9 @@ fn no_event_of_a_client_follows_its_disconnect() {
         .max_frame(1024)
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
-    let mut flooder = Peer::connect_small_rcvbuf(hub.local_addr(), 4096);
-    let id = expect_connected(&events);
+    let mut events = EventLog::subscribe(&hub);
+    let mut flooder = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+    let id = events.expect_connected();
     let writer = std::thread::spawn(move || {
         use std::io::Write;
         let line = [vec![b'f'; 1000], b"\n".to_vec()].concat();
@@ -32,7 +32,7 @@ fn no_event_of_a_client_follows_its_disconnect() {
     });
     let mut messages = 0;
     loop {
-        match events.recv_timeout(TIMEOUT).expect("an event") {
+        match events.next() {
             Event::Message { client, .. } if client == id => messages += 1,
             Event::Disconnected { client, reason, .. } if client == id => {
                 assert_eq!(reason, DisconnectReason::Slow);
@@ -44,7 +44,7 @@ fn no_event_of_a_client_follows_its_disconnect() {
     assert!(messages > 0);
     writer.join().expect("writer");
     hub.shutdown(TIMEOUT).unwrap();
-    let after: Vec<Event> = util::drain_to_end(&events);
+    let after: Vec<Event> = events.until_end();
     assert!(
         after.is_empty(),
         "events after the client's Disconnected: {after:?}"
@@ -66,7 +66,7 @@ fn parse(msg: &[u8]) -> (usize, usize) {
 }
 
 /// Connects `n` clients and returns them with their ids.
-fn clients(hub: &Hub, events: &hubcast::Subscription, n: usize) -> Vec<(Peer, hubcast::ClientId)> {
+fn clients(hub: &Hub, events: &mut EventLog, n: usize) -> Vec<(Peer, hubcast::ClientId)> {
     (0..n).map(|_| util::join(hub, events)).collect()
 }
 
@@ -83,8 +83,8 @@ fn relayed_batches_keep_order_and_exclude_the_sender() {
         .relay(Relay::Others)
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
-    let peers = clients(&hub, &events, PUBLISHERS);
+    let mut events = EventLog::subscribe(&hub);
+    let peers = clients(&hub, &mut events, PUBLISHERS);
     // Nobody drains it from here on: a full subscription would pause the hub.
     drop(events);
     let readers: Vec<_> = peers
@@ -145,8 +145,8 @@ fn relay_all_includes_the_sender() {
         .relay(Relay::All)
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
-    let mut peers = clients(&hub, &events, 2);
+    let mut events = EventLog::subscribe(&hub);
+    let mut peers = clients(&hub, &mut events, 2);
     let burst: Vec<u8> = (0..500).flat_map(|i| line(0, i, 20)).collect();
     peers[0].0.write(&burst);
     for (peer, _) in &mut peers {
@@ -169,19 +169,19 @@ fn drops_inside_relayed_batches_are_counted_per_frame() {
         .slow_client_policy(hubcast::SlowClientPolicy::DropOldest)
         .bind("127.0.0.1:0")
         .unwrap();
-    let events = hub.subscribe();
-    let (mut publisher, publisher_id) = util::join(&hub, &events);
+    let mut events = EventLog::subscribe(&hub);
+    let (mut publisher, publisher_id) = util::join(&hub, &mut events);
     // A small receive window, so the kernel cannot hide the backlog.
-    let mut sleeper = Peer::connect_small_rcvbuf(hub.local_addr(), 4096);
-    let sleeper_id = expect_connected(&events);
+    let mut sleeper = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+    let sleeper_id = events.expect_connected();
     let burst: Vec<u8> = (0..LINES).flat_map(|i| line(0, i, 60)).collect();
     publisher.write(&burst);
     publisher.write(b"end\n");
     // Every line reached the hub before the sleeper reads, so some were dropped for it.
     for _ in 0..LINES {
-        util::expect_message(&events, publisher_id);
+        events.expect_message(publisher_id);
     }
-    assert_eq!(util::expect_message(&events, publisher_id), b"end");
+    assert_eq!(events.expect_message(publisher_id), b"end");
     let mut received = 0;
     let mut last = None;
     loop {

@@ -3,16 +3,17 @@
 
 mod util;
 
+use std::sync::mpsc;
 use std::time::Duration;
 
-use hubcast::{DisconnectReason, Error, Event, Hub};
-use util::{drain_to_end, expect_connected, expect_disconnected, join, numbered, seq_of, Peer};
+use hubcast::{DisconnectReason, Error, Hub};
+use util::{join, numbered, seq_of, EventLog, Peer, LOCAL, SEND_BUFFER, TIMEOUT, TINY};
 
 #[test]
 fn calls_after_shutdown_are_closed() {
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let (_peer, id) = join(&hub, &events);
+    let hub = Hub::bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (_peer, id) = join(&hub, &mut events);
     assert!(!hub.is_closed());
 
     let report = hub.shutdown(Duration::from_secs(10)).unwrap();
@@ -31,101 +32,95 @@ fn calls_after_shutdown_are_closed() {
     ));
 
     // The old subscription ends after the remaining events; a new one is over at once.
-    assert_eq!(expect_disconnected(&events, id), DisconnectReason::Shutdown);
-    assert_eq!(drain_to_end(&events), vec![]);
-    assert_eq!(drain_to_end(&hub.subscribe()), vec![]);
+    assert_eq!(events.expect_disconnected(id), DisconnectReason::Shutdown);
+    assert_eq!(events.until_end(), vec![]);
+    assert_eq!(EventLog::subscribe(&hub).until_end(), vec![]);
 }
 
+/// Shutting down writes out everything queued for every client, in order, then closes
+/// each cleanly; the report and the events account for every client, and the stats for
+/// every frame and byte.
 #[test]
-fn shutdown_flushes_every_queued_message_then_closes() {
+fn shutdown_flushes_every_queued_message_to_every_client_then_closes() {
+    const CLIENTS: usize = 3;
     const N: usize = 5_000;
     const LEN: usize = 100;
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let (mut peer, id) = join(&hub, &events);
+    let hub = Hub::bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let peers: Vec<_> = (0..CLIENTS).map(|_| join(&hub, &mut events)).collect();
+    let ids: Vec<_> = peers.iter().map(|(_, id)| *id).collect();
 
-    // Queue far more than the kernel buffers hold while the client is not reading.
+    // Queue far more than the kernel buffers hold while the clients are not reading.
     for seq in 0..N {
         hub.broadcast(numbered(seq, LEN)).unwrap();
-    }
-    let reader = std::thread::spawn(move || {
-        for seq in 0..N {
-            let line = peer.read_line();
-            assert_eq!(seq_of(&line), seq, "message lost or out of order");
-            assert_eq!(line, numbered(seq, LEN));
-        }
-        peer.expect_closed();
-    });
-    let report = hub.shutdown(Duration::from_secs(30)).unwrap();
-    reader
-        .join()
-        .expect("the client got every message, then end of stream");
-
-    assert_eq!((report.clients, report.flushed), (1, 1), "{report:?}");
-    assert!(report.is_complete(), "{report:?}");
-    assert_eq!(expect_disconnected(&events, id), DisconnectReason::Shutdown);
-    assert_eq!(drain_to_end(&events), vec![]);
-    let stats = hub.stats();
-    assert_eq!(
-        stats.disconnects(DisconnectReason::Shutdown),
-        1,
-        "{stats:?}"
-    );
-    assert_eq!(stats.frames_out, N as u64, "{stats:?}");
-    assert_eq!(stats.bytes_out, (N * (LEN + 1)) as u64, "{stats:?}");
-    assert_eq!(stats.connected, 0);
-}
-
-#[test]
-fn shutdown_report_counts_every_client() {
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let peers: Vec<_> = (0..3).map(|_| join(&hub, &events)).collect();
-    for i in 0..100 {
-        hub.broadcast(format!("{i}")).unwrap();
     }
     let readers: Vec<_> = peers
         .into_iter()
         .map(|(mut peer, _)| {
             std::thread::spawn(move || {
-                for i in 0..100 {
-                    assert_eq!(peer.read_text_line(), format!("{i}"));
+                for seq in 0..N {
+                    let line = peer.read_line();
+                    assert_eq!(seq_of(&line), seq, "message lost or out of order");
+                    assert_eq!(line, numbered(seq, LEN));
                 }
-                peer.expect_closed();
+                peer.expect_fin();
             })
         })
         .collect();
-    let report = hub.shutdown(Duration::from_secs(30)).unwrap();
+    let report = hub.shutdown(TIMEOUT).unwrap();
     for reader in readers {
-        reader.join().expect("reader");
+        reader
+            .join()
+            .expect("a client got every message, then end of stream");
     }
-    assert_eq!((report.clients, report.flushed), (3, 3), "{report:?}");
+
+    assert_eq!(
+        (report.clients, report.flushed),
+        (CLIENTS, CLIENTS),
+        "{report:?}"
+    );
+    assert!(report.is_complete(), "{report:?}");
     assert!(report.undelivered.is_empty());
-    let left = drain_to_end(&events);
-    assert_eq!(left.len(), 3);
-    assert!(left.iter().all(|e| matches!(
-        e,
-        Event::Disconnected {
-            reason: DisconnectReason::Shutdown,
-            ..
-        }
-    )));
+    let left = events.until_end();
+    let gone: Vec<_> = left.iter().filter_map(util::departure).collect();
+    assert_eq!(left.len(), CLIENTS, "{left:?}");
+    for &client in &ids {
+        assert!(
+            gone.contains(&(client, DisconnectReason::Shutdown)),
+            "{left:?}"
+        );
+    }
+    let stats = hub.stats();
+    assert_eq!(
+        stats.disconnects(DisconnectReason::Shutdown),
+        CLIENTS as u64,
+        "{stats:?}"
+    );
+    assert_eq!(stats.disconnects.total(), CLIENTS as u64, "{stats:?}");
+    assert_eq!(stats.frames_out, (CLIENTS * N) as u64, "{stats:?}");
+    assert_eq!(
+        stats.bytes_out,
+        (CLIENTS * N * (LEN + 1)) as u64,
+        "{stats:?}"
+    );
+    assert_eq!(stats.connected, 0);
 }
 
 #[test]
 fn shutdown_deadline_reports_what_a_stalled_client_did_not_get() {
-    const LEN: usize = 100;
+    const LEN: usize = 1000;
     const N: usize = 3_000;
     let hub = Hub::builder()
-        .send_buffer(Some(4096))
-        .bind("127.0.0.1:0")
+        .send_buffer(Some(SEND_BUFFER))
+        .queue_bytes(16 << 20)
+        .bind(LOCAL)
         .unwrap();
-    let events = hub.subscribe();
-    let mut stalled = Peer::connect_small_rcvbuf(hub.local_addr(), 4096);
-    let stalled_id = expect_connected(&events);
-    let (mut healthy, healthy_id) = join(&hub, &events);
+    let mut events = EventLog::subscribe(&hub);
+    let mut stalled = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+    let stalled_id = events.connected(stalled.addr());
+    let (mut healthy, healthy_id) = join(&hub, &mut events);
 
-    // 300 KB: far more than the stalled client's kernel buffers, far less than its queue.
+    // 3 MB: far more than the stalled client's kernel buffers, far less than its queue.
     // The healthy client reads everything, so its queue is empty at shutdown.
     for seq in 0..N {
         hub.broadcast(numbered(seq, LEN)).unwrap();
@@ -150,13 +145,13 @@ fn shutdown_deadline_reports_what_a_stalled_client_did_not_get() {
     let got = stalled.read_to_close();
     assert_eq!(got.len() as u64 + lost.bytes, (N * (LEN + 1)) as u64);
     healthy.expect_closed();
-    let mut left: Vec<_> = drain_to_end(&events).iter().map(util::left).collect();
-    left.sort_by_key(|l| l.map(|(id, _)| id));
+    let mut left: Vec<_> = events.until_end().iter().map(util::departure).collect();
+    left.sort_by_key(|d| d.map(|(id, _)| id));
     let mut want = vec![
         Some((stalled_id, DisconnectReason::Shutdown)),
         Some((healthy_id, DisconnectReason::Shutdown)),
     ];
-    want.sort_by_key(|l| l.map(|(id, _)| id));
+    want.sort_by_key(|d| d.map(|(id, _)| id));
     assert_eq!(left, want);
 }
 
@@ -167,18 +162,20 @@ fn shutdown_deadline_reports_what_a_stalled_client_did_not_get() {
 /// depends on scheduling; without it, this test cannot tell right from wrong).
 #[test]
 fn undelivered_frames_exclude_frames_already_written() {
-    const LEN: usize = 100;
+    const LEN: usize = 1000;
     const THREADS: usize = 4;
     const PER_THREAD: usize = 750;
     const N: usize = THREADS * PER_THREAD;
+    // 3 MB: far more than the stalled client's kernel buffers, far less than its queue.
     let hub = Hub::builder()
-        .send_buffer(Some(4096))
-        .bind("127.0.0.1:0")
+        .send_buffer(Some(SEND_BUFFER))
+        .queue_bytes(16 << 20)
+        .bind(LOCAL)
         .unwrap();
-    let events = hub.subscribe();
-    let mut stalled = Peer::connect_small_rcvbuf(hub.local_addr(), 4096);
-    expect_connected(&events);
-    let (mut healthy, _) = join(&hub, &events);
+    let mut events = EventLog::subscribe(&hub);
+    let mut stalled = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+    events.connected(stalled.addr());
+    let (mut healthy, _) = join(&hub, &mut events);
     std::thread::scope(|scope| {
         for t in 0..THREADS {
             let hub = &hub;
@@ -190,7 +187,7 @@ fn undelivered_frames_exclude_frames_already_written() {
         }
     });
     for _ in 0..N {
-        healthy.read_line();
+        assert_eq!(healthy.read_line().len(), LEN);
     }
     let report = hub.shutdown(Duration::from_millis(100)).unwrap();
     assert_eq!(report.undelivered.len(), 1, "{report:?}");
@@ -209,10 +206,10 @@ fn undelivered_frames_exclude_frames_already_written() {
 
 #[test]
 fn dropping_the_hub_closes_every_client_after_what_was_queued() {
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let (mut a, a_id) = join(&hub, &events);
-    let (mut b, b_id) = join(&hub, &events);
+    let hub = Hub::bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut a, a_id) = join(&hub, &mut events);
+    let (mut b, b_id) = join(&hub, &mut events);
     hub.broadcast("last").unwrap();
     drop(hub);
 
@@ -220,18 +217,18 @@ fn dropping_the_hub_closes_every_client_after_what_was_queued() {
         assert_eq!(peer.read_line(), b"last");
         peer.expect_closed();
     }
-    let left = drain_to_end(&events);
+    let left = events.until_end();
     assert_eq!(left.len(), 2, "{left:?}");
     for id in [a_id, b_id] {
         assert!(left
             .iter()
-            .any(|e| util::left(e) == Some((id, DisconnectReason::Shutdown))));
+            .any(|e| util::departure(e) == Some((id, DisconnectReason::Shutdown))));
     }
 }
 
 #[test]
 fn shutdown_with_no_clients_is_empty_and_complete() {
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
+    let hub = Hub::bind(LOCAL).unwrap();
     let report = hub.shutdown(Duration::from_secs(10)).unwrap();
     assert_eq!((report.clients, report.flushed), (0, 0));
     assert!(report.is_complete());
@@ -239,22 +236,21 @@ fn shutdown_with_no_clients_is_empty_and_complete() {
 
 #[test]
 fn a_hub_shut_down_on_another_thread_ends_a_blocked_subscriber() {
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let (_peer, id) = join(&hub, &events);
-    let subscriber = std::thread::spawn(move || events.into_iter().collect::<Vec<_>>());
+    let hub = Hub::bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (_peer, id) = join(&hub, &mut events);
+    // A blocking iterator on another thread, which ends once the hub is gone. Joining it
+    // would hang if it did not, so its result comes through a channel with a timeout.
+    let events = events.into_sub();
+    let (tx, rx) = mpsc::channel();
+    let subscriber = std::thread::spawn(move || {
+        let _ = tx.send(events.into_iter().collect::<Vec<_>>());
+    });
     hub.shutdown(Duration::from_secs(10)).unwrap();
-    // The iterator ends once the hub is gone; join would hang otherwise, so wait for it
-    // through a channel with a timeout.
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || tx.send(subscriber.join()));
     let left = rx
-        .recv_timeout(util::TIMEOUT)
+        .recv_timeout(TIMEOUT)
         .expect("subscriber iterator did not end");
-    let left: Vec<_> = left
-        .expect("subscriber thread")
-        .iter()
-        .map(util::left)
-        .collect();
+    subscriber.join().expect("subscriber thread");
+    let left: Vec<_> = left.iter().map(util::departure).collect();
     assert_eq!(left, vec![Some((id, DisconnectReason::Shutdown))]);
 }

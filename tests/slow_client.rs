@@ -1,47 +1,54 @@
-//! A client that never reads, under each slow-client policy, while healthy clients keep
-//! getting everything in order.
+//! A client that never reads, under each slow-client policy, beside two healthy clients
+//! that keep getting everything in order.
 //!
-//! Speed does not matter here: the host broadcasts in batches and the healthy clients read
-//! each batch in full before the next one, so their queues never hold more than one batch
-//! (far below `queue_bytes`). The stalled client's kernel buffers are kept small (hub-side
-//! `send_buffer`, client-side `SO_RCVBUF`), so its hub queue fills after a bounded,
-//! machine-independent number of batches.
+//! Speed does not matter here: the host broadcasts in windows and the healthy clients read
+//! each window in full before the next one, so their queues never hold more than one
+//! window (far below `queue_bytes`), while the stalled client falls further behind with
+//! every window until its queue is full, after a bounded number of windows whatever the
+//! machine's speed. The hub writes with a send buffer of two loopback segments (see
+//! `SEND_BUFFER`), so writes to the healthy clients are never paced by delayed ACKs.
 
 mod util;
 
-use std::time::Duration;
+use std::thread;
 
-use hubcast::{ClientId, DisconnectReason, Event, Hub, SlowClientPolicy, Subscription};
-use util::{expect_connected, join, numbered, seq_of, Peer};
+use hubcast::{ClientId, DisconnectReason, Framing, Hub, SlowClientPolicy};
+use util::{
+    assert_stats_add_up, broadcast_paced, healthy_pair, healthy_still_served, numbered, seq_of,
+    EventLog, Healthy, Peer, LOCAL, MSG_LEN, SEND_BUFFER, TIMEOUT, TINY,
+};
 
-const LEN: usize = 100;
-const BATCH: usize = 50;
+const WINDOW: usize = 50;
 const QUEUE_BYTES: usize = 64 * 1024;
 /// Far more than the stalled client's kernel buffers plus its queue could hold.
 const MAX_BYTES: usize = 16 << 20;
 
 struct Setup {
     hub: Hub,
-    events: Subscription,
+    events: EventLog,
     stalled: Peer,
     stalled_id: ClientId,
-    healthy: Vec<Peer>,
+    healthy: [Healthy; 2],
     /// Messages broadcast so far.
     sent: usize,
 }
 
 impl Setup {
+    /// A hub with `policy`, a 64 KiB queue and no write timeout, so that only the queue
+    /// bound and the policy decide; a client with a tiny receive buffer that never reads;
+    /// two healthy clients.
     fn new(policy: SlowClientPolicy) -> Setup {
         let hub = Hub::builder()
             .queue_bytes(QUEUE_BYTES)
-            .send_buffer(Some(4096))
+            .send_buffer(Some(SEND_BUFFER))
+            .write_timeout(None)
             .slow_client_policy(policy)
-            .bind("127.0.0.1:0")
+            .bind(LOCAL)
             .unwrap();
-        let events = hub.subscribe();
-        let stalled = Peer::connect_small_rcvbuf(hub.local_addr(), 4096);
-        let stalled_id = expect_connected(&events);
-        let healthy = (0..2).map(|_| join(&hub, &events).0).collect();
+        let mut events = EventLog::subscribe(&hub);
+        let healthy = healthy_pair(&hub, &mut events, Framing::Lines);
+        let stalled = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+        let stalled_id = events.connected(stalled.addr());
         Setup {
             hub,
             events,
@@ -52,42 +59,29 @@ impl Setup {
         }
     }
 
-    /// Broadcasts one batch; every healthy client reads all of it, in order.
-    fn batch(&mut self) {
-        let first = self.sent;
-        for seq in first..first + BATCH {
-            self.hub.broadcast(numbered(seq, LEN)).unwrap();
-        }
-        self.sent += BATCH;
-        for peer in &mut self.healthy {
-            for seq in first..first + BATCH {
-                let line = peer.read_line();
-                assert_eq!(
-                    seq_of(&line),
-                    seq,
-                    "a healthy client lost or reordered a message"
-                );
-                assert_eq!(line, numbered(seq, LEN));
-            }
-        }
-    }
-
-    /// Broadcasts batches until `done` says the policy has applied, then a few more.
+    /// Broadcasts windows until `done` says the policy has applied, then five more.
     fn run_until(&mut self, mut done: impl FnMut(&mut Setup) -> bool) {
         loop {
             assert!(
-                self.sent * (LEN + 1) < MAX_BYTES,
+                self.sent * (MSG_LEN + 1) < MAX_BYTES,
                 "the slow-client policy never applied after {} messages",
                 self.sent
             );
-            self.batch();
+            self.window();
             if done(self) {
                 break;
             }
         }
         for _ in 0..5 {
-            self.batch();
+            self.window();
         }
+    }
+
+    fn window(&mut self) {
+        let range = self.sent..self.sent + WINDOW;
+        broadcast_paced(&self.hub, &self.healthy, range, MSG_LEN, WINDOW);
+        self.sent += WINDOW;
+        self.events.drain();
     }
 
     fn stalled_dropped(&self) -> u64 {
@@ -95,19 +89,24 @@ impl Setup {
         let info = clients
             .iter()
             .find(|c| c.id == self.stalled_id)
-            .expect("stalled client is gone");
+            .expect("the stalled client is still connected");
         info.dropped
     }
 }
 
-/// Complete lines in `bytes` (a trailing partial line is ignored), as sequence numbers.
+/// Complete lines in `bytes` (a trailing partial line is ignored), as sequence numbers;
+/// fails the test on a torn or corrupt line.
 fn seqs(bytes: &[u8]) -> Vec<usize> {
     let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
     lines.pop(); // after the last '\n': empty, or a partial line
     lines
         .into_iter()
         .map(|line| {
-            assert_eq!(line, numbered(seq_of(line), LEN), "torn or corrupt line");
+            assert_eq!(
+                line,
+                numbered(seq_of(line), MSG_LEN),
+                "torn or corrupt line"
+            );
             seq_of(line)
         })
         .collect()
@@ -117,15 +116,14 @@ fn seqs(bytes: &[u8]) -> Vec<usize> {
 fn disconnect_policy_drops_the_stalled_client_only() {
     let mut s = Setup::new(SlowClientPolicy::Disconnect);
     let stalled_id = s.stalled_id;
-    s.run_until(|s| match s.events.try_recv() {
-        Ok(Event::Disconnected { client, reason, .. }) => {
-            assert_eq!((client, reason), (stalled_id, DisconnectReason::Slow));
-            true
-        }
-        Ok(other) => panic!("unexpected {other:?}"),
-        Err(_) => false,
-    });
+    s.run_until(|s| s.events.has_left(stalled_id));
 
+    assert_eq!(s.events.disconnected(stalled_id), DisconnectReason::Slow);
+    assert_eq!(
+        s.events.departures(),
+        vec![(stalled_id, DisconnectReason::Slow)],
+        "a healthy client left"
+    );
     let stats = s.hub.stats();
     assert_eq!(stats.disconnects(DisconnectReason::Slow), 1, "{stats:?}");
     assert_eq!(stats.disconnects.total(), 1, "{stats:?}");
@@ -133,7 +131,8 @@ fn disconnect_policy_drops_the_stalled_client_only() {
     let clients = s.hub.clients();
     assert_eq!(clients.len(), 2);
     assert!(clients.iter().all(|c| c.id != stalled_id && c.dropped == 0));
-    assert!(s.events.try_recv().is_err(), "a healthy client left");
+    healthy_still_served(&s.hub, &s.healthy, s.sent);
+    assert_stats_add_up(&s.hub, &[(DisconnectReason::Slow, 1)]);
 
     // The stalled client gets what reached its kernel buffers, a gapless prefix of the
     // stream, and then the connection closes.
@@ -143,8 +142,10 @@ fn disconnect_policy_drops_the_stalled_client_only() {
 }
 
 /// Shared by both drop policies: the stalled client stays connected, drops are counted
-/// for it alone, and once it reads again it gets an in-order, untorn subsequence whose
-/// length plus the drops is everything that was sent. Returns what it got.
+/// for it alone, and the hub keeps serving the others. Then it reads again and the hub
+/// shuts down, writing out everything still queued: it gets an in-order, untorn
+/// subsequence starting at the first message, whose length plus the drops is everything
+/// that was sent. Returns what it got and how many were sent.
 fn drop_policy(policy: SlowClientPolicy) -> (Vec<usize>, usize) {
     let mut s = Setup::new(policy);
     s.run_until(|s| s.stalled_dropped() > 0);
@@ -159,13 +160,19 @@ fn drop_policy(policy: SlowClientPolicy) -> (Vec<usize>, usize) {
         assert_eq!(info.dropped > 0, want_drops, "{info:?}");
     }
     assert_eq!(stats.dropped, s.stalled_dropped());
-    assert!(s.events.try_recv().is_err(), "no client should have left");
+    assert!(
+        s.events.departures().is_empty(),
+        "no client should have left"
+    );
 
-    // Let the stalled client read again, and shut down: everything still queued for it is
-    // written out.
+    // It reads again; the healthy clients are served as before.
     let mut stalled = s.stalled;
-    let reader = std::thread::spawn(move || stalled.read_to_close());
-    let report = s.hub.shutdown(Duration::from_secs(30)).unwrap();
+    let reader = thread::spawn(move || stalled.read_to_close());
+    healthy_still_served(&s.hub, &s.healthy, s.sent);
+    s.sent += 10;
+    assert_stats_add_up(&s.hub, &[]);
+
+    let report = s.hub.shutdown(TIMEOUT).unwrap();
     assert_eq!((report.clients, report.flushed), (3, 3), "{report:?}");
     assert!(report.is_complete(), "{report:?}");
     let got = seqs(&reader.join().expect("stalled reader"));
@@ -174,13 +181,15 @@ fn drop_policy(policy: SlowClientPolicy) -> (Vec<usize>, usize) {
         got.windows(2).all(|w| w[0] < w[1]),
         "stalled client got messages out of order"
     );
-    assert_eq!(got.first(), Some(&0));
-    let dropped = s.hub.stats().dropped as usize;
+    assert_eq!(got.first(), Some(&0), "the oldest message was lost");
+    let stats = s.hub.stats();
+    let dropped = stats.dropped as usize;
     assert_eq!(
         got.len() + dropped,
         s.sent,
         "every message is either delivered or counted as dropped"
     );
+    assert_eq!(stats.frames_out as usize, 3 * s.sent - dropped, "{stats:?}");
     (got, s.sent)
 }
 
@@ -205,7 +214,7 @@ fn drop_newest_keeps_the_oldest_for_the_stalled_client() {
         .take_while(|&(i, &seq)| i == seq)
         .count();
     assert!(
-        prefix * (LEN + 1 + 64) > QUEUE_BYTES / 2,
+        prefix * (MSG_LEN + 1 + 64) > QUEUE_BYTES / 2,
         "gapless prefix of only {prefix} messages"
     );
 }

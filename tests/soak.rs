@@ -7,23 +7,29 @@
 //! with `PeerClosed`, `Reset` and `Slow`; and at the end the hub must be empty, its
 //! counters must add up, and the process's memory must be back near where it started.
 
-mod hostile_util;
+mod util;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hostile_util::*;
-use hubcast::{ClientId, DisconnectReason, Event, Hub};
+use hubcast::{ClientId, DisconnectReason, Event, Framing, Hub};
+use util::{
+    assert_stats_add_up, numbered, receive, seq_of, Peer, Received, LOCAL, ROOMY, TIMEOUT, TINY,
+};
 
 const ACTORS: u64 = 12;
-/// Broadcasts per burst; the host pauses `PACE` between bursts (about 5,000 a second).
+/// Broadcasts per burst; the host waits 5 ms between bursts (up to 2,000 a second).
 const BURST: u64 = 10;
+const BURST_EVERY: Duration = Duration::from_millis(5);
+/// The length of each broadcast. At about 100 KB/s, a staller's kernel buffers and its
+/// 64 KiB queue fill within a second or two, while a reader with a roomy receive buffer
+/// could be descheduled for over a minute before it fell as far behind.
+const LEN: usize = 50;
 /// How much the process's resident memory may grow over the run: generous, since RSS is
 /// process-wide and the allocator keeps freed memory. A leak of even a few bytes per
 /// message or a queue per departed client would be far above it.
@@ -78,7 +84,35 @@ struct Record {
     reason: Option<DisconnectReason>,
 }
 
-type Records = Arc<Mutex<HashMap<String, Record>>>;
+/// What the collector learned, by tag, and a condition variable signalled on each change.
+#[derive(Default)]
+struct Ledger {
+    records: Mutex<HashMap<String, Record>>,
+    changed: Condvar,
+}
+
+impl Ledger {
+    fn update(&self, f: impl FnOnce(&mut HashMap<String, Record>)) {
+        f(&mut self.records.lock().expect("lock"));
+        self.changed.notify_all();
+    }
+
+    /// Waits until every record satisfies `done` (and `tag`, if given, has one); fails the
+    /// test after [`TIMEOUT`].
+    fn wait(&self, tag: Option<&str>, done: impl Fn(&Record) -> bool) -> HashMap<String, Record> {
+        let what = tag.unwrap_or("every connection");
+        let records = self.records.lock().expect("lock");
+        let (records, timeout) = self
+            .changed
+            .wait_timeout_while(records, TIMEOUT, |records| match tag {
+                Some(tag) => !records.get(tag).is_some_and(&done),
+                None => !records.values().all(&done),
+            })
+            .expect("lock");
+        assert!(!timeout.timed_out(), "no word from the hub on {what}");
+        records.clone()
+    }
+}
 
 /// One connection's life as its actor saw it.
 #[derive(Debug)]
@@ -105,18 +139,13 @@ impl Sequence {
         }
     }
 
-    /// Reads one line; `false` at the end of the stream.
-    fn read(&mut self, reader: &mut BufReader<TcpStream>, tag: &str) -> bool {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => return false,
-            Ok(_) => {}
-            Err(err) => panic!("{tag}: read failed: {err}"),
-        }
-        let n: u64 = line
-            .trim_end()
-            .parse()
-            .unwrap_or_else(|_| panic!("{line:?}"));
+    /// Reads one message; `false` once the hub has closed the connection.
+    fn read(&mut self, peer: &mut Peer, tag: &str) -> bool {
+        let Some(msg) = peer.next_frame(Framing::Lines) else {
+            return false;
+        };
+        assert_eq!(msg.len(), LEN, "{tag}: torn message {msg:?}");
+        let n = seq_of(&msg) as u64;
         if let Some(last) = self.last {
             assert_eq!(n, last + 1, "{tag}: gap or reordering after {last}");
         }
@@ -143,50 +172,34 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Waits until the collector has a record for `tag` satisfying `done`.
-fn wait_for_record(records: &Records, tag: &str, done: impl Fn(&Record) -> bool) -> Record {
-    let pacer = Pacer::new();
-    let mut found = None;
-    pacer.wait_until(&format!("the hub's word on {tag}"), || {
-        found = records.lock().expect("lock").get(tag).cloned();
-        found.as_ref().is_some_and(&done)
-    });
-    found.expect("record")
-}
-
 fn live(
-    hub_addr: std::net::SocketAddr,
+    hub_addr: SocketAddr,
     tag: String,
     behaviour: Behaviour,
     rng: &mut Rng,
-    records: &Records,
+    ledger: &Ledger,
 ) -> Lifetime {
     let rcvbuf = match behaviour {
         Behaviour::Stall => TINY,
         _ => ROOMY,
     };
-    let mut stream = connect_with_rcvbuf(hub_addr, rcvbuf);
-    stream
-        .write_all(format!("hello {tag}\n").as_bytes())
-        .expect("hello");
-    wait_for_record(records, &tag, |_| true);
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut peer = Peer::connect_rcvbuf(hub_addr, rcvbuf);
+    peer.write(format!("hello {tag}\n").as_bytes());
+    ledger.wait(Some(&tag), |_| true);
     let mut seq = Sequence::new();
     let target = 20 + rng.below(500);
     while seq.count < target {
-        assert!(seq.read(&mut reader, &tag), "{tag}: closed early");
+        assert!(seq.read(&mut peer, &tag), "{tag}: closed early");
     }
     match behaviour {
         Behaviour::Leave => {
-            stream.shutdown(Shutdown::Write).expect("half-close");
+            peer.shutdown_write();
             // What was queued still arrives, in order, then the hub closes.
-            while seq.read(&mut reader, &tag) {}
+            while seq.read(&mut peer, &tag) {}
         }
-        Behaviour::Reset => {
-            set_linger_zero(&stream);
-        }
+        Behaviour::Reset => peer.reset(),
         Behaviour::Stall => {
-            wait_for_record(records, &tag, |r| r.reason.is_some());
+            ledger.wait(Some(&tag), |r| r.reason.is_some());
         }
     }
     Lifetime {
@@ -197,14 +210,29 @@ fn live(
     }
 }
 
+/// Tells how to replay the run, if it fails.
+struct ReplayHint(String);
+
+impl Drop for ReplayHint {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("{}", self.0);
+        }
+    }
+}
+
 #[test]
 fn churn_soak() {
     let duration = Duration::from_secs_f64(env_or("HUBCAST_SOAK_SECS", 5.0));
     let seed: u64 = env_or("HUBCAST_SOAK_SEED", 0x5eed_cafe);
-    eprintln!("soak: {duration:?}, seed {seed:#x} (HUBCAST_SOAK_SECS, HUBCAST_SOAK_SEED)");
+    let _hint = ReplayHint(format!(
+        "soak failed: {duration:?}, seed {seed:#x} (HUBCAST_SOAK_SECS, HUBCAST_SOAK_SEED)"
+    ));
 
     let hub = Arc::new(
         Hub::builder()
+            // Small, so that a staller's backlog reaches its queue soon; the host's rate is
+            // far below what even delayed-ACK pacing of a 16 KiB buffer would allow.
             .send_buffer(Some(16 * 1024))
             .queue_bytes(64 * 1024)
             // Stallers are found by their full queue alone.
@@ -223,32 +251,32 @@ fn churn_soak() {
         thread::spawn(move || loop {
             for _ in 0..BURST {
                 let n = broadcast.load(SeqCst);
-                hub.broadcast(n.to_string()).expect("broadcast");
+                hub.broadcast(numbered(n as usize, LEN)).expect("broadcast");
                 broadcast.store(n + 1, SeqCst);
             }
-            match host_stopped.recv_timeout(PACE) {
+            // The scenario: a host publishing at a steady rate. The wait ends early when
+            // the test drops `stop_host`.
+            match host_stopped.recv_timeout(BURST_EVERY) {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
         })
     };
 
-    // The collector: drains events, learns each connection's tag from its first message.
-    let records: Records = Arc::default();
-    let stop_collector = Arc::new(AtomicBool::new(false));
+    // The collector: drains events until the hub shuts down, and learns each connection's
+    // tag from its first message.
+    let ledger = Arc::new(Ledger::default());
     let collector = {
-        let (records, broadcast, stop) = (
-            Arc::clone(&records),
-            Arc::clone(&broadcast),
-            Arc::clone(&stop_collector),
-        );
+        let (ledger, broadcast) = (Arc::clone(&ledger), Arc::clone(&broadcast));
         thread::spawn(move || {
             let mut connected_at = HashMap::new();
             let mut tags = HashMap::new();
             let mut untagged = Vec::new();
-            while !stop.load(SeqCst) {
-                let Ok(event) = events.recv_timeout(PACE) else {
-                    continue;
+            loop {
+                let event = match receive(&events, TIMEOUT) {
+                    Received::Event(event) => event,
+                    Received::Closed => return untagged,
+                    Received::TimedOut => panic!("no event for {TIMEOUT:?}"),
                 };
                 match event {
                     Event::Connected { client, .. } => {
@@ -264,21 +292,21 @@ fn churn_soak() {
                             broadcast_before: connected_at[&client],
                             reason: None,
                         };
-                        let old = records.lock().expect("lock").insert(tag.clone(), record);
-                        assert!(old.is_none(), "tag {tag} twice");
+                        ledger.update(|records| {
+                            let old = records.insert(tag.clone(), record);
+                            assert!(old.is_none(), "tag {tag} twice");
+                        });
                         tags.insert(client, tag);
                     }
                     Event::Disconnected { client, reason, .. } => match tags.get(&client) {
-                        Some(tag) => {
-                            let mut records = records.lock().expect("lock");
+                        Some(tag) => ledger.update(|records| {
                             records.get_mut(tag).expect("record").reason = Some(reason);
-                        }
+                        }),
                         None => untagged.push((client, reason)),
                     },
                     other => panic!("unexpected {other:?}"),
                 }
             }
-            untagged
         })
     };
 
@@ -286,7 +314,7 @@ fn churn_soak() {
     let start = Instant::now();
     let actors: Vec<_> = (0..ACTORS)
         .map(|a| {
-            let (hub_addr, records) = (hub.local_addr(), Arc::clone(&records));
+            let (hub_addr, ledger) = (hub.local_addr(), Arc::clone(&ledger));
             let mut rng = Rng::new(seed ^ (a + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             thread::spawn(move || {
                 let mut lives = Vec::new();
@@ -297,7 +325,7 @@ fn churn_soak() {
                         _ => Behaviour::Stall,
                     };
                     let tag = format!("{a}.{}", lives.len());
-                    lives.push(live(hub_addr, tag, behaviour, &mut rng, &records));
+                    lives.push(live(hub_addr, tag, behaviour, &mut rng, &ledger));
                 }
                 lives
             })
@@ -310,28 +338,19 @@ fn churn_soak() {
     drop(stop_host);
     host.join().expect("host");
 
-    // Every connection gone, and the collector has heard of every departure.
-    let pacer = Pacer::new();
-    pacer.wait_until("the hub to empty", || {
-        let stats = hub.stats();
-        stats.connected == 0
-            && hub.clients().is_empty()
-            && records
-                .lock()
-                .expect("lock")
-                .values()
-                .all(|r| r.reason.is_some())
-    });
-    stop_collector.store(true, SeqCst);
+    // The collector has heard of every departure, so the hub is empty: a shutdown finds no
+    // client, and ends the collector's subscription.
+    let records = ledger.wait(None, |r| r.reason.is_some());
+    let report = hub.shutdown(TIMEOUT).expect("shutdown");
+    assert_eq!(report.clients, 0, "{report:?}");
     let untagged = collector.join().expect("collector");
     assert!(
         untagged.is_empty(),
         "left before saying hello: {untagged:?}"
     );
 
-    let records = records.lock().expect("lock").clone();
     let mut by_reason: HashMap<DisconnectReason, u64> = HashMap::new();
-    let mut checked = 0;
+    assert_eq!(records.len(), lives.len());
     for life in &lives {
         let record = &records[&life.tag];
         let reason = record.reason.expect("reason");
@@ -352,7 +371,7 @@ fn churn_soak() {
             life.tag,
             record.broadcast_before
         );
-        checked += life.count;
+        assert!(life.count >= 20, "{}: read only {}", life.tag, life.count);
     }
 
     let stats = hub.stats();
@@ -362,16 +381,12 @@ fn churn_soak() {
     assert_stats_add_up(&hub, &expected);
 
     let rss_after = rss_kb();
-    eprintln!(
-        "soak: {} connections ({:?}), {} broadcasts, {checked} deliveries checked in order, \
-         RSS {rss_before} kB -> {rss_after} kB",
-        lives.len(),
-        by_reason,
-        broadcast.load(SeqCst),
-    );
     assert!(
         rss_after <= rss_before + RSS_MARGIN_KB,
-        "memory grew from {rss_before} kB to {rss_after} kB"
+        "memory grew from {rss_before} kB to {rss_after} kB over {} connections and {} \
+         broadcasts",
+        lives.len(),
+        broadcast.load(SeqCst),
     );
     assert!(lives.iter().any(|l| l.behaviour == Behaviour::Stall));
     assert!(lives.iter().any(|l| l.behaviour == Behaviour::Reset));

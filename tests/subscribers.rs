@@ -1,17 +1,94 @@
-//! Subscriptions: every subscriber sees every event in the same order; a stalled one holds
-//! clients back through TCP instead of losing events; a dropped one holds nothing back.
+//! Subscriptions: every subscriber sees every event in the same order; one that is never
+//! drained pauses the hub, which holds clients back through TCP instead of losing events or
+//! growing memory; one dropped while the hub waits for it holds nothing back; one that
+//! catches up resumes the hub.
 
 mod util;
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use hubcast::{ClientId, DisconnectReason, Error, Event, Hub, ShutdownReport, Stats, Subscription};
-use socket2::{Domain, Protocol, Socket, Type};
-use util::{
-    drain_to_end, expect_connected, expect_disconnected, expect_message, join, next_event,
-    numbered, seq_of, Peer, TIMEOUT,
+use hubcast::{
+    ClientId, DisconnectReason, Error, Event, Framing, Hub, ShutdownReport, Stats, Subscription,
 };
+use util::{
+    assert_stats_add_up, frame, join, tag_seq_of, tagged, EventLog, Healthy, Peer, LOCAL, TIMEOUT,
+};
+
+/// Lines of 100 bytes with the newline.
+const LEN: usize = 99;
+
+/// A client that writes `lines` numbered lines of stream `tag` as fast as TCP lets it, then
+/// half-closes, and tells `done` its tag. Its send buffer is small, so what it writes
+/// cannot hide in its own kernel: it finishes only if the hub keeps reading. The thread
+/// returns the connection, to keep it open until joined.
+fn chatty(hub: &Hub, tag: usize, lines: usize, done: &mpsc::Sender<usize>) -> JoinHandle<Peer> {
+    let mut peer = Peer::connect_sndbuf(hub.local_addr(), 16 * 1024);
+    let done = done.clone();
+    thread::spawn(move || {
+        let wire: Vec<u8> = (0..lines)
+            .flat_map(|i| frame(Framing::Lines, &tagged(tag, i, LEN)))
+            .collect();
+        peer.write(&wire);
+        peer.shutdown_write();
+        let _ = done.send(tag);
+        peer
+    })
+}
+
+/// Checks `events` is a correct story for `clients` chatty clients of `lines` lines each:
+/// for each client `Connected`, then every line in order, then `Disconnected` with
+/// `PeerClosed`.
+fn check_story(events: &[Event], clients: usize, lines: usize) {
+    let mut next: HashMap<ClientId, (usize, usize)> = HashMap::new(); // id -> (tag, line)
+    let mut connected = Vec::new();
+    let mut left = Vec::new();
+    for event in events {
+        match event {
+            Event::Connected { client, .. } => {
+                assert!(!connected.contains(client), "{client} connected twice");
+                connected.push(*client);
+            }
+            Event::Message {
+                client, payload, ..
+            } => {
+                assert!(connected.contains(client) && !left.contains(client));
+                assert_eq!(payload.len(), LEN, "{client}: torn line");
+                let (tag, line) = tag_seq_of(payload);
+                let expected = next.entry(*client).or_insert((tag, 0));
+                assert_eq!(*expected, (tag, line), "{client}: lost or reordered");
+                expected.1 += 1;
+            }
+            Event::Disconnected { client, reason, .. } => {
+                assert_eq!(*reason, DisconnectReason::PeerClosed, "{client}");
+                assert!(!left.contains(client), "{client} left twice");
+                left.push(*client);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((connected.len(), left.len()), (clients, clients));
+    let mut tags: Vec<usize> = next.values().map(|&(tag, _)| tag).collect();
+    tags.sort_unstable();
+    assert_eq!(tags, (0..clients).collect::<Vec<_>>(), "every client spoke");
+    for (id, (tag, count)) in next {
+        assert_eq!(
+            count, lines,
+            "{id} (stream {tag}) delivered {count} of {lines} lines"
+        );
+    }
+}
+
+/// Receives until `n` more clients have left and returns everything received so far.
+fn collect_until_left(log: &mut EventLog, n: usize) -> Vec<Event> {
+    let mut left = 0;
+    while left < n {
+        left += usize::from(matches!(log.next(), Event::Disconnected { .. }));
+    }
+    log.seen.clone()
+}
 
 #[test]
 fn hub_and_subscription_are_send_and_sync() {
@@ -26,227 +103,205 @@ fn hub_and_subscription_are_send_and_sync() {
 
     // And they work across threads: a subscription moved to another thread, a hub shared
     // by reference.
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let from_thread = std::thread::spawn(move || {
-        let id = expect_connected(&events);
-        (id, expect_message(&events, id))
+    let hub = Hub::bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let from_thread = thread::spawn(move || {
+        let id = events.expect_connected();
+        (id, events.expect_message(id))
     });
     let mut peer = Peer::connect(hub.local_addr());
     peer.write(b"across threads\n");
     let (id, payload) = from_thread.join().expect("subscriber thread");
     assert_eq!(payload, b"across threads");
-    std::thread::scope(|scope| {
+    thread::scope(|scope| {
         scope.spawn(|| hub.send_to(id, "from another thread").unwrap());
     });
     assert_eq!(peer.read_line(), b"from another thread");
 }
 
+/// Twenty subscriptions with small queues, so that they take turns pausing the hub, see
+/// the same events in the same order: each client's `Connected`, its lines in order, one
+/// `Disconnected`. After a shutdown each ends with nothing more.
 #[test]
-fn two_subscribers_see_the_same_events_in_the_same_order() {
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let first = hub.subscribe();
-    let second = hub.subscribe();
-
-    let mut peers: Vec<Peer> = (0..3).map(|_| Peer::connect(hub.local_addr())).collect();
-    for (i, peer) in peers.iter_mut().enumerate() {
-        for k in 0..50 {
-            peer.write(format!("peer {i} line {k}\n").as_bytes());
-        }
-    }
-    peers.remove(0);
-
-    // Read the first subscription until all of that has happened, then shut down and
-    // take the rest of both.
-    let mut seen = Vec::new();
-    let mut messages = 0;
-    let mut left = 0;
-    while messages < 150 || left < 1 {
-        let event = next_event(&first);
-        match &event {
-            Event::Message { .. } => messages += 1,
-            Event::Disconnected { reason, .. } => {
-                assert_eq!(*reason, DisconnectReason::PeerClosed);
-                left += 1;
-            }
-            Event::Connected { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-        seen.push(event);
-    }
-    hub.shutdown(Duration::from_secs(10)).unwrap();
-    seen.extend(drain_to_end(&first));
-    let seen_second = drain_to_end(&second);
-
-    assert_eq!(seen.len(), 3 + 150 + 3, "{seen:#?}");
-    assert!(
-        seen == seen_second,
-        "the subscriptions saw different streams"
-    );
-    // Per client: Connected, its 50 messages in order, then one Disconnected.
-    let mut ids: Vec<ClientId> = seen
-        .iter()
-        .filter_map(|e| match e {
-            Event::Connected { client, .. } => Some(*client),
-            _ => None,
+fn many_subscribers_see_the_same_events_in_the_same_order() {
+    const SUBSCRIBERS: usize = 20;
+    const CLIENTS: usize = 5;
+    const LINES: usize = 300;
+    let hub = Hub::builder().event_capacity(64).bind(LOCAL).expect("bind");
+    let mut first = EventLog::subscribe(&hub);
+    let others: Vec<_> = (1..SUBSCRIBERS)
+        .map(|_| {
+            let mut log = EventLog::subscribe(&hub);
+            thread::spawn(move || {
+                let story = collect_until_left(&mut log, CLIENTS);
+                (story, log.until_end())
+            })
         })
         .collect();
-    ids.dedup();
-    assert_eq!(ids.len(), 3);
-    for id in ids {
-        let mine: Vec<&Event> = seen
-            .iter()
-            .filter(|e| match e {
-                Event::Connected { client, .. }
-                | Event::Message { client, .. }
-                | Event::Disconnected { client, .. } => *client == id,
-                _ => false,
-            })
-            .collect();
-        assert_eq!(mine.len(), 52, "{mine:#?}");
-        assert!(matches!(mine[0], Event::Connected { .. }));
-        assert!(matches!(mine[51], Event::Disconnected { .. }));
-        let Event::Message { payload, .. } = mine[1] else {
-            panic!("{:?}", mine[1])
-        };
-        let peer = String::from_utf8(payload.to_vec())
-            .unwrap()
-            .split(" line")
-            .next()
-            .unwrap()
-            .to_owned();
-        for (k, event) in mine[1..51].iter().enumerate() {
-            let Event::Message { payload, .. } = event else {
-                panic!("{event:?}")
-            };
-            assert_eq!(*payload, format!("{peer} line {k}").as_bytes());
-        }
+    let (done, _) = mpsc::channel();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|tag| chatty(&hub, tag, LINES, &done))
+        .collect();
+
+    let story = collect_until_left(&mut first, CLIENTS);
+    check_story(&story, CLIENTS, LINES);
+    for writer in clients {
+        writer.join().expect("writer");
+    }
+    assert_stats_add_up(&hub, &[(DisconnectReason::PeerClosed, CLIENTS as u64)]);
+    let report = hub.shutdown(TIMEOUT).expect("shutdown");
+    assert_eq!(report.clients, 0);
+    assert_eq!(first.until_end(), vec![]);
+    for (i, other) in others.into_iter().enumerate() {
+        let (other_story, rest) = other.join().expect("subscriber");
+        assert!(
+            other_story == story,
+            "subscriber {} saw a different story",
+            i + 1
+        );
+        assert_eq!(rest, vec![], "subscriber {}", i + 1);
     }
 }
 
 #[test]
 fn a_later_subscriber_sees_only_later_events() {
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let early = hub.subscribe();
-    let (mut peer, id) = join(&hub, &early);
-    let late = hub.subscribe();
+    let hub = Hub::bind(LOCAL).unwrap();
+    let mut early = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut early);
+    let mut late = EventLog::subscribe(&hub);
     peer.write(b"hello\n");
-    assert_eq!(expect_message(&early, id), b"hello");
+    assert_eq!(early.expect_message(id), b"hello");
     assert_eq!(
-        expect_message(&late, id),
+        late.expect_message(id),
         b"hello",
         "the late subscriber got an old event"
     );
 }
 
+/// A subscription nobody drains fills, and the hub stops reading clients: the clients are
+/// held back by TCP (none can finish sending its 1 MB), and the hub's memory stays bounded.
+/// Once drained, every line arrives, in order, from every client.
 #[test]
-fn a_stalled_subscriber_loses_nothing_and_holds_the_client_back() {
-    const LINES: usize = 20_000;
-    const LEN: usize = 99; // 100 bytes with the newline: 2 MB in all
-    const CHUNK: usize = 100;
+fn an_undrained_subscriber_pauses_the_hub_and_loses_nothing() {
+    const CAPACITY: usize = 16;
+    const CLIENTS: usize = 3;
+    const LINES: usize = 10_000;
     let hub = Hub::builder()
-        .event_capacity(8)
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let events = hub.subscribe();
+        .event_capacity(CAPACITY)
+        .bind(LOCAL)
+        .expect("bind");
+    let undrained = hub.subscribe();
+    // Drained as events come, it shows the hub at work until the other one fills.
+    let mut observer = EventLog::subscribe(&hub);
+    let (done_tx, done) = mpsc::channel();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|tag| chatty(&hub, tag, LINES, &done_tx))
+        .collect();
 
-    // A small, fixed send buffer, so 2 MB cannot hide in kernel buffers: the writer can
-    // only finish if the hub keeps reading, and the hub may only read while the
-    // subscription has room.
-    let addr = hub.local_addr();
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket.set_send_buffer_size(16 * 1024).unwrap();
-    socket.connect_timeout(&addr.into(), TIMEOUT).unwrap();
-    let mut stream: std::net::TcpStream = socket.into();
-    let id = expect_connected(&events);
-
-    let (progress_tx, progress) = crossbeam_channel::unbounded();
-    let writer = std::thread::spawn(move || {
-        for first in (0..LINES).step_by(CHUNK) {
-            let mut wire = Vec::with_capacity(CHUNK * (LEN + 1));
-            for seq in first..first + CHUNK {
-                wire.extend_from_slice(&numbered(seq, LEN));
-                wire.push(b'\n');
-            }
-            stream.write_all(&wire).expect("client write");
-            let _ = progress_tx.send(first + CHUNK);
-        }
-        stream.shutdown(std::net::Shutdown::Write).unwrap();
+    observer.wait_until("the undrained subscription to fill", || {
+        undrained.len() == CAPACITY
     });
-
-    // Drain nothing until the client has sent hundreds of lines (20 KB: less than the
-    // kernel buffers take even with the hub paused), far more than the 8 events the
-    // subscription holds.
-    loop {
-        let sent = progress
-            .recv_timeout(TIMEOUT)
-            .expect("the client could not send 20 KB");
-        if sent >= 200 {
-            break;
-        }
+    // For 300 ms, no client gets its 1 MB out: the hub is not reading.
+    match done.recv_timeout(Duration::from_millis(300)) {
+        Err(RecvTimeoutError::Timeout) => {}
+        other => panic!("a client finished sending while the hub was paused: {other:?}"),
     }
-
-    for seq in 0..LINES {
-        let payload = expect_message(&events, id);
-        assert_eq!(seq_of(&payload), seq, "line lost or out of order");
-        assert_eq!(payload, numbered(seq, LEN));
-    }
-    assert_eq!(
-        expect_disconnected(&events, id),
-        DisconnectReason::PeerClosed
+    let paused = hub.stats();
+    // At most one event per client beyond the subscription's room, and at most one read
+    // (64 KiB) per client in the hub's buffers, while 3 MB wait to be sent.
+    assert!(
+        paused.frames_in <= (CAPACITY + CLIENTS) as u64,
+        "the hub kept reading while paused: {paused:#?}"
     );
-    writer.join().expect("writer thread");
-    let stats = hub.stats();
-    assert_eq!(stats.disconnects.total(), 1, "{stats:?}");
+    assert!(
+        paused.bytes_in <= (CLIENTS * 64 * 1024) as u64,
+        "the hub kept reading while paused: {paused:#?}"
+    );
+    assert_eq!(undrained.len(), CAPACITY);
+    // The pause is visible to the host.
+    assert!(paused.paused.is_some(), "{paused:#?}");
+    assert!(paused.pauses >= 1, "{paused:#?}");
+
+    // Draining at last (the observer too, on a thread, or it would pause the hub in turn):
+    // every line, in order, from every client, and the same story for both.
+    let observer = thread::spawn(move || collect_until_left(&mut observer, CLIENTS));
+    let mut undrained = EventLog::new(undrained);
+    let story = collect_until_left(&mut undrained, CLIENTS);
+    check_story(&story, CLIENTS, LINES);
+    assert!(
+        observer.join().expect("observer") == story,
+        "the subscriptions saw different stories"
+    );
+    for writer in clients {
+        writer.join().expect("writer");
+    }
+    assert_eq!(done.try_iter().count(), CLIENTS);
+    assert!(undrained.sub().is_empty());
+    // The stats are final once the hub has shut down.
+    hub.shutdown(TIMEOUT).expect("shutdown");
+    assert_stats_add_up(&hub, &[(DisconnectReason::PeerClosed, CLIENTS as u64)]);
+    assert_eq!(hub.stats().frames_in, (CLIENTS * LINES) as u64);
+    assert_eq!(hub.stats().paused, None);
 }
 
+/// A subscription that fills, so that the hub pauses for it, and is then dropped mid-stream
+/// holds nothing back: the other subscriber sees the whole story, which began as the
+/// dropped one saw it, and the hub goes on accepting and serving clients.
 #[test]
-fn a_dropped_subscriber_does_not_stall_the_hub() {
+fn a_subscriber_dropped_while_the_hub_waits_for_it_holds_nothing_back() {
+    const CAPACITY: usize = 8;
+    const CLIENTS: usize = 3;
+    const LINES: usize = 2_000;
     let hub = Hub::builder()
-        .event_capacity(2)
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let kept = hub.subscribe();
-    let stalled = hub.subscribe();
-    let mut peer = Peer::connect(hub.local_addr());
-    let id = expect_connected(&kept);
-    let wire: String = (0..100).map(|i| format!("line {i}\n")).collect();
-    peer.write(wire.as_bytes());
+        .event_capacity(CAPACITY)
+        .bind(LOCAL)
+        .expect("bind");
+    let neglected = hub.subscribe();
+    let mut attentive = EventLog::subscribe(&hub);
+    let (done, _) = mpsc::channel();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|tag| chatty(&hub, tag, LINES, &done))
+        .collect();
 
-    assert_eq!(expect_message(&kept, id), b"line 0");
-    assert_eq!(expect_message(&kept, id), b"line 1");
-    // The stalled subscription holds Connected and line 0 and is full: the hub has
-    // paused reading for it.
-    assert_eq!(stalled.len(), 2);
-    drop(stalled);
+    // The attentive subscriber goes on receiving what the hub emitted until the neglected
+    // one filled; the neglected one reads a little, then goes away.
+    attentive.wait_until("the neglected subscription to fill", || {
+        neglected.len() == CAPACITY
+    });
+    let mut neglected = EventLog::new(neglected);
+    let seen: Vec<Event> = (0..3).map(|_| neglected.next()).collect();
+    drop(neglected);
 
-    for i in 2..100 {
-        assert_eq!(expect_message(&kept, id), format!("line {i}").as_bytes());
+    let story = collect_until_left(&mut attentive, CLIENTS);
+    check_story(&story, CLIENTS, LINES);
+    assert_eq!(story[..3], seen[..]);
+    for writer in clients {
+        writer.join().expect("writer");
     }
-    drop(peer);
-    assert_eq!(expect_disconnected(&kept, id), DisconnectReason::PeerClosed);
-    // New connections are accepted again too.
-    let (_peer, _) = join(&hub, &kept);
+    // And the hub carries on for newcomers.
+    let newcomer = Healthy::join(&hub, &mut attentive, Framing::Lines);
+    hub.broadcast("still here").expect("broadcast");
+    newcomer.expect(&[b"still here"]);
+    assert_stats_add_up(&hub, &[(DisconnectReason::PeerClosed, CLIENTS as u64)]);
 }
 
 #[test]
 fn a_subscriber_that_catches_up_resumes_the_hub() {
     // Capacity 1: every single event fills the subscription.
-    let hub = Hub::builder()
-        .event_capacity(1)
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let events = hub.subscribe();
-    let mut peers: Vec<(Peer, ClientId)> = (0..4).map(|_| join(&hub, &events)).collect();
+    let hub = Hub::builder().event_capacity(1).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let mut peers: Vec<(Peer, ClientId)> = (0..4).map(|_| join(&hub, &mut events)).collect();
     for (i, (peer, _)) in peers.iter_mut().enumerate() {
-        let wire: String = (0..200).map(|k| format!("{i}:{k}\n")).collect();
-        peer.write(wire.as_bytes());
+        let wire: Vec<u8> = (0..200)
+            .flat_map(|k| frame(Framing::Lines, &tagged(i, k, 16)))
+            .collect();
+        peer.write(&wire);
     }
     let mut next = [0usize; 4];
     for _ in 0..4 * 200 {
         let Event::Message {
             client, payload, ..
-        } = next_event(&events)
+        } = events.next()
         else {
             panic!("not a message")
         };
@@ -254,7 +309,7 @@ fn a_subscriber_that_catches_up_resumes_the_hub() {
             .iter()
             .position(|(_, id)| *id == client)
             .expect("known client");
-        assert_eq!(payload, format!("{i}:{}", next[i]).as_bytes());
+        assert_eq!(tag_seq_of(&payload), (i, next[i]));
         next[i] += 1;
     }
     assert_eq!(next, [200; 4]);

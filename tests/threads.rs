@@ -8,7 +8,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use hubcast::Hub;
-use util::{expect_connected, join, thread_count, thread_names, TIMEOUT};
+use util::{join, thread_count, thread_names, EventLog, LOCAL, TIMEOUT};
 
 /// Waits for the thread count to come back to `want`.
 ///
@@ -40,9 +40,9 @@ fn shutdown_and_drop_join_the_dispatcher_thread() {
     assert_eq!(dispatchers(), 0);
 
     // Shutdown.
-    let hub = Hub::bind("127.0.0.1:0").unwrap();
-    let events = hub.subscribe();
-    let peers: Vec<_> = (0..20).map(|_| join(&hub, &events).0).collect();
+    let hub = Hub::bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let peers: Vec<_> = (0..20).map(|_| join(&hub, &mut events).0).collect();
     // One thread however many clients.
     assert_eq!(thread_count(), before + 1);
     assert_eq!(dispatchers(), 1);
@@ -61,11 +61,10 @@ fn shutdown_and_drop_join_the_dispatcher_thread() {
     // Drop without shutdown.
     let hub = Hub::builder()
         .linger(Duration::from_secs(5))
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .unwrap();
-    let events = hub.subscribe();
-    let _peer = util::Peer::connect(hub.local_addr());
-    expect_connected(&events);
+    let mut events = EventLog::subscribe(&hub);
+    let (_peer, _) = join(&hub, &mut events);
     assert_eq!(thread_count(), before + 1);
     drop(hub);
     assert_eq!(

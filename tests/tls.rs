@@ -2,15 +2,15 @@
 //! ways a TLS handshake goes wrong. None of the failures may reach subscribers.
 #![cfg(feature = "tls")]
 
+mod util;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use hubcast::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection, StreamOwned};
-use hubcast::{Event, Hub, Subscription};
-
-const TIMEOUT: Duration = Duration::from_secs(20);
+use hubcast::Hub;
+use util::{numbered, EventLog, Peer, LOCAL, MSG_LEN, TIMEOUT};
 
 struct Certificate {
     cert_pem: String,
@@ -50,7 +50,7 @@ fn client_config(trusted: Option<&Certificate>) -> Arc<ClientConfig> {
 fn tls_hub(cert: &Certificate) -> Hub {
     Hub::builder()
         .tls_pem(cert.cert_pem.clone(), cert.key_pem.clone())
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .expect("bind")
 }
 
@@ -58,53 +58,40 @@ fn connect(
     addr: SocketAddr,
     config: Arc<ClientConfig>,
 ) -> StreamOwned<ClientConnection, TcpStream> {
-    let sock = TcpStream::connect(addr).expect("connect");
-    sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    // Reads and writes on the socket time out after `TIMEOUT`.
+    let sock = Peer::connect(addr).stream;
     let name = ServerName::try_from("localhost").expect("name");
     let conn = ClientConnection::new(config, name).expect("client connection");
     StreamOwned::new(conn, sock)
 }
 
-/// Waits until `done` holds, pacing on the subscription so no event is missed.
-fn wait_until(events: &Subscription, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        if let Ok(event) = events.recv_timeout(Duration::from_millis(5)) {
-            panic!("unexpected event while waiting for {what}: {event:?}");
-        }
-    }
+/// Waits until the hub has counted `n` failed handshakes, and asserts that none of them
+/// reached subscribers.
+fn expect_failed_handshakes(hub: &Hub, events: &mut EventLog, n: u64) {
+    events.wait_until("the failed handshake", || hub.stats().handshake_failed == n);
+    events.drain();
+    assert!(events.seen.is_empty(), "{:?}", events.seen);
 }
 
 #[test]
 fn broadcast_and_messages_flow_over_tls() {
     let cert = certificate(false);
     let hub = tls_hub(&cert);
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut client = connect(hub.local_addr(), client_config(Some(&cert)));
     // The handshake completes as the client writes its first record.
     client.write_all(b"hello over tls\n").expect("write");
-    let id = match events.recv_timeout(TIMEOUT).expect("connected") {
-        Event::Connected { client, .. } => client,
-        other => panic!("{other:?}"),
-    };
-    match events.recv_timeout(TIMEOUT).expect("message") {
-        Event::Message {
-            client, payload, ..
-        } => {
-            assert_eq!(client, id);
-            assert_eq!(&payload[..], b"hello over tls");
-        }
-        other => panic!("{other:?}"),
-    }
+    let id = events.expect_connected();
+    assert_eq!(events.expect_message(id), b"hello over tls");
     for i in 0..1000 {
-        hub.broadcast(format!("line {i}")).expect("broadcast");
+        hub.broadcast(numbered(i, MSG_LEN)).expect("broadcast");
     }
     let mut reader = BufReader::new(client);
     for i in 0..1000 {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read");
-        assert_eq!(line, format!("line {i}\n"));
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).expect("read");
+        assert_eq!(line.pop(), Some(b'\n'), "message {i} cut short");
+        assert!(line == numbered(i, MSG_LEN), "message {i}: {line:?}");
     }
     let report = hub.shutdown(TIMEOUT).expect("shutdown");
     assert_eq!(report.flushed, 1);
@@ -118,7 +105,7 @@ fn broadcast_and_messages_flow_over_tls() {
 fn untrusted_certificate_fails_the_handshake_and_never_connects() {
     let cert = certificate(false);
     let hub = tls_hub(&cert);
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut client = connect(hub.local_addr(), client_config(None));
     let err = client
         .write_all(b"x\n")
@@ -130,9 +117,7 @@ fn untrusted_certificate_fails_the_handshake_and_never_connects() {
     let err = err.expect_err("the client must refuse an unknown issuer");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     drop(client);
-    wait_until(&events, "the failed handshake", || {
-        hub.stats().handshake_failed == 1
-    });
+    expect_failed_handshakes(&hub, &mut events, 1);
     assert_eq!(hub.stats().accepted, 0);
     assert!(hub.clients().is_empty());
 }
@@ -141,7 +126,7 @@ fn untrusted_certificate_fails_the_handshake_and_never_connects() {
 fn expired_certificate_is_refused_by_the_client() {
     let cert = certificate(true);
     let hub = tls_hub(&cert);
-    let events = hub.subscribe();
+    let mut events = EventLog::subscribe(&hub);
     let mut client = connect(hub.local_addr(), client_config(Some(&cert)));
     let mut byte = [0u8; 1];
     let err = client
@@ -150,9 +135,7 @@ fn expired_certificate_is_refused_by_the_client() {
     let err = err.expect_err("the client must refuse an expired certificate");
     assert!(err.to_string().contains("expired"), "{err}");
     drop(client);
-    wait_until(&events, "the failed handshake", || {
-        hub.stats().handshake_failed == 1
-    });
+    expect_failed_handshakes(&hub, &mut events, 1);
     assert_eq!(hub.stats().accepted, 0);
 }
 
@@ -160,19 +143,18 @@ fn expired_certificate_is_refused_by_the_client() {
 fn plain_text_client_on_the_tls_port_is_closed_without_connecting() {
     let cert = certificate(false);
     let hub = tls_hub(&cert);
-    let events = hub.subscribe();
-    let mut plain = TcpStream::connect(hub.local_addr()).expect("connect");
-    plain.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    plain.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("write");
+    let mut events = EventLog::subscribe(&hub);
+    let mut plain = Peer::connect(hub.local_addr());
+    plain.write(b"GET / HTTP/1.0\r\n\r\n");
     // The hub answers with at most a TLS alert, then closes.
-    let mut answer = Vec::new();
-    let _ = plain.read_to_end(&mut answer);
+    let answer = plain.read_to_close();
     assert!(answer.len() < 64, "{answer:?}");
-    wait_until(&events, "the failed handshake", || {
-        hub.stats().handshake_failed == 1
-    });
+    expect_failed_handshakes(&hub, &mut events, 1);
     assert_eq!(hub.stats().accepted, 0);
     hub.broadcast("nobody gets this").expect("broadcast");
+    // The stats are final once the hub has shut down.
+    let report = hub.shutdown(TIMEOUT).expect("shutdown");
+    assert_eq!(report.clients, 0);
     assert_eq!(hub.stats().frames_out, 0);
 }
 
@@ -180,7 +162,7 @@ fn plain_text_client_on_the_tls_port_is_closed_without_connecting() {
 fn bad_pem_is_a_typed_error() {
     let err = Hub::builder()
         .tls_pem("not a certificate", "not a key")
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .expect_err("bad PEM");
     assert!(matches!(err, hubcast::Error::Tls(_)), "{err:?}");
 }

@@ -1,65 +1,234 @@
-//! Helpers shared by the integration tests: real sockets, reads before a deadline, waits
-//! for events with a timeout. Nothing here sleeps: every wait is a blocking read or
-//! receive bounded by a timeout that success never reaches.
+//! The one helper module of every integration test: real sockets on 127.0.0.1 (port 0),
+//! a client connection that reads frames before a deadline, well-behaved clients that read
+//! on a thread, a log of a subscription's events, the one numbered-payload format for
+//! ordered streams, the check that the hub's counters add up, and a guard for child
+//! processes.
+//!
+//! Every wait here is bounded by [`TIMEOUT`], which success never reaches: a blocking read,
+//! a receive on a subscription or a channel, or (only where nothing raises an event) a
+//! condition checked again each time a subscription receives or [`PACE`] passes. Nothing
+//! here sleeps to let something happen.
 
-// Each test binary uses a different subset of these helpers.
+// Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::ops::Range;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hubcast::{ClientId, DisconnectReason, Event, Hub, Subscription};
+use hubcast::{Bytes, ClientId, DisconnectReason, Event, Framing, Hub, Subscription};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-/// How long any single wait may take before the test fails. Never reached on success, so
-/// it can be generous: the tests run in parallel on loaded machines.
+/// Where every hub in the tests listens: loopback, port chosen by the OS.
+pub(crate) const LOCAL: &str = "127.0.0.1:0";
+/// The longest any single wait may take before the test fails. Never reached on success,
+/// so it can be generous: the tests run in parallel on loaded machines.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a polled condition waits for something to happen before it is checked again.
+pub(crate) const PACE: Duration = Duration::from_millis(5);
+/// A receive buffer so large that a healthy client never makes the hub wait, even if its
+/// reader thread is descheduled for a while. The kernel caps it at `net.core.rmem_max`
+/// (often 208 KiB, doubled): tests that need the hub never to wait for a healthy client
+/// burst less than that.
+pub(crate) const ROOMY: usize = 4 << 20;
+/// A receive buffer as small as the kernel allows, for clients meant to fall behind.
+pub(crate) const TINY: usize = 4096;
+/// The hub's `send_buffer` in tests that fill a client's queue: the default, and no
+/// smaller, since under two loopback segments (64 KiB each) the peer's delayed ACKs
+/// (40 ms) pace every write to the healthy clients. Tests that need a backlog send more
+/// bytes instead.
+pub(crate) const SEND_BUFFER: usize = 128 * 1024;
+/// The usual length of a [`numbered`] message.
+pub(crate) const MSG_LEN: usize = 100;
 
-/// A client connection with its own read buffer. Every read must finish before the
-/// peer's deadline, which starts at [`TIMEOUT`] from connect and can be extended.
+// ------------------------------------------------------------------- numbered payloads
+
+/// The length of the header of a [`numbered`] message, the shortest one there is.
+pub(crate) const NUMBERED_MIN: usize = 12;
+
+/// Message `seq` of stream 0: see [`tagged`].
+pub(crate) fn numbered(seq: usize, len: usize) -> Vec<u8> {
+    tagged(0, seq, len)
+}
+
+/// The one payload format of ordered streams: `s<stream:2>m<seq:8>`, padded with dots to
+/// `len` bytes. No newline, so it is one line in every framing; several senders each number
+/// their own stream.
+pub(crate) fn tagged(stream: usize, seq: usize, len: usize) -> Vec<u8> {
+    assert!(
+        stream < 100 && seq < 100_000_000,
+        "({stream}, {seq}) too large"
+    );
+    let mut msg = format!("s{stream:02}m{seq:08}").into_bytes();
+    assert!(
+        len >= msg.len(),
+        "{len} bytes is too short for a numbered message"
+    );
+    msg.resize(len, b'.');
+    msg
+}
+
+/// The stream and sequence number of `msg`, if it is exactly a message made by
+/// [`tagged`] (of whatever length): a torn or corrupt one gives `None`.
+pub(crate) fn parse_numbered(msg: &[u8]) -> Option<(usize, usize)> {
+    // Compared a block at a time (a memcmp), which stays fast in debug builds.
+    const DOTS: [u8; 1024] = [b'.'; 1024];
+    let head = msg.get(..NUMBERED_MIN)?;
+    let padded = msg[NUMBERED_MIN..]
+        .chunks(DOTS.len())
+        .all(|chunk| chunk == &DOTS[..chunk.len()]);
+    if head[0] != b's' || head[3] != b'm' || !padded {
+        return None;
+    }
+    let number = |digits: &[u8]| -> Option<usize> {
+        digits.iter().try_fold(0, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + usize::from(d - b'0'))
+        })
+    };
+    Some((number(&head[1..3])?, number(&head[4..])?))
+}
+
+/// The stream and sequence number of `msg`; fails the test if it is not a numbered message.
+pub(crate) fn tag_seq_of(msg: &[u8]) -> (usize, usize) {
+    parse_numbered(msg)
+        .unwrap_or_else(|| panic!("not a numbered message: {:?}", String::from_utf8_lossy(msg)))
+}
+
+/// The sequence number of `msg`, a message of stream 0; fails the test otherwise.
+pub(crate) fn seq_of(msg: &[u8]) -> usize {
+    let (stream, seq) = tag_seq_of(msg);
+    assert_eq!(
+        stream, 0,
+        "message {seq} of stream {stream}, expected stream 0"
+    );
+    seq
+}
+
+/// `payload` framed as a client sends it.
+pub(crate) fn frame(framing: Framing, payload: &[u8]) -> Vec<u8> {
+    match framing {
+        Framing::Lines => {
+            let mut out = payload.to_vec();
+            out.push(b'\n');
+            out
+        }
+        Framing::LengthPrefixed => {
+            let len = u32::try_from(payload.len()).expect("frame length");
+            let mut out = len.to_be_bytes().to_vec();
+            out.extend_from_slice(payload);
+            out
+        }
+        _ => payload.to_vec(),
+    }
+}
+
+// ------------------------------------------------------------------------------ clients
+
+/// A client socket bound to the loopback address of `hub`'s family, so that its own address
+/// is known before it connects, with these kernel buffer sizes. Setting `SO_RCVBUF` before
+/// connecting also fixes the window the client advertises.
+pub(crate) fn client_socket(
+    hub: SocketAddr,
+    rcvbuf: Option<usize>,
+    sndbuf: Option<usize>,
+) -> Socket {
+    let socket =
+        Socket::new(Domain::for_address(hub), Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    if let Some(bytes) = rcvbuf {
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+    }
+    if let Some(bytes) = sndbuf {
+        socket.set_send_buffer_size(bytes).expect("SO_SNDBUF");
+    }
+    let mut local = hub;
+    local.set_port(0);
+    socket.bind(&local.into()).expect("bind the client socket");
+    socket
+}
+
+/// A client connection with its own read buffer. Each read (a frame, a line, bytes, the
+/// rest of the stream) must finish within [`TIMEOUT`]; so must each write.
 #[derive(Debug)]
 pub(crate) struct Peer {
     pub(crate) stream: TcpStream,
     buf: Vec<u8>,
     start: usize,
-    deadline: Instant,
 }
 
 impl Peer {
+    /// Connects to `addr` with the kernel's default buffers.
+    pub(crate) fn connect(addr: SocketAddr) -> Peer {
+        Peer::connect_socket(client_socket(addr, None, None), addr)
+    }
+
+    /// Connects with this receive buffer: [`TINY`] for a client meant to fall behind,
+    /// [`ROOMY`] for one that must never make the hub wait.
+    pub(crate) fn connect_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> Peer {
+        Peer::connect_socket(client_socket(addr, Some(rcvbuf), None), addr)
+    }
+
+    /// Connects with this send buffer, so what it writes cannot hide in its own kernel.
+    pub(crate) fn connect_sndbuf(addr: SocketAddr, sndbuf: usize) -> Peer {
+        Peer::connect_socket(client_socket(addr, None, Some(sndbuf)), addr)
+    }
+
+    /// Connects a socket from [`client_socket`].
+    pub(crate) fn connect_socket(socket: Socket, addr: SocketAddr) -> Peer {
+        socket
+            .connect_timeout(&addr.into(), TIMEOUT)
+            .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
+        let stream: TcpStream = socket.into();
+        // For reads and writes on `stream` itself; the `Peer` methods set their own.
+        stream
+            .set_read_timeout(Some(TIMEOUT))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(TIMEOUT))
+            .expect("write timeout");
+        Peer::new(stream)
+    }
+
+    /// Wraps a connected stream (reads set their own timeouts).
     pub(crate) fn new(stream: TcpStream) -> Peer {
         Peer {
             stream,
             buf: Vec::new(),
             start: 0,
-            deadline: Instant::now() + TIMEOUT,
         }
     }
 
-    /// Connects to `addr` (blocking, with `TIMEOUT`).
-    pub(crate) fn connect(addr: SocketAddr) -> Peer {
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
-            .unwrap_or_else(|err| panic!("connect to {addr}: {err}"));
-        Peer::new(stream)
-    }
-
-    /// Connects with a small `SO_RCVBUF` set before the handshake, so the kernel window
-    /// stays small and a peer that never reads backs up into the hub's queue quickly.
-    pub(crate) fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> Peer {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .expect("socket");
-        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
-        socket
-            .connect_timeout(&addr.into(), TIMEOUT)
-            .expect("connect");
-        Peer::new(socket.into())
+    /// The client's own address, as the hub reports it in `Connected`.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local addr")
     }
 
     pub(crate) fn write(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("client write");
     }
 
-    /// Bytes received and not yet consumed.
+    /// Sends `payload` framed for `framing`.
+    pub(crate) fn send(&mut self, framing: Framing, payload: &[u8]) {
+        self.write(&frame(framing, payload));
+    }
+
+    /// Shuts down the sending side (a FIN); the client can still read.
+    pub(crate) fn shutdown_write(&self) {
+        self.stream.shutdown(Shutdown::Write).expect("half-close");
+    }
+
+    /// Closes the connection with a reset (RST) instead of a FIN: `SO_LINGER` 0, then close.
+    pub(crate) fn reset(self) {
+        SockRef::from(&self.stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+        drop(self);
+    }
+
     fn buffered(&self) -> &[u8] {
         &self.buf[self.start..]
     }
@@ -67,23 +236,19 @@ impl Peer {
     fn consume(&mut self, n: usize) -> Vec<u8> {
         let out = self.buf[self.start..self.start + n].to_vec();
         self.start += n;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        }
         out
     }
 
-    /// One read from the socket into the buffer, bounded by the deadline. `Ok(0)` is end
-    /// of stream; passing the deadline is an error of kind `TimedOut`.
-    fn fill(&mut self) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+    /// One read into the buffer before `deadline`: `Ok(0)` at end of stream, an error of
+    /// kind `TimedOut` once the deadline has passed.
+    fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
         self.stream.set_read_timeout(Some(left))?;
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
+        if self.start > 0 {
+            self.buf.drain(..self.start);
             self.start = 0;
         }
         let mut chunk = [0u8; 64 * 1024];
@@ -94,42 +259,85 @@ impl Peer {
                     return Ok(n);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if is_timeout(&err) => return Err(io::ErrorKind::TimedOut.into()),
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(io::ErrorKind::TimedOut.into())
+                }
                 Err(err) => return Err(err),
             }
         }
     }
 
-    /// As [`fill`](Self::fill), but a timeout panics.
-    fn fill_or_panic(&mut self) -> io::Result<usize> {
-        match self.fill() {
-            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
-                panic!(
-                    "timed out waiting for data; {} bytes buffered",
-                    self.buffered().len()
-                )
+    /// Cuts the next whole frame out of the buffer, if there is one.
+    fn cut(&mut self, framing: Framing) -> Option<Vec<u8>> {
+        let data = self.buffered();
+        match framing {
+            Framing::Lines => {
+                let end = data.iter().position(|&b| b == b'\n')?;
+                let mut line = self.consume(end + 1);
+                line.pop();
+                Some(line)
             }
-            result => result,
+            Framing::LengthPrefixed => {
+                let header: [u8; 4] = data.get(..4)?.try_into().ok()?;
+                let len = u32::from_be_bytes(header) as usize;
+                if data.len() < 4 + len {
+                    return None;
+                }
+                self.consume(4);
+                Some(self.consume(len))
+            }
+            // Raw: whatever has arrived.
+            _ => {
+                let n = data.len();
+                (n > 0).then(|| self.consume(n))
+            }
         }
     }
 
-    /// Fills until at least `n` bytes are buffered; panics on end of stream.
-    fn fill_to(&mut self, n: usize) {
-        while self.buffered().len() < n {
-            match self.fill_or_panic() {
-                Ok(0) => panic!(
-                    "end of stream with {} of {n} bytes buffered",
-                    self.buffered().len()
-                ),
-                Ok(_) => {}
-                Err(err) => panic!("read failed: {err}"),
+    /// The next frame before `deadline`. `Ok(None)` at a clean end of stream with nothing
+    /// buffered; `UnexpectedEof` if the stream ends inside a frame; `TimedOut` after the
+    /// deadline; other errors (a reset) as they come.
+    fn frame_by(&mut self, framing: Framing, deadline: Instant) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(frame) = self.cut(framing) {
+                return Ok(Some(frame));
+            }
+            match self.fill(deadline)? {
+                0 if self.buffered().is_empty() => return Ok(None),
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                _ => {}
             }
         }
     }
 
-    /// The next line, without its `\n`. Panics on timeout or end of stream.
+    /// The next frame within [`TIMEOUT`], or how the stream ended: `Ok(None)` at a clean end
+    /// of stream. For reader threads, which report rather than panic.
+    pub(crate) fn try_next_frame(&mut self, framing: Framing) -> io::Result<Option<Vec<u8>>> {
+        self.frame_by(framing, Instant::now() + TIMEOUT)
+    }
+
+    /// The next frame, or `None` once the hub has closed the connection (a FIN or a reset)
+    /// with nothing more buffered. Fails the test on a timeout or a torn last frame.
+    pub(crate) fn next_frame(&mut self, framing: Framing) -> Option<Vec<u8>> {
+        match self.try_next_frame(framing) {
+            Ok(frame) => frame,
+            Err(err) if is_reset(&err) && self.buffered().is_empty() => None,
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => panic!(
+                "no {framing:?} frame within {TIMEOUT:?}; {} bytes buffered",
+                self.buffered().len()
+            ),
+            Err(err) => panic!("reading a {framing:?} frame: {err}: {:?}", self.buffered()),
+        }
+    }
+
+    /// The next line, without its `\n`. Fails the test on a timeout or end of stream.
     pub(crate) fn read_line(&mut self) -> Vec<u8> {
-        self.try_read_line()
+        self.next_frame(Framing::Lines)
             .unwrap_or_else(|| panic!("end of stream before a line"))
     }
 
@@ -138,79 +346,61 @@ impl Peer {
         String::from_utf8(self.read_line()).expect("line is UTF-8")
     }
 
-    /// The next line, or `None` at a clean end of stream (or a reset) with nothing
-    /// buffered. Panics on timeout, or on end of stream in the middle of a line.
-    pub(crate) fn try_read_line(&mut self) -> Option<Vec<u8>> {
-        match self.read_line_until_deadline() {
-            Ok(line) => line,
-            Err(_) => panic!(
-                "timed out waiting for a line; {} bytes buffered",
-                self.buffered().len()
-            ),
-        }
+    /// The next length-prefixed frame's payload.
+    pub(crate) fn read_frame(&mut self) -> Vec<u8> {
+        self.next_frame(Framing::LengthPrefixed)
+            .unwrap_or_else(|| panic!("end of stream before a frame"))
     }
 
-    /// The next line if one arrives within `timeout`, `None` if none does. Panics at end
-    /// of stream.
+    /// The next line if one arrives within `timeout`, `None` if none does. Fails the test
+    /// at end of stream.
     pub(crate) fn read_line_within(&mut self, timeout: Duration) -> Option<Vec<u8>> {
-        let deadline = self.deadline;
-        self.deadline = Instant::now() + timeout;
-        let line = self.read_line_until_deadline();
-        self.deadline = deadline;
-        match line {
+        match self.frame_by(Framing::Lines, Instant::now() + timeout) {
             Ok(Some(line)) => Some(line),
             Ok(None) => panic!("end of stream before a line"),
-            Err(TimedOut) => None,
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => None,
+            Err(err) => panic!("reading a line: {err}"),
         }
     }
 
-    fn read_line_until_deadline(&mut self) -> Result<Option<Vec<u8>>, TimedOut> {
-        let mut scanned = 0;
-        loop {
-            if let Some(i) = self.buffered()[scanned..].iter().position(|&b| b == b'\n') {
-                let mut line = self.consume(scanned + i + 1);
-                line.pop();
-                return Ok(Some(line));
-            }
-            scanned = self.buffered().len();
-            match self.fill() {
-                Err(err) if err.kind() == io::ErrorKind::TimedOut => return Err(TimedOut),
-                Ok(0) | Err(_) if self.buffered().is_empty() => return Ok(None),
-                Ok(0) => panic!("end of stream inside a line: {:?}", self.buffered()),
-                Ok(_) => {}
-                Err(err) => panic!("read failed inside a line: {err}"),
-            }
-        }
-    }
-
-    /// Reads `n` bytes exactly.
+    /// Exactly `n` bytes, whatever the framing.
     pub(crate) fn read_exact(&mut self, n: usize) -> Vec<u8> {
-        self.fill_to(n);
+        let deadline = Instant::now() + TIMEOUT;
+        while self.buffered().len() < n {
+            match self.fill(deadline) {
+                Ok(0) => panic!("end of stream with {} of {n} bytes", self.buffered().len()),
+                Ok(_) => {}
+                Err(err) => panic!(
+                    "reading {n} bytes: {err}; {} buffered",
+                    self.buffered().len()
+                ),
+            }
+        }
         self.consume(n)
     }
 
-    /// The next length-prefixed frame's payload (4-byte big-endian length).
-    pub(crate) fn read_frame(&mut self) -> Vec<u8> {
-        self.fill_to(4);
-        let header = self.buffered();
-        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        self.fill_to(4 + len);
-        self.consume(4);
-        self.consume(len)
+    /// Reads until the hub closes the connection: what arrived, and how it ended (`None`
+    /// for a clean end of stream, else the error, for example `ConnectionReset`). Fails the
+    /// test if the hub has not closed it within [`TIMEOUT`].
+    pub(crate) fn read_to_end(&mut self) -> (Vec<u8>, Option<io::ErrorKind>) {
+        let deadline = Instant::now() + TIMEOUT;
+        let end = loop {
+            match self.fill(deadline) {
+                Ok(0) => break None,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                    panic!("the hub never closed the connection")
+                }
+                Err(err) => break Some(err.kind()),
+            }
+        };
+        let n = self.buffered().len();
+        (self.consume(n), end)
     }
 
-    /// Reads until the hub closes the connection (end of stream or reset) and returns
-    /// whatever arrived first.
+    /// Reads until the hub closes the connection and returns whatever arrived first.
     pub(crate) fn read_to_close(&mut self) -> Vec<u8> {
-        loop {
-            match self.fill_or_panic() {
-                Ok(0) | Err(_) => {
-                    let n = self.buffered().len();
-                    return self.consume(n);
-                }
-                Ok(_) => {}
-            }
-        }
+        self.read_to_end().0
     }
 
     /// Asserts that the hub closes the connection without sending anything more.
@@ -222,107 +412,507 @@ impl Peer {
         );
     }
 
-    /// Closes the connection with a reset: `SO_LINGER` 0, then close.
-    pub(crate) fn reset(self) {
-        reset(self.stream);
+    /// Asserts that the hub closes the connection cleanly (a FIN, not a reset) without
+    /// sending anything more.
+    pub(crate) fn expect_fin(&mut self) {
+        let (rest, end) = self.read_to_end();
+        assert!(
+            rest.is_empty(),
+            "expected the connection to close, got {rest:?}"
+        );
+        assert_eq!(end, None, "closed with a reset, not a FIN");
     }
 }
 
-/// A read did not finish before its deadline.
-#[derive(Debug)]
-struct TimedOut;
-
-fn is_timeout(err: &io::Error) -> bool {
+fn is_reset(err: &io::Error) -> bool {
     matches!(
         err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
     )
 }
 
-/// Closes `stream` with a reset (RST) instead of a FIN: `SO_LINGER` 0, then close.
-pub(crate) fn reset(stream: TcpStream) {
-    SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .expect("SO_LINGER 0");
-    drop(stream);
+/// What a client's reader thread saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Got {
+    Frame(Vec<u8>),
+    /// The stream ended: cleanly (`None`) or with this error.
+    End(Option<io::ErrorKind>),
 }
 
-/// The next event, whatever it is. Panics if none arrives within `TIMEOUT` or if the
-/// subscription has ended.
-pub(crate) fn next_event(events: &Subscription) -> Event {
-    events
-        .recv_timeout(TIMEOUT)
-        .unwrap_or_else(|err| panic!("no event within {TIMEOUT:?}: {err:?}"))
+/// Reads frames from `peer` on a thread until the stream ends, sending each to the returned
+/// channel.
+pub(crate) fn spawn_reader(mut peer: Peer, framing: Framing) -> (Receiver<Got>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    let thread = thread::spawn(move || loop {
+        let got = match peer.try_next_frame(framing) {
+            Ok(Some(frame)) => Got::Frame(frame),
+            Ok(None) => Got::End(None),
+            Err(err) => Got::End(Some(err.kind())),
+        };
+        let end = matches!(got, Got::End(_));
+        if tx.send(got).is_err() || end {
+            return;
+        }
+    });
+    (rx, thread)
 }
 
-/// Skips events until one matches `pred` and returns it. Panics after `TIMEOUT`.
-pub(crate) fn wait_for(events: &Subscription, mut pred: impl FnMut(&Event) -> bool) -> Event {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(event) if pred(&event) => return event,
-            Ok(_) => {}
-            Err(err) => panic!("no matching event within {TIMEOUT:?}: {err:?}"),
+/// A well-behaved client: a roomy receive buffer and a thread that reads every frame as it
+/// arrives; optionally a thread that sends a frame regularly, to stay clear of
+/// `idle_timeout`.
+#[derive(Debug)]
+pub(crate) struct Healthy {
+    pub(crate) id: ClientId,
+    pub(crate) addr: SocketAddr,
+    /// For writing; the reader thread has its own handle.
+    pub(crate) stream: TcpStream,
+    framing: Framing,
+    frames: Receiver<Got>,
+    reader: Option<JoinHandle<()>>,
+    keepalive: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Healthy {
+    /// Connects and waits for the hub's `Connected` event for it.
+    pub(crate) fn join(hub: &Hub, events: &mut EventLog, framing: Framing) -> Healthy {
+        Healthy::join_with_auth(hub, events, framing, None)
+    }
+
+    /// Connects, sends `auth` as its first frame if given, and waits until it is connected.
+    pub(crate) fn join_with_auth(
+        hub: &Hub,
+        events: &mut EventLog,
+        framing: Framing,
+        auth: Option<&[u8]>,
+    ) -> Healthy {
+        let mut peer = Peer::connect_rcvbuf(hub.local_addr(), ROOMY);
+        if let Some(auth) = auth {
+            peer.send(framing, auth);
+        }
+        let addr = peer.addr();
+        let id = events.connected(addr);
+        let stream = peer.stream.try_clone().expect("clone");
+        let (frames, reader) = spawn_reader(peer, framing);
+        Healthy {
+            id,
+            addr,
+            stream,
+            framing,
+            frames,
+            reader: Some(reader),
+            keepalive: None,
+        }
+    }
+
+    /// Sends a `keepalive` frame every `every` from a thread, until dropped.
+    pub(crate) fn keep_alive(&mut self, every: Duration) {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let mut stream = self.stream.try_clone().expect("clone");
+        let frame = frame(self.framing, b"keepalive");
+        let thread = thread::spawn(move || loop {
+            if stream.write_all(&frame).is_err() {
+                return;
+            }
+            // The scenario: a client that talks at a steady rate. The wait ends early when
+            // the test drops the sender.
+            match stopped.recv_timeout(every) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        });
+        self.keepalive = Some((stop, thread));
+    }
+
+    /// The next thing this client received; fails the test after [`TIMEOUT`].
+    pub(crate) fn next(&self) -> Got {
+        self.frames
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|err| panic!("client {}: nothing within {TIMEOUT:?}: {err}", self.id))
+    }
+
+    /// Asserts the next frames are exactly `payloads`, in order.
+    pub(crate) fn expect(&self, payloads: &[&[u8]]) {
+        for (n, payload) in payloads.iter().enumerate() {
+            match self.next() {
+                Got::Frame(frame) => {
+                    assert_eq!(frame, *payload, "client {}: frame {n} differs", self.id)
+                }
+                end => panic!("client {}: {end:?} before frame {n}", self.id),
+            }
+        }
+    }
+
+    /// Asserts the next frames are the numbered messages `range` of length `len`, in order,
+    /// with no gap.
+    pub(crate) fn expect_numbered(&self, range: Range<usize>, len: usize) {
+        for i in range {
+            match self.next() {
+                Got::Frame(frame) => assert!(
+                    frame == numbered(i, len),
+                    "client {}: expected message {i}, got {:?}",
+                    self.id,
+                    String::from_utf8_lossy(&frame)
+                ),
+                end => panic!("client {}: {end:?} before message {i}", self.id),
+            }
         }
     }
 }
 
-/// Asserts that the next event is a `Connected` and returns its client id.
-pub(crate) fn expect_connected(events: &Subscription) -> ClientId {
-    match next_event(events) {
-        Event::Connected { client, .. } => client,
-        other => panic!("expected Connected, got {other:?}"),
+impl Drop for Healthy {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.keepalive.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+        // Ends the reader thread's blocking read.
+        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 }
 
-/// Asserts that the next event is a `Message` from `from` and returns its payload.
-pub(crate) fn expect_message(events: &Subscription, from: ClientId) -> Vec<u8> {
-    match next_event(events) {
-        Event::Message {
-            client, payload, ..
-        } if client == from => payload.to_vec(),
-        other => panic!("expected a Message from {from}, got {other:?}"),
-    }
+/// Two healthy clients, to run beside a misbehaving one.
+pub(crate) fn healthy_pair(hub: &Hub, events: &mut EventLog, framing: Framing) -> [Healthy; 2] {
+    [
+        Healthy::join(hub, events, framing),
+        Healthy::join(hub, events, framing),
+    ]
 }
 
-/// Asserts that the next event is the `Disconnected` of `id` and returns its reason.
-pub(crate) fn expect_disconnected(events: &Subscription, id: ClientId) -> DisconnectReason {
-    match next_event(events) {
-        Event::Disconnected { client, reason, .. } if client == id => reason,
-        other => panic!("expected {id} to disconnect, got {other:?}"),
-    }
-}
-
-/// Connects a client to `hub` and waits for its `Connected` event, after which every
-/// broadcast reaches it. `events` must have nothing else pending.
-pub(crate) fn join(hub: &Hub, events: &Subscription) -> (Peer, ClientId) {
+/// Connects a client and waits for its `Connected` event, after which every broadcast
+/// reaches it.
+pub(crate) fn join(hub: &Hub, events: &mut EventLog) -> (Peer, ClientId) {
     let peer = Peer::connect(hub.local_addr());
-    let id = expect_connected(events);
+    let id = events.connected(peer.addr());
     (peer, id)
 }
 
-/// The client and reason of a `Disconnected` event.
-pub(crate) fn left(event: &Event) -> Option<(ClientId, DisconnectReason)> {
+/// Broadcasts the numbered messages `range`, each `len` bytes.
+pub(crate) fn broadcast_numbered(hub: &Hub, range: Range<usize>, len: usize) {
+    for i in range {
+        hub.broadcast(numbered(i, len)).expect("broadcast");
+    }
+}
+
+/// Broadcasts `range` in windows of `window` messages, each once the healthy clients have
+/// received the one before: the host never bursts more than a window into their queues,
+/// while a client that does not read falls further behind with every window.
+pub(crate) fn broadcast_paced(
+    hub: &Hub,
+    healthy: &[Healthy],
+    range: Range<usize>,
+    len: usize,
+    window: usize,
+) {
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + window).min(range.end);
+        broadcast_numbered(hub, start..end, len);
+        for client in healthy {
+            client.expect_numbered(start..end, len);
+        }
+        start = end;
+    }
+}
+
+/// After a misbehaving client is gone: the hub still serves the healthy ones, with ten
+/// more numbered messages from `from`, and they are still connected.
+pub(crate) fn healthy_still_served(hub: &Hub, healthy: &[Healthy], from: usize) {
+    broadcast_paced(hub, healthy, from..from + 10, MSG_LEN, 10);
+    let ids: Vec<_> = hub.clients().iter().map(|c| c.id).collect();
+    for client in healthy {
+        assert!(ids.contains(&client.id), "{} is gone: {ids:?}", client.id);
+    }
+}
+
+// ------------------------------------------------------------------------------- events
+
+/// What waiting on a subscription gave.
+#[derive(Debug)]
+pub(crate) enum Received {
+    Event(Event),
+    TimedOut,
+    /// The hub has shut down and every event has been received.
+    Closed,
+}
+
+/// The client and reason of a `Disconnected` event (events cannot be built outside the
+/// crate to compare with, so tests compare these).
+pub(crate) fn departure(event: &Event) -> Option<(ClientId, DisconnectReason)> {
     match *event {
         Event::Disconnected { client, reason, .. } => Some((client, reason)),
         _ => None,
     }
 }
 
-/// Collects every event left until the subscription ends (after a shutdown).
-pub(crate) fn drain_to_end(events: &Subscription) -> Vec<Event> {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut out = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(event) => out.push(event),
-            Err(hubcast::RecvTimeoutError::Closed) => return out,
-            Err(err) => panic!("subscription did not end within {TIMEOUT:?}: {err:?}"),
-        }
+/// Waits up to `timeout` for the next event of `sub`. The one place that looks at the
+/// error type of `Subscription`'s receive methods; everything else goes through here or
+/// only asks `is_ok`.
+pub(crate) fn receive(sub: &Subscription, timeout: Duration) -> Received {
+    use hubcast::RecvTimeoutError::{Closed, Timeout};
+    match sub.recv_timeout(timeout) {
+        Ok(event) => Received::Event(event),
+        Err(Timeout) => Received::TimedOut,
+        Err(Closed) => Received::Closed,
+        Err(other) => panic!("unexpected receive error: {other:?}"),
     }
 }
+
+/// A subscription that records every event it receives, so that a test can wait for one
+/// event and later check what else happened. Waits for "the next event" are strict (the
+/// `expect_*` methods); waits for "an event like this" skip others and keep them.
+#[derive(Debug)]
+pub(crate) struct EventLog {
+    sub: Subscription,
+    /// Every event received so far, in order.
+    pub(crate) seen: Vec<Event>,
+}
+
+impl EventLog {
+    pub(crate) fn new(sub: Subscription) -> Self {
+        EventLog {
+            sub,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A new subscription to `hub`.
+    pub(crate) fn subscribe(hub: &Hub) -> Self {
+        EventLog::new(hub.subscribe())
+    }
+
+    /// The subscription, for a test that goes on without the log.
+    pub(crate) fn into_sub(self) -> Subscription {
+        self.sub
+    }
+
+    /// The subscription itself, to look at its queue.
+    pub(crate) fn sub(&self) -> &Subscription {
+        &self.sub
+    }
+
+    /// The next event if one arrives within `timeout`. Fails the test if the subscription
+    /// has ended.
+    pub(crate) fn next_within(&mut self, timeout: Duration) -> Option<Event> {
+        match receive(&self.sub, timeout) {
+            Received::Event(event) => {
+                self.seen.push(event.clone());
+                Some(event)
+            }
+            Received::TimedOut => None,
+            Received::Closed => panic!("the subscription ended; seen: {:?}", self.tail()),
+        }
+    }
+
+    /// The next event, whatever it is; fails the test after [`TIMEOUT`].
+    pub(crate) fn next(&mut self) -> Event {
+        self.next_within(TIMEOUT)
+            .unwrap_or_else(|| panic!("no event within {TIMEOUT:?}; seen: {:?}", self.tail()))
+    }
+
+    /// Asserts that the next event is a `Connected` and returns its client id.
+    pub(crate) fn expect_connected(&mut self) -> ClientId {
+        match self.next() {
+            Event::Connected { client, .. } => client,
+            other => panic!("expected Connected, got {other:?}"),
+        }
+    }
+
+    /// Asserts that the next event is a `Message` from `from` and returns its payload.
+    pub(crate) fn expect_message(&mut self, from: ClientId) -> Vec<u8> {
+        match self.next() {
+            Event::Message {
+                client, payload, ..
+            } if client == from => payload.to_vec(),
+            other => panic!("expected a Message from {from}, got {other:?}"),
+        }
+    }
+
+    /// Asserts that the next event is the `Disconnected` of `id` and returns its reason.
+    pub(crate) fn expect_disconnected(&mut self, id: ClientId) -> DisconnectReason {
+        match self.next() {
+            Event::Disconnected { client, reason, .. } if client == id => reason,
+            other => panic!("expected {id} to disconnect, got {other:?}"),
+        }
+    }
+
+    /// Receives events until `pick` picks one; fails the test after [`TIMEOUT`].
+    pub(crate) fn wait_for<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(event) = self.next_within(left) else {
+                panic!(
+                    "no event for {what} within {TIMEOUT:?}; seen: {:?}",
+                    self.tail()
+                );
+            };
+            if let Some(picked) = pick(&event) {
+                return picked;
+            }
+        }
+    }
+
+    /// Waits for the `Connected` event of the client whose own address is `addr`.
+    pub(crate) fn connected(&mut self, addr: SocketAddr) -> ClientId {
+        self.wait_for(&format!("{addr} to connect"), |event| match event {
+            Event::Connected {
+                client, addr: a, ..
+            } if *a == addr => Some(*client),
+            _ => None,
+        })
+    }
+
+    /// Waits for `id` to leave (unless it already has) and returns why.
+    pub(crate) fn disconnected(&mut self, id: ClientId) -> DisconnectReason {
+        let left = |event: &Event| match event {
+            Event::Disconnected { client, reason, .. } if *client == id => Some(*reason),
+            _ => None,
+        };
+        if let Some(reason) = self.seen.iter().find_map(left) {
+            return reason;
+        }
+        self.wait_for(&format!("client {id} to leave"), left)
+    }
+
+    /// Waits until `id` has sent `n` messages (counting those already received) and returns
+    /// them all.
+    pub(crate) fn messages(&mut self, id: ClientId, n: usize) -> Vec<Bytes> {
+        let mut have = self.messages_from(id).len();
+        while have < n {
+            self.wait_for(&format!("{n} messages from {id}"), |event| match event {
+                Event::Message { client, .. } if *client == id => Some(()),
+                _ => None,
+            });
+            have += 1;
+        }
+        self.messages_from(id)
+    }
+
+    /// Waits until `cond` holds, for state that raises no event of its own (the hub's
+    /// counters, another subscription's queue): checked again after each event received,
+    /// or after [`PACE`] without one. Fails the test after [`TIMEOUT`].
+    pub(crate) fn wait_until(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + TIMEOUT;
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; seen: {:?}",
+                self.tail()
+            );
+            self.next_within(PACE);
+        }
+    }
+
+    /// Records every event already queued, without waiting.
+    pub(crate) fn drain(&mut self) {
+        while let Ok(event) = self.sub.try_recv() {
+            self.seen.push(event);
+        }
+    }
+
+    /// Receives every event left until the subscription ends (the hub has shut down) and
+    /// returns them. Fails the test if it has not ended within [`TIMEOUT`].
+    pub(crate) fn until_end(&mut self) -> Vec<Event> {
+        let deadline = Instant::now() + TIMEOUT;
+        let from = self.seen.len();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receive(&self.sub, left) {
+                Received::Event(event) => self.seen.push(event),
+                Received::Closed => return self.seen[from..].to_vec(),
+                Received::TimedOut => panic!("the subscription did not end within {TIMEOUT:?}"),
+            }
+        }
+    }
+
+    /// Whether `id` has left, as far as the events received so far tell.
+    pub(crate) fn has_left(&self, id: ClientId) -> bool {
+        self.seen
+            .iter()
+            .any(|e| matches!(e, Event::Disconnected { client, .. } if *client == id))
+    }
+
+    /// The payloads `id` sent, in order, as far as the events received so far tell.
+    pub(crate) fn messages_from(&self, id: ClientId) -> Vec<Bytes> {
+        self.seen
+            .iter()
+            .filter_map(|event| match event {
+                Event::Message {
+                    client, payload, ..
+                } if *client == id => Some(payload.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The events of client `id` received so far, in order.
+    pub(crate) fn story_of(&self, id: ClientId) -> Vec<Event> {
+        self.seen
+            .iter()
+            .filter(|event| match event {
+                Event::Connected { client, .. }
+                | Event::Message { client, .. }
+                | Event::Disconnected { client, .. } => *client == id,
+                _ => false,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Every `Disconnected` received so far.
+    pub(crate) fn departures(&self) -> Vec<(ClientId, DisconnectReason)> {
+        self.seen.iter().filter_map(departure).collect()
+    }
+
+    /// Whether a client from address `addr` was ever announced.
+    pub(crate) fn saw_connected(&self, addr: SocketAddr) -> bool {
+        self.seen
+            .iter()
+            .any(|e| matches!(e, Event::Connected { addr: a, .. } if *a == addr))
+    }
+
+    /// The last few events, for failure messages.
+    fn tail(&self) -> &[Event] {
+        &self.seen[self.seen.len().saturating_sub(8)..]
+    }
+}
+
+/// Asserts the hub's counters add up: every client accepted is either still connected or
+/// counted once among the disconnects, and the disconnects are exactly `reasons`.
+pub(crate) fn assert_stats_add_up(hub: &Hub, reasons: &[(DisconnectReason, u64)]) {
+    let stats = hub.stats();
+    assert_eq!(
+        stats.accepted,
+        stats.connected + stats.disconnects.total(),
+        "accepted != connected + disconnected: {stats:#?}"
+    );
+    let mut sum = 0;
+    for &(reason, count) in reasons {
+        assert_eq!(
+            stats.disconnects(reason),
+            count,
+            "disconnects({reason:?}): {stats:#?}"
+        );
+        sum += count;
+    }
+    assert_eq!(
+        stats.disconnects.total(),
+        sum,
+        "other disconnects: {stats:#?}"
+    );
+    assert_eq!(stats.connected, hub.clients().len() as u64, "{stats:#?}");
+}
+
+// ---------------------------------------------------------------------------- processes
 
 /// The number of threads in this process, from `/proc/self/task`.
 pub(crate) fn thread_count() -> usize {
@@ -340,22 +930,156 @@ pub(crate) fn thread_names() -> Vec<String> {
         .collect()
 }
 
-/// A message of fixed width carrying `seq`, padded to `len` bytes (no newline).
-pub(crate) fn numbered(seq: usize, len: usize) -> Vec<u8> {
-    let mut msg = format!("m{seq:08}").into_bytes();
-    assert!(len >= msg.len());
-    msg.resize(len, b'.');
-    msg
+/// A child process with piped stdin, stdout (read line by line on a thread) and stderr
+/// (collected, to show when a test fails). It is killed if the test ends before it exits.
+///
+/// It only ever signals the process it started: only this guard reaps it (a watcher thread
+/// learns of its exit with `waitid(WNOWAIT)`, which leaves it a zombie), so until the guard
+/// has reaped it, its pid cannot belong to anyone else.
+#[derive(Debug)]
+pub(crate) struct ChildProcess {
+    child: Child,
+    status: Option<ExitStatus>,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    exited: Receiver<()>,
+    stderr: Arc<Mutex<String>>,
 }
 
-/// The sequence number in a message made by [`numbered`].
-pub(crate) fn seq_of(msg: &[u8]) -> usize {
-    assert!(
-        msg.len() >= 9 && msg[0] == b'm',
-        "not a numbered message: {msg:?}"
-    );
-    std::str::from_utf8(&msg[1..9])
-        .expect("digits")
-        .parse()
-        .expect("number")
+impl ChildProcess {
+    pub(crate) fn spawn(mut command: Command) -> ChildProcess {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("spawn {command:?}: {err}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                sink.lock().expect("lock").push_str(&text);
+            }
+        });
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        let (tx, exited) = mpsc::channel();
+        thread::spawn(move || {
+            wait_for_exit_without_reaping(pid);
+            let _ = tx.send(());
+        });
+        let stdin = child.stdin.take();
+        ChildProcess {
+            child,
+            status: None,
+            stdin,
+            lines,
+            exited,
+            stderr,
+        }
+    }
+
+    /// Writes one line to the child's stdin.
+    pub(crate) fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to the child");
+    }
+
+    /// The child's next line on stdout; fails the test (killing the child and showing its
+    /// stderr) if none comes within [`TIMEOUT`].
+    pub(crate) fn next_line(&mut self) -> String {
+        match self.lines.recv_timeout(TIMEOUT) {
+            Ok(line) => line,
+            Err(err) => {
+                self.kill();
+                panic!(
+                    "no line from the child ({err}); its stderr:\n{}",
+                    self.stderr()
+                );
+            }
+        }
+    }
+
+    /// Sends `signal` to the child, unless it has already been reaped.
+    pub(crate) fn signal(&mut self, signal: libc::c_int) {
+        if self.status.is_none() {
+            // Not reaped by us, hence by no one: the pid is still the child's.
+            assert_eq!(
+                kill(self.child.id(), signal),
+                0,
+                "kill({}, {signal})",
+                self.child.id()
+            );
+        }
+    }
+
+    /// Waits for the child to exit and reaps it; fails the test (killing it) if it has not
+    /// exited within [`TIMEOUT`].
+    pub(crate) fn wait(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        if self.exited.recv_timeout(TIMEOUT).is_err() {
+            self.kill();
+            panic!("the child did not exit; its stderr:\n{}", self.stderr());
+        }
+        let status = self.child.wait().expect("reap the child");
+        self.status = Some(status);
+        status
+    }
+
+    /// What the child wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    fn kill(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.exited.recv_timeout(TIMEOUT);
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        self.kill();
+    }
+}
+
+#[allow(unsafe_code)]
+fn kill(pid: u32, signal: libc::c_int) -> libc::c_int {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: kill(2) takes no pointers; the caller guarantees `pid` is an unreaped child.
+    unsafe { libc::kill(pid, signal) }
+}
+
+/// Blocks until child `pid` has exited, leaving it unreaped.
+#[allow(unsafe_code)]
+fn wait_for_exit_without_reaping(pid: libc::pid_t) {
+    let id = libc::id_t::try_from(pid).expect("pid");
+    loop {
+        // SAFETY: `siginfo_t` is plain data, valid when zeroed; waitid writes into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid pointer to a local `siginfo_t`; WNOWAIT leaves the child unreaped.
+        let ret =
+            unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if ret == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
 }
