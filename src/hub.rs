@@ -13,8 +13,7 @@ use crossbeam_channel::Sender;
 
 use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
 use crate::dispatcher::{self, panic_message, Outcome};
-use crate::event::Tail;
-use crate::shared::{lock, NewSubscriber, Shared};
+use crate::shared::{lock, NewSubscriber, Shared, Tail};
 use crate::{
     codec, ClientId, ClientInfo, Error, Framing, HubBuilder, Result, ShutdownReport, Stats,
     Subscription, WouldBlock,
@@ -264,7 +263,7 @@ impl Hub {
             .shared
             .registry()
             .iter()
-            .map(|(&id, entry)| ClientInfo::new(id, entry))
+            .map(|(&id, entry)| entry.info(id))
             .collect();
         clients.sort_unstable_by_key(|c| c.id);
         clients
@@ -273,9 +272,7 @@ impl Hub {
     /// What the hub knows of one connected client, or `None` if it is not connected.
     pub fn client(&self, client: ClientId) -> Option<ClientInfo> {
         let registry = self.shared.registry();
-        registry
-            .get(&client)
-            .map(|entry| ClientInfo::new(client, entry))
+        registry.get(&client).map(|entry| entry.info(client))
     }
 
     /// A snapshot of the hub's counters. Never blocks.

@@ -160,6 +160,7 @@ mod options;
 mod queue;
 mod shared;
 mod stats;
+mod subscription;
 mod transport;
 
 pub use bytes::Bytes;
@@ -171,13 +172,13 @@ pub use rustls;
 
 pub use crate::builder::HubBuilder;
 pub use crate::error::{Error, Result, WouldBlock};
-pub use crate::event::{
-    ClientId, DisconnectReason, Event, IntoIter, Iter, RecvError, RecvTimeoutError, Subscription,
-    TryRecvError,
-};
+pub use crate::event::{ClientId, DisconnectReason, Event};
 pub use crate::hub::Hub;
 pub use crate::options::{Auth, AuthRequest, Framing, Relay, SlowClientPolicy};
 pub use crate::stats::{ClientInfo, Disconnects, ShutdownReport, Stats, Undelivered};
+pub use crate::subscription::{
+    IntoIter, Iter, RecvError, RecvTimeoutError, Subscription, TryRecvError,
+};
 
 /// Entry points for the fuzz targets in `fuzz/` (built only with `--cfg fuzzing`, which
 /// `cargo fuzz` sets). Not part of the API.

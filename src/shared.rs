@@ -3,18 +3,18 @@
 //! and the counters.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use mio::Waker;
 
-use crate::event::Tail;
 use crate::stats::Counters;
-use crate::{ClientId, Error, Event, Result, WouldBlock};
+use crate::{ClientId, ClientInfo, Error, Event, Result, WouldBlock};
 
 /// The hub takes work.
 const RUNNING: u8 = 0;
@@ -42,6 +42,37 @@ pub(crate) struct Registered {
     pub(crate) addr: SocketAddr,
     pub(crate) name: Option<String>,
     pub(crate) dropped: Arc<AtomicU64>,
+}
+
+/// Events a subscription had no room for when the hub stopped: received after the ones
+/// in its channel.
+#[derive(Debug, Default)]
+pub(crate) struct Tail(Mutex<VecDeque<Event>>);
+
+impl Tail {
+    pub(crate) fn extend(&self, events: impl IntoIterator<Item = Event>) {
+        lock(&self.0).extend(events);
+    }
+
+    pub(crate) fn pop(&self) -> Option<Event> {
+        lock(&self.0).pop_front()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+}
+
+impl Registered {
+    /// What the host is shown of this client.
+    pub(crate) fn info(&self, id: ClientId) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr: self.addr,
+            name: self.name.clone(),
+            dropped: self.dropped.load(Relaxed),
+        }
+    }
 }
 
 /// A subscription the dispatcher has not adopted yet: where its events go, and where the

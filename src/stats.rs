@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crate::shared::Registered;
 use crate::{ClientId, DisconnectReason};
 
 /// A snapshot of a hub's counters, from [`Hub::stats`](crate::Hub::stats).
@@ -114,17 +113,6 @@ pub struct ClientInfo {
     pub name: Option<String>,
     /// Frames dropped for this client by the slow-client policy.
     pub dropped: u64,
-}
-
-impl ClientInfo {
-    pub(crate) fn new(id: ClientId, entry: &Registered) -> ClientInfo {
-        ClientInfo {
-            id,
-            addr: entry.addr,
-            name: entry.name.clone(),
-            dropped: entry.dropped.load(Relaxed),
-        }
-    }
 }
 
 /// What [`Hub::shutdown`](crate::Hub::shutdown) could not deliver before its deadline.

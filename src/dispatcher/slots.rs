@@ -99,3 +99,40 @@ impl Slots {
         self.free.append(&mut self.freed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::client::Phase;
+    use crate::transport::Conn;
+
+    fn client(id: u64) -> Client {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        let conn = Conn::Tcp(mio::net::TcpStream::from_std(stream));
+        Client::new(ClientId(id), addr, conn, Phase::Live, Instant::now())
+    }
+
+    #[test]
+    fn a_slot_emptied_this_round_is_reused_only_in_a_later_round() {
+        let mut slots = Slots::default();
+        let a = slots.vacant();
+        slots.fill(a, client(1));
+        slots.add_live(a);
+        assert_eq!(slots.slot_of(ClientId(1)), Some(a));
+        assert!(slots.take(a).is_some());
+        assert!(slots.get(a).is_none(), "a stale token finds nothing");
+        assert_eq!(slots.slot_of(ClientId(1)), None);
+        let b = slots.vacant();
+        assert_ne!(a, b, "not reused in the same round");
+        slots.release(b);
+        slots.recycle();
+        let c = slots.vacant();
+        assert!(c == a || c == b, "reused once the round is over");
+        assert!(slots.is_empty());
+    }
+}

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::event::Tail;
 use crate::shared::Shared;
+use crate::shared::Tail;
 use crate::Event;
 
 /// A pause this long is logged (once per pause).
