@@ -108,6 +108,7 @@ impl Client {
         let (written, result) = self.queue.write_to(&mut self.conn, tally);
         if written > 0 {
             self.stalled_since = None;
+            self.flow.progress();
         }
         match result.and_then(|()| self.conn.flush()) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {

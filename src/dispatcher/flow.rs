@@ -4,7 +4,13 @@
 //! falls below a quarter of the bound (hysteresis: a client hovering at the mark cannot
 //! start a new episode with every dip). A high client is *busy* — the dispatcher stops
 //! reading clients and, with `flow_control`, stops taking host calls while one is — only
-//! while its writes make progress and it has busy time left. Busy time is a budget: it is
+//! while its writes make progress and it has busy time left.
+//!
+//! Writes that make no progress mean the client is *stalled*, not busy: after
+//! [`STALL_GRACE`] once it has drained something while high, but after only
+//! [`FIRST_STALL_GRACE`] if it has not — a client that went high while its writes were
+//! already stuck did not get there by draining too slowly but by not reading at all, and
+//! must not hold the others back while the long grace runs out. Busy time is a budget: it is
 //! spent while the client is busy and earned back at a tenth of real time, up to
 //! [`BUSY_BUDGET`]. So no client, however it paces its reads, holds the others back for
 //! more than a second at once or more than about a tenth of the time in the long run; after
@@ -12,8 +18,11 @@
 
 use std::time::{Duration, Instant};
 
-/// A client whose writes have made no progress this long is stalled, not busy.
+/// A high client that has drained something while high, and whose writes have made no
+/// progress this long since, is stalled, not busy.
 pub(crate) const STALL_GRACE: Duration = Duration::from_millis(250);
+/// The same for a client that has drained nothing since it went high.
+pub(crate) const FIRST_STALL_GRACE: Duration = Duration::from_millis(50);
 /// The most busy time a client can have in hand.
 pub(crate) const BUSY_BUDGET: Duration = Duration::from_secs(1);
 /// Busy time is earned back at 1/EARN_DIVISOR of real time.
@@ -27,6 +36,8 @@ const MIN_CREDIT: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone)]
 pub(crate) struct Flow {
     high: bool,
+    /// Whether its writes made progress since it went high.
+    drained: bool,
     /// Busy time left, as of `as_of`.
     credit: Duration,
     as_of: Instant,
@@ -38,6 +49,7 @@ impl Flow {
     pub(crate) fn new(now: Instant) -> Flow {
         Flow {
             high: false,
+            drained: false,
             credit: BUSY_BUDGET,
             as_of: now,
             busy: false,
@@ -60,13 +72,34 @@ impl Flow {
         }
         self.settle(now);
         self.high = high;
+        self.drained = false;
         self.busy = false;
         Some(high)
     }
 
-    /// Whether the client holds the others back now: high, its writes not `stalled`, and
-    /// busy time left.
-    pub(crate) fn is_busy(&mut self, now: Instant, stalled: bool) -> bool {
+    /// Its writes made progress.
+    pub(crate) fn progress(&mut self) {
+        self.drained |= self.high;
+    }
+
+    /// How long writes may make no progress before the client counts as stalled.
+    fn grace(&self) -> Duration {
+        if self.drained {
+            STALL_GRACE
+        } else {
+            FIRST_STALL_GRACE
+        }
+    }
+
+    /// When the client, stuck since `stuck_since`, counts as stalled.
+    pub(crate) fn stalled_at(&self, stuck_since: Option<Instant>) -> Option<Instant> {
+        stuck_since.and_then(|t| t.checked_add(self.grace()))
+    }
+
+    /// Whether the client holds the others back now: high, its writes not stalled (stuck
+    /// since `stuck_since`, if they are), and busy time left.
+    pub(crate) fn is_busy(&mut self, now: Instant, stuck_since: Option<Instant>) -> bool {
+        let stalled = self.stalled_at(stuck_since).is_some_and(|t| now >= t);
         self.settle(now);
         let enough = if self.busy {
             !self.credit.is_zero()
@@ -118,16 +151,39 @@ mod tests {
     }
 
     #[test]
-    fn a_stalled_client_is_not_busy() {
+    fn a_client_that_drains_while_high_is_busy_until_stuck_for_the_grace() {
         let t = Instant::now();
         let mut flow = Flow::new(t);
         flow.update(600, BOUND, t);
-        assert!(flow.is_busy(t, false));
-        assert!(!flow.is_busy(t + MS, true));
+        flow.progress();
+        assert!(flow.is_busy(t, None));
+        let stuck = Some(t);
+        assert!(flow.is_busy(t + STALL_GRACE - MS, stuck));
+        assert!(!flow.is_busy(t + STALL_GRACE, stuck));
         assert!(
-            !Flow::new(t).is_busy(t, false),
+            !Flow::new(t).is_busy(t, None),
             "a client under the mark is never busy"
         );
+    }
+
+    /// A client that stopped reading goes high with its writes already stuck: it is
+    /// stalled after the short grace, and holds nobody back for the long one.
+    #[test]
+    fn a_client_stuck_before_it_went_high_is_stalled_soon() {
+        let t = Instant::now();
+        let mut flow = Flow::new(t);
+        let stuck = Some(t);
+        flow.update(600, BOUND, t + 5 * MS);
+        assert!(flow.is_busy(t + 5 * MS, stuck));
+        assert!(!flow.is_busy(t + FIRST_STALL_GRACE, stuck));
+        assert_eq!(flow.stalled_at(stuck), Some(t + FIRST_STALL_GRACE));
+        // Once it drains something, it has the long grace.
+        flow.progress();
+        assert_eq!(flow.stalled_at(stuck), Some(t + STALL_GRACE));
+        // A new episode starts without it.
+        flow.update(0, BOUND, t + STALL_GRACE);
+        flow.update(600, BOUND, t + STALL_GRACE);
+        assert_eq!(flow.stalled_at(stuck), Some(t + FIRST_STALL_GRACE));
     }
 
     #[test]
@@ -135,10 +191,10 @@ mod tests {
         let t = Instant::now();
         let mut flow = Flow::new(t);
         flow.update(600, BOUND, t);
-        assert!(flow.is_busy(t, false));
+        assert!(flow.is_busy(t, None));
         assert_eq!(flow.busy_until(), Some(t + BUSY_BUDGET));
-        assert!(flow.is_busy(t + 999 * MS, false));
-        assert!(!flow.is_busy(t + BUSY_BUDGET, false));
+        assert!(flow.is_busy(t + 999 * MS, None));
+        assert!(!flow.is_busy(t + BUSY_BUDGET, None));
         assert_eq!(flow.busy_until(), None);
     }
 
@@ -156,7 +212,7 @@ mod tests {
             // High for 990 ms, drained under a quarter for 10 ms, once a second.
             let queued = if i % 100 == 99 { 100 } else { 900 };
             flow.update(queued, BOUND, t);
-            if flow.is_busy(t, false) {
+            if flow.is_busy(t, None) {
                 busy += step;
             }
             t += step;
@@ -175,13 +231,13 @@ mod tests {
         let t = Instant::now();
         let mut flow = Flow::new(t);
         flow.update(600, BOUND, t);
-        assert!(flow.is_busy(t, false));
-        assert!(!flow.is_busy(t + BUSY_BUDGET, false));
+        assert!(flow.is_busy(t, None));
+        assert!(!flow.is_busy(t + BUSY_BUDGET, None));
         flow.update(0, BOUND, t + BUSY_BUDGET);
         // Ten seconds later, the whole budget is back.
         let later = t + BUSY_BUDGET + 10 * BUSY_BUDGET;
         flow.update(600, BOUND, later);
-        assert!(flow.is_busy(later, false));
+        assert!(flow.is_busy(later, None));
         assert_eq!(flow.busy_until(), Some(later + BUSY_BUDGET));
     }
 }

@@ -11,7 +11,6 @@ use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use super::flow::STALL_GRACE;
 use super::Dispatcher;
 use crate::command::{Frames, Target};
 use crate::queue::{Chunk, Enqueued};
@@ -138,9 +137,8 @@ impl Dispatcher {
         let mut busy = false;
         for &slot in &self.high {
             if let Some(client) = self.slots.get_mut(slot) {
-                let stalled = client.is_stalled_for(now, STALL_GRACE);
                 // Every high client is looked at, so each one's busy time is kept exact.
-                busy |= client.flow.is_busy(now, stalled);
+                busy |= client.flow.is_busy(now, client.stalled_since);
             }
         }
         self.busy_memo = Some(busy);
@@ -154,7 +152,7 @@ impl Dispatcher {
             .iter()
             .filter_map(|&slot| self.slots.get(slot))
             .filter_map(|c| {
-                let stall = c.stalled_since.and_then(|t| t.checked_add(STALL_GRACE));
+                let stall = c.flow.stalled_at(c.stalled_since);
                 [c.flow.busy_until(), stall].into_iter().flatten().min()
             })
             .min()
