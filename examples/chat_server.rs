@@ -10,12 +10,33 @@
 //! joins and leaves to stderr (`RUST_LOG=debug` for more), and exits cleanly on Ctrl-C or
 //! SIGTERM after flushing what is queued.
 
+use std::error::Error;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hubcast::{Event, Hub, Relay};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the example. On failure, prints the error and its causes on one line with
+/// `Display`, never a `Debug` dump (`error: failed to bind 127.0.0.1:9999: Address already
+/// in use (os error 98)`), and exits with status 1.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprint!("error: {err}");
+            let mut cause = err.source();
+            while let Some(source) = cause {
+                eprint!(": {source}");
+                cause = source.source();
+            }
+            eprintln!();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = std::env::args()
         .nth(1)
@@ -28,10 +49,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let signalled = Arc::clone(&hub);
     ctrlc::set_handler(move || {
-        // Ends the event stream below once every client is closed.
+        // Ends the event stream below once every client is closed. A second signal finds
+        // the hub closed already: nothing more to do.
         match signalled.shutdown(Duration::from_secs(2)) {
-            Ok(report) if !report.is_complete() => log::warn!("undelivered: {report:?}"),
-            Ok(_) | Err(_) => {}
+            Ok(report) if !report.is_complete() => log::warn!(
+                "{} of {} clients closed with messages undelivered",
+                report.undelivered.len(),
+                report.clients
+            ),
+            Ok(_) | Err(hubcast::Error::Closed) => {}
+            Err(err) => log::error!("shutdown: {err}"),
         }
     })?;
     // Only now, with the signal handler in place, tell the world we are ready.

@@ -8,12 +8,33 @@
 //!
 //! Prints `listening on ADDR` once ready and runs until Ctrl-C or SIGTERM.
 
+use std::error::Error;
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{select, tick};
 use hubcast::Hub;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Runs the example. On failure, prints the error and its causes on one line with
+/// `Display`, never a `Debug` dump (`error: failed to bind 127.0.0.1:9999: Address already
+/// in use (os error 98)`), and exits with status 1.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprint!("error: {err}");
+            let mut cause = err.source();
+            while let Some(source) = cause {
+                eprint!(": {source}");
+                cause = source.source();
+            }
+            eprintln!();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = std::env::args()
         .nth(1)
@@ -21,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Hub::bind(addr.as_str())?;
     let (stop_tx, stop) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
+        // Full means a stop is already pending: a second signal has nothing to add.
         let _ = stop_tx.try_send(());
     })?;
     // Only now, with the signal handler in place, tell the world we are ready.
@@ -37,8 +59,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let report = hub.shutdown(Duration::from_secs(1))?;
+    let lost: u64 = report.undelivered.iter().map(|u| u.frames).sum();
     log::info!(
-        "stopped after serving {} clients: {report:?}",
+        "stopped after serving {} clients; {lost} messages undelivered at shutdown",
         hub.stats().accepted
     );
     Ok(())

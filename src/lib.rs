@@ -141,7 +141,13 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.77, as `rust-version` in `Cargo.toml` states.
+//! Rust 1.77 for the library with default features, as `rust-version` in `Cargo.toml`
+//! states. With the dependency versions in `Cargo.lock`, the `tls` feature needs Rust 1.85
+//! (rustls uses `zeroize` 1.9), and the tests, examples and benches need 1.88 (`proptest`,
+//! and `time` through `rcgen`). CI builds with the current stable toolchain only; it checks
+//! these figures against the dependencies' own `rust-version`s (`scripts/check_msrv.py`)
+//! and fails if the default build needs more than `rust-version`. Raising it gets its own
+//! minor release.
 
 #![forbid(unsafe_code)]
 #![warn(clippy::print_stdout, clippy::print_stderr)]
