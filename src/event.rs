@@ -116,7 +116,8 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
-/// Something that happened on the hub, delivered to every [`Subscription`].
+/// Something that happened on the hub, delivered to every
+/// [`Subscription`](crate::Subscription).
 ///
 /// For one client the order is always `Connected`, then its `Message`s in the order it sent
 /// them, then exactly one `Disconnected`, after which nothing more of it.
