@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use crate::options::{AcceptFilter, Authenticator, Callback};
 use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
-use crate::{codec, Auth, AuthRequest, Error, Framing, Hub, Relay, Result, SlowClientPolicy};
+use crate::{
+    codec, Auth, AuthRequest, Error, Framing, Hub, Origins, Relay, Result, SlowClientPolicy,
+    Transport,
+};
 
 /// Configures and starts a [`Hub`]. Made by [`Hub::builder`].
 ///
@@ -52,6 +55,30 @@ pub struct HubBuilder {
     pub(crate) authenticator: Option<Callback<Authenticator>>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::transport::tls::TlsSetting>,
+    /// The transport of the address given to `bind`, if set.
+    pub(crate) transport: Option<Transport>,
+    /// Listeners besides the one `bind` makes.
+    pub(crate) listen: Vec<ListenSpec>,
+    pub(crate) websocket: WebSocketSettings,
+}
+
+/// A listener asked for with [`HubBuilder::listen`]: the address as given, what it resolved
+/// to (resolved at once, reported at `bind`), and its transport.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenSpec {
+    pub(crate) given: String,
+    pub(crate) addrs: std::result::Result<Vec<SocketAddr>, (std::io::ErrorKind, String)>,
+    pub(crate) transport: Transport,
+}
+
+/// The WebSocket knobs, kept whatever the features so the builder's shape never changes.
+#[derive(Debug, Clone)]
+pub(crate) struct WebSocketSettings {
+    pub(crate) path: Option<String>,
+    pub(crate) origins: Origins,
+    pub(crate) protocols: Vec<String>,
+    pub(crate) max_head: usize,
+    pub(crate) binary: bool,
 }
 
 impl Default for HubBuilder {
@@ -80,6 +107,15 @@ impl Default for HubBuilder {
             authenticator: None,
             #[cfg(feature = "tls")]
             tls: None,
+            transport: None,
+            listen: Vec::new(),
+            websocket: WebSocketSettings {
+                path: None,
+                origins: Origins::SameOrigin,
+                protocols: Vec::new(),
+                max_head: 8 * 1024,
+                binary: false,
+            },
         }
     }
 }
@@ -393,6 +429,91 @@ impl HubBuilder {
         self
     }
 
+    /// What the address given to [`bind`](Self::bind) speaks. Default: [`Transport::Tcp`],
+    /// or [`Transport::Tls`] once [`tls`](Self::tls) or [`tls_pem`](Self::tls_pem) is set
+    /// (features `tls`).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Listens on `addr` too, with `transport`, beside the address given to
+    /// [`bind`](Self::bind): one hub serves TCP, TLS and WebSocket clients at once, and every
+    /// broadcast reaches all of them, framed once per kind of wire. Call it once per extra
+    /// listener. Use port 0 and [`Hub::local_addrs`] to learn the port.
+    ///
+    /// The address is resolved now; what cannot be resolved or bound makes `bind` fail with
+    /// [`Error::Bind`] naming it. A TLS or WebSocket transport whose feature is off, or a TLS
+    /// transport without a TLS configuration, makes it fail with [`Error::Config`].
+    ///
+    /// ```
+    /// use hubcast::{Hub, Transport};
+    ///
+    /// let hub = Hub::builder()
+    ///     .listen("127.0.0.1:0", Transport::Tcp)
+    ///     .bind("127.0.0.1:0")?;
+    /// assert_eq!(hub.local_addrs().len(), 2);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn listen<A: ToSocketAddrs + fmt::Debug>(mut self, addr: A, transport: Transport) -> Self {
+        let given = crate::hub::given_addr(&addr);
+        let addrs = addr
+            .to_socket_addrs()
+            .map(Iterator::collect)
+            .map_err(|err| (err.kind(), err.to_string()));
+        self.listen.push(ListenSpec {
+            given,
+            addrs,
+            transport,
+        });
+        self
+    }
+
+    /// Serves WebSocket upgrades on this path only (`"/chat"`; the query string does not
+    /// count), answering others with 404, or on any path with `None`. Default: `None`.
+    pub fn websocket_path(mut self, path: Option<&str>) -> Self {
+        self.websocket.path = path.map(str::to_owned);
+        self
+    }
+
+    /// Which browser origins may open WebSocket connections; others are answered with 403.
+    /// Default: [`Origins::SameOrigin`], so a page of another site cannot connect in its
+    /// visitor's name (a browser sends its cookies with the request). Pages served from
+    /// another host or port, and pages opened from files, need [`Origins::List`].
+    pub fn websocket_origins(mut self, origins: Origins) -> Self {
+        self.websocket.origins = origins;
+        self
+    }
+
+    /// The WebSocket subprotocols the hub speaks, in order of preference: the first the
+    /// client also offers (`Sec-WebSocket-Protocol`) is chosen, and none if no offer
+    /// matches (the connection is still accepted). Default: none.
+    pub fn websocket_protocols<S: AsRef<str>>(
+        mut self,
+        protocols: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.websocket.protocols = protocols
+            .into_iter()
+            .map(|p| p.as_ref().to_owned())
+            .collect();
+        self
+    }
+
+    /// The largest WebSocket upgrade request head (request line and headers), in bytes;
+    /// a longer one is answered with 431. Default: 8 KiB.
+    pub fn websocket_max_head(mut self, bytes: usize) -> Self {
+        self.websocket.max_head = bytes;
+        self
+    }
+
+    /// Whether messages to WebSocket clients go in binary frames always. Default: `false`:
+    /// a message that is valid UTF-8 goes in a text frame (what browsers read as a string)
+    /// and any other in a binary frame, so no text frame ever carries invalid UTF-8.
+    pub fn websocket_binary(mut self, binary: bool) -> Self {
+        self.websocket.binary = binary;
+        self
+    }
+
     /// Binds the listener and starts the dispatcher thread.
     ///
     /// # Errors
@@ -405,12 +526,32 @@ impl HubBuilder {
         Hub::start(self, addr)
     }
 
-    /// Whether connections start with a TLS handshake.
+    /// Whether a TLS configuration was given.
     pub(crate) fn has_tls(&self) -> bool {
         #[cfg(feature = "tls")]
         return self.tls.is_some();
         #[cfg(not(feature = "tls"))]
         false
+    }
+
+    /// The transport of the address given to `bind`.
+    pub(crate) fn main_transport(&self) -> Transport {
+        self.transport.unwrap_or(if self.has_tls() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        })
+    }
+
+    /// Every transport the hub listens with.
+    pub(crate) fn transports(&self) -> impl Iterator<Item = Transport> + '_ {
+        std::iter::once(self.main_transport()).chain(self.listen.iter().map(|l| l.transport))
+    }
+
+    /// Whether some connections have a handshake before they become clients (TLS, a
+    /// WebSocket upgrade, or an authentication frame).
+    pub(crate) fn has_handshake(&self) -> bool {
+        self.authenticator.is_some() || self.transports().any(|t| t.is_tls() || t.is_websocket())
     }
 
     fn validate(&self) -> Result<()> {
@@ -450,6 +591,22 @@ impl HubBuilder {
         }
         if self.heartbeat.is_some() && self.framing == Framing::Raw {
             return fail("heartbeats need a framing with an empty frame, not Raw".into());
+        }
+        for transport in self.transports() {
+            if transport.is_tls() && !cfg!(feature = "tls") {
+                return fail(format!("{transport:?} needs the `tls` feature"));
+            }
+            if transport.is_tls() && !self.has_tls() {
+                return fail(format!(
+                    "{transport:?} needs a TLS configuration (HubBuilder::tls or tls_pem)"
+                ));
+            }
+            if transport.is_websocket() && !cfg!(feature = "websocket") {
+                return fail(format!("{transport:?} needs the `websocket` feature"));
+            }
+        }
+        if self.websocket.max_head < 256 {
+            return fail("websocket_max_head must be at least 256 bytes".into());
         }
         if self.relay != Relay::Off {
             // Every frame a client may send must fit in a queue once relayed.

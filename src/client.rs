@@ -11,7 +11,7 @@ use crate::dispatcher::flow::Flow;
 use crate::queue::Queue;
 use crate::stats::Tally;
 use crate::transport::Conn;
-use crate::ClientId;
+use crate::{ClientId, Transport};
 
 /// Where a connection is in its life. A deadline of `None` is one too far away to matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub(crate) struct Client {
     pub(crate) id: ClientId,
     pub(crate) addr: SocketAddr,
     pub(crate) conn: Conn,
+    /// What its listener speaks.
+    pub(crate) transport: Transport,
     pub(crate) phase: Phase,
     pub(crate) queue: Queue,
     /// Edge-triggered readiness: `false` once a write returned `WouldBlock`.
@@ -61,6 +63,7 @@ impl Client {
         id: ClientId,
         addr: SocketAddr,
         conn: Conn,
+        transport: Transport,
         phase: Phase,
         now: Instant,
     ) -> Self {
@@ -68,6 +71,7 @@ impl Client {
             id,
             addr,
             conn,
+            transport,
             phase,
             queue: Queue::default(),
             writable: true,

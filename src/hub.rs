@@ -15,8 +15,8 @@ use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
 use crate::dispatcher::{self, panic_message, Outcome};
 use crate::shared::{lock, NewSubscriber, Shared, Tail};
 use crate::{
-    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, Result, ShutdownReport, Stats,
-    Subscription, WouldBlock,
+    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result, ShutdownReport,
+    Stats, Subscription, WouldBlock,
 };
 
 /// A running broadcast hub: a listening socket, its clients and the dispatcher thread that
@@ -54,7 +54,8 @@ pub struct Hub {
     open_batch: Mutex<Option<SharedBatch>>,
     batch_max: usize,
     thread: Mutex<Option<JoinHandle<Outcome>>>,
-    local_addr: SocketAddr,
+    /// Never empty: the first is the address given to `bind`.
+    local_addrs: Vec<ListenAddr>,
     framing: Framing,
     queue_bytes: usize,
     event_capacity: usize,
@@ -87,8 +88,26 @@ impl Hub {
             .clone()
             .map(crate::transport::tls::TlsSetting::into_config)
             .transpose()?;
-        let listener = bind_listener(addr, config.backlog)?;
-        let local_addr = listener.local_addr().map_err(Error::Start)?;
+        let main = (
+            given_addr(&addr),
+            addr.to_socket_addrs().map(Iterator::collect),
+            config.main_transport(),
+        );
+        let extra = config.listen.iter().map(|spec| {
+            let addrs = spec
+                .addrs
+                .clone()
+                .map_err(|(kind, text)| io::Error::new(kind, text));
+            (spec.given.clone(), addrs, spec.transport)
+        });
+        let mut listeners = Vec::new();
+        let mut local_addrs = Vec::new();
+        for (given, addrs, transport) in std::iter::once(main).chain(extra) {
+            let listener = bind_listener(given, addrs, config.backlog)?;
+            let addr = listener.local_addr().map_err(Error::Start)?;
+            local_addrs.push(ListenAddr { addr, transport });
+            listeners.push((listener, transport));
+        }
         let hub_config = (
             config.framing,
             config.queue_bytes,
@@ -97,20 +116,26 @@ impl Hub {
         );
         let (shared, tx, thread) = dispatcher::spawn(
             config,
-            listener,
+            listeners,
             #[cfg(feature = "tls")]
             tls,
         )
         .map_err(Error::Start)?;
         let (framing, queue_bytes, event_capacity, linger) = hub_config;
-        log::info!("hubcast listening on {local_addr}");
+        for listening in &local_addrs {
+            log::info!(
+                "hubcast listening on {} ({:?})",
+                listening.addr,
+                listening.transport
+            );
+        }
         Ok(Hub {
             shared,
             tx,
             open_batch: Mutex::new(None),
             batch_max: dispatcher::batch_max(queue_bytes),
             thread: Mutex::new(Some(thread)),
-            local_addr,
+            local_addrs,
             framing,
             queue_bytes,
             event_capacity,
@@ -118,9 +143,17 @@ impl Hub {
         })
     }
 
-    /// The address the hub listens on (with the real port when bound to port 0).
+    /// The address given to [`bind`](HubBuilder::bind) (with the real port when bound to
+    /// port 0). See [`local_addrs`](Self::local_addrs) for every listener.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.local_addrs[0].addr
+    }
+
+    /// Every address the hub listens on, with its transport: first the one given to
+    /// [`bind`](HubBuilder::bind), then those added with
+    /// [`HubBuilder::listen`], in that order.
+    pub fn local_addrs(&self) -> &[ListenAddr] {
+        &self.local_addrs
     }
 
     /// A new receiver of every [`Event`](crate::Event) from now on. Never blocks.
@@ -473,21 +506,25 @@ impl Drop for Hub {
 impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub")
-            .field("local_addr", &self.local_addr)
+            .field("local_addrs", &self.local_addrs)
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
 }
 
-/// Creates the listening socket with `socket2`, so the backlog is ours to choose. Errors
-/// name the address as the caller gave it.
-fn bind_listener<A: ToSocketAddrs + fmt::Debug>(
-    addr: A,
+/// An address as the caller wrote it, for errors (`"127.0.0.1:99999"`, not a `Debug` dump).
+pub(crate) fn given_addr(addr: &impl fmt::Debug) -> String {
+    format!("{addr:?}").trim_matches('"').to_owned()
+}
+
+/// Creates a listening socket with `socket2`, so the backlog is ours to choose. Errors name
+/// the address as the caller gave it.
+fn bind_listener(
+    given: String,
+    addrs: io::Result<Vec<SocketAddr>>,
     backlog: u32,
 ) -> Result<mio::net::TcpListener> {
-    let given = format!("{addr:?}");
-    let given = given.trim_matches('"').to_owned();
-    let addrs = addr.to_socket_addrs().map_err(|source| Error::Bind {
+    let addrs = addrs.map_err(|source| Error::Bind {
         addr: given.clone(),
         source,
     })?;

@@ -180,7 +180,9 @@ pub use crate::builder::HubBuilder;
 pub use crate::error::{Error, Result, WouldBlock};
 pub use crate::event::{ClientId, DisconnectReason, Event};
 pub use crate::hub::Hub;
-pub use crate::options::{Auth, AuthRequest, Framing, Relay, SlowClientPolicy};
+pub use crate::options::{
+    Auth, AuthRequest, Framing, ListenAddr, Origins, Relay, SlowClientPolicy, Transport,
+};
 pub use crate::stats::{ClientInfo, Disconnects, ShutdownReport, Stats, Undelivered};
 pub use crate::subscription::{
     IntoIter, Iter, RecvError, RecvTimeoutError, Subscription, TryRecvError,

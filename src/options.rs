@@ -52,6 +52,70 @@ pub enum Relay {
     Others,
 }
 
+/// What a listener's connections speak, for [`HubBuilder::listen`](crate::HubBuilder::listen)
+/// and [`HubBuilder::transport`](crate::HubBuilder::transport).
+///
+/// Every variant exists whatever the features, so matches compile under every feature set;
+/// binding a listener whose feature is off is an [`Error::Config`](crate::Error::Config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Plain TCP, with the hub's [`Framing`].
+    Tcp,
+    /// TLS, then the hub's [`Framing`] (feature `tls`, and a TLS configuration on the
+    /// builder).
+    Tls,
+    /// WebSocket over plain TCP, `ws://` (feature `websocket`): one hub message is one
+    /// WebSocket message.
+    WebSocket,
+    /// WebSocket over TLS, `wss://` (features `websocket` and `tls`, and a TLS
+    /// configuration on the builder).
+    WebSocketTls,
+}
+
+impl Transport {
+    /// Whether connections start with a TLS handshake.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::WebSocketTls)
+    }
+
+    /// Whether connections speak WebSocket.
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::WebSocket | Transport::WebSocketTls)
+    }
+}
+
+/// An address the hub listens on, with its transport, from
+/// [`Hub::local_addrs`](crate::Hub::local_addrs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ListenAddr {
+    /// The bound address (with the real port when bound to port 0).
+    pub addr: SocketAddr,
+    /// What its connections speak.
+    pub transport: Transport,
+}
+
+/// Which browser origins may open WebSocket connections (see
+/// [`HubBuilder::websocket_origins`](crate::HubBuilder::websocket_origins)). Browsers send
+/// an `Origin` header with every WebSocket request and cannot be stopped from connecting
+/// across sites any other way; clients that are not browsers usually send none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Origins {
+    /// Requests without an `Origin` header, and those whose origin has the same host and
+    /// port as their `Host` header (a page served by the same host). The default.
+    #[default]
+    SameOrigin,
+    /// Any origin. Any web page a user visits can then connect in their name: use it only
+    /// when the hub authenticates otherwise, or serves public data.
+    Any,
+    /// Requests without an `Origin` header, and those whose origin is one of these, such as
+    /// `"https://example.com"` or `"http://localhost:8000"` (compared without regard to
+    /// case; `"null"` matches pages opened from files).
+    List(Vec<String>),
+}
+
 /// What an [authenticator](crate::HubBuilder::authenticate) decides about a new connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -365,3 +365,47 @@ fn connected_event_reports_the_peer_address() {
         (client, addr, 0)
     );
 }
+
+/// One hub, two listeners: a broadcast reaches the clients of both, and a client of one
+/// relays to the other's.
+#[test]
+fn clients_of_every_listener_get_every_broadcast() {
+    let hub = Hub::builder()
+        .relay(hubcast::Relay::Others)
+        .listen(LOCAL, hubcast::Transport::Tcp)
+        .bind(LOCAL)
+        .expect("bind");
+    let addrs = hub.local_addrs();
+    assert_eq!(addrs.len(), 2);
+    assert_eq!(addrs[0].addr, hub.local_addr());
+    assert_ne!(addrs[0].addr, addrs[1].addr);
+    assert!(addrs.iter().all(|a| a.transport == hubcast::Transport::Tcp));
+    let mut events = EventLog::subscribe(&hub);
+    let mut first = Peer::connect(addrs[0].addr);
+    events.expect_connected();
+    let mut second = Peer::connect(addrs[1].addr);
+    events.expect_connected();
+    hub.broadcast("to both").unwrap();
+    assert_eq!(first.read_line(), b"to both");
+    assert_eq!(second.read_line(), b"to both");
+    second.write(b"from the second\n");
+    assert_eq!(first.read_line(), b"from the second");
+}
+
+#[test]
+fn listeners_that_cannot_be_bound_or_served_are_errors() {
+    match Hub::builder()
+        .listen("127.0.0.1:99999", hubcast::Transport::Tcp)
+        .bind(LOCAL)
+    {
+        Err(hubcast::Error::Bind { addr, .. }) => assert_eq!(addr, "127.0.0.1:99999"),
+        other => panic!("unexpected {other:?}"),
+    }
+    // A TLS listener with no TLS configuration (or without the feature).
+    assert!(matches!(
+        Hub::builder()
+            .listen(LOCAL, hubcast::Transport::Tls)
+            .bind(LOCAL),
+        Err(hubcast::Error::Config(_))
+    ));
+}

@@ -166,3 +166,32 @@ fn bad_pem_is_a_typed_error() {
         .expect_err("bad PEM");
     assert!(matches!(err, hubcast::Error::Tls(_)), "{err:?}");
 }
+
+/// One hub serves plain and TLS clients at once; a broadcast reaches both, each framed
+/// once and encrypted only for the TLS client.
+#[test]
+fn a_hub_serves_tcp_and_tls_listeners_at_once() {
+    let cert = certificate(false);
+    let hub = Hub::builder()
+        .tls_pem(cert.cert_pem.clone(), cert.key_pem.clone())
+        .transport(hubcast::Transport::Tcp)
+        .listen(LOCAL, hubcast::Transport::Tls)
+        .bind(LOCAL)
+        .expect("bind");
+    let addrs = hub.local_addrs();
+    assert_eq!(addrs[0].transport, hubcast::Transport::Tcp);
+    assert_eq!(addrs[1].transport, hubcast::Transport::Tls);
+    let mut events = EventLog::subscribe(&hub);
+    let mut plain = Peer::connect(addrs[0].addr);
+    events.expect_connected();
+    let mut secure = BufReader::new(connect(addrs[1].addr, client_config(Some(&cert))));
+    // The TLS handshake completes when the client first reads or writes.
+    secure.get_mut().write_all(b"hello\n").expect("tls write");
+    let id = events.expect_connected();
+    assert_eq!(events.expect_message(id), b"hello");
+    hub.broadcast("to both").unwrap();
+    assert_eq!(plain.read_line(), b"to both");
+    let mut line = String::new();
+    secure.read_line(&mut line).expect("tls read");
+    assert_eq!(line, "to both\n");
+}

@@ -17,7 +17,7 @@ use mio::{Interest, Token};
 use super::{panic_message, Dispatcher};
 use crate::client::{Client, Phase};
 use crate::transport::Conn;
-use crate::ClientId;
+use crate::{ClientId, Transport};
 
 /// Connections accepted per round, so a connect storm cannot starve existing clients.
 const ACCEPT_BATCH: usize = 256;
@@ -124,11 +124,18 @@ enum Shedding {
     NoSpare,
 }
 
+/// A listening socket and what its connections speak.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) socket: TcpListener,
+    pub(crate) transport: Transport,
+    /// It may have connections waiting.
+    pub(crate) pending: bool,
+}
+
 /// The dispatcher's admission state.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    /// The listener may have connections waiting.
-    pub(crate) pending: bool,
     /// After `accept` failed: not before this, and the pause to double next time.
     backoff: Option<(Instant, Duration)>,
     /// Open connections per peer address, for `max_clients_per_ip`.
@@ -146,7 +153,6 @@ pub(crate) struct Admission {
 impl Admission {
     pub(crate) fn new() -> Admission {
         Admission {
-            pending: false,
             backoff: None,
             per_ip: HashMap::new(),
             handshaking: 0,
@@ -157,16 +163,14 @@ impl Admission {
     }
 
     /// Whether accepting would do something now.
-    pub(crate) fn ready(&self, now: Instant, listener: &Option<TcpListener>) -> bool {
-        self.pending && listener.is_some() && self.backoff.map_or(true, |(until, _)| now >= until)
+    pub(crate) fn ready(&self, now: Instant, listeners: &[Listener]) -> bool {
+        listeners.iter().any(|l| l.pending) && self.backoff.map_or(true, |(until, _)| now >= until)
     }
 
-    /// When to look again: the end of a back-off (unless paused), or of a log period.
-    pub(crate) fn retry_at(&self, paused: bool) -> Option<Instant> {
-        let backoff = self
-            .backoff
-            .filter(|_| self.pending && !paused)
-            .map(|(until, _)| until);
+    /// When to look again: the end of a back-off (if connections wait and the hub is not
+    /// paused), or of a log period.
+    pub(crate) fn retry_at(&self, waiting: bool) -> Option<Instant> {
+        let backoff = self.backoff.filter(|_| waiting).map(|(until, _)| until);
         [backoff, self.log.next()].into_iter().flatten().min()
     }
 
@@ -187,35 +191,56 @@ impl Admission {
 }
 
 impl Dispatcher {
-    /// Accepts waiting connections, unless paused, backing off, at the batch limit or shut
-    /// down.
+    /// Accepts waiting connections, unless paused, backing off or shut down, at most
+    /// [`ACCEPT_BATCH`] a round over all listeners.
     pub(super) fn accept(&mut self) {
-        if self.subs.is_paused() || !self.admission.ready(self.now, &self.listener) {
+        if self.subs.is_paused() || !self.admission.ready(self.now, &self.listeners) {
             return;
         }
-        for _ in 0..ACCEPT_BATCH {
-            let Some(listener) = self.listener.as_ref() else {
+        let mut budget = ACCEPT_BATCH;
+        for i in 0..self.listeners.len() {
+            if budget == 0
+                || self
+                    .admission
+                    .backoff
+                    .is_some_and(|(until, _)| self.now < until)
+            {
+                return;
+            }
+            if self.listeners[i].pending {
+                self.accept_from(i, &mut budget);
+            }
+        }
+    }
+
+    /// Accepts from listener `i` until it has no more waiting, `budget` is spent, the hub
+    /// pauses, or accepting fails for want of resources.
+    fn accept_from(&mut self, i: usize, budget: &mut usize) {
+        while *budget > 0 {
+            *budget -= 1;
+            let Some(listener) = self.listeners.get(i) else {
                 return;
             };
-            match listener.accept() {
+            let transport = listener.transport;
+            match listener.socket.accept() {
                 Ok((stream, addr)) => {
                     self.admission.backoff = None;
-                    self.admit(stream, addr);
+                    self.admit(stream, addr, transport);
                     if self.subs.is_paused() {
                         return;
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.admission.pending = false;
+                    self.listeners[i].pending = false;
                     return;
                 }
                 Err(err) if is_transient_accept_error(&err) => {}
                 Err(err) => {
                     self.shared.counters.accept_errors.fetch_add(1, Relaxed);
-                    match self.shed_with_reserve() {
+                    match self.shed_with_reserve(i) {
                         Shedding::Shed => continue,
                         Shedding::NothingWaiting => {
-                            self.admission.pending = false;
+                            self.listeners[i].pending = false;
                             return;
                         }
                         Shedding::NoSpare => {}
@@ -236,16 +261,16 @@ impl Dispatcher {
         }
     }
 
-    /// Out of descriptors: gives up the spare one, accepts the waiting connection and
-    /// closes it at once, then takes the spare back.
-    fn shed_with_reserve(&mut self) -> Shedding {
+    /// Out of descriptors: gives up the spare one, accepts the connection waiting on
+    /// listener `i` and closes it at once, then takes the spare back.
+    fn shed_with_reserve(&mut self, i: usize) -> Shedding {
         let Some(reserve) = self.admission.reserve.take() else {
             // Try to get the spare back for next time.
             self.admission.reserve = File::open("/dev/null").ok();
             return Shedding::NoSpare;
         };
         drop(reserve);
-        let accepted = self.listener.as_ref().map(TcpListener::accept);
+        let accepted = self.listeners.get(i).map(|l| l.socket.accept());
         // Close the shed connection before taking the spare back: at the limit, its
         // descriptor is the one the spare needs.
         let shed = match accepted {
@@ -267,7 +292,7 @@ impl Dispatcher {
     }
 
     /// Applies the admission rules to a new connection and registers it if they pass.
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, transport: Transport) {
         let config = &self.config;
         let per_ip = self.admission.per_ip.get(&addr.ip()).copied().unwrap_or(0);
         let refusal = if self.slots.live() + self.admission.handshaking >= config.max_clients {
@@ -279,7 +304,7 @@ impl Dispatcher {
         };
         match refusal {
             Some(why) => self.refuse(addr, why),
-            None => self.register(stream, addr),
+            None => self.register(stream, addr, transport),
         }
     }
 
@@ -300,7 +325,7 @@ impl Dispatcher {
         }
     }
 
-    fn register(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+    fn register(&mut self, mut stream: TcpStream, addr: SocketAddr, transport: Transport) {
         if let Err(err) = self.configure(&stream) {
             log::warn!("could not set socket options for {addr}: {err}");
         }
@@ -315,7 +340,7 @@ impl Dispatcher {
             self.slots.release(slot);
             return;
         }
-        let conn = match self.wrap(stream) {
+        let conn = match self.wrap(stream, transport) {
             Ok(conn) => conn,
             Err(err) => {
                 log::warn!("could not set up {addr}: {err}");
@@ -323,7 +348,9 @@ impl Dispatcher {
                 return;
             }
         };
-        let handshake = conn.is_handshaking() || self.config.authenticator.is_some();
+        let handshake = conn.is_handshaking()
+            || transport.is_websocket()
+            || self.config.authenticator.is_some();
         let phase = if handshake {
             self.admission.handshaking += 1;
             Phase::Handshake(self.deadline_in(self.config.handshake_timeout))
@@ -333,20 +360,26 @@ impl Dispatcher {
         let id = ClientId(self.admission.next_id);
         self.admission.next_id += 1;
         *self.admission.per_ip.entry(addr.ip()).or_insert(0) += 1;
-        self.slots
-            .fill(slot, Client::new(id, addr, conn, phase, self.now));
+        let client = Client::new(id, addr, conn, transport, phase, self.now);
+        self.slots.fill(slot, client);
         if !handshake {
             self.go_live(slot, None);
         }
     }
 
-    /// Puts the transport around a new socket.
-    fn wrap(&self, stream: TcpStream) -> io::Result<Conn> {
+    /// Puts the byte stream its listener asks for around a new socket.
+    fn wrap(&self, stream: TcpStream, transport: Transport) -> io::Result<Conn> {
         #[cfg(feature = "tls")]
-        if let Some(config) = &self.tls {
-            let tls = crate::transport::tls::TlsConn::new(stream, std::sync::Arc::clone(config))?;
-            return Ok(Conn::Tls(Box::new(tls)));
+        if transport.is_tls() {
+            // `bind` checked that a TLS configuration was given.
+            if let Some(config) = &self.tls {
+                let config = std::sync::Arc::clone(config);
+                let tls = crate::transport::tls::TlsConn::new(stream, config)?;
+                return Ok(Conn::Tls(Box::new(tls)));
+            }
         }
+        #[cfg(not(feature = "tls"))]
+        let _ = transport;
         Ok(Conn::Tcp(stream))
     }
 

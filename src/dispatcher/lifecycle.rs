@@ -26,7 +26,7 @@ impl Dispatcher {
             self.admission.handshaking -= 1;
         }
         client.phase = Phase::Live;
-        let (id, addr) = (client.id, client.addr);
+        let (id, addr, transport) = (client.id, client.addr, client.transport);
         let dropped = Arc::clone(&client.dropped);
         self.shared.registry().insert(
             id,
@@ -40,7 +40,7 @@ impl Dispatcher {
         let counters = &self.shared.counters;
         counters.accepted.fetch_add(1, Relaxed);
         counters.connected.fetch_add(1, Relaxed);
-        log::debug!("client {id} connected from {addr}");
+        log::debug!("client {id} connected from {addr} ({transport:?})");
         self.subs.emit(
             Event::Connected { client: id, addr },
             &self.shared,
@@ -176,8 +176,8 @@ impl Dispatcher {
             return;
         }
         self.shutdown = Some(deadline);
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.report.clients = self.slots.live();
         log::info!(

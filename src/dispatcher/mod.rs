@@ -24,7 +24,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::command::{Batch, Command, Frames, Target};
 use crate::shared::{lock, Shared};
 use crate::stats::Tally;
-use crate::{codec, HubBuilder, ShutdownReport};
+use crate::{codec, HubBuilder, ShutdownReport, Transport};
 
 mod admission;
 pub(crate) mod flow;
@@ -35,14 +35,18 @@ mod slots;
 mod subscribers;
 mod timers;
 
-use admission::Admission;
+use admission::{Admission, Listener};
 use slots::Slots;
 use subscribers::Subscribers;
 use timers::Timers;
 
-/// The token of the waker that host calls use.
+/// The token of the waker that host calls use; listeners count down from the one below.
 const WAKER: Token = Token(usize::MAX);
-const LISTENER: Token = Token(usize::MAX - 1);
+
+/// The token of listener `i`.
+fn listener_token(i: usize) -> Token {
+    Token(usize::MAX - 1 - i)
+}
 
 /// Host commands run per round before the loop turns to sockets again.
 const COMMAND_BATCH: usize = 1024;
@@ -54,11 +58,11 @@ const THREAD_NAME: &str = "hubcast-loop";
 /// What the dispatcher thread returns: its report, or why it died.
 pub(crate) type Outcome = Result<ShutdownReport, String>;
 
-/// Starts the dispatcher thread for `listener`. Returns the state it shares with the host,
+/// Starts the dispatcher thread for `listeners`. Returns the state it shares with the host,
 /// the sender of host commands, and the thread.
 pub(crate) fn spawn(
     config: HubBuilder,
-    listener: TcpListener,
+    listeners: Vec<(TcpListener, Transport)>,
     #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
 ) -> io::Result<(Arc<Shared>, Sender<Command>, JoinHandle<Outcome>)> {
     let poll = Poll::new()?;
@@ -74,7 +78,7 @@ pub(crate) fn spawn(
     let dispatcher = Dispatcher::new(
         config,
         poll,
-        listener,
+        listeners,
         Arc::clone(&shared),
         rx,
         #[cfg(feature = "tls")]
@@ -88,7 +92,8 @@ pub(crate) fn spawn(
 
 pub(crate) struct Dispatcher {
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Emptied when a shutdown begins.
+    listeners: Vec<Listener>,
     shared: Arc<Shared>,
     commands: Receiver<Command>,
     config: HubBuilder,
@@ -128,13 +133,21 @@ impl Dispatcher {
     fn new(
         config: HubBuilder,
         poll: Poll,
-        mut listener: TcpListener,
+        listeners: Vec<(TcpListener, Transport)>,
         shared: Arc<Shared>,
         commands: Receiver<Command>,
         #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Self> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut registered = Vec::new();
+        for (i, (mut socket, transport)) in listeners.into_iter().enumerate() {
+            poll.registry()
+                .register(&mut socket, listener_token(i), Interest::READABLE)?;
+            registered.push(Listener {
+                socket,
+                transport,
+                pending: false,
+            });
+        }
         let ping = config.heartbeat.map(|_| {
             let len = codec::encoded_len(config.framing, b"").unwrap_or(0);
             Frames::one(codec::encode(config.framing, b"", len), Target::All)
@@ -142,7 +155,7 @@ impl Dispatcher {
         let now = Instant::now();
         Ok(Dispatcher {
             poll,
-            listener: Some(listener),
+            listeners: registered,
             shared,
             commands,
             slots: Slots::default(),
@@ -200,7 +213,11 @@ impl Dispatcher {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    LISTENER => self.admission.pending = true,
+                    token if self.listener_at(token).is_some() => {
+                        if let Some(listener) = self.listener_at(token) {
+                            listener.pending = true;
+                        }
+                    }
                     Token(slot) => {
                         let Some(client) = self.slots.get_mut(slot) else {
                             continue;
@@ -297,6 +314,12 @@ impl Dispatcher {
         }
     }
 
+    /// The listener a token stands for.
+    fn listener_at(&mut self, token: Token) -> Option<&mut Listener> {
+        let i = (usize::MAX - 1).checked_sub(token.0)?;
+        self.listeners.get_mut(i)
+    }
+
     /// `now + after`, or `None` if that is too far away to be represented.
     fn deadline_in(&self, after: Duration) -> Option<Instant> {
         self.now.checked_add(after)
@@ -310,7 +333,7 @@ impl Dispatcher {
         let held = (commands_waiting && self.config.flow_control || reads_waiting)
             && self.busy_memo == Some(true);
         let busy = (commands_waiting || reads_waiting) && !held
-            || (!self.subs.is_paused() && self.admission.ready(self.now, &self.listener));
+            || (!self.subs.is_paused() && self.admission.ready(self.now, &self.listeners));
         if busy {
             return Some(Duration::ZERO);
         }
@@ -319,7 +342,8 @@ impl Dispatcher {
             held.then(|| self.busy_recheck()).flatten(),
             self.timers
                 .next(self.slots.live() + self.admission.handshaking + self.closing.len() > 0),
-            self.admission.retry_at(self.subs.is_paused()),
+            self.admission
+                .retry_at(!self.subs.is_paused() && self.listeners.iter().any(|l| l.pending)),
             self.subs.recheck_at(),
         ];
         let deadline = deadlines.into_iter().flatten().min()?;

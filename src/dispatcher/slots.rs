@@ -114,7 +114,14 @@ mod tests {
         let addr: SocketAddr = listener.local_addr().unwrap();
         let stream = std::net::TcpStream::connect(addr).unwrap();
         let conn = Conn::Tcp(mio::net::TcpStream::from_std(stream));
-        Client::new(ClientId(id), addr, conn, Phase::Live, Instant::now())
+        Client::new(
+            ClientId(id),
+            addr,
+            conn,
+            crate::Transport::Tcp,
+            Phase::Live,
+            Instant::now(),
+        )
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(crate) struct Timers {
 
 impl Timers {
     pub(crate) fn new(config: &HubBuilder, now: Instant) -> Timers {
-        let has_handshake = config.authenticator.is_some() || config.has_tls();
+        let has_handshake = config.has_handshake();
         let timeouts = [
             config.idle_timeout,
             config.heartbeat,
