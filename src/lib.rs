@@ -227,6 +227,57 @@ pub mod fuzzing {
             }
         }
     }
+
+    /// Feeds `data` to the WebSocket frame decoder in chunks cut at `cuts`, as reads would
+    /// deliver it, and checks the decoder's promises: no panic, no message over
+    /// `max_message`, text that is UTF-8, no buffer past the limit, and no memory held
+    /// between messages.
+    #[cfg(feature = "websocket")]
+    pub fn decode_websocket(data: &[u8], cuts: &[u8], max_message: usize) {
+        use crate::transport::websocket::{Decoder, Inbound};
+
+        let mut decoder = Decoder::default();
+        let mut unmasked = Vec::new();
+        let mut buf = Vec::new();
+        let mut rest = data;
+        // Each cut is the length of the next read; whatever is left comes last.
+        let reads = cuts
+            .iter()
+            .map(|&c| usize::from(c))
+            .chain(std::iter::once(usize::MAX));
+        for len in reads {
+            let (chunk, tail) = rest.split_at(len.min(rest.len()));
+            rest = tail;
+            buf.extend_from_slice(chunk);
+            let mut used = 0;
+            loop {
+                match decoder.decode(&buf[used..], max_message, &mut unmasked) {
+                    Ok(Some((inbound, n))) => {
+                        assert!(n > 0 && n <= buf.len() - used);
+                        used += n;
+                        match inbound {
+                            Inbound::Message { text, payload } => {
+                                assert!(payload.len() <= max_message);
+                                assert!(!text || std::str::from_utf8(payload).is_ok());
+                                assert!(decoder.is_idle());
+                            }
+                            Inbound::Ping(payload) => assert!(payload.len() <= 125),
+                            Inbound::Fragment => assert!(!decoder.is_idle()),
+                            Inbound::Pong | Inbound::Close { .. } => {}
+                        }
+                        // Control payloads may reach 125 bytes under a smaller limit.
+                        assert!(unmasked.capacity() <= max_message.max(125));
+                    }
+                    Ok(None) => break,
+                    Err(_) => return,
+                }
+            }
+            buf.drain(..used);
+            if rest.is_empty() {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(doctest)]
