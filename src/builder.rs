@@ -611,7 +611,8 @@ impl HubBuilder {
         if self.relay != Relay::Off {
             // Every frame a client may send must fit in a queue once relayed.
             let framed = codec::encoded_len_of(self.framing, self.max_frame);
-            if framed.map_or(true, |len| len > self.queue_bytes) {
+            let max = self.queue_bytes.min(crate::hub::MAX_FRAME_LEN);
+            if framed.map_or(true, |len| len > max) {
                 return fail(format!(
                     "in relay mode, max_frame ({}) framed must fit in queue_bytes ({})",
                     self.max_frame, self.queue_bytes

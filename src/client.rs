@@ -11,6 +11,7 @@ use crate::dispatcher::flow::Flow;
 use crate::queue::Queue;
 use crate::stats::Tally;
 use crate::transport::Conn;
+use crate::wire::Wire;
 use crate::{ClientId, Transport};
 
 /// Where a connection is in its life. A deadline of `None` is one too far away to matter.
@@ -24,6 +25,10 @@ pub(crate) enum Phase {
     /// Has left (subscribers were told); only its queue is still written, until the
     /// deadline. Its input is discarded.
     Closing(Option<Instant>),
+    /// Refused before it became a client (a WebSocket upgrade turned down): only its HTTP
+    /// answer is still written, until the deadline. Subscribers never heard of it.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    Refusing(Option<Instant>),
 }
 
 /// A connection. Owned by the dispatcher thread alone.
@@ -56,6 +61,18 @@ pub(crate) struct Client {
     pub(crate) stalled_since: Option<Instant>,
     /// Its standing in flow control.
     pub(crate) flow: Flow,
+    /// Its WebSocket state, once upgraded.
+    #[cfg(feature = "websocket")]
+    pub(crate) ws: Option<Box<WsState>>,
+}
+
+/// A WebSocket client's protocol state (feature `websocket`): a few bytes while idle.
+#[cfg(feature = "websocket")]
+#[derive(Debug, Default)]
+pub(crate) struct WsState {
+    pub(crate) decoder: crate::transport::websocket::Decoder,
+    /// A close frame is queued for it: nothing may follow.
+    pub(crate) close_sent: bool,
 }
 
 impl Client {
@@ -84,6 +101,8 @@ impl Client {
             last_ping: now,
             stalled_since: None,
             flow: Flow::new(now),
+            #[cfg(feature = "websocket")]
+            ws: None,
         }
     }
 
@@ -91,8 +110,18 @@ impl Client {
         self.phase == Phase::Live
     }
 
+    /// Whether it is only writing out before it is closed (its input is discarded).
     pub(crate) fn is_closing(&self) -> bool {
-        matches!(self.phase, Phase::Closing(_))
+        matches!(self.phase, Phase::Closing(_) | Phase::Refusing(_))
+    }
+
+    /// How its messages are framed.
+    pub(crate) fn wire(&self) -> Wire {
+        if self.transport.is_websocket() {
+            Wire::WebSocket
+        } else {
+            Wire::Framed
+        }
     }
 
     /// Whether anything waits to be written: queued frames, or bytes the transport holds.

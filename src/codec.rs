@@ -53,6 +53,16 @@ pub(crate) fn encode_into(framing: Framing, payload: &[u8], out: &mut BytesMut) 
     }
 }
 
+/// The payload of a frame that [`encode_into`] made (the frame's bytes, whole).
+#[cfg(any(test, feature = "websocket"))]
+pub(crate) fn payload_of(framing: Framing, frame: &[u8]) -> &[u8] {
+    match framing {
+        Framing::Lines => frame.strip_suffix(b"\n").unwrap_or(frame),
+        Framing::LengthPrefixed => frame.get(LEN_PREFIX..).unwrap_or_default(),
+        Framing::Raw => frame,
+    }
+}
+
 /// Encodes `payload` into one exactly-sized, shareable frame.
 pub(crate) fn encode(framing: Framing, payload: &[u8], len: usize) -> Bytes {
     let mut out = BytesMut::with_capacity(len);
@@ -180,6 +190,18 @@ mod tests {
     fn lines_strip_lf_and_crlf_and_keep_empty_lines() {
         let frames = decode_all(Framing::Lines, &[b"a\r\n\nb\n"], 16).unwrap();
         assert_eq!(frames, vec![&b"a"[..], b"", b"b"]);
+    }
+
+    #[test]
+    fn payload_of_undoes_the_framing() {
+        for framing in ALL {
+            for payload in [&b""[..], b"x", b"two words"] {
+                let frame = encode_vec(framing, payload);
+                assert_eq!(payload_of(framing, &frame), payload, "{framing:?}");
+            }
+        }
+        // A line that already ended in a newline loses it: it is one line either way.
+        assert_eq!(payload_of(Framing::Lines, b"hi\n"), b"hi");
     }
 
     #[test]

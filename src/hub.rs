@@ -200,10 +200,9 @@ impl Hub {
     /// # Errors
     ///
     /// [`Error::MessageTooLarge`] if the framed message is longer than
-    /// [`queue_bytes`](HubBuilder::queue_bytes) (or than `u32::MAX` for length-prefixed
-    /// framing); [`Error::Closed`] once the hub is shutting down; [`Error::Failed`] if
-    /// the hub died; [`Error::WouldBlock`] if called from one of the hub's closures when
-    /// it would have had to wait.
+    /// [`queue_bytes`](HubBuilder::queue_bytes) or than 4 GiB; [`Error::Closed`] once the
+    /// hub is shutting down; [`Error::Failed`] if the hub died; [`Error::WouldBlock`] if
+    /// called from one of the hub's closures when it would have had to wait.
     pub fn broadcast(&self, msg: impl AsRef<[u8]>) -> Result<()> {
         self.submit(Target::All, msg.as_ref(), true)
     }
@@ -461,11 +460,10 @@ impl Hub {
             len: msg.len(),
             max: u32::MAX as usize,
         })?;
-        if len > self.queue_bytes {
-            return Err(Error::MessageTooLarge {
-                len,
-                max: self.queue_bytes,
-            });
+        // Frame offsets are 32-bit; no queue takes more than `queue_bytes` at once.
+        let max = self.queue_bytes.min(MAX_FRAME_LEN);
+        if len > max {
+            return Err(Error::MessageTooLarge { len, max });
         }
         Ok(len)
     }
@@ -511,6 +509,10 @@ impl fmt::Debug for Hub {
             .finish_non_exhaustive()
     }
 }
+
+/// The longest frame, framed for any wire: offsets in a batch are 32-bit, and a WebSocket
+/// header adds up to 10 bytes.
+pub(crate) const MAX_FRAME_LEN: usize = u32::MAX as usize - 16;
 
 /// An address as the caller wrote it, for errors (`"127.0.0.1:99999"`, not a `Debug` dump).
 pub(crate) fn given_addr(addr: &impl fmt::Debug) -> String {

@@ -168,6 +168,7 @@ mod shared;
 mod stats;
 mod subscription;
 mod transport;
+mod wire;
 
 pub use bytes::Bytes;
 /// The rustls version hubcast's `tls` feature is built on, for [`HubBuilder::tls`]. See

@@ -133,10 +133,17 @@ pub enum Auth {
 ///
 /// Passed by reference and valid only during the call. More of the connection (for
 /// example a WebSocket upgrade request) may be shown in later versions.
+///
+/// A TCP or TLS connection is shown with its first frame; a WebSocket connection with its
+/// upgrade request (path, query string, headers such as `Cookie` and `Authorization`),
+/// before it is answered: browsers cannot send custom headers on a WebSocket, so they carry
+/// credentials in a cookie or the query string.
 #[derive(Debug)]
 pub struct AuthRequest<'a> {
     pub(crate) addr: SocketAddr,
     pub(crate) frame: Option<&'a [u8]>,
+    #[cfg(feature = "websocket")]
+    pub(crate) upgrade: Option<&'a crate::transport::websocket::Upgrade>,
 }
 
 impl AuthRequest<'_> {
@@ -146,10 +153,47 @@ impl AuthRequest<'_> {
     }
 
     /// The connection's first frame (its payload, without framing), which is its
-    /// authentication frame and is not delivered as a message. Always `Some` for
-    /// connections that authenticate with a frame, as every TCP and TLS connection does.
+    /// authentication frame and is not delivered as a message. `Some` for TCP and TLS
+    /// connections; `None` for WebSocket connections, which are shown their upgrade request
+    /// instead.
     pub fn frame(&self) -> Option<&[u8]> {
         self.frame
+    }
+
+    /// Whether this is a WebSocket upgrade request.
+    pub fn is_websocket(&self) -> bool {
+        #[cfg(feature = "websocket")]
+        return self.upgrade.is_some();
+        #[cfg(not(feature = "websocket"))]
+        false
+    }
+
+    /// The path of a WebSocket upgrade request, without its query string (`"/chat"`).
+    pub fn path(&self) -> Option<&str> {
+        #[cfg(feature = "websocket")]
+        return self.upgrade.map(|u| u.path());
+        #[cfg(not(feature = "websocket"))]
+        None
+    }
+
+    /// The query string of a WebSocket upgrade request, without the `?`.
+    pub fn query(&self) -> Option<&str> {
+        #[cfg(feature = "websocket")]
+        return self.upgrade.and_then(|u| u.query());
+        #[cfg(not(feature = "websocket"))]
+        None
+    }
+
+    /// A header of a WebSocket upgrade request (its first value; names are compared without
+    /// regard to case), such as `"cookie"` or `"authorization"`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        #[cfg(feature = "websocket")]
+        return self.upgrade.and_then(|u| u.header(name));
+        #[cfg(not(feature = "websocket"))]
+        {
+            let _ = name;
+            None
+        }
     }
 }
 

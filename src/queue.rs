@@ -57,6 +57,18 @@ impl Chunk {
         Chunk::new(frames, 0..frames.ends.len())
     }
 
+    /// Protocol bytes that are no message (an HTTP answer, a WebSocket control frame): they
+    /// count as no frame in the stats.
+    pub(crate) fn raw(bytes: bytes::Bytes) -> Chunk {
+        Chunk {
+            bytes,
+            ends: Arc::from([]),
+            first: 0,
+            count: 0,
+            base: 0,
+        }
+    }
+
     pub(crate) fn frames(&self) -> u64 {
         u64::from(self.count)
     }
@@ -151,6 +163,27 @@ impl Queue {
     fn push(&mut self, chunk: &Chunk) {
         self.cost += chunk.cost();
         self.chunks.push_back(chunk.clone());
+    }
+
+    /// Adds `chunk` whatever the bound: for the few protocol bytes that must reach a client
+    /// however slow it is (an upgrade answer, a close frame). They are small and sent once.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn push_unbounded(&mut self, chunk: Chunk) {
+        self.cost += chunk.cost();
+        self.chunks.push_back(chunk);
+    }
+
+    /// Drops everything but a partly written front chunk (it must be finished, or the
+    /// peer gets a torn frame), for a client that is cut off. Returns the frames dropped.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn truncate(&mut self) -> u64 {
+        let keep = usize::from(self.offset > 0);
+        let mut dropped = 0;
+        for chunk in self.chunks.drain(keep..) {
+            self.cost -= chunk.cost();
+            dropped += chunk.frames();
+        }
+        dropped
     }
 
     /// Writes as much as `conn` takes, many chunks per `writev`, until the queue is empty

@@ -18,6 +18,7 @@ use super::{panic_message, Dispatcher};
 use crate::client::Phase;
 use crate::codec::{self, FrameTooLarge};
 use crate::command::{Frames, Target, BATCH_BELOW};
+use crate::wire::Wire;
 use crate::{Auth, AuthRequest, ClientId, DisconnectReason, Event, Relay};
 
 /// Bytes read from one client per round, so one chatty client cannot starve the others.
@@ -108,7 +109,7 @@ impl Dispatcher {
                 let linger = self.deadline_in(self.config.linger);
                 self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
             }
-            Phase::Closing(_) => {}
+            Phase::Closing(_) | Phase::Refusing(_) => {}
         }
     }
 
@@ -180,54 +181,76 @@ impl Dispatcher {
     /// a partial frame or subscribers are full. Returns how much of `data` was used, or
     /// `None` if the connection takes no more input (it left or was closed).
     fn cut_frames(&mut self, slot: usize, data: &[u8]) -> Option<usize> {
-        let (framing, max_frame) = (self.config.framing, self.config.max_frame);
         let mut used = 0;
         while !self.subs.is_paused() {
             let client = self.slots.get_mut(slot)?;
+            let wire = client.wire();
             match client.phase {
-                Phase::Closing(_) => return None,
+                Phase::Closing(_) | Phase::Refusing(_) => return None,
                 Phase::Handshake(_) if client.conn.is_handshaking() => return Some(used),
-                Phase::Handshake(_) if self.config.authenticator.is_none() => {
+                Phase::Handshake(_)
+                    if wire == Wire::Framed && self.config.authenticator.is_none() =>
+                {
                     self.go_live(slot, None);
                     continue;
                 }
                 Phase::Handshake(_) | Phase::Live => {}
             }
-            match codec::decode(framing, &data[used..], max_frame, &mut client.scanned) {
-                Ok(Some(frame)) => {
-                    let payload = &data[used + frame.payload.start..used + frame.payload.end];
-                    used += frame.len;
-                    self.tally.frames_in += 1;
-                    let (id, live) = (client.id, client.is_live());
-                    if !live {
-                        if !self.authenticate(slot, payload) {
-                            return None;
-                        }
-                    } else if payload.is_empty() && self.config.heartbeat.is_some() {
-                        // A heartbeat answer: it already counted as a sign of life.
-                    } else {
-                        self.deliver(id, payload);
-                    }
-                }
-                Ok(None) => return Some(used),
-                Err(FrameTooLarge) => {
-                    log::info!("client {} sent a frame over {max_frame} bytes", client.id);
-                    if client.is_live() {
-                        self.leave(slot, DisconnectReason::FrameTooLarge, None);
-                    } else {
-                        self.drop_unaccepted(slot, false);
-                    }
-                    return None;
-                }
+            let step = match wire {
+                Wire::Framed => self.cut_framed(slot, &data[used..]),
+                #[cfg(feature = "websocket")]
+                Wire::WebSocket => self.cut_websocket(slot, &data[used..]),
+                #[cfg(not(feature = "websocket"))]
+                Wire::WebSocket => Cut::Gone,
+            };
+            match step {
+                Cut::Took(n) => used += n,
+                Cut::Partial => return Some(used),
+                Cut::Gone => return None,
             }
         }
         Some(used)
     }
 
+    /// Takes the frame of the hub's framing at the front of `data`.
+    fn cut_framed(&mut self, slot: usize, data: &[u8]) -> Cut {
+        let (framing, max_frame) = (self.config.framing, self.config.max_frame);
+        let Some(client) = self.slots.get_mut(slot) else {
+            return Cut::Gone;
+        };
+        match codec::decode(framing, data, max_frame, &mut client.scanned) {
+            Ok(Some(frame)) => {
+                let payload = &data[frame.payload];
+                self.tally.frames_in += 1;
+                let id = client.id;
+                if !client.is_live() {
+                    if !self.authenticate(slot, payload) {
+                        return Cut::Gone;
+                    }
+                } else if payload.is_empty() && self.config.heartbeat.is_some() {
+                    // A heartbeat answer: it already counted as a sign of life.
+                } else {
+                    self.deliver(id, payload);
+                }
+                Cut::Took(frame.len)
+            }
+            Ok(None) => Cut::Partial,
+            Err(FrameTooLarge) => {
+                log::info!("client {} sent a frame over {max_frame} bytes", client.id);
+                if client.is_live() {
+                    self.leave(slot, DisconnectReason::FrameTooLarge, None);
+                } else {
+                    self.drop_unaccepted(slot, false);
+                }
+                Cut::Gone
+            }
+        }
+    }
+
     /// A message from a live client: subscribers get it first, then the other clients in
     /// relay mode, so no event of the client can follow its `Disconnected` (relaying to
     /// itself may make it leave as slow).
-    fn deliver(&mut self, id: ClientId, payload: &[u8]) {
+    pub(super) fn deliver(&mut self, id: ClientId, payload: &[u8]) {
         log::trace!("client {id} sent {payload:?}");
         if self.subs.any(&self.shared) {
             let payload = Bytes::copy_from_slice(payload);
@@ -271,26 +294,46 @@ impl Dispatcher {
     }
 
     /// Hands a connection's first frame to the authenticator. Returns `false` if the
-    /// connection was turned away. A panic in the authenticator turns it away too.
+    /// connection was turned away.
     fn authenticate(&mut self, slot: usize, frame: &[u8]) -> bool {
         let Some(client) = self.slots.get(slot) else {
             return false;
         };
-        let Some(authenticator) = self.config.authenticator.clone() else {
-            return true;
-        };
-        let addr = client.addr;
         let request = AuthRequest {
-            addr,
+            addr: client.addr,
             frame: Some(frame),
+            #[cfg(feature = "websocket")]
+            upgrade: None,
         };
-        match panic::catch_unwind(AssertUnwindSafe(|| (authenticator.0)(&request))) {
-            Ok(Auth::Accept) => self.go_live(slot, None),
-            Ok(Auth::AcceptAs(name)) => self.go_live(slot, Some(name)),
+        match self.ask_authenticator(&request) {
+            Some(name) => {
+                self.go_live(slot, name);
+                true
+            }
+            None => {
+                self.drop_unaccepted(slot, true);
+                false
+            }
+        }
+    }
+
+    /// Runs the host's authenticator, if any, on `request`: `Some(name)` lets the
+    /// connection in. A panic in it turns the connection away, as `Reject` does (the caller
+    /// counts it as rejected).
+    pub(super) fn ask_authenticator(
+        &mut self,
+        request: &AuthRequest<'_>,
+    ) -> Option<Option<String>> {
+        let Some(authenticator) = self.config.authenticator.clone() else {
+            return Some(None);
+        };
+        let addr = request.addr;
+        match panic::catch_unwind(AssertUnwindSafe(|| (authenticator.0)(request))) {
+            Ok(Auth::Accept) => Some(None),
+            Ok(Auth::AcceptAs(name)) => Some(Some(name)),
             Ok(Auth::Reject) => {
                 log::info!("rejected {addr}: authentication failed");
-                self.drop_unaccepted(slot, true);
-                return false;
+                None
             }
             Err(panic) => {
                 self.shared.counters.callback_panics.fetch_add(1, Relaxed);
@@ -298,10 +341,18 @@ impl Dispatcher {
                     "the authenticator panicked on {addr}, rejecting it: {}",
                     panic_message(&*panic)
                 );
-                self.drop_unaccepted(slot, true);
-                return false;
+                None
             }
         }
-        true
     }
+}
+
+/// What cutting one frame did.
+pub(super) enum Cut {
+    /// It took a whole frame of this many bytes.
+    Took(usize),
+    /// The frame is not complete yet.
+    Partial,
+    /// The connection takes no more input (it left, was refused or closed).
+    Gone,
 }

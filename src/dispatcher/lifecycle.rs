@@ -62,7 +62,7 @@ impl Dispatcher {
                 log::debug!("client {} failed: {err}", client.id);
                 self.leave(slot, DisconnectReason::from_io(err), None);
             }
-            Phase::Closing(_) => self.close(slot),
+            Phase::Closing(_) | Phase::Refusing(_) => self.close(slot),
         }
     }
 
@@ -79,20 +79,51 @@ impl Dispatcher {
 
     /// The client leaves the hub: it is forgotten by id, subscribers are told, and its
     /// socket is closed now (`linger` is `None`) or once its queue is written out or the
-    /// deadline passes (`Some(None)`: no deadline).
+    /// deadline passes (`Some(None)`: no deadline). A WebSocket client is sent the close
+    /// code for `reason` first.
     pub(super) fn leave(
         &mut self,
         slot: usize,
         reason: DisconnectReason,
         linger: Option<Option<Instant>>,
     ) {
+        #[cfg(feature = "websocket")]
+        let code = super::websocket::close_code(reason);
+        #[cfg(not(feature = "websocket"))]
+        let code = None;
+        self.depart(slot, reason, linger, code);
+    }
+
+    /// [`leave`](Self::leave) with this WebSocket close code, at once.
+    #[cfg(feature = "websocket")]
+    pub(super) fn leave_with_code(&mut self, slot: usize, reason: DisconnectReason, code: u16) {
+        self.depart(slot, reason, None, Some(code));
+    }
+
+    fn depart(
+        &mut self,
+        slot: usize,
+        reason: DisconnectReason,
+        linger: Option<Option<Instant>>,
+        code: Option<u16>,
+    ) {
         let Some(client) = self.slots.live_mut(slot) else {
             return;
         };
         let id = client.id;
+        #[cfg(feature = "websocket")]
+        let linger = match code {
+            Some(code) => self.close_websocket(slot, code, reason, linger),
+            None => linger,
+        };
+        #[cfg(not(feature = "websocket"))]
+        let _ = code;
+        let Some(client) = self.slots.live_mut(slot) else {
+            return;
+        };
         client.phase = Phase::Closing(linger.unwrap_or(Some(self.now)));
+        self.slots.remove_live(slot);
         self.update_flow(slot);
-        self.slots.remove_live(id);
         self.shared.registry().remove(&id);
         let counters = &self.shared.counters;
         counters.connected.fetch_sub(1, Relaxed);
@@ -119,7 +150,7 @@ impl Dispatcher {
             let Some(client) = self.slots.get(slot) else {
                 return false;
             };
-            let Phase::Closing(deadline) = client.phase else {
+            let (Phase::Closing(deadline) | Phase::Refusing(deadline)) = client.phase else {
                 return false;
             };
             let keep = client.has_output() && deadline.map_or(true, |d| now < d);
@@ -137,7 +168,7 @@ impl Dispatcher {
         self.closing
             .iter()
             .filter_map(|&slot| match self.slots.get(slot)?.phase {
-                Phase::Closing(deadline) => deadline,
+                Phase::Closing(deadline) | Phase::Refusing(deadline) => deadline,
                 _ => None,
             })
             .min()
@@ -151,17 +182,21 @@ impl Dispatcher {
         if client.flow.is_high() {
             self.high.retain(|&s| s != slot);
         }
-        if let Phase::Handshake(_) = client.phase {
-            self.admission.handshaking -= 1;
-        } else if self.shutdown.is_some() {
-            match client.queue.backlog() {
-                (0, _) => self.report.flushed += 1,
-                (frames, bytes) => self.report.undelivered.push(Undelivered {
-                    client: client.id,
-                    frames,
-                    bytes,
-                }),
+        match client.phase {
+            Phase::Handshake(_) => self.admission.handshaking -= 1,
+            // Counted when it was refused; never a client.
+            Phase::Refusing(_) => {}
+            Phase::Live | Phase::Closing(_) if self.shutdown.is_some() => {
+                match client.queue.backlog() {
+                    (0, _) => self.report.flushed += 1,
+                    (frames, bytes) => self.report.undelivered.push(Undelivered {
+                        client: client.id,
+                        frames,
+                        bytes,
+                    }),
+                }
             }
+            Phase::Live | Phase::Closing(_) => {}
         }
         self.admission.forget(client.addr);
         let _ = self.poll.registry().deregister(client.conn.socket());
@@ -189,7 +224,7 @@ impl Dispatcher {
                 continue;
             };
             match &mut client.phase {
-                Phase::Closing(until) => {
+                Phase::Closing(until) | Phase::Refusing(until) => {
                     *until = match (*until, deadline) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),

@@ -22,6 +22,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::command::{Batch, Command, Frames, Target};
+use crate::queue::Chunk;
 use crate::shared::{lock, Shared};
 use crate::stats::Tally;
 use crate::{codec, HubBuilder, ShutdownReport, Transport};
@@ -34,6 +35,8 @@ mod outbound;
 mod slots;
 mod subscribers;
 mod timers;
+#[cfg(feature = "websocket")]
+mod websocket;
 
 use admission::{Admission, Listener};
 use slots::Slots;
@@ -123,8 +126,14 @@ pub(crate) struct Dispatcher {
     report: ShutdownReport,
     /// The time this round started: a coarse clock for per-client timestamps.
     now: Instant,
-    /// The heartbeat ping frame, encoded once.
-    ping: Option<Frames>,
+    /// The heartbeat ping, encoded once for each wire.
+    ping: Option<[Chunk; 2]>,
+    /// What WebSocket upgrades are checked against.
+    #[cfg(feature = "websocket")]
+    ws_settings: crate::transport::websocket::WsSettings,
+    /// Where an unfragmented WebSocket frame's payload is unmasked, for any client.
+    #[cfg(feature = "websocket")]
+    unmasked: Vec<u8>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -150,7 +159,16 @@ impl Dispatcher {
         }
         let ping = config.heartbeat.map(|_| {
             let len = codec::encoded_len(config.framing, b"").unwrap_or(0);
-            Frames::one(codec::encode(config.framing, b"", len), Target::All)
+            let framed = Frames::one(codec::encode(config.framing, b"", len), Target::All);
+            #[cfg(feature = "websocket")]
+            let ws = Chunk::raw(websocket::frame(
+                crate::transport::websocket::Opcode::Ping,
+                b"",
+            ));
+            // Never sent: without the feature there are no WebSocket clients.
+            #[cfg(not(feature = "websocket"))]
+            let ws = Chunk::raw(bytes::Bytes::new());
+            [Chunk::whole(&framed), ws]
         });
         let now = Instant::now();
         Ok(Dispatcher {
@@ -175,6 +193,15 @@ impl Dispatcher {
             report: ShutdownReport::default(),
             now,
             ping,
+            #[cfg(feature = "websocket")]
+            ws_settings: crate::transport::websocket::WsSettings {
+                path: config.websocket.path.clone(),
+                origins: config.websocket.origins.clone(),
+                protocols: config.websocket.protocols.clone(),
+                max_head: config.websocket.max_head,
+            },
+            #[cfg(feature = "websocket")]
+            unmasked: Vec::new(),
             #[cfg(feature = "tls")]
             tls,
             config,

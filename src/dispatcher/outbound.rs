@@ -14,26 +14,38 @@ use std::time::Instant;
 use super::Dispatcher;
 use crate::command::{Frames, Target};
 use crate::queue::{Chunk, Enqueued};
+#[cfg(feature = "websocket")]
+use crate::wire::Wire;
 use crate::{ClientId, DisconnectReason};
 
 impl Dispatcher {
-    /// Queues `frames` for the clients they are for.
+    /// Queues `frames` for the clients they are for, framed once for each wire that has
+    /// live clients.
     pub(super) fn fan_out(&mut self, frames: &Frames) {
+        #[cfg(feature = "websocket")]
+        let websocket = (self.slots.live_on(Wire::WebSocket) > 0).then(|| {
+            let (framing, binary) = (self.config.framing, self.config.websocket.binary);
+            crate::wire::to_websocket(frames, framing, binary)
+        });
+        #[cfg(not(feature = "websocket"))]
+        let websocket: Option<Frames> = None;
+        // By wire index; without WebSocket clients the second is never used.
+        let by_wire = [frames, websocket.as_ref().unwrap_or(frames)];
         if let [(_, target)] = *frames.runs {
-            let chunk = Chunk::whole(frames);
+            let chunks = by_wire.map(Chunk::whole);
             match target {
-                Target::All => self.enqueue_all(&chunk, None),
-                Target::AllExcept(id) => self.enqueue_all(&chunk, self.slots.slot_of(id)),
+                Target::All => self.enqueue_all(&chunks, None),
+                Target::AllExcept(id) => self.enqueue_all(&chunks, self.slots.slot_of(id)),
                 Target::One(id) => {
                     if let Some(slot) = self.slots.slot_of(id) {
-                        self.enqueue(slot, &chunk);
+                        self.enqueue_for(slot, &chunks);
                     }
                 }
             }
             return;
         }
-        // Mixed targets: the clients no target names share one cut of the frames; each
-        // named client gets its own.
+        // Mixed targets: the clients no target names share one cut of the frames (per
+        // wire); each named client gets its own.
         let mut named: Vec<(usize, ClientId)> = frames
             .runs
             .iter()
@@ -42,17 +54,20 @@ impl Dispatcher {
             .collect();
         named.sort_unstable();
         named.dedup();
-        let shared_cut = cut(frames, Target::includes_others);
+        let shared_cut = by_wire.map(|f| cut(f, Target::includes_others));
         for slot in 0..self.slots.len() {
+            let Some(wire) = self.slots.get(slot).map(|c| c.wire().index()) else {
+                continue;
+            };
             match named.binary_search_by_key(&slot, |&(s, _)| s) {
                 Ok(i) => {
                     let id = named[i].1;
-                    for chunk in cut(frames, |t| t.includes(id)) {
+                    for chunk in cut(by_wire[wire], |t| t.includes(id)) {
                         self.enqueue(slot, &chunk);
                     }
                 }
                 Err(_) => {
-                    for chunk in &shared_cut {
+                    for chunk in &shared_cut[wire] {
                         self.enqueue(slot, chunk);
                     }
                 }
@@ -60,11 +75,18 @@ impl Dispatcher {
         }
     }
 
-    fn enqueue_all(&mut self, chunk: &Chunk, except: Option<usize>) {
+    fn enqueue_all(&mut self, chunks: &[Chunk; 2], except: Option<usize>) {
         for slot in 0..self.slots.len() {
             if Some(slot) != except {
-                self.enqueue(slot, chunk);
+                self.enqueue_for(slot, chunks);
             }
+        }
+    }
+
+    /// Queues the chunk of the client's wire.
+    fn enqueue_for(&mut self, slot: usize, chunks: &[Chunk; 2]) {
+        if let Some(wire) = self.slots.get(slot).map(|c| c.wire()) {
+            self.enqueue(slot, &chunks[wire.index()]);
         }
     }
 

@@ -19,6 +19,8 @@ pub(crate) struct Slots {
     freed: Vec<usize>,
     /// Live clients (subscribers have heard of them) by id.
     by_id: HashMap<ClientId, usize>,
+    /// Live clients by wire (see `Wire::index`).
+    by_wire: [usize; 2],
 }
 
 impl Slots {
@@ -74,24 +76,37 @@ impl Slots {
         self.freed.push(slot);
     }
 
+    /// Live clients that take this wire.
+    #[cfg(feature = "websocket")]
+    pub(crate) fn live_on(&self, wire: crate::wire::Wire) -> usize {
+        self.by_wire[wire.index()]
+    }
+
     /// Empties a slot; it is reused from the next round.
     pub(crate) fn take(&mut self, slot: usize) -> Option<Client> {
+        self.remove_live(slot);
         let client = self.clients.get_mut(slot)?.take()?;
-        self.by_id.remove(&client.id);
         self.freed.push(slot);
         Some(client)
     }
 
     /// Records that the client in `slot` went live.
     pub(crate) fn add_live(&mut self, slot: usize) {
-        if let Some(client) = self.get(slot) {
-            self.by_id.insert(client.id, slot);
+        if let Some(client) = self.clients.get(slot).and_then(Option::as_ref) {
+            if self.by_id.insert(client.id, slot).is_none() {
+                self.by_wire[client.wire().index()] += 1;
+            }
         }
     }
 
-    /// Forgets a client's id (it left; its slot may still be closing).
-    pub(crate) fn remove_live(&mut self, id: ClientId) {
-        self.by_id.remove(&id);
+    /// Forgets the client in `slot` as live (it left; its slot may still be closing).
+    pub(crate) fn remove_live(&mut self, slot: usize) {
+        let Some(client) = self.clients.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        if self.by_id.remove(&client.id).is_some() {
+            self.by_wire[client.wire().index()] -= 1;
+        }
     }
 
     /// Ends the round: slots emptied in it become free.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::Dispatcher;
 use crate::client::Phase;
-use crate::queue::Chunk;
+use crate::wire::Wire;
 use crate::{DisconnectReason, HubBuilder};
 
 /// Bounds of the tick (a quarter of the shortest timeout): timeouts fire within a tick,
@@ -64,9 +64,9 @@ impl Dispatcher {
                 Verdict::Leave(reason) => self.leave(slot, reason, None),
                 Verdict::HandshakeTimedOut => self.drop_unaccepted(slot, false),
                 Verdict::Close => self.close(slot),
-                Verdict::Ping => {
+                Verdict::Ping(wire) => {
                     if let Some(ping) = &self.ping {
-                        let ping = Chunk::whole(ping);
+                        let ping = ping[wire.index()].clone();
                         self.enqueue(slot, &ping);
                     }
                 }
@@ -99,8 +99,8 @@ impl Dispatcher {
             }
             Phase::Handshake(_) => Verdict::Keep,
             // A leaving client that takes nothing is closed without waiting for `linger`.
-            Phase::Closing(_) if stuck => Verdict::Close,
-            Phase::Closing(_) => Verdict::Keep,
+            Phase::Closing(_) | Phase::Refusing(_) if stuck => Verdict::Close,
+            Phase::Closing(_) | Phase::Refusing(_) => Verdict::Keep,
             Phase::Live if config.idle_timeout.is_some_and(|t| silent >= t) => {
                 Verdict::Leave(DisconnectReason::Idle)
             }
@@ -115,7 +115,7 @@ impl Dispatcher {
             Phase::Live => match config.heartbeat {
                 Some(interval) if now.saturating_duration_since(client.last_ping) >= interval => {
                     client.last_ping = now;
-                    Verdict::Ping
+                    Verdict::Ping(client.wire())
                 }
                 _ => Verdict::Keep,
             },
@@ -129,5 +129,5 @@ enum Verdict {
     Leave(DisconnectReason),
     HandshakeTimedOut,
     Close,
-    Ping,
+    Ping(Wire),
 }

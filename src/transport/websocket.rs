@@ -10,29 +10,20 @@
 //! broadcasts   ──► encode_into (unmasked, final frames; close_payload for Close)
 //! ```
 
-// Until the dispatcher drives WebSocket clients, only the tests and the fuzz entry use this.
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        unused_imports,
-        reason = "the dispatcher integration lands separately"
-    )
-)]
-
 mod frame;
 mod handshake;
 
 pub(crate) use frame::{
     close_payload, encode_into, encoded_len, Decoder, Inbound, Opcode, WsError,
 };
-pub(crate) use handshake::{parse_head, refusal, Head, Origins, Refused, Upgrade, WsSettings};
+pub(crate) use handshake::{parse_head, refusal, Head, Refused, Upgrade, WsSettings};
 
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
 
     use super::*;
+    use crate::Origins;
 
     /// The upgrade in `read`, which must be accepted.
     fn accept(read: &[u8], settings: &WsSettings) -> (Upgrade, usize) {

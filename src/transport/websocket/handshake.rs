@@ -28,19 +28,10 @@ pub(crate) struct WsSettings {
     pub(crate) max_head: usize,
 }
 
-/// Which `Origin` a browser's upgrade request may carry. Requests without one come from
-/// programs, not pages, and are let through by every policy.
-#[derive(Debug, Clone)]
-pub(crate) enum Origins {
-    /// No Origin header (not a browser), or one whose host\[:port\] equals the Host header
-    /// (same origin). The default.
-    SameOrigin,
-    /// Any origin.
-    Any,
-    /// No Origin header, or one of these exactly (compared ASCII-case-insensitively, e.g.
-    /// `https://example.com`, `null`).
-    List(Vec<String>),
-}
+/// Which `Origin` a browser's upgrade request may carry: the public type, so settings
+/// pass through unchanged. Requests without one come from programs, not pages, and are let
+/// through by every policy.
+use crate::Origins;
 
 /// A valid upgrade request, kept so the host's authenticator can see it.
 pub(crate) struct Upgrade {
@@ -70,6 +61,7 @@ impl Upgrade {
 
     /// Every header, names in lowercase; the values of a repeated header come together, in
     /// the order of the name's first appearance.
+    #[cfg(test)]
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.request
             .headers()
@@ -78,6 +70,7 @@ impl Upgrade {
     }
 
     /// The subprotocol chosen.
+    #[cfg(test)]
     pub(crate) fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
     }

@@ -1,0 +1,92 @@
+//! A chat between `nc` clients on TCP and browsers on WebSocket: a line typed in `nc`
+//! reaches every browser, and a message typed in a browser reaches every `nc` client.
+//!
+//! ```text
+//! cargo run --release --features websocket --example ws_chat_server -- [TCP_ADDR [WS_ADDR]]
+//! nc 127.0.0.1 9999                                 # in a terminal
+//! # and open the page it prints in a browser (examples/ws_chat/index.html)
+//! ```
+//!
+//! Defaults: TCP on `127.0.0.1:9999`, WebSocket on `127.0.0.1:8080` (port 0 lets the OS
+//! choose), upgrades accepted on any path. Prints `listening on ADDR` for the TCP listener
+//! and `listening on ws://ADDR/` for the WebSocket one once it is ready, then the page to
+//! open, and exits cleanly on Ctrl-C or SIGTERM.
+//!
+//! The page is opened from a file, so browsers send it as origin `null`; the hub allows that
+//! origin here, and requests without an origin (clients that are not browsers). A hub that
+//! serves its page from a web site lists that site's origin instead (`Origins::List`).
+
+use std::error::Error;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hubcast::{Event, Hub, Origins, Relay, Transport};
+
+/// Runs the example; on failure prints the error and its causes with `Display` and exits 1.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprint!("error: {err}");
+            let mut cause = err.source();
+            while let Some(source) = cause {
+                eprint!(": {source}");
+                cause = source.source();
+            }
+            eprintln!();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut args = std::env::args().skip(1);
+    let tcp = args.next().unwrap_or_else(|| "127.0.0.1:9999".to_owned());
+    let ws = args.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+
+    let hub = Hub::builder()
+        .relay(Relay::Others)
+        .listen(ws.as_str(), Transport::WebSocket)
+        .websocket_origins(Origins::List(vec!["null".to_owned()]))
+        .bind(tcp.as_str())?;
+    let hub = Arc::new(hub);
+    let events = hub.subscribe();
+
+    let signalled = Arc::clone(&hub);
+    ctrlc::set_handler(move || {
+        // Ends the event stream below once every client is closed; browsers get close code
+        // 1001 (going away) and reconnect to whatever serves next.
+        match signalled.shutdown(Duration::from_secs(2)) {
+            Ok(_) | Err(hubcast::Error::Closed) => {}
+            Err(err) => log::error!("shutdown failed: {err}"),
+        }
+    })?;
+    // Only now, with the signal handler in place, tell the world we are ready.
+    let addrs = hub.local_addrs();
+    println!("listening on {}", addrs[0].addr);
+    println!("listening on ws://{}/", addrs[1].addr);
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ws_chat/index.html");
+    log::info!(
+        "open file://{}?ws=ws://{}/ in a browser",
+        page.display(),
+        addrs[1].addr
+    );
+
+    for event in events {
+        match event {
+            Event::Connected { client, addr, .. } => log::info!("{client} joined from {addr}"),
+            Event::Disconnected { client, reason, .. } => log::info!("{client} left: {reason}"),
+            Event::Message {
+                client, payload, ..
+            } => {
+                log::debug!("{client}: {}", String::from_utf8_lossy(&payload));
+            }
+            _ => {}
+        }
+    }
+    log::info!("stopped after serving {} clients", hub.stats().accepted);
+    Ok(())
+}
