@@ -254,8 +254,8 @@ impl HubBuilder {
     /// sender would, instead of overrunning their queues. A client is *high* once it has
     /// over half of [`queue_bytes`](Self::queue_bytes) queued, until it is back under a
     /// quarter; it is busy while it is high, its writes make progress (a client whose
-    /// writes made none for 250 ms is stalled, not busy; for 50 ms, if it has drained
-    /// nothing since it went high) and it has busy time left. Each
+    /// writes made none for 250 ms while other clients' did is stalled, not busy; for 50
+    /// ms, if it has drained nothing since it went high) and it has busy time left. Each
     /// client has one second of busy time, spent while it is busy and earned back at a
     /// tenth of real time. So however a client paces its reads, it holds the host back for
     /// at most a second at once and about a tenth of the time in the long run, then meets

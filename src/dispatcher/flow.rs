@@ -6,11 +6,13 @@
 //! reading clients and, with `flow_control`, stops taking host calls while one is — only
 //! while its writes make progress and it has busy time left.
 //!
-//! Writes that make no progress mean the client is *stalled*, not busy: after
-//! [`STALL_GRACE`] once it has drained something while high, but after only
-//! [`FIRST_STALL_GRACE`] if it has not — a client that went high while its writes were
-//! already stuck did not get there by draining too slowly but by not reading at all, and
-//! must not hold the others back while the long grace runs out. Busy time is a budget: it is
+//! Writes that make no progress while other clients' writes do mean the client is
+//! *stalled*, not busy: after [`STALL_GRACE`] once it has drained something while high, but
+//! after only [`FIRST_STALL_GRACE`] if it has not — a client that went high while its writes
+//! were already stuck did not get there by draining too slowly but by not reading at all,
+//! and must not hold the others back while the long grace runs out. When no client's writes
+//! have progressed since this one's got stuck, nobody is singled out: the readers as a whole
+//! are behind (a loaded machine, a descheduled reader process), and holding back is right. Busy time is a budget: it is
 //! spent while the client is busy and earned back at a tenth of real time, up to
 //! [`BUSY_BUDGET`]. So no client, however it paces its reads, holds the others back for
 //! more than a second at once or more than about a tenth of the time in the long run; after
@@ -91,15 +93,23 @@ impl Flow {
         }
     }
 
-    /// When the client, stuck since `stuck_since`, counts as stalled.
+    /// When the client, stuck since `stuck_since`, counts as stalled (if other clients'
+    /// writes progress meanwhile).
     pub(crate) fn stalled_at(&self, stuck_since: Option<Instant>) -> Option<Instant> {
         stuck_since.and_then(|t| t.checked_add(self.grace()))
     }
 
     /// Whether the client holds the others back now: high, its writes not stalled (stuck
-    /// since `stuck_since`, if they are), and busy time left.
-    pub(crate) fn is_busy(&mut self, now: Instant, stuck_since: Option<Instant>) -> bool {
-        let stalled = self.stalled_at(stuck_since).is_some_and(|t| now >= t);
+    /// since `stuck_since`, if they are, while some client's writes progressed at
+    /// `progress`, the latest), and busy time left.
+    pub(crate) fn is_busy(
+        &mut self,
+        now: Instant,
+        stuck_since: Option<Instant>,
+        progress: Instant,
+    ) -> bool {
+        let singled_out = stuck_since.is_some_and(|t| progress > t);
+        let stalled = singled_out && self.stalled_at(stuck_since).is_some_and(|t| now >= t);
         self.settle(now);
         let enough = if self.busy {
             !self.credit.is_zero()
@@ -156,12 +166,14 @@ mod tests {
         let mut flow = Flow::new(t);
         flow.update(600, BOUND, t);
         flow.progress();
-        assert!(flow.is_busy(t, None));
+        assert!(flow.is_busy(t, None, t));
         let stuck = Some(t);
-        assert!(flow.is_busy(t + STALL_GRACE - MS, stuck));
-        assert!(!flow.is_busy(t + STALL_GRACE, stuck));
+        // Others progress after it got stuck: it is singled out.
+        let others = t + MS;
+        assert!(flow.is_busy(t + STALL_GRACE - MS, stuck, others));
+        assert!(!flow.is_busy(t + STALL_GRACE, stuck, others));
         assert!(
-            !Flow::new(t).is_busy(t, None),
+            !Flow::new(t).is_busy(t, None, t),
             "a client under the mark is never busy"
         );
     }
@@ -173,9 +185,10 @@ mod tests {
         let t = Instant::now();
         let mut flow = Flow::new(t);
         let stuck = Some(t);
+        let others = t + MS;
         flow.update(600, BOUND, t + 5 * MS);
-        assert!(flow.is_busy(t + 5 * MS, stuck));
-        assert!(!flow.is_busy(t + FIRST_STALL_GRACE, stuck));
+        assert!(flow.is_busy(t + 5 * MS, stuck, others));
+        assert!(!flow.is_busy(t + FIRST_STALL_GRACE, stuck, others));
         assert_eq!(flow.stalled_at(stuck), Some(t + FIRST_STALL_GRACE));
         // Once it drains something, it has the long grace.
         flow.progress();
@@ -191,11 +204,26 @@ mod tests {
         let t = Instant::now();
         let mut flow = Flow::new(t);
         flow.update(600, BOUND, t);
-        assert!(flow.is_busy(t, None));
+        assert!(flow.is_busy(t, None, t));
         assert_eq!(flow.busy_until(), Some(t + BUSY_BUDGET));
-        assert!(flow.is_busy(t + 999 * MS, None));
-        assert!(!flow.is_busy(t + BUSY_BUDGET, None));
+        assert!(flow.is_busy(t + 999 * MS, None, t));
+        assert!(!flow.is_busy(t + BUSY_BUDGET, None, t));
         assert_eq!(flow.busy_until(), None);
+    }
+
+    /// When nobody's writes progress (the machine, or the one process reading every client,
+    /// is behind), a stuck client is not singled out: it stays busy, within its budget.
+    #[test]
+    fn a_client_stuck_like_all_the_others_is_not_stalled() {
+        let t = Instant::now();
+        let mut flow = Flow::new(t);
+        flow.update(600, BOUND, t);
+        flow.progress();
+        let stuck = Some(t + MS);
+        let last = t;
+        assert!(flow.is_busy(t + STALL_GRACE * 2, stuck, last));
+        // As soon as another client's writes progress, it is stalled.
+        assert!(!flow.is_busy(t + STALL_GRACE * 2, stuck, t + 2 * MS));
     }
 
     /// The loophole the budget closes: a client that drains just enough, about once a
@@ -212,7 +240,7 @@ mod tests {
             // High for 990 ms, drained under a quarter for 10 ms, once a second.
             let queued = if i % 100 == 99 { 100 } else { 900 };
             flow.update(queued, BOUND, t);
-            if flow.is_busy(t, None) {
+            if flow.is_busy(t, None, t) {
                 busy += step;
             }
             t += step;
@@ -231,13 +259,13 @@ mod tests {
         let t = Instant::now();
         let mut flow = Flow::new(t);
         flow.update(600, BOUND, t);
-        assert!(flow.is_busy(t, None));
-        assert!(!flow.is_busy(t + BUSY_BUDGET, None));
+        assert!(flow.is_busy(t, None, t));
+        assert!(!flow.is_busy(t + BUSY_BUDGET, None, t));
         flow.update(0, BOUND, t + BUSY_BUDGET);
         // Ten seconds later, the whole budget is back.
         let later = t + BUSY_BUDGET + 10 * BUSY_BUDGET;
         flow.update(600, BOUND, later);
-        assert!(flow.is_busy(later, None));
+        assert!(flow.is_busy(later, None, t));
         assert_eq!(flow.busy_until(), Some(later + BUSY_BUDGET));
     }
 }

@@ -114,6 +114,8 @@ pub(crate) struct Dispatcher {
     high: Vec<usize>,
     /// Whether some high client was busy, as of the last look (see `any_busy`).
     busy_memo: Option<bool>,
+    /// When some client's writes last made progress (see `flow`).
+    progress: Instant,
     /// Frames relayed from clients this round, fanned out together.
     relay: Batch,
     /// The largest batch, host-side or relayed: small bounds get small batches, so that
@@ -185,6 +187,7 @@ impl Dispatcher {
             closing: Vec::new(),
             high: Vec::new(),
             busy_memo: None,
+            progress: now,
             relay: Batch::default(),
             batch_max: batch_max(config.queue_bytes),
             scratch: vec![0; SCRATCH],

@@ -99,7 +99,10 @@ impl Dispatcher {
         if client.writable && client.queue.is_over(chunk, bound) {
             // Before calling the client slow, give its socket what it can take now: a
             // burst of host calls is queued in one round, before the round's writes.
-            if let Err(err) = client.flush(&mut self.tally, self.now) {
+            let before = self.tally.bytes_out;
+            let flushed = client.flush(&mut self.tally, self.now);
+            self.note_progress(before);
+            if let Err(err) = flushed {
                 self.fail(slot, &err);
                 return;
             }
@@ -160,7 +163,9 @@ impl Dispatcher {
         for &slot in &self.high {
             if let Some(client) = self.slots.get_mut(slot) {
                 // Every high client is looked at, so each one's busy time is kept exact.
-                busy |= client.flow.is_busy(now, client.stalled_since);
+                busy |= client
+                    .flow
+                    .is_busy(now, client.stalled_since, self.progress);
             }
         }
         self.busy_memo = Some(busy);
@@ -178,6 +183,14 @@ impl Dispatcher {
                 [c.flow.busy_until(), stall].into_iter().flatten().min()
             })
             .min()
+    }
+
+    /// Remembers that some client's writes progressed this round, if bytes went out since
+    /// the tally stood at `before` (see `flow`: a stuck client is singled out only then).
+    fn note_progress(&mut self, before: u64) {
+        if self.tally.bytes_out > before {
+            self.progress = self.now;
+        }
     }
 
     pub(super) fn mark_dirty(&mut self, slot: usize) {
@@ -206,7 +219,10 @@ impl Dispatcher {
                 continue;
             };
             client.dirty = false;
-            if let Err(err) = client.flush(&mut self.tally, self.now) {
+            let before = self.tally.bytes_out;
+            let flushed = client.flush(&mut self.tally, self.now);
+            self.note_progress(before);
+            if let Err(err) = flushed {
                 self.fail(slot, &err);
             }
             self.update_flow(slot);
