@@ -60,6 +60,9 @@ pub struct HubBuilder {
     /// Listeners besides the one `bind` makes.
     pub(crate) listen: Vec<ListenSpec>,
     pub(crate) websocket: WebSocketSettings,
+    pub(crate) max_topics: usize,
+    pub(crate) max_topics_per_client: usize,
+    pub(crate) max_topic_len: usize,
 }
 
 /// A listener asked for with [`HubBuilder::listen`]: the address as given, what it resolved
@@ -116,6 +119,9 @@ impl Default for HubBuilder {
                 max_head: 8 * 1024,
                 binary: false,
             },
+            max_topics: 10_000,
+            max_topics_per_client: 64,
+            max_topic_len: 64,
         }
     }
 }
@@ -514,6 +520,34 @@ impl HubBuilder {
         self
     }
 
+    /// The most topics the hub holds at once ([`Hub::join`] past it fails with
+    /// [`Error::TopicLimit`]). Default: 10,000: each costs a name and a member list.
+    pub fn max_topics(mut self, topics: usize) -> Self {
+        self.max_topics = topics;
+        self
+    }
+
+    /// The most topics one client may be in at once. Default: 64.
+    pub fn max_topics_per_client(mut self, topics: usize) -> Self {
+        self.max_topics_per_client = topics;
+        self
+    }
+
+    /// The longest topic name, in bytes of UTF-8. Default: 64.
+    pub fn max_topic_len(mut self, bytes: usize) -> Self {
+        self.max_topic_len = bytes;
+        self
+    }
+
+    /// The topic limits, as the hub checks them.
+    pub(crate) fn topic_limits(&self) -> crate::topics::TopicLimits {
+        crate::topics::TopicLimits {
+            max_topics: self.max_topics,
+            max_per_client: self.max_topics_per_client,
+            max_name: self.max_topic_len,
+        }
+    }
+
     /// Binds the listener and starts the dispatcher thread.
     ///
     /// # Errors
@@ -564,6 +598,7 @@ impl HubBuilder {
             ("command_capacity", self.command_capacity),
             ("send_buffer", self.send_buffer.unwrap_or(1)),
             ("max_clients_per_ip", self.max_clients_per_ip.unwrap_or(1)),
+            ("max_topic_len", self.max_topic_len),
         ];
         if let Some((name, _)) = at_least_1.iter().find(|(_, v)| *v == 0) {
             return fail(format!("{name} must be at least 1"));
@@ -576,6 +611,7 @@ impl HubBuilder {
                 MAX_BUDGET_COMMANDS,
             ),
             ("event_capacity", self.event_capacity, MAX_EVENT_CAPACITY),
+            ("max_topics", self.max_topics, u32::MAX as usize - 1),
             (
                 "send_buffer",
                 self.send_buffer.unwrap_or(0),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::dispatcher::flow::Flow;
 use crate::queue::Queue;
 use crate::stats::Tally;
+use crate::topics::TopicId;
 use crate::transport::Conn;
 use crate::wire::Wire;
 use crate::{ClientId, Transport};
@@ -61,6 +62,8 @@ pub(crate) struct Client {
     pub(crate) stalled_since: Option<Instant>,
     /// Its standing in flow control.
     pub(crate) flow: Flow,
+    /// The topics it is in, as the dispatcher applied the host's calls.
+    pub(crate) topics: Vec<TopicId>,
     /// Its WebSocket state, once upgraded.
     #[cfg(feature = "websocket")]
     pub(crate) ws: Option<Box<WsState>>,
@@ -101,6 +104,7 @@ impl Client {
             last_ping: now,
             stalled_since: None,
             flow: Flow::new(now),
+            topics: Vec::new(),
             #[cfg(feature = "websocket")]
             ws: None,
         }

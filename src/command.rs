@@ -7,6 +7,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::codec;
+use crate::topics::TopicId;
 use crate::{ClientId, Framing};
 
 /// Messages that frame to fewer bytes than this are appended to a shared [`Batch`]; longer
@@ -24,30 +25,10 @@ pub(crate) enum Target {
     AllExcept(ClientId),
     /// This client only, if it is still live.
     One(ClientId),
-}
-
-impl Target {
-    /// Whether a client that no target names gets the frame.
-    pub(crate) fn includes_others(self) -> bool {
-        matches!(self, Target::All | Target::AllExcept(_))
-    }
-
-    /// Whether `client` gets the frame.
-    pub(crate) fn includes(self, client: ClientId) -> bool {
-        match self {
-            Target::All => true,
-            Target::AllExcept(id) => id != client,
-            Target::One(id) => id == client,
-        }
-    }
-
-    /// The client the target names, if any.
-    pub(crate) fn named(self) -> Option<ClientId> {
-        match self {
-            Target::All => None,
-            Target::AllExcept(id) | Target::One(id) => Some(id),
-        }
-    }
+    /// The members of this topic.
+    Topic(TopicId),
+    /// The members of this topic but this client.
+    TopicExcept(TopicId, ClientId),
 }
 
 /// Whole frames in one buffer, each with its target: what a fan-out takes.
@@ -173,6 +154,10 @@ pub(crate) enum Command {
     Send(Frames),
     /// Make a client leave, as [`Kicked`](crate::DisconnectReason::Kicked).
     Disconnect(ClientId),
+    /// Add a client to a topic (the name is for the dispatcher's logs).
+    Join(ClientId, TopicId, Arc<str>),
+    /// Take a client out of a topic.
+    Leave(ClientId, TopicId),
     /// Begin the shutdown: write queues out until the deadline (none: until done).
     Shutdown(Option<Instant>),
     /// Makes the dispatcher panic, to test what the host sees when it dies.
@@ -187,7 +172,7 @@ impl Command {
         match self {
             Command::Batch { reserved, .. } => Some(*reserved),
             Command::Send(frames) => Some(frames.bytes.len()),
-            Command::Disconnect(_) => Some(0),
+            Command::Disconnect(_) | Command::Join(..) | Command::Leave(..) => Some(0),
             Command::Shutdown(_) => None,
             #[cfg(test)]
             Command::Panic => None,
@@ -222,17 +207,5 @@ mod tests {
         assert_eq!(frames.run_frames(2), 3..4);
         assert_eq!(frames.start_of(2), 4);
         assert!(batch.is_empty());
-    }
-
-    #[test]
-    fn targets_include_whom_they_say() {
-        let (a, b) = (ClientId(1), ClientId(2));
-        assert!(Target::All.includes(a));
-        assert!(!Target::AllExcept(a).includes(a));
-        assert!(Target::AllExcept(a).includes(b));
-        assert!(Target::One(a).includes(a));
-        assert!(!Target::One(a).includes(b));
-        assert!(Target::AllExcept(a).includes_others());
-        assert!(!Target::One(a).includes_others());
     }
 }

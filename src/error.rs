@@ -43,6 +43,15 @@ pub enum Error {
     /// closures (which run on the dispatcher thread). Nothing was sent.
     #[error("the hub cannot take this now: {0}")]
     WouldBlock(WouldBlock),
+    /// A topic name is empty, too long ([`max_topic_len`](crate::HubBuilder::max_topic_len))
+    /// or holds whitespace or a control character; the text says which.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    /// Joining would pass a limit: [`max_topics`](crate::HubBuilder::max_topics) or
+    /// [`max_topics_per_client`](crate::HubBuilder::max_topics_per_client); the text says
+    /// which.
+    #[error("topic limit reached: {0}")]
+    TopicLimit(String),
     /// No client with this id is connected (it never was, or it has left).
     #[error("unknown client {0}")]
     UnknownClient(ClientId),

@@ -16,7 +16,7 @@ use crate::dispatcher::{self, panic_message, Outcome};
 use crate::shared::{lock, NewSubscriber, Shared, Tail};
 use crate::{
     codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result, ShutdownReport,
-    Stats, Subscription, WouldBlock,
+    Stats, Subscription, TopicInfo, WouldBlock,
 };
 
 /// A running broadcast hub: a listening socket, its clients and the dispatcher thread that
@@ -60,6 +60,7 @@ pub struct Hub {
     queue_bytes: usize,
     event_capacity: usize,
     linger: Duration,
+    topic_limits: crate::topics::TopicLimits,
 }
 
 impl Hub {
@@ -113,6 +114,7 @@ impl Hub {
             config.queue_bytes,
             config.event_capacity,
             config.linger,
+            config.topic_limits(),
         );
         let (shared, tx, thread) = dispatcher::spawn(
             config,
@@ -121,7 +123,7 @@ impl Hub {
             tls,
         )
         .map_err(Error::Start)?;
-        let (framing, queue_bytes, event_capacity, linger) = hub_config;
+        let (framing, queue_bytes, event_capacity, linger, topic_limits) = hub_config;
         for listening in &local_addrs {
             log::info!(
                 "hubcast listening on {} ({:?})",
@@ -140,6 +142,7 @@ impl Hub {
             queue_bytes,
             event_capacity,
             linger,
+            topic_limits,
         })
     }
 
@@ -283,7 +286,7 @@ impl Hub {
                 // Messages sent after this call go in a later batch, so the client never
                 // gets them.
                 *open = None;
-                Command::Disconnect(client)
+                Ok(Some(Command::Disconnect(client)))
             },
         )
     }
@@ -291,20 +294,165 @@ impl Hub {
     /// The clients connected now, in id order. Never blocks for long (copies the registry
     /// under a lock).
     pub fn clients(&self) -> Vec<ClientInfo> {
-        let mut clients: Vec<ClientInfo> = self
-            .shared
-            .registry()
+        let registry = self.shared.registry();
+        let mut clients: Vec<ClientInfo> = registry
+            .clients
             .iter()
-            .map(|(&id, entry)| entry.info(id))
+            .map(|(&id, entry)| entry.info(id, &registry.topics))
             .collect();
         clients.sort_unstable_by_key(|c| c.id);
         clients
     }
 
     /// What the hub knows of one connected client, or `None` if it is not connected.
+    /// Never blocks for long.
     pub fn client(&self, client: ClientId) -> Option<ClientInfo> {
         let registry = self.shared.registry();
-        registry.get(&client).map(|entry| entry.info(client))
+        let entry = registry.clients.get(&client)?;
+        Some(entry.info(client, &registry.topics))
+    }
+
+    /// Adds `client` to `topic`, creating the topic if it is new. Blocks as
+    /// [`broadcast`](Self::broadcast) does.
+    ///
+    /// Ordered like every other call: a [`publish`](Self::publish) to `topic` made after
+    /// this returns reaches the client, one made before does not. Joining a topic the
+    /// client is in already changes nothing. A client leaves all its topics when it leaves
+    /// the hub; a topic with no member left is freed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownClient`] if `client` is not connected; [`Error::InvalidTopic`] for
+    /// a name that is empty, longer than [`max_topic_len`](HubBuilder::max_topic_len) or
+    /// holds whitespace or a control character; [`Error::TopicLimit`] if the client is in
+    /// [`max_topics_per_client`](HubBuilder::max_topics_per_client) topics already, or the
+    /// hub holds [`max_topics`](HubBuilder::max_topics); otherwise as `broadcast`.
+    pub fn join(&self, client: ClientId, topic: &str) -> Result<()> {
+        crate::topics::check_name(topic, self.topic_limits.max_name)?;
+        let wait = !self.shared.on_dispatcher_thread();
+        self.send_in_order(
+            0,
+            wait,
+            |_| false,
+            |open| {
+                let mut registry = self.shared.registry();
+                let registry = &mut *registry;
+                let entry = registry
+                    .clients
+                    .get_mut(&client)
+                    .ok_or(Error::UnknownClient(client))?;
+                let (id, new) =
+                    registry
+                        .topics
+                        .join(topic, &mut entry.topics, &self.topic_limits)?;
+                // Messages published after this call go in a later batch: the client gets
+                // them, not those published before.
+                *open = None;
+                let name = registry.topics.name(id).map(Arc::clone);
+                Ok(new.then(|| Command::Join(client, id, name.unwrap_or_else(|| topic.into()))))
+            },
+        )
+    }
+
+    /// Takes `client` out of `topic`. Blocks as [`broadcast`](Self::broadcast) does.
+    ///
+    /// Ordered like every other call: a publish made after this returns does not reach the
+    /// client. Leaving a topic the client is not in changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownClient`] if `client` is not connected; [`Error::InvalidTopic`] for a
+    /// name no topic can have; otherwise as `broadcast`.
+    pub fn leave(&self, client: ClientId, topic: &str) -> Result<()> {
+        crate::topics::check_name(topic, self.topic_limits.max_name)?;
+        let wait = !self.shared.on_dispatcher_thread();
+        self.send_in_order(
+            0,
+            wait,
+            |_| false,
+            |open| {
+                let mut registry = self.shared.registry();
+                let registry = &mut *registry;
+                let entry = registry
+                    .clients
+                    .get_mut(&client)
+                    .ok_or(Error::UnknownClient(client))?;
+                let Some(id) = registry
+                    .topics
+                    .id(topic)
+                    .filter(|id| entry.topics.contains(id))
+                else {
+                    return Ok(None);
+                };
+                if registry.topics.leave(id, &mut entry.topics) {
+                    registry.topics.free(id);
+                }
+                *open = None;
+                Ok(Some(Command::Leave(client, id)))
+            },
+        )
+    }
+
+    /// Sends `msg` to every member of `topic`. Blocks as [`broadcast`](Self::broadcast)
+    /// does.
+    ///
+    /// The message is framed once and shared, and small messages are batched whatever their
+    /// topics, as broadcasts are: publishing to many topics in turn costs no more per
+    /// message than broadcasting. Each member gets a topic's messages in publish order,
+    /// interleaved with broadcasts and other topics' messages in call order. A topic with no
+    /// member (or that was never joined) takes the message and drops it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTopic`] for a name no topic can have; otherwise as `broadcast`.
+    pub fn publish(&self, topic: &str, msg: impl AsRef<[u8]>) -> Result<()> {
+        self.publish_to(topic, None, msg.as_ref())
+    }
+
+    /// Sends `msg` to every member of `topic` except `client`, for example to relay what
+    /// that member said. Blocks as [`broadcast`](Self::broadcast) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish).
+    pub fn publish_except(
+        &self,
+        topic: &str,
+        client: ClientId,
+        msg: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        self.publish_to(topic, Some(client), msg.as_ref())
+    }
+
+    fn publish_to(&self, topic: &str, except: Option<ClientId>, msg: &[u8]) -> Result<()> {
+        crate::topics::check_name(topic, self.topic_limits.max_name)?;
+        let id = self.shared.registry().topics.id(topic);
+        let Some(id) = id else {
+            // No member: nobody to send to. (A topic created after this call misses it, as
+            // a member who joins after a publish does.)
+            self.shared.check()?;
+            return Ok(());
+        };
+        let target = match except {
+            Some(client) => Target::TopicExcept(id, client),
+            None => Target::Topic(id),
+        };
+        self.submit(target, msg, true)
+    }
+
+    /// Every topic with at least one member, with its member count, by name. Never blocks
+    /// for long.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        let registry = self.shared.registry();
+        registry
+            .topics
+            .snapshot()
+            .into_iter()
+            .map(|(name, members)| TopicInfo {
+                name: name.to_string(),
+                members,
+            })
+            .collect()
     }
 
     /// A snapshot of the hub's counters. Never blocks.
@@ -387,23 +535,25 @@ impl Hub {
             }
             fits
         };
-        let build = |open: &mut Option<SharedBatch>| match large.take() {
-            Some(frame) => {
-                // Small messages sent after this one go in a later batch.
-                *open = None;
-                Command::Send(Frames::one(frame, target))
-            }
-            None => {
-                // Start small and grow: at low rates a batch holds one message.
-                let mut batch = Batch::with_capacity((len * 8).clamp(512, self.batch_max));
-                batch.push(self.framing, msg, target);
-                let batch = Arc::new(Mutex::new(batch));
-                *open = Some(Arc::clone(&batch));
-                Command::Batch {
-                    batch,
-                    reserved: reserve,
+        let build = |open: &mut Option<SharedBatch>| {
+            Ok(Some(match large.take() {
+                Some(frame) => {
+                    // Small messages sent after this one go in a later batch.
+                    *open = None;
+                    Command::Send(Frames::one(frame, target))
                 }
-            }
+                None => {
+                    // Start small and grow: at low rates a batch holds one message.
+                    let mut batch = Batch::with_capacity((len * 8).clamp(512, self.batch_max));
+                    batch.push(self.framing, msg, target);
+                    let batch = Arc::new(Mutex::new(batch));
+                    *open = Some(Arc::clone(&batch));
+                    Command::Batch {
+                        batch,
+                        reserved: reserve,
+                    }
+                }
+            }))
         };
         self.send_in_order(reserve, wait, append, build)
     }
@@ -418,7 +568,7 @@ impl Hub {
         reserve: usize,
         wait: bool,
         mut append: impl FnMut(&mut Option<SharedBatch>) -> bool,
-        mut build: impl FnMut(&mut Option<SharedBatch>) -> Command,
+        mut build: impl FnMut(&mut Option<SharedBatch>) -> Result<Option<Command>>,
     ) -> Result<()> {
         loop {
             {
@@ -428,12 +578,18 @@ impl Hub {
                     return Ok(());
                 }
                 if self.shared.try_reserve(reserve) {
-                    let sent = self.send(build(&mut open));
-                    if sent.is_err() {
-                        *open = None;
+                    // `build` may find nothing to send, or an error: the room goes back.
+                    let sent = build(&mut open).and_then(|command| match command {
+                        Some(command) => self.send(command).map(|()| true),
+                        None => Ok(false),
+                    });
+                    if !matches!(sent, Ok(true)) {
                         self.shared.release(1, reserve);
                     }
-                    return sent;
+                    if sent.is_err() {
+                        *open = None;
+                    }
+                    return sent.map(drop);
                 }
             }
             if !wait {
@@ -470,7 +626,7 @@ impl Hub {
 
     fn check_client(&self, client: ClientId) -> Result<()> {
         self.shared.check()?;
-        if self.shared.registry().contains_key(&client) {
+        if self.shared.registry().clients.contains_key(&client) {
             Ok(())
         } else {
             Err(Error::UnknownClient(client))

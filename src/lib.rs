@@ -167,6 +167,7 @@ mod queue;
 mod shared;
 mod stats;
 mod subscription;
+mod topics;
 mod transport;
 mod wire;
 
@@ -184,7 +185,7 @@ pub use crate::hub::Hub;
 pub use crate::options::{
     Auth, AuthRequest, Framing, ListenAddr, Origins, Relay, SlowClientPolicy, Transport,
 };
-pub use crate::stats::{ClientInfo, Disconnects, ShutdownReport, Stats, Undelivered};
+pub use crate::stats::{ClientInfo, Disconnects, ShutdownReport, Stats, TopicInfo, Undelivered};
 pub use crate::subscription::{
     IntoIter, Iter, RecvError, RecvTimeoutError, Subscription, TryRecvError,
 };

@@ -14,6 +14,7 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 
 use crate::stats::Counters;
+use crate::topics::{TopicId, TopicTable};
 use crate::{ClientId, ClientInfo, Error, Event, Result, WouldBlock};
 
 /// The hub takes work.
@@ -42,6 +43,33 @@ pub(crate) struct Registered {
     pub(crate) addr: SocketAddr,
     pub(crate) name: Option<String>,
     pub(crate) dropped: Arc<AtomicU64>,
+    /// The topics it is in, as the host's calls left them.
+    pub(crate) topics: Vec<TopicId>,
+}
+
+/// The connected clients and the topics, under one lock so that membership is exact: a
+/// client joins a topic only while it is connected, and leaves every topic as it leaves.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    pub(crate) clients: HashMap<ClientId, Registered>,
+    pub(crate) topics: TopicTable,
+}
+
+impl Registry {
+    /// Forgets a client that left, and takes it out of its topics. Returns the topics it
+    /// left empty (to free, or keep for their replay ring).
+    pub(crate) fn remove(&mut self, id: ClientId) -> Vec<TopicId> {
+        let Some(mut client) = self.clients.remove(&id) else {
+            return Vec::new();
+        };
+        let mut emptied = Vec::new();
+        while let Some(&topic) = client.topics.last() {
+            if self.topics.leave(topic, &mut client.topics) {
+                emptied.push(topic);
+            }
+        }
+        emptied
+    }
 }
 
 /// Events a subscription had no room for when the hub stopped: received after the ones
@@ -65,12 +93,19 @@ impl Tail {
 
 impl Registered {
     /// What the host is shown of this client.
-    pub(crate) fn info(&self, id: ClientId) -> ClientInfo {
+    pub(crate) fn info(&self, id: ClientId, topics: &TopicTable) -> ClientInfo {
+        let mut names: Vec<String> = self
+            .topics
+            .iter()
+            .filter_map(|&t| Some(topics.name(t)?.to_string()))
+            .collect();
+        names.sort_unstable();
         ClientInfo {
             id,
             addr: self.addr,
             name: self.name.clone(),
             dropped: self.dropped.load(Relaxed),
+            topics: names,
         }
     }
 }
@@ -154,7 +189,7 @@ pub(crate) struct Shared {
     /// When the hub started: the origin of the times kept in atomics.
     pub(crate) epoch: Instant,
     pub(crate) counters: Counters,
-    pub(crate) registry: Mutex<HashMap<ClientId, Registered>>,
+    pub(crate) registry: Mutex<Registry>,
     pub(crate) inbox: Mutex<Inbox>,
     /// Whether `inbox.pending` may be non-empty; spares the dispatcher a lock per event.
     pub(crate) inbox_pending: AtomicBool,
@@ -179,7 +214,7 @@ impl Shared {
             },
             epoch: Instant::now(),
             counters: Counters::default(),
-            registry: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
             inbox: Mutex::new(Inbox::default()),
             inbox_pending: AtomicBool::new(false),
         }
@@ -235,7 +270,7 @@ impl Shared {
     pub(crate) fn fail(&self, cause: String) {
         *lock(&self.failure) = Some(cause);
         self.state.store(FAILED, SeqCst);
-        lock(&self.registry).clear();
+        *lock(&self.registry) = Registry::default();
         self.counters.connected.store(0, SeqCst);
         self.close_inbox();
         self.set_paused(false);
@@ -336,7 +371,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn registry(&self) -> MutexGuard<'_, HashMap<ClientId, Registered>> {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         lock(&self.registry)
     }
 

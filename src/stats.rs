@@ -113,6 +113,18 @@ pub struct ClientInfo {
     pub name: Option<String>,
     /// Frames dropped for this client by the slow-client policy.
     pub dropped: u64,
+    /// The topics it is in, by name.
+    pub topics: Vec<String>,
+}
+
+/// One topic, from [`Hub::topics`](crate::Hub::topics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicInfo {
+    /// The topic's name.
+    pub name: String,
+    /// How many clients are in it.
+    pub members: usize,
 }
 
 /// What [`Hub::shutdown`](crate::Hub::shutdown) could not deliver before its deadline.

@@ -28,12 +28,13 @@ impl Dispatcher {
         client.phase = Phase::Live;
         let (id, addr, transport) = (client.id, client.addr, client.transport);
         let dropped = Arc::clone(&client.dropped);
-        self.shared.registry().insert(
+        self.shared.registry().clients.insert(
             id,
             Registered {
                 addr,
                 name,
                 dropped,
+                topics: Vec::new(),
             },
         );
         self.slots.add_live(slot);
@@ -124,7 +125,7 @@ impl Dispatcher {
         client.phase = Phase::Closing(linger.unwrap_or(Some(self.now)));
         self.slots.remove_live(slot);
         self.update_flow(slot);
-        self.shared.registry().remove(&id);
+        self.leave_all_topics(slot);
         let counters = &self.shared.counters;
         counters.connected.fetch_sub(1, Relaxed);
         counters.disconnects[reason.index()].fetch_add(1, Relaxed);

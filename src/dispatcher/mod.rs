@@ -35,6 +35,7 @@ mod outbound;
 mod slots;
 mod subscribers;
 mod timers;
+mod topics;
 #[cfg(feature = "websocket")]
 mod websocket;
 
@@ -112,6 +113,12 @@ pub(crate) struct Dispatcher {
     closing: Vec<usize>,
     /// Clients over the high-water mark of their queue (see `flow`).
     high: Vec<usize>,
+    /// Topic membership, in command order.
+    topics: topics::Topics,
+    /// Scratch for fan-outs, kept to spare an allocation each: a topic's members, and the
+    /// (client, run) marks of a batch with mixed targets.
+    members: Vec<usize>,
+    marks: Vec<(usize, u32)>,
     /// Whether some high client was busy, as of the last look (see `any_busy`).
     busy_memo: Option<bool>,
     /// When some client's writes last made progress (see `flow`).
@@ -186,6 +193,9 @@ impl Dispatcher {
             read_pending: Vec::new(),
             closing: Vec::new(),
             high: Vec::new(),
+            topics: topics::Topics::default(),
+            members: Vec::new(),
+            marks: Vec::new(),
             busy_memo: None,
             progress: now,
             relay: Batch::default(),
@@ -338,6 +348,8 @@ impl Dispatcher {
                     self.leave(slot, crate::DisconnectReason::Kicked, Some(deadline));
                 }
             }
+            Command::Join(client, topic, name) => self.join_topic(client, topic, name),
+            Command::Leave(client, topic) => self.leave_topic(client, topic),
             Command::Shutdown(deadline) => self.begin_shutdown(deadline),
             #[cfg(test)]
             Command::Panic => panic!("injected by a test"),

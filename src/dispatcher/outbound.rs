@@ -16,7 +16,7 @@ use crate::command::{Frames, Target};
 use crate::queue::{Chunk, Enqueued};
 #[cfg(feature = "websocket")]
 use crate::wire::Wire;
-use crate::{ClientId, DisconnectReason};
+use crate::DisconnectReason;
 
 impl Dispatcher {
     /// Queues `frames` for the clients they are for, framed once for each wire that has
@@ -41,38 +41,111 @@ impl Dispatcher {
                         self.enqueue_for(slot, &chunks);
                     }
                 }
+                Target::Topic(topic) | Target::TopicExcept(topic, _) => {
+                    let except = match target {
+                        Target::TopicExcept(_, client) => Some(client),
+                        _ => None,
+                    };
+                    // Members are copied out: enqueueing may make one leave.
+                    let mut members = std::mem::take(&mut self.members);
+                    members.extend(
+                        self.topics
+                            .members(topic)
+                            .iter()
+                            .filter(|&&(_, client)| Some(client) != except)
+                            .map(|&(slot, _)| slot),
+                    );
+                    for &slot in &members {
+                        self.enqueue_for(slot, &chunks);
+                    }
+                    members.clear();
+                    self.members = members;
+                }
             }
             return;
         }
-        // Mixed targets: the clients no target names share one cut of the frames (per
-        // wire); each named client gets its own.
-        let mut named: Vec<(usize, ClientId)> = frames
-            .runs
-            .iter()
-            .filter_map(|&(_, target)| target.named())
-            .filter_map(|id| Some((self.slots.slot_of(id)?, id)))
-            .collect();
-        named.sort_unstable();
-        named.dedup();
-        let shared_cut = by_wire.map(|f| cut(f, Target::includes_others));
-        for slot in 0..self.slots.len() {
+        self.fan_out_mixed(by_wire);
+    }
+
+    /// Fans out frames whose runs have different targets. Each client gets, in order, the
+    /// runs for everyone (all but those it is excluded from) and the runs for it (its own,
+    /// its topics'). The clients no target names share one cut of the frames, made once;
+    /// the others each get their own, from a list of (client, run) marks sorted by client.
+    /// So the cost is one pass over the clients plus one step per named delivery.
+    fn fan_out_mixed(&mut self, by_wire: [&Frames; 2]) {
+        let frames = by_wire[0];
+        let mut base = Vec::new();
+        let mut marks = std::mem::take(&mut self.marks);
+        for (i, &(_, target)) in frames.runs.iter().enumerate() {
+            let run = i as u32;
+            match target {
+                Target::All => base.push(run),
+                Target::AllExcept(id) => {
+                    base.push(run);
+                    if let Some(slot) = self.slots.slot_of(id) {
+                        marks.push((slot, run | EXCLUDED));
+                    }
+                }
+                Target::One(id) => {
+                    if let Some(slot) = self.slots.slot_of(id) {
+                        marks.push((slot, run));
+                    }
+                }
+                Target::Topic(topic) => marks.extend(
+                    self.topics
+                        .members(topic)
+                        .iter()
+                        .map(|&(slot, _)| (slot, run)),
+                ),
+                Target::TopicExcept(topic, except) => marks.extend(
+                    self.topics
+                        .members(topic)
+                        .iter()
+                        .filter(|&&(_, client)| client != except)
+                        .map(|&(slot, _)| (slot, run)),
+                ),
+            }
+        }
+        // Stable: each client's marks stay in run order.
+        marks.sort_by_key(|&(slot, _)| slot);
+        let base_cut = by_wire.map(|f| chunks_of(f, base.iter().copied()));
+        let mut runs = Vec::new();
+        let mut m = 0;
+        // With nothing for everyone, only the marked clients get anything.
+        let slots = if base.is_empty() {
+            None
+        } else {
+            Some(0..self.slots.len())
+        };
+        let mut next_slot = {
+            let mut all = slots;
+            move |marks: &[(usize, u32)], m: usize| match &mut all {
+                Some(range) => range.next(),
+                None => marks.get(m).map(|&(slot, _)| slot),
+            }
+        };
+        while let Some(slot) = next_slot(&marks, m) {
+            let start = m;
+            while marks.get(m).is_some_and(|&(s, _)| s == slot) {
+                m += 1;
+            }
             let Some(wire) = self.slots.get(slot).map(|c| c.wire().index()) else {
                 continue;
             };
-            match named.binary_search_by_key(&slot, |&(s, _)| s) {
-                Ok(i) => {
-                    let id = named[i].1;
-                    for chunk in cut(by_wire[wire], |t| t.includes(id)) {
-                        self.enqueue(slot, &chunk);
-                    }
+            if start == m {
+                for chunk in &base_cut[wire] {
+                    self.enqueue(slot, chunk);
                 }
-                Err(_) => {
-                    for chunk in &shared_cut[wire] {
-                        self.enqueue(slot, chunk);
-                    }
-                }
+                continue;
+            }
+            runs.clear();
+            merge_runs(&base, &marks[start..m], &mut runs);
+            for chunk in chunks_of(by_wire[wire], runs.iter().copied()) {
+                self.enqueue(slot, &chunk);
             }
         }
+        marks.clear();
+        self.marks = marks;
     }
 
     fn enqueue_all(&mut self, chunks: &[Chunk; 2], except: Option<usize>) {
@@ -234,49 +307,89 @@ impl Dispatcher {
     }
 }
 
-/// The chunks of `frames` whose targets `include`: one per stretch of consecutive frames.
-fn cut(frames: &Frames, include: impl Fn(Target) -> bool) -> Vec<Chunk> {
+/// A mark's flag: the client is excluded from the run (`AllExcept`), not given it.
+const EXCLUDED: u32 = 1 << 31;
+
+/// The chunks of `frames` for these runs (ascending): one per stretch of consecutive runs.
+fn chunks_of(frames: &Frames, runs: impl Iterator<Item = u32>) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut open: Option<Range<usize>> = None;
-    for i in 0..frames.runs.len() {
-        let run = frames.run_frames(i);
-        match (&mut open, include(frames.runs[i].1)) {
-            (Some(range), true) => range.end = run.end,
-            (None, true) => open = Some(run),
-            (Some(_), false) => chunks.extend(open.take().map(|r| Chunk::new(frames, r))),
-            (None, false) => {}
+    for run in runs {
+        let range = frames.run_frames(run as usize);
+        match &mut open {
+            Some(open) if open.end == range.start => open.end = range.end,
+            _ => chunks.extend(open.replace(range).map(|r| Chunk::new(frames, r))),
         }
     }
     chunks.extend(open.map(|r| Chunk::new(frames, r)));
     chunks
 }
 
+/// One client's runs, ascending: the runs for everyone (`base`) but those its marks exclude
+/// it from, and the runs its marks give it.
+fn merge_runs(base: &[u32], marks: &[(usize, u32)], out: &mut Vec<u32>) {
+    let excluded = |run: u32| marks.iter().any(|&(_, m)| m == run | EXCLUDED);
+    let mut own = marks
+        .iter()
+        .map(|&(_, m)| m)
+        .filter(|m| m & EXCLUDED == 0)
+        .peekable();
+    let mut base = base
+        .iter()
+        .copied()
+        .filter(|&run| !excluded(run))
+        .peekable();
+    loop {
+        let next = match (base.peek(), own.peek()) {
+            (Some(&b), Some(&o)) if b < o => base.next(),
+            (Some(&b), Some(&o)) if b == o => {
+                own.next();
+                base.next()
+            }
+            (_, Some(_)) => own.next(),
+            (Some(_), None) => base.next(),
+            (None, None) => return,
+        };
+        if let Some(run) = next {
+            if out.last() != Some(&run) {
+                out.push(run);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::command::Batch;
-    use crate::Framing;
+    use crate::{ClientId, Framing};
 
     #[test]
-    fn a_cut_merges_consecutive_runs_for_the_client() {
-        let (a, b) = (ClientId(1), ClientId(2));
+    fn a_client_gets_its_runs_and_the_common_ones_in_order() {
         let mut batch = Batch::with_capacity(64);
         for (payload, target) in [
             (&b"1"[..], Target::All),
-            (b"2", Target::AllExcept(a)),
-            (b"3", Target::AllExcept(b)),
-            (b"4", Target::One(b)),
-            (b"5", Target::All),
+            (b"2", Target::AllExcept(ClientId(1))),
+            (b"3", Target::One(ClientId(2))),
+            (b"4", Target::All),
         ] {
             batch.push(Framing::Lines, payload, target);
         }
         let frames = batch.take();
-        let bytes = |chunks: Vec<Chunk>| -> Vec<u64> { chunks.iter().map(Chunk::frames).collect() };
-        // Others: 1 2 3 | 5.
-        assert_eq!(bytes(cut(&frames, Target::includes_others)), vec![3, 1]);
-        // a: 1 | 3 | 5.
-        assert_eq!(bytes(cut(&frames, |t| t.includes(a))), vec![1, 1, 1]);
-        // b: 1 2 | 4 5.
-        assert_eq!(bytes(cut(&frames, |t| t.includes(b))), vec![2, 2]);
+        let counts =
+            |chunks: Vec<Chunk>| -> Vec<u64> { chunks.iter().map(Chunk::frames).collect() };
+        // Runs for everyone: 0, 1, 3 (frames 1 2 | 4).
+        assert_eq!(
+            counts(chunks_of(&frames, [0, 1, 3].into_iter())),
+            vec![2, 1]
+        );
+        let mut runs = Vec::new();
+        // Excluded from run 1, given run 2: 0 | 2 3.
+        merge_runs(&[0, 1, 3], &[(7, 1 | EXCLUDED), (7, 2)], &mut runs);
+        assert_eq!(runs, vec![0, 2, 3]);
+        assert_eq!(counts(chunks_of(&frames, runs.iter().copied())), vec![1, 2]);
+        runs.clear();
+        merge_runs(&[], &[(7, 2)], &mut runs);
+        assert_eq!(runs, vec![2]);
     }
 }
