@@ -55,7 +55,7 @@ usage: cargo bench --bench fanout -- [options]
   --duration SECS   publishing time in rate mode                         (default: 2)
   --stalled K       subscribers that never read, in stall modes (default: 10; relay: 2)
   --stall-mib B     relay-stall: MiB sent to each subscriber          (default: 50; quick 16)
-  --stall-repeat R  relay-stall: at least R pairs of runs with/without (default: 3)
+  --stall-repeat R  relay-stall: at least R pairs of runs with/without (default: 5; quick 2)
   --conns LIST      idle client counts in conns mode (default: 10000,19000,30000,50000,100000)
   --queue-bytes B   hubcast queue_bytes                                  (default: 67108864)
   --out DIR         where CSV and Markdown results go        (default: target/fanout)
@@ -323,7 +323,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         duration: 2.0,
         stalled: None,
         stall_mib: 50,
-        stall_repeat: 3,
+        stall_repeat: 5,
         conns: vec![10_000, 19_000, 30_000, 50_000, 100_000],
         queue_bytes: 64 << 20,
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fanout"),
