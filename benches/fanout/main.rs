@@ -1,5 +1,7 @@
 //! The fan-out benchmark (issue 3): hubcast against the tutorial's thread-per-client
-//! design, a no-logic ceiling, nats-server and redis-server, on loopback.
+//! design, a no-logic ceiling, nats-server and redis-server, on loopback; with the host
+//! publishing, or (relay modes) a client publishing and the server relaying its lines to
+//! the other clients, as in a chat.
 //!
 //! `cargo bench --bench fanout -- --help` lists the options; docs/BENCHMARKS.md explains
 //! the method and holds the results.

@@ -5,7 +5,9 @@
 //! publisher = `Hub::broadcast` on a thread of this process, as fast as it returns),
 //! `hubcast-default` (the same with default settings: `broadcast` never waits), `thread` (the tutorial's design: a thread per client and
 //! blocking writes to every client in a loop), `ceiling` (one event loop writing the same
-//! frames to every socket in 64 KiB batches, no hub logic).
+//! frames to every socket in 64 KiB batches, no hub logic), and the relay servers of
+//! [`crate::relay`] (`hubcast-relay`, `hubcast-hostrelay`, `thread-relay`,
+//! `ceiling-relay`), whose publisher is a client and which refuse `publish`.
 //!
 //! Control protocol, one line each way on stdin/stdout:
 //! - at start the child prints `port P`;
