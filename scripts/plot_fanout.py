@@ -5,6 +5,7 @@ Reads the CSV that `cargo bench --bench fanout` writes (target/fanout/flood.csv 
 default) and writes a PNG with one panel per message size.
 
     python3 scripts/plot_fanout.py [--csv target/fanout/flood.csv] [--out docs/fanout.png]
+    python3 scripts/plot_fanout.py --csv target/fanout/relay.csv --out docs/fanout-relay.png
 
 Needs matplotlib (`pip install matplotlib`). Rows that did not complete (timeout,
 stalled, error, skipped) are left out; rows that completed with lost messages ("lossy")
@@ -18,12 +19,27 @@ import os
 import sys
 from collections import defaultdict
 
-ORDER = ["hubcast", "hubcast-default", "ceiling", "thread", "nats", "redis"]
+ORDER = [
+    "hubcast",
+    "hubcast-default",
+    "ceiling",
+    "thread",
+    "hubcast-relay",
+    "hubcast-hostrelay",
+    "ceiling-relay",
+    "thread-relay",
+    "nats",
+    "redis",
+]
 LABELS = {
     "hubcast": "hubcast",
     "hubcast-default": "hubcast, flow control off",
     "ceiling": "ceiling (one event loop, no hub logic)",
     "thread": "thread per client (tutorial)",
+    "hubcast-relay": "hubcast relay (chat_server)",
+    "hubcast-hostrelay": "hubcast, host relays (README loop)",
+    "ceiling-relay": "ceiling relay (one event loop, no hub logic)",
+    "thread-relay": "thread per client relay (tutorial)",
     "nats": "nats-server",
     "redis": "redis-server",
 }
@@ -34,6 +50,10 @@ STYLE = {
     "thread": dict(color="#9467bd", marker="v"),
     "nats": dict(color="#1f77b4", marker="s"),
     "redis": dict(color="#2ca02c", marker="D"),
+    "hubcast-relay": dict(color="#d62728", marker="o", linewidth=2.4),
+    "hubcast-hostrelay": dict(color="#ff7f0e", marker="o", linestyle=":", linewidth=2),
+    "ceiling-relay": dict(color="#7f7f7f", marker="^", linestyle="--"),
+    "thread-relay": dict(color="#9467bd", marker="v"),
 }
 
 

@@ -13,7 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::hist::Hist;
-use crate::proto::{read_header, Ctrl, Parsed, Proto};
+use crate::proto::{Ctrl, Parsed, Proto};
 use crate::sys::{now_ns, thread_cpu_ns};
 
 /// Bytes read per `read` call.
@@ -295,7 +295,7 @@ impl Gen {
                     let data = &self.scratch[..c + n];
                     let mut pos = 0;
                     loop {
-                        match self.proto.parse(&data[pos..]) {
+                        match self.proto.parse(&data[pos..], self.payload_size) {
                             Parsed::Need => break,
                             Parsed::Ctrl { len, kind } => {
                                 pos += len;
@@ -466,6 +466,7 @@ impl Gen {
     /// (received anything, may have more).
     fn read_sub(&mut self, i: usize, hist: &mut Hist, t_first: &mut u64) -> (bool, bool) {
         let proto = self.proto;
+        let stamp = proto.stamp();
         let size = self.payload_size;
         let sub = &mut self.subs[i];
         let Some(stream) = sub.stream.as_mut() else {
@@ -499,10 +500,15 @@ impl Gen {
             sub.skip -= pos;
             let mut pong = false;
             while pos < data.len() {
-                match proto.parse(&data[pos..]) {
+                match proto.parse(&data[pos..], size) {
                     Parsed::Need => break,
                     Parsed::Msg { head, body, tail } => {
-                        let (seq, ts) = read_header(&data[pos + head..]);
+                        let Some((seq, ts)) = stamp.read(&data[pos + head..], now) else {
+                            sub.state = State::Dead;
+                            self.errors
+                                .push(format!("subscriber #{i}: message without a stamp"));
+                            return (progress, false);
+                        };
                         if body != size {
                             sub.bad_size += 1;
                         }

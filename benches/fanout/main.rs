@@ -1,5 +1,7 @@
 //! The fan-out benchmark (issue 3): hubcast against the tutorial's thread-per-client
-//! design, a no-logic ceiling, nats-server and redis-server, on loopback.
+//! design, a no-logic ceiling, nats-server and redis-server, on loopback; with the host
+//! publishing, or (relay modes) a client publishing and the server relaying its lines to
+//! the other clients, as in a chat.
 //!
 //! `cargo bench --bench fanout -- --help` lists the options; docs/BENCHMARKS.md explains
 //! the method and holds the results.
@@ -8,6 +10,7 @@ mod gen;
 mod hist;
 mod peers;
 mod proto;
+mod relay;
 mod server;
 mod sys;
 
@@ -26,6 +29,7 @@ use crate::gen::{End, Gen, Round};
 use crate::hist::Hist;
 use crate::peers::{PeerKind, Published};
 use crate::proto::Proto;
+use crate::relay::LinePub;
 use crate::server::{Job, PubReport};
 use crate::sys::{now_ns, ProcSample};
 
@@ -34,8 +38,13 @@ fanout: fan-out benchmark for hubcast (see docs/BENCHMARKS.md)
 
 usage: cargo bench --bench fanout -- [options]
 
-  --mode M          flood | rate | stall | conns | all        (default: flood)
-  --systems LIST    any of hubcast,hubcast-default,thread,ceiling,nats,redis (default: all)
+  --mode M          flood | rate | stall | conns | relay | relay-flood | relay-stall |
+                    relay-rate | all, or a comma-separated list     (default: flood)
+                    relay = relay-flood + relay-stall + relay-rate: the publisher is a
+                    TCP client of the server, which relays its lines to the others
+  --systems LIST    any of hubcast,hubcast-default,thread,ceiling (host publishes),
+                    hubcast-relay,hubcast-hostrelay,thread-relay,ceiling-relay (a
+                    client publishes), nats,redis (both)      (default: all)
   --cells LIST      cells to run, e.g. 'N=100,S=1024' or 'N=10,S=64;N=1000,S=16384'
   --n LIST          subscriber counts of the matrix           (default: 10,100,1000,10000)
   --s LIST          message sizes in bytes                    (default: 64,1024,16384)
@@ -46,13 +55,15 @@ usage: cargo bench --bench fanout -- [options]
   --progress SECS   abort a round when nothing arrives for SECS          (default: 10)
   --rate R          messages per second in rate mode                     (default: 10000)
   --duration SECS   publishing time in rate mode                         (default: 2)
-  --stalled K       subscribers that never read, in stall mode           (default: 10)
+  --stalled K       subscribers that never read, in stall modes (default: 10; relay: 2)
+  --stall-mib B     relay-stall: MiB sent to each subscriber          (default: 50; quick 16)
+  --stall-repeat R  relay-stall: at least R pairs of runs with/without (default: 5; quick 2)
   --conns LIST      idle client counts in conns mode (default: 10000,19000,30000,50000,100000)
   --queue-bytes B   hubcast queue_bytes                                  (default: 67108864)
   --out DIR         where CSV and Markdown results go        (default: target/fanout)
   --self-test       check the histogram and protocol parsers, then exit
 
-internal: --serve hubcast|thread|ceiling [--max-clients C] [--queue-bytes B]
+internal: --serve SYSTEM [--max-clients C] [--queue-bytes B]
 ";
 
 /// Above this much CPU used by other processes during a round (% of one core, jiffy
@@ -85,13 +96,54 @@ enum System {
     Ceiling,
     Nats,
     Redis,
+    CeilingRelay,
+    HubcastRelay,
+    HubcastHostRelay,
+    ThreadRelay,
 }
 
-const ALL: [System; 6] = [
+const ALL: [System; 10] = [
     System::Hubcast,
     System::HubcastDefault,
     System::Thread,
     System::Ceiling,
+    System::Nats,
+    System::Redis,
+    System::CeilingRelay,
+    System::HubcastRelay,
+    System::HubcastHostRelay,
+    System::ThreadRelay,
+];
+
+/// The systems of the host-publishes modes, in the order they run in a cell.
+const HOST_SYSTEMS: &[System] = &[
+    System::Hubcast,
+    System::HubcastDefault,
+    System::Thread,
+    System::Ceiling,
+    System::Nats,
+    System::Redis,
+];
+
+/// The systems of the relay modes, in the order they run in a cell: the ceiling first, as
+/// it sets the cell's message count.
+const RELAY_SYSTEMS: &[System] = &[
+    System::CeilingRelay,
+    System::HubcastRelay,
+    System::HubcastHostRelay,
+    System::ThreadRelay,
+    System::Nats,
+    System::Redis,
+];
+
+/// The relay stall cell also runs hubcast with host broadcasts (the stall mode's
+/// configuration), so both paths are measured on the same workload.
+const RELAY_STALL_SYSTEMS: &[System] = &[
+    System::CeilingRelay,
+    System::HubcastRelay,
+    System::HubcastHostRelay,
+    System::Hubcast,
+    System::ThreadRelay,
     System::Nats,
     System::Redis,
 ];
@@ -105,6 +157,10 @@ impl System {
             System::Ceiling => "ceiling",
             System::Nats => "nats",
             System::Redis => "redis",
+            System::CeilingRelay => "ceiling-relay",
+            System::HubcastRelay => "hubcast-relay",
+            System::HubcastHostRelay => "hubcast-hostrelay",
+            System::ThreadRelay => "thread-relay",
         }
     }
 
@@ -116,8 +172,32 @@ impl System {
         match self {
             System::Nats => Proto::Nats,
             System::Redis => Proto::Redis,
+            s if s.line_publisher() => Proto::Lines,
             _ => Proto::Lp,
         }
+    }
+
+    /// Whether the publisher is a client sending lines ([`LinePub`]), the server relaying
+    /// them.
+    fn line_publisher(self) -> bool {
+        matches!(
+            self,
+            System::CeilingRelay
+                | System::HubcastRelay
+                | System::HubcastHostRelay
+                | System::ThreadRelay
+        )
+    }
+
+    /// Whether the server is a `Hub` (it answers `stats`).
+    fn is_hub(self) -> bool {
+        matches!(
+            self,
+            System::Hubcast
+                | System::HubcastDefault
+                | System::HubcastRelay
+                | System::HubcastHostRelay
+        )
     }
 
     fn peer(self) -> Option<PeerKind> {
@@ -135,6 +215,10 @@ enum Mode {
     Rate,
     Stall,
     Conns,
+    /// Relay floods: the publisher is a client of the server.
+    Relay,
+    RelayStall,
+    RelayRate,
 }
 
 impl Mode {
@@ -144,6 +228,30 @@ impl Mode {
             Mode::Rate => "rate",
             Mode::Stall => "stall",
             Mode::Conns => "conns",
+            Mode::Relay => "relay",
+            Mode::RelayStall => "relay-stall",
+            Mode::RelayRate => "relay-rate",
+        }
+    }
+
+    fn is_rate(self) -> bool {
+        matches!(self, Mode::Rate | Mode::RelayRate)
+    }
+
+    fn is_stall(self) -> bool {
+        matches!(self, Mode::Stall | Mode::RelayStall)
+    }
+
+    fn is_relay(self) -> bool {
+        matches!(self, Mode::Relay | Mode::RelayStall | Mode::RelayRate)
+    }
+
+    /// The systems this mode runs, in order.
+    fn systems(self) -> &'static [System] {
+        match self {
+            Mode::Relay | Mode::RelayRate => RELAY_SYSTEMS,
+            Mode::RelayStall => RELAY_STALL_SYSTEMS,
+            Mode::Flood | Mode::Rate | Mode::Stall | Mode::Conns => HOST_SYSTEMS,
         }
     }
 }
@@ -162,7 +270,9 @@ struct Opts {
     progress: u64,
     rate: f64,
     duration: f64,
-    stalled: usize,
+    stalled: Option<usize>,
+    stall_mib: usize,
+    stall_repeat: usize,
     conns: Vec<usize>,
     queue_bytes: usize,
     out: PathBuf,
@@ -213,7 +323,9 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         progress: 10,
         rate: 10_000.0,
         duration: 2.0,
-        stalled: 10,
+        stalled: None,
+        stall_mib: 50,
+        stall_repeat: 5,
         conns: vec![10_000, 19_000, 30_000, 50_000, 100_000],
         queue_bytes: 64 << 20,
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fanout"),
@@ -227,14 +339,33 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         match a.as_str() {
             "--bench" => {} // cargo bench passes it
             "--mode" => {
-                let v = val()?;
-                o.modes = match v.as_str() {
-                    "flood" => vec![Mode::Flood],
-                    "rate" => vec![Mode::Rate],
-                    "stall" => vec![Mode::Stall],
-                    "conns" => vec![Mode::Conns],
-                    "all" => vec![Mode::Flood, Mode::Rate, Mode::Stall, Mode::Conns],
-                    _ => return Err(format!("unknown mode {v:?}")),
+                o.modes.clear();
+                for v in val()?.split(',') {
+                    let add: &[Mode] = match v.trim() {
+                        "flood" => &[Mode::Flood],
+                        "rate" => &[Mode::Rate],
+                        "stall" => &[Mode::Stall],
+                        "conns" => &[Mode::Conns],
+                        "relay" => &[Mode::Relay, Mode::RelayStall, Mode::RelayRate],
+                        "relay-flood" => &[Mode::Relay],
+                        "relay-stall" => &[Mode::RelayStall],
+                        "relay-rate" => &[Mode::RelayRate],
+                        "all" => &[
+                            Mode::Flood,
+                            Mode::Rate,
+                            Mode::Stall,
+                            Mode::Conns,
+                            Mode::Relay,
+                            Mode::RelayStall,
+                            Mode::RelayRate,
+                        ],
+                        other => return Err(format!("unknown mode {other:?}")),
+                    };
+                    for m in add {
+                        if !o.modes.contains(m) {
+                            o.modes.push(*m);
+                        }
+                    }
                 }
             }
             "--systems" => {
@@ -253,6 +384,8 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                 o.conns = vec![10_000];
                 o.target_secs = 1.0;
                 o.duration = 1.0;
+                o.stall_mib = 16;
+                o.stall_repeat = 2;
             }
             "--repeat" => o.repeat = num(val()?)?.max(1.0) as usize,
             "--target-secs" => o.target_secs = num(val()?)?,
@@ -260,7 +393,9 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--progress" => o.progress = num(val()?)? as u64,
             "--rate" => o.rate = num(val()?)?,
             "--duration" => o.duration = num(val()?)?,
-            "--stalled" => o.stalled = num(val()?)? as usize,
+            "--stalled" => o.stalled = Some(num(val()?)? as usize),
+            "--stall-mib" => o.stall_mib = num(val()?)?.max(1.0) as usize,
+            "--stall-repeat" => o.stall_repeat = num(val()?)?.max(1.0) as usize,
             "--conns" => o.conns = parse_list(&val()?)?,
             "--queue-bytes" => o.queue_bytes = num(val()?)? as usize,
             "--out" => o.out = PathBuf::from(val()?),
@@ -369,6 +504,17 @@ struct Row {
     /// CPU used by processes other than the bench and the server during the round, as a
     /// percentage of one core: a noisy machine.
     foreign_pct: f64,
+    /// CPU time of the hubcast relay servers' host thread (event drain or relay loop).
+    host_cpu_s: f64,
+    /// CPU time of a publisher that runs in the bench process (peers, relay clients).
+    client_pub_cpu_s: f64,
+    /// Runs behind this row (`--repeat`), and the spread of the figure the row was chosen
+    /// by: deliveries/s (floods), p99 (fixed rate), with/without ratio (stall pairs).
+    reps: usize,
+    spread_lo: f64,
+    spread_hi: f64,
+    /// Stall modes: the median with/without ratio over the runs paired by repeat.
+    pair_ratio: f64,
     note: String,
 }
 
@@ -391,6 +537,8 @@ struct Sut {
     lines: Option<Receiver<String>>,
     unmatched: VecDeque<String>,
     publisher: Option<JoinHandle<io::Result<Published>>>,
+    /// The client that publishes to a relay server, once connected.
+    line_pub: Option<LinePub>,
     stopped: bool,
 }
 
@@ -419,6 +567,7 @@ impl Sut {
                 lines: None,
                 unmatched: VecDeque::new(),
                 publisher: None,
+                line_pub: None,
                 stopped: false,
             };
             peers::wait_listening(port, deadline)
@@ -458,6 +607,7 @@ impl Sut {
             lines: Some(rx),
             unmatched: VecDeque::new(),
             publisher: None,
+            line_pub: None,
             stopped: false,
         };
         let line = sut.wait_line("port", deadline)?;
@@ -521,6 +671,11 @@ impl Sut {
     }
 
     fn publish(&mut self, job: Job, receivers: u64, timeout: Duration) -> Result<(), String> {
+        if let Some(lp) = &self.line_pub {
+            let h = lp.spawn(job).map_err(|e| format!("publisher: {e}"))?;
+            self.publisher = Some(h);
+            return Ok(());
+        }
         match self.system.peer() {
             Some(kind) => {
                 let h = peers::spawn_publisher(kind, self.addr(), job, receivers, timeout)
@@ -535,17 +690,18 @@ impl Sut {
         }
     }
 
-    /// Collects the publisher's outcome. If `complete` is false the round was aborted: the
-    /// caller stops the server, which unblocks the publisher.
-    fn finish_publish(&mut self, complete: bool, notes: &mut Vec<String>) -> PubReport {
+    /// Collects the publisher's outcome and, for a publisher in this process, its CPU
+    /// time in ns. If `complete` is false the round was aborted: the caller stops the
+    /// server, which unblocks the publisher.
+    fn finish_publish(&mut self, complete: bool, notes: &mut Vec<String>) -> (PubReport, u64) {
         if !complete {
-            return PubReport::default();
+            return (PubReport::default(), 0);
         }
         match self.publisher.take() {
             Some(h) => match h.join() {
                 Ok(Ok(p)) => {
                     notes.extend(p.notes);
-                    return p.report;
+                    return (p.report, p.cpu_ns);
                 }
                 Ok(Err(e)) => notes.push(format!("publisher: {e}")),
                 Err(_) => notes.push("publisher panicked".into()),
@@ -553,18 +709,18 @@ impl Sut {
             None => match self.wait_line("published", now_ns() + 5_000_000_000) {
                 Ok(line) => {
                     let words: Vec<&str> = line.split_whitespace().skip(2).collect();
-                    return PubReport::from_words(&words).unwrap_or_default();
+                    return (PubReport::from_words(&words).unwrap_or_default(), 0);
                 }
                 Err(e) => notes.push(e),
             },
         }
-        PubReport::default()
+        (PubReport::default(), 0)
     }
 
     /// What the server says about its clients after a round.
     fn server_notes(&mut self) -> String {
         match self.system {
-            System::Hubcast | System::HubcastDefault => {
+            s if s.is_hub() => {
                 if self.send("stats").is_err() {
                     return String::new();
                 }
@@ -647,6 +803,7 @@ impl Sut {
             // The server is gone, so the publisher's socket fails and the thread ends.
             let _ = h.join();
         }
+        self.line_pub = None;
     }
 }
 
@@ -658,6 +815,78 @@ impl Drop for Sut {
         }
         unregister_child(self.pid);
     }
+}
+
+/// One traffic cell, for one system.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    mode: Mode,
+    system: System,
+    n: usize,
+    s: usize,
+    k: usize,
+    /// Relay floods: the message count every system gets in this cell, once known.
+    fixed_m: Option<u64>,
+}
+
+/// The rows a cell's runs are reported by: per system and K, the median run (by
+/// deliveries/s; by p99 at a fixed rate in relay mode) with the spread over the repeats;
+/// in stall modes, the with/without ratio of each repeat's pair of runs.
+fn summarize(mode: Mode, runs: &[(usize, Row)]) -> Vec<Row> {
+    let by_p99 = mode == Mode::RelayRate;
+    let metric = |r: &Row| if by_p99 { r.p99 as f64 } else { r.dps };
+    let mut keys: Vec<(&'static str, usize)> = Vec::new();
+    for (_, r) in runs {
+        if !keys.contains(&(r.system, r.k)) {
+            keys.push((r.system, r.k));
+        }
+    }
+    let mut out = Vec::new();
+    for (system, k) in keys {
+        let mut group: Vec<&Row> = runs
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.system == system && r.k == k)
+            .collect();
+        group.sort_by(|a, b| metric(a).total_cmp(&metric(b)));
+        let mut row = group[group.len() / 2].clone();
+        row.reps = group.len();
+        let ok: Vec<f64> = group.iter().filter(|r| r.ok()).map(|r| metric(r)).collect();
+        if let (Some(lo), Some(hi)) = (ok.first(), ok.last()) {
+            row.spread_lo = *lo;
+            row.spread_hi = *hi;
+        }
+        if mode.is_stall() && k > 0 {
+            // Each repeat ran the system without, then with, the stalled subscribers.
+            let mut ratios: Vec<f64> = runs
+                .iter()
+                .filter(|(_, r)| r.system == system && r.k == k && r.ok())
+                .filter_map(|(rep, r)| {
+                    runs.iter()
+                        .find(|(rep0, b)| rep0 == rep && b.system == system && b.k == 0)
+                        .filter(|(_, b)| b.ok() && b.dps > 0.0)
+                        .map(|(_, b)| r.dps / b.dps)
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            row.spread_lo = 0.0;
+            row.spread_hi = 0.0;
+            row.pair_ratio = 0.0;
+            if !ratios.is_empty() {
+                let mid = ratios.len() / 2;
+                row.pair_ratio = if ratios.len() % 2 == 0 {
+                    (ratios[mid - 1] + ratios[mid]) / 2.0
+                } else {
+                    ratios[mid]
+                };
+                row.spread_lo = ratios[0];
+                row.spread_hi = ratios[ratios.len() - 1];
+            }
+            row.reps = ratios.len();
+        }
+        out.push(row);
+    }
+    out
 }
 
 struct Bench {
@@ -675,6 +904,7 @@ struct Cost {
     post: ProcSample,
     disp_ns: u64,
     pub_ns: u64,
+    host_ns: u64,
     /// CPU time of everything else on the machine during the round.
     foreign_ns: u64,
 }
@@ -726,7 +956,7 @@ impl Bench {
             return c.clone();
         }
         match mode {
-            Mode::Flood => {
+            Mode::Flood | Mode::Relay => {
                 let mut v = Vec::new();
                 for &s in &self.opts.ss {
                     for &n in &self.opts.ns {
@@ -736,8 +966,18 @@ impl Bench {
                 v
             }
             Mode::Rate => vec![(100, 64), (100, 1024)],
-            Mode::Stall => vec![(100, 1024)],
+            Mode::RelayRate => vec![(100, 64)],
+            Mode::Stall | Mode::RelayStall => vec![(100, 1024)],
             Mode::Conns => self.opts.conns.iter().map(|&c| (c, 64)).collect(),
+        }
+    }
+
+    /// Subscribers that never read, in a stall mode.
+    fn stalled(&self, mode: Mode) -> usize {
+        match mode {
+            Mode::Stall => self.opts.stalled.unwrap_or(10),
+            Mode::RelayStall => self.opts.stalled.unwrap_or(2),
+            _ => 0,
         }
     }
 
@@ -754,43 +994,58 @@ impl Bench {
 
     fn run_mode(&mut self, mode: Mode) {
         let cells = self.cells(mode);
+        let systems: Vec<System> = mode
+            .systems()
+            .iter()
+            .copied()
+            .filter(|s| self.opts.systems.contains(s))
+            .collect();
+        if systems.is_empty() {
+            eprintln!(
+                "fanout: mode {}: none of the selected systems runs in it (it runs {})",
+                mode.name(),
+                mode.systems()
+                    .iter()
+                    .map(|s| s.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            return;
+        }
+        let repeat = if mode == Mode::RelayStall {
+            self.opts.repeat.max(self.opts.stall_repeat)
+        } else {
+            self.opts.repeat
+        };
         let mut rows: Vec<Row> = Vec::new();
         for &(n, s) in &cells {
-            let mut runs: Vec<Row> = Vec::new();
-            for rep in 0..self.opts.repeat {
-                for &system in &self.opts.systems.clone() {
+            let mut runs: Vec<(usize, Row)> = Vec::new();
+            // Relay floods: every system gets the same message count in a cell, set by the
+            // first run that completes (the ceiling's, normally).
+            let mut cell_m: Option<u64> = None;
+            for rep in 0..repeat {
+                for &system in &systems {
                     // Flow control changes nothing at a fixed rate or with idle clients.
                     if system == System::HubcastDefault && matches!(mode, Mode::Rate | Mode::Conns)
                     {
                         continue;
                     }
-                    let ks: Vec<usize> = if mode == Mode::Stall {
-                        vec![0, self.opts.stalled]
+                    let ks: Vec<usize> = if mode.is_stall() {
+                        vec![0, self.stalled(mode)]
                     } else {
                         vec![0]
                     };
                     for k in ks {
-                        let row = self.run_one(mode, system, n, s, k);
+                        let row = self.run_one(mode, system, n, s, k, cell_m);
                         eprintln!("  {}", progress_line(&row, rep));
-                        runs.push(row);
+                        if mode == Mode::Relay && cell_m.is_none() && row.ok() {
+                            cell_m = Some(row.m);
+                        }
+                        runs.push((rep, row));
                     }
                 }
             }
-            // The median run by deliveries/s over the repeats, per system and K.
-            let mut keys: Vec<(&'static str, usize)> = Vec::new();
-            for r in &runs {
-                if !keys.contains(&(r.system, r.k)) {
-                    keys.push((r.system, r.k));
-                }
-            }
-            for (system, k) in keys {
-                let mut group: Vec<&Row> = runs
-                    .iter()
-                    .filter(|r| r.system == system && r.k == k)
-                    .collect();
-                group.sort_by(|a, b| a.dps.total_cmp(&b.dps));
-                rows.push(group[group.len() / 2].clone());
-            }
+            rows.extend(summarize(mode, &runs));
         }
         let table = format!("{}\n\n{}", self.header, render(mode, &rows, &self.opts));
         println!("\n{table}");
@@ -806,18 +1061,22 @@ impl Bench {
         );
     }
 
-    fn run_one(&mut self, mode: Mode, system: System, n: usize, s: usize, k: usize) -> Row {
+    fn run_one(
+        &mut self,
+        mode: Mode,
+        system: System,
+        n: usize,
+        s: usize,
+        k: usize,
+        cell_m: Option<u64>,
+    ) -> Row {
         let mut row = Row {
             mode: mode.name(),
             system: system.name(),
             n,
             k,
             s,
-            rate: if mode == Mode::Rate {
-                self.opts.rate
-            } else {
-                0.0
-            },
+            rate: if mode.is_rate() { self.opts.rate } else { 0.0 },
             ..Row::default()
         };
         if let Some(Err(why)) = self.available.get(&system) {
@@ -850,7 +1109,15 @@ impl Bench {
                 r
             }),
             _ => Sut::start(system, (n + k + 64).max(1000), &self.opts).and_then(|mut sut| {
-                let r = self.traffic_cell(&mut sut, mode, system, n, s, k, &mut row, deadline);
+                let cell = Cell {
+                    mode,
+                    system,
+                    n,
+                    s,
+                    k,
+                    fixed_m: cell_m,
+                };
+                let r = self.traffic_cell(&mut sut, cell, &mut row, deadline);
                 let r = r.map_err(|e| sut.explain(e));
                 sut.stop();
                 r
@@ -869,34 +1136,51 @@ impl Bench {
     }
 
     /// Flood, rate and stall cells: connect, warm up / calibrate, measure one round.
-    #[allow(clippy::too_many_arguments)]
     fn traffic_cell(
         &mut self,
         sut: &mut Sut,
-        mode: Mode,
-        system: System,
-        n: usize,
-        s: usize,
-        k: usize,
+        cell: Cell,
         row: &mut Row,
         deadline: u64,
     ) -> Result<(), String> {
+        let Cell {
+            mode,
+            system,
+            n,
+            s,
+            k,
+            fixed_m,
+        } = cell;
         let mut gen = Gen::new(system.proto(), sut.addr(), n, k).map_err(|e| e.to_string())?;
         let t = now_ns();
         gen.connect_all(deadline)?;
-        sut.confirm(n + k, deadline)?;
+        let timeout = Duration::from_secs(self.opts.timeout);
+        let mut clients = n + k;
+        if system.line_publisher() {
+            // The publisher is one more client, connected after the subscribers.
+            let left = Duration::from_nanos(deadline.saturating_sub(now_ns()).max(1));
+            let lp = LinePub::connect(sut.addr(), left.min(timeout))
+                .map_err(|e| format!("publisher connect: {e}"))?;
+            sut.line_pub = Some(lp);
+            clients += 1;
+        }
+        sut.confirm(clients, deadline)?;
         row.connect_s = (now_ns() - t) as f64 / 1e9;
         let progress = self.opts.progress * 1_000_000_000;
         let receivers = (n + k) as u64;
-        let timeout = Duration::from_secs(self.opts.timeout);
 
         // Warm-up round, which also calibrates the flood's message count for this system.
         let (pilot, m_max) = match mode {
-            Mode::Flood => {
-                let m = self.flood_m(n, s);
-                ((m / 20).max(20), m)
-            }
-            Mode::Rate => {
+            Mode::Flood | Mode::Relay => match fixed_m {
+                // The count is set: the warm-up only has to warm up, and tell a system too
+                // slow for it (at most 300,000 deliveries, seconds for the slowest).
+                Some(m) => ((m / 20).min(300_000 / n as u64).max(20), m),
+                None => {
+                    let m = self.flood_m(n, s);
+                    ((m / 20).max(20), m)
+                }
+            },
+            Mode::Rate | Mode::RelayRate => {
                 let m = (self.opts.rate * self.opts.duration) as u64;
                 ((m / 8).max(20), m)
             }
@@ -905,6 +1189,11 @@ impl Bench {
                 // (hubcast queue_bytes, NATS max_pending, Redis pubsub limit) are reached.
                 let m = self.flood_m(n, s).max((96u64 << 20) / s as u64);
                 ((m / 50).max(20), m)
+            }
+            Mode::RelayStall => {
+                // The issue's workload: a flood of --stall-mib per client.
+                let m = ((self.opts.stall_mib as u64) << 20) / s.max(1) as u64;
+                ((m / 50).max(20), m.max(20))
             }
             Mode::Conns => unreachable!(),
         };
@@ -932,13 +1221,24 @@ impl Bench {
         let rate_est = warm.delivered as f64 / warm.secs().max(1e-6);
         let fits =
             ((rate_est * self.opts.target_secs / n as f64) as u64).clamp(20.min(m_max), m_max);
+        // A system so slow that the fixed volume would take over ten times the target (the
+        // thread-per-client designs) gets what fits in the target instead.
+        let too_slow = (m_max * n as u64) as f64 / rate_est > 10.0 * self.opts.target_secs;
         let m = match mode {
             // As many messages as fit in the target time, at the rate the warm-up showed.
             Mode::Flood => fits,
-            // The fixed volume, unless the system is so slow it would take over ten
-            // times the target (the thread-per-client baseline).
-            Mode::Stall => {
-                if (m_max * n as u64) as f64 / rate_est > 10.0 * self.opts.target_secs {
+            // The cell's count, once set; the first system sets it as above.
+            Mode::Relay => match fixed_m {
+                Some(m) if too_slow => {
+                    notes.push(format!("M cut from the cell's {m} to fit the target time"));
+                    fits
+                }
+                Some(m) => m,
+                None => fits,
+            },
+            // The fixed volume, unless the system is too slow.
+            Mode::Stall | Mode::RelayStall => {
+                if too_slow {
                     fits
                 } else {
                     m_max
@@ -958,12 +1258,13 @@ impl Bench {
         sut.publish(job, receivers, timeout)?;
         let round = gen.run_round(pilot, m, s, deadline, progress);
         let cost = cost.finish(sut);
-        let late = sut.finish_publish(round.end == End::Complete, &mut notes);
+        let (late, pub_cpu_ns) = sut.finish_publish(round.end == End::Complete, &mut notes);
         let server_note = sut.server_notes();
         *row = fill(row.clone(), &round, m, Some(&cost));
         row.late_p50 = late.late_p50;
         row.late_p99 = late.late_p99;
         row.pub_s = late.elapsed as f64 / 1e9;
+        row.client_pub_cpu_s = pub_cpu_ns as f64 / 1e9;
         row.status = status(&round.end);
         // Every healthy subscriber must have had every message exactly once, in order.
         let exact = row.deliveries == n as u64 * m;
@@ -1010,6 +1311,7 @@ impl Bench {
             pre: sut.sample(),
             disp: sys::threads_cpu_ns(sut.pid, "hubcast-dispatc"),
             publ: sys::threads_cpu_ns(sut.pid, server::PUB_THREAD),
+            host: sys::threads_cpu_ns(sut.pid, relay::HOST_THREAD),
             busy: sys::machine_busy_ns(),
             own: sys::sample(std::process::id())
                 .map(|s| s.cpu_ns)
@@ -1106,6 +1408,7 @@ struct CostStart {
     pre: ProcSample,
     disp: u64,
     publ: u64,
+    host: u64,
     busy: u64,
     own: u64,
 }
@@ -1125,6 +1428,7 @@ impl CostStart {
             pre: self.pre,
             disp_ns: sys::threads_cpu_ns(sut.pid, "hubcast-dispatc").saturating_sub(self.disp),
             pub_ns: sys::threads_cpu_ns(sut.pid, server::PUB_THREAD).saturating_sub(self.publ),
+            host_ns: sys::threads_cpu_ns(sut.pid, relay::HOST_THREAD).saturating_sub(self.host),
         }
     }
 }
@@ -1182,6 +1486,7 @@ fn fill(mut row: Row, round: &Round, m: u64, cost: Option<&Cost>) -> Row {
         row.cpu_s = c.post.cpu_ns.saturating_sub(c.pre.cpu_ns) as f64 / 1e9;
         row.disp_cpu_s = c.disp_ns as f64 / 1e9;
         row.pub_cpu_s = c.pub_ns as f64 / 1e9;
+        row.host_cpu_s = c.host_ns as f64 / 1e9;
         if row.secs > 0.0 {
             row.foreign_pct = c.foreign_ns as f64 / 1e9 / row.secs * 100.0;
         }
@@ -1245,8 +1550,251 @@ fn ratio(v: f64, base: Option<(f64, bool)>) -> String {
     }
 }
 
-fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
+/// `status: note`, for the last column of a table.
+fn status_note(r: &Row) -> String {
+    if r.note.is_empty() {
+        r.status.clone()
+    } else {
+        format!("{}: {}", r.status, r.note)
+    }
+}
+
+/// Server CPU time, with hubcast's dispatcher and host thread where there are any.
+fn cpu_cell(r: &Row) -> String {
+    if r.system.starts_with("hubcast") && r.disp_cpu_s > 0.0 {
+        if r.host_cpu_s > 0.0 {
+            format!(
+                "{:.2} (disp {:.2}, host {:.2})",
+                r.cpu_s, r.disp_cpu_s, r.host_cpu_s
+            )
+        } else {
+            format!(
+                "{:.2} (disp {:.2}, pub {:.2})",
+                r.cpu_s, r.disp_cpu_s, r.pub_cpu_s
+            )
+        }
+    } else {
+        format!("{:.2}", r.cpu_s)
+    }
+}
+
+/// The relay modes' tables: a summary against the ceiling and the peers, then every
+/// measurement.
+fn render_relay(mode: Mode, rows: &[Row], opts: &Opts) -> String {
     let mut t = String::new();
+    let find = |r: &Row, name: &str| -> Option<&Row> {
+        rows.iter()
+            .find(|b| b.system == name && b.n == r.n && b.s == r.s && b.k == r.k)
+    };
+    let ok_dps = |r: &Row, name: &str| find(r, name).filter(|b| b.ok()).map(|b| b.dps);
+    // A figure, or the row's status when it has none.
+    let shown = |r: Option<&Row>, f: &dyn Fn(&Row) -> String| match r {
+        Some(b) if b.ok() => f(b),
+        Some(b) => b.status.clone(),
+        None => "–".into(),
+    };
+    let rss = |r: Option<&Row>| match r {
+        Some(b) if b.peak_rss_kib > 0 => format!("{:.0}", b.peak_rss_kib as f64 / 1024.0),
+        _ => "–".into(),
+    };
+    let mut cells: Vec<(usize, usize, usize)> = Vec::new();
+    for r in rows {
+        if !cells.contains(&(r.n, r.s, r.k)) {
+            cells.push((r.n, r.s, r.k));
+        }
+    }
+    let reps = rows.iter().map(|r| r.reps).max().unwrap_or(1);
+    match mode {
+        Mode::Relay => {
+            let _ = writeln!(t, "Relay flood: the publisher is a TCP client of the server, sending S-byte lines (S-byte `PUB`/`PUBLISH` payloads to the peers); the server forwards each to every other client. M messages per cell, the same for every system (set by the first to complete, the ceiling; fewer only for a system too slow to finish within 10× the target time, noted). Median of {reps} run(s); ratios only between runs that delivered everything in order.\n");
+            let _ = writeln!(t, "| N | S | M | ceiling-relay deliveries/s | hubcast-relay deliveries/s | hubcast-relay ÷ ceiling | hubcast-hostrelay ÷ ceiling | thread-relay ÷ ceiling | nats ÷ ceiling | redis ÷ ceiling | hubcast-relay ÷ faster of nats, redis | peak RSS MiB: ceiling / relay / hostrelay / nats / redis |");
+            let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+            for &(n, s, k) in &cells {
+                let key = Row {
+                    n,
+                    s,
+                    k,
+                    ..Row::default()
+                };
+                let ceiling = ok_dps(&key, "ceiling-relay");
+                let vs_ceiling = |name: &str| {
+                    shown(find(&key, name), &|b: &Row| {
+                        ratio(b.dps, ceiling.map(|c| (c, false)))
+                    })
+                };
+                let peer = [ok_dps(&key, "nats"), ok_dps(&key, "redis")]
+                    .into_iter()
+                    .flatten()
+                    .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+                let m = find(&key, "ceiling-relay")
+                    .or_else(|| find(&key, "hubcast-relay"))
+                    .map(|b| b.m)
+                    .unwrap_or(0);
+                let _ = writeln!(
+                    t,
+                    "| {n} | {s} | {m} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} / {} |",
+                    shown(find(&key, "ceiling-relay"), &|b: &Row| si(b.dps)),
+                    shown(find(&key, "hubcast-relay"), &|b: &Row| si(b.dps)),
+                    vs_ceiling("hubcast-relay"),
+                    vs_ceiling("hubcast-hostrelay"),
+                    vs_ceiling("thread-relay"),
+                    vs_ceiling("nats"),
+                    vs_ceiling("redis"),
+                    shown(find(&key, "hubcast-relay"), &|b: &Row| ratio(
+                        b.dps,
+                        peer.map(|p| (p, false))
+                    )),
+                    rss(find(&key, "ceiling-relay")),
+                    rss(find(&key, "hubcast-relay")),
+                    rss(find(&key, "hubcast-hostrelay")),
+                    rss(find(&key, "nats")),
+                    rss(find(&key, "redis")),
+                );
+            }
+            let _ = writeln!(
+                t,
+                "\nEvery measurement (deliveries/s: median, and min–max over the runs):\n"
+            );
+            let _ = writeln!(t, "| N | S | system | M | deliveries/s | ÷ ceiling-relay | MB/s | s (publisher done) | p50 | p99 | lost | reord | peak RSS MiB | server CPU s | publisher CPU s | generator CPU % | status / notes |");
+            let _ = writeln!(
+                t,
+                "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+            );
+            for r in rows {
+                let dps = match (r.deliveries > 0, r.ok()) {
+                    (false, _) => "–".into(),
+                    (true, true) if r.reps > 1 => {
+                        format!("{} ({}–{})", si(r.dps), si(r.spread_lo), si(r.spread_hi))
+                    }
+                    (true, true) => si(r.dps),
+                    (true, false) => format!("({} over what arrived)", si(r.dps)),
+                };
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | {} | {} | {} | {:.0} | {:.2} ({:.2}) | {} | {} | {} | {} | {:.1} | {} | {:.2} | {:.0} | {} |",
+                    r.n,
+                    r.s,
+                    r.system,
+                    r.m,
+                    dps,
+                    if r.ok() {
+                        ratio(r.dps, ok_dps(r, "ceiling-relay").map(|c| (c, false)))
+                    } else {
+                        "–".into()
+                    },
+                    r.mbps,
+                    r.secs,
+                    r.pub_s,
+                    lat(r.p50),
+                    lat(r.p99),
+                    r.lost,
+                    r.reordered,
+                    r.peak_rss_kib as f64 / 1024.0,
+                    cpu_cell(r),
+                    r.client_pub_cpu_s,
+                    r.gen_cpu_pct,
+                    status_note(r)
+                );
+            }
+        }
+        Mode::RelayStall => {
+            let _ = writeln!(t, "Stall: N healthy subscribers and K that never read; M messages of S bytes ({} MiB to each subscriber), from a client publisher (hubcast: from the host, `broadcast`), the same M without the K and with them, back to back in each repeat. *with/without* is the healthy subscribers' deliveries/s with the K ÷ without, per repeat; median and min–max over the {} pair(s).\n", opts.stall_mib, reps);
+            let _ = writeln!(t, "| N | K | S | system | M | healthy deliveries/s, K=0 | healthy deliveries/s, with K | with/without (median) | min–max | pairs | p99 with K | lost | peak RSS MiB, K=0 / with K | server CPU s with K | status / notes (with K; K=0 if not ok) |");
+            let _ = writeln!(
+                t,
+                "|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+            );
+            for r in rows.iter().filter(|r| r.k > 0) {
+                let without = rows
+                    .iter()
+                    .find(|b| b.system == r.system && b.n == r.n && b.s == r.s && b.k == 0);
+                let mut notes = status_note(r);
+                if let Some(b) = without.filter(|b| !b.ok()) {
+                    notes.push_str(&format!(" (K=0: {})", status_note(b)));
+                }
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {:.0} | {} | {} |",
+                    r.n,
+                    r.k,
+                    r.s,
+                    r.system,
+                    r.m,
+                    shown(without, &|b: &Row| si(b.dps)),
+                    shown(Some(r), &|b: &Row| si(b.dps)),
+                    if r.reps > 0 {
+                        format!("{:.3}×", r.pair_ratio)
+                    } else {
+                        "–".into()
+                    },
+                    if r.reps > 0 {
+                        format!("{:.3}–{:.3}", r.spread_lo, r.spread_hi)
+                    } else {
+                        "–".into()
+                    },
+                    r.reps,
+                    lat(r.p99),
+                    r.lost,
+                    rss(without),
+                    r.peak_rss_kib as f64 / 1024.0,
+                    cpu_cell(r),
+                    notes
+                );
+            }
+        }
+        Mode::RelayRate => {
+            let _ = writeln!(t, "Fixed rate: {} msg/s for {} s from a client publisher (one write per message), each message stamped with its intended send time. Median of {reps} run(s) by p99 (min–max shown).\n", opts.rate, opts.duration);
+            let _ = writeln!(t, "| N | S | system | deliveries/s | p50 | p99 | p99 min–max | p99.9 | max | p99 ÷ ceiling-relay | publisher late p50 / p99 | lost | reord | peak RSS MiB | server CPU s | status / notes |");
+            let _ = writeln!(
+                t,
+                "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+            );
+            for r in rows {
+                let ceiling = find(r, "ceiling-relay")
+                    .filter(|b| b.ok())
+                    .map(|b| b.p99 as f64);
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {:.1} | {} | {} |",
+                    r.n,
+                    r.s,
+                    r.system,
+                    si(r.dps),
+                    lat(r.p50),
+                    lat(r.p99),
+                    if r.reps > 1 && r.spread_hi > 0.0 {
+                        format!("{}–{}", lat(r.spread_lo as u64), lat(r.spread_hi as u64))
+                    } else {
+                        "–".into()
+                    },
+                    lat(r.p999),
+                    lat(r.max),
+                    if r.ok() {
+                        ratio(r.p99 as f64, ceiling.map(|c| (c, false)))
+                    } else {
+                        "–".into()
+                    },
+                    lat(r.late_p50),
+                    lat(r.late_p99),
+                    r.lost,
+                    r.reordered,
+                    r.peak_rss_kib as f64 / 1024.0,
+                    cpu_cell(r),
+                    status_note(r)
+                );
+            }
+        }
+        _ => {}
+    }
+    t
+}
+
+fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
+    if mode.is_relay() {
+        return render_relay(mode, rows, opts);
+    }
+    let mut t = String::new();
+    let stalled = opts.stalled.unwrap_or(10);
     // Ratios are to hubcast in the same cell; where hubcast lost messages or did not
     // finish, to hubcast-default, marked †.
     let base = |r: &Row, f: &dyn Fn(&Row) -> f64| -> Option<(f64, bool)> {
@@ -1341,10 +1889,10 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
             }
         }
         Mode::Stall => {
-            let _ = writeln!(t, "Stall: K={} extra subscribers never read. Healthy-subscriber deliveries/s with and without them.\n", opts.stalled);
-            let _ = writeln!(t, "| N | S | system | M | healthy deliveries/s, K=0 | healthy deliveries/s, K={} | with/without | ×hubcast (with K) | p99 with K | lost | peak RSS MiB | status / notes |", opts.stalled);
+            let _ = writeln!(t, "Stall: K={stalled} extra subscribers never read. Healthy-subscriber deliveries/s with and without them.\n");
+            let _ = writeln!(t, "| N | S | system | M | healthy deliveries/s, K=0 | healthy deliveries/s, K={stalled} | with/without | ×hubcast (with K) | p99 with K | lost | peak RSS MiB | status / notes |");
             let _ = writeln!(t, "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|");
-            for r in rows.iter().filter(|r| r.k > 0 || opts.stalled == 0) {
+            for r in rows.iter().filter(|r| r.k > 0 || stalled == 0) {
                 let without = rows
                     .iter()
                     .find(|b| b.system == r.system && b.n == r.n && b.s == r.s && b.k == 0);
@@ -1413,18 +1961,19 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
                 );
             }
         }
+        Mode::Relay | Mode::RelayStall | Mode::RelayRate => unreachable!("render_relay"),
     }
     t
 }
 
 fn csv(rows: &[Row]) -> String {
     let mut t = String::from(
-        "mode,system,n,k,s,m,rate,status,deliveries,secs,deliveries_per_s,mb_per_s,p50_us,p99_us,p999_us,max_us,lost,reordered,bad_size,died,peak_rss_mib,cpu_s,dispatcher_cpu_s,publisher_cpu_s,generator_cpu_pct,connect_s,server_bytes_per_client,kernel_bytes_per_client,broadcast_ms,broadcast_max_ms,publisher_s,publisher_late_p50_us,publisher_late_p99_us,foreign_cpu_pct,note\n",
+        "mode,system,n,k,s,m,rate,status,deliveries,secs,deliveries_per_s,mb_per_s,p50_us,p99_us,p999_us,max_us,lost,reordered,bad_size,died,peak_rss_mib,cpu_s,dispatcher_cpu_s,publisher_cpu_s,generator_cpu_pct,connect_s,server_bytes_per_client,kernel_bytes_per_client,broadcast_ms,broadcast_max_ms,publisher_s,publisher_late_p50_us,publisher_late_p99_us,foreign_cpu_pct,host_cpu_s,client_publisher_cpu_s,reps,spread_lo,spread_hi,stall_pair_ratio,note\n",
     );
     for r in rows {
         let _ = writeln!(
             t,
-            "{},{},{},{},{},{},{},{},{},{:.4},{:.1},{:.2},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{:.2},{:.3},{:.3},{:.3},{:.1},{:.3},{:.0},{:.0},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},\"{}\"",
+            "{},{},{},{},{},{},{},{},{},{:.4},{:.1},{:.2},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{:.2},{:.3},{:.3},{:.3},{:.1},{:.3},{:.0},{:.0},{:.3},{:.3},{:.3},{:.1},{:.1},{:.1},{:.3},{:.3},{},{:.4},{:.4},{:.4},\"{}\"",
             r.mode,
             r.system,
             r.n,
@@ -1459,6 +2008,12 @@ fn csv(rows: &[Row]) -> String {
             r.late_p50 as f64 / 1e3,
             r.late_p99 as f64 / 1e3,
             r.foreign_pct,
+            r.host_cpu_s,
+            r.client_pub_cpu_s,
+            r.reps,
+            r.spread_lo,
+            r.spread_hi,
+            r.pair_ratio,
             r.note.replace('"', "'")
         );
     }

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::server::{publish_loop, Job, PubReport, PUB_THREAD};
-use crate::sys::now_ns;
+use crate::sys::{now_ns, thread_cpu_ns};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PeerKind {
@@ -119,6 +119,8 @@ pub(crate) struct Published {
     /// any PUBLISH reached.
     pub(crate) notes: Vec<String>,
     pub(crate) report: PubReport,
+    /// CPU time of the publisher thread, in nanoseconds.
+    pub(crate) cpu_ns: u64,
 }
 
 /// Starts a publisher thread for `job` against the peer at `addr`. `receivers` is how many
@@ -143,6 +145,7 @@ pub(crate) fn spawn_publisher(
     std::thread::Builder::new()
         .name(PUB_THREAD.into())
         .spawn(move || {
+            let cpu0 = thread_cpu_ns();
             let mut published = Published::default();
             // Redis answers every PUBLISH with the number of receivers: count them on the side.
             let replies = if kind == PeerKind::Redis {
@@ -176,6 +179,7 @@ pub(crate) fn spawn_publisher(
             w.flush()?;
             // Done when the last byte is in the kernel, not in our buffer.
             published.report.elapsed = now_ns() - t0;
+            published.cpu_ns = thread_cpu_ns() - cpu0;
             match replies {
                 Some(h) => match h.join() {
                     Ok(Ok(notes)) => published.notes.extend(notes),

@@ -1,22 +1,110 @@
-//! What goes over the wire: the benchmark message and the three protocols subscribers
-//! speak (length-prefixed frames, NATS text protocol, Redis RESP2 pub/sub).
+//! What goes over the wire: the benchmark message and the four protocols subscribers
+//! speak (length-prefixed frames, newline-delimited lines, NATS text protocol, Redis RESP2
+//! pub/sub).
 //!
-//! Every message payload is `S` bytes: the sequence number (u64 little-endian), the send
-//! timestamp (`CLOCK_MONOTONIC` ns, u64 little-endian), then filler.
+//! Every message payload is `S` bytes: a 16-byte stamp holding the sequence number and the
+//! send timestamp (`CLOCK_MONOTONIC` ns), then filler. The stamp is binary
+//! ([`Stamp::Bin`]: two u64 little-endian) except on line-framed systems, whose payloads
+//! must not contain a newline ([`Stamp::Text`]: printable ASCII, 6 bits per byte).
 
 /// Bytes at the start of every payload that subscribers read: sequence and timestamp.
 pub(crate) const HEADER: usize = 16;
 
-/// Writes a payload of `buf.len()` bytes (at least [`HEADER`]) for message `seq`.
+/// How the sequence number and send time are written at the start of a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stamp {
+    /// Two u64 little-endian: sequence, timestamp.
+    Bin,
+    /// Line-safe: sequence and timestamp, 48 bits each, as 8 bytes of 6 bits each in
+    /// `0x40..=0x7f` (ASCII from `@` to DEL): never `\n` or `\r`, valid UTF-8. The
+    /// timestamp is kept modulo 2^48 ns (78 hours) and restored against the receiver's
+    /// clock, which is at most that far ahead.
+    Text,
+}
+
+const SIX: u64 = 0x3f3f_3f3f_3f3f_3f3f;
+const TEXT_TAG: u64 = 0x4040_4040_4040_4040;
+const MASK48: u64 = (1 << 48) - 1;
+
+#[inline]
+fn text8(v: u64) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = 0x40 | ((v >> (6 * i)) & 0x3f) as u8;
+    }
+    out
+}
+
+/// The 48-bit value of 8 text-stamp bytes, or `None` if they are not a text stamp.
+#[inline]
+fn untext8(p: &[u8]) -> Option<u64> {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&p[..8]);
+    let x = u64::from_le_bytes(b);
+    if x & !SIX != TEXT_TAG {
+        return None;
+    }
+    // Squeeze the eight 6-bit groups together: 12 bits per 16, 24 per 32, then 48.
+    let x = x & SIX;
+    let x = (x & 0x003f_003f_003f_003f) | ((x & 0x3f00_3f00_3f00_3f00) >> 2);
+    let x = (x & 0x0000_0fff_0000_0fff) | ((x & 0x0fff_0000_0fff_0000) >> 4);
+    Some((x & 0x00ff_ffff) | ((x & 0x00ff_ffff_0000_0000) >> 8))
+}
+
+impl Stamp {
+    /// A filler payload of `size` bytes for this kind of stamp: `x`, or for text stamps
+    /// `.`, which no text stamp contains, so a line cut short or run together with the
+    /// next shows as a broken stamp.
+    pub(crate) fn payload(self, size: usize) -> Vec<u8> {
+        let fill = match self {
+            Stamp::Bin => b'x',
+            Stamp::Text => b'.',
+        };
+        vec![fill; size.max(HEADER)]
+    }
+
+    /// Writes message `seq`'s stamp, sent at `ts`, at the start of `buf` (at least
+    /// [`HEADER`] bytes).
+    #[inline]
+    pub(crate) fn write(self, buf: &mut [u8], seq: u64, ts: u64) {
+        match self {
+            Stamp::Bin => {
+                buf[..8].copy_from_slice(&seq.to_le_bytes());
+                buf[8..16].copy_from_slice(&ts.to_le_bytes());
+            }
+            Stamp::Text => {
+                buf[..8].copy_from_slice(&text8(seq & MASK48));
+                buf[8..16].copy_from_slice(&text8(ts & MASK48));
+            }
+        }
+    }
+
+    /// Reads (sequence, send time) from the start of `p` (at least [`HEADER`] bytes),
+    /// received at `now`; `None` if `p` does not start with a stamp of this kind.
+    #[inline]
+    pub(crate) fn read(self, p: &[u8], now: u64) -> Option<(u64, u64)> {
+        match self {
+            Stamp::Bin => Some(read_header(p)),
+            Stamp::Text => {
+                let seq = untext8(p)?;
+                let ts48 = untext8(&p[8..])?;
+                // The send time is the latest time at or before `now` that is `ts48`
+                // modulo 2^48.
+                Some((seq, now.wrapping_sub(now.wrapping_sub(ts48) & MASK48)))
+            }
+        }
+    }
+}
+
+/// Writes a binary stamp for message `seq` at the start of `buf` (at least [`HEADER`]).
 #[inline]
 pub(crate) fn stamp(buf: &mut [u8], seq: u64, ts: u64) {
-    buf[..8].copy_from_slice(&seq.to_le_bytes());
-    buf[8..16].copy_from_slice(&ts.to_le_bytes());
+    Stamp::Bin.write(buf, seq, ts);
 }
 
 /// A filler payload of `size` bytes, stamped later.
 pub(crate) fn payload(size: usize) -> Vec<u8> {
-    vec![b'x'; size.max(HEADER)]
+    Stamp::Bin.payload(size)
 }
 
 #[inline]
@@ -34,6 +122,10 @@ pub(crate) enum Proto {
     /// 4-byte big-endian length, then the payload: hubcast `Framing::LengthPrefixed`, and
     /// the thread-per-client and ceiling baselines, which send the same frames.
     Lp,
+    /// The payload, then `\n`: hubcast `Framing::Lines` (the default, and the chat
+    /// server's), and the relay baselines. Payloads carry a [`Stamp::Text`] and no newline,
+    /// so a message is exactly `S` bytes and a `\n`.
+    Lines,
     Nats,
     Redis,
 }
@@ -95,7 +187,7 @@ impl Proto {
     /// What the subscriber sends right after connecting.
     pub(crate) fn hello(self) -> &'static [u8] {
         match self {
-            Proto::Lp => b"",
+            Proto::Lp | Proto::Lines => b"",
             Proto::Nats => {
                 b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB bench 1\r\nPING\r\n"
             }
@@ -103,10 +195,33 @@ impl Proto {
         }
     }
 
-    /// Parses the start of `buf`.
-    #[inline]
-    pub(crate) fn parse(self, buf: &[u8]) -> Parsed {
+    /// How this protocol's payloads are stamped.
+    pub(crate) fn stamp(self) -> Stamp {
         match self {
+            Proto::Lines => Stamp::Text,
+            Proto::Lp | Proto::Nats | Proto::Redis => Stamp::Bin,
+        }
+    }
+
+    /// Parses the start of `buf`; `size` is the payload size expected (lines carry no
+    /// length, so a line is taken to be `size` bytes and its `\n` checked when in `buf`;
+    /// a line of another length then shows as a broken stamp on the next one).
+    #[inline]
+    pub(crate) fn parse(self, buf: &[u8], size: usize) -> Parsed {
+        match self {
+            Proto::Lines => {
+                if buf.len() < HEADER {
+                    return Parsed::Need;
+                }
+                if buf.len() > size && buf[size] != b'\n' {
+                    return Parsed::Bad("line is not S bytes long");
+                }
+                Parsed::Msg {
+                    head: 0,
+                    body: size,
+                    tail: 1,
+                }
+            }
             Proto::Lp => {
                 if buf.len() < 4 + HEADER {
                     return Parsed::Need;
@@ -243,8 +358,28 @@ fn parse_redis(buf: &[u8]) -> Parsed {
     }
 }
 
-/// Checks the parsers on every split of sample streams (run by `--self-test`).
+/// Checks the stamps, and the parsers on every split of sample streams (run by
+/// `--self-test`).
 pub(crate) fn self_test() {
+    // Text stamps: round trips, no newline, wrap-around of the 48-bit clock.
+    let now = 5u64 << 48 | 12_345;
+    for (seq, ts) in [
+        (0, now),
+        (7, now - 1),
+        (MASK48, now - 12_346),
+        (123_456_789, now - 3_000_000_000),
+    ] {
+        let mut p = Stamp::Text.payload(16);
+        Stamp::Text.write(&mut p, seq, ts);
+        assert!(!p.contains(&b'\n') && !p.contains(&b'\r') && p.is_ascii());
+        assert_eq!(Stamp::Text.read(&p, now), Some((seq, ts)), "text stamp");
+    }
+    assert_eq!(
+        Stamp::Text.read(&Stamp::Text.payload(16), now),
+        None,
+        "filler is no stamp"
+    );
+
     let mut p = payload(40);
     stamp(&mut p, 7, 99);
     let mut lp = (p.len() as u32).to_be_bytes().to_vec();
@@ -255,8 +390,15 @@ pub(crate) fn self_test() {
     let mut redis = b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbench\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n$40\r\n".to_vec();
     redis.extend_from_slice(&p);
     redis.extend_from_slice(b"\r\n");
+    let mut line = Stamp::Text.payload(40);
+    Stamp::Text.write(&mut line, 7, 99);
+    let mut lines = line.clone();
+    lines.push(b'\n');
+    lines.extend_from_slice(&line);
+    lines.push(b'\n');
     for (proto, wire, want) in [
         (Proto::Lp, lp, vec!["msg"]),
+        (Proto::Lines, lines, vec!["msg", "msg"]),
         (Proto::Nats, nats, vec!["Other", "Pong", "msg", "Ping"]),
         (Proto::Redis, redis, vec!["Subscribed", "msg"]),
     ] {
@@ -270,10 +412,13 @@ pub(crate) fn self_test() {
                 let mut pos = skip.min(buf.len());
                 skip -= pos;
                 loop {
-                    match proto.parse(&buf[pos..]) {
+                    match proto.parse(&buf[pos..], 40) {
                         Parsed::Need => break,
                         Parsed::Msg { head, body, tail } => {
-                            let (seq, ts) = read_header(&buf[pos + head..]);
+                            let (seq, ts) = proto
+                                .stamp()
+                                .read(&buf[pos + head..], 1000)
+                                .expect("a stamp");
                             assert_eq!((seq, ts, body), (7, 99, 40));
                             got.push("msg".to_string());
                             let total = head + body + tail;
@@ -298,4 +443,10 @@ pub(crate) fn self_test() {
             assert!(buf.is_empty() && skip == 0);
         }
     }
+    // A line of the wrong length is caught: by its newline, or by the next stamp.
+    let mut short = line[..39].to_vec();
+    short.push(b'\n');
+    short.extend_from_slice(&line);
+    assert!(matches!(Proto::Lines.parse(&short, 40), Parsed::Bad(_)));
+    assert!(Stamp::Text.read(&line[1..], 1000).is_none());
 }

@@ -5,7 +5,9 @@
 //! publisher = `Hub::broadcast` on a thread of this process, as fast as it returns),
 //! `hubcast-default` (the same with default settings: `broadcast` never waits), `thread` (the tutorial's design: a thread per client and
 //! blocking writes to every client in a loop), `ceiling` (one event loop writing the same
-//! frames to every socket in 64 KiB batches, no hub logic).
+//! frames to every socket in 64 KiB batches, no hub logic), and the relay servers of
+//! [`crate::relay`] (`hubcast-relay`, `hubcast-hostrelay`, `thread-relay`,
+//! `ceiling-relay`), whose publisher is a client and which refuse `publish`.
 //!
 //! Control protocol, one line each way on stdin/stdout:
 //! - at start the child prints `port P`;
@@ -28,7 +30,8 @@ use hubcast::{DisconnectReason, Framing, Hub};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::hist::Hist;
-use crate::proto::{payload, stamp};
+use crate::proto::{payload, stamp, Stamp};
+use crate::relay::Running;
 use crate::sys::{fine_timer_slack, now_ns};
 
 /// Name of the publisher thread, so its CPU time can be told apart.
@@ -114,13 +117,22 @@ impl PubReport {
 /// that a publisher held back by the system counts that as latency.
 pub(crate) fn publish_loop(
     job: &Job,
+    send: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<PubReport> {
+    publish_loop_with(job, Stamp::Bin, send)
+}
+
+/// [`publish_loop`] with payloads stamped as `kind`.
+pub(crate) fn publish_loop_with(
+    job: &Job,
+    kind: Stamp,
     mut send: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<PubReport> {
     if job.rate > 0.0 {
         fine_timer_slack();
     }
     let mut late = Hist::new();
-    let mut buf = payload(job.size);
+    let mut buf = kind.payload(job.size);
     let t0 = now_ns();
     for i in 0..job.count {
         let ts = if job.rate > 0.0 {
@@ -131,7 +143,7 @@ pub(crate) fn publish_loop(
         } else {
             now_ns()
         };
-        stamp(&mut buf, job.start + i, ts);
+        kind.write(&mut buf, job.start + i, ts);
         send(&buf)?;
     }
     Ok(PubReport::new(&late, now_ns() - t0))
@@ -154,6 +166,8 @@ struct Tutorial {
 
 enum System {
     Hub(Arc<Hub>, Sender<Job>),
+    /// A relay server: its publisher is a client.
+    Relay(crate::relay::Running),
     Tutorial(Arc<Tutorial>, Sender<Job>),
     Ceiling {
         connected: Arc<AtomicU64>,
@@ -168,6 +182,8 @@ impl System {
             System::Hub(hub, _) => hub.stats().connected,
             System::Tutorial(t, _) => t.connected.load(Relaxed),
             System::Ceiling { connected, .. } => connected.load(Relaxed),
+            System::Relay(Running::Hub(hub)) => hub.stats().connected,
+            System::Relay(Running::Counted(connected)) => connected.load(Relaxed),
         }
     }
 
@@ -180,12 +196,13 @@ impl System {
                 let _ = jobs.send(job);
                 let _ = waker.wake();
             }
+            System::Relay(_) => {}
         }
     }
 
     fn stats(&self) -> String {
         match self {
-            System::Hub(hub, _) => {
+            System::Hub(hub, _) | System::Relay(Running::Hub(hub)) => {
                 let s = hub.stats();
                 format!(
                     "stats connected={} accepted={} refused={} frames_out={} bytes_out={} dropped={} slow={} reset={} peer_closed={} io={}",
@@ -238,6 +255,10 @@ pub(crate) fn serve(system: &str, max_clients: usize, queue_bytes: usize) -> i32
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
+            ["publish", ..] if matches!(system, System::Relay(_)) => say(
+                &out,
+                "error a relay server is published to by a client, not by `publish`",
+            ),
             ["publish", start, count, size, rate] => {
                 let job = Job {
                     start: start.parse().unwrap_or(0),
@@ -392,13 +413,17 @@ fn start(
                 port,
             ))
         }
+        relay if relay.ends_with("-relay") || relay == "hubcast-hostrelay" => {
+            let (running, port) = crate::relay::start(relay, max_clients)?;
+            Ok((System::Relay(running), port))
+        }
         other => Err(io::Error::other(format!("unknown system {other:?}"))),
     }
 }
 
 /// A listener on 127.0.0.1 with an OS-chosen port and hubcast's default backlog (std's
 /// `TcpListener::bind` uses 128, which drops connections in a 10,000-client connect burst).
-fn listen() -> io::Result<TcpListener> {
+pub(crate) fn listen() -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
