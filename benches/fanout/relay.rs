@@ -82,13 +82,15 @@ pub(crate) fn start(name: &str, max_clients: usize) -> io::Result<(Running, u16)
                 .spawn(move || {
                     for event in events {
                         match event {
-                            Event::Connected { client, addr } => {
+                            Event::Connected { client, addr, .. } => {
                                 log::info!("{client} joined from {addr}")
                             }
-                            Event::Disconnected { client, reason } => {
+                            Event::Disconnected { client, reason, .. } => {
                                 log::info!("{client} left: {reason}")
                             }
-                            Event::Message { client, payload } => {
+                            Event::Message {
+                                client, payload, ..
+                            } => {
                                 log::debug!("{client}: {}", String::from_utf8_lossy(&payload));
                             }
                             _ => {}
@@ -112,7 +114,10 @@ pub(crate) fn start(name: &str, max_clients: usize) -> io::Result<(Running, u16)
                 .name(HOST_THREAD.into())
                 .spawn(move || {
                     for event in events {
-                        if let Event::Message { client, payload } = event {
+                        if let Event::Message {
+                            client, payload, ..
+                        } = event
+                        {
                             if h.broadcast_except(client, payload).is_err() {
                                 break;
                             }
