@@ -4,17 +4,31 @@
 #
 #     bash scripts/install-test-deps.sh
 #
-# Today the tests need nothing beyond a Rust toolchain with cargo (which this script
-# checks for but cannot install); CI also runs `python3` (scripts/check_msrv.py) and
-# `timeout`. Idempotent: a program already on PATH is left alone, so on a machine that
-# has everything it installs nothing and needs no network. Missing ones are installed
-# with apt-get (Debian or Ubuntu, as root); elsewhere it says what to install and fails.
+# Beyond a Rust toolchain with cargo (which this script checks for but cannot install):
+#   - chromium (Debian package): tests/browser.rs runs the chat page in headless Chromium;
+#   - kosoku (PyPI, pinned): tests/conformance.rs runs the Autobahn WebSocket cases with it;
+#   - python3: kosoku runs on it, the conformance test reads kosoku's report with it, and
+#     CI runs scripts/check_msrv.py;
+#   - timeout (coreutils): CI limits each step with it.
+# A test that needs one of these skips with a message where it is missing, and fails when
+# CI is set (tests/util/mod.rs, `require_program`).
+#
+# Idempotent: what is already there, at the pinned version for PyPI packages, is left
+# alone, so on a machine that has everything it installs nothing and needs no network.
+# Debian packages are installed with apt-get (Debian or Ubuntu, as root), PyPI packages with
+# python3's pip; elsewhere it says what to install and fails.
 set -euo pipefail
 
-# "command debian-package" pairs: add a test prerequisite here.
+# "command debian-package" pairs: add a test prerequisite from Debian here.
 NEEDED=(
   "python3 python3"
   "timeout coreutils"
+  "chromium chromium"
+)
+# "command package version" triples: add a test prerequisite from PyPI here, pinned, so
+# that a new release cannot change what the tests check.
+PYPI=(
+  "kosoku kosoku 0.1.0"
 )
 
 if ! command -v cargo >/dev/null; then
@@ -27,16 +41,49 @@ for pair in "${NEEDED[@]}"; do
   read -r cmd package <<<"$pair"
   command -v "$cmd" >/dev/null || missing+=("$package")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-test-deps: nothing to install"
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "install-test-deps: please install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "install-test-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-  echo "install-test-deps: please install: ${missing[*]}" >&2
-  exit 1
+# The installed version of a PyPI package, or nothing.
+pypi_version() {
+  python3 - "$1" <<'EOF' 2>/dev/null || true
+import importlib.metadata, sys
+print(importlib.metadata.version(sys.argv[1]))
+EOF
+}
+
+pip_missing=()
+for triple in "${PYPI[@]}"; do
+  read -r cmd package version <<<"$triple"
+  if ! command -v "$cmd" >/dev/null || [ "$(pypi_version "$package")" != "$version" ]; then
+    pip_missing+=("$package==$version")
+  fi
+done
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${pip_missing[*]} with $(command -v python3)"
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+    "${pip_missing[@]}"
+  # pyenv finds new commands only after a rehash (pip usually triggers one).
+  if command -v pyenv >/dev/null; then
+    pyenv rehash
+  fi
+  for triple in "${PYPI[@]}"; do
+    read -r cmd _ _ <<<"$triple"
+    if ! command -v "$cmd" >/dev/null; then
+      echo "install-test-deps: $cmd installed but not on PATH ($PATH)" >&2
+      exit 1
+    fi
+  done
 fi
-echo "install-test-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+if [ ${#missing[@]} -eq 0 ] && [ ${#pip_missing[@]} -eq 0 ]; then
+  echo "install-test-deps: nothing to install"
+fi

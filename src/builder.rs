@@ -436,8 +436,7 @@ impl HubBuilder {
     }
 
     /// What the address given to [`bind`](Self::bind) speaks. Default: [`Transport::Tcp`],
-    /// or [`Transport::Tls`] once [`tls`](Self::tls) or [`tls_pem`](Self::tls_pem) is set
-    /// (features `tls`).
+    /// or [`Transport::Tls`] once `tls` or `tls_pem` is set (feature `tls`).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = Some(transport);
         self

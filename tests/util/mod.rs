@@ -944,10 +944,25 @@ pub(crate) struct ChildProcess {
     lines: Receiver<String>,
     exited: Receiver<()>,
     stderr: Arc<Mutex<String>>,
+    /// Whether the child leads a process group of its own, which is killed with it.
+    group: bool,
 }
 
 impl ChildProcess {
-    pub(crate) fn spawn(mut command: Command) -> ChildProcess {
+    pub(crate) fn spawn(command: Command) -> ChildProcess {
+        ChildProcess::start(command, false)
+    }
+
+    /// Spawns the child as the leader of a new process group, for programs that start
+    /// processes of their own (a browser): killing it kills the whole group. Signals go to
+    /// the group only while the leader is unreaped, so its id is still this group's.
+    pub(crate) fn spawn_group(mut command: Command) -> ChildProcess {
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+        ChildProcess::start(command, true)
+    }
+
+    fn start(mut command: Command, group: bool) -> ChildProcess {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -988,6 +1003,7 @@ impl ChildProcess {
             lines,
             exited,
             stderr,
+            group,
         }
     }
 
@@ -1028,16 +1044,23 @@ impl ChildProcess {
     /// Waits for the child to exit and reaps it; fails the test (killing it) if it has not
     /// exited within [`TIMEOUT`].
     pub(crate) fn wait(&mut self) -> ExitStatus {
+        self.wait_within(TIMEOUT)
+            .unwrap_or_else(|| panic!("the child did not exit; its stderr:\n{}", self.stderr()))
+    }
+
+    /// Waits up to `timeout` for the child to exit and reaps it; `None`, with the child
+    /// killed, if it has not exited by then. For children that run longer than [`TIMEOUT`].
+    pub(crate) fn wait_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
         if let Some(status) = self.status {
-            return status;
+            return Some(status);
         }
-        if self.exited.recv_timeout(TIMEOUT).is_err() {
+        if self.exited.recv_timeout(timeout).is_err() {
             self.kill();
-            panic!("the child did not exit; its stderr:\n{}", self.stderr());
+            return None;
         }
         let status = self.child.wait().expect("reap the child");
         self.status = Some(status);
-        status
+        Some(status)
     }
 
     /// What the child wrote to stderr so far.
@@ -1047,8 +1070,18 @@ impl ChildProcess {
 
     fn kill(&mut self) {
         if self.status.is_none() {
+            if self.group {
+                // The leader is not reaped yet (a zombie at most), so no other process or
+                // group can have its id: the whole group goes, helpers included.
+                let _ = kill_group(self.child.id(), libc::SIGKILL);
+            }
             let _ = self.child.kill();
             let _ = self.exited.recv_timeout(TIMEOUT);
+            if self.group {
+                // Reaped only once the rest of its group is gone too, so the group's id
+                // stays unused by anyone else until then.
+                wait_for_group_to_end(self.child.id());
+            }
             self.status = self.child.wait().ok();
         }
     }
@@ -1068,6 +1101,43 @@ fn kill(pid: u32, signal: libc::c_int) -> libc::c_int {
     unsafe { libc::kill(pid, signal) }
 }
 
+/// Sends `signal` to every process of the group that child `leader` leads.
+#[allow(unsafe_code)]
+fn kill_group(leader: u32, signal: libc::c_int) -> libc::c_int {
+    let pgid = libc::pid_t::try_from(leader).expect("pid");
+    // SAFETY: killpg(2) takes no pointers; the caller guarantees `leader` is an unreaped
+    // child that leads its own group, so the group is still its.
+    unsafe { libc::killpg(pgid, signal) }
+}
+
+/// Waits up to [`TIMEOUT`] until no live process (zombies aside) is in the process group
+/// `pgid`, as far as `/proc` tells. Nothing announces a process's end to anyone but its
+/// parent, so this looks again every [`PACE`].
+fn wait_for_group_to_end(pgid: u32) {
+    let pgid = pgid.to_string();
+    let in_group = |entry: std::fs::DirEntry| -> bool {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.as_str())
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        if !procs.filter_map(Result::ok).any(in_group) {
+            return;
+        }
+        thread::sleep(PACE);
+    }
+}
+
 /// Blocks until child `pid` has exited, leaving it unreaped.
 #[allow(unsafe_code)]
 fn wait_for_exit_without_reaping(pid: libc::pid_t) {
@@ -1081,5 +1151,96 @@ fn wait_for_exit_without_reaping(pid: libc::pid_t) {
         if ret == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return;
         }
+    }
+}
+
+// ---------------------------------------------------------------------- outside programs
+
+/// Whether `name` is an executable on `PATH`, for a test that runs an outside program. If
+/// it is not, the test should return at once: this says so on the terminal (past the test
+/// harness's capture, so a skip is never silent) and returns false. In CI (`CI` set, as
+/// CI sets it to `true`, and not to `false` or `0`) a missing program fails the test
+/// instead: CI installs every one of them first, with `scripts/install-test-deps.sh`, and
+/// nothing skips there.
+pub(crate) fn require_program(name: &str) -> bool {
+    if find_program(name).is_some() {
+        return true;
+    }
+    let ci = std::env::var("CI").unwrap_or_default();
+    if !matches!(ci.as_str(), "" | "false" | "0") {
+        panic!("{name} not found, and CI={ci}: scripts/install-test-deps.sh installs it");
+    }
+    // Straight to stderr: the harness captures only the print macros.
+    let _ = writeln!(
+        io::stderr(),
+        "skipping: {name} not found; install it with scripts/install-test-deps.sh"
+    );
+    false
+}
+
+/// The path of the executable `name` on `PATH`, if there is one.
+pub(crate) fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|file| {
+            file.metadata()
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// `target/<profile>/examples/<name>`, found from the running test binary, which runs as
+/// `target/<profile>/deps/<test>-<hash>`. `cargo test` builds the examples there (those
+/// whose `required-features` are enabled).
+pub(crate) fn example_path(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: is examples/{name}.rs missing, or its required features off?",
+        path.display()
+    );
+    path
+}
+
+/// A new empty directory under the system's temporary directory, removed with everything
+/// in it when dropped.
+#[derive(Debug)]
+pub(crate) struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Creates `hubcast-<label>-<pid>-<n>`, unique within this process and among
+    /// processes alive at once.
+    pub(crate) fn new(label: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("hubcast-{label}-{}-{n}", std::process::id()));
+        // A directory left by an earlier process with the same pid.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).unwrap_or_else(|err| panic!("create {}: {err}", path.display()));
+        TempDir(path)
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// Keeps the directory, to look at after the test, and returns its path.
+    pub(crate) fn keep(self) -> std::path::PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -312,7 +312,7 @@ impl Decoder {
     }
 
     /// Whether it holds no partial message, and so no memory.
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn is_idle(&self) -> bool {
         self.message.is_none()
     }
