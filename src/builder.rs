@@ -6,11 +6,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::options::{AcceptFilter, Authenticator, Callback};
+use crate::options::{AcceptFilter, Authenticator, Callback, TopicCheck};
 use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
 use crate::{
-    codec, Auth, AuthRequest, Error, Framing, Hub, Origins, Relay, Result, SlowClientPolicy,
-    Transport,
+    codec, Auth, AuthRequest, Error, Framing, Hub, Origins, Protocol, Relay, Result,
+    SlowClientPolicy, TopicRequest, Transport,
 };
 
 /// Configures and starts a [`Hub`]. Made by [`Hub::builder`].
@@ -63,6 +63,11 @@ pub struct HubBuilder {
     pub(crate) max_topics: usize,
     pub(crate) max_topics_per_client: usize,
     pub(crate) max_topic_len: usize,
+    pub(crate) protocol: Protocol,
+    pub(crate) replay_messages: usize,
+    pub(crate) replay_bytes: usize,
+    pub(crate) replay_age: Duration,
+    pub(crate) client_topics: Option<Callback<TopicCheck>>,
 }
 
 /// A listener asked for with [`HubBuilder::listen`]: the address as given, what it resolved
@@ -122,6 +127,11 @@ impl Default for HubBuilder {
             max_topics: 10_000,
             max_topics_per_client: 64,
             max_topic_len: 64,
+            protocol: Protocol::None,
+            replay_messages: 1024,
+            replay_bytes: 1024 * 1024,
+            replay_age: Duration::from_secs(120),
+            client_topics: None,
         }
     }
 }
@@ -538,6 +548,74 @@ impl HubBuilder {
         self
     }
 
+    /// Whether messages carry the hubcast protocol: numbered streams with replay rings and
+    /// resume, and control messages from clients. Default: [`Protocol::None`]. See
+    /// `docs/PROTOCOL.md` for the wire format, precise enough to write a client from.
+    ///
+    /// ```
+    /// use hubcast::{Hub, Protocol};
+    ///
+    /// let hub = Hub::builder()
+    ///     .protocol(Protocol::Sequenced)
+    ///     .replay_messages(10_000)
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The most messages each stream's replay ring keeps ([`Protocol::Sequenced`]).
+    /// Default: 1,024.
+    pub fn replay_messages(mut self, messages: usize) -> Self {
+        self.replay_messages = messages;
+        self
+    }
+
+    /// The most bytes each stream's replay ring keeps (its messages as framed). Default:
+    /// 1 MiB. With many topics, rings are the largest memory a hub holds: at most
+    /// (topics + 1) × this.
+    pub fn replay_bytes(mut self, bytes: usize) -> Self {
+        self.replay_bytes = bytes;
+        self
+    }
+
+    /// How long a message stays in its stream's replay ring. Default: 2 minutes, long
+    /// enough for a phone changing networks or a laptop waking up. A topic whose last member
+    /// left is kept (with its numbers) until its ring empties, so members that come back
+    /// within this time can resume. Any duration is accepted; one too long to represent
+    /// means no age limit.
+    pub fn replay_age(mut self, age: Duration) -> Self {
+        self.replay_age = age;
+        self
+    }
+
+    /// Lets clients join and leave topics themselves ([`Protocol::Sequenced`]'s `#join`
+    /// and `#leave`), each request checked by `allow`, which runs on the dispatcher thread
+    /// under the same rules as the [authenticator](Self::authenticate). Default: clients
+    /// may not choose topics; only the host puts them in ([`Hub::join`]).
+    ///
+    /// ```
+    /// use hubcast::{Hub, Protocol};
+    ///
+    /// // Any client may join any room but "admin".
+    /// let hub = Hub::builder()
+    ///     .protocol(Protocol::Sequenced)
+    ///     .client_topics(|request| request.topic() != "admin")
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn client_topics(
+        mut self,
+        allow: impl Fn(&TopicRequest<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.client_topics = Some(Callback(Arc::new(allow)));
+        self
+    }
+
     /// The topic limits, as the hub checks them.
     pub(crate) fn topic_limits(&self) -> crate::topics::TopicLimits {
         crate::topics::TopicLimits {
@@ -639,6 +717,9 @@ impl HubBuilder {
             if transport.is_websocket() && !cfg!(feature = "websocket") {
                 return fail(format!("{transport:?} needs the `websocket` feature"));
             }
+        }
+        if self.protocol == Protocol::Sequenced && self.framing == Framing::Raw {
+            return fail("Protocol::Sequenced needs message boundaries, not Framing::Raw".into());
         }
         if self.websocket.max_head < 256 {
             return fail("websocket_max_head must be at least 256 bytes".into());

@@ -64,6 +64,9 @@ pub(crate) struct Client {
     pub(crate) flow: Flow,
     /// The topics it is in, as the dispatcher applied the host's calls.
     pub(crate) topics: Vec<TopicId>,
+    /// With the protocol on: the hub-wide stream's number when it connected (it gets the
+    /// messages after it live; a resume replays up to it).
+    pub(crate) hub_start: u64,
     /// Its WebSocket state, once upgraded.
     #[cfg(feature = "websocket")]
     pub(crate) ws: Option<Box<WsState>>,
@@ -105,6 +108,7 @@ impl Client {
             stalled_since: None,
             flow: Flow::new(now),
             topics: Vec::new(),
+            hub_start: 0,
             #[cfg(feature = "websocket")]
             ws: None,
         }

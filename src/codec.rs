@@ -53,8 +53,22 @@ pub(crate) fn encode_into(framing: Framing, payload: &[u8], out: &mut BytesMut) 
     }
 }
 
+/// Appends one frame whose payload is `parts`, one after the other (a protocol header and
+/// a payload, without joining them first). The total must be encodable.
+pub(crate) fn encode_parts_into(framing: Framing, parts: &[&[u8]], out: &mut BytesMut) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if framing == Framing::LengthPrefixed {
+        out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    }
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    if framing == Framing::Lines {
+        out.put_u8(b'\n');
+    }
+}
+
 /// The payload of a frame that [`encode_into`] made (the frame's bytes, whole).
-#[cfg(any(test, feature = "websocket"))]
 pub(crate) fn payload_of(framing: Framing, frame: &[u8]) -> &[u8] {
     match framing {
         Framing::Lines => frame.strip_suffix(b"\n").unwrap_or(frame),

@@ -153,4 +153,53 @@ pub enum Event {
         /// Why it left.
         reason: DisconnectReason,
     },
+    /// A client resumed a stream ([`Protocol::Sequenced`](crate::Protocol::Sequenced)): it
+    /// was sent the messages it missed, then goes on live.
+    #[non_exhaustive]
+    Resumed {
+        /// The client.
+        client: ClientId,
+        /// The stream: `"*"` for the hub-wide one, `"@name"` for a topic.
+        stream: String,
+        /// How many messages it was sent again.
+        replayed: u64,
+    },
+    /// A client asked to resume a stream and could not: it was told why and where the
+    /// stream is, to refetch its state.
+    #[non_exhaustive]
+    ResumeRefused {
+        /// The client.
+        client: ClientId,
+        /// The stream: `"*"` for the hub-wide one, `"@name"` for a topic.
+        stream: String,
+        /// Why not.
+        reason: ResumeRefusal,
+    },
+}
+
+/// Why a client could not resume a stream (see `docs/PROTOCOL.md`, `#noresume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResumeRefusal {
+    /// The stream's epoch is not the one the client had: its numbers restarted (the hub
+    /// restarted, or the topic was freed and made again).
+    Epoch,
+    /// The replay ring no longer holds the message after the client's position.
+    TooOld,
+    /// Replaying would pass the client's queue bound.
+    TooMuch,
+    /// A topic the client is not in and may not join.
+    NotMember,
+}
+
+impl ResumeRefusal {
+    /// The word the protocol uses for it.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            ResumeRefusal::Epoch => "epoch",
+            ResumeRefusal::TooOld => "old",
+            ResumeRefusal::TooMuch => "much",
+            ResumeRefusal::NotMember => "member",
+        }
+    }
 }

@@ -180,10 +180,11 @@ pub use rustls;
 
 pub use crate::builder::HubBuilder;
 pub use crate::error::{Error, Result, WouldBlock};
-pub use crate::event::{ClientId, DisconnectReason, Event};
+pub use crate::event::{ClientId, DisconnectReason, Event, ResumeRefusal};
 pub use crate::hub::Hub;
 pub use crate::options::{
-    Auth, AuthRequest, Framing, ListenAddr, Origins, Relay, SlowClientPolicy, Transport,
+    Auth, AuthRequest, Framing, ListenAddr, Origins, Protocol, Relay, SlowClientPolicy,
+    TopicRequest, Transport,
 };
 pub use crate::stats::{ClientInfo, Disconnects, ShutdownReport, Stats, TopicInfo, Undelivered};
 pub use crate::subscription::{

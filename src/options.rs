@@ -50,6 +50,49 @@ pub enum Relay {
     All,
     /// Each message from a client is broadcast to every client except its sender.
     Others,
+    /// Each message from a client goes to the members of every topic it is in, except
+    /// itself: a chat with rooms. A client in no topic reaches nobody but the host.
+    Topics,
+}
+
+/// Whether messages carry the hubcast protocol (`docs/PROTOCOL.md`): numbered streams that
+/// a client can resume after a reconnect, and control messages to join and leave topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// A message is its payload and nothing else (the default).
+    #[default]
+    None,
+    /// Every message of a stream (the hub-wide one, and each topic) is numbered; the hub
+    /// keeps a replay ring per stream and answers resume requests; clients may send control
+    /// messages. Not with [`Framing::Raw`], which has no message boundaries.
+    Sequenced,
+}
+
+/// A client's request to join or leave a topic, shown to the host's
+/// [`client_topics`](crate::HubBuilder::client_topics) closure.
+#[derive(Debug)]
+pub struct TopicRequest<'a> {
+    pub(crate) client: crate::ClientId,
+    pub(crate) topic: &'a str,
+    pub(crate) join: bool,
+}
+
+impl TopicRequest<'_> {
+    /// The client asking.
+    pub fn client(&self) -> crate::ClientId {
+        self.client
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        self.topic
+    }
+
+    /// Whether it asks to join (`true`) or to leave.
+    pub fn is_join(&self) -> bool {
+        self.join
+    }
 }
 
 /// What a listener's connections speak, for [`HubBuilder::listen`](crate::HubBuilder::listen)
@@ -200,6 +243,7 @@ impl AuthRequest<'_> {
 /// The host's decision functions, shared with the dispatcher thread.
 pub(crate) type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
 pub(crate) type Authenticator = dyn Fn(&AuthRequest<'_>) -> Auth + Send + Sync;
+pub(crate) type TopicCheck = dyn Fn(&TopicRequest<'_>) -> bool + Send + Sync;
 
 /// A host closure, printable in `Debug` output.
 pub(crate) struct Callback<F: ?Sized>(pub(crate) Arc<F>);

@@ -167,7 +167,6 @@ impl Queue {
 
     /// Adds `chunk` whatever the bound: for the few protocol bytes that must reach a client
     /// however slow it is (an upgrade answer, a close frame). They are small and sent once.
-    #[cfg(feature = "websocket")]
     pub(crate) fn push_unbounded(&mut self, chunk: Chunk) {
         self.cost += chunk.cost();
         self.chunks.push_back(chunk);

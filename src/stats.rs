@@ -56,6 +56,12 @@ pub struct Stats {
     /// [`authenticate`](crate::HubBuilder::authenticate)) panicked; each cost one
     /// connection.
     pub callback_panics: u64,
+    /// Streams clients resumed ([`Protocol::Sequenced`](crate::Protocol::Sequenced)).
+    pub resumes: u64,
+    /// Resume requests that could not be met.
+    pub resumes_refused: u64,
+    /// Messages sent again to clients that resumed.
+    pub replayed: u64,
 }
 
 impl Stats {
@@ -177,6 +183,9 @@ pub(crate) struct Counters {
     pub(crate) paused_since: AtomicU64,
     pub(crate) pauses: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+    pub(crate) resumes_refused: AtomicU64,
+    pub(crate) replayed: AtomicU64,
 }
 
 impl Counters {
@@ -205,6 +214,9 @@ impl Counters {
             paused,
             pauses: self.pauses.load(Relaxed),
             callback_panics: self.callback_panics.load(Relaxed),
+            resumes: self.resumes.load(Relaxed),
+            resumes_refused: self.resumes_refused.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
         }
     }
 }

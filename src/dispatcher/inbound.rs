@@ -252,6 +252,19 @@ impl Dispatcher {
     /// itself may make it leave as slow).
     pub(super) fn deliver(&mut self, id: ClientId, payload: &[u8]) {
         log::trace!("client {id} sent {payload:?}");
+        let payload = match payload {
+            // With the protocol on, a message that starts with '#' is a control message,
+            // and "##" stands for a data message that starts with '#'.
+            [b'#', b'#', ..] if self.protocol => &payload[1..],
+            [b'#', rest @ ..] if self.protocol => {
+                if let Some(slot) = self.slots.slot_of(id) {
+                    let text = String::from_utf8_lossy(rest);
+                    self.control(slot, id, &text);
+                }
+                return;
+            }
+            _ => payload,
+        };
         if self.subs.any(&self.shared) {
             let payload = Bytes::copy_from_slice(payload);
             let event = Event::Message {
@@ -264,7 +277,26 @@ impl Dispatcher {
             Relay::Off => return,
             Relay::All => Target::All,
             Relay::Others => Target::AllExcept(id),
+            Relay::Topics => {
+                // To each of its topics' other members: once per topic.
+                let topics = self
+                    .slots
+                    .slot_of(id)
+                    .and_then(|slot| self.slots.get(slot))
+                    .map(|c| c.topics.clone())
+                    .unwrap_or_default();
+                for topic in topics {
+                    self.relay_to(Target::TopicExcept(topic, id), payload);
+                }
+                return;
+            }
         };
+        self.relay_to(target, payload);
+    }
+
+    /// Relays a client's message to `target`, batched with the round's other relayed
+    /// frames.
+    fn relay_to(&mut self, target: Target, payload: &[u8]) {
         let framing = self.config.framing;
         // `bind` checked that every inbound frame can be framed within queue_bytes.
         let Some(len) = codec::encoded_len(framing, payload) else {

@@ -42,6 +42,10 @@ impl Dispatcher {
         counters.accepted.fetch_add(1, Relaxed);
         counters.connected.fetch_add(1, Relaxed);
         log::debug!("client {id} connected from {addr} ({transport:?})");
+        if self.protocol {
+            // Its first message: where the hub-wide stream starts for it.
+            self.greet(slot);
+        }
         self.subs.emit(
             Event::Connected { client: id, addr },
             &self.shared,

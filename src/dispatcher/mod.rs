@@ -32,7 +32,9 @@ pub(crate) mod flow;
 mod inbound;
 mod lifecycle;
 mod outbound;
+mod protocol;
 mod slots;
+mod streams;
 mod subscribers;
 mod timers;
 mod topics;
@@ -115,6 +117,13 @@ pub(crate) struct Dispatcher {
     high: Vec<usize>,
     /// Topic membership, in command order.
     topics: topics::Topics,
+    /// Whether messages carry the protocol (`Protocol::Sequenced`).
+    protocol: bool,
+    /// The hub-wide stream's numbers and replay ring.
+    hub_stream: streams::Stream,
+    ring_limits: streams::RingLimits,
+    /// When replay rings next have messages past their age.
+    prune_at: Option<Instant>,
     /// Scratch for fan-outs, kept to spare an allocation each: a topic's members, and the
     /// (client, run) marks of a batch with mixed targets.
     members: Vec<usize>,
@@ -194,6 +203,17 @@ impl Dispatcher {
             closing: Vec::new(),
             high: Vec::new(),
             topics: topics::Topics::default(),
+            protocol: config.protocol == crate::Protocol::Sequenced,
+            hub_stream: streams::Stream::new(),
+            ring_limits: streams::RingLimits {
+                messages: config.replay_messages,
+                bytes: config.replay_bytes,
+                // An age too long to represent is no age limit.
+                age: now
+                    .checked_add(config.replay_age)
+                    .map(|_| config.replay_age),
+            },
+            prune_at: None,
             members: Vec::new(),
             marks: Vec::new(),
             busy_memo: None,
@@ -275,6 +295,9 @@ impl Dispatcher {
             self.accept();
             self.read_all();
             self.housekeeping();
+            if self.protocol && self.prune_at.is_some_and(|t| self.now >= t) {
+                self.prune_at = self.prune_rings();
+            }
             self.flush_dirty();
             self.subs.feed(&self.shared, self.now);
             self.finish_closing();
@@ -387,6 +410,7 @@ impl Dispatcher {
             self.admission
                 .retry_at(!self.subs.is_paused() && self.listeners.iter().any(|l| l.pending)),
             self.subs.recheck_at(),
+            self.prune_at,
         ];
         let deadline = deadlines.into_iter().flatten().min()?;
         Some(deadline.saturating_duration_since(Instant::now()))

@@ -19,60 +19,86 @@ use crate::wire::Wire;
 use crate::DisconnectReason;
 
 impl Dispatcher {
-    /// Queues `frames` for the clients they are for, framed once for each wire that has
-    /// live clients.
+    /// Queues `frames` for the clients they are for, numbered first when the protocol is on.
     pub(super) fn fan_out(&mut self, frames: &Frames) {
+        if self.protocol {
+            let numbered = self.number(frames);
+            self.fan_out_framed(&numbered.frames, numbered.markers.as_ref());
+        } else {
+            self.fan_out_framed(frames, None);
+        }
+    }
+
+    /// Queues `frames` framed once for each wire that has live clients; a client a run
+    /// excludes gets that run's `markers` instead, if there are any (`#own`, protocol).
+    fn fan_out_framed(&mut self, frames: &Frames, markers: Option<&Frames>) {
         #[cfg(feature = "websocket")]
         let websocket = (self.slots.live_on(Wire::WebSocket) > 0).then(|| {
             let (framing, binary) = (self.config.framing, self.config.websocket.binary);
-            crate::wire::to_websocket(frames, framing, binary)
+            let to_ws = |f: &Frames| crate::wire::to_websocket(f, framing, binary);
+            (to_ws(frames), markers.map(to_ws))
         });
         #[cfg(not(feature = "websocket"))]
-        let websocket: Option<Frames> = None;
+        let websocket: Option<(Frames, Option<Frames>)> = None;
         // By wire index; without WebSocket clients the second is never used.
-        let by_wire = [frames, websocket.as_ref().unwrap_or(frames)];
+        let by_wire = [frames, websocket.as_ref().map_or(frames, |w| &w.0)];
+        let markers_by_wire = markers.map(|m| {
+            let ws = websocket.as_ref().and_then(|w| w.1.as_ref());
+            [m, ws.unwrap_or(m)]
+        });
         if let [(_, target)] = *frames.runs {
             let chunks = by_wire.map(Chunk::whole);
-            match target {
-                Target::All => self.enqueue_all(&chunks, None),
-                Target::AllExcept(id) => self.enqueue_all(&chunks, self.slots.slot_of(id)),
+            let own = markers_by_wire.map(|m| m.map(Chunk::whole));
+            let (except, topic) = match target {
+                Target::All => (None, None),
+                Target::AllExcept(id) => (Some(id), None),
                 Target::One(id) => {
                     if let Some(slot) = self.slots.slot_of(id) {
                         self.enqueue_for(slot, &chunks);
                     }
+                    return;
                 }
-                Target::Topic(topic) | Target::TopicExcept(topic, _) => {
-                    let except = match target {
-                        Target::TopicExcept(_, client) => Some(client),
-                        _ => None,
-                    };
+                Target::Topic(topic) => (None, Some(topic)),
+                Target::TopicExcept(topic, id) => (Some(id), Some(topic)),
+            };
+            let except_slot = except.and_then(|id| self.slots.slot_of(id));
+            match topic {
+                None => self.enqueue_all(&chunks, except_slot),
+                Some(topic) => {
                     // Members are copied out: enqueueing may make one leave.
                     let mut members = std::mem::take(&mut self.members);
-                    members.extend(
-                        self.topics
-                            .members(topic)
-                            .iter()
-                            .filter(|&&(_, client)| Some(client) != except)
-                            .map(|&(slot, _)| slot),
-                    );
+                    members.extend(self.topics.members(topic).iter().map(|&(slot, _)| slot));
                     for &slot in &members {
-                        self.enqueue_for(slot, &chunks);
+                        if Some(slot) != except_slot {
+                            self.enqueue_for(slot, &chunks);
+                        }
                     }
+                    let member = except_slot.filter(|s| members.contains(s));
                     members.clear();
                     self.members = members;
+                    if topic_except_is_member(member, except_slot) {
+                        if let (Some(slot), Some(own)) = (member, &own) {
+                            self.enqueue_for(slot, own);
+                        }
+                    }
+                    return;
                 }
+            }
+            if let (Some(slot), Some(own)) = (except_slot, &own) {
+                self.enqueue_for(slot, own);
             }
             return;
         }
-        self.fan_out_mixed(by_wire);
+        self.fan_out_mixed(by_wire, markers_by_wire);
     }
 
     /// Fans out frames whose runs have different targets. Each client gets, in order, the
-    /// runs for everyone (all but those it is excluded from) and the runs for it (its own,
-    /// its topics'). The clients no target names share one cut of the frames, made once;
-    /// the others each get their own, from a list of (client, run) marks sorted by client.
-    /// So the cost is one pass over the clients plus one step per named delivery.
-    fn fan_out_mixed(&mut self, by_wire: [&Frames; 2]) {
+    /// runs for everyone (and, for those it is excluded from, their markers if any) and the
+    /// runs for it (its own, its topics'). The clients no target names share one cut of
+    /// the frames, made once; the others each get their own, from a list of (client, run)
+    /// marks sorted by client. So the cost is one pass over the clients plus one step per
+    /// named delivery.
+    fn fan_out_mixed(&mut self, by_wire: [&Frames; 2], markers: Option<[&Frames; 2]>) {
         let frames = by_wire[0];
         let mut base = Vec::new();
         let mut marks = std::mem::take(&mut self.marks);
@@ -97,34 +123,41 @@ impl Dispatcher {
                         .iter()
                         .map(|&(slot, _)| (slot, run)),
                 ),
-                Target::TopicExcept(topic, except) => marks.extend(
-                    self.topics
-                        .members(topic)
-                        .iter()
-                        .filter(|&&(_, client)| client != except)
-                        .map(|&(slot, _)| (slot, run)),
-                ),
+                Target::TopicExcept(topic, except) => {
+                    marks.extend(self.topics.members(topic).iter().map(|&(slot, client)| {
+                        (
+                            slot,
+                            if client == except {
+                                run | EXCLUDED
+                            } else {
+                                run
+                            },
+                        )
+                    }));
+                }
             }
         }
         // Stable: each client's marks stay in run order.
         marks.sort_by_key(|&(slot, _)| slot);
-        let base_cut = by_wire.map(|f| chunks_of(f, base.iter().copied()));
+        let base_cut = by_wire.map(|f| chunks_of(f, None, base.iter().copied()));
         let mut runs = Vec::new();
         let mut m = 0;
-        // With nothing for everyone, only the marked clients get anything.
-        let slots = if base.is_empty() {
-            None
-        } else {
-            Some(0..self.slots.len())
-        };
-        let mut next_slot = {
-            let mut all = slots;
-            move |marks: &[(usize, u32)], m: usize| match &mut all {
-                Some(range) => range.next(),
-                None => marks.get(m).map(|&(slot, _)| slot),
-            }
-        };
-        while let Some(slot) = next_slot(&marks, m) {
+        let every_slot = !base.is_empty();
+        let mut next = 0;
+        loop {
+            // With nothing for everyone, only the marked clients get anything.
+            let slot = if every_slot {
+                if next == self.slots.len() {
+                    break;
+                }
+                next += 1;
+                next - 1
+            } else {
+                match marks.get(m) {
+                    Some(&(slot, _)) => slot,
+                    None => break,
+                }
+            };
             let start = m;
             while marks.get(m).is_some_and(|&(s, _)| s == slot) {
                 m += 1;
@@ -139,8 +172,9 @@ impl Dispatcher {
                 continue;
             }
             runs.clear();
-            merge_runs(&base, &marks[start..m], &mut runs);
-            for chunk in chunks_of(by_wire[wire], runs.iter().copied()) {
+            merge_runs(&base, &marks[start..m], markers.is_some(), &mut runs);
+            let own = markers.map(|m| m[wire]);
+            for chunk in chunks_of(by_wire[wire], own, runs.iter().copied()) {
                 self.enqueue(slot, &chunk);
             }
         }
@@ -310,39 +344,55 @@ impl Dispatcher {
 /// A mark's flag: the client is excluded from the run (`AllExcept`), not given it.
 const EXCLUDED: u32 = 1 << 31;
 
-/// The chunks of `frames` for these runs (ascending): one per stretch of consecutive runs.
-fn chunks_of(frames: &Frames, runs: impl Iterator<Item = u32>) -> Vec<Chunk> {
+/// The chunks for these runs (ascending; a run with [`EXCLUDED`] set is taken from `own`):
+/// one per stretch of consecutive runs from the same frames.
+fn chunks_of(frames: &Frames, own: Option<&Frames>, runs: impl Iterator<Item = u32>) -> Vec<Chunk> {
     let mut chunks = Vec::new();
-    let mut open: Option<Range<usize>> = None;
+    let mut open: Option<(Range<usize>, bool)> = None;
+    let source = |marker: bool| {
+        if marker {
+            own.unwrap_or(frames)
+        } else {
+            frames
+        }
+    };
     for run in runs {
-        let range = frames.run_frames(run as usize);
+        let marker = run & EXCLUDED != 0;
+        let range = frames.run_frames((run & !EXCLUDED) as usize);
         match &mut open {
-            Some(open) if open.end == range.start => open.end = range.end,
-            _ => chunks.extend(open.replace(range).map(|r| Chunk::new(frames, r))),
+            Some((open, m)) if *m == marker && open.end == range.start => open.end = range.end,
+            _ => chunks.extend(
+                open.replace((range, marker))
+                    .map(|(r, m)| Chunk::new(source(m), r)),
+            ),
         }
     }
-    chunks.extend(open.map(|r| Chunk::new(frames, r)));
+    chunks.extend(open.map(|(r, m)| Chunk::new(source(m), r)));
+    // An excluded run with no marker (an empty frame) sends nothing.
+    chunks.retain(|c| c.cost() > crate::queue::CHUNK_OVERHEAD);
     chunks
 }
 
-/// One client's runs, ascending: the runs for everyone (`base`) but those its marks exclude
-/// it from, and the runs its marks give it.
-fn merge_runs(base: &[u32], marks: &[(usize, u32)], out: &mut Vec<u32>) {
+/// One client's runs, ascending: the runs for everyone (`base`) — those its marks exclude
+/// it from as [`EXCLUDED`] runs if it gets `markers` instead, else left out — and the runs
+/// its marks give it.
+fn merge_runs(base: &[u32], marks: &[(usize, u32)], markers: bool, out: &mut Vec<u32>) {
     let excluded = |run: u32| marks.iter().any(|&(_, m)| m == run | EXCLUDED);
-    let mut own = marks
-        .iter()
-        .map(|&(_, m)| m)
-        .filter(|m| m & EXCLUDED == 0)
-        .peekable();
+    let mut own = marks.iter().map(|&(_, m)| m).peekable();
     let mut base = base
         .iter()
-        .copied()
-        .filter(|&run| !excluded(run))
+        .filter_map(|&run| match excluded(run) {
+            false => Some(run),
+            true if markers => Some(run | EXCLUDED),
+            true => None,
+        })
         .peekable();
     loop {
-        let next = match (base.peek(), own.peek()) {
-            (Some(&b), Some(&o)) if b < o => base.next(),
-            (Some(&b), Some(&o)) if b == o => {
+        // Compare run indexes without the flag; a run is taken once.
+        let key = |r: &u32| r & !EXCLUDED;
+        let next = match (base.peek().map(key), own.peek().map(key)) {
+            (Some(b), Some(o)) if b < o => base.next(),
+            (Some(b), Some(o)) if b == o => {
                 own.next();
                 base.next()
             }
@@ -351,11 +401,20 @@ fn merge_runs(base: &[u32], marks: &[(usize, u32)], out: &mut Vec<u32>) {
             (None, None) => return,
         };
         if let Some(run) = next {
-            if out.last() != Some(&run) {
+            // An exclusion with no marker sends nothing.
+            if run & EXCLUDED != 0 && !markers {
+                continue;
+            }
+            if out.last().map(key) != Some(key(&run)) {
                 out.push(run);
             }
         }
     }
+}
+
+/// Whether the client a `TopicExcept` run excludes is a member (so it gets a marker).
+fn topic_except_is_member(member: Option<usize>, except: Option<usize>) -> bool {
+    member.is_some() && member == except
 }
 
 #[cfg(test)]
@@ -380,16 +439,23 @@ mod tests {
             |chunks: Vec<Chunk>| -> Vec<u64> { chunks.iter().map(Chunk::frames).collect() };
         // Runs for everyone: 0, 1, 3 (frames 1 2 | 4).
         assert_eq!(
-            counts(chunks_of(&frames, [0, 1, 3].into_iter())),
+            counts(chunks_of(&frames, None, [0, 1, 3].into_iter())),
             vec![2, 1]
         );
         let mut runs = Vec::new();
         // Excluded from run 1, given run 2: 0 | 2 3.
-        merge_runs(&[0, 1, 3], &[(7, 1 | EXCLUDED), (7, 2)], &mut runs);
+        merge_runs(&[0, 1, 3], &[(7, 1 | EXCLUDED), (7, 2)], false, &mut runs);
         assert_eq!(runs, vec![0, 2, 3]);
-        assert_eq!(counts(chunks_of(&frames, runs.iter().copied())), vec![1, 2]);
+        assert_eq!(
+            counts(chunks_of(&frames, None, runs.iter().copied())),
+            vec![1, 2]
+        );
+        // With markers, the excluded run comes from them, in its place.
         runs.clear();
-        merge_runs(&[], &[(7, 2)], &mut runs);
+        merge_runs(&[0, 1, 3], &[(7, 1 | EXCLUDED), (7, 2)], true, &mut runs);
+        assert_eq!(runs, vec![0, 1 | EXCLUDED, 2, 3]);
+        runs.clear();
+        merge_runs(&[], &[(7, 2)], false, &mut runs);
         assert_eq!(runs, vec![2]);
     }
 }

@@ -3,7 +3,9 @@
 //! because joins, leaves and publishes are commands in one ordered stream.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use super::streams::{RingLimits, Stream};
 use super::Dispatcher;
 use crate::topics::TopicId;
 use crate::ClientId;
@@ -12,10 +14,11 @@ use crate::ClientId;
 #[derive(Debug)]
 struct Topic {
     generation: u32,
-    /// For logs.
     name: Arc<str>,
     /// Its members: slot and id (a slot that holds another client is stale).
     members: Vec<(usize, ClientId)>,
+    /// Its numbers and replay ring (used with `Protocol::Sequenced`).
+    stream: Stream,
 }
 
 /// Every topic with members, by slot of its id.
@@ -33,86 +36,173 @@ impl Topics {
         }
     }
 
-    fn add(&mut self, id: TopicId, name: Arc<str>, member: (usize, ClientId)) {
+    /// A topic's stream and name, if the id is current.
+    pub(crate) fn stream_mut(&mut self, id: TopicId) -> Option<(&mut Stream, Option<&str>)> {
+        match self.slots.get_mut(id.index as usize) {
+            Some(Some(topic)) if topic.generation == id.generation => {
+                Some((&mut topic.stream, Some(&*topic.name)))
+            }
+            _ => None,
+        }
+    }
+
+    /// A topic's name, if the id is current.
+    pub(crate) fn name_of(&self, id: TopicId) -> Option<&str> {
+        match self.slots.get(id.index as usize) {
+            Some(Some(topic)) if topic.generation == id.generation => Some(&topic.name),
+            _ => None,
+        }
+    }
+
+    fn add(&mut self, id: TopicId, name: Arc<str>, member: (usize, ClientId)) -> &Stream {
         let index = id.index as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
         }
-        let topic = self.slots[index].get_or_insert_with(|| Topic {
-            generation: id.generation,
-            name: Arc::clone(&name),
-            members: Vec::new(),
-        });
-        if topic.generation != id.generation {
+        let slot = &mut self.slots[index];
+        if slot.as_ref().is_some_and(|t| t.generation != id.generation) {
             // The slot held an older topic, freed since: this one replaces it.
-            *topic = Topic {
-                generation: id.generation,
-                name,
-                members: Vec::new(),
-            };
+            *slot = None;
         }
+        let topic = slot.get_or_insert_with(|| Topic {
+            generation: id.generation,
+            name,
+            members: Vec::new(),
+            stream: Stream::new(),
+        });
         if !topic.members.contains(&member) {
             topic.members.push(member);
         }
+        &topic.stream
     }
 
-    fn remove(&mut self, id: TopicId, client: ClientId) {
+    /// Takes a client out of a topic. Returns whether the topic is now empty of members
+    /// and (with `keep_rings`) of replayable messages, so it can be freed; a topic whose
+    /// ring still holds messages is kept for members that come back to resume.
+    fn remove(&mut self, id: TopicId, client: ClientId, keep_rings: bool) -> bool {
         let Some(Some(topic)) = self.slots.get_mut(id.index as usize) else {
-            return;
+            return false;
         };
         if topic.generation != id.generation {
-            return;
+            return false;
         }
         if let Some(pos) = topic.members.iter().position(|&(_, c)| c == client) {
             topic.members.swap_remove(pos);
         }
-        if topic.members.is_empty() {
-            log::trace!("topic {} has no member left", topic.name);
+        if topic.members.is_empty() && (!keep_rings || topic.stream.ring_is_empty()) {
+            log::trace!("topic {} is freed", topic.name);
             self.slots[id.index as usize] = None;
+            return true;
         }
+        false
+    }
+
+    /// Drops ring messages past their age; frees topics left with no member and no
+    /// message. Returns the freed topics' ids and when to look again.
+    pub(crate) fn prune(
+        &mut self,
+        now: Instant,
+        limits: &RingLimits,
+    ) -> (Vec<TopicId>, Option<Instant>) {
+        let mut freed = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(topic) = slot else {
+                continue;
+            };
+            let again = topic.stream.prune(now, limits);
+            if topic.members.is_empty() && topic.stream.ring_is_empty() {
+                freed.push(TopicId {
+                    index: index as u32,
+                    generation: topic.generation,
+                });
+                *slot = None;
+                continue;
+            }
+            next = [next, again].into_iter().flatten().min();
+        }
+        (freed, next)
     }
 }
 
 impl Dispatcher {
-    /// `Hub::join` reached the dispatcher: from now on the client gets the topic's messages.
+    /// `Hub::join` (or a client's `#join`) reached the dispatcher: from now on the client
+    /// gets the topic's messages, and with the protocol on it is told where they start.
     pub(super) fn join_topic(&mut self, client: ClientId, id: TopicId, name: Arc<str>) {
         let Some(slot) = self.slots.slot_of(client) else {
             // It left meanwhile; leaving took it out of the table too.
             return;
         };
-        if let Some(live) = self.slots.get_mut(slot) {
-            if !live.topics.contains(&id) {
-                live.topics.push(id);
-            }
+        let Some(live) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if !live.topics.contains(&id) {
+            live.topics.push(id);
         }
-        self.topics.add(id, name, (slot, client));
+        let stream = self.topics.add(id, Arc::clone(&name), (slot, client));
+        if self.protocol {
+            let (epoch, seq) = (stream.epoch, stream.seq);
+            self.send_control(slot, &format!("#joined @{name} {epoch} {seq}"));
+        }
     }
 
-    /// `Hub::leave` reached the dispatcher.
+    /// `Hub::leave` (or a client's `#leave`) reached the dispatcher.
     pub(super) fn leave_topic(&mut self, client: ClientId, id: TopicId) {
-        if let Some(live) = self
-            .slots
-            .slot_of(client)
-            .and_then(|s| self.slots.get_mut(s))
-        {
+        let Some(slot) = self.slots.slot_of(client) else {
+            return;
+        };
+        if let Some(live) = self.slots.get_mut(slot) {
             live.topics.retain(|&t| t != id);
         }
-        self.topics.remove(id, client);
+        if self.protocol {
+            if let Some(name) = self.topics.name_of(id) {
+                let left = format!("#left @{name}");
+                self.send_control(slot, &left);
+            }
+        }
+        if self.topics.remove(id, client, self.protocol) {
+            self.shared.registry().topics.free(id);
+        }
     }
 
-    /// A client left the hub: it leaves every topic, and topics it leaves empty are freed.
+    /// A client left the hub: it leaves every topic, and topics it leaves empty are freed
+    /// (with the protocol on, once their replay rings are empty too: see `prune_rings`).
     pub(super) fn leave_all_topics(&mut self, slot: usize) {
         let Some(client) = self.slots.get_mut(slot) else {
             return;
         };
         let id = client.id;
+        let mut freed = Vec::new();
         for topic in std::mem::take(&mut client.topics) {
-            self.topics.remove(topic, id);
+            if self.topics.remove(topic, id, self.protocol) {
+                freed.push(topic);
+            }
         }
         let mut registry = self.shared.registry();
-        for emptied in registry.remove(id) {
-            registry.topics.free(emptied);
+        let emptied = registry.remove(id);
+        for topic in emptied {
+            if !self.protocol || freed.contains(&topic) {
+                registry.topics.free(topic);
+            }
         }
+        for topic in freed {
+            registry.topics.free(topic);
+        }
+    }
+
+    /// Drops replayable messages past their age, and frees topics left with no member and
+    /// nothing to replay. Returns when to look again.
+    pub(super) fn prune_rings(&mut self) -> Option<Instant> {
+        let limits = self.ring_limits;
+        let hub = self.hub_stream.prune(self.now, &limits);
+        let (freed, topics) = self.topics.prune(self.now, &limits);
+        if !freed.is_empty() {
+            let mut registry = self.shared.registry();
+            for topic in freed {
+                registry.topics.free(topic);
+            }
+        }
+        [hub, topics].into_iter().flatten().min()
     }
 }
 
@@ -136,7 +226,7 @@ mod tests {
         topics.add(new, Arc::from("b"), (4, ClientId(2)));
         assert!(topics.members(old).is_empty());
         assert_eq!(topics.members(new), &[(4, ClientId(2))]);
-        topics.remove(new, ClientId(2));
+        assert!(topics.remove(new, ClientId(2), false));
         assert!(topics.members(new).is_empty());
     }
 }

@@ -1,0 +1,376 @@
+//! The hubcast protocol ([`Protocol::Sequenced`](crate::Protocol), `docs/PROTOCOL.md`) on
+//! the dispatcher: numbering a batch's messages per stream as it is fanned out (so numbers
+//! follow the order clients receive messages in), the `#own` markers for the client a
+//! message excludes, control messages from clients (resume, join, leave) and the answers.
+//!
+//! Numbering frames a batch again, once: each message gets its stream's header
+//! (`17 `, `3@lobby `, `- `) and every recipient shares the numbered frames, as before.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::{Bytes, BytesMut};
+
+use super::Dispatcher;
+use crate::command::{Frames, Target};
+use crate::queue::Chunk;
+use crate::topics::{check_name, TopicId};
+use crate::wire::Wire;
+use crate::{codec, ClientId, Event, ResumeRefusal, TopicRequest};
+
+/// A batch numbered for the protocol: the frames every recipient gets, and for runs that
+/// exclude a client, the `#own` markers that client gets instead (same frame indexes; the
+/// other frames are empty).
+pub(crate) struct Numbered {
+    pub(crate) frames: Frames,
+    pub(crate) markers: Option<Frames>,
+}
+
+/// Which stream a target's messages belong to.
+enum StreamOf {
+    Hub,
+    Topic(TopicId),
+    Direct,
+}
+
+impl Dispatcher {
+    /// Numbers every message of `frames` in its stream, keeps it in the stream's replay
+    /// ring, and makes the `#own` markers for clients that runs exclude.
+    pub(super) fn number(&mut self, frames: &Frames) -> Numbered {
+        let framing = self.config.framing;
+        let limits = self.ring_limits;
+        let now = self.now;
+        let mut out = BytesMut::with_capacity(frames.bytes.len() + 16 * frames.ends.len());
+        let mut ends = Vec::with_capacity(frames.ends.len());
+        let excludes = frames
+            .runs
+            .iter()
+            .any(|(_, t)| matches!(t, Target::AllExcept(_) | Target::TopicExcept(..)));
+        let mut markers = excludes.then(BytesMut::new);
+        let mut marker_ends = Vec::new();
+        for run in 0..frames.runs.len() {
+            let target = frames.runs[run].1;
+            let (stream_of, excluding) = match target {
+                Target::All => (StreamOf::Hub, false),
+                Target::AllExcept(_) => (StreamOf::Hub, true),
+                Target::One(_) => (StreamOf::Direct, false),
+                Target::Topic(t) => (StreamOf::Topic(t), false),
+                Target::TopicExcept(t, _) => (StreamOf::Topic(t), true),
+            };
+            for i in frames.run_frames(run) {
+                let frame = &frames.bytes[frames.start_of(i)..frames.ends[i] as usize];
+                let payload = codec::payload_of(framing, frame);
+                let start = out.len();
+                let numbered = match &stream_of {
+                    StreamOf::Hub => Some((&mut self.hub_stream, None)),
+                    StreamOf::Topic(t) => self.topics.stream_mut(*t),
+                    StreamOf::Direct => None,
+                };
+                let mut marker = None;
+                match numbered {
+                    Some((stream, topic)) => {
+                        let seq = stream.next();
+                        let header = match topic {
+                            Some(name) => format!("{seq}@{name} "),
+                            None => format!("{seq} "),
+                        };
+                        codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
+                        let kept = Bytes::copy_from_slice(&out[start..]);
+                        stream.keep(seq, kept, now, &limits);
+                        if excluding {
+                            let name = topic.map_or("*".to_owned(), |n| format!("@{n}"));
+                            marker = Some(format!("#own {name} {seq}"));
+                        }
+                    }
+                    // No stream: a direct message, or a topic that has gone (nobody gets it).
+                    None if matches!(stream_of, StreamOf::Direct) => {
+                        codec::encode_parts_into(framing, &[b"- ", payload], &mut out);
+                    }
+                    None => {}
+                }
+                ends.push(frame_end(&out));
+                if let Some(markers) = markers.as_mut() {
+                    if let Some(marker) = marker {
+                        codec::encode_into(framing, marker.as_bytes(), markers);
+                    }
+                    marker_ends.push(frame_end(markers));
+                }
+            }
+        }
+        // Rings got messages: look at their age by then.
+        if let Some(age) = limits.age {
+            let at = now.checked_add(age);
+            self.prune_at = [self.prune_at, at].into_iter().flatten().min();
+        }
+        Numbered {
+            frames: Frames {
+                bytes: out.freeze(),
+                ends: ends.into(),
+                runs: frames.runs.clone(),
+            },
+            markers: markers.map(|m| Frames {
+                bytes: m.freeze(),
+                ends: marker_ends.into(),
+                runs: frames.runs.clone(),
+            }),
+        }
+    }
+
+    /// Queues a control message for a client, framed for its wire. Control messages are
+    /// protocol, not messages: they count as no frame, and go past the bound like an
+    /// upgrade answer (they are few and small, and answer the client's own requests).
+    pub(super) fn send_control(&mut self, slot: usize, text: &str) {
+        let Some(client) = self.slots.get(slot) else {
+            return;
+        };
+        let bytes = self.framed_for(client.wire(), text.as_bytes());
+        if let Some(client) = self.slots.get_mut(slot) {
+            client.queue.push_unbounded(Chunk::raw(bytes));
+            self.mark_dirty(slot);
+        }
+    }
+
+    /// One message framed for `wire`.
+    fn framed_for(&self, wire: Wire, payload: &[u8]) -> Bytes {
+        match wire {
+            Wire::Framed => {
+                let len = codec::encoded_len(self.config.framing, payload).unwrap_or(0);
+                codec::encode(self.config.framing, payload, len)
+            }
+            #[cfg(feature = "websocket")]
+            Wire::WebSocket => {
+                let opcode = if std::str::from_utf8(payload).is_ok() {
+                    crate::transport::websocket::Opcode::Text
+                } else {
+                    crate::transport::websocket::Opcode::Binary
+                };
+                super::websocket::frame(opcode, payload)
+            }
+            #[cfg(not(feature = "websocket"))]
+            Wire::WebSocket => Bytes::new(),
+        }
+    }
+
+    /// A new client learns where the hub-wide stream starts for it.
+    pub(super) fn greet(&mut self, slot: usize) {
+        let (epoch, seq) = (self.hub_stream.epoch, self.hub_stream.seq);
+        if let Some(client) = self.slots.get_mut(slot) {
+            client.hub_start = seq;
+        }
+        self.send_control(slot, &format!("#at * {epoch} {seq}"));
+    }
+
+    /// A control message from a live client (the text after its `#`).
+    pub(super) fn control(&mut self, slot: usize, id: ClientId, text: &str) {
+        let words: Vec<&str> = text.split(' ').collect();
+        match words.as_slice() {
+            ["resume", stream, epoch, seq] => match (epoch.parse(), seq.parse()) {
+                (Ok(epoch), Ok(seq)) => self.resume(slot, id, stream, epoch, seq),
+                _ => self.send_control(slot, "#error resume needs <stream> <epoch> <seq>"),
+            },
+            ["join", stream] | ["leave", stream] => {
+                let join = words[0] == "join";
+                match stream.strip_prefix('@') {
+                    Some(topic) => {
+                        self.client_topic(slot, id, topic, join);
+                    }
+                    None => self.send_control(slot, "#error topics are written @name"),
+                }
+            }
+            _ => {
+                let what = words.first().copied().unwrap_or_default();
+                let what: String = what.chars().take(32).collect();
+                self.send_control(slot, &format!("#error unknown request {what:?}"));
+            }
+        }
+    }
+
+    /// `#join @topic` / `#leave @topic` from a client: checked by the host's closure and
+    /// the limits, then applied at once (this is the dispatcher: it is in order).
+    fn client_topic(&mut self, slot: usize, id: ClientId, topic: &str, join: bool) -> bool {
+        let request = if join { "join" } else { "leave" };
+        let refuse = |this: &mut Self, why: &str| {
+            this.send_control(slot, &format!("#refused {request} @{topic} {why}"));
+            false
+        };
+        if check_name(topic, self.config.max_topic_len).is_err() {
+            return refuse(self, "name");
+        }
+        let Some(allow) = self.config.client_topics.clone() else {
+            return refuse(self, "off");
+        };
+        let asked = TopicRequest {
+            client: id,
+            topic,
+            join,
+        };
+        let allowed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (allow.0)(&asked)));
+        let allowed = allowed.unwrap_or_else(|panic| {
+            self.shared.counters.callback_panics.fetch_add(1, Relaxed);
+            log::error!(
+                "the client_topics closure panicked on {id} and @{topic}, refusing: {}",
+                super::panic_message(&*panic)
+            );
+            false
+        });
+        if !allowed {
+            return refuse(self, "denied");
+        }
+        let limits = self.config.topic_limits();
+        // What the table says, decided under its lock; applied after it.
+        enum Outcome {
+            Gone,
+            Joined(TopicId, std::sync::Arc<str>),
+            Limit,
+            NotIn,
+            Left(TopicId),
+        }
+        let outcome = {
+            let mut registry = self.shared.registry();
+            let registry = &mut *registry;
+            match registry.clients.get_mut(&id) {
+                None => Outcome::Gone,
+                Some(entry) if join => {
+                    match registry.topics.join(topic, &mut entry.topics, &limits) {
+                        Ok((topic_id, _)) => match registry.topics.name(topic_id) {
+                            Some(name) => Outcome::Joined(topic_id, std::sync::Arc::clone(name)),
+                            None => Outcome::Gone,
+                        },
+                        Err(_) => Outcome::Limit,
+                    }
+                }
+                Some(entry) => match registry.topics.id(topic) {
+                    Some(topic_id) if entry.topics.contains(&topic_id) => {
+                        // Freed by the dispatcher once its ring is empty too.
+                        registry.topics.leave(topic_id, &mut entry.topics);
+                        Outcome::Left(topic_id)
+                    }
+                    _ => Outcome::NotIn,
+                },
+            }
+        };
+        match outcome {
+            Outcome::Gone => false,
+            Outcome::Joined(topic_id, name) => {
+                self.join_topic(id, topic_id, name);
+                true
+            }
+            Outcome::Limit => refuse(self, "limit"),
+            Outcome::NotIn => {
+                self.send_control(slot, &format!("#left @{topic}"));
+                true
+            }
+            Outcome::Left(topic_id) => {
+                self.leave_topic(id, topic_id);
+                true
+            }
+        }
+    }
+
+    /// `#resume <stream> <epoch> <seq>`: in one step, the messages the client missed, then
+    /// the live stream; or why not, and where the stream is.
+    fn resume(&mut self, slot: usize, id: ClientId, stream: &str, epoch: u64, after: u64) {
+        let budget = self.config.queue_bytes;
+        let (result, position, upto) = if stream == "*" {
+            let upto = self.slots.get(slot).map_or(0, |c| c.hub_start);
+            let s = &self.hub_stream;
+            (s.replay(epoch, after, upto, budget), (s.epoch, s.seq), upto)
+        } else {
+            let Some(topic) = stream.strip_prefix('@') else {
+                self.send_control(slot, "#error streams are * or @name");
+                return;
+            };
+            // Resuming a topic joins it, so that joining and replaying are one step.
+            let member = self.slots.get(slot).is_some_and(|c| {
+                c.topics
+                    .iter()
+                    .any(|&t| self.topics.name_of(t) == Some(topic))
+            });
+            if !member && !self.client_topic(slot, id, topic, true) {
+                self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
+                return;
+            }
+            let Some((s, _)) = self
+                .shared
+                .registry()
+                .topics
+                .id(topic)
+                .and_then(|t| self.topics.stream_mut(t))
+            else {
+                self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
+                return;
+            };
+            let upto = s.seq;
+            (s.replay(epoch, after, upto, budget), (s.epoch, s.seq), upto)
+        };
+        match result {
+            Ok(frames) => {
+                let replayed = frames.len() as u64;
+                self.send_control(
+                    slot,
+                    &format!("#resumed {stream} {} {} {upto}", position.0, after + 1),
+                );
+                self.replay_to(slot, frames);
+                let counters = &self.shared.counters;
+                counters.resumes.fetch_add(1, Relaxed);
+                counters.replayed.fetch_add(replayed, Relaxed);
+                let event = Event::Resumed {
+                    client: id,
+                    stream: stream.to_owned(),
+                    replayed,
+                };
+                self.subs.emit(event, &self.shared, self.now);
+            }
+            Err(reason) => self.refuse_resume(slot, id, stream, reason, Some(position)),
+        }
+    }
+
+    fn refuse_resume(
+        &mut self,
+        slot: usize,
+        id: ClientId,
+        stream: &str,
+        reason: ResumeRefusal,
+        position: Option<(u64, u64)>,
+    ) {
+        let (epoch, seq) = position.unwrap_or((0, 0));
+        let word = reason.word();
+        self.send_control(slot, &format!("#noresume {stream} {word} {epoch} {seq}"));
+        self.shared.counters.resumes_refused.fetch_add(1, Relaxed);
+        let event = Event::ResumeRefused {
+            client: id,
+            stream: stream.to_owned(),
+            reason,
+        };
+        self.subs.emit(event, &self.shared, self.now);
+    }
+
+    /// Queues replayed messages (framed in the hub's framing) for a client, in order,
+    /// framed for its wire.
+    fn replay_to(&mut self, slot: usize, frames: Vec<Bytes>) {
+        let Some(wire) = self.slots.get(slot).map(|c| c.wire()) else {
+            return;
+        };
+        for frame in frames {
+            let bytes = match wire {
+                Wire::Framed => frame,
+                Wire::WebSocket => {
+                    let payload = codec::payload_of(self.config.framing, &frame);
+                    self.framed_for(wire, payload)
+                }
+            };
+            // Replayed messages count as the frames they are, and go past the bound: the
+            // whole replay was checked against it.
+            let frames = Frames::one(bytes, Target::All);
+            if let Some(client) = self.slots.get_mut(slot) {
+                client.queue.push_unbounded(Chunk::whole(&frames));
+            }
+        }
+        self.mark_dirty(slot);
+    }
+}
+
+/// Where the last frame ends: offsets are 32-bit (a batch is at most 64 KiB, and one frame
+/// at most 4 GiB).
+fn frame_end(buf: &BytesMut) -> u32 {
+    u32::try_from(buf.len()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,174 @@
+//! The hubcast protocol (`Protocol::Sequenced`, docs/PROTOCOL.md) over lines, as `nc`
+//! would see it: numbered streams, `#own` markers, direct messages, topics, resume and its
+//! refusals, client-side joins, escaping.
+
+mod util;
+
+use hubcast::{Event, Hub, HubBuilder, Protocol, Relay, ResumeRefusal};
+use util::{join, EventLog, Peer, LOCAL};
+
+fn sequenced() -> HubBuilder {
+    Hub::builder().protocol(Protocol::Sequenced)
+}
+
+fn text(peer: &mut Peer) -> String {
+    peer.read_text_line()
+}
+
+/// `#at * <epoch> <seq>` → (epoch, seq).
+fn at(peer: &mut Peer) -> (u64, u64) {
+    let line = text(peer);
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(&words[..2], ["#at", "*"], "{line}");
+    (words[2].parse().unwrap(), words[3].parse().unwrap())
+}
+
+#[test]
+fn messages_are_numbered_per_stream() {
+    let hub = sequenced().bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
+    let (_epoch, start) = at(&mut peer);
+    assert_eq!(start, 0);
+    hub.broadcast("hello").unwrap();
+    hub.broadcast("world").unwrap();
+    assert_eq!(text(&mut peer), "1 hello");
+    assert_eq!(text(&mut peer), "2 world");
+    hub.join(id, "room").unwrap();
+    let joined = text(&mut peer);
+    assert!(
+        joined.starts_with("#joined @room ") && joined.ends_with(" 0"),
+        "{joined}"
+    );
+    hub.publish("room", "in the room").unwrap();
+    hub.send_to(id, "just you").unwrap();
+    hub.broadcast("all").unwrap();
+    assert_eq!(text(&mut peer), "1@room in the room");
+    assert_eq!(text(&mut peer), "- just you");
+    assert_eq!(text(&mut peer), "3 all");
+    hub.broadcast_except(id, "not you").unwrap();
+    assert_eq!(text(&mut peer), "#own * 4");
+    hub.leave(id, "room").unwrap();
+    assert_eq!(text(&mut peer), "#left @room");
+}
+
+#[test]
+fn a_client_resumes_the_hub_wide_stream_without_gap_or_duplicate() {
+    let hub = sequenced().bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut first, first_id) = join(&hub, &mut events);
+    let (epoch, _) = at(&mut first);
+    for i in 1..=3 {
+        hub.broadcast(format!("m{i}")).unwrap();
+    }
+    for i in 1..=3 {
+        assert_eq!(text(&mut first), format!("{i} m{i}"));
+    }
+    drop(first);
+    events.disconnected(first_id);
+    hub.broadcast("m4").unwrap();
+    hub.broadcast("m5").unwrap();
+    // The same client, back: it starts live after 5 and asks for what follows 3.
+    let (mut back, back_id) = join(&hub, &mut events);
+    assert_eq!(at(&mut back), (epoch, 5));
+    hub.broadcast("m6").unwrap();
+    back.write(format!("#resume * {epoch} 3\n").as_bytes());
+    assert_eq!(text(&mut back), "6 m6");
+    assert_eq!(text(&mut back), format!("#resumed * {epoch} 4 5"));
+    assert_eq!(text(&mut back), "4 m4");
+    assert_eq!(text(&mut back), "5 m5");
+    let replayed = events.wait_for("the resume", |e| match e {
+        Event::Resumed {
+            client, replayed, ..
+        } if *client == back_id => Some(*replayed),
+        _ => None,
+    });
+    assert_eq!(replayed, 2);
+    let stats = hub.stats();
+    assert_eq!((stats.resumes, stats.replayed), (1, 2));
+}
+
+#[test]
+fn resume_refusals_say_why_and_where_the_stream_is() {
+    let hub = sequenced().replay_messages(3).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    for i in 1..=10 {
+        hub.broadcast(format!("m{i}")).unwrap();
+    }
+    let (mut peer, _) = join(&hub, &mut events);
+    let (epoch, at_seq) = at(&mut peer);
+    assert_eq!(at_seq, 10);
+    peer.write(format!("#resume * {} 3\n", epoch + 1).as_bytes());
+    assert_eq!(text(&mut peer), format!("#noresume * epoch {epoch} 10"));
+    peer.write(format!("#resume * {epoch} 3\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#noresume * old {epoch} 10"));
+    peer.write(format!("#resume * {epoch} 7\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#resumed * {epoch} 8 10"));
+    for i in 8..=10 {
+        assert_eq!(text(&mut peer), format!("{i} m{i}"));
+    }
+    let refused = events.wait_for("a refusal", |e| match e {
+        Event::ResumeRefused { reason, .. } => Some(*reason),
+        _ => None,
+    });
+    assert_eq!(refused, ResumeRefusal::Epoch);
+    assert_eq!(hub.stats().resumes_refused, 2);
+}
+
+#[test]
+fn clients_join_topics_when_the_host_allows_it() {
+    let hub = sequenced()
+        .relay(Relay::Topics)
+        .client_topics(|request| request.topic() != "admin")
+        .bind(LOCAL)
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut alice, _) = join(&hub, &mut events);
+    let (mut bob, _) = join(&hub, &mut events);
+    at(&mut alice);
+    at(&mut bob);
+    alice.write(b"#join @lobby\n#join @admin\n#join @bad name\n");
+    assert!(text(&mut alice).starts_with("#joined @lobby "));
+    assert_eq!(text(&mut alice), "#refused join @admin denied");
+    assert!(
+        text(&mut alice).starts_with("#error"),
+        "a name with a space"
+    );
+    bob.write(b"#join @lobby\n");
+    assert!(text(&mut bob).starts_with("#joined @lobby "));
+    alice.write(b"hello lobby\n##hash is data\n");
+    assert_eq!(text(&mut bob), "1@lobby hello lobby");
+    assert_eq!(text(&mut alice), "#own @lobby 1");
+    assert_eq!(text(&mut bob), "2@lobby #hash is data");
+    assert_eq!(text(&mut alice), "#own @lobby 2");
+    bob.write(b"#leave @lobby\n#bogus\n");
+    assert_eq!(text(&mut bob), "#left @lobby");
+    assert!(text(&mut bob).starts_with("#error unknown request"));
+}
+
+#[test]
+fn resuming_a_topic_joins_it_and_replays_in_one_step() {
+    let hub = sequenced().client_topics(|_| true).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
+    at(&mut peer);
+    hub.join(id, "news").unwrap();
+    let joined = text(&mut peer);
+    let epoch: u64 = joined.split(' ').nth(2).unwrap().parse().unwrap();
+    hub.publish("news", "n1").unwrap();
+    assert_eq!(text(&mut peer), "1@news n1");
+    drop(peer);
+    events.disconnected(id);
+    // The topic has no member now, but keeps its numbers and ring.
+    hub.publish("news", "n2").unwrap();
+    hub.publish("news", "n3").unwrap();
+    let (mut back, _) = join(&hub, &mut events);
+    at(&mut back);
+    back.write(format!("#resume @news {epoch} 1\n").as_bytes());
+    assert_eq!(text(&mut back), format!("#joined @news {epoch} 3"));
+    assert_eq!(text(&mut back), format!("#resumed @news {epoch} 2 3"));
+    assert_eq!(text(&mut back), "2@news n2");
+    assert_eq!(text(&mut back), "3@news n3");
+    hub.publish("news", "n4").unwrap();
+    assert_eq!(text(&mut back), "4@news n4");
+}
