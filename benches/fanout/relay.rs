@@ -7,7 +7,7 @@
 //!   subscribes and drains every event as the example does (matching on each, with the
 //!   same `log` calls; no logger is installed, so they cost what the example's filtered
 //!   `debug!` costs).
-//! - `hubcast-hostrelay`: the README's loop: `Relay::Off`, defaults, and one host thread
+//! - `hubcast-hostrelay`: the README's loop: `Relay::Off`, `flow_control(true)`, and one host thread
 //!   calling `hub.broadcast_except(client, payload)` for every `Event::Message`.
 //! - `thread-relay`: the tutorial's design: a thread per client reading lines and, under
 //!   one lock on the client list, a blocking `write_all` of each line to every other client.
@@ -101,9 +101,11 @@ pub(crate) fn start(name: &str, max_clients: usize) -> io::Result<(Running, u16)
             Ok((Running::Hub(hub), port))
         }
         "hubcast-hostrelay" => {
-            // The README's loop, on a hub with every default (`Hub::bind`).
+            // The README's loop: every default but `flow_control(true)`, which the README
+            // sets so that the loop never broadcasts faster than readers take it.
             let hub = Arc::new(
                 Hub::builder()
+                    .flow_control(true)
                     .max_clients(max_clients)
                     .bind("127.0.0.1:0")
                     .map_err(io::Error::other)?,
