@@ -114,12 +114,16 @@ impl Dispatcher {
     }
 
     /// A connection whose transport handshake (TLS) is done becomes a client, unless it
-    /// still owes an authentication frame.
+    /// still owes an authentication frame or a WebSocket upgrade.
     fn transport_ready(&mut self, slot: usize) {
         let Some(client) = self.slots.get(slot) else {
             return;
         };
+        // A WebSocket connection goes live only with its upgrade (`cut_websocket`): made
+        // live here, one whose request head was still partial (or, over TLS, not yet
+        // sent) was announced without an upgrade, never answered, and never timed out.
         if matches!(client.phase, Phase::Handshake(_))
+            && client.wire() == Wire::Framed
             && !client.conn.is_handshaking()
             && self.config.authenticator.is_none()
         {

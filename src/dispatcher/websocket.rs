@@ -80,10 +80,16 @@ impl Dispatcher {
         };
         let id = client.id;
         let mut unmasked = std::mem::take(&mut self.unmasked);
-        let cut = match ws
+        let decoded = ws
             .decoder
-            .decode(data, self.config.max_frame, &mut unmasked)
-        {
+            .decode(data, self.config.max_frame, &mut unmasked);
+        // Put the state back before acting on what was decoded (which borrows `unmasked`,
+        // never the decoder): handing a message on (relayed back to its sender) or
+        // answering a ping may make this very client leave, and leaving sends its close
+        // frame through this state. Still taken out, the client got no close frame and
+        // was closed at once, with a frame it was being sent cut short.
+        self.put_ws(slot, ws);
+        let cut = match decoded {
             Ok(None) => Cut::Partial,
             Ok(Some((inbound, used))) => {
                 self.tally.frames_in += u64::from(matches!(inbound, Inbound::Message { .. }));
@@ -104,10 +110,10 @@ impl Dispatcher {
                         // Echo the client's code (RFC 6455 5.5.1), then leave once it is out.
                         let payload = code.map(|c| close_payload(c, "")).unwrap_or_default();
                         self.send_raw(slot, frame(Opcode::Close, &payload));
-                        ws.close_sent = true;
+                        if let Some(ws) = self.slots.get_mut(slot).and_then(|c| c.ws.as_mut()) {
+                            ws.close_sent = true;
+                        }
                         let linger = self.deadline_in(self.config.linger);
-                        // Put the state back first: leaving looks at it.
-                        self.put_ws(slot, ws);
                         self.unmasked = unmasked;
                         self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
                         return Cut::Gone;
@@ -120,19 +126,16 @@ impl Dispatcher {
                     WsError::Protocol(_) | WsError::InvalidUtf8 => DisconnectReason::Protocol,
                 };
                 log::info!("client {id} broke the WebSocket protocol: {err:?}");
-                self.put_ws(slot, ws);
                 self.unmasked = unmasked;
                 self.leave_with_code(slot, reason, err.close_code());
                 return Cut::Gone;
             }
         };
-        self.put_ws(slot, ws);
         self.unmasked = unmasked;
         cut
     }
 
-    /// Gives a client back the state taken out while its frame was handled (unless the
-    /// frame made it go).
+    /// Gives a client back the state taken out while its frame was decoded.
     fn put_ws(&mut self, slot: usize, ws: Box<WsState>) {
         if let Some(client) = self.slots.get_mut(slot) {
             client.ws = Some(ws);
