@@ -68,6 +68,8 @@ pub struct HubBuilder {
     pub(crate) replay_bytes: usize,
     pub(crate) replay_age: Duration,
     pub(crate) client_topics: Option<Callback<TopicCheck>>,
+    #[cfg(feature = "nats")]
+    pub(crate) cluster: Option<crate::Cluster>,
 }
 
 /// A listener asked for with [`HubBuilder::listen`]: the address as given, what it resolved
@@ -132,6 +134,8 @@ impl Default for HubBuilder {
             replay_bytes: 1024 * 1024,
             replay_age: Duration::from_secs(120),
             client_topics: None,
+            #[cfg(feature = "nats")]
+            cluster: None,
         }
     }
 }
@@ -616,6 +620,18 @@ impl HubBuilder {
         self
     }
 
+    /// Joins a cluster of hubs through NATS (feature `nats`): every broadcast, topic
+    /// publish and relayed client message on any hub of the cluster reaches the matching
+    /// clients of every hub, once, and every hub delivers each publisher's messages of a
+    /// stream in order. Default: no cluster. See [`Cluster`](crate::Cluster) for the
+    /// connection settings and the README's "Scaling out" for what is promised.
+    #[cfg(feature = "nats")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+    pub fn cluster(mut self, cluster: crate::Cluster) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// The topic limits, as the hub checks them.
     pub(crate) fn topic_limits(&self) -> crate::topics::TopicLimits {
         crate::topics::TopicLimits {
@@ -720,6 +736,26 @@ impl HubBuilder {
         }
         if self.protocol == Protocol::Sequenced && self.framing == Framing::Raw {
             return fail("Protocol::Sequenced needs message boundaries, not Framing::Raw".into());
+        }
+        #[cfg(feature = "nats")]
+        if let Some(cluster) = &self.cluster {
+            if cluster.urls.is_empty() {
+                return fail("a cluster needs at least one NATS server URL".into());
+            }
+            let valid_token = |t: &str| {
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            };
+            if !cluster.prefix.split('.').all(valid_token) {
+                return fail(format!(
+                    "cluster prefix {:?}: tokens of letters, digits, - and _, dot-separated",
+                    cluster.prefix
+                ));
+            }
+            if cluster.probe_interval.is_zero() {
+                return fail("the cluster's probe interval must not be zero".into());
+            }
         }
         if self.websocket.max_head < 256 {
             return fail("websocket_max_head must be at least 256 bytes".into());

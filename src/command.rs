@@ -152,6 +152,15 @@ pub(crate) enum Command {
     Batch { batch: SharedBatch, reserved: usize },
     /// One large message.
     Send(Frames),
+    /// Messages from other nodes of the cluster: fanned out here, never forwarded again.
+    #[cfg(feature = "nats")]
+    Remote(Frames),
+    /// A message for a topic with no local member: only other nodes may have some.
+    #[cfg(feature = "nats")]
+    Forward(Arc<str>, Bytes),
+    /// The cluster's connection changed: tell the host.
+    #[cfg(feature = "nats")]
+    Cluster(crate::ClusterState),
     /// Make a client leave, as [`Kicked`](crate::DisconnectReason::Kicked).
     Disconnect(ClientId),
     /// Add a client to a topic (the name is for the dispatcher's logs).
@@ -172,6 +181,12 @@ impl Command {
         match self {
             Command::Batch { reserved, .. } => Some(*reserved),
             Command::Send(frames) => Some(frames.bytes.len()),
+            #[cfg(feature = "nats")]
+            Command::Remote(frames) => Some(frames.bytes.len()),
+            #[cfg(feature = "nats")]
+            Command::Forward(_, payload) => Some(payload.len()),
+            #[cfg(feature = "nats")]
+            Command::Cluster(_) => None,
             Command::Disconnect(_) | Command::Join(..) | Command::Leave(..) => Some(0),
             Command::Shutdown(_) => None,
             #[cfg(test)]

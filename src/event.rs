@@ -164,6 +164,12 @@ pub enum Event {
         /// How many messages it was sent again.
         replayed: u64,
     },
+    /// The cluster connection changed state (feature `nats`).
+    #[non_exhaustive]
+    Cluster {
+        /// The new state.
+        state: ClusterState,
+    },
     /// A client asked to resume a stream and could not: it was told why and where the
     /// stream is, to refetch its state.
     #[non_exhaustive]
@@ -175,6 +181,25 @@ pub enum Event {
         /// Why not.
         reason: ResumeRefusal,
     },
+}
+
+/// The state of a hub's cluster connection (feature `nats`), in
+/// [`Event::Cluster`](crate::Event::Cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClusterState {
+    /// Connected to the broker (again): messages flow between nodes.
+    Connected,
+    /// The connection to the broker is lost: local clients are still served; messages
+    /// for other nodes are not propagated (and counted) until it is back.
+    Disconnected,
+    /// The end-to-end probe did not come back in time: the broker (or the path to it) is
+    /// unresponsive although the connection looks up.
+    Partitioned,
+    /// The probe comes back again.
+    Healed,
+    /// The broker reported this node too slow to take what it is sent.
+    SlowConsumer,
 }
 
 /// Why a client could not resume a stream (see `docs/PROTOCOL.md`, `#noresume`).

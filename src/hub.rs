@@ -61,6 +61,12 @@ pub struct Hub {
     event_capacity: usize,
     linger: Duration,
     topic_limits: crate::topics::TopicLimits,
+    /// Whether the hub is part of a cluster (feature `nats`).
+    #[cfg(feature = "nats")]
+    clustered: bool,
+    /// The backplane thread (feature `nats`): it ends once the dispatcher has.
+    #[cfg(feature = "nats")]
+    cluster_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Hub {
@@ -116,13 +122,39 @@ impl Hub {
             config.linger,
             config.topic_limits(),
         );
+        #[cfg(feature = "nats")]
+        let cluster = config
+            .cluster
+            .clone()
+            .map(|c| (crate::cluster::bridge(c.buffer_bytes), c));
+        #[cfg(feature = "nats")]
+        let (bridge, cluster) = match cluster {
+            Some(((bridge, receiver), c)) => (Some(bridge), Some((receiver, c))),
+            None => (None, None),
+        };
         let (shared, tx, thread) = dispatcher::spawn(
             config,
             listeners,
             #[cfg(feature = "tls")]
             tls,
+            #[cfg(feature = "nats")]
+            bridge,
         )
         .map_err(Error::Start)?;
+        #[cfg(feature = "nats")]
+        let cluster_thread = match cluster {
+            Some((receiver, c)) => Some(
+                crate::cluster::nats::spawn(
+                    c,
+                    receiver,
+                    Arc::clone(&shared),
+                    tx.clone(),
+                    hub_config.0,
+                )
+                .map_err(Error::Start)?,
+            ),
+            None => None,
+        };
         let (framing, queue_bytes, event_capacity, linger, topic_limits) = hub_config;
         for listening in &local_addrs {
             log::info!(
@@ -143,6 +175,10 @@ impl Hub {
             event_capacity,
             linger,
             topic_limits,
+            #[cfg(feature = "nats")]
+            clustered: cluster_thread.is_some(),
+            #[cfg(feature = "nats")]
+            cluster_thread: Mutex::new(cluster_thread),
         })
     }
 
@@ -428,9 +464,26 @@ impl Hub {
         crate::topics::check_name(topic, self.topic_limits.max_name)?;
         let id = self.shared.registry().topics.id(topic);
         let Some(id) = id else {
-            // No member: nobody to send to. (A topic created after this call misses it, as
-            // a member who joins after a publish does.)
+            // No member here: nobody to send to, unless other nodes of a cluster have
+            // some. (A topic created after this call misses it, as a member who joins
+            // after a publish does.)
             self.shared.check()?;
+            #[cfg(feature = "nats")]
+            if self.clustered {
+                let payload = bytes::Bytes::copy_from_slice(msg);
+                let wait = !self.shared.on_dispatcher_thread();
+                let reserve = payload.len();
+                let topic: Arc<str> = Arc::from(topic);
+                return self.send_in_order(
+                    reserve,
+                    wait,
+                    |_| false,
+                    |open| {
+                        *open = None;
+                        Ok(Some(Command::Forward(Arc::clone(&topic), payload.clone())))
+                    },
+                );
+            }
             return Ok(());
         };
         let target = match except {
@@ -499,7 +552,16 @@ impl Hub {
         // Once woken and seeing the hub closed, the dispatcher drains commands whatever
         // clients do (even under flow control). It fails only if the dispatcher is gone.
         let _ = self.send(Command::Shutdown(deadline));
-        match thread.join() {
+        let joined = thread.join();
+        // The dispatcher is gone, and its end of the backplane with it: the backplane
+        // thread flushes and ends.
+        #[cfg(feature = "nats")]
+        if let Some(cluster) = lock(&self.cluster_thread).take() {
+            if cluster.join().is_err() {
+                log::error!("the hubcast backplane thread panicked");
+            }
+        }
+        match joined {
             Ok(Ok(report)) => Ok(report),
             Ok(Err(cause)) => Err(Error::Failed { cause }),
             Err(panic) => {
@@ -644,7 +706,11 @@ impl Drop for Hub {
     fn drop(&mut self) {
         if self.shared.on_dispatcher_thread() {
             // The last handle was dropped inside one of the hub's closures: the dispatcher
-            // sees the command channel close, shuts down by itself and its thread ends.
+            // shuts down by itself and its thread ends. It would also see the command
+            // channel close, but a backplane thread holds a sender too, so say it.
+            if self.shared.close() {
+                let _ = self.send(Command::Shutdown(Instant::now().checked_add(self.linger)));
+            }
             return;
         }
         match self.shutdown(self.linger) {

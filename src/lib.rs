@@ -156,6 +156,8 @@
 
 mod builder;
 mod client;
+#[cfg(feature = "nats")]
+mod cluster;
 mod codec;
 mod command;
 mod dispatcher;
@@ -179,14 +181,19 @@ pub use bytes::Bytes;
 pub use rustls;
 
 pub use crate::builder::HubBuilder;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub use crate::cluster::Cluster;
 pub use crate::error::{Error, Result, WouldBlock};
-pub use crate::event::{ClientId, DisconnectReason, Event, ResumeRefusal};
+pub use crate::event::{ClientId, ClusterState, DisconnectReason, Event, ResumeRefusal};
 pub use crate::hub::Hub;
 pub use crate::options::{
     Auth, AuthRequest, Framing, ListenAddr, Origins, Protocol, Relay, SlowClientPolicy,
     TopicRequest, Transport,
 };
-pub use crate::stats::{ClientInfo, Disconnects, ShutdownReport, Stats, TopicInfo, Undelivered};
+pub use crate::stats::{
+    ClientInfo, ClusterStats, Disconnects, ShutdownReport, Stats, TopicInfo, Undelivered,
+};
 pub use crate::subscription::{
     IntoIter, Iter, RecvError, RecvTimeoutError, Subscription, TryRecvError,
 };

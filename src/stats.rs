@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::{ClientId, DisconnectReason};
@@ -62,6 +62,31 @@ pub struct Stats {
     pub resumes_refused: u64,
     /// Messages sent again to clients that resumed.
     pub replayed: u64,
+    /// The cluster connection (feature `nats`; all zero without a cluster).
+    pub cluster: ClusterStats,
+}
+
+/// A hub's cluster connection (feature `nats`), in [`Stats::cluster`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Connected to the broker now.
+    pub connected: bool,
+    /// The end-to-end probe is late now (see
+    /// [`ClusterState::Partitioned`](crate::ClusterState::Partitioned)).
+    pub partitioned: bool,
+    /// Messages published for the other nodes.
+    pub sent: u64,
+    /// Messages received from the other nodes.
+    pub received: u64,
+    /// Messages that could not be propagated to the other nodes: the broker was away, or
+    /// the node's buffer for it ([`Cluster::buffer_bytes`](crate::Cluster::buffer_bytes))
+    /// was full. Local clients got them.
+    pub lost: u64,
+    /// Times the broker reported this node as a slow consumer.
+    pub slow_consumer: u64,
+    /// Times the connection to the broker was lost (it reconnects by itself).
+    pub disconnects: u64,
 }
 
 impl Stats {
@@ -186,6 +211,13 @@ pub(crate) struct Counters {
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
     pub(crate) replayed: AtomicU64,
+    pub(crate) cluster_connected: AtomicBool,
+    pub(crate) cluster_partitioned: AtomicBool,
+    pub(crate) cluster_sent: AtomicU64,
+    pub(crate) cluster_received: AtomicU64,
+    pub(crate) cluster_lost: AtomicU64,
+    pub(crate) cluster_slow_consumer: AtomicU64,
+    pub(crate) cluster_reconnects: AtomicU64,
 }
 
 impl Counters {
@@ -217,6 +249,15 @@ impl Counters {
             resumes: self.resumes.load(Relaxed),
             resumes_refused: self.resumes_refused.load(Relaxed),
             replayed: self.replayed.load(Relaxed),
+            cluster: ClusterStats {
+                connected: self.cluster_connected.load(Relaxed),
+                partitioned: self.cluster_partitioned.load(Relaxed),
+                sent: self.cluster_sent.load(Relaxed),
+                received: self.cluster_received.load(Relaxed),
+                lost: self.cluster_lost.load(Relaxed),
+                slow_consumer: self.cluster_slow_consumer.load(Relaxed),
+                disconnects: self.cluster_reconnects.load(Relaxed),
+            },
         }
     }
 }

@@ -28,6 +28,8 @@ use crate::stats::Tally;
 use crate::{codec, HubBuilder, ShutdownReport, Transport};
 
 mod admission;
+#[cfg(feature = "nats")]
+mod cluster;
 pub(crate) mod flow;
 mod inbound;
 mod lifecycle;
@@ -43,6 +45,8 @@ mod websocket;
 
 use admission::{Admission, Listener};
 use slots::Slots;
+#[cfg(feature = "nats")]
+pub(crate) use streams::random_u64;
 use subscribers::Subscribers;
 use timers::Timers;
 
@@ -70,6 +74,7 @@ pub(crate) fn spawn(
     config: HubBuilder,
     listeners: Vec<(TcpListener, Transport)>,
     #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
+    #[cfg(feature = "nats")] bridge: Option<crate::cluster::Bridge>,
 ) -> io::Result<(Arc<Shared>, Sender<Command>, JoinHandle<Outcome>)> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
@@ -81,7 +86,8 @@ pub(crate) fn spawn(
     // Unbounded, because the budget in `Shared` bounds it: a reservation made there is
     // never refused by the channel, so no sender ever waits inside it.
     let (tx, rx) = crossbeam_channel::unbounded();
-    let dispatcher = Dispatcher::new(
+    #[allow(unused_mut)]
+    let mut dispatcher = Dispatcher::new(
         config,
         poll,
         listeners,
@@ -90,6 +96,10 @@ pub(crate) fn spawn(
         #[cfg(feature = "tls")]
         tls,
     )?;
+    #[cfg(feature = "nats")]
+    {
+        dispatcher.bridge = bridge;
+    }
     let thread = std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .spawn(move || dispatcher.run_guarded())?;
@@ -124,6 +134,9 @@ pub(crate) struct Dispatcher {
     ring_limits: streams::RingLimits,
     /// When replay rings next have messages past their age.
     prune_at: Option<Instant>,
+    /// Where messages for the other nodes of the cluster go (feature `nats`).
+    #[cfg(feature = "nats")]
+    bridge: Option<crate::cluster::Bridge>,
     /// Scratch for fan-outs, kept to spare an allocation each: a topic's members, and the
     /// (client, run) marks of a batch with mixed targets.
     members: Vec<usize>,
@@ -214,6 +227,8 @@ impl Dispatcher {
                     .map(|_| config.replay_age),
             },
             prune_at: None,
+            #[cfg(feature = "nats")]
+            bridge: None,
             members: Vec::new(),
             marks: Vec::new(),
             busy_memo: None,
@@ -365,6 +380,15 @@ impl Dispatcher {
                 self.fan_out(&frames);
             }
             Command::Send(frames) => self.fan_out(&frames),
+            #[cfg(feature = "nats")]
+            Command::Remote(frames) => self.fan_out_remote(&frames),
+            #[cfg(feature = "nats")]
+            Command::Forward(topic, payload) => self.forward_topic(topic, payload),
+            #[cfg(feature = "nats")]
+            Command::Cluster(state) => {
+                let event = crate::Event::Cluster { state };
+                self.subs.emit(event, &self.shared, self.now);
+            }
             Command::Disconnect(id) => {
                 if let Some(slot) = self.slots.slot_of(id) {
                     let deadline = self.deadline_in(self.config.linger);

@@ -19,8 +19,16 @@ use crate::wire::Wire;
 use crate::DisconnectReason;
 
 impl Dispatcher {
-    /// Queues `frames` for the clients they are for, numbered first when the protocol is on.
+    /// Queues `frames`, made on this node, for the clients they are for; in a cluster, also
+    /// hands them to the other nodes.
     pub(super) fn fan_out(&mut self, frames: &Frames) {
+        #[cfg(feature = "nats")]
+        self.forward(frames);
+        self.fan_out_local(frames);
+    }
+
+    /// Queues `frames` for this node's clients, numbered first when the protocol is on.
+    pub(super) fn fan_out_local(&mut self, frames: &Frames) {
         if self.protocol {
             let numbered = self.number(frames);
             self.fan_out_framed(&numbered.frames, numbered.markers.as_ref());

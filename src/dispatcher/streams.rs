@@ -40,15 +40,21 @@ pub(crate) struct Stream {
     ring_bytes: usize,
 }
 
-/// A new random epoch: different for every stream life, across restarts.
-pub(crate) fn new_epoch() -> u64 {
+/// A random number, from the standard library's per-process hash keys and the clock: no
+/// dependency for the few random numbers hubcast needs (epochs, node ids, jitter).
+pub(crate) fn random_u64() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     hasher.write_u128(now.as_nanos());
+    hasher.finish()
+}
+
+/// A new random epoch: different for every stream life, across restarts.
+pub(crate) fn new_epoch() -> u64 {
     // Positive and below 2^53, so clients in languages with float numbers read it exactly.
-    (hasher.finish() >> 11).max(1)
+    (random_u64() >> 11).max(1)
 }
 
 impl Stream {

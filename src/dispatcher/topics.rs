@@ -54,7 +54,17 @@ impl Topics {
         }
     }
 
-    fn add(&mut self, id: TopicId, name: Arc<str>, member: (usize, ClientId)) -> &Stream {
+    /// A topic's name, shared, if the id is current.
+    #[cfg(feature = "nats")]
+    pub(crate) fn name_arc(&self, id: TopicId) -> Option<Arc<str>> {
+        match self.slots.get(id.index as usize) {
+            Some(Some(topic)) if topic.generation == id.generation => Some(Arc::clone(&topic.name)),
+            _ => None,
+        }
+    }
+
+    /// Adds a member; returns the topic's stream and whether the topic is new here.
+    fn add(&mut self, id: TopicId, name: Arc<str>, member: (usize, ClientId)) -> (&Stream, bool) {
         let index = id.index as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
@@ -64,6 +74,7 @@ impl Topics {
             // The slot held an older topic, freed since: this one replaces it.
             *slot = None;
         }
+        let created = slot.is_none();
         let topic = slot.get_or_insert_with(|| Topic {
             generation: id.generation,
             name,
@@ -73,28 +84,27 @@ impl Topics {
         if !topic.members.contains(&member) {
             topic.members.push(member);
         }
-        &topic.stream
+        (&topic.stream, created)
     }
 
-    /// Takes a client out of a topic. Returns whether the topic is now empty of members
-    /// and (with `keep_rings`) of replayable messages, so it can be freed; a topic whose
+    /// Takes a client out of a topic. Returns the topic's name if it is now empty of
+    /// members and (with `keep_rings`) of replayable messages, and so freed; a topic whose
     /// ring still holds messages is kept for members that come back to resume.
-    fn remove(&mut self, id: TopicId, client: ClientId, keep_rings: bool) -> bool {
+    fn remove(&mut self, id: TopicId, client: ClientId, keep_rings: bool) -> Option<Arc<str>> {
         let Some(Some(topic)) = self.slots.get_mut(id.index as usize) else {
-            return false;
+            return None;
         };
         if topic.generation != id.generation {
-            return false;
+            return None;
         }
         if let Some(pos) = topic.members.iter().position(|&(_, c)| c == client) {
             topic.members.swap_remove(pos);
         }
         if topic.members.is_empty() && (!keep_rings || topic.stream.ring_is_empty()) {
             log::trace!("topic {} is freed", topic.name);
-            self.slots[id.index as usize] = None;
-            return true;
+            return self.slots[id.index as usize].take().map(|t| t.name);
         }
-        false
+        None
     }
 
     /// Drops ring messages past their age; frees topics left with no member and no
@@ -103,7 +113,7 @@ impl Topics {
         &mut self,
         now: Instant,
         limits: &RingLimits,
-    ) -> (Vec<TopicId>, Option<Instant>) {
+    ) -> (Vec<(TopicId, Arc<str>)>, Option<Instant>) {
         let mut freed = Vec::new();
         let mut next: Option<Instant> = None;
         for (index, slot) in self.slots.iter_mut().enumerate() {
@@ -112,10 +122,11 @@ impl Topics {
             };
             let again = topic.stream.prune(now, limits);
             if topic.members.is_empty() && topic.stream.ring_is_empty() {
-                freed.push(TopicId {
+                let id = TopicId {
                     index: index as u32,
                     generation: topic.generation,
-                });
+                };
+                freed.push((id, Arc::clone(&topic.name)));
                 *slot = None;
                 continue;
             }
@@ -139,9 +150,13 @@ impl Dispatcher {
         if !live.topics.contains(&id) {
             live.topics.push(id);
         }
-        let stream = self.topics.add(id, Arc::clone(&name), (slot, client));
+        let (stream, created) = self.topics.add(id, Arc::clone(&name), (slot, client));
+        let position = (stream.epoch, stream.seq);
+        if created {
+            self.topic_created(&name);
+        }
         if self.protocol {
-            let (epoch, seq) = (stream.epoch, stream.seq);
+            let (epoch, seq) = position;
             self.send_control(slot, &format!("#joined @{name} {epoch} {seq}"));
         }
     }
@@ -160,8 +175,9 @@ impl Dispatcher {
                 self.send_control(slot, &left);
             }
         }
-        if self.topics.remove(id, client, self.protocol) {
+        if let Some(name) = self.topics.remove(id, client, self.protocol) {
             self.shared.registry().topics.free(id);
+            self.topic_freed(name);
         }
     }
 
@@ -174,19 +190,23 @@ impl Dispatcher {
         let id = client.id;
         let mut freed = Vec::new();
         for topic in std::mem::take(&mut client.topics) {
-            if self.topics.remove(topic, id, self.protocol) {
-                freed.push(topic);
+            if let Some(name) = self.topics.remove(topic, id, self.protocol) {
+                freed.push((topic, name));
             }
         }
         let mut registry = self.shared.registry();
         let emptied = registry.remove(id);
         for topic in emptied {
-            if !self.protocol || freed.contains(&topic) {
+            if !self.protocol || freed.iter().any(|(t, _)| *t == topic) {
                 registry.topics.free(topic);
             }
         }
-        for topic in freed {
-            registry.topics.free(topic);
+        for (topic, _) in &freed {
+            registry.topics.free(*topic);
+        }
+        drop(registry);
+        for (_, name) in freed {
+            self.topic_freed(name);
         }
     }
 
@@ -198,11 +218,26 @@ impl Dispatcher {
         let (freed, topics) = self.topics.prune(self.now, &limits);
         if !freed.is_empty() {
             let mut registry = self.shared.registry();
-            for topic in freed {
-                registry.topics.free(topic);
+            for (topic, _) in &freed {
+                registry.topics.free(*topic);
             }
         }
+        for (_, name) in freed {
+            self.topic_freed(name);
+        }
         [hub, topics].into_iter().flatten().min()
+    }
+
+    /// A topic got its first local member: a cluster node starts receiving it.
+    fn topic_created(&mut self, _name: &Arc<str>) {
+        #[cfg(feature = "nats")]
+        self.cluster_subscribe(Arc::clone(_name), true);
+    }
+
+    /// A topic was freed here: a cluster node stops receiving it.
+    fn topic_freed(&mut self, _name: Arc<str>) {
+        #[cfg(feature = "nats")]
+        self.cluster_subscribe(_name, false);
     }
 }
 
@@ -221,12 +256,12 @@ mod tests {
             index: 0,
             generation: 1,
         };
-        topics.add(old, Arc::from("a"), (3, ClientId(1)));
+        let _ = topics.add(old, Arc::from("a"), (3, ClientId(1)));
         assert_eq!(topics.members(old), &[(3, ClientId(1))]);
-        topics.add(new, Arc::from("b"), (4, ClientId(2)));
+        let _ = topics.add(new, Arc::from("b"), (4, ClientId(2)));
         assert!(topics.members(old).is_empty());
         assert_eq!(topics.members(new), &[(4, ClientId(2))]);
-        assert!(topics.remove(new, ClientId(2), false));
+        assert!(topics.remove(new, ClientId(2), false).is_some());
         assert!(topics.members(new).is_empty());
     }
 }

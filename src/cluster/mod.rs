@@ -1,0 +1,272 @@
+//! Several hubs sharing broadcasts through NATS (feature `nats`).
+//!
+//! Every hub (a *node*) keeps serving its own clients as before. Its dispatcher forwards
+//! each message it fans out that other nodes' clients should get — broadcasts, relayed
+//! client messages, topic publishes — to the backplane thread, through a channel bounded in
+//! bytes; the backplane thread publishes them to NATS. Messages from other nodes come back
+//! through the backplane thread and enter the dispatcher as one more source of frames,
+//! never forwarded again. A node delivers its own messages to its local clients at once
+//! and publishes them with `no_echo`, so local delivery survives a broker outage.
+//!
+//! Subjects, under the cluster's prefix `P`:
+//!
+//! ```text
+//! P.all            every broadcast and relayed message
+//! P.t.<topic>      a topic's messages (the name escaped; see `subject_for`)
+//! P.probe.<node>   the end-to-end probe of one node (a second connection receives it)
+//! ```
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub(crate) mod nats;
+
+/// How a hub joins a cluster of hubs through NATS (feature `nats`), for
+/// [`HubBuilder::cluster`](crate::HubBuilder::cluster).
+///
+/// ```no_run
+/// use hubcast::{Cluster, Hub};
+///
+/// let hub = Hub::builder()
+///     .cluster(Cluster::nats(["nats://127.0.0.1:4222"]).prefix("chat"))
+///     .bind("127.0.0.1:9999")?;
+/// # drop(hub);
+/// # Ok::<(), hubcast::Error>(())
+/// ```
+#[derive(Clone)]
+#[must_use = "a cluster setting does nothing until given to HubBuilder::cluster"]
+pub struct Cluster {
+    pub(crate) urls: Vec<String>,
+    pub(crate) prefix: String,
+    pub(crate) auth: Auth,
+    pub(crate) root_certificates: Vec<PathBuf>,
+    pub(crate) client_certificate: Option<(PathBuf, PathBuf)>,
+    pub(crate) require_tls: bool,
+    pub(crate) probe_interval: Duration,
+    pub(crate) buffer_bytes: usize,
+}
+
+/// How the hub authenticates to NATS.
+#[derive(Clone)]
+pub(crate) enum Auth {
+    None,
+    UserPassword(String, String),
+    Token(String),
+    CredentialsFile(PathBuf),
+    Nkey(String),
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print credentials.
+        f.debug_struct("Cluster")
+            .field("urls", &self.urls)
+            .field("prefix", &self.prefix)
+            .field("probe_interval", &self.probe_interval)
+            .field("buffer_bytes", &self.buffer_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A cluster reached through these NATS servers (`nats://host:port`, `tls://…`): the
+    /// client connects to one and follows the others (and those the servers announce) if
+    /// it goes away.
+    pub fn nats<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Cluster {
+        Cluster {
+            urls: urls.into_iter().map(Into::into).collect(),
+            prefix: "hubcast".to_owned(),
+            auth: Auth::None,
+            root_certificates: Vec::new(),
+            client_certificate: None,
+            require_tls: false,
+            probe_interval: Duration::from_secs(2),
+            buffer_bytes: 8 << 20,
+        }
+    }
+
+    /// The subject prefix that names the cluster: hubs with the same prefix on the same
+    /// NATS share broadcasts, others do not. Default: `"hubcast"`. NATS subject tokens:
+    /// letters, digits, `-`, `_`, and dots between tokens.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Cluster {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Authenticates with a user and password.
+    pub fn user_and_password(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Cluster {
+        self.auth = Auth::UserPassword(user.into(), password.into());
+        self
+    }
+
+    /// Authenticates with a token.
+    pub fn token(mut self, token: impl Into<String>) -> Cluster {
+        self.auth = Auth::Token(token.into());
+        self
+    }
+
+    /// Authenticates with a NATS credentials file (a JWT and an nkey seed).
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Cluster {
+        self.auth = Auth::CredentialsFile(path.into());
+        self
+    }
+
+    /// Authenticates with an nkey seed.
+    pub fn nkey(mut self, seed: impl Into<String>) -> Cluster {
+        self.auth = Auth::Nkey(seed.into());
+        self
+    }
+
+    /// Trusts these PEM root certificates for the servers' TLS.
+    pub fn root_certificates(mut self, path: impl Into<PathBuf>) -> Cluster {
+        self.root_certificates.push(path.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) to the servers.
+    pub fn client_certificate(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Cluster {
+        self.client_certificate = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Refuses servers that do not speak TLS. Default: `false` (TLS when the URL or the
+    /// server asks for it).
+    pub fn require_tls(mut self, require: bool) -> Cluster {
+        self.require_tls = require;
+        self
+    }
+
+    /// How often the node sends a probe through the broker and back (an end-to-end check
+    /// that finds a partition TCP does not report, such as a frozen broker): a probe not
+    /// back within an interval reports the cluster as partitioned. Default: 2 s.
+    pub fn probe_interval(mut self, interval: Duration) -> Cluster {
+        self.probe_interval = interval;
+        self
+    }
+
+    /// The most bytes of messages waiting to be published to NATS; past it (the broker
+    /// gone, or slower than the node), messages are not propagated and are counted in
+    /// [`ClusterStats::lost`](crate::ClusterStats::lost). Local clients get them either way.
+    /// Default: 8 MiB.
+    pub fn buffer_bytes(mut self, bytes: usize) -> Cluster {
+        self.buffer_bytes = bytes;
+        self
+    }
+}
+
+/// What the dispatcher hands the backplane thread.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A message for every client of every node.
+    All(Bytes),
+    /// A message for a topic's members on every node.
+    Topic(Arc<str>, Bytes),
+    /// The first local member joined a topic: receive its messages.
+    Subscribe(Arc<str>),
+    /// The last local member left: stop.
+    Unsubscribe(Arc<str>),
+}
+
+/// The dispatcher's end of the backplane: forwards messages, bounded in bytes.
+#[derive(Debug)]
+pub(crate) struct Bridge {
+    tx: tokio::sync::mpsc::UnboundedSender<Out>,
+    pending: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// The backplane thread's end.
+#[derive(Debug)]
+pub(crate) struct BridgeReceiver {
+    pub(crate) rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
+    pub(crate) pending: Arc<AtomicUsize>,
+}
+
+/// A bridge and its receiver, for `buffer_bytes` of pending messages.
+pub(crate) fn bridge(max: usize) -> (Bridge, BridgeReceiver) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let receiver = BridgeReceiver {
+        rx,
+        pending: Arc::clone(&pending),
+    };
+    (Bridge { tx, pending, max }, receiver)
+}
+
+impl Bridge {
+    /// Hands a message to the backplane thread. Returns `false` if it could not be: the
+    /// buffer is full (counted as lost by the caller) or the thread is gone.
+    pub(crate) fn forward(&self, out: Out) -> bool {
+        let bytes = match &out {
+            Out::All(payload) | Out::Topic(_, payload) => payload.len(),
+            Out::Subscribe(_) | Out::Unsubscribe(_) => 0,
+        };
+        if bytes > 0 {
+            let now = self.pending.fetch_add(bytes, SeqCst) + bytes;
+            if now > self.max {
+                self.pending.fetch_sub(bytes, SeqCst);
+                return false;
+            }
+        }
+        let sent = self.tx.send(out).is_ok();
+        if !sent {
+            self.pending.fetch_sub(bytes, SeqCst);
+        }
+        sent
+    }
+}
+
+/// The NATS subject of a topic: its name, with the characters NATS gives a meaning to
+/// (`.`, `*`, `>`) and `%` written as `%XX`, so every topic name maps to one subject token.
+pub(crate) fn subject_for(prefix: &str, topic: &str) -> String {
+    let mut subject = format!("{prefix}.t.");
+    for c in topic.chars() {
+        match c {
+            '.' | '*' | '>' | '%' => subject.push_str(&format!("%{:02X}", c as u32)),
+            c => subject.push(c),
+        }
+    }
+    subject
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_name_maps_to_one_subject_token() {
+        let mut seen = std::collections::HashSet::new();
+        for name in ["lobby", "a.b", "a%2Eb", "x*y>z", "100%", "über"] {
+            let subject = subject_for("chat", name);
+            assert!(
+                !subject["chat.t.".len()..].contains(['.', '*', '>']),
+                "{subject}"
+            );
+            assert!(seen.insert(subject), "two names share a subject");
+        }
+        assert_eq!(subject_for("chat", "a.b"), "chat.t.a%2Eb");
+    }
+
+    #[test]
+    fn the_bridge_is_bounded_in_bytes() {
+        let (bridge, mut receiver) = bridge(10);
+        assert!(bridge.forward(Out::All(Bytes::from_static(b"123456"))));
+        assert!(!bridge.forward(Out::All(Bytes::from_static(b"123456"))));
+        assert!(bridge.forward(Out::Subscribe(Arc::from("t"))));
+        assert!(matches!(receiver.rx.try_recv(), Ok(Out::All(_))));
+        receiver.pending.fetch_sub(6, SeqCst);
+        assert!(bridge.forward(Out::All(Bytes::from_static(b"123456"))));
+    }
+}

@@ -1,0 +1,421 @@
+//! The backplane thread (feature `nats`): one OS thread with a current-thread tokio runtime
+//! of its own, running the official `async-nats` client. Nothing else in hubcast runs on a
+//! runtime.
+//!
+//! It publishes what the dispatcher forwards, subscribes to `P.all` and to each topic with
+//! local members, hands what it receives to the dispatcher as `Command::Remote` frames
+//! (never forwarded again), sends a probe through the broker and back every
+//! `probe_interval`, and reports the connection's state in `Stats` and as events.
+//! `async-nats` reconnects by itself (with our backoff and jitter) and re-subscribes every
+//! subscription after a reconnect.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event as NatsEvent};
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{subject_for, Auth, BridgeReceiver, Cluster, Out};
+use crate::command::{Batch, Command, Target};
+use crate::shared::Shared;
+use crate::{ClusterState, Framing};
+
+/// A message received from another node.
+struct Received {
+    /// `None`: every client; else the topic.
+    topic: Option<Arc<str>>,
+    payload: Bytes,
+}
+
+/// Starts the backplane thread. It ends when the dispatcher drops its bridge.
+pub(crate) fn spawn(
+    cluster: Cluster,
+    receiver: BridgeReceiver,
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    framing: Framing,
+) -> std::io::Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("hubcast-nats".into())
+        .spawn(move || {
+            let node = Node {
+                prefix: cluster.prefix.clone(),
+                shared,
+                commands,
+                framing,
+            };
+            runtime.block_on(node.run(cluster, receiver));
+        })
+}
+
+/// What the backplane thread's tasks need of the hub.
+#[derive(Clone)]
+struct Node {
+    prefix: String,
+    shared: Arc<Shared>,
+    commands: Sender<Command>,
+    framing: Framing,
+}
+
+/// The delay before reconnect attempt `n`: doubling from 100 ms to 5 s, with up to half of
+/// it again as jitter, so that nodes restarted together do not all hit the broker at once.
+fn backoff(attempt: usize) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << attempt.min(6))
+        .min(Duration::from_secs(5));
+    let jitter = crate::dispatcher::random_u64() % (base.as_millis() as u64 / 2 + 1);
+    base + Duration::from_millis(jitter)
+}
+
+/// Messages received from other nodes on their way to the dispatcher, bounded in bytes
+/// like the outgoing side: past `max`, a message is dropped and counted as lost (the
+/// dispatcher is behind by a whole buffer).
+#[derive(Clone)]
+struct Inbound {
+    tx: mpsc::UnboundedSender<Received>,
+    pending: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Node {
+    async fn run(self, cluster: Cluster, mut receiver: BridgeReceiver) {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let options = match options(&cluster, events_tx).await {
+            Ok(options) => options,
+            Err(err) => {
+                log::error!("hubcast cluster: bad NATS settings: {err}");
+                return;
+            }
+        };
+        // With `retry_on_initial_connect`, this returns at once and connects in the
+        // background; it fails only on a malformed URL.
+        let urls = cluster.urls.join(",");
+        let client = match options.connect(urls.as_str()).await {
+            Ok(client) => client,
+            Err(err) => {
+                log::error!("hubcast cluster: cannot connect to NATS at {urls}: {err}");
+                return;
+            }
+        };
+        // Events and the probe run as tasks of their own, so that a publish waiting on a
+        // frozen broker never holds up noticing it.
+        let watch = tokio::spawn(self.clone().watch(events));
+        let probe = tokio::spawn(self.clone().probe(cluster.clone(), urls, client.clone()));
+        let (received_tx, mut received) = mpsc::unbounded_channel::<Received>();
+        let inbound = Inbound {
+            tx: received_tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+            max: cluster.buffer_bytes,
+        };
+        let mut subscriptions: HashMap<Arc<str>, tokio::task::JoinHandle<()>> = HashMap::new();
+        let all = self
+            .subscribe(
+                &client,
+                format!("{}.all", self.prefix),
+                None,
+                inbound.clone(),
+            )
+            .await;
+        let counters = &self.shared.counters;
+        loop {
+            tokio::select! {
+                out = receiver.rx.recv() => {
+                    let Some(out) = out else {
+                        // The dispatcher is gone: the hub stopped.
+                        break;
+                    };
+                    match out {
+                        Out::All(payload) | Out::Topic(_, payload) if !connected(&client) => {
+                            receiver.pending.fetch_sub(payload.len(), SeqCst);
+                            counters.cluster_lost.fetch_add(1, Relaxed);
+                        }
+                        Out::All(payload) => {
+                            let len = payload.len();
+                            self.publish(&client, format!("{}.all", self.prefix), payload).await;
+                            receiver.pending.fetch_sub(len, SeqCst);
+                        }
+                        Out::Topic(topic, payload) => {
+                            let len = payload.len();
+                            let subject = subject_for(&self.prefix, &topic);
+                            self.publish(&client, subject, payload).await;
+                            receiver.pending.fetch_sub(len, SeqCst);
+                        }
+                        Out::Subscribe(topic) => {
+                            let subject = subject_for(&self.prefix, &topic);
+                            let task = self
+                                .subscribe(&client, subject, Some(Arc::clone(&topic)), inbound.clone())
+                                .await;
+                            if let Some(task) = task {
+                                subscriptions.insert(topic, task);
+                            }
+                        }
+                        Out::Unsubscribe(topic) => {
+                            if let Some(task) = subscriptions.remove(&topic) {
+                                // Dropping the subscriber unsubscribes.
+                                task.abort();
+                            }
+                        }
+                    }
+                }
+                Some(first) = received.recv() => {
+                    // Everything already here goes in one batch, in arrival order.
+                    let mut batch = vec![first];
+                    while let Ok(more) = received.try_recv() {
+                        batch.push(more);
+                    }
+                    let bytes = batch.iter().map(|m| m.payload.len()).sum();
+                    self.inject(batch).await;
+                    inbound.pending.fetch_sub(bytes, SeqCst);
+                }
+            }
+        }
+        for task in subscriptions.into_values().chain(all).chain([watch, probe]) {
+            task.abort();
+        }
+        // Hand what was published to the socket, unless the broker is away.
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+        counters.cluster_connected.store(false, SeqCst);
+    }
+
+    async fn publish(&self, client: &Client, subject: String, payload: Bytes) {
+        let counters = &self.shared.counters;
+        match client.publish(subject, payload).await {
+            Ok(()) => {
+                counters.cluster_sent.fetch_add(1, Relaxed);
+            }
+            Err(err) => {
+                counters.cluster_lost.fetch_add(1, Relaxed);
+                log::debug!("hubcast cluster: a message was not published: {err}");
+            }
+        }
+    }
+
+    /// Subscribes to `subject` and passes its messages on, in order, until aborted.
+    async fn subscribe(
+        &self,
+        client: &Client,
+        subject: String,
+        topic: Option<Arc<str>>,
+        inbound: Inbound,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let mut sub = match client.subscribe(subject.clone()).await {
+            Ok(sub) => sub,
+            Err(err) => {
+                log::warn!("hubcast cluster: cannot subscribe to {subject}: {err}");
+                return None;
+            }
+        };
+        let shared = Arc::clone(&self.shared);
+        Some(tokio::spawn(async move {
+            while let Some(message) = sub.next().await {
+                let len = message.payload.len();
+                if inbound.pending.fetch_add(len, SeqCst) + len > inbound.max {
+                    inbound.pending.fetch_sub(len, SeqCst);
+                    shared.counters.cluster_lost.fetch_add(1, Relaxed);
+                    continue;
+                }
+                let received = Received {
+                    topic: topic.clone(),
+                    payload: message.payload,
+                };
+                if inbound.tx.send(received).is_err() {
+                    return;
+                }
+            }
+        }))
+    }
+
+    /// Hands messages from other nodes to the dispatcher, as one batch in arrival order.
+    /// A topic with no local member takes nothing. Waits (without blocking the runtime)
+    /// while the dispatcher is behind.
+    async fn inject(&self, messages: Vec<Received>) {
+        let counters = &self.shared.counters;
+        counters
+            .cluster_received
+            .fetch_add(messages.len() as u64, Relaxed);
+        let mut batch = Batch::with_capacity(messages.iter().map(|m| m.payload.len() + 5).sum());
+        {
+            let registry = self.shared.registry();
+            for message in &messages {
+                let target = match &message.topic {
+                    None => Target::All,
+                    Some(topic) => match registry.topics.id(topic) {
+                        Some(id) => Target::Topic(id),
+                        None => continue,
+                    },
+                };
+                batch.push(self.framing, &message.payload, target);
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let frames = batch.take();
+        let bytes = frames.bytes.len();
+        while !self.shared.try_reserve(bytes) {
+            if self.shared.check().is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if self.commands.send(Command::Remote(frames)).is_ok() {
+            self.shared.wake();
+        } else {
+            self.shared.release(1, bytes);
+        }
+    }
+
+    /// Follows the connection's events into the counters and the host's events.
+    async fn watch(self, mut events: mpsc::UnboundedReceiver<NatsEvent>) {
+        let counters = &self.shared.counters;
+        while let Some(event) = events.recv().await {
+            match event {
+                NatsEvent::Connected => {
+                    counters.cluster_connected.store(true, SeqCst);
+                    self.report(ClusterState::Connected);
+                }
+                NatsEvent::Disconnected => {
+                    counters.cluster_connected.store(false, SeqCst);
+                    counters.cluster_reconnects.fetch_add(1, Relaxed);
+                    self.report(ClusterState::Disconnected);
+                }
+                NatsEvent::SlowConsumer(_) => {
+                    counters.cluster_slow_consumer.fetch_add(1, Relaxed);
+                    self.report(ClusterState::SlowConsumer);
+                }
+                other => log::info!("hubcast cluster: NATS {other}"),
+            }
+        }
+    }
+
+    /// Sends a numbered probe through the broker every interval, from the main connection
+    /// to a second one; the last one not back when the next is due reports a partition.
+    async fn probe(self, cluster: Cluster, urls: String, client: Client) {
+        let subject = format!(
+            "{}.probe.{:x}",
+            self.prefix,
+            crate::dispatcher::random_u64()
+        );
+        let Some(receiver) = probe_client(&cluster, &urls).await else {
+            log::warn!("hubcast cluster: no probe connection; partitions go unnoticed");
+            return;
+        };
+        let Ok(mut back) = receiver.subscribe(subject.clone()).await else {
+            log::warn!("hubcast cluster: cannot subscribe the probe; partitions go unnoticed");
+            return;
+        };
+        let mut ticker = tokio::time::interval(cluster.probe_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut sent, mut seen) = (0u64, 0u64);
+        let mut partitioned = false;
+        loop {
+            tokio::select! {
+                message = back.next() => {
+                    let Some(message) = message else { return };
+                    if let Some(n) = std::str::from_utf8(&message.payload).ok().and_then(|s| s.parse().ok()) {
+                        seen = seen.max(n);
+                    }
+                }
+                _ = ticker.tick() => {
+                    let late = sent > seen;
+                    if late != partitioned {
+                        partitioned = late;
+                        self.shared.counters.cluster_partitioned.store(late, SeqCst);
+                        self.report(if late { ClusterState::Partitioned } else { ClusterState::Healed });
+                    }
+                    sent += 1;
+                    // Bounded, so a frozen broker cannot hold the probe up: a probe that
+                    // could not even be handed over is simply late.
+                    let publish = client.publish(subject.clone(), Bytes::from(sent.to_string()));
+                    let _ = tokio::time::timeout(cluster.probe_interval, publish).await;
+                }
+            }
+        }
+    }
+
+    /// Tells the dispatcher, which tells the host.
+    fn report(&self, state: ClusterState) {
+        log::info!("hubcast cluster: {state:?}");
+        if self.commands.send(Command::Cluster(state)).is_ok() {
+            self.shared.wake();
+        }
+    }
+}
+
+fn connected(client: &Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// The connection options the cluster asks for.
+async fn options(
+    cluster: &Cluster,
+    events: mpsc::UnboundedSender<NatsEvent>,
+) -> std::io::Result<ConnectOptions> {
+    let mut options = match &cluster.auth {
+        Auth::None => ConnectOptions::new(),
+        Auth::UserPassword(user, password) => {
+            ConnectOptions::with_user_and_password(user.clone(), password.clone())
+        }
+        Auth::Token(token) => ConnectOptions::with_token(token.clone()),
+        Auth::CredentialsFile(path) => ConnectOptions::with_credentials_file(path).await?,
+        Auth::Nkey(seed) => ConnectOptions::with_nkey(seed.clone()),
+    };
+    for root in &cluster.root_certificates {
+        options = options.add_root_certificates(root.clone());
+    }
+    if let Some((cert, key)) = &cluster.client_certificate {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let events = Mutex::new(events);
+    Ok(options
+        .require_tls(cluster.require_tls)
+        .name(format!("hubcast {}", cluster.prefix))
+        // The node delivers its own messages at once; the broker need not send them back.
+        .no_echo()
+        // Serve local clients while the broker is away, and keep trying.
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(backoff)
+        .event_callback(move |event| {
+            let _ = crate::shared::lock(&events).send(event);
+            async {}
+        }))
+}
+
+/// The probe's receiving connection (with echo), if it can be made.
+async fn probe_client(cluster: &Cluster, urls: &str) -> Option<Client> {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let options = options(cluster, tx).await.ok()?;
+    // The same settings, but it must receive what the main connection publishes; echo is
+    // per connection, so a second one sees the first one's probe.
+    let options = options.name(format!("hubcast {} probe", cluster.prefix));
+    options.connect(urls).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_seconds_with_jitter() {
+        let first = backoff(0);
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(150));
+        for attempt in 7..20 {
+            let d = backoff(attempt);
+            assert!(
+                d >= Duration::from_secs(5) && d <= Duration::from_millis(7500),
+                "{d:?}"
+            );
+        }
+    }
+}
