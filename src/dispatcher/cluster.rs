@@ -51,11 +51,6 @@ impl Dispatcher {
         }
     }
 
-    /// Messages from other nodes: to the local clients they are for, never back out.
-    pub(super) fn fan_out_remote(&mut self, frames: &Frames) {
-        self.fan_out_local(frames);
-    }
-
     /// A publish to a topic with no local member: only other nodes may have members.
     pub(super) fn forward_topic(&mut self, topic: Arc<str>, payload: Bytes) {
         if let Some(bridge) = &self.bridge {

@@ -381,7 +381,8 @@ impl Dispatcher {
             }
             Command::Send(frames) => self.fan_out(&frames),
             #[cfg(feature = "nats")]
-            Command::Remote(frames) => self.fan_out_remote(&frames),
+            // From other nodes: to local clients, never forwarded again.
+            Command::Remote(frames) => self.fan_out_local(&frames),
             #[cfg(feature = "nats")]
             Command::Forward(topic, payload) => self.forward_topic(topic, payload),
             #[cfg(feature = "nats")]
