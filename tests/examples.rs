@@ -4,6 +4,8 @@
 //! - `chat_server`: a line reaches the other client.
 //! - `rooms`: clients start in `lobby`, chat there, and one that moves to another room
 //!   hears nothing more of `lobby`; all over plain lines, as with `nc`.
+//! - `ws_chat_server` (feature `websocket`): an `nc`-like client and a WebSocket client
+//!   meet in `lobby` and chat both ways.
 
 mod util;
 
@@ -147,6 +149,45 @@ fn rooms_keeps_rooms_apart_and_exits_on_sigterm() {
     assert_eq!(bob.read_text_line(), "#own @other 1");
     assert_eq!(alice.read_text_line(), "3@lobby #both rooms");
     assert_eq!(carol.read_text_line(), "1@other #both rooms");
+
+    stops_on_sigterm(server);
+}
+
+#[cfg(feature = "websocket")]
+#[test]
+fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
+    use tungstenite::Message;
+
+    let mut server = start("ws_chat_server", &[LOCAL, LOCAL]);
+    let tcp = listening(&mut server, "listening on ", "");
+    let ws = listening(&mut server, "listening on ws://", "/");
+
+    let mut nc = Peer::connect(tcp);
+    expect_at(&mut nc);
+    let (epoch, _) = expect_joined(&mut nc, "lobby");
+
+    // A WebSocket client as the page is one (without an Origin: not a browser's page).
+    let stream = Peer::connect(ws).stream;
+    let (mut browser, _) = tungstenite::client::client(format!("ws://{ws}/"), stream)
+        .unwrap_or_else(|err| panic!("WebSocket handshake with {ws}: {err}"));
+    // Its next text message (tungstenite answers pings by itself).
+    let next_text = |browser: &mut tungstenite::WebSocket<std::net::TcpStream>| loop {
+        match browser.read().expect("a WebSocket message") {
+            Message::Text(text) => return text.to_string(),
+            other @ (Message::Binary(_) | Message::Close(_)) => panic!("expected text: {other:?}"),
+            _ => {}
+        }
+    };
+    assert!(next_text(&mut browser).starts_with("#at * "));
+    assert_eq!(next_text(&mut browser), format!("#joined @lobby {epoch} 0"));
+    browser
+        .send(Message::text("hi from a browser"))
+        .expect("send");
+    assert_eq!(next_text(&mut browser), "#own @lobby 1");
+    assert_eq!(nc.read_text_line(), "1@lobby hi from a browser");
+    nc.write(b"hi from nc\n");
+    assert_eq!(next_text(&mut browser), "2@lobby hi from nc");
+    assert_eq!(nc.read_text_line(), "#own @lobby 2");
 
     stops_on_sigterm(server);
 }
