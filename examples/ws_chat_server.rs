@@ -15,7 +15,8 @@
 //!
 //! The hub speaks its protocol (`Protocol::Sequenced`, `docs/PROTOCOL.md`) on both
 //! listeners, so the page numbers what it gets and, after a dropped connection, resumes
-//! every stream it had: a browser that loses its connection for a moment misses nothing.
+//! every stream it had: a browser that loses its connection for a moment misses nothing
+//! (the hub keeps the last 1,024 messages of each stream, for up to 2 minutes, by default).
 //! Rooms are topics: every client starts in `lobby`, so `nc` users chat with browsers at
 //! once; any client may join or leave any room (`#join @rust`, `#leave @lobby` in `nc`;
 //! the page's room picker), and what it says reaches the other members of its rooms
