@@ -1,5 +1,6 @@
-//! A chat between `nc` clients on TCP and browsers on WebSocket: a line typed in `nc`
-//! reaches every browser, and a message typed in a browser reaches every `nc` client.
+//! A chat with rooms between `nc` clients on TCP and browsers on WebSocket: a line typed in
+//! `nc` reaches every browser in the same room, and a message typed in a browser reaches
+//! every `nc` client there.
 //!
 //! ```text
 //! cargo run --release --features websocket --example ws_chat_server -- [TCP_ADDR [WS_ADDR]]
@@ -12,6 +13,15 @@
 //! and `listening on ws://ADDR/` for the WebSocket one once it is ready, then the page to
 //! open, and exits cleanly on Ctrl-C or SIGTERM.
 //!
+//! The hub speaks its protocol (`Protocol::Sequenced`, `docs/PROTOCOL.md`) on both
+//! listeners, so the page numbers what it gets and, after a dropped connection, resumes
+//! every stream it had: a browser that loses its connection for a moment misses nothing
+//! (the hub keeps the last 1,024 messages of each stream, for up to 2 minutes, by default).
+//! Rooms are topics: every client starts in `lobby`, so `nc` users chat with browsers at
+//! once; any client may join or leave any room (`#join @rust`, `#leave @lobby` in `nc`;
+//! the page's room picker), and what it says reaches the other members of its rooms
+//! (`Relay::Topics`). `examples/rooms.rs` shows an `nc` session.
+//!
 //! The page is opened from a file, so browsers send it as origin `null`; the hub allows that
 //! origin here, and requests without an origin (clients that are not browsers). A hub that
 //! serves its page from a web site lists that site's origin instead (`Origins::List`).
@@ -22,7 +32,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Event, Hub, Origins, Relay, Transport};
+use hubcast::{Event, Hub, Origins, Protocol, Relay, Transport};
+
+/// The room every client is put in when it connects.
+const LOBBY: &str = "lobby";
 
 /// Runs the example; on failure prints the error and its causes with `Display` and exits 1.
 fn main() -> ExitCode {
@@ -48,7 +61,15 @@ fn run() -> Result<(), Box<dyn Error>> {
     let ws = args.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
 
     let hub = Hub::builder()
-        .relay(Relay::Others)
+        .protocol(Protocol::Sequenced)
+        .relay(Relay::Topics)
+        // Any room, for anyone (the hub still checks names and the per-client limit). The
+        // closure runs on the hub's thread: it only decides and logs.
+        .client_topics(|request| {
+            let verb = if request.is_join() { "joins" } else { "leaves" };
+            log::info!("{} {verb} @{}", request.client(), request.topic());
+            true
+        })
         .listen(ws.as_str(), Transport::WebSocket)
         .websocket_origins(Origins::List(vec!["null".to_owned()]))
         .bind(tcp.as_str())?;
@@ -77,13 +98,33 @@ fn run() -> Result<(), Box<dyn Error>> {
 
     for event in events {
         match event {
-            Event::Connected { client, addr, .. } => log::info!("{client} joined from {addr}"),
+            Event::Connected { client, addr, .. } => {
+                log::info!("{client} joined from {addr}");
+                // TCP and WebSocket clients alike, so `nc` users and browsers meet. It may
+                // have left already, or be shut down with the hub: nobody to put in then.
+                match hub.join(client, LOBBY) {
+                    Ok(()) => log::info!("{client} joins @{LOBBY}"),
+                    Err(err) => log::debug!("{client} not put in @{LOBBY}: {err}"),
+                }
+            }
             Event::Disconnected { client, reason, .. } => log::info!("{client} left: {reason}"),
             Event::Message {
                 client, payload, ..
             } => {
                 log::debug!("{client}: {}", String::from_utf8_lossy(&payload));
             }
+            Event::Resumed {
+                client,
+                stream,
+                replayed,
+                ..
+            } => log::info!("{client} resumed {stream}: {replayed} messages again"),
+            Event::ResumeRefused {
+                client,
+                stream,
+                reason,
+                ..
+            } => log::info!("{client} could not resume {stream}: {reason:?}"),
             _ => {}
         }
     }

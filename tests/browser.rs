@@ -1,10 +1,16 @@
 //! A real browser as a WebSocket client: headless Chromium opens the chat page,
-//! `examples/ws_chat/index.html`, from the file system against a hub in this process that
-//! also has a TCP client. What one says reaches the other both ways, and when the hub kicks
-//! the browser, the page reconnects by itself.
+//! `examples/ws_chat/index.html`, from the file system against a hub in this process set up
+//! as `examples/ws_chat_server.rs` is (the protocol, rooms, every client put in `lobby`),
+//! which also has a TCP client. What one says in `lobby` reaches the other both ways; when
+//! the hub kicks the browser, the page reconnects by itself and resumes its streams, so
+//! what was said while it was away reaches it, exactly once.
 //!
-//! Needs `chromium` (`scripts/install-test-deps.sh` installs it). About 2 s, most of it
-//! Chromium starting.
+//! The page's test hooks do the talking: it says [`HELLO`] in its room on every connect,
+//! and sends back every message it shows as `ack:` + message, so the TCP client hears what
+//! the page has shown, in order.
+//!
+//! Needs `chromium` (`scripts/install-test-deps.sh` installs it). About 3 s, most of it
+//! Chromium starting and the page's reconnect backoff.
 #![cfg(feature = "websocket")]
 
 mod util;
@@ -12,9 +18,11 @@ mod util;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hubcast::{ClientId, DisconnectReason, Event, Hub, Origins, Relay, Transport};
+use hubcast::{ClientId, DisconnectReason, Event, Hub, Origins, Protocol, Relay, Transport};
 use util::{require_program, ChildProcess, EventLog, Peer, TempDir, LOCAL, PACE, TIMEOUT};
 
 /// How long Chromium may take to start and connect: its first start on a busy machine is
@@ -22,6 +30,8 @@ use util::{require_program, ChildProcess, EventLog, Peer, TempDir, LOCAL, PACE, 
 const BROWSER_START: Duration = Duration::from_secs(60);
 /// What the page sends on every connect (its `autosend` parameter).
 const HELLO: &[u8] = b"hello-from-browser";
+/// The room every client is put in, as `ws_chat_server` does, and the page's room.
+const LOBBY: &str = "lobby";
 
 /// The chat page as a `file://` URL (its path percent-encoded), with the test hooks:
 /// connect to `ws`, send [`HELLO`] on every connect, send back each message as `ack:` + it.
@@ -147,9 +157,10 @@ fn wait_event<T>(
     }
 }
 
-/// Waits for a client other than `known` to connect, and for its first message, which
-/// must be [`HELLO`]: the page (re)connected.
+/// Waits for a client other than `known` to connect, and puts it in [`LOBBY`], as
+/// `ws_chat_server` does: the page (re)connected.
 fn page_connects(
+    hub: &Hub,
     events: &mut EventLog,
     browser: &Browser,
     limit: Duration,
@@ -159,35 +170,63 @@ fn page_connects(
         Event::Connected { client, .. } if !known.contains(client) => Some(*client),
         _ => None,
     });
-    let hello = wait_event(events, browser, TIMEOUT, "the page's hello", |e| match e {
-        Event::Message {
-            client, payload, ..
-        } if *client == id => Some(payload.clone()),
-        _ => None,
-    });
-    assert_eq!(hello, HELLO, "the page's first message");
+    hub.join(id, LOBBY).expect("join lobby");
     id
 }
 
 /// The TCP client's next line; fails the test, with Chromium's log, if none comes.
-fn tcp_line(tcp: &mut Peer, browser: &Browser) -> Vec<u8> {
-    tcp.read_line_within(TIMEOUT).unwrap_or_else(|| {
+fn tcp_line(tcp: &mut Peer, browser: &Browser) -> String {
+    let line = tcp.read_line_within(TIMEOUT).unwrap_or_else(|| {
         panic!(
             "no line for the TCP client within {TIMEOUT:?}; Chromium's stderr (end):\n{}",
             browser.log()
         )
-    })
+    });
+    String::from_utf8(line).expect("UTF-8")
+}
+
+/// What the TCP client next hears, past the `#own` markers of its own lines: the stream
+/// (`*` or `@lobby`) and the payload of `<seq> <payload>` or `<seq>@lobby <payload>`.
+fn tcp_heard(tcp: &mut Peer, browser: &Browser) -> (String, String) {
+    loop {
+        let line = tcp_line(tcp, browser);
+        if line.starts_with("#own @lobby ") {
+            continue;
+        }
+        let parsed = line.split_once(' ').and_then(|(head, payload)| {
+            let (seq, stream) = match head.split_once('@') {
+                Some((seq, topic)) => (seq, format!("@{topic}")),
+                None => (head, "*".to_owned()),
+            };
+            let known = stream == "*" || stream == "@lobby";
+            (known && seq.parse::<u64>().is_ok()).then(|| (stream, payload.to_owned()))
+        });
+        return parsed.unwrap_or_else(|| panic!("expected a message, got {line:?}"));
+    }
+}
+
+/// A message of `lobby`, as [`tcp_heard`] gives it.
+fn in_lobby(payload: impl AsRef<[u8]>) -> (String, String) {
+    let text = std::str::from_utf8(payload.as_ref()).expect("UTF-8");
+    ("@lobby".to_owned(), text.to_owned())
 }
 
 #[test]
-fn chromium_chats_with_a_tcp_client_and_reconnects_when_kicked() {
+fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
     if !require_program("chromium") {
         return;
     }
     let started = Instant::now();
-    // As examples/ws_chat_server.rs: a page opened from a file has the origin `null`.
+    // As examples/ws_chat_server.rs (a page opened from a file has the origin `null`), with
+    // a gate: while `away` is set, new connections are refused, so the page stays away
+    // for as long as the test needs, whatever its backoff.
+    let away = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&away);
     let hub = Hub::builder()
-        .relay(Relay::Others)
+        .protocol(Protocol::Sequenced)
+        .relay(Relay::Topics)
+        .client_topics(|_| true)
+        .accept_filter(move |_| !gate.load(SeqCst))
         .listen(LOCAL, Transport::WebSocket)
         .websocket_origins(Origins::List(vec!["null".into()]))
         .bind(LOCAL)
@@ -196,41 +235,135 @@ fn chromium_chats_with_a_tcp_client_and_reconnects_when_kicked() {
     let mut events = EventLog::subscribe(&hub);
     let mut tcp = Peer::connect(hub.local_addr());
     let tcp_id = events.connected(tcp.addr());
+    hub.join(tcp_id, LOBBY).expect("join lobby");
+    assert!(tcp.read_text_line().starts_with("#at * "));
+    assert!(tcp.read_text_line().starts_with("#joined @lobby "));
 
     let browser = Browser::launch(&page_url(ws));
-    let first = page_connects(&mut events, &browser, BROWSER_START, &[tcp_id]);
+    let first = page_connects(&hub, &mut events, &browser, BROWSER_START, &[tcp_id]);
     let connected_after = started.elapsed();
-    // Relayed to the TCP client.
-    assert_eq!(tcp_line(&mut tcp, &browser), HELLO);
+    // Once in lobby, the page says hello there: its first message.
+    let page_said = |events: &mut EventLog, id: ClientId| {
+        wait_event(
+            events,
+            &browser,
+            TIMEOUT,
+            "a message from the page",
+            |e| match e {
+                Event::Message {
+                    client, payload, ..
+                } if *client == id => Some(payload.clone()),
+                _ => None,
+            },
+        )
+    };
+    assert_eq!(page_said(&mut events, first), HELLO);
+    assert_eq!(tcp_heard(&mut tcp, &browser), in_lobby(HELLO));
 
     // A line from TCP reaches the page, which sends it back: the hub sees the answer and
     // relays it to the TCP client (never to the page itself).
     tcp.write(b"line from tcp\n");
-    assert_eq!(tcp_line(&mut tcp, &browser), b"ack:line from tcp");
-    let ack = wait_event(
-        &mut events,
-        &browser,
-        TIMEOUT,
-        "the page's ack",
-        |e| match e {
-            Event::Message {
-                client, payload, ..
-            } if *client == first => Some(payload.clone()),
-            _ => None,
-        },
-    );
-    assert_eq!(ack, "ack:line from tcp");
+    assert_eq!(tcp_heard(&mut tcp, &browser), in_lobby("ack:line from tcp"));
+    assert_eq!(page_said(&mut events, first), "ack:line from tcp");
 
-    // Kicked, the page reconnects (after 0.25 to 0.5 s) as a new client and says hello
-    // again.
+    // Kicked, the page is away until the gate opens: meanwhile the TCP client says three
+    // lines in lobby and the host broadcasts one. The TCP client hears its lines' `#own`
+    // markers and the broadcast: all are numbered, kept for replay, and missed by the page.
+    away.store(true, SeqCst);
     hub.disconnect(first).expect("disconnect");
     assert_eq!(events.disconnected(first), DisconnectReason::Kicked);
     let kicked_at = Instant::now();
-    let second = page_connects(&mut events, &browser, TIMEOUT, &[tcp_id, first]);
+    let missed = ["missed 1", "missed 2", "missed 3"];
+    for line in missed {
+        tcp.write(format!("{line}\n").as_bytes());
+    }
+    hub.broadcast("news while away").expect("broadcast");
+    let (mut own, mut news) = (0, false);
+    while own < missed.len() || !news {
+        let line = tcp_line(&mut tcp, &browser);
+        if line.starts_with("#own @lobby ") {
+            own += 1;
+        } else if line
+            .split_once(' ')
+            .is_some_and(|(seq, text)| seq.parse::<u64>().is_ok() && text == "news while away")
+        {
+            news = true;
+        } else {
+            panic!("unexpected line for the TCP client: {line:?}");
+        }
+    }
+    away.store(false, SeqCst);
+
+    // Back, the page resumes both streams it had: `*` (the broadcast) and `@lobby` (the
+    // three lines). Live messages race with its resumes: they reach it before or after the
+    // answers, as the hub's order has it, and the page must show each once, in order.
+    let second = page_connects(&hub, &mut events, &browser, TIMEOUT, &[tcp_id, first]);
     let reconnected_after = kicked_at.elapsed();
-    assert_eq!(tcp_line(&mut tcp, &browser), HELLO);
-    tcp.write(b"once more\n");
-    assert_eq!(tcp_line(&mut tcp, &browser), b"ack:once more");
+    hub.broadcast("live news").expect("broadcast");
+    tcp.write(b"live line\n");
+    // `*` gets back the one broadcast before the page's new connection; `@lobby` the
+    // three lines, and the live one if the hub took it before the resume.
+    let mut replayed = Vec::new();
+    while replayed.len() < 2 {
+        let resumed = wait_event(
+            &mut events,
+            &browser,
+            TIMEOUT,
+            "the page to resume its streams",
+            |e| match e {
+                Event::Resumed {
+                    client,
+                    stream,
+                    replayed,
+                    ..
+                } if *client == second => Some((stream.clone(), *replayed)),
+                Event::ResumeRefused { client, .. } if *client == second => {
+                    panic!("the page could not resume: {e:?}")
+                }
+                _ => None,
+            },
+        );
+        replayed.push(resumed);
+    }
+    replayed.sort();
+    assert!(
+        matches!(&replayed[..], [(all, 1), (lobby, 3..=4)] if all == "*" && lobby == "@lobby"),
+        "replayed: {replayed:?}"
+    );
+
+    // The page says hello again and acks each message it shows. Once the TCP client has
+    // heard the live broadcast, the page has been sent it too, so the ack of a line the
+    // TCP client says then comes after every other: a message shown twice would be acked
+    // twice before it, one never shown never acked.
+    let mut heard = Vec::new();
+    loop {
+        let (stream, said) = tcp_heard(&mut tcp, &browser);
+        if stream == "*" {
+            assert_eq!(said, "live news");
+            tcp.write(b"once more\n");
+        } else if said == "ack:once more" {
+            break;
+        } else {
+            heard.push(said);
+        }
+    }
+    let hello = std::str::from_utf8(HELLO).expect("ASCII");
+    // Each stream's messages in order; the two streams, and the hello, interleaved as
+    // they came.
+    let lobby = ["missed 1", "missed 2", "missed 3", "live line"].map(|m| format!("ack:{m}"));
+    let hub_wide = ["news while away", "live news"].map(|m| format!("ack:{m}"));
+    for stream in [&lobby[..], &hub_wide[..]] {
+        let order: Vec<&String> = heard.iter().filter(|said| stream.contains(said)).collect();
+        assert!(
+            order.into_iter().eq(stream.iter()),
+            "acks of one stream out of order: {heard:?}"
+        );
+    }
+    let mut expected: Vec<String> = lobby.iter().chain(&hub_wide).cloned().collect();
+    expected.push(hello.to_owned());
+    expected.sort();
+    heard.sort();
+    assert_eq!(heard, expected, "what the page said after it came back");
 
     // Killing the browser closes its connection.
     drop(browser);
@@ -243,7 +376,7 @@ fn chromium_chats_with_a_tcp_client_and_reconnects_when_kicked() {
         "the page left with {reason:?}"
     );
     println!(
-        "Chromium connected after {connected_after:.1?}, reconnected {reconnected_after:.1?} \
+        "Chromium connected after {connected_after:.1?}, came back {reconnected_after:.1?} \
          after the kick; {:.1?} in all",
         started.elapsed()
     );

@@ -1,0 +1,159 @@
+//! A chat with rooms over plain lines, for `nc`: the hub speaks its protocol
+//! (`Protocol::Sequenced`, see `docs/PROTOCOL.md`), relays what a client says to the other
+//! members of its rooms (`Relay::Topics`), and lets clients join and leave any room
+//! themselves (`HubBuilder::client_topics`). Every client starts in `lobby`.
+//!
+//! ```text
+//! cargo run --release --example rooms -- [ADDR]     # default 127.0.0.1:9999
+//! nc 127.0.0.1 9999                                  # in two or more terminals
+//! ```
+//!
+//! A session (`>` from the hub, `<` typed; the long numbers are epochs, random per run):
+//!
+//! ```text
+//! > #at * 5938244913513 0                  the hub-wide stream starts after message 0
+//! > #joined @lobby 2784716001147 0         the host put you in lobby
+//! < hello, anyone here?
+//! > #own @lobby 1                          lobby's message 1 was yours: not sent back
+//! > 2@lobby hi!                            from another client in lobby
+//! < #join @rust
+//! > #joined @rust 7170368244710 4          rust has had 4 messages: yours start at 5
+//! < what you say now reaches lobby and rust
+//! > #own @lobby 3
+//! > #own @rust 5
+//! < #leave @lobby
+//! > #left @lobby
+//! > 6@rust only rust from here on          from someone in rust
+//! < ##hashtag                              a line that starts with '#' is typed '##'
+//! > #own @rust 7                           (others in rust get `7@rust #hashtag`)
+//! ```
+//!
+//! What a client says reaches every room it is in; `#leave @lobby` to talk in one room
+//! only. Room names are 1 to 64 bytes with no whitespace; any room may be joined, up to 64
+//! per client. A client that reconnects can get what it missed with `#resume` (see the
+//! protocol's docs); `nc` users simply see numbered lines.
+//!
+//! Prints `listening on ADDR` to stdout once ready (use port 0 to let the OS choose), logs
+//! arrivals, departures, joins and leaves to stderr (`RUST_LOG=debug` for messages too),
+//! and exits cleanly on Ctrl-C or SIGTERM after flushing what is queued.
+
+use std::error::Error;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hubcast::{Event, Hub, Protocol, Relay};
+
+/// The room every client is put in when it connects.
+const LOBBY: &str = "lobby";
+
+/// Runs the example. On failure, prints the error and its causes on one line with
+/// `Display`, never a `Debug` dump (`error: failed to bind 127.0.0.1:9999: Address already
+/// in use (os error 98)`), and exits with status 1.
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprint!("error: {err}");
+            let mut cause = err.source();
+            while let Some(source) = cause {
+                eprint!(": {source}");
+                cause = source.source();
+            }
+            eprintln!();
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9999".to_owned());
+
+    let hub = Hub::builder()
+        .protocol(Protocol::Sequenced)
+        .relay(Relay::Topics)
+        // Any room, for anyone. The closure sees every `#join` and `#leave` (and every
+        // `#resume` of a room the client is not in); it runs on the hub's thread, so it only
+        // decides and logs. The hub still checks names and the per-client limit, and answers
+        // `#refused` if those fail.
+        .client_topics(|request| {
+            let verb = if request.is_join() { "joins" } else { "leaves" };
+            log::info!("{} {verb} @{}", request.client(), request.topic());
+            true
+        })
+        .bind(addr.as_str())?;
+    let hub = Arc::new(hub);
+    let events = hub.subscribe();
+
+    let signalled = Arc::clone(&hub);
+    ctrlc::set_handler(move || {
+        // Ends the event stream below once every client is closed. A second signal finds
+        // the hub closed already: nothing more to do.
+        match signalled.shutdown(Duration::from_secs(2)) {
+            Ok(report) if !report.is_complete() => log::warn!(
+                "{} of {} clients closed with messages undelivered",
+                report.undelivered.len(),
+                report.clients
+            ),
+            Ok(_) | Err(hubcast::Error::Closed) => {}
+            Err(err) => log::error!("shutdown: {err}"),
+        }
+    })?;
+    // Only now, with the signal handler in place, tell the world we are ready.
+    println!("listening on {}", hub.local_addr());
+
+    for event in events {
+        match event {
+            Event::Connected { client, addr, .. } => {
+                log::info!("{client} connected from {addr}");
+                // The client hears `#joined @lobby` and chats at once. It may have left
+                // already, or be shut down with the hub: then there is nobody to put in.
+                match hub.join(client, LOBBY) {
+                    Ok(()) => log::info!("{client} joins @{LOBBY}"),
+                    Err(err) => log::debug!("{client} not put in @{LOBBY}: {err}"),
+                }
+            }
+            Event::Disconnected { client, reason, .. } => {
+                log::info!("{client} left: {reason}");
+            }
+            Event::Message {
+                client, payload, ..
+            } if log::log_enabled!(log::Level::Debug) => {
+                // Which rooms it reached: those the client is in now, as far as the hub's
+                // table tells (it may have moved since, or left).
+                let rooms = hub.client(client).map(|c| c.topics).unwrap_or_default();
+                let rooms: Vec<String> = rooms.iter().map(|room| format!("@{room}")).collect();
+                let to = if rooms.is_empty() {
+                    "no room".to_owned()
+                } else {
+                    rooms.join(" ")
+                };
+                log::debug!("{client} to {to}: {}", String::from_utf8_lossy(&payload));
+            }
+            Event::Resumed {
+                client,
+                stream,
+                replayed,
+                ..
+            } => log::info!("{client} resumed {stream}: {replayed} messages again"),
+            Event::ResumeRefused {
+                client,
+                stream,
+                reason,
+                ..
+            } => log::info!("{client} could not resume {stream}: {reason:?}"),
+            _ => {}
+        }
+    }
+    let stats = hub.stats();
+    log::info!(
+        "stopped: {} clients served, {} messages in, {} deliveries",
+        stats.accepted,
+        stats.frames_in,
+        stats.frames_out
+    );
+    Ok(())
+}
