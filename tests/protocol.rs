@@ -172,3 +172,39 @@ fn resuming_a_topic_joins_it_and_replays_in_one_step() {
     hub.publish("news", "n4").unwrap();
     assert_eq!(text(&mut back), "4@news n4");
 }
+
+#[test]
+fn a_gap_on_a_live_connection_is_repaired_with_exactly_what_it_lacks() {
+    let hub = sequenced().bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
+    let (epoch, _) = at(&mut peer);
+    hub.join(id, "news").unwrap();
+    let joined = text(&mut peer);
+    let news: u64 = joined.split(' ').nth(2).unwrap().parse().unwrap();
+    for i in 1..=5 {
+        hub.broadcast(format!("m{i}")).unwrap();
+        hub.publish("news", format!("n{i}")).unwrap();
+    }
+    for i in 1..=5 {
+        assert_eq!(text(&mut peer), format!("{i} m{i}"));
+        assert_eq!(text(&mut peer), format!("{i}@news n{i}"));
+    }
+    // As if 3 and 4 of each stream had been dropped: the client has 2, then 5. The hub-wide
+    // stream started at connect (#at 0), yet the gap is after that: it is replayed too.
+    peer.write(format!("#resume * {epoch} 2 5\n#resume @news {news} 2 5\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#resumed * {epoch} 3 4"));
+    assert_eq!(text(&mut peer), "3 m3");
+    assert_eq!(text(&mut peer), "4 m4");
+    assert_eq!(text(&mut peer), format!("#resumed @news {news} 3 4"));
+    assert_eq!(text(&mut peer), "3@news n3");
+    assert_eq!(text(&mut peer), "4@news n4");
+    // <next> past the stream's end stops at the end; the live stream goes on after it.
+    peer.write(format!("#resume * {epoch} 4 99\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#resumed * {epoch} 5 5"));
+    assert_eq!(text(&mut peer), "5 m5");
+    hub.broadcast("m6").unwrap();
+    assert_eq!(text(&mut peer), "6 m6");
+    peer.write(b"#resume * 1 2 x\n");
+    assert!(text(&mut peer).starts_with("#error resume needs"));
+}
