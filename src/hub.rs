@@ -15,8 +15,8 @@ use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
 use crate::dispatcher::{self, panic_message, Outcome};
 use crate::shared::{lock, NewSubscriber, Shared, Tail};
 use crate::{
-    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result, ShutdownReport,
-    Stats, Subscription, TopicInfo, WouldBlock,
+    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Protocol, Result,
+    ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
 };
 
 /// A running broadcast hub: a listening socket, its clients and the dispatcher thread that
@@ -61,6 +61,9 @@ pub struct Hub {
     event_capacity: usize,
     linger: Duration,
     topic_limits: crate::topics::TopicLimits,
+    /// With `Protocol::Sequenced` a topic whose last member left is kept until its replay
+    /// ring empties, and the dispatcher frees it then, never this handle.
+    keeps_rings: bool,
 }
 
 impl Hub {
@@ -115,6 +118,7 @@ impl Hub {
             config.event_capacity,
             config.linger,
             config.topic_limits(),
+            config.protocol == Protocol::Sequenced,
         );
         let (shared, tx, thread) = dispatcher::spawn(
             config,
@@ -123,7 +127,7 @@ impl Hub {
             tls,
         )
         .map_err(Error::Start)?;
-        let (framing, queue_bytes, event_capacity, linger, topic_limits) = hub_config;
+        let (framing, queue_bytes, event_capacity, linger, topic_limits, keeps_rings) = hub_config;
         for listening in &local_addrs {
             log::info!(
                 "hubcast listening on {} ({:?})",
@@ -143,6 +147,7 @@ impl Hub {
             event_capacity,
             linger,
             topic_limits,
+            keeps_rings,
         })
     }
 
@@ -384,7 +389,7 @@ impl Hub {
                 else {
                     return Ok(None);
                 };
-                if registry.topics.leave(id, &mut entry.topics) {
+                if registry.topics.leave(id, &mut entry.topics) && !self.keeps_rings {
                     registry.topics.free(id);
                 }
                 *open = None;

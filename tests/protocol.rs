@@ -208,3 +208,31 @@ fn a_gap_on_a_live_connection_is_repaired_with_exactly_what_it_lacks() {
     peer.write(b"#resume * 1 2 x\n");
     assert!(text(&mut peer).starts_with("#error resume needs"));
 }
+
+#[test]
+fn a_topic_the_host_empties_keeps_its_ring_for_members_that_come_back() {
+    let hub = sequenced().client_topics(|_| true).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut gone, gone_id) = join(&hub, &mut events);
+    let (mut kept, kept_id) = join(&hub, &mut events);
+    at(&mut gone);
+    at(&mut kept);
+    hub.join(gone_id, "room").unwrap();
+    hub.join(kept_id, "room").unwrap();
+    let joined = text(&mut gone);
+    let epoch: u64 = joined.split(' ').nth(2).unwrap().parse().unwrap();
+    hub.publish("room", "r1").unwrap();
+    assert_eq!(text(&mut gone), "1@room r1");
+    drop(gone);
+    events.disconnected(gone_id);
+    hub.publish("room", "r2").unwrap();
+    // The host takes the last member out, as the client's own #leave or its leaving would:
+    // the ring still holds r1 and r2.
+    hub.leave(kept_id, "room").unwrap();
+    let (mut back, _) = join(&hub, &mut events);
+    at(&mut back);
+    back.write(format!("#resume @room {epoch} 1\n").as_bytes());
+    assert_eq!(text(&mut back), format!("#joined @room {epoch} 2"));
+    assert_eq!(text(&mut back), format!("#resumed @room {epoch} 2 2"));
+    assert_eq!(text(&mut back), "2@room r2");
+}
