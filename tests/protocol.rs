@@ -236,3 +236,49 @@ fn a_topic_the_host_empties_keeps_its_ring_for_members_that_come_back() {
     assert_eq!(text(&mut back), format!("#resumed @room {epoch} 2 2"));
     assert_eq!(text(&mut back), "2@room r2");
 }
+
+#[test]
+fn a_resume_never_replays_a_message_past_replay_age() {
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    const AGE: Duration = Duration::from_millis(200);
+    // The authenticator runs on the dispatcher thread: holding it there keeps the
+    // dispatcher from pruning while the ring's age deadline passes, so the round after it
+    // both prunes and reads a resume.
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let hold = Mutex::new((entered_tx, released));
+    let hub = sequenced()
+        .replay_age(AGE)
+        .authenticate(move |request| {
+            if request.frame() == Some(&b"hold"[..]) {
+                let hold = hold.lock().unwrap();
+                hold.0.send(()).unwrap();
+                let _ = hold.1.recv_timeout(util::TIMEOUT);
+            }
+            hubcast::Auth::Accept
+        })
+        .bind(LOCAL)
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let mut peer = Peer::connect(hub.local_addr());
+    peer.write(b"ok\n");
+    events.connected(peer.addr());
+    let (epoch, _) = at(&mut peer);
+    hub.broadcast("m1").unwrap();
+    assert_eq!(text(&mut peer), "1 m1");
+    let received = Instant::now();
+    let mut holder = Peer::connect(hub.local_addr());
+    holder.write(b"hold\n");
+    entered.recv_timeout(util::TIMEOUT).unwrap();
+    // Message 1 was numbered before it was received: once AGE has passed since then, it is
+    // past its age. Only time makes it so, hence a wait on the clock, bounded by AGE.
+    while received.elapsed() < AGE + Duration::from_millis(20) {
+        std::thread::sleep(util::PACE);
+    }
+    peer.write(format!("#resume * {epoch} 0 2\n").as_bytes());
+    release.send(()).unwrap();
+    assert_eq!(text(&mut peer), format!("#noresume * old {epoch} 1"));
+    drop(holder);
+}
