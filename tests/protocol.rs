@@ -282,3 +282,106 @@ fn a_resume_never_replays_a_message_past_replay_age() {
     assert_eq!(text(&mut peer), format!("#noresume * old {epoch} 1"));
     drop(holder);
 }
+
+/// What one client read of `*` and `@room`, by number, until the broadcast `end`.
+#[derive(Default)]
+struct Seen {
+    hub: Vec<(u64, String)>,
+    room: Vec<(u64, String)>,
+    /// The `#joined @room` position and, after `#left @room`, how many room messages came.
+    joined: Option<u64>,
+    left_after: Option<usize>,
+}
+
+fn read_until_end(peer: &mut Peer) -> Seen {
+    let mut seen = Seen::default();
+    loop {
+        let line = text(peer);
+        if let Some(rest) = line.strip_prefix("#joined @room ") {
+            seen.joined = Some(rest.split(' ').nth(1).unwrap().parse().unwrap());
+        } else if line == "#left @room" {
+            seen.left_after = Some(seen.room.len());
+        } else if let Some((head, payload)) = line.split_once(' ') {
+            match head.split_once('@') {
+                Some((seq, "room")) => seen.room.push((seq.parse().unwrap(), payload.into())),
+                None if !head.starts_with('#') => {
+                    seen.hub.push((head.parse().unwrap(), payload.into()));
+                    if payload == "end" {
+                        return seen;
+                    }
+                }
+                _ => panic!("{line}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn every_member_sees_the_same_numbers_whatever_thread_publishes() {
+    const THREADS: usize = 3;
+    const EACH: usize = 200;
+    let hub = sequenced().bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let mut peers: Vec<(Peer, hubcast::ClientId)> =
+        (0..3).map(|_| join(&hub, &mut events)).collect();
+    for (peer, _) in &mut peers {
+        at(peer);
+    }
+    let ids: Vec<_> = peers.iter().map(|p| p.1).collect();
+    hub.join(ids[0], "room").unwrap();
+    hub.join(ids[1], "room").unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let hub = &hub;
+            scope.spawn(move || {
+                for k in 0..EACH {
+                    hub.publish("room", format!("t{t}-{k}")).unwrap();
+                    if k % 4 == 0 {
+                        hub.broadcast(format!("b{t}-{k}")).unwrap();
+                    }
+                }
+            });
+        }
+        // The third client comes and goes while they publish.
+        let hub = &hub;
+        let late = ids[2];
+        scope.spawn(move || {
+            hub.join(late, "room").unwrap();
+            hub.broadcast("joined").unwrap();
+            hub.leave(late, "room").unwrap();
+        });
+    });
+    hub.broadcast("end").unwrap();
+    let seen: Vec<Seen> = peers.iter_mut().map(|(p, _)| read_until_end(p)).collect();
+    let total = (THREADS * EACH) as u64;
+    for s in &seen[..2] {
+        let numbers: Vec<u64> = s.room.iter().map(|m| m.0).collect();
+        assert_eq!(numbers, (1..=total).collect::<Vec<_>>());
+        // Each thread's messages in its own order.
+        for t in 0..THREADS {
+            let mine: Vec<String> = s
+                .room
+                .iter()
+                .filter(|m| m.1.starts_with(&format!("t{t}-")))
+                .map(|m| m.1.clone())
+                .collect();
+            let want: Vec<String> = (0..EACH).map(|k| format!("t{t}-{k}")).collect();
+            assert_eq!(mine, want);
+        }
+    }
+    // The same number is the same message for everyone, on every stream.
+    assert_eq!(seen[0].room, seen[1].room);
+    assert_eq!(seen[0].hub, seen[1].hub);
+    assert_eq!(seen[0].hub, seen[2].hub);
+    let hub_numbers: Vec<u64> = seen[2].hub.iter().map(|m| m.0).collect();
+    assert_eq!(
+        hub_numbers,
+        (1..=hub_numbers.len() as u64).collect::<Vec<_>>()
+    );
+    // The late client got exactly the run after its join position, up to its leave.
+    let late = &seen[2];
+    let from = late.joined.expect("joined") as usize;
+    let upto = late.left_after.expect("left");
+    assert_eq!(late.room[..upto], seen[0].room[from..from + upto]);
+    assert_eq!(late.room.len(), upto);
+}
