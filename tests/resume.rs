@@ -332,8 +332,11 @@ fn a_resume_past_the_ring_is_refused_as_old() {
         hub.broadcast(format!("m{i}")).unwrap();
     }
     client.connect();
+    // The refusal first: a message published before the hub reads the resume would move
+    // the position it gives.
+    let mut lines = client.run("until-event noresume *");
     hub.broadcast("m56").unwrap();
-    let lines = client.run("until * 56");
+    lines.extend(client.run("until * 56"));
     assert_eq!(
         refusals(&lines),
         [(
@@ -363,8 +366,9 @@ fn a_resume_over_the_queue_bound_is_refused_as_much() {
         hub.broadcast(&long).unwrap();
     }
     client.connect();
+    let mut lines = client.run("until-event noresume *");
     hub.broadcast("m102").unwrap();
-    let lines = client.run("until * 102");
+    lines.extend(client.run("until * 102"));
     assert_eq!(
         refusals(&lines),
         [(
@@ -489,8 +493,9 @@ fn the_replay_ring_keeps_replay_messages_messages() {
     // Away for 21: the first of them is gone.
     publish(26..=46);
     client.connect();
+    let mut lines = client.run("until-event noresume *");
     publish(47..=47);
-    let lines = client.run("until * 47");
+    lines.extend(client.run("until * 47"));
     assert_eq!(
         refusals(&lines),
         [(
@@ -534,8 +539,9 @@ fn the_replay_ring_keeps_replay_bytes_of_framed_messages() {
         hub.broadcast(long(i)).unwrap();
     }
     client.connect();
+    let mut lines = client.run("until-event noresume *");
     hub.broadcast(long(34)).unwrap();
-    let lines = client.run("until * 34");
+    lines.extend(client.run("until * 34"));
     assert_eq!(
         refusals(&lines),
         [(
@@ -593,8 +599,9 @@ fn the_replay_ring_keeps_messages_for_replay_age_and_then_frees_empty_topics() {
     hub.broadcast("m3").unwrap();
     assert_eq!(observer.read_text_line(), "3 m3");
     client.connect();
-    hub.broadcast("m4").unwrap();
+    // Both answers first (the hub answers in order: `*`, then the topic), then m4 live.
     let mut lines = client.run("until-event noresume @t");
+    hub.broadcast("m4").unwrap();
     lines.extend(client.run("until * 4"));
     // `*` lost m2 to age; the topic was freed once its ring emptied, and the resume made
     // it anew, with a new epoch.
