@@ -7,8 +7,9 @@
 # Beyond a Rust toolchain with cargo (which this script checks for but cannot install):
 #   - chromium (Debian package): tests/browser.rs runs the chat page in headless Chromium;
 #   - kosoku (PyPI, pinned): tests/conformance.rs runs the Autobahn WebSocket cases with it;
-#   - python3: kosoku runs on it, the conformance test reads kosoku's report with it, and
-#     CI runs scripts/check_msrv.py;
+#   - python3: kosoku runs on it, the conformance test reads kosoku's report with it,
+#     tests/resume.rs runs the Python client (clients/python) with it, and CI runs
+#     scripts/check_msrv.py;
 #   - timeout (coreutils): CI limits each step with it.
 # A test that needs one of these skips with a message where it is missing, and fails when
 # CI is set (tests/util/mod.rs, `require_program`).

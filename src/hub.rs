@@ -15,8 +15,8 @@ use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
 use crate::dispatcher::{self, panic_message, Outcome};
 use crate::shared::{lock, NewSubscriber, Shared, Tail};
 use crate::{
-    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result, ShutdownReport,
-    Stats, Subscription, TopicInfo, WouldBlock,
+    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Protocol, Result,
+    ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
 };
 
 /// A running broadcast hub: a listening socket, its clients and the dispatcher thread that
@@ -67,6 +67,9 @@ pub struct Hub {
     /// The backplane thread (feature `nats`): it ends once the dispatcher has.
     #[cfg(feature = "nats")]
     cluster_thread: Mutex<Option<JoinHandle<()>>>,
+    /// With `Protocol::Sequenced` a topic whose last member left is kept until its replay
+    /// ring empties, and the dispatcher frees it then, never this handle.
+    keeps_rings: bool,
 }
 
 impl Hub {
@@ -121,6 +124,7 @@ impl Hub {
             config.event_capacity,
             config.linger,
             config.topic_limits(),
+            config.protocol == Protocol::Sequenced,
         );
         #[cfg(feature = "nats")]
         let cluster = config
@@ -155,7 +159,7 @@ impl Hub {
             ),
             None => None,
         };
-        let (framing, queue_bytes, event_capacity, linger, topic_limits) = hub_config;
+        let (framing, queue_bytes, event_capacity, linger, topic_limits, keeps_rings) = hub_config;
         for listening in &local_addrs {
             log::info!(
                 "hubcast listening on {} ({:?})",
@@ -179,6 +183,7 @@ impl Hub {
             clustered: cluster_thread.is_some(),
             #[cfg(feature = "nats")]
             cluster_thread: Mutex::new(cluster_thread),
+            keeps_rings,
         })
     }
 
@@ -420,7 +425,7 @@ impl Hub {
                 else {
                     return Ok(None);
                 };
-                if registry.topics.leave(id, &mut entry.topics) {
+                if registry.topics.leave(id, &mut entry.topics) && !self.keeps_rings {
                     registry.topics.free(id);
                 }
                 *open = None;

@@ -145,11 +145,15 @@ impl Queue {
             SlowClientPolicy::DropNewest => Enqueued::Dropped(chunk.frames()),
             SlowClientPolicy::DropOldest => {
                 // Never drop the front chunk once part of it is written: the peer would get
-                // a torn frame.
-                let keep = usize::from(self.offset > 0);
+                // a torn frame. Nor protocol bytes that are no message (a control message
+                // of the protocol, a WebSocket close frame): they must reach the client
+                // however slow it is, and they are few and small.
+                let mut at = usize::from(self.offset > 0);
                 let mut dropped = 0;
-                while self.chunks.len() > keep && self.cost + chunk.cost() > bound {
-                    if let Some(old) = self.chunks.remove(keep) {
+                while at < self.chunks.len() && self.cost + chunk.cost() > bound {
+                    if self.chunks[at].frames() == 0 {
+                        at += 1;
+                    } else if let Some(old) = self.chunks.remove(at) {
                         self.cost -= old.cost();
                         dropped += old.frames();
                     }
@@ -167,6 +171,8 @@ impl Queue {
 
     /// Adds `chunk` whatever the bound: for the few protocol bytes that must reach a client
     /// however slow it is (an upgrade answer, a close frame). They are small and sent once.
+    /// [`DropOldest`](SlowClientPolicy::DropOldest) never drops a chunk that holds no frame;
+    /// messages queued here (a replay) it drops like any other.
     pub(crate) fn push_unbounded(&mut self, chunk: Chunk) {
         self.cost += chunk.cost();
         self.chunks.push_back(chunk);
@@ -321,6 +327,29 @@ mod tests {
         );
         assert_eq!(q.cost(), bound);
         assert_eq!(q.backlog(), (2, 202));
+    }
+
+    #[test]
+    fn drop_oldest_keeps_protocol_bytes() {
+        let (small, big) = (frames(&[&[b'x'; 100]]), frames(&[&[b'y'; 200]]));
+        let chunk = Chunk::whole(&small);
+        let control = Chunk::raw(Bytes::from_static(b"#resumed * 1 2 3\n"));
+        let bound = 2 * chunk.cost() + 2 * control.cost();
+        let mut q = Queue::default();
+        q.push_unbounded(control.clone());
+        for _ in 0..2 {
+            let queued = q.enqueue(&chunk, bound, SlowClientPolicy::DropOldest);
+            assert!(matches!(queued, Enqueued::Queued(_)));
+        }
+        q.push_unbounded(control.clone());
+        // The big one needs the room of both messages: they go, the control messages stay,
+        // in order.
+        assert_eq!(
+            q.enqueue(&Chunk::whole(&big), bound, SlowClientPolicy::DropOldest),
+            Enqueued::Dropped(2)
+        );
+        let kinds: Vec<u64> = q.chunks.iter().map(Chunk::frames).collect();
+        assert_eq!(kinds, vec![0, 0, 1]);
     }
 
     #[test]

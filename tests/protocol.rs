@@ -172,3 +172,216 @@ fn resuming_a_topic_joins_it_and_replays_in_one_step() {
     hub.publish("news", "n4").unwrap();
     assert_eq!(text(&mut back), "4@news n4");
 }
+
+#[test]
+fn a_gap_on_a_live_connection_is_repaired_with_exactly_what_it_lacks() {
+    let hub = sequenced().bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
+    let (epoch, _) = at(&mut peer);
+    hub.join(id, "news").unwrap();
+    let joined = text(&mut peer);
+    let news: u64 = joined.split(' ').nth(2).unwrap().parse().unwrap();
+    for i in 1..=5 {
+        hub.broadcast(format!("m{i}")).unwrap();
+        hub.publish("news", format!("n{i}")).unwrap();
+    }
+    for i in 1..=5 {
+        assert_eq!(text(&mut peer), format!("{i} m{i}"));
+        assert_eq!(text(&mut peer), format!("{i}@news n{i}"));
+    }
+    // As if 3 and 4 of each stream had been dropped: the client has 2, then 5. The hub-wide
+    // stream started at connect (#at 0), yet the gap is after that: it is replayed too.
+    peer.write(format!("#resume * {epoch} 2 5\n#resume @news {news} 2 5\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#resumed * {epoch} 3 4"));
+    assert_eq!(text(&mut peer), "3 m3");
+    assert_eq!(text(&mut peer), "4 m4");
+    assert_eq!(text(&mut peer), format!("#resumed @news {news} 3 4"));
+    assert_eq!(text(&mut peer), "3@news n3");
+    assert_eq!(text(&mut peer), "4@news n4");
+    // <next> past the stream's end stops at the end; the live stream goes on after it.
+    peer.write(format!("#resume * {epoch} 4 99\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#resumed * {epoch} 5 5"));
+    assert_eq!(text(&mut peer), "5 m5");
+    hub.broadcast("m6").unwrap();
+    assert_eq!(text(&mut peer), "6 m6");
+    peer.write(b"#resume * 1 2 x\n");
+    assert!(text(&mut peer).starts_with("#error resume needs"));
+}
+
+#[test]
+fn a_topic_the_host_empties_keeps_its_ring_for_members_that_come_back() {
+    let hub = sequenced().client_topics(|_| true).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut gone, gone_id) = join(&hub, &mut events);
+    let (mut kept, kept_id) = join(&hub, &mut events);
+    at(&mut gone);
+    at(&mut kept);
+    hub.join(gone_id, "room").unwrap();
+    hub.join(kept_id, "room").unwrap();
+    let joined = text(&mut gone);
+    let epoch: u64 = joined.split(' ').nth(2).unwrap().parse().unwrap();
+    hub.publish("room", "r1").unwrap();
+    assert_eq!(text(&mut gone), "1@room r1");
+    drop(gone);
+    events.disconnected(gone_id);
+    hub.publish("room", "r2").unwrap();
+    // The host takes the last member out, as the client's own #leave or its leaving would:
+    // the ring still holds r1 and r2.
+    hub.leave(kept_id, "room").unwrap();
+    let (mut back, _) = join(&hub, &mut events);
+    at(&mut back);
+    back.write(format!("#resume @room {epoch} 1\n").as_bytes());
+    assert_eq!(text(&mut back), format!("#joined @room {epoch} 2"));
+    assert_eq!(text(&mut back), format!("#resumed @room {epoch} 2 2"));
+    assert_eq!(text(&mut back), "2@room r2");
+}
+
+#[test]
+fn a_resume_never_replays_a_message_past_replay_age() {
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    const AGE: Duration = Duration::from_millis(200);
+    // The authenticator runs on the dispatcher thread: holding it there keeps the
+    // dispatcher from pruning while the ring's age deadline passes, so the round after it
+    // both prunes and reads a resume.
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let hold = Mutex::new((entered_tx, released));
+    let hub = sequenced()
+        .replay_age(AGE)
+        .authenticate(move |request| {
+            if request.frame() == Some(&b"hold"[..]) {
+                let hold = hold.lock().unwrap();
+                hold.0.send(()).unwrap();
+                let _ = hold.1.recv_timeout(util::TIMEOUT);
+            }
+            hubcast::Auth::Accept
+        })
+        .bind(LOCAL)
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let mut peer = Peer::connect(hub.local_addr());
+    peer.write(b"ok\n");
+    events.connected(peer.addr());
+    let (epoch, _) = at(&mut peer);
+    hub.broadcast("m1").unwrap();
+    assert_eq!(text(&mut peer), "1 m1");
+    let received = Instant::now();
+    let mut holder = Peer::connect(hub.local_addr());
+    holder.write(b"hold\n");
+    entered.recv_timeout(util::TIMEOUT).unwrap();
+    // Message 1 was numbered before it was received: once AGE has passed since then, it is
+    // past its age. Only time makes it so, hence a wait on the clock, bounded by AGE.
+    while received.elapsed() < AGE + Duration::from_millis(20) {
+        std::thread::sleep(util::PACE);
+    }
+    peer.write(format!("#resume * {epoch} 0 2\n").as_bytes());
+    release.send(()).unwrap();
+    assert_eq!(text(&mut peer), format!("#noresume * old {epoch} 1"));
+    drop(holder);
+}
+
+/// What one client read of `*` and `@room`, by number, until the broadcast `end`.
+#[derive(Default)]
+struct Seen {
+    hub: Vec<(u64, String)>,
+    room: Vec<(u64, String)>,
+    /// The `#joined @room` position and, after `#left @room`, how many room messages came.
+    joined: Option<u64>,
+    left_after: Option<usize>,
+}
+
+fn read_until_end(peer: &mut Peer) -> Seen {
+    let mut seen = Seen::default();
+    loop {
+        let line = text(peer);
+        if let Some(rest) = line.strip_prefix("#joined @room ") {
+            seen.joined = Some(rest.split(' ').nth(1).unwrap().parse().unwrap());
+        } else if line == "#left @room" {
+            seen.left_after = Some(seen.room.len());
+        } else if let Some((head, payload)) = line.split_once(' ') {
+            match head.split_once('@') {
+                Some((seq, "room")) => seen.room.push((seq.parse().unwrap(), payload.into())),
+                None if !head.starts_with('#') => {
+                    seen.hub.push((head.parse().unwrap(), payload.into()));
+                    if payload == "end" {
+                        return seen;
+                    }
+                }
+                _ => panic!("{line}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn every_member_sees_the_same_numbers_whatever_thread_publishes() {
+    const THREADS: usize = 3;
+    const EACH: usize = 200;
+    let hub = sequenced().bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let mut peers: Vec<(Peer, hubcast::ClientId)> =
+        (0..3).map(|_| join(&hub, &mut events)).collect();
+    for (peer, _) in &mut peers {
+        at(peer);
+    }
+    let ids: Vec<_> = peers.iter().map(|p| p.1).collect();
+    hub.join(ids[0], "room").unwrap();
+    hub.join(ids[1], "room").unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let hub = &hub;
+            scope.spawn(move || {
+                for k in 0..EACH {
+                    hub.publish("room", format!("t{t}-{k}")).unwrap();
+                    if k % 4 == 0 {
+                        hub.broadcast(format!("b{t}-{k}")).unwrap();
+                    }
+                }
+            });
+        }
+        // The third client comes and goes while they publish.
+        let hub = &hub;
+        let late = ids[2];
+        scope.spawn(move || {
+            hub.join(late, "room").unwrap();
+            hub.broadcast("joined").unwrap();
+            hub.leave(late, "room").unwrap();
+        });
+    });
+    hub.broadcast("end").unwrap();
+    let seen: Vec<Seen> = peers.iter_mut().map(|(p, _)| read_until_end(p)).collect();
+    let total = (THREADS * EACH) as u64;
+    for s in &seen[..2] {
+        let numbers: Vec<u64> = s.room.iter().map(|m| m.0).collect();
+        assert_eq!(numbers, (1..=total).collect::<Vec<_>>());
+        // Each thread's messages in its own order.
+        for t in 0..THREADS {
+            let mine: Vec<String> = s
+                .room
+                .iter()
+                .filter(|m| m.1.starts_with(&format!("t{t}-")))
+                .map(|m| m.1.clone())
+                .collect();
+            let want: Vec<String> = (0..EACH).map(|k| format!("t{t}-{k}")).collect();
+            assert_eq!(mine, want);
+        }
+    }
+    // The same number is the same message for everyone, on every stream.
+    assert_eq!(seen[0].room, seen[1].room);
+    assert_eq!(seen[0].hub, seen[1].hub);
+    assert_eq!(seen[0].hub, seen[2].hub);
+    let hub_numbers: Vec<u64> = seen[2].hub.iter().map(|m| m.0).collect();
+    assert_eq!(
+        hub_numbers,
+        (1..=hub_numbers.len() as u64).collect::<Vec<_>>()
+    );
+    // The late client got exactly the run after its join position, up to its leave.
+    let late = &seen[2];
+    let from = late.joined.expect("joined") as usize;
+    let upto = late.left_after.expect("left");
+    assert_eq!(late.room[..upto], seen[0].room[from..from + upto]);
+    assert_eq!(late.room.len(), upto);
+}

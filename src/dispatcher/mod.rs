@@ -307,12 +307,14 @@ impl Dispatcher {
                     }
                 }
             }
-            self.accept();
-            self.read_all();
-            self.housekeeping();
+            // Rings are pruned before reading, so a resume read this round never replays
+            // a message past replay_age.
             if self.protocol && self.prune_at.is_some_and(|t| self.now >= t) {
                 self.prune_at = self.prune_rings();
             }
+            self.accept();
+            self.read_all();
+            self.housekeeping();
             self.flush_dirty();
             self.subs.feed(&self.shared, self.now);
             self.finish_closing();

@@ -163,10 +163,16 @@ impl Dispatcher {
     pub(super) fn control(&mut self, slot: usize, id: ClientId, text: &str) {
         let words: Vec<&str> = text.split(' ').collect();
         match words.as_slice() {
-            ["resume", stream, epoch, seq] => match (epoch.parse(), seq.parse()) {
-                (Ok(epoch), Ok(seq)) => self.resume(slot, id, stream, epoch, seq),
-                _ => self.send_control(slot, "#error resume needs <stream> <epoch> <seq>"),
-            },
+            ["resume", stream, epoch, seq, next @ ..] if next.len() <= 1 => {
+                let next = next.first().map(|n| n.parse()).transpose();
+                match (epoch.parse(), seq.parse(), next) {
+                    (Ok(epoch), Ok(seq), Ok(next)) => {
+                        self.resume(slot, id, stream, epoch, (seq, next));
+                    }
+                    _ => self
+                        .send_control(slot, "#error resume needs <stream> <epoch> <seq> [<next>]"),
+                }
+            }
             ["join", stream] | ["leave", stream] => {
                 let join = words[0] == "join";
                 match stream.strip_prefix('@') {
@@ -266,13 +272,31 @@ impl Dispatcher {
         }
     }
 
-    /// `#resume <stream> <epoch> <seq>`: in one step, the messages the client missed, then
-    /// the live stream; or why not, and where the stream is.
-    fn resume(&mut self, slot: usize, id: ClientId, stream: &str, epoch: u64, after: u64) {
+    /// `#resume <stream> <epoch> <seq> [<next>]`: in one step, the messages the client
+    /// missed, then the live stream; or why not, and where the stream is.
+    ///
+    /// `gap` is the position and, for a gap on this connection, the first message after it
+    /// that the client has: then exactly the messages between are replayed. Without it,
+    /// the replay ends where this connection's live messages begin: its `#at` for the
+    /// hub-wide stream, now for a topic (which the resume joins).
+    fn resume(
+        &mut self,
+        slot: usize,
+        id: ClientId,
+        stream: &str,
+        epoch: u64,
+        gap: (u64, Option<u64>),
+    ) {
+        let (after, next) = gap;
         let budget = self.config.queue_bytes;
+        // Never past the stream's last message.
+        let before_next = |last: u64| next.map_or(last, |n| n.saturating_sub(1).min(last));
         let (result, position, upto) = if stream == "*" {
-            let upto = self.slots.get(slot).map_or(0, |c| c.hub_start);
             let s = &self.hub_stream;
+            let upto = match next {
+                Some(_) => before_next(s.seq),
+                None => self.slots.get(slot).map_or(0, |c| c.hub_start),
+            };
             (s.replay(epoch, after, upto, budget), (s.epoch, s.seq), upto)
         } else {
             let Some(topic) = stream.strip_prefix('@') else {
@@ -299,7 +323,7 @@ impl Dispatcher {
                 self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                 return;
             };
-            let upto = s.seq;
+            let upto = before_next(s.seq);
             (s.replay(epoch, after, upto, budget), (s.epoch, s.seq), upto)
         };
         match result {

@@ -1,0 +1,227 @@
+"""Unit tests of hubcast_client: the Session fed messages by hand (including ones a real hub
+sends only in rare conditions), the framers, and the Client's timeouts against sockets of
+this process. Run by tests/resume.rs, or alone: python3 -m unittest tests/python/test_client.py
+"""
+
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
+
+import hubcast_client as hc  # noqa: E402
+
+E = 77
+
+
+def session(*payloads, **kwargs):
+    """A session greeted with `#at * 77 0`, then fed `payloads`; returns it and the events."""
+    s = hc.Session(**kwargs)
+    s.connection_made()
+    events = s.receive(b"#at * 77 0")
+    for p in payloads:
+        events += s.receive(p)
+    return s, events
+
+
+def delivered(events, stream="*"):
+    return [(e.seq, e.payload) for e in events if isinstance(e, hc.Message) and e.stream == stream]
+
+
+class Framers(unittest.TestCase):
+    def test_lines(self):
+        f = hc.LineFramer(max_frame=8)
+        self.assertEqual(f.feed(b"1 a\r\n2 b\n3"), [b"1 a", b"2 b"])
+        self.assertEqual(f.feed(b" c\n"), [b"3 c"])
+        self.assertEqual(f.encode(b"x"), b"x\n")
+        with self.assertRaises(ValueError):
+            f.encode(b"a\nb")
+        with self.assertRaises(hc.ProtocolError):
+            f.feed(b"123456789")
+
+    def test_length_prefixed(self):
+        f = hc.LengthPrefixedFramer(max_frame=8)
+        wire = f.encode(b"1 a") + f.encode(b"") + f.encode(b"2 b\nc")
+        self.assertEqual(f.feed(wire[:5]), [])
+        self.assertEqual(f.feed(wire[5:]), [b"1 a", b"", b"2 b\nc"])
+        with self.assertRaises(hc.ProtocolError):
+            f.feed(b"\x00\x00\x00\x09")
+
+    def test_escaping(self):
+        self.assertEqual(hc.Session.encode_data("#x"), b"##x")
+        self.assertEqual(hc.Session.encode_data(b"x#"), b"x#")
+        self.assertEqual(hc.Session.encode_data(""), b"")
+
+
+class Streams(unittest.TestCase):
+    def test_messages_in_order_duplicates_dropped(self):
+        s, events = session(b"1 a", b"2 b", b"2 b", b"1@t x", b"- direct")
+        self.assertEqual(delivered(events), [(1, b"a"), (2, b"b")])
+        self.assertEqual(delivered(events, "@t"), [(1, b"x")])
+        self.assertEqual(delivered(events, "-"), [(None, b"direct")])
+        self.assertEqual(s.positions["*"], (E, 2))
+        self.assertNotIn("@t", s.positions, "no epoch without #joined: never resumed")
+
+    def test_a_gap_is_repaired_with_next_and_held_messages_follow(self):
+        s, events = session(b"1 a", b"4 d", b"5 e")
+        self.assertEqual(delivered(events), [(1, b"a")])
+        self.assertIn(hc.Gap("*", 1, 4), events)
+        self.assertEqual(s.data_to_send(), [b"#resume * 77 1 4"])
+        events = s.receive(b"#resumed * 77 2 3") + s.receive(b"2 b") + s.receive(b"3 c") + s.receive(b"6 f")
+        self.assertEqual(delivered(events), [(2, b"b"), (3, b"c"), (4, b"d"), (5, b"e"), (6, b"f")])
+
+    def test_own_markers_move_the_position_even_while_held(self):
+        s, events = session(b"1 a", b"#own * 2", b"3 c")
+        self.assertEqual(delivered(events), [(1, b"a"), (3, b"c")])
+        self.assertIn(hc.Own("*", 2), events)
+        s.connection_lost()
+        s.connection_made()
+        events = s.receive(b"#at * 77 5") + s.receive(b"#own * 6") + s.receive(b"#resumed * 77 4 5")
+        self.assertEqual(s.data_to_send(), [b"#resume * 77 3"])
+        events += s.receive(b"4 d") + s.receive(b"#own * 5") + s.receive(b"7 g")
+        self.assertEqual(delivered(events), [(4, b"d"), (7, b"g")])
+        self.assertEqual([e.seq for e in events if isinstance(e, hc.Own)], [5, 6])
+
+    def test_a_reconnect_holds_live_messages_until_resumed(self):
+        s, _ = session(b"1 a")
+        s.connection_lost()
+        s.connection_made()
+        events = s.receive(b"#at * 77 3") + s.receive(b"4 d")
+        self.assertEqual(delivered(events), [], "held until #resumed")
+        self.assertEqual(s.data_to_send(), [b"#resume * 77 1"])
+        events = s.receive(b"#resumed * 77 2 3") + s.receive(b"2 b") + s.receive(b"3 c")
+        self.assertEqual(delivered(events), [(2, b"b"), (3, b"c"), (4, b"d")])
+
+    def test_noresume_goes_on_from_the_new_position(self):
+        s, _ = session(b"1 a")
+        s.connection_lost()
+        s.connection_made()
+        events = s.receive(b"#at * 77 9") + s.receive(b"10 j") + s.receive(b"#noresume * old 77 10")
+        events += s.receive(b"11 k")
+        self.assertIn(hc.NoResume("*", "old", (E, 1), (E, 10)), events)
+        self.assertEqual(delivered(events), [(11, b"k")], "10 is in the state to refetch")
+
+    def test_a_hub_that_leaves_a_gap_unfilled_is_not_asked_for_ever(self):
+        s, events = session(b"1 a", b"5 e")
+        for _ in range(hc._MAX_FRUITLESS - 1):
+            events += s.receive(b"#resumed * 77 2 1")
+        events += s.receive(b"#resumed * 77 2 1")
+        self.assertEqual(len([e for e in events if isinstance(e, hc.Gap)]), hc._MAX_FRUITLESS)
+        self.assertIn(hc.NoResume("*", "gap", (E, 1), (E, 4)), events)
+        self.assertEqual(delivered(events), [(1, b"a"), (5, b"e")])
+
+
+class Topics(unittest.TestCase):
+    def test_join_leave_and_refusals(self):
+        s, events = session()
+        s.join("room")
+        s.join("@other")
+        self.assertEqual(s.data_to_send(), [b"#join @room", b"#join @other"])
+        events = s.receive(b"#joined @room 5 2") + s.receive(b"3@room x") + s.receive(b"#refused join @other denied")
+        self.assertEqual(delivered(events, "@room"), [(3, b"x")])
+        self.assertIn(hc.Refused("join", "@other", "denied"), events)
+        self.assertEqual(s.topics, ["@room"])
+        events = s.receive(b"#left @room")
+        self.assertEqual(s.topics, [])
+        with self.assertRaises(ValueError):
+            s.join("a b")
+
+    def test_a_resume_that_joins_gets_its_position_from_the_answer(self):
+        s, _ = session(b"#joined @t 5 0", b"1@t a")
+        s.connection_lost()
+        s.connection_made()
+        s.receive(b"#at * 77 0")
+        self.assertEqual(s.data_to_send(), [b"#resume @t 5 1"])
+        events = s.receive(b"#joined @t 5 3") + s.receive(b"#resumed @t 5 2 3")
+        events += s.receive(b"2@t b") + s.receive(b"3@t c") + s.receive(b"4@t d")
+        self.assertEqual(delivered(events, "@t"), [(2, b"b"), (3, b"c"), (4, b"d")])
+
+    def test_joined_ahead_or_in_a_new_epoch(self):
+        s, _ = session(b"#joined @t 5 0", b"1@t a")
+        events = s.receive(b"#joined @t 5 4")
+        self.assertIn(hc.Gap("@t", 1, 5), events)
+        self.assertEqual(s.data_to_send(), [b"#resume @t 5 1 5"])
+        s.receive(b"#resumed @t 5 2 4")
+        events = s.receive(b"#joined @t 6 0")
+        self.assertIn(hc.NoResume("@t", "epoch", (5, 1), (6, 0)), events)
+
+    def test_member_refusal_stops_following_the_topic(self):
+        s, _ = session(positions={"*": (E, 0), "@t": (5, 3)})
+        self.assertEqual(s.data_to_send(), [b"#resume @t 5 3"])
+        events = s.receive(b"#refused join @t off") + s.receive(b"#noresume @t member 0 0")
+        self.assertIn(hc.NoResume("@t", "member", (5, 3), (0, 0)), events)
+        self.assertEqual(s.topics, [])
+
+
+class Other(unittest.TestCase):
+    def test_errors_unknowns_and_heartbeats(self):
+        s, events = session(b"#error unknown request", b"#bogus", b"x y", b"")
+        self.assertIn(hc.ServerError("unknown request"), events)
+        self.assertEqual([type(e) for e in events if isinstance(e, hc.Unknown)], [hc.Unknown, hc.Unknown])
+        self.assertEqual(s.data_to_send(), [b""], "a heartbeat is answered")
+
+
+class Timeouts(unittest.TestCase):
+    """The Client against a listener of this process that accepts and says nothing."""
+
+    def setUp(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.accepted = []
+        self.greet = None
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+            if self.greet is not None:
+                conn.sendall(self.greet)
+
+    def tearDown(self):
+        self.listener.close()
+        for conn in self.accepted:
+            conn.close()
+
+    def test_no_at_within_the_timeout(self):
+        client = hc.Client(self.listener.getsockname(), timeout=0.3)
+        began = time.monotonic()
+        with self.assertRaises(hc.Timeout):
+            client.connect()
+        self.assertLess(time.monotonic() - began, 2)
+
+    def test_recv_times_out_on_a_silent_hub(self):
+        self.greet = b"#at * 1 0\n"
+        client = hc.Client(self.listener.getsockname(), timeout=5)
+        client.connect()
+        self.assertIsInstance(client.recv(), hc.Connected)
+        began = time.monotonic()
+        with self.assertRaises(hc.Timeout):
+            client.recv(timeout=0.2)
+        self.assertLess(time.monotonic() - began, 2)
+        client.close()
+        with self.assertRaises(hc.ConnectionClosed):
+            client.recv(timeout=0.2)
+
+    def test_a_resume_left_unanswered_ends_the_connection(self):
+        self.greet = b"#at * 1 5\n"
+        client = hc.Client(self.listener.getsockname(), timeout=0.3, positions={"*": (1, 2)}, reconnect=False)
+        client.connect()
+        self.assertIsInstance(client.recv(), hc.Connected)
+        with self.assertRaises(hc.Timeout):
+            client.recv(timeout=0.2)
+        self.assertIsInstance(client.recv(timeout=1), hc.Disconnected)
+        with self.assertRaises(hc.ConnectionClosed):
+            client.recv(timeout=1)
+
+
+if __name__ == "__main__":
+    unittest.main()
