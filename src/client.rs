@@ -62,8 +62,14 @@ pub(crate) struct Client {
     pub(crate) stalled_since: Option<Instant>,
     /// Its standing in flow control.
     pub(crate) flow: Flow,
-    /// The topics it is in, as the dispatcher applied the host's calls.
-    pub(crate) topics: Vec<TopicId>,
+    /// The topics it is in, as the dispatcher applied the joins and leaves, each with the
+    /// number its live messages start after (its `#joined` position), so that a resume
+    /// without `<next>` replays up to there and never a message it had live.
+    pub(crate) topics: Vec<(TopicId, u64)>,
+    /// Its own joins and leaves applied ahead of host commands decided before them (see
+    /// `Dispatcher::host_topic_op`); empty unless a `Hub::join` or `Hub::leave` is in
+    /// flight while the client changes the same topic itself.
+    pub(crate) topic_fences: Vec<TopicFence>,
     /// With the protocol on: the hub-wide stream's number when it connected (it gets the
     /// messages after it live; a resume replays up to it).
     pub(crate) hub_start: u64,
@@ -108,6 +114,7 @@ impl Client {
             stalled_since: None,
             flow: Flow::new(now),
             topics: Vec::new(),
+            topic_fences: Vec::new(),
             hub_start: 0,
             #[cfg(feature = "websocket")]
             ws: None,
@@ -168,4 +175,13 @@ impl Client {
             self.scanned = 0;
         }
     }
+}
+
+/// A client's own join or leave of `topic`, numbered `op`, decided while the host's
+/// decisions up to `host_before` were not all applied yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TopicFence {
+    pub(crate) topic: TopicId,
+    pub(crate) op: u64,
+    pub(crate) host_before: u64,
 }

@@ -163,10 +163,11 @@ pub(crate) enum Command {
     Cluster(crate::ClusterState),
     /// Make a client leave, as [`Kicked`](crate::DisconnectReason::Kicked).
     Disconnect(ClientId),
-    /// Add a client to a topic (the name is for the dispatcher's logs).
-    Join(ClientId, TopicId, Arc<str>),
-    /// Take a client out of a topic.
-    Leave(ClientId, TopicId),
+    /// Add a client to a topic, with the topic's name and the join's number (see
+    /// `Registry::next_topic_op`).
+    Join(ClientId, TopicId, Arc<str>, u64),
+    /// Take a client out of a topic, with the leave's number.
+    Leave(ClientId, TopicId, u64),
     /// Begin the shutdown: write queues out until the deadline (none: until done).
     Shutdown(Option<Instant>),
     /// Makes the dispatcher panic, to test what the host sees when it dies.

@@ -386,11 +386,18 @@ impl Hub {
                     registry
                         .topics
                         .join(topic, &mut entry.topics, &self.topic_limits)?;
+                if !new {
+                    return Ok(None);
+                }
                 // Messages published after this call go in a later batch: the client gets
                 // them, not those published before.
                 *open = None;
-                let name = registry.topics.name(id).map(Arc::clone);
-                Ok(new.then(|| Command::Join(client, id, name.unwrap_or_else(|| topic.into()))))
+                let name = registry
+                    .topics
+                    .name(id)
+                    .map_or_else(|| topic.into(), Arc::clone);
+                let op = registry.next_topic_op(true);
+                Ok(Some(Command::Join(client, id, name, op)))
             },
         )
     }
@@ -429,7 +436,8 @@ impl Hub {
                     registry.topics.free(id);
                 }
                 *open = None;
-                Ok(Some(Command::Leave(client, id)))
+                let op = registry.next_topic_op(true);
+                Ok(Some(Command::Leave(client, id, op)))
             },
         )
     }

@@ -385,3 +385,166 @@ fn every_member_sees_the_same_numbers_whatever_thread_publishes() {
     assert_eq!(late.room[..upto], seen[0].room[from..from + upto]);
     assert_eq!(late.room.len(), upto);
 }
+
+/// A client put in a topic by the host before its `#resume` of that topic arrives (as the
+/// rooms example does on connect) gets the messages it missed up to its `#joined` position,
+/// and none of the live ones it already has after it.
+#[test]
+fn resuming_a_topic_the_host_put_the_client_in_repeats_no_live_message() {
+    let hub = sequenced().bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut first, first_id) = join(&hub, &mut events);
+    at(&mut first);
+    hub.join(first_id, "room").unwrap();
+    let joined = text(&mut first);
+    let epoch: u64 = joined.split(' ').nth(2).unwrap().parse().unwrap();
+    hub.publish("room", "m1").unwrap();
+    assert_eq!(text(&mut first), "1@room m1");
+    drop(first);
+    events.disconnected(first_id);
+    hub.publish("room", "m2").unwrap();
+    hub.publish("room", "m3").unwrap();
+
+    let (mut back, id) = join(&hub, &mut events);
+    at(&mut back);
+    hub.join(id, "room").unwrap();
+    assert_eq!(text(&mut back), format!("#joined @room {epoch} 3"));
+    hub.publish("room", "m4 (live)").unwrap();
+    assert_eq!(text(&mut back), "4@room m4 (live)");
+    back.write(format!("#resume @room {epoch} 1\n").as_bytes());
+    assert_eq!(text(&mut back), format!("#resumed @room {epoch} 2 3"));
+    assert_eq!(text(&mut back), "2@room m2");
+    assert_eq!(text(&mut back), "3@room m3");
+    hub.publish("room", "m5").unwrap();
+    assert_eq!(text(&mut back), "5@room m5");
+}
+
+/// A `Hub::join` updates the shared table at once and reaches the dispatcher later; a
+/// client's `#leave` of that topic read in between decides last. Here the host's join is
+/// made from inside the `client_topics` closure, so the client's `#leave` in the same read
+/// always comes between. The client is answered, stays out, and the table agrees.
+#[test]
+fn a_client_leave_between_a_host_join_and_its_command_decides_last() {
+    use std::sync::{Arc, OnceLock, Weak};
+    let me: Arc<OnceLock<Weak<Hub>>> = Arc::new(OnceLock::new());
+    let seen = Arc::clone(&me);
+    let hub = sequenced()
+        .client_topics(move |request| {
+            if request.topic() == "zzz" {
+                if let Some(hub) = seen.get().and_then(Weak::upgrade) {
+                    hub.join(request.client(), "lobby").unwrap();
+                }
+            }
+            true
+        })
+        .bind(LOCAL)
+        .unwrap();
+    let hub = Arc::new(hub);
+    me.set(Arc::downgrade(&hub)).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
+    at(&mut peer);
+    peer.write(b"#join @zzz\n#leave @lobby\n");
+    assert!(text(&mut peer).starts_with("#joined @zzz "));
+    assert_eq!(text(&mut peer), "#left @lobby");
+    assert_eq!(hub.client(id).unwrap().topics, ["zzz"]);
+    // Not in lobby: its message does not come, the marker after it does.
+    hub.publish("lobby", "after the leave").unwrap();
+    hub.publish("zzz", "marker").unwrap();
+    assert_eq!(text(&mut peer), "1@zzz marker");
+    assert!(hub
+        .topics()
+        .iter()
+        .all(|t| t.name != "lobby" || t.members == 0));
+
+    // The mirror image: a host leave, then the client's own join, decided last.
+    peer.write(b"#join @lobby\n");
+    assert!(text(&mut peer).starts_with("#joined @lobby "));
+    hub.leave(id, "lobby").unwrap();
+    peer.write(b"#join @lobby\n");
+    let answer = text(&mut peer);
+    assert!(
+        answer == "#left @lobby" || answer.starts_with("#joined @lobby "),
+        "{answer}"
+    );
+    let in_table = hub.client(id).unwrap().topics.contains(&"lobby".to_owned());
+    hub.publish("lobby", "probe").unwrap();
+    hub.publish("zzz", "marker 2").unwrap();
+    let mut got_probe = false;
+    loop {
+        let line = text(&mut peer);
+        if line == "2@zzz marker 2" {
+            break;
+        }
+        got_probe |= line.ends_with("@lobby probe");
+    }
+    assert_eq!(got_probe, in_table, "the table and the deliveries disagree");
+}
+
+/// The host and the client toggle the client's membership of one topic at once, from two
+/// threads: whatever the interleaving, the table (`Hub::client`) and the deliveries agree
+/// at the end.
+#[test]
+fn host_and_client_toggling_a_topic_end_in_agreement() {
+    use std::io::Write;
+    const TOGGLES: usize = 400;
+    for round in 0..5 {
+        let hub = sequenced().client_topics(|_| true).bind(LOCAL).unwrap();
+        let mut events = EventLog::subscribe(&hub);
+        let (peer, id) = join(&hub, &mut events);
+        let mut writer = peer.stream.try_clone().unwrap();
+        let (rx, _reader) = util::spawn_reader(peer, hubcast::Framing::Lines);
+        let client = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for i in 0..TOGGLES {
+                let line: &[u8] = if i % 2 == 0 {
+                    b"#join @lobby\n"
+                } else {
+                    b"#leave @lobby\n"
+                };
+                requests.extend_from_slice(line);
+                if i % 16 == 15 {
+                    writer.write_all(&requests).unwrap();
+                    requests.clear();
+                }
+            }
+            // Odd rounds end in the topic, even ones out of it.
+            if round % 2 == 1 {
+                requests.extend_from_slice(b"#join @lobby\n");
+            }
+            requests.extend_from_slice(b"#join @done\n");
+            writer.write_all(&requests).unwrap();
+        });
+        for i in 0..TOGGLES {
+            if i % 2 == 0 {
+                hub.join(id, "lobby").unwrap();
+            } else {
+                hub.leave(id, "lobby").unwrap();
+            }
+        }
+        client.join().unwrap();
+        // Every request of the client is applied once `#joined @done` arrives.
+        loop {
+            match rx.recv_timeout(util::TIMEOUT).expect("#joined @done") {
+                util::Got::Frame(f) if f.starts_with(b"#joined @done") => break,
+                util::Got::Frame(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        let in_table = hub.client(id).unwrap().topics.contains(&"lobby".to_owned());
+        hub.publish("lobby", "probe").unwrap();
+        hub.broadcast("end").unwrap();
+        let mut got_probe = false;
+        loop {
+            match rx.recv_timeout(util::TIMEOUT).expect("the end") {
+                util::Got::Frame(f) if f.ends_with(b" end") => break,
+                util::Got::Frame(f) => got_probe |= f.ends_with(b"@lobby probe"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            got_probe, in_table,
+            "round {round}: the table and the deliveries disagree"
+        );
+    }
+}

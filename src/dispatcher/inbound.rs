@@ -287,7 +287,7 @@ impl Dispatcher {
                     .slots
                     .slot_of(id)
                     .and_then(|slot| self.slots.get(slot))
-                    .map(|c| c.topics.clone())
+                    .map(|c| c.topics.iter().map(|&(topic, _)| topic).collect::<Vec<_>>())
                     .unwrap_or_default();
                 for topic in topics {
                     self.relay_to(Target::TopicExcept(topic, id), payload);

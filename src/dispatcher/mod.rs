@@ -134,6 +134,8 @@ pub(crate) struct Dispatcher {
     ring_limits: streams::RingLimits,
     /// When replay rings next have messages past their age.
     prune_at: Option<Instant>,
+    /// The number of the last host join or leave applied (see `host_topic_op`).
+    host_topic_ops: u64,
     /// Where messages for the other nodes of the cluster go (feature `nats`).
     #[cfg(feature = "nats")]
     bridge: Option<crate::cluster::Bridge>,
@@ -227,6 +229,7 @@ impl Dispatcher {
                     .map(|_| config.replay_age),
             },
             prune_at: None,
+            host_topic_ops: 0,
             #[cfg(feature = "nats")]
             bridge: None,
             members: Vec::new(),
@@ -398,8 +401,16 @@ impl Dispatcher {
                     self.leave(slot, crate::DisconnectReason::Kicked, Some(deadline));
                 }
             }
-            Command::Join(client, topic, name) => self.join_topic(client, topic, name),
-            Command::Leave(client, topic) => self.leave_topic(client, topic),
+            Command::Join(client, topic, name, op) => {
+                if self.host_topic_op(client, topic, op) {
+                    self.join_topic(client, topic, name);
+                }
+            }
+            Command::Leave(client, topic, op) => {
+                if self.host_topic_op(client, topic, op) {
+                    self.leave_topic(client, topic);
+                }
+            }
             Command::Shutdown(deadline) => self.begin_shutdown(deadline),
             #[cfg(test)]
             Command::Panic => panic!("injected by a test"),

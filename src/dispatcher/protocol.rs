@@ -230,6 +230,8 @@ impl Dispatcher {
             NotIn,
             Left(TopicId),
         }
+        // The decision's number, and the host's last one when it was made.
+        let mut ops = (0, 0);
         let outcome = {
             let mut registry = self.shared.registry();
             let registry = &mut *registry;
@@ -238,7 +240,11 @@ impl Dispatcher {
                 Some(entry) if join => {
                     match registry.topics.join(topic, &mut entry.topics, &limits) {
                         Ok((topic_id, _)) => match registry.topics.name(topic_id) {
-                            Some(name) => Outcome::Joined(topic_id, std::sync::Arc::clone(name)),
+                            Some(name) => {
+                                let name = std::sync::Arc::clone(name);
+                                ops = (registry.next_topic_op(false), registry.host_topic_ops);
+                                Outcome::Joined(topic_id, name)
+                            }
                             None => Outcome::Gone,
                         },
                         Err(_) => Outcome::Limit,
@@ -248,6 +254,7 @@ impl Dispatcher {
                     Some(topic_id) if entry.topics.contains(&topic_id) => {
                         // Freed by the dispatcher once its ring is empty too.
                         registry.topics.leave(topic_id, &mut entry.topics);
+                        ops = (registry.next_topic_op(false), registry.host_topic_ops);
                         Outcome::Left(topic_id)
                     }
                     _ => Outcome::NotIn,
@@ -257,6 +264,7 @@ impl Dispatcher {
         match outcome {
             Outcome::Gone => false,
             Outcome::Joined(topic_id, name) => {
+                self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
                 self.join_topic(id, topic_id, name);
                 true
             }
@@ -266,7 +274,12 @@ impl Dispatcher {
                 true
             }
             Outcome::Left(topic_id) => {
-                self.leave_topic(id, topic_id);
+                self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
+                // The table had it, from a `Hub::join` the dispatcher may not have applied
+                // yet (it will not now): the client still gets its answer.
+                if !self.leave_topic(id, topic_id) {
+                    self.send_control(slot, &format!("#left @{topic}"));
+                }
                 true
             }
         }
@@ -303,13 +316,15 @@ impl Dispatcher {
                 self.send_control(slot, "#error streams are * or @name");
                 return;
             };
-            // Resuming a topic joins it, so that joining and replaying are one step.
-            let member = self.slots.get(slot).is_some_and(|c| {
+            // Resuming a topic joins it, so that joining and replaying are one step. A
+            // member's live messages began after its `#joined` position.
+            let start = self.slots.get(slot).and_then(|c| {
                 c.topics
                     .iter()
-                    .any(|&t| self.topics.name_of(t) == Some(topic))
+                    .find(|&&(t, _)| self.topics.name_of(t) == Some(topic))
+                    .map(|&(_, start)| start)
             });
-            if !member && !self.client_topic(slot, id, topic, true) {
+            if start.is_none() && !self.client_topic(slot, id, topic, true) {
                 self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                 return;
             }
@@ -323,7 +338,10 @@ impl Dispatcher {
                 self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                 return;
             };
-            let upto = before_next(s.seq);
+            let upto = match (next, start) {
+                (None, Some(start)) => start.min(s.seq),
+                _ => before_next(s.seq),
+            };
             (s.replay(epoch, after, upto, budget), (s.epoch, s.seq), upto)
         };
         match result {

@@ -147,11 +147,11 @@ impl Dispatcher {
         let Some(live) = self.slots.get_mut(slot) else {
             return;
         };
-        if !live.topics.contains(&id) {
-            live.topics.push(id);
-        }
         let (stream, created) = self.topics.add(id, Arc::clone(&name), (slot, client));
         let position = (stream.epoch, stream.seq);
+        if !live.topics.iter().any(|&(t, _)| t == id) {
+            live.topics.push((id, position.1));
+        }
         if created {
             self.topic_created(&name);
         }
@@ -161,15 +161,19 @@ impl Dispatcher {
         }
     }
 
-    /// `Hub::leave` (or a client's `#leave`) reached the dispatcher.
-    pub(super) fn leave_topic(&mut self, client: ClientId, id: TopicId) {
+    /// `Hub::leave` (or a client's `#leave`) reached the dispatcher. Returns whether the
+    /// client was in the topic here (and, with the protocol on, was told `#left`).
+    pub(super) fn leave_topic(&mut self, client: ClientId, id: TopicId) -> bool {
         let Some(slot) = self.slots.slot_of(client) else {
-            return;
+            return false;
         };
-        if let Some(live) = self.slots.get_mut(slot) {
-            live.topics.retain(|&t| t != id);
-        }
-        if self.protocol {
+        let Some(live) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        let before = live.topics.len();
+        live.topics.retain(|&(t, _)| t != id);
+        let was_member = live.topics.len() < before;
+        if self.protocol && was_member {
             if let Some(name) = self.topics.name_of(id) {
                 let left = format!("#left @{name}");
                 self.send_control(slot, &left);
@@ -178,6 +182,54 @@ impl Dispatcher {
         if let Some(name) = self.topics.remove(id, client, self.protocol) {
             self.shared.registry().topics.free(id);
             self.topic_freed(name);
+        }
+        was_member
+    }
+
+    /// Whether to apply the host's join or leave numbered `op`: not if a client's own
+    /// `#join` or `#leave` of that topic was decided after it (and applied at once, ahead
+    /// of it). Host commands arrive in the order they were decided, so once one numbered
+    /// past a fence has arrived, that fence has done its work.
+    pub(super) fn host_topic_op(&mut self, client: ClientId, topic: TopicId, op: u64) -> bool {
+        self.host_topic_ops = op;
+        let Some(live) = self
+            .slots
+            .slot_of(client)
+            .and_then(|s| self.slots.get_mut(s))
+        else {
+            return false;
+        };
+        let superseded = live
+            .topic_fences
+            .iter()
+            .any(|fence| fence.topic == topic && fence.op > op);
+        live.topic_fences.retain(|fence| fence.host_before > op);
+        !superseded
+    }
+
+    /// A client's own join or leave, numbered `op`, is applied now: host commands for that
+    /// topic decided before it and still on their way must not undo it. `host_before` is
+    /// the number of the host's last decision when this one was made.
+    pub(super) fn fence_host_topic_ops(
+        &mut self,
+        slot: usize,
+        topic: TopicId,
+        op: u64,
+        host_before: u64,
+    ) {
+        if host_before <= self.host_topic_ops {
+            // Every host decision so far has been applied: nothing to hold back.
+            return;
+        }
+        let applied = self.host_topic_ops;
+        if let Some(live) = self.slots.get_mut(slot) {
+            live.topic_fences
+                .retain(|fence| fence.topic != topic && fence.host_before > applied);
+            live.topic_fences.push(crate::client::TopicFence {
+                topic,
+                op,
+                host_before,
+            });
         }
     }
 
@@ -189,7 +241,7 @@ impl Dispatcher {
         };
         let id = client.id;
         let mut freed = Vec::new();
-        for topic in std::mem::take(&mut client.topics) {
+        for (topic, _) in std::mem::take(&mut client.topics) {
             if let Some(name) = self.topics.remove(topic, id, self.protocol) {
                 freed.push((topic, name));
             }
