@@ -182,6 +182,12 @@ impl Dispatcher {
                     None => self.send_control(slot, "#error topics are written @name"),
                 }
             }
+            ["resume", ..] => {
+                self.send_control(slot, "#error resume needs <stream> <epoch> <seq> [<next>]");
+            }
+            ["join" | "leave", ..] => {
+                self.send_control(slot, &format!("#error {} needs one @topic", words[0]));
+            }
             _ => {
                 let what = words.first().copied().unwrap_or_default();
                 let what: String = what.chars().take(32).collect();
