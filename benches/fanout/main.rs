@@ -74,6 +74,9 @@ const NOISY_PCT: f64 = 15.0;
 /// the row is flagged: the generator, not the system under test, may set the pace.
 const GEN_BOUND_PCT: f64 = 90.0;
 
+/// The name of hubcast's dispatcher thread, whose CPU time is shown apart.
+const DISPATCHER_THREAD: &str = "hubcast-loop";
+
 /// Children started by this process, by PID, for the Ctrl-C handler.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
@@ -1309,7 +1312,7 @@ impl Bench {
         sys::reset_peak_rss(sut.pid);
         CostStart {
             pre: sut.sample(),
-            disp: sys::threads_cpu_ns(sut.pid, "hubcast-dispatc"),
+            disp: sys::threads_cpu_ns(sut.pid, DISPATCHER_THREAD),
             publ: sys::threads_cpu_ns(sut.pid, server::PUB_THREAD),
             host: sys::threads_cpu_ns(sut.pid, relay::HOST_THREAD),
             busy: sys::machine_busy_ns(),
@@ -1426,7 +1429,7 @@ impl CostStart {
             foreign_ns: busy.saturating_sub(own + server),
             post,
             pre: self.pre,
-            disp_ns: sys::threads_cpu_ns(sut.pid, "hubcast-dispatc").saturating_sub(self.disp),
+            disp_ns: sys::threads_cpu_ns(sut.pid, DISPATCHER_THREAD).saturating_sub(self.disp),
             pub_ns: sys::threads_cpu_ns(sut.pid, server::PUB_THREAD).saturating_sub(self.publ),
             host_ns: sys::threads_cpu_ns(sut.pid, relay::HOST_THREAD).saturating_sub(self.host),
         }
