@@ -2178,9 +2178,9 @@ fn ws_summary(rows: &[Row]) -> String {
         }
     }
     let reps = rows.iter().map(|r| r.reps).max().unwrap_or(1);
-    let _ = writeln!(t, "WebSocket flood, median of {reps} run(s). hubcast-ws's deliveries/s; ÷ ceiling-ws (target ≥ 0.8); ÷ node-ws (target ≥ 3) and ÷ tokio-ws (target ≥ 2), higher is better for hubcast. A system's status instead of a ratio where it did not deliver everything in order.\n");
-    let _ = writeln!(t, "| N | S | hubcast-ws deliveries/s | ÷ ceiling-ws | ÷ node-ws | ÷ tokio-ws | peak RSS MiB: hubcast-ws / ceiling-ws / node-ws / tokio-ws |");
-    let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(t, "WebSocket flood, median of {reps} run(s). hubcast-ws's deliveries/s; ÷ ceiling-ws (target ≥ 0.8); ÷ node-ws (target ≥ 3) and ÷ tokio-ws (target ≥ 2), higher is better for hubcast. A system's status instead of a ratio where it did not deliver everything in order. Server CPU per delivery: the server process's CPU time (publisher included) ÷ deliveries, less sensitive to other tenants than deliveries/s.\n");
+    let _ = writeln!(t, "| N | S | hubcast-ws deliveries/s | ÷ ceiling-ws | ÷ node-ws | ÷ tokio-ws | server CPU ns per delivery: hubcast-ws / ceiling-ws / node-ws / tokio-ws | peak RSS MiB: hubcast-ws / ceiling-ws / node-ws / tokio-ws |");
+    let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|--:|");
     for (n, s) in cells {
         let find = |name: &str| {
             rows.iter()
@@ -2201,7 +2201,7 @@ fn ws_summary(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             t,
-            "| {n} | {s} | {} | {} | {} | {} | {} / {} / {} / {} |",
+            "| {n} | {s} | {} | {} | {} | {} | {} / {} / {} / {} | {} / {} / {} / {} |",
             match hub {
                 Some(h) if h.ok() => si(h.dps),
                 Some(h) => h.status.clone(),
@@ -2210,6 +2210,10 @@ fn ws_summary(rows: &[Row]) -> String {
             vs("ceiling-ws"),
             vs("node-ws"),
             vs("tokio-ws"),
+            cpu_per_delivery(find("hubcast-ws")),
+            cpu_per_delivery(find("ceiling-ws")),
+            cpu_per_delivery(find("node-ws")),
+            cpu_per_delivery(find("tokio-ws")),
             rss("hubcast-ws"),
             rss("ceiling-ws"),
             rss("node-ws"),
@@ -2220,13 +2224,23 @@ fn ws_summary(rows: &[Row]) -> String {
     t
 }
 
+/// The server process's CPU time per delivery of a completed row, in ns.
+fn cpu_per_delivery(r: Option<&Row>) -> String {
+    match r {
+        Some(r) if r.ok() && r.deliveries > 0 => {
+            format!("{:.0}", r.cpu_s * 1e9 / r.deliveries as f64)
+        }
+        _ => "–".into(),
+    }
+}
+
 /// Topic mode's summary: publishing to topics against broadcasting to the same clients.
 fn topics_summary(rows: &[Row], opts: &Opts) -> String {
     let mut t = String::new();
     let reps = rows.iter().map(|r| r.reps).max().unwrap_or(1);
     let _ = writeln!(t, "Topics: N clients in topics of {} (the server joins them in id order), the host publishing each message to every topic in turn (`Hub::publish`), against the same hub broadcasting to the same N clients (`Hub::broadcast`): the same deliveries per message number. Median of {reps} run(s); target ≥ 0.8×.\n", opts.topic_size);
-    let _ = writeln!(t, "| N | S | topics deliveries/s | publishes/s | broadcast deliveries/s | topics ÷ broadcast | publisher CPU s (topics / broadcast) |");
-    let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(t, "| N | S | topics deliveries/s | publishes/s | broadcast deliveries/s | topics ÷ broadcast | server CPU ns per delivery (topics / broadcast) | peak RSS MiB (topics / broadcast) |");
+    let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut cells: Vec<(usize, usize)> = Vec::new();
     for r in rows {
         if !cells.contains(&(r.n, r.s)) {
@@ -2244,13 +2258,17 @@ fn topics_summary(rows: &[Row], opts: &Opts) -> String {
             None => "–".into(),
         };
         let (topics, bcast) = (find("hubcast-topics"), find("hubcast"));
+        let rss = |r: Option<&Row>| {
+            r.map(|r| format!("{:.0}", r.peak_rss_kib as f64 / 1024.0))
+                .unwrap_or_else(|| "–".into())
+        };
         let ratio_cell = match (topics, bcast) {
             (Some(a), Some(b)) if a.ok() && b.ok() => ratio(a.dps, Some((b.dps, false))),
             _ => "–".into(),
         };
         let _ = writeln!(
             t,
-            "| {n} | {s} | {} | {} | {} | {} | {} / {} |",
+            "| {n} | {s} | {} | {} | {} | {} | {} / {} | {} / {} |",
             shown(topics),
             topics
                 .filter(|r| r.ok())
@@ -2258,12 +2276,10 @@ fn topics_summary(rows: &[Row], opts: &Opts) -> String {
                 .unwrap_or_else(|| "–".into()),
             shown(bcast),
             ratio_cell,
-            topics
-                .map(|r| format!("{:.2}", r.pub_cpu_s))
-                .unwrap_or("–".into()),
-            bcast
-                .map(|r| format!("{:.2}", r.pub_cpu_s))
-                .unwrap_or("–".into()),
+            cpu_per_delivery(topics),
+            cpu_per_delivery(bcast),
+            rss(topics),
+            rss(bcast),
         );
     }
     t.push('\n');
