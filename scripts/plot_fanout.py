@@ -6,6 +6,7 @@ default) and writes a PNG with one panel per message size.
 
     python3 scripts/plot_fanout.py [--csv target/fanout/flood.csv] [--out docs/fanout.png]
     python3 scripts/plot_fanout.py --csv target/fanout/relay.csv --out docs/fanout-relay.png
+    python3 scripts/plot_fanout.py --csv target/fanout/ws-flood.csv --out docs/fanout-ws.png
 
 Needs matplotlib (`pip install matplotlib`). Rows that did not complete (timeout,
 stalled, error, skipped) are left out; rows that completed with lost messages ("lossy")
@@ -28,6 +29,11 @@ ORDER = [
     "hubcast-hostrelay",
     "ceiling-relay",
     "thread-relay",
+    "hubcast-ws",
+    "ceiling-ws",
+    "node-ws",
+    "tokio-ws",
+    "hubcast-topics",
     "nats",
     "redis",
 ]
@@ -40,6 +46,11 @@ LABELS = {
     "hubcast-hostrelay": "hubcast, host relays (README loop)",
     "ceiling-relay": "ceiling relay (one event loop, no hub logic)",
     "thread-relay": "thread per client relay (tutorial)",
+    "hubcast-ws": "hubcast, WebSocket",
+    "ceiling-ws": "WebSocket ceiling (one event loop, no hub logic)",
+    "node-ws": "Node.js ws",
+    "tokio-ws": "tokio-tungstenite + tokio::sync::broadcast",
+    "hubcast-topics": "hubcast, topics of 10",
     "nats": "nats-server",
     "redis": "redis-server",
 }
@@ -54,6 +65,11 @@ STYLE = {
     "hubcast-hostrelay": dict(color="#ff7f0e", marker="o", linestyle=":", linewidth=2),
     "ceiling-relay": dict(color="#7f7f7f", marker="^", linestyle="--"),
     "thread-relay": dict(color="#9467bd", marker="v"),
+    "hubcast-ws": dict(color="#d62728", marker="o", linewidth=2.4),
+    "ceiling-ws": dict(color="#7f7f7f", marker="^", linestyle="--"),
+    "node-ws": dict(color="#8c564b", marker="s"),
+    "tokio-ws": dict(color="#17becf", marker="D"),
+    "hubcast-topics": dict(color="#ff7f0e", marker="o", linestyle=":", linewidth=2),
 }
 
 

@@ -32,7 +32,7 @@ enum State {
     Idle,
     Connecting,
     /// Connected, waiting for the server's handshake answer (NATS `PONG`, Redis
-    /// `subscribe`).
+    /// `subscribe`, WebSocket `101`, hubcast's `#at`).
     Handshake,
     Ready,
     Dead,
@@ -59,6 +59,8 @@ struct Sub {
     queued: bool,
     /// The peer closed or the socket failed: read to the end, never stop at a short read.
     closing: bool,
+    /// WebSocket: the `Sec-WebSocket-Accept` the server must answer with, until it has.
+    accept: Option<String>,
 }
 
 impl Sub {
@@ -78,6 +80,7 @@ impl Sub {
             done: false,
             queued: false,
             closing: false,
+            accept: None,
         }
     }
 }
@@ -127,6 +130,8 @@ pub(crate) struct Gen {
     payload_size: usize,
     errors: Vec<String>,
     dead_before: u64,
+    /// hubcast's sequenced protocol: the hub-wide stream's epoch, from `#at`.
+    epoch: Option<u64>,
 }
 
 impl Gen {
@@ -150,6 +155,7 @@ impl Gen {
             payload_size: 0,
             errors: Vec::new(),
             dead_before: 0,
+            epoch: None,
         })
     }
 
@@ -234,13 +240,22 @@ impl Gen {
                     let err = stream.take_error().ok().flatten();
                     match (err, stream.peer_addr()) {
                         (None, Ok(_)) => {
-                            let hello = self.proto.hello();
+                            let mut hello = std::borrow::Cow::Borrowed(self.proto.hello());
+                            if self.proto == Proto::Ws {
+                                let (request, accept) = crate::ws::upgrade_request(self.addr);
+                                hello = request.into();
+                                self.subs[i].accept = Some(accept);
+                            }
+                            let stream = self.subs[i].stream.as_mut().expect("connected");
                             if !hello.is_empty() {
                                 // A few bytes into an empty socket buffer: never short.
-                                let n = stream.write(hello).map_err(|e| format!("hello: {e}"))?;
+                                let n = stream.write(&hello).map_err(|e| format!("hello: {e}"))?;
                                 if n != hello.len() {
                                     return Err("short handshake write".into());
                                 }
+                                self.subs[i].state = State::Handshake;
+                            } else if self.proto.has_handshake() {
+                                // hubcast's sequenced protocol: the server speaks first.
                                 self.subs[i].state = State::Handshake;
                             } else {
                                 self.subs[i].state = State::Ready;
@@ -294,13 +309,33 @@ impl Gen {
                 Ok(n) => {
                     let data = &self.scratch[..c + n];
                     let mut pos = 0;
-                    loop {
+                    if let Some(accept) = &sub.accept {
+                        // WebSocket: the server's answer to the upgrade, then frames.
+                        let Some(end) = crate::ws::head_end(data) else {
+                            if data.len() > crate::ws::MAX_HEAD {
+                                return Err(format!("subscriber #{i}: upgrade answer too long"));
+                            }
+                            sub.carry.clear();
+                            sub.carry.extend_from_slice(data);
+                            continue;
+                        };
+                        crate::ws::check_response(&data[..end], accept)
+                            .map_err(|e| format!("subscriber #{i}: {e}"))?;
+                        sub.accept = None;
+                        sub.state = State::Ready;
+                        pos = end;
+                    }
+                    while sub.state == State::Handshake {
                         match self.proto.parse(&data[pos..], self.payload_size) {
                             Parsed::Need => break,
                             Parsed::Ctrl { len, kind } => {
                                 pos += len;
                                 match kind {
                                     Ctrl::Pong | Ctrl::Subscribed => sub.state = State::Ready,
+                                    Ctrl::At(epoch) => {
+                                        sub.state = State::Ready;
+                                        self.epoch = Some(epoch);
+                                    }
                                     Ctrl::Ping => {
                                         let _ = stream.write(b"PONG\r\n");
                                     }
@@ -322,6 +357,10 @@ impl Gen {
                     }
                     sub.carry.clear();
                     sub.carry.extend_from_slice(&data[pos..]);
+                    if sub.state == State::Ready {
+                        // Anything after the handshake is read with the first round.
+                        return Ok(());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -498,7 +537,7 @@ impl Gen {
             let data = &self.scratch[..c + n];
             let mut pos = sub.skip.min(data.len());
             sub.skip -= pos;
-            let mut pong = false;
+            let mut replies = Vec::new();
             while pos < data.len() {
                 match proto.parse(&data[pos..], size) {
                     Parsed::Need => break,
@@ -537,7 +576,13 @@ impl Gen {
                     Parsed::Ctrl { len, kind } => {
                         pos += len;
                         match kind {
-                            Ctrl::Ping => pong = true,
+                            Ctrl::Ping if proto == Proto::Ws => {
+                                // The pong echoes the ping's payload (after its 2-byte
+                                // header: control frames are at most 125 bytes).
+                                let ping = &data[pos - len + 2..pos];
+                                replies.extend_from_slice(&crate::ws::masked_frame(0xa, ping));
+                            }
+                            Ctrl::Ping => replies.extend_from_slice(b"PONG\r\n"),
                             Ctrl::Error => {
                                 let line = String::from_utf8_lossy(&data[pos - len..pos]);
                                 self.errors
@@ -555,8 +600,8 @@ impl Gen {
             }
             sub.carry.clear();
             sub.carry.extend_from_slice(&data[pos..]);
-            if pong {
-                let _ = stream.write(b"PONG\r\n");
+            if !replies.is_empty() {
+                let _ = stream.write(&replies);
             }
             if n < SCRATCH && !sub.closing {
                 // A short read emptied the socket; with edge-triggered readiness, bytes that
@@ -571,6 +616,30 @@ impl Gen {
                 return (progress, true);
             }
         }
+    }
+
+    /// hubcast's sequenced protocol: the hub-wide stream's epoch, as `#at` gave it.
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// Writes `bytes` to every healthy subscriber (a short request: it fits in an empty
+    /// socket buffer, so a short write is an error).
+    pub(crate) fn send_all(&mut self, bytes: &[u8]) -> Result<(), String> {
+        for (i, sub) in self.subs.iter_mut().enumerate() {
+            if sub.stalled || sub.state != State::Ready {
+                continue;
+            }
+            let Some(stream) = sub.stream.as_mut() else {
+                continue;
+            };
+            match stream.write(bytes) {
+                Ok(n) if n == bytes.len() => {}
+                Ok(n) => return Err(format!("subscriber #{i}: short write ({n} bytes)")),
+                Err(e) => return Err(format!("subscriber #{i}: {e}")),
+            }
+        }
+        Ok(())
     }
 
     /// Closes every connection.

@@ -1,7 +1,9 @@
 //! The fan-out benchmark (issue 3): hubcast against the tutorial's thread-per-client
 //! design, a no-logic ceiling, nats-server and redis-server, on loopback; with the host
 //! publishing, or (relay modes) a client publishing and the server relaying its lines to
-//! the other clients, as in a chat.
+//! the other clients, as in a chat. WebSocket modes put hubcast's WebSocket transport
+//! against a no-logic WebSocket ceiling, Node's `ws` and tokio-tungstenite; topic mode
+//! compares publishing to topics with broadcasting; replay mode measures resume and rings.
 //!
 //! `cargo bench --bench fanout -- --help` lists the options; docs/BENCHMARKS.md explains
 //! the method and holds the results.
@@ -11,8 +13,11 @@ mod hist;
 mod peers;
 mod proto;
 mod relay;
+mod replay;
 mod server;
 mod sys;
+mod tokio_ws;
+mod ws;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -39,12 +44,21 @@ fanout: fan-out benchmark for hubcast (see docs/BENCHMARKS.md)
 usage: cargo bench --bench fanout -- [options]
 
   --mode M          flood | rate | stall | conns | relay | relay-flood | relay-stall |
-                    relay-rate | all, or a comma-separated list     (default: flood)
+                    relay-rate | ws | ws-flood | ws-conns | topics | replay | all, or a
+                    comma-separated list                            (default: flood)
                     relay = relay-flood + relay-stall + relay-rate: the publisher is a
                     TCP client of the server, which relays its lines to the others
+                    ws = ws-flood + ws-conns: WebSocket clients (hubcast-ws needs
+                    `cargo bench --bench fanout --features websocket`; node-ws needs
+                    node and `npm ci` in benches/fanout/node)
+                    topics: N clients in topics of --topic-size, the host publishing
+                    to each topic in turn, against a broadcast to the same clients
+                    replay = resume + rings: 1,000 clients resuming 1,000 messages
+                    each; the memory of replay rings of 1,000 messages (100 topics)
   --systems LIST    any of hubcast,hubcast-default,thread,ceiling (host publishes),
                     hubcast-relay,hubcast-hostrelay,thread-relay,ceiling-relay (a
-                    client publishes), nats,redis (both)      (default: all)
+                    client publishes), nats,redis (both), hubcast-ws,ceiling-ws,
+                    node-ws,tokio-ws (WebSocket), hubcast-topics   (default: all)
   --cells LIST      cells to run, e.g. 'N=100,S=1024' or 'N=10,S=64;N=1000,S=16384'
   --n LIST          subscriber counts of the matrix           (default: 10,100,1000,10000)
   --s LIST          message sizes in bytes                    (default: 64,1024,16384)
@@ -58,7 +72,9 @@ usage: cargo bench --bench fanout -- [options]
   --stalled K       subscribers that never read, in stall modes (default: 10; relay: 2)
   --stall-mib B     relay-stall: MiB sent to each subscriber          (default: 50; quick 16)
   --stall-repeat R  relay-stall: at least R pairs of runs with/without (default: 5; quick 2)
-  --conns LIST      idle client counts in conns mode (default: 10000,19000,30000,50000,100000)
+  --conns LIST      idle client counts in conns mode (default: 10000,19000,30000,50000,100000;
+                    ws-conns: 10000)
+  --topic-size K    clients per topic in topics mode                     (default: 10)
   --queue-bytes B   hubcast queue_bytes                                  (default: 67108864)
   --out DIR         where CSV and Markdown results go        (default: target/fanout)
   --self-test       check the histogram and protocol parsers, then exit
@@ -73,6 +89,9 @@ const NOISY_PCT: f64 = 15.0;
 /// Above this much CPU used by the load generator's thread during a round (% of one core),
 /// the row is flagged: the generator, not the system under test, may set the pace.
 const GEN_BOUND_PCT: f64 = 90.0;
+
+/// The name of hubcast's dispatcher thread, whose CPU time is shown apart.
+const DISPATCHER_THREAD: &str = "hubcast-loop";
 
 /// Children started by this process, by PID, for the Ctrl-C handler.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -100,9 +119,16 @@ enum System {
     HubcastRelay,
     HubcastHostRelay,
     ThreadRelay,
+    HubcastWs,
+    CeilingWs,
+    NodeWs,
+    TokioWs,
+    HubcastTopics,
+    /// `hubcast` with `Protocol::Sequenced`: replay mode only.
+    HubcastSeq,
 }
 
-const ALL: [System; 10] = [
+const ALL: [System; 16] = [
     System::Hubcast,
     System::HubcastDefault,
     System::Thread,
@@ -113,7 +139,24 @@ const ALL: [System; 10] = [
     System::HubcastRelay,
     System::HubcastHostRelay,
     System::ThreadRelay,
+    System::HubcastWs,
+    System::CeilingWs,
+    System::NodeWs,
+    System::TokioWs,
+    System::HubcastTopics,
+    System::HubcastSeq,
 ];
+
+/// The systems of the WebSocket modes, in the order they run in a cell.
+const WS_SYSTEMS: &[System] = &[
+    System::HubcastWs,
+    System::CeilingWs,
+    System::NodeWs,
+    System::TokioWs,
+];
+
+/// Topic mode: topics, then a broadcast to the same clients.
+const TOPIC_SYSTEMS: &[System] = &[System::HubcastTopics, System::Hubcast];
 
 /// The systems of the host-publishes modes, in the order they run in a cell.
 const HOST_SYSTEMS: &[System] = &[
@@ -161,6 +204,12 @@ impl System {
             System::HubcastRelay => "hubcast-relay",
             System::HubcastHostRelay => "hubcast-hostrelay",
             System::ThreadRelay => "thread-relay",
+            System::HubcastWs => "hubcast-ws",
+            System::CeilingWs => "ceiling-ws",
+            System::NodeWs => "node-ws",
+            System::TokioWs => "tokio-ws",
+            System::HubcastTopics => "hubcast-topics",
+            System::HubcastSeq => "hubcast-seq",
         }
     }
 
@@ -172,6 +221,8 @@ impl System {
         match self {
             System::Nats => Proto::Nats,
             System::Redis => Proto::Redis,
+            System::HubcastWs | System::CeilingWs | System::NodeWs | System::TokioWs => Proto::Ws,
+            System::HubcastSeq => Proto::Seq,
             s if s.line_publisher() => Proto::Lines,
             _ => Proto::Lp,
         }
@@ -197,6 +248,9 @@ impl System {
                 | System::HubcastDefault
                 | System::HubcastRelay
                 | System::HubcastHostRelay
+                | System::HubcastWs
+                | System::HubcastTopics
+                | System::HubcastSeq
         )
     }
 
@@ -219,6 +273,16 @@ enum Mode {
     Relay,
     RelayStall,
     RelayRate,
+    /// Floods to WebSocket clients.
+    WsFlood,
+    /// Idle WebSocket clients.
+    WsConns,
+    /// Publishing to topics against broadcasting.
+    Topics,
+    /// Clients resuming from the hub-wide replay ring.
+    Resume,
+    /// Memory of replay rings.
+    Rings,
 }
 
 impl Mode {
@@ -231,6 +295,23 @@ impl Mode {
             Mode::Relay => "relay",
             Mode::RelayStall => "relay-stall",
             Mode::RelayRate => "relay-rate",
+            Mode::WsFlood => "ws-flood",
+            Mode::WsConns => "ws-conns",
+            Mode::Topics => "topics",
+            Mode::Resume => "resume",
+            Mode::Rings => "rings",
+        }
+    }
+
+    fn is_conns(self) -> bool {
+        matches!(self, Mode::Conns | Mode::WsConns)
+    }
+
+    /// The system ratios are taken to, cell by cell.
+    fn base(self) -> &'static str {
+        match self {
+            Mode::WsFlood | Mode::WsConns => "hubcast-ws",
+            _ => "hubcast",
         }
     }
 
@@ -252,6 +333,9 @@ impl Mode {
             Mode::Relay | Mode::RelayRate => RELAY_SYSTEMS,
             Mode::RelayStall => RELAY_STALL_SYSTEMS,
             Mode::Flood | Mode::Rate | Mode::Stall | Mode::Conns => HOST_SYSTEMS,
+            Mode::WsFlood | Mode::WsConns => WS_SYSTEMS,
+            Mode::Topics => TOPIC_SYSTEMS,
+            Mode::Resume | Mode::Rings => &[System::HubcastSeq],
         }
     }
 }
@@ -274,6 +358,9 @@ struct Opts {
     stall_mib: usize,
     stall_repeat: usize,
     conns: Vec<usize>,
+    /// Whether `--conns` was given (ws-conns otherwise runs 10,000 clients only).
+    conns_given: bool,
+    topic_size: usize,
     queue_bytes: usize,
     out: PathBuf,
 }
@@ -327,6 +414,8 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         stall_mib: 50,
         stall_repeat: 5,
         conns: vec![10_000, 19_000, 30_000, 50_000, 100_000],
+        conns_given: false,
+        topic_size: 10,
         queue_bytes: 64 << 20,
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fanout"),
     };
@@ -350,6 +439,13 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                         "relay-flood" => &[Mode::Relay],
                         "relay-stall" => &[Mode::RelayStall],
                         "relay-rate" => &[Mode::RelayRate],
+                        "ws" => &[Mode::WsFlood, Mode::WsConns],
+                        "ws-flood" => &[Mode::WsFlood],
+                        "ws-conns" => &[Mode::WsConns],
+                        "topics" => &[Mode::Topics],
+                        "replay" => &[Mode::Resume, Mode::Rings],
+                        "resume" => &[Mode::Resume],
+                        "rings" => &[Mode::Rings],
                         "all" => &[
                             Mode::Flood,
                             Mode::Rate,
@@ -358,6 +454,11 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                             Mode::Relay,
                             Mode::RelayStall,
                             Mode::RelayRate,
+                            Mode::WsFlood,
+                            Mode::WsConns,
+                            Mode::Topics,
+                            Mode::Resume,
+                            Mode::Rings,
                         ],
                         other => return Err(format!("unknown mode {other:?}")),
                     };
@@ -381,7 +482,9 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                 o.quick = true;
                 o.ns = vec![10, 1000];
                 o.ss = vec![64, 16_384];
-                o.conns = vec![10_000];
+                if !o.conns_given {
+                    o.conns = vec![10_000];
+                }
                 o.target_secs = 1.0;
                 o.duration = 1.0;
                 o.stall_mib = 16;
@@ -396,7 +499,11 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--stalled" => o.stalled = Some(num(val()?)? as usize),
             "--stall-mib" => o.stall_mib = num(val()?)?.max(1.0) as usize,
             "--stall-repeat" => o.stall_repeat = num(val()?)?.max(1.0) as usize,
-            "--conns" => o.conns = parse_list(&val()?)?,
+            "--conns" => {
+                o.conns = parse_list(&val()?)?;
+                o.conns_given = true;
+            }
+            "--topic-size" => o.topic_size = num(val()?)?.max(1.0) as usize,
             "--queue-bytes" => o.queue_bytes = num(val()?)? as usize,
             "--out" => o.out = PathBuf::from(val()?),
             "-h" | "--help" => return Err(String::new()),
@@ -421,13 +528,18 @@ fn main() {
         sys::raise_nofile();
         std::process::exit(server::serve(
             &system,
-            opt("--max-clients", 10_000),
-            opt("--queue-bytes", 64 << 20),
+            server::ServeOpts {
+                max_clients: opt("--max-clients", 10_000),
+                queue_bytes: opt("--queue-bytes", 64 << 20),
+                replay_messages: opt("--replay-messages", 0),
+                replay_bytes: opt("--replay-bytes", 1 << 20),
+            },
         ));
     }
     if args.iter().any(|a| a == "--self-test") {
         hist::self_test();
         proto::self_test();
+        ws::self_test();
         println!("self-test passed");
         return;
     }
@@ -515,6 +627,12 @@ struct Row {
     spread_hi: f64,
     /// Stall modes: the median with/without ratio over the runs paired by repeat.
     pair_ratio: f64,
+    /// Replay mode: the server's resident set before the step measured, in KiB.
+    rss_base_kib: u64,
+    /// Replay mode, ring rows: bytes of resident memory per replay ring, and what its
+    /// messages hold (payload and framing).
+    ring_bytes: f64,
+    ring_ideal_bytes: f64,
     note: String,
 }
 
@@ -542,8 +660,35 @@ struct Sut {
     stopped: bool,
 }
 
+/// Where `node-ws`'s server and its `ws` package live.
+fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/fanout/node")
+}
+
+/// Whether `node-ws` can run: `node` on PATH and the `ws` package installed.
+fn node_available() -> Result<(), String> {
+    peers::which("node").ok_or("node not found on PATH (apt-get install nodejs npm)")?;
+    if !node_dir().join("node_modules/ws/package.json").is_file() {
+        return Err(format!(
+            "the ws package is not installed: run `npm ci` in {}",
+            node_dir().display()
+        ));
+    }
+    Ok(())
+}
+
 impl Sut {
     fn start(system: System, max_clients: usize, opts: &Opts) -> Result<Sut, String> {
+        Self::start_with(system, max_clients, opts, &[])
+    }
+
+    /// [`Sut::start`], with more arguments for a `--serve` child.
+    fn start_with(
+        system: System,
+        max_clients: usize,
+        opts: &Opts,
+        extra: &[String],
+    ) -> Result<Sut, String> {
         let deadline = now_ns() + 10_000_000_000;
         if let Some(kind) = system.peer() {
             let bin =
@@ -574,12 +719,22 @@ impl Sut {
                 .map_err(|e| format!("{} did not listen: {e}", kind.binary()))?;
             return Ok(sut);
         }
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(exe);
-        cmd.args(["--serve", system.name()])
-            .args(["--max-clients", &max_clients.to_string()])
-            .args(["--queue-bytes", &opts.queue_bytes.to_string()])
-            .stdin(Stdio::piped())
+        let mut cmd = if system == System::NodeWs {
+            // Node's `ws` speaks the same control protocol as `--serve`.
+            let node = peers::which("node").ok_or("node not on PATH")?;
+            let mut cmd = Command::new(node);
+            cmd.arg(node_dir().join("server.js"));
+            cmd
+        } else {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut cmd = Command::new(exe);
+            cmd.args(["--serve", system.name()])
+                .args(["--max-clients", &max_clients.to_string()])
+                .args(["--queue-bytes", &opts.queue_bytes.to_string()])
+                .args(extra);
+            cmd
+        };
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         sys::die_with_parent(&mut cmd);
@@ -747,6 +902,19 @@ impl Sut {
             System::Nats | System::Redis => {
                 let kind = self.system.peer().unwrap_or(PeerKind::Nats);
                 peers::server_notes(kind, self.port, self.monitor)
+            }
+            System::TokioWs => {
+                if self.send("stats").is_err() {
+                    return String::new();
+                }
+                match self.wait_line("stats", now_ns() + 2_000_000_000) {
+                    Ok(line) => line
+                        .split_whitespace()
+                        .find(|kv| kv.starts_with("lagged=") && *kv != "lagged=0")
+                        .map(|kv| format!("tokio-ws: {kv} messages skipped by lagging receivers"))
+                        .unwrap_or_default(),
+                    Err(e) => e,
+                }
             }
             _ => String::new(),
         }
@@ -917,6 +1085,10 @@ impl Bench {
                 Some(k) if peers::which(k.binary()).is_none() => {
                     Err(format!("{} not found on PATH", k.binary()))
                 }
+                _ if s == System::HubcastWs && !cfg!(feature = "websocket") => Err(
+                    "hubcast-ws needs hubcast's `websocket` feature: cargo bench --bench fanout --features websocket".into(),
+                ),
+                _ if s == System::NodeWs => node_available(),
                 _ => Ok(()),
             };
             available.insert(s, a);
@@ -956,7 +1128,7 @@ impl Bench {
             return c.clone();
         }
         match mode {
-            Mode::Flood | Mode::Relay => {
+            Mode::Flood | Mode::Relay | Mode::WsFlood => {
                 let mut v = Vec::new();
                 for &s in &self.opts.ss {
                     for &n in &self.opts.ns {
@@ -969,6 +1141,14 @@ impl Bench {
             Mode::RelayRate => vec![(100, 64)],
             Mode::Stall | Mode::RelayStall => vec![(100, 1024)],
             Mode::Conns => self.opts.conns.iter().map(|&c| (c, 64)).collect(),
+            Mode::WsConns if self.opts.conns_given => {
+                self.opts.conns.iter().map(|&c| (c, 64)).collect()
+            }
+            Mode::WsConns => vec![(10_000, 64)],
+            Mode::Topics => vec![(10_000, 64), (10_000, 1024)],
+            // N clients resume; N topics hold a ring each.
+            Mode::Resume => vec![(1000, 64), (1000, 1024)],
+            Mode::Rings => vec![(100, 64), (100, 1024)],
         }
     }
 
@@ -1101,7 +1281,9 @@ impl Bench {
         }
         let deadline = now_ns() + self.opts.timeout * 1_000_000_000;
         let result = match mode {
-            Mode::Conns => Sut::start(system, n + 64, &self.opts).and_then(|mut sut| {
+            Mode::Resume => replay::resume(self, n, s, &mut row, deadline),
+            Mode::Rings => replay::rings(self, n, s, &mut row, deadline),
+            m if m.is_conns() => Sut::start(system, n + 64, &self.opts).and_then(|mut sut| {
                 let r = self.conns_cell(&mut sut, system, n, &mut row, deadline);
                 // Say how the server ended if it died, then stop it.
                 let r = r.map_err(|e| sut.explain(e));
@@ -1165,13 +1347,21 @@ impl Bench {
             clients += 1;
         }
         sut.confirm(clients, deadline)?;
+        let mut setup_note = None;
+        if system == System::HubcastTopics {
+            // The server puts the clients in topics, in the order it numbered them.
+            sut.send(&format!("topics {}", self.opts.topic_size))?;
+            let line = sut.wait_line("topics", deadline)?;
+            let t = line.split_whitespace().nth(1).unwrap_or("?").to_string();
+            setup_note = Some(format!("{t} topics of {}", self.opts.topic_size));
+        }
         row.connect_s = (now_ns() - t) as f64 / 1e9;
         let progress = self.opts.progress * 1_000_000_000;
         let receivers = (n + k) as u64;
 
         // Warm-up round, which also calibrates the flood's message count for this system.
         let (pilot, m_max) = match mode {
-            Mode::Flood | Mode::Relay => match fixed_m {
+            Mode::Flood | Mode::WsFlood | Mode::Topics | Mode::Relay => match fixed_m {
                 // The count is set: the warm-up only has to warm up, and tell a system too
                 // slow for it (at most 300,000 deliveries, seconds for the slowest).
                 Some(m) => ((m / 20).min(300_000 / n as u64).max(20), m),
@@ -1195,7 +1385,7 @@ impl Bench {
                 let m = ((self.opts.stall_mib as u64) << 20) / s.max(1) as u64;
                 ((m / 50).max(20), m.max(20))
             }
-            Mode::Conns => unreachable!(),
+            Mode::Conns | Mode::WsConns | Mode::Resume | Mode::Rings => unreachable!(),
         };
         let rate = row.rate;
         let job = Job {
@@ -1204,7 +1394,7 @@ impl Bench {
             size: s,
             rate,
         };
-        let mut notes = Vec::new();
+        let mut notes: Vec<String> = setup_note.into_iter().collect();
         sut.publish(job, receivers, timeout)?;
         let warm = gen.run_round(0, pilot, s, deadline, progress);
         sut.finish_publish(warm.end == End::Complete, &mut notes);
@@ -1226,7 +1416,7 @@ impl Bench {
         let too_slow = (m_max * n as u64) as f64 / rate_est > 10.0 * self.opts.target_secs;
         let m = match mode {
             // As many messages as fit in the target time, at the rate the warm-up showed.
-            Mode::Flood => fits,
+            Mode::Flood | Mode::WsFlood | Mode::Topics => fits,
             // The cell's count, once set; the first system sets it as above.
             Mode::Relay => match fixed_m {
                 Some(m) if too_slow => {
@@ -1309,7 +1499,7 @@ impl Bench {
         sys::reset_peak_rss(sut.pid);
         CostStart {
             pre: sut.sample(),
-            disp: sys::threads_cpu_ns(sut.pid, "hubcast-dispatc"),
+            disp: sys::threads_cpu_ns(sut.pid, DISPATCHER_THREAD),
             publ: sys::threads_cpu_ns(sut.pid, server::PUB_THREAD),
             host: sys::threads_cpu_ns(sut.pid, relay::HOST_THREAD),
             busy: sys::machine_busy_ns(),
@@ -1426,7 +1616,7 @@ impl CostStart {
             foreign_ns: busy.saturating_sub(own + server),
             post,
             pre: self.pre,
-            disp_ns: sys::threads_cpu_ns(sut.pid, "hubcast-dispatc").saturating_sub(self.disp),
+            disp_ns: sys::threads_cpu_ns(sut.pid, DISPATCHER_THREAD).saturating_sub(self.disp),
             pub_ns: sys::threads_cpu_ns(sut.pid, server::PUB_THREAD).saturating_sub(self.publ),
             host_ns: sys::threads_cpu_ns(sut.pid, relay::HOST_THREAD).saturating_sub(self.host),
         }
@@ -1793,20 +1983,28 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
     if mode.is_relay() {
         return render_relay(mode, rows, opts);
     }
+    if matches!(mode, Mode::Resume | Mode::Rings) {
+        return replay::render(mode, rows);
+    }
     let mut t = String::new();
     let stalled = opts.stalled.unwrap_or(10);
-    // Ratios are to hubcast in the same cell; where hubcast lost messages or did not
-    // finish, to hubcast-default, marked †.
+    // Ratios are to hubcast (hubcast-ws in WebSocket modes) in the same cell; where hubcast
+    // lost messages or did not finish, to hubcast-default, marked †.
     let base = |r: &Row, f: &dyn Fn(&Row) -> f64| -> Option<(f64, bool)> {
         let find = |name: &str| {
             rows.iter().find(|b| {
                 b.system == name && b.n == r.n && b.s == r.s && b.k == r.k && b.status == "ok"
             })
         };
-        find("hubcast")
+        find(mode.base())
             .map(|b| (f(b), false))
             .or_else(|| find("hubcast-default").map(|b| (f(b), true)))
     };
+    match mode {
+        Mode::WsFlood => t.push_str(&ws_summary(rows)),
+        Mode::Topics => t.push_str(&topics_summary(rows, opts)),
+        _ => {}
+    }
     match mode {
         Mode::Rate => {
             let _ = writeln!(t, "Fixed rate: {} msg/s for {} s, each message stamped with its intended send time.\n", opts.rate, opts.duration);
@@ -1838,8 +2036,8 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
                 );
             }
         }
-        Mode::Flood => {
-            let _ = writeln!(t, "| N | S | system | M | deliveries/s | ×hubcast | MB/s | s (publisher done) | p50 | p99 | p99.9 | lost | reord | peak RSS MiB | server CPU s | status / notes |");
+        Mode::Flood | Mode::WsFlood | Mode::Topics => {
+            let _ = writeln!(t, "| N | S | system | M | deliveries/s | ×{} | MB/s | s (publisher done) | p50 | p99 | p99.9 | lost | reord | peak RSS MiB | server CPU s | status / notes |", mode.base());
             let _ = writeln!(
                 t,
                 "|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
@@ -1933,8 +2131,9 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
                 );
             }
         }
-        Mode::Conns => {
-            let _ = writeln!(t, "| clients | system | connect s | server RSS MiB | server bytes/client | ×hubcast | kernel bytes/client (both ends) | one broadcast to all, median ms | max ms | ×hubcast | server CPU ms per broadcast | generator CPU % | lost | status / notes |");
+        Mode::Conns | Mode::WsConns => {
+            let b = mode.base();
+            let _ = writeln!(t, "| clients | system | connect s | server RSS MiB | server bytes/client | ×{b} | kernel bytes/client (both ends) | one broadcast to all, median ms | max ms | ×{b} | server CPU ms per broadcast | generator CPU % | lost | status / notes |");
             let _ = writeln!(
                 t,
                 "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
@@ -1961,8 +2160,129 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
                 );
             }
         }
-        Mode::Relay | Mode::RelayStall | Mode::RelayRate => unreachable!("render_relay"),
+        Mode::Relay | Mode::RelayStall | Mode::RelayRate | Mode::Resume | Mode::Rings => {
+            unreachable!("rendered above")
+        }
     }
+    t
+}
+
+/// The WebSocket flood's summary: hubcast-ws against the ceiling and the two servers
+/// people use, with the targets.
+fn ws_summary(rows: &[Row]) -> String {
+    let mut t = String::new();
+    let mut cells: Vec<(usize, usize)> = Vec::new();
+    for r in rows {
+        if !cells.contains(&(r.n, r.s)) {
+            cells.push((r.n, r.s));
+        }
+    }
+    let reps = rows.iter().map(|r| r.reps).max().unwrap_or(1);
+    let _ = writeln!(t, "WebSocket flood, median of {reps} run(s). hubcast-ws's deliveries/s; ÷ ceiling-ws (target ≥ 0.8); ÷ node-ws (target ≥ 3) and ÷ tokio-ws (target ≥ 2), higher is better for hubcast. A system's status instead of a ratio where it did not deliver everything in order. Server CPU per delivery: the server process's CPU time (publisher included) ÷ deliveries, less sensitive to other tenants than deliveries/s.\n");
+    let _ = writeln!(t, "| N | S | hubcast-ws deliveries/s | ÷ ceiling-ws | ÷ node-ws | ÷ tokio-ws | server CPU ns per delivery: hubcast-ws / ceiling-ws / node-ws / tokio-ws | peak RSS MiB: hubcast-ws / ceiling-ws / node-ws / tokio-ws |");
+    let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for (n, s) in cells {
+        let find = |name: &str| {
+            rows.iter()
+                .find(|r| r.system == name && r.n == n && r.s == s)
+        };
+        let hub = find("hubcast-ws");
+        let vs = |name: &str| match (hub, find(name)) {
+            (Some(h), Some(o)) if h.ok() && o.ok() => ratio(h.dps, Some((o.dps, false))),
+            (_, Some(o)) if !o.ok() => o.status.clone(),
+            (Some(h), _) if !h.ok() => "–".into(),
+            _ => "–".into(),
+        };
+        let rss = |name: &str| {
+            find(name)
+                .filter(|r| r.peak_rss_kib > 0)
+                .map(|r| format!("{:.0}", r.peak_rss_kib as f64 / 1024.0))
+                .unwrap_or_else(|| "–".into())
+        };
+        let _ = writeln!(
+            t,
+            "| {n} | {s} | {} | {} | {} | {} | {} / {} / {} / {} | {} / {} / {} / {} |",
+            match hub {
+                Some(h) if h.ok() => si(h.dps),
+                Some(h) => h.status.clone(),
+                None => "–".into(),
+            },
+            vs("ceiling-ws"),
+            vs("node-ws"),
+            vs("tokio-ws"),
+            cpu_per_delivery(find("hubcast-ws")),
+            cpu_per_delivery(find("ceiling-ws")),
+            cpu_per_delivery(find("node-ws")),
+            cpu_per_delivery(find("tokio-ws")),
+            rss("hubcast-ws"),
+            rss("ceiling-ws"),
+            rss("node-ws"),
+            rss("tokio-ws"),
+        );
+    }
+    t.push('\n');
+    t
+}
+
+/// The server process's CPU time per delivery of a completed row, in ns.
+fn cpu_per_delivery(r: Option<&Row>) -> String {
+    match r {
+        Some(r) if r.ok() && r.deliveries > 0 => {
+            format!("{:.0}", r.cpu_s * 1e9 / r.deliveries as f64)
+        }
+        _ => "–".into(),
+    }
+}
+
+/// Topic mode's summary: publishing to topics against broadcasting to the same clients.
+fn topics_summary(rows: &[Row], opts: &Opts) -> String {
+    let mut t = String::new();
+    let reps = rows.iter().map(|r| r.reps).max().unwrap_or(1);
+    let _ = writeln!(t, "Topics: N clients in topics of {} (the server joins them in id order), the host publishing each message to every topic in turn (`Hub::publish`), against the same hub broadcasting to the same N clients (`Hub::broadcast`): the same deliveries per message number. Median of {reps} run(s); target ≥ 0.8×.\n", opts.topic_size);
+    let _ = writeln!(t, "| N | S | topics deliveries/s | publishes/s | broadcast deliveries/s | topics ÷ broadcast | server CPU ns per delivery (topics / broadcast) | peak RSS MiB (topics / broadcast) |");
+    let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let mut cells: Vec<(usize, usize)> = Vec::new();
+    for r in rows {
+        if !cells.contains(&(r.n, r.s)) {
+            cells.push((r.n, r.s));
+        }
+    }
+    for (n, s) in cells {
+        let find = |name: &str| {
+            rows.iter()
+                .find(|r| r.system == name && r.n == n && r.s == s)
+        };
+        let shown = |r: Option<&Row>| match r {
+            Some(r) if r.ok() => si(r.dps),
+            Some(r) => r.status.clone(),
+            None => "–".into(),
+        };
+        let (topics, bcast) = (find("hubcast-topics"), find("hubcast"));
+        let rss = |r: Option<&Row>| {
+            r.map(|r| format!("{:.0}", r.peak_rss_kib as f64 / 1024.0))
+                .unwrap_or_else(|| "–".into())
+        };
+        let ratio_cell = match (topics, bcast) {
+            (Some(a), Some(b)) if a.ok() && b.ok() => ratio(a.dps, Some((b.dps, false))),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            t,
+            "| {n} | {s} | {} | {} | {} | {} | {} / {} | {} / {} |",
+            shown(topics),
+            topics
+                .filter(|r| r.ok())
+                .map(|r| si(r.dps / opts.topic_size as f64))
+                .unwrap_or_else(|| "–".into()),
+            shown(bcast),
+            ratio_cell,
+            cpu_per_delivery(topics),
+            cpu_per_delivery(bcast),
+            rss(topics),
+            rss(bcast),
+        );
+    }
+    t.push('\n');
     t
 }
 

@@ -1,6 +1,7 @@
-//! What goes over the wire: the benchmark message and the four protocols subscribers
-//! speak (length-prefixed frames, newline-delimited lines, NATS text protocol, Redis RESP2
-//! pub/sub).
+//! What goes over the wire: the benchmark message and the protocols subscribers speak
+//! (length-prefixed frames, newline-delimited lines, NATS text protocol, Redis RESP2
+//! pub/sub, WebSocket server frames, and hubcast's sequenced protocol in length-prefixed
+//! frames).
 //!
 //! Every message payload is `S` bytes: a 16-byte stamp holding the sequence number and the
 //! send timestamp (`CLOCK_MONOTONIC` ns), then filler. The stamp is binary
@@ -128,6 +129,12 @@ pub(crate) enum Proto {
     Lines,
     Nats,
     Redis,
+    /// WebSocket (RFC 6455) after the upgrade: unmasked server frames, one binary or text
+    /// frame per message (the servers here never fragment), ping answered with pong.
+    Ws,
+    /// hubcast's `Protocol::Sequenced` (docs/PROTOCOL.md) in length-prefixed frames: data
+    /// messages `<seq> <payload>` or `<seq>@<topic> <payload>`, control messages `#...`.
+    Seq,
 }
 
 /// Control frames that are not benchmark messages.
@@ -141,8 +148,10 @@ pub(crate) enum Ctrl {
     Subscribed,
     /// `INFO`, `+OK` and the like.
     Other,
-    /// NATS `-ERR`, Redis `-ERR`: logged.
+    /// NATS `-ERR`, Redis `-ERR`, a WebSocket close, hubcast `#noresume`: logged.
     Error,
+    /// hubcast `#at * <epoch> <seq>`: the hub-wide stream's epoch, sent on connect.
+    At(u64),
 }
 
 /// One parse step over the start of a buffer.
@@ -184,10 +193,11 @@ fn parse_usize(digits: &[u8]) -> Option<usize> {
 }
 
 impl Proto {
-    /// What the subscriber sends right after connecting.
+    /// What the subscriber sends right after connecting (a WebSocket client sends its
+    /// upgrade request, made per connection by [`crate::ws::upgrade_request`]).
     pub(crate) fn hello(self) -> &'static [u8] {
         match self {
-            Proto::Lp | Proto::Lines => b"",
+            Proto::Lp | Proto::Lines | Proto::Ws | Proto::Seq => b"",
             Proto::Nats => {
                 b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB bench 1\r\nPING\r\n"
             }
@@ -195,11 +205,17 @@ impl Proto {
         }
     }
 
+    /// Whether a subscriber waits for the server before it counts as connected: NATS
+    /// `PONG`, Redis `subscribe`, the WebSocket `101`, hubcast's `#at`.
+    pub(crate) fn has_handshake(self) -> bool {
+        !matches!(self, Proto::Lp | Proto::Lines)
+    }
+
     /// How this protocol's payloads are stamped.
     pub(crate) fn stamp(self) -> Stamp {
         match self {
             Proto::Lines => Stamp::Text,
-            Proto::Lp | Proto::Nats | Proto::Redis => Stamp::Bin,
+            Proto::Lp | Proto::Nats | Proto::Redis | Proto::Ws | Proto::Seq => Stamp::Bin,
         }
     }
 
@@ -238,8 +254,141 @@ impl Proto {
             }
             Proto::Nats => parse_nats(buf),
             Proto::Redis => parse_redis(buf),
+            Proto::Ws => parse_ws(buf),
+            Proto::Seq => parse_seq(buf),
         }
     }
+}
+
+/// One WebSocket frame from a server: 2 bytes, then a 16- or 64-bit length if the 7-bit one
+/// says so; never masked. Only the first [`HEADER`] payload bytes of a message are needed;
+/// control frames (at most 125 bytes) are taken whole.
+fn parse_ws(buf: &[u8]) -> Parsed {
+    if buf.len() < 2 {
+        return Parsed::Need;
+    }
+    if buf[1] & 0x80 != 0 {
+        return Parsed::Bad("masked WebSocket frame from the server");
+    }
+    let (head, len) = match buf[1] & 0x7f {
+        126 if buf.len() < 4 => return Parsed::Need,
+        126 => (4, usize::from(u16::from_be_bytes([buf[2], buf[3]]))),
+        127 if buf.len() < 10 => return Parsed::Need,
+        127 => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            match usize::try_from(u64::from_be_bytes(b)) {
+                Ok(len) => (10, len),
+                Err(_) => return Parsed::Bad("WebSocket frame longer than memory"),
+            }
+        }
+        n => (2, usize::from(n)),
+    };
+    match buf[0] {
+        // FIN + text or binary: one whole message.
+        0x81 | 0x82 => {
+            if len < HEADER {
+                return Parsed::Bad("WebSocket message shorter than the header");
+            }
+            if buf.len() < head + HEADER {
+                return Parsed::Need;
+            }
+            Parsed::Msg {
+                head,
+                body: len,
+                tail: 0,
+            }
+        }
+        0x88..=0x8a if len > 125 => Parsed::Bad("WebSocket control frame over 125 bytes"),
+        0x88..=0x8a if buf.len() < head + len => Parsed::Need,
+        0x88 => Parsed::Ctrl {
+            len: head + len,
+            kind: Ctrl::Error,
+        },
+        0x89 => Parsed::Ctrl {
+            len: head + len,
+            kind: Ctrl::Ping,
+        },
+        0x8a => Parsed::Ctrl {
+            len: head + len,
+            kind: Ctrl::Other,
+        },
+        _ => Parsed::Bad("fragmented or unknown WebSocket frame"),
+    }
+}
+
+/// The longest `<seq>@<topic> ` prefix of a sequenced data message: a u64 in decimal, `@`,
+/// a topic name of at most 64 bytes (hubcast's default limit), a space.
+const SEQ_PREFIX: usize = 20 + 1 + 64 + 1;
+
+/// One length-prefixed frame of hubcast's sequenced protocol: a control message (`#...`,
+/// taken whole) or a data message, whose payload starts after the first space.
+fn parse_seq(buf: &[u8]) -> Parsed {
+    if buf.len() < 5 {
+        return Parsed::Need;
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len == 0 {
+        return Parsed::Bad("empty sequenced frame");
+    }
+    if buf[4] == b'#' {
+        if len > MAX_LINE {
+            return Parsed::Bad("control message too long");
+        }
+        if buf.len() < 4 + len {
+            return Parsed::Need;
+        }
+        let text = &buf[4..4 + len];
+        let kind = if let Some(rest) = text.strip_prefix(b"#at * ") {
+            match rest.split(|&b| b == b' ').next().and_then(parse_u64) {
+                Some(epoch) => Ctrl::At(epoch),
+                None => return Parsed::Bad("bad #at message"),
+            }
+        } else if text.starts_with(b"#noresume")
+            || text.starts_with(b"#refused")
+            || text.starts_with(b"#error")
+        {
+            Ctrl::Error
+        } else {
+            Ctrl::Other
+        };
+        return Parsed::Ctrl { len: 4 + len, kind };
+    }
+    let window = &buf[4..buf.len().min(4 + len.min(SEQ_PREFIX))];
+    let Some(sp) = window.iter().position(|&b| b == b' ') else {
+        return if window.len() < len.min(SEQ_PREFIX) {
+            Parsed::Need
+        } else {
+            Parsed::Bad("sequenced data message without a `<seq> ` prefix")
+        };
+    };
+    let seq_end = window[..sp].iter().position(|&b| b == b'@').unwrap_or(sp);
+    if parse_u64(&window[..seq_end]).is_none() {
+        return Parsed::Bad("sequenced data message without a number");
+    }
+    let body = len - sp - 1;
+    if body < HEADER {
+        return Parsed::Bad("sequenced message shorter than the header");
+    }
+    if buf.len() < 4 + sp + 1 + HEADER {
+        return Parsed::Need;
+    }
+    Parsed::Msg {
+        head: 4 + sp + 1,
+        body,
+        tail: 0,
+    }
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &d| {
+        d.is_ascii_digit()
+            .then(|| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
 }
 
 fn parse_nats(buf: &[u8]) -> Parsed {
@@ -390,6 +539,25 @@ pub(crate) fn self_test() {
     let mut redis = b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbench\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n$40\r\n".to_vec();
     redis.extend_from_slice(&p);
     redis.extend_from_slice(b"\r\n");
+    // WebSocket: a ping (answered), a 7-bit and a 16-bit length, a pong.
+    let mut ws = vec![0x89, 2, b'h', b'i', 0x82, 40];
+    ws.extend_from_slice(&p);
+    let mut p200 = payload(200);
+    stamp(&mut p200, 7, 99);
+    ws.extend_from_slice(&[0x82, 126, 0, 200]);
+    ws.extend_from_slice(&p200);
+    ws.extend_from_slice(&[0x8a, 0]);
+    // Sequenced: `#at`, a hub-wide message, a topic message, `#resumed`.
+    let mut seq = Vec::new();
+    for frame in [
+        b"#at * 123 0".to_vec(),
+        [b"17 ".as_slice(), &p].concat(),
+        [b"3@t9 ".as_slice(), &p].concat(),
+        b"#resumed * 123 1 0".to_vec(),
+    ] {
+        seq.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        seq.extend_from_slice(&frame);
+    }
     let mut line = Stamp::Text.payload(40);
     Stamp::Text.write(&mut line, 7, 99);
     let mut lines = line.clone();
@@ -401,6 +569,8 @@ pub(crate) fn self_test() {
         (Proto::Lines, lines, vec!["msg", "msg"]),
         (Proto::Nats, nats, vec!["Other", "Pong", "msg", "Ping"]),
         (Proto::Redis, redis, vec!["Subscribed", "msg"]),
+        (Proto::Ws, ws, vec!["Ping", "msg", "msg", "Other"]),
+        (Proto::Seq, seq, vec!["At(123)", "msg", "msg", "Other"]),
     ] {
         // Feed the stream as a subscriber does: parse what is there, keep the rest.
         for cut in 0..wire.len() {
@@ -419,7 +589,8 @@ pub(crate) fn self_test() {
                                 .stamp()
                                 .read(&buf[pos + head..], 1000)
                                 .expect("a stamp");
-                            assert_eq!((seq, ts, body), (7, 99, 40));
+                            assert_eq!((seq, ts), (7, 99));
+                            assert!(body == 40 || body == 200, "{proto:?}: body {body}");
                             got.push("msg".to_string());
                             let total = head + body + tail;
                             let avail = buf.len() - pos;

@@ -9,9 +9,18 @@
 //! [`crate::relay`] (`hubcast-relay`, `hubcast-hostrelay`, `thread-relay`,
 //! `ceiling-relay`), whose publisher is a client and which refuse `publish`.
 //!
+//! WebSocket systems: `hubcast-ws` (the `hubcast` hub with `Transport::WebSocket`, feature
+//! `websocket`), `ceiling-ws` (the ceiling writing WebSocket binary frames after answering
+//! the upgrade) and `tokio-ws` ([`crate::tokio_ws`]); `node-ws` is `node/server.js`, which
+//! speaks the same control protocol. `hubcast-topics` is the `hubcast` hub, and
+//! `hubcast-seq` the same with `Protocol::Sequenced` and `--replay-messages R`.
+//!
 //! Control protocol, one line each way on stdin/stdout:
 //! - at start the child prints `port P`;
 //! - `expect N MS` → `connected N` once N clients are registered (`error ...` after MS);
+//! - `topics SIZE` (hubs only) → `topics T`: puts the connected clients, in id order, in
+//!   topics `t0`, `t1`, … of SIZE clients each; from then on `publish` publishes each
+//!   message to every topic in turn (`Hub::publish`), instead of broadcasting it;
 //! - `publish START COUNT SIZE RATE` → starts publishing messages START..START+COUNT of
 //!   SIZE bytes, RATE per second (0: as fast as possible); prints `published COUNT NS`
 //!   when the last one is handed to the system;
@@ -26,7 +35,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hubcast::{DisconnectReason, Framing, Hub};
+use hubcast::{DisconnectReason, Framing, Hub, Origins, Protocol, Transport};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::hist::Hist;
@@ -149,9 +158,41 @@ pub(crate) fn publish_loop_with(
     Ok(PubReport::new(&late, now_ns() - t0))
 }
 
-type Out = Arc<Mutex<io::Stdout>>;
+/// Publishes `job` to every topic in turn: message `i` goes to `topics[0]`, then
+/// `topics[1]`, …, each a separate publish stamped with sequence `job.start + i`, so every
+/// subscriber of one topic sees consecutive numbers, as with a broadcast. `job.count`
+/// messages per topic: as many deliveries as a broadcast of `job.count` to the same clients.
+/// Flood only (the rate is ignored).
+pub(crate) fn publish_topics_loop(
+    job: &Job,
+    topics: &[String],
+    mut send: impl FnMut(&str, &[u8]) -> io::Result<()>,
+) -> io::Result<PubReport> {
+    let mut buf = payload(job.size);
+    let t0 = now_ns();
+    for i in 0..job.count {
+        for topic in topics {
+            stamp(&mut buf, job.start + i, now_ns());
+            send(topic, &buf)?;
+        }
+    }
+    Ok(PubReport::new(&Hist::new(), now_ns() - t0))
+}
 
-fn say(out: &Out, line: &str) {
+pub(crate) type Out = Arc<Mutex<io::Stdout>>;
+
+/// What `--serve` is told on its command line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServeOpts {
+    pub(crate) max_clients: usize,
+    pub(crate) queue_bytes: usize,
+    /// `hubcast-seq`: the replay ring's length in messages (0: no ring).
+    pub(crate) replay_messages: usize,
+    /// `hubcast-seq`: the replay ring's bound in bytes.
+    pub(crate) replay_bytes: usize,
+}
+
+pub(crate) fn say(out: &Out, line: &str) {
     let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -165,7 +206,11 @@ struct Tutorial {
 }
 
 enum System {
-    Hub(Arc<Hub>, Sender<Job>),
+    /// A hub and its publisher; the topics `publish` goes to, once `topics` made them.
+    Hub(Arc<Hub>, Sender<Job>, Arc<Mutex<Vec<String>>>),
+    /// An async server (`tokio-ws`): its client count and publisher; the runtime is kept
+    /// alive here.
+    Async(crate::tokio_ws::Running),
     /// A relay server: its publisher is a client.
     Relay(crate::relay::Running),
     Tutorial(Arc<Tutorial>, Sender<Job>),
@@ -179,7 +224,8 @@ enum System {
 impl System {
     fn connected(&self) -> u64 {
         match self {
-            System::Hub(hub, _) => hub.stats().connected,
+            System::Hub(hub, ..) => hub.stats().connected,
+            System::Async(a) => a.connected.load(Relaxed),
             System::Tutorial(t, _) => t.connected.load(Relaxed),
             System::Ceiling { connected, .. } => connected.load(Relaxed),
             System::Relay(Running::Hub(hub)) => hub.stats().connected,
@@ -189,8 +235,11 @@ impl System {
 
     fn publish(&self, job: Job) {
         match self {
-            System::Hub(_, tx) | System::Tutorial(_, tx) => {
+            System::Hub(_, tx, _) | System::Tutorial(_, tx) => {
                 let _ = tx.send(job);
+            }
+            System::Async(a) => {
+                let _ = a.jobs.send(job);
             }
             System::Ceiling { jobs, waker, .. } => {
                 let _ = jobs.send(job);
@@ -202,10 +251,10 @@ impl System {
 
     fn stats(&self) -> String {
         match self {
-            System::Hub(hub, _) | System::Relay(Running::Hub(hub)) => {
+            System::Hub(hub, ..) | System::Relay(Running::Hub(hub)) => {
                 let s = hub.stats();
                 format!(
-                    "stats connected={} accepted={} refused={} frames_out={} bytes_out={} dropped={} slow={} reset={} peer_closed={} io={}",
+                    "stats connected={} accepted={} refused={} frames_out={} bytes_out={} dropped={} slow={} reset={} peer_closed={} io={} resumes={} resumes_refused={} replayed={}",
                     s.connected,
                     s.accepted,
                     s.refused,
@@ -216,17 +265,41 @@ impl System {
                     s.disconnects(DisconnectReason::Reset),
                     s.disconnects(DisconnectReason::PeerClosed),
                     s.disconnects(DisconnectReason::Io(io::ErrorKind::Other)),
+                    s.resumes,
+                    s.resumes_refused,
+                    s.replayed,
                 )
             }
+            System::Async(a) => format!(
+                "stats connected={} lagged={}",
+                a.connected.load(Relaxed),
+                a.lagged.load(Relaxed)
+            ),
             _ => format!("stats connected={}", self.connected()),
         }
     }
 }
 
+/// Puts the hub's clients, in id order, in topics of `size` clients; returns the topics.
+fn make_topics(hub: &Hub, size: usize) -> Result<Vec<String>, String> {
+    let mut clients = hub.clients();
+    clients.sort_by_key(|c| c.id);
+    let mut names = Vec::new();
+    for (k, client) in clients.iter().enumerate() {
+        if k % size == 0 {
+            names.push(format!("t{}", k / size));
+        }
+        let name = names.last().expect("pushed above");
+        hub.join(client.id, name)
+            .map_err(|e| format!("join {} {name}: {e}", client.id))?;
+    }
+    Ok(names)
+}
+
 /// Runs the child. Returns the exit code.
-pub(crate) fn serve(system: &str, max_clients: usize, queue_bytes: usize) -> i32 {
+pub(crate) fn serve(system: &str, opts: ServeOpts) -> i32 {
     let out: Out = Arc::new(Mutex::new(io::stdout()));
-    let (system, port) = match start(system, max_clients, queue_bytes, &out) {
+    let (system, port) = match start(system, opts, &out) {
         Ok(v) => v,
         Err(e) => {
             say(&out, &format!("error {e}"));
@@ -268,6 +341,19 @@ pub(crate) fn serve(system: &str, max_clients: usize, queue_bytes: usize) -> i32
                 };
                 system.publish(job);
             }
+            ["topics", size] => match (&system, size.parse::<usize>()) {
+                (System::Hub(hub, _, topics), Ok(size)) if size > 0 => {
+                    match make_topics(hub, size) {
+                        Ok(names) => {
+                            let t = names.len();
+                            *topics.lock().unwrap_or_else(|e| e.into_inner()) = names;
+                            say(&out, &format!("topics {t}"));
+                        }
+                        Err(e) => say(&out, &format!("error {e}")),
+                    }
+                }
+                _ => say(&out, "error `topics SIZE` needs a hub and SIZE > 0"),
+            },
             ["stats"] => say(&out, &system.stats()),
             ["quit"] => break,
             _ => say(&out, &format!("error unknown command {line:?}")),
@@ -277,7 +363,7 @@ pub(crate) fn serve(system: &str, max_clients: usize, queue_bytes: usize) -> i32
     std::process::exit(0)
 }
 
-fn spawn_publisher(
+pub(crate) fn spawn_publisher(
     out: &Out,
     mut send: impl FnMut(&[u8]) -> io::Result<()> + Send + 'static,
 ) -> io::Result<Sender<Job>> {
@@ -299,29 +385,82 @@ fn spawn_publisher(
     Ok(tx)
 }
 
-fn start(
-    system: &str,
-    max_clients: usize,
-    queue_bytes: usize,
+/// The publisher thread of a hub: broadcasts, or once `topics` made topics, publishes to
+/// each in turn.
+fn spawn_hub_publisher(
     out: &Out,
-) -> io::Result<(System, u16)> {
+    hub: Arc<Hub>,
+    topics: Arc<Mutex<Vec<String>>>,
+) -> io::Result<Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let out = Arc::clone(out);
+    std::thread::Builder::new()
+        .name(PUB_THREAD.into())
+        .spawn(move || {
+            for job in rx {
+                let names = topics.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let report = if names.is_empty() {
+                    publish_loop(&job, |msg| hub.broadcast(msg).map_err(io::Error::other))
+                } else {
+                    publish_topics_loop(&job, &names, |topic, msg| {
+                        hub.publish(topic, msg).map_err(io::Error::other)
+                    })
+                };
+                match report {
+                    Ok(late) => say(
+                        &out,
+                        &format!("published {} {}", job.count, late.to_words()),
+                    ),
+                    Err(e) => say(&out, &format!("error publishing: {e}")),
+                }
+            }
+        })?;
+    Ok(tx)
+}
+
+fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> {
+    let ServeOpts {
+        max_clients,
+        queue_bytes,
+        ..
+    } = opts;
     match system {
-        "hubcast" | "hubcast-default" => {
+        "hubcast" | "hubcast-default" | "hubcast-topics" | "hubcast-ws" | "hubcast-seq" => {
             // `hubcast` is the configuration we recommend for floods: flow control on, so
             // `broadcast` waits while a client that keeps up catches up. `hubcast-default`
             // keeps the default (broadcast never waits): a flood then meets the policy.
-            let hub = Hub::builder()
+            // The others are `hubcast` with one thing changed: the clients' wire, or the
+            // protocol.
+            let mut builder = Hub::builder()
                 .framing(Framing::LengthPrefixed)
                 .queue_bytes(queue_bytes)
                 .max_clients(max_clients)
-                .flow_control(system == "hubcast")
-                .bind("127.0.0.1:0")
-                .map_err(io::Error::other)?;
+                .flow_control(system != "hubcast-default");
+            if system == "hubcast-ws" {
+                // Binary frames, as every other WebSocket system sends: the payloads are
+                // binary (by default a payload that happens to be valid UTF-8 would go
+                // in a text frame).
+                builder = builder
+                    .transport(Transport::WebSocket)
+                    .websocket_origins(Origins::Any)
+                    .websocket_binary(true);
+            }
+            if system == "hubcast-seq" {
+                builder = builder
+                    .protocol(Protocol::Sequenced)
+                    .replay_messages(opts.replay_messages)
+                    .replay_bytes(opts.replay_bytes.max(1));
+            }
+            let hub = builder.bind("127.0.0.1:0").map_err(io::Error::other)?;
             let port = hub.local_addr().port();
             let hub = Arc::new(hub);
-            let h = Arc::clone(&hub);
-            let tx = spawn_publisher(out, move |msg| h.broadcast(msg).map_err(io::Error::other))?;
-            Ok((System::Hub(hub, tx), port))
+            let topics = Arc::new(Mutex::new(Vec::new()));
+            let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics))?;
+            Ok((System::Hub(hub, tx, topics), port))
+        }
+        "tokio-ws" => {
+            let (running, port) = crate::tokio_ws::start(out)?;
+            Ok((System::Async(running), port))
         }
         "thread" => {
             let listener = listen()?;
@@ -384,7 +523,7 @@ fn start(
             })?;
             Ok((System::Tutorial(t, tx), port))
         }
-        "ceiling" => {
+        "ceiling" | "ceiling-ws" => {
             let std_listener = listen()?;
             let port = std_listener.local_addr()?.port();
             std_listener.set_nonblocking(true)?;
@@ -400,6 +539,7 @@ fn start(
                 connected: Arc::clone(&connected),
                 jobs: rx,
                 out: Arc::clone(out),
+                ws: system == "ceiling-ws",
             };
             std::thread::Builder::new()
                 .name(PUB_THREAD.into())
@@ -442,6 +582,8 @@ struct Conn {
     off: usize,
     writable: bool,
     dead: bool,
+    /// `ceiling-ws`: the upgrade request read so far, until it is answered.
+    upgrade: Option<Vec<u8>>,
 }
 
 /// The ceiling: accept, then write the same batches of frames to every socket.
@@ -452,6 +594,9 @@ struct Ceiling {
     connected: Arc<AtomicU64>,
     jobs: Receiver<Job>,
     out: Out,
+    /// WebSocket: answer each client's upgrade, then write binary frames (a 2-, 4- or
+    /// 10-byte header instead of the 4-byte length).
+    ws: bool,
 }
 
 impl Ceiling {
@@ -474,8 +619,12 @@ impl Ceiling {
                 continue;
             }
             for e in events.iter() {
-                if e.token().0 < self.conns.len() && e.is_writable() {
-                    self.conns[e.token().0].writable = true;
+                let t = e.token().0;
+                if t < self.conns.len() && e.is_writable() {
+                    self.conns[t].writable = true;
+                }
+                if t < self.conns.len() && e.is_readable() && self.conns[t].upgrade.is_some() {
+                    self.upgrade(t);
                 }
             }
             self.accept();
@@ -497,10 +646,15 @@ impl Ceiling {
                     let _ = sock.set_nodelay(true);
                     let _ = sock.set_send_buffer_size(SEND_BUFFER);
                     let token = Token(self.conns.len());
+                    let interest = if self.ws {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::WRITABLE
+                    };
                     if self
                         .poll
                         .registry()
-                        .register(&mut stream, token, Interest::WRITABLE)
+                        .register(&mut stream, token, interest)
                         .is_err()
                     {
                         continue;
@@ -511,12 +665,62 @@ impl Ceiling {
                         off: 0,
                         writable: true,
                         dead: false,
+                        upgrade: self.ws.then(Vec::new),
                     });
-                    self.connected.fetch_add(1, Relaxed);
+                    if self.ws {
+                        // The request may be here already; edge-triggered, so look now.
+                        self.upgrade(self.conns.len() - 1);
+                    } else {
+                        self.connected.fetch_add(1, Relaxed);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return,
             }
+        }
+    }
+
+    /// Reads connection `t`'s upgrade request and answers it once whole; a client that
+    /// sends anything else is dropped.
+    fn upgrade(&mut self, t: usize) {
+        let c = &mut self.conns[t];
+        let Some(buf) = c.upgrade.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 2048];
+        loop {
+            match c.stream.read(&mut chunk) {
+                Ok(0) => {
+                    c.dead = true;
+                    c.upgrade = None;
+                    return;
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    c.dead = true;
+                    c.upgrade = None;
+                    return;
+                }
+            }
+        }
+        let Some(end) = crate::ws::head_end(buf) else {
+            if buf.len() > crate::ws::MAX_HEAD {
+                c.dead = true;
+                c.upgrade = None;
+            }
+            return;
+        };
+        // A 129-byte answer into an empty socket buffer: never short.
+        let answered = crate::ws::accept_response(&buf[..end])
+            .ok()
+            .and_then(|r| c.stream.write(&r).ok().filter(|&n| n == r.len()));
+        c.upgrade = None;
+        if answered.is_some() {
+            self.connected.fetch_add(1, Relaxed);
+        } else {
+            c.dead = true;
         }
     }
 
@@ -534,9 +738,17 @@ impl Ceiling {
         for c in &mut self.conns {
             c.idx = 0;
             c.off = 0;
+            // Not upgraded (never the case once the bench has seen N connected): left out.
+            c.dead |= c.upgrade.is_some();
         }
         let mut msg = payload(job.size);
-        let frame_len = 4 + msg.len();
+        let (ws_head, ws_head_len) = crate::ws::binary_header(msg.len());
+        let head: &[u8] = if self.ws {
+            &ws_head[..ws_head_len]
+        } else {
+            &[]
+        };
+        let frame_len = if self.ws { head.len() } else { 4 } + msg.len();
         let mut produced = 0u64;
         // When the last message was made: the ceiling's "publisher done".
         let mut produced_at = 0u64;
@@ -569,7 +781,11 @@ impl Ceiling {
                         late.record(now - ts);
                     }
                     stamp(&mut msg, job.start + produced, ts);
-                    batch.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                    if self.ws {
+                        batch.extend_from_slice(head);
+                    } else {
+                        batch.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                    }
                     batch.extend_from_slice(&msg);
                     produced += 1;
                 }
