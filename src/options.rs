@@ -33,6 +33,8 @@ pub enum SlowClientPolicy {
     #[default]
     Disconnect,
     /// Drop the oldest queued messages (never one already partly written) to make room.
+    /// Small messages copied into one of the client's buffers go together, so up to 32 KiB
+    /// of them may be dropped at once; control messages of the protocol never are.
     DropOldest,
     /// Drop the new message for this client and keep what is queued.
     DropNewest,

@@ -31,6 +31,7 @@ mod admission;
 #[cfg(feature = "nats")]
 mod cluster;
 pub(crate) mod flow;
+mod gather;
 mod inbound;
 mod lifecycle;
 mod outbound;
@@ -143,6 +144,9 @@ pub(crate) struct Dispatcher {
     /// (client, run) marks of a batch with mixed targets.
     members: Vec<usize>,
     marks: Vec<(usize, u32)>,
+    /// Batches for named clients gathered while host commands run (see `gather`).
+    gathered: gather::Gathered,
+    gathering: bool,
     /// Whether some high client was busy, as of the last look (see `any_busy`).
     busy_memo: Option<bool>,
     /// When some client's writes last made progress (see `flow`).
@@ -234,6 +238,8 @@ impl Dispatcher {
             bridge: None,
             members: Vec::new(),
             marks: Vec::new(),
+            gathered: gather::Gathered::default(),
+            gathering: false,
             busy_memo: None,
             progress: now,
             relay: Batch::default(),
@@ -341,6 +347,7 @@ impl Dispatcher {
         self.shared.clear_notified();
         let (mut taken, mut bytes) = (0, 0);
         let mut alive = true;
+        self.gathering = true;
         for _ in 0..COMMAND_BATCH {
             // Look again after every fan-out: one round's commands could otherwise pass
             // the bound of clients that are keeping up.
@@ -362,6 +369,8 @@ impl Dispatcher {
                 }
             }
         }
+        self.gathering = false;
+        self.fan_out_gathered();
         let held = gated && self.any_busy();
         self.shared.set_flow_held(held);
         self.shared.release(taken, bytes);
@@ -375,6 +384,11 @@ impl Dispatcher {
             }
             // Raced with shutdown: the clients are leaving and take nothing new.
             return;
+        }
+        if !matches!(command, Command::Batch { .. } | Command::Send(_)) {
+            // Anything else may queue for a client, or change who gets what: what was
+            // gathered before it goes first.
+            self.fan_out_gathered();
         }
         match command {
             Command::Batch { batch, .. } => {

@@ -5,7 +5,8 @@
 //! its target. A client gets a [`Chunk`] per stretch of consecutive frames that are for it:
 //! when every frame is for everyone that is one chunk per client, however many frames, and
 //! only the clients a target names (the sender a relay skips, the one client of a
-//! `send_to`) get a cut of their own. Chunks share the buffer; nothing is copied per client.
+//! `send_to`) get a cut of their own. Chunks share the buffer; only cuts under
+//! [`COPY_BELOW`](crate::queue::COPY_BELOW) bytes are copied, into the client's own buffer.
 
 use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use super::Dispatcher;
 use crate::command::{Frames, Target};
-use crate::queue::{Chunk, Enqueued};
+use crate::queue::{Chunk, Enqueued, Piece};
 #[cfg(feature = "websocket")]
 use crate::wire::Wire;
 use crate::DisconnectReason;
@@ -48,6 +49,14 @@ impl Dispatcher {
         });
         #[cfg(not(feature = "websocket"))]
         let websocket: Option<(Frames, Option<Frames>)> = None;
+        if self.gathering && super::gather::is_gatherable(frames) {
+            let (websocket, ws_markers) = websocket.unzip();
+            let markers = markers.map(|m| (m.clone(), ws_markers.flatten()));
+            self.gather(frames, websocket, markers);
+            return;
+        }
+        // Whatever was gathered goes first, in order.
+        self.fan_out_gathered();
         // By wire index; without WebSocket clients the second is never used.
         let by_wire = [frames, websocket.as_ref().map_or(frames, |w| &w.0)];
         let markers_by_wire = markers.map(|m| {
@@ -174,16 +183,16 @@ impl Dispatcher {
                 continue;
             };
             if start == m {
-                for chunk in &base_cut[wire] {
-                    self.enqueue(slot, chunk);
+                for &piece in &base_cut[wire] {
+                    self.enqueue(slot, piece);
                 }
                 continue;
             }
             runs.clear();
             merge_runs(&base, &marks[start..m], markers.is_some(), &mut runs);
             let own = markers.map(|m| m[wire]);
-            for chunk in chunks_of(by_wire[wire], own, runs.iter().copied()) {
-                self.enqueue(slot, &chunk);
+            for piece in chunks_of(by_wire[wire], own, runs.iter().copied()) {
+                self.enqueue(slot, piece);
             }
         }
         marks.clear();
@@ -201,17 +210,17 @@ impl Dispatcher {
     /// Queues the chunk of the client's wire.
     fn enqueue_for(&mut self, slot: usize, chunks: &[Chunk; 2]) {
         if let Some(wire) = self.slots.get(slot).map(|c| c.wire()) {
-            self.enqueue(slot, &chunks[wire.index()]);
+            self.enqueue(slot, Piece::Chunk(&chunks[wire.index()]));
         }
     }
 
-    /// Queues `chunk` for the live client in `slot`, applying its bound and policy.
-    pub(super) fn enqueue(&mut self, slot: usize, chunk: &Chunk) {
+    /// Queues `piece` for the live client in `slot`, applying its bound and policy.
+    pub(super) fn enqueue(&mut self, slot: usize, piece: Piece<'_>) {
         let (bound, policy) = (self.config.queue_bytes, self.config.slow_client_policy);
         let Some(client) = self.slots.live_mut(slot) else {
             return;
         };
-        if client.writable && client.queue.is_over(chunk, bound) {
+        if client.writable && client.queue.is_over(piece, bound) {
             // Before calling the client slow, give its socket what it can take now: a
             // burst of host calls is queued in one round, before the round's writes.
             let before = self.tally.bytes_out;
@@ -225,7 +234,7 @@ impl Dispatcher {
         let Some(client) = self.slots.live_mut(slot) else {
             return;
         };
-        match client.queue.enqueue(chunk, bound, policy) {
+        match client.queue.enqueue(piece, bound, policy) {
             Enqueued::Queued(true) => self.mark_dirty(slot),
             Enqueued::Queued(false) => {}
             Enqueued::Dropped(frames) => {
@@ -352,9 +361,13 @@ impl Dispatcher {
 /// A mark's flag: the client is excluded from the run (`AllExcept`), not given it.
 const EXCLUDED: u32 = 1 << 31;
 
-/// The chunks for these runs (ascending; a run with [`EXCLUDED`] set is taken from `own`):
+/// The pieces for these runs (ascending; a run with [`EXCLUDED`] set is taken from `own`):
 /// one per stretch of consecutive runs from the same frames.
-fn chunks_of(frames: &Frames, own: Option<&Frames>, runs: impl Iterator<Item = u32>) -> Vec<Chunk> {
+fn chunks_of<'a>(
+    frames: &'a Frames,
+    own: Option<&'a Frames>,
+    runs: impl Iterator<Item = u32>,
+) -> Vec<Piece<'a>> {
     let mut chunks = Vec::new();
     let mut open: Option<(Range<usize>, bool)> = None;
     let source = |marker: bool| {
@@ -371,13 +384,13 @@ fn chunks_of(frames: &Frames, own: Option<&Frames>, runs: impl Iterator<Item = u
             Some((open, m)) if *m == marker && open.end == range.start => open.end = range.end,
             _ => chunks.extend(
                 open.replace((range, marker))
-                    .map(|(r, m)| Chunk::new(source(m), r)),
+                    .map(|(r, m)| Piece::cut(source(m), r)),
             ),
         }
     }
-    chunks.extend(open.map(|(r, m)| Chunk::new(source(m), r)));
+    chunks.extend(open.map(|(r, m)| Piece::cut(source(m), r)));
     // An excluded run with no marker (an empty frame) sends nothing.
-    chunks.retain(|c| c.cost() > crate::queue::CHUNK_OVERHEAD);
+    chunks.retain(|piece| !piece.is_empty());
     chunks
 }
 
@@ -444,7 +457,7 @@ mod tests {
         }
         let frames = batch.take();
         let counts =
-            |chunks: Vec<Chunk>| -> Vec<u64> { chunks.iter().map(Chunk::frames).collect() };
+            |pieces: Vec<Piece<'_>>| -> Vec<u64> { pieces.iter().map(Piece::frames).collect() };
         // Runs for everyone: 0, 1, 3 (frames 1 2 | 4).
         assert_eq!(
             counts(chunks_of(&frames, None, [0, 1, 3].into_iter())),

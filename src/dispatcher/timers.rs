@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::Dispatcher;
 use crate::client::Phase;
+use crate::queue::Piece;
 use crate::wire::Wire;
 use crate::{DisconnectReason, HubBuilder};
 
@@ -67,7 +68,7 @@ impl Dispatcher {
                 Verdict::Ping(wire) => {
                     if let Some(ping) = &self.ping {
                         let ping = ping[wire.index()].clone();
-                        self.enqueue(slot, &ping);
+                        self.enqueue(slot, Piece::Chunk(&ping));
                     }
                 }
             }

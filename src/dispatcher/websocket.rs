@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use super::inbound::Cut;
 use super::Dispatcher;
 use crate::client::{Phase, WsState};
-use crate::queue::Chunk;
+use crate::queue::{Chunk, Piece};
 use crate::transport::websocket::{
     self, close_payload, encode_into, Head, Inbound, Opcode, Refused, Upgrade, WsError,
 };
@@ -100,7 +100,7 @@ impl Dispatcher {
                     }
                     Inbound::Ping(payload) => {
                         let pong = Chunk::raw(frame(Opcode::Pong, payload));
-                        self.enqueue(slot, &pong);
+                        self.enqueue(slot, Piece::Chunk(&pong));
                         Cut::Took(used)
                     }
                     // A sign of life; reading it was enough. A fragment was taken into the
