@@ -216,7 +216,14 @@ impl Node {
             }
         };
         let shared = Arc::clone(&self.shared);
-        Some(tokio::spawn(async move {
+        // Unconstrained by tokio's cooperative budget, so that each turn takes every
+        // message waiting. The connection task fills the subscription's channel (64 Ki
+        // messages) with a whole read buffer per socket read, up to 128 reads a turn; taking
+        // only 128 messages a turn (the budget), this task fell behind in a flood and
+        // async-nats dropped messages as a slow consumer, lost without being counted. It
+        // cannot run forever: on this one-thread runtime nothing fills the channel while
+        // it runs.
+        Some(tokio::spawn(tokio::task::unconstrained(async move {
             while let Some(message) = sub.next().await {
                 let len = message.payload.len();
                 if inbound.pending.fetch_add(len, SeqCst) + len > inbound.max {
@@ -232,7 +239,7 @@ impl Node {
                     return;
                 }
             }
-        }))
+        })))
     }
 
     /// Hands messages from other nodes to the dispatcher, as one batch in arrival order.
