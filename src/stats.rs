@@ -80,8 +80,7 @@ pub struct ClusterStats {
     /// Messages received from the other nodes.
     pub received: u64,
     /// Messages that could not be propagated to the other nodes: the broker was away, or
-    /// the node's buffer for it ([`Cluster::buffer_bytes`](crate::Cluster::buffer_bytes))
-    /// was full. Local clients got them.
+    /// the node's buffer for it (`Cluster::buffer_bytes`) was full. Local clients got them.
     pub lost: u64,
     /// Times the broker reported this node as a slow consumer.
     pub slow_consumer: u64,
