@@ -198,7 +198,8 @@ pub enum ClusterState {
     Partitioned,
     /// The probe comes back again.
     Healed,
-    /// The broker reported this node too slow to take what it is sent.
+    /// The NATS client dropped messages from the other nodes that this node did not take
+    /// in time (see [`ClusterStats::slow_consumer`](crate::ClusterStats::slow_consumer)).
     SlowConsumer,
 }
 

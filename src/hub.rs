@@ -154,6 +154,7 @@ impl Hub {
                     Arc::clone(&shared),
                     tx.clone(),
                     hub_config.0,
+                    dispatcher::batch_max(hub_config.1),
                 )
                 .map_err(Error::Start)?,
             ),

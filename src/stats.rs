@@ -79,11 +79,15 @@ pub struct ClusterStats {
     pub sent: u64,
     /// Messages received from the other nodes.
     pub received: u64,
-    /// Messages that could not be propagated to the other nodes: the broker was away, or
-    /// the node's buffer for it ([`Cluster::buffer_bytes`](crate::Cluster::buffer_bytes))
-    /// was full. Local clients got them.
+    /// Messages lost between this node and the others: not propagated to them (the broker
+    /// was away, or the node's buffer for it, `Cluster::buffer_bytes`, was full; local
+    /// clients got them), or from them and not taken (the node's buffer of messages
+    /// received, as large, was full: its dispatcher was a whole buffer behind).
     pub lost: u64,
-    /// Times the broker reported this node as a slow consumer.
+    /// Times the NATS client dropped a message from the other nodes because this node had
+    /// not taken the ones before it yet (its subscription buffer was full); such messages
+    /// are not in `lost`. The broker reports no slow consumer: it closes the connection,
+    /// counted in `disconnects`.
     pub slow_consumer: u64,
     /// Times the connection to the broker was lost (it reconnects by itself).
     pub disconnects: u64,

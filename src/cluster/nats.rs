@@ -23,7 +23,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{subject_for, Auth, BridgeReceiver, Cluster, Out};
-use crate::command::{Batch, Command, Target};
+use crate::codec;
+use crate::command::{Batch, Command, Frames, Target};
 use crate::shared::Shared;
 use crate::{ClusterState, Framing};
 
@@ -41,6 +42,7 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     commands: Sender<Command>,
     framing: Framing,
+    batch_max: usize,
 ) -> std::io::Result<JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -53,6 +55,7 @@ pub(crate) fn spawn(
                 shared,
                 commands,
                 framing,
+                batch_max,
             };
             runtime.block_on(node.run(cluster, receiver));
         })
@@ -65,6 +68,8 @@ struct Node {
     shared: Arc<Shared>,
     commands: Sender<Command>,
     framing: Framing,
+    /// The most frame bytes handed to the dispatcher in one command, as a host's batch.
+    batch_max: usize,
 }
 
 /// The delay before reconnect attempt `n`: doubling from 100 ms to 5 s, with up to half of
@@ -216,7 +221,14 @@ impl Node {
             }
         };
         let shared = Arc::clone(&self.shared);
-        Some(tokio::spawn(async move {
+        // Unconstrained by tokio's cooperative budget, so that each turn takes every
+        // message waiting. The connection task fills the subscription's channel (64 Ki
+        // messages) with a whole read buffer per socket read, up to 128 reads a turn; taking
+        // only 128 messages a turn (the budget), this task fell behind in a flood and
+        // async-nats dropped messages as a slow consumer, lost without being counted. It
+        // cannot run forever: on this one-thread runtime nothing fills the channel while
+        // it runs.
+        Some(tokio::spawn(tokio::task::unconstrained(async move {
             while let Some(message) = sub.next().await {
                 let len = message.payload.len();
                 if inbound.pending.fetch_add(len, SeqCst) + len > inbound.max {
@@ -232,46 +244,68 @@ impl Node {
                     return;
                 }
             }
-        }))
+        })))
     }
 
-    /// Hands messages from other nodes to the dispatcher, as one batch in arrival order.
-    /// A topic with no local member takes nothing. Waits (without blocking the runtime)
-    /// while the dispatcher is behind.
+    /// Hands messages from other nodes to the dispatcher in arrival order, in batches of at
+    /// most `batch_max` bytes as a host's broadcasts are (a larger message alone). A topic
+    /// with no local member takes nothing. Waits (without blocking the runtime) while the
+    /// dispatcher is behind.
+    ///
+    /// The bound matters: the dispatcher fans a command out to every client at once, and
+    /// flow control can hold commands back only between them, so one batch of everything
+    /// received (up to `Cluster::buffer_bytes`, 8 MiB, over the default 4 MiB `queue_bytes`)
+    /// filled healthy clients' queues in one go and cut them as slow.
     async fn inject(&self, messages: Vec<Received>) {
         let counters = &self.shared.counters;
         counters
             .cluster_received
             .fetch_add(messages.len() as u64, Relaxed);
-        let mut batch = Batch::with_capacity(messages.iter().map(|m| m.payload.len() + 5).sum());
-        {
+        let targets: Vec<Option<Target>> = {
             let registry = self.shared.registry();
-            for message in &messages {
-                let target = match &message.topic {
-                    None => Target::All,
-                    Some(topic) => match registry.topics.id(topic) {
-                        Some(id) => Target::Topic(id),
-                        None => continue,
-                    },
-                };
-                batch.push(self.framing, &message.payload, target);
+            messages
+                .iter()
+                .map(|message| match &message.topic {
+                    None => Some(Target::All),
+                    Some(topic) => registry.topics.id(topic).map(Target::Topic),
+                })
+                .collect()
+        };
+        let framed =
+            |m: &Received| codec::encoded_len(self.framing, &m.payload).unwrap_or(m.payload.len());
+        let total: usize = messages.iter().map(framed).sum();
+        let mut batch = Batch::with_capacity(total.min(self.batch_max));
+        for (message, target) in messages.iter().zip(targets) {
+            let Some(target) = target else { continue };
+            if !batch.is_empty() && batch.len() + framed(message) > self.batch_max {
+                if !self.hand_over(batch.take()).await {
+                    return;
+                }
+                batch = Batch::with_capacity(total.min(self.batch_max));
             }
+            batch.push(self.framing, &message.payload, target);
         }
-        if batch.is_empty() {
-            return;
+        if !batch.is_empty() {
+            self.hand_over(batch.take()).await;
         }
-        let frames = batch.take();
+    }
+
+    /// Sends one batch to the dispatcher once its budget has room. Returns `false` if the
+    /// hub has stopped.
+    async fn hand_over(&self, frames: Frames) -> bool {
         let bytes = frames.bytes.len();
         while !self.shared.try_reserve(bytes) {
             if self.shared.check().is_err() {
-                return;
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if self.commands.send(Command::Remote(frames)).is_ok() {
             self.shared.wake();
+            true
         } else {
             self.shared.release(1, bytes);
+            false
         }
     }
 
