@@ -7,6 +7,9 @@
 # Beyond a Rust toolchain with cargo (which this script checks for but cannot install):
 #   - chromium (Debian package): tests/browser.rs runs the chat page in headless Chromium;
 #   - kosoku (PyPI, pinned): tests/conformance.rs runs the Autobahn WebSocket cases with it;
+#   - nats-server (Debian package): tests/cluster.rs runs the hubs of a cluster (feature
+#     `nats`) against it, killing, freezing and restarting it (Debian installs it in
+#     /usr/sbin, which must be on PATH);
 #   - python3: kosoku runs on it, the conformance test reads kosoku's report with it, and
 #     CI runs scripts/check_msrv.py;
 #   - timeout (coreutils): CI limits each step with it.
@@ -24,6 +27,7 @@ NEEDED=(
   "python3 python3"
   "timeout coreutils"
   "chromium chromium"
+  "nats-server nats-server"
 )
 # "command package version" triples: add a test prerequisite from PyPI here, pinned, so
 # that a new release cannot change what the tests check.

@@ -1007,6 +1007,21 @@ impl ChildProcess {
         }
     }
 
+    /// The child's process id. Only [`signal`](Self::signal) may use it to signal the
+    /// child, since only this guard knows whether it is reaped.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's exit status if it has exited (reaping it), `None` while it runs.
+    /// Never waits.
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() && self.exited.try_recv().is_ok() {
+            self.status = Some(self.child.wait().expect("reap the child"));
+        }
+        self.status
+    }
+
     /// Writes one line to the child's stdin.
     pub(crate) fn send_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin");
