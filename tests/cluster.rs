@@ -827,6 +827,29 @@ fn hubs_on_two_routed_brokers_share_broadcasts() {
     }
 }
 
+/// A hub given several URLs connects through one that answers, whichever is first.
+#[test]
+fn a_hub_given_several_urls_connects_through_a_live_one() {
+    if !Nats::available() {
+        return;
+    }
+    let nats = Nats::start();
+    // A port nothing listens on any more (the OS chose it, then it was closed).
+    let closed = std::net::TcpListener::bind(LOCAL)
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead = format!("nats://{closed}");
+    let mut a = Node::start(plain(Cluster::nats([dead.clone(), nats.url()])));
+    let mut b = Node::start(plain(Cluster::nats([nats.url(), dead])));
+    a.wait_connected();
+    b.wait_connected();
+    nats.wait_subscribed(ALL, 2);
+    let b1 = b.join();
+    a.hub.broadcast("across").unwrap();
+    b1.expect(&[b"across"]);
+}
+
 // -------------------------------------------------------------------------- settings
 
 /// The error `bind` gives for these settings, which must be `Error::Config`.

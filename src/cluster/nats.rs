@@ -98,9 +98,10 @@ impl Node {
             }
         };
         // With `retry_on_initial_connect`, this returns at once and connects in the
-        // background; it fails only on a malformed URL.
+        // background; it fails only on a malformed URL. The URLs go as a list: async-nats
+        // parses a single string as one URL, commas and all.
         let urls = cluster.urls.join(",");
-        let client = match options.connect(urls.as_str()).await {
+        let client = match options.connect(cluster.urls.as_slice()).await {
             Ok(client) => client,
             Err(err) => {
                 log::error!("hubcast cluster: cannot connect to NATS at {urls}: {err}");
@@ -110,7 +111,7 @@ impl Node {
         // Events and the probe run as tasks of their own, so that a publish waiting on a
         // frozen broker never holds up noticing it.
         let watch = tokio::spawn(self.clone().watch(events));
-        let probe = tokio::spawn(self.clone().probe(cluster.clone(), urls, client.clone()));
+        let probe = tokio::spawn(self.clone().probe(cluster.clone(), client.clone()));
         let (received_tx, mut received) = mpsc::unbounded_channel::<Received>();
         let inbound = Inbound {
             tx: received_tx,
@@ -300,13 +301,13 @@ impl Node {
 
     /// Sends a numbered probe through the broker every interval, from the main connection
     /// to a second one; the last one not back when the next is due reports a partition.
-    async fn probe(self, cluster: Cluster, urls: String, client: Client) {
+    async fn probe(self, cluster: Cluster, client: Client) {
         let subject = format!(
             "{}.probe.{:x}",
             self.prefix,
             crate::dispatcher::random_u64()
         );
-        let Some(receiver) = probe_client(&cluster, &urls).await else {
+        let Some(receiver) = probe_client(&cluster).await else {
             log::warn!("hubcast cluster: no probe connection; partitions go unnoticed");
             return;
         };
@@ -393,13 +394,13 @@ async fn options(
 }
 
 /// The probe's receiving connection (with echo), if it can be made.
-async fn probe_client(cluster: &Cluster, urls: &str) -> Option<Client> {
+async fn probe_client(cluster: &Cluster) -> Option<Client> {
     let (tx, _rx) = mpsc::unbounded_channel();
     let options = options(cluster, tx).await.ok()?;
     // The same settings, but it must receive what the main connection publishes; echo is
     // per connection, so a second one sees the first one's probe.
     let options = options.name(format!("hubcast {} probe", cluster.prefix));
-    options.connect(urls).await.ok()
+    options.connect(cluster.urls.as_slice()).await.ok()
 }
 
 #[cfg(test)]
