@@ -876,6 +876,23 @@ fn bad_cluster_settings_are_config_errors() {
     assert!(text.contains("probe interval"), "{text}");
 }
 
+/// A URL no NATS client can use fails `bind`, naming it, instead of a hub that never
+/// joins its cluster.
+#[test]
+fn a_malformed_url_is_a_config_error() {
+    for url in [
+        "nats://127.0.0.1:99999",
+        "http://127.0.0.1:4222",
+        "nats://[::1",
+        "::::",
+    ] {
+        let text = within("bind with a malformed URL", TIMEOUT, move || {
+            config_error(Cluster::nats([url]))
+        });
+        assert!(text.contains(url), "{url}: {text}");
+    }
+}
+
 // -------------------------------------------------------------------------- shutdown
 
 /// `shutdown` of a clustered hub returns promptly, delivers what was queued, and closes

@@ -75,7 +75,8 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// A cluster reached through these NATS servers (`nats://host:port`, `tls://…`), one
     /// URL each: the client connects to one and follows the others (and those the servers
-    /// announce) if it goes away.
+    /// announce) if it goes away. [`HubBuilder::bind`](crate::HubBuilder::bind) fails
+    /// with [`Error::Config`](crate::Error::Config) for a URL the client cannot use.
     pub fn nats<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Cluster {
         Cluster {
             urls: urls.into_iter().map(Into::into).collect(),

@@ -98,8 +98,8 @@ impl Node {
             }
         };
         // With `retry_on_initial_connect`, this returns at once and connects in the
-        // background; it fails only on a malformed URL. The URLs go as a list: async-nats
-        // parses a single string as one URL, commas and all.
+        // background; it fails only on a malformed URL, which `bind` refuses. The URLs go
+        // as a list: async-nats parses a single string as one URL, commas and all.
         let urls = cluster.urls.join(",");
         let client = match options.connect(cluster.urls.as_slice()).await {
             Ok(client) => client,
