@@ -918,6 +918,45 @@ fn shutdown_is_prompt_with_the_broker_up() {
     nats.wait_connections(0);
 }
 
+/// With the broker frozen and more queued for it than it will ever take, `shutdown`
+/// still returns promptly, and every message is counted as sent or lost.
+#[test]
+fn shutdown_is_prompt_with_the_broker_frozen() {
+    if !Nats::available() {
+        return;
+    }
+    let mut nats = Nats::start();
+    let mut node = Node::on(&nats);
+    node.wait_connected();
+    nats.wait_connections(2);
+    nats.freeze();
+    // More than the socket buffers and the NATS client's queue hold, until the hub's
+    // buffer for the broker overflows: the backplane is stuck on the frozen broker when
+    // the shutdown begins.
+    let big = vec![b'x'; 16 * 1024];
+    let mut broadcasts = 0;
+    let hub = &node.hub;
+    node.events
+        .wait_until("the buffer for the broker to overflow", || {
+            for _ in 0..64 {
+                hub.broadcast(&big).unwrap();
+            }
+            broadcasts += 64;
+            hub.stats().cluster.lost > 0
+        });
+    let hub = Arc::new(node.hub);
+    let stopping = Arc::clone(&hub);
+    within("shutdown", Duration::from_secs(5), move || {
+        stopping.shutdown(Duration::from_millis(500))
+    })
+    .expect("shutdown");
+    let stats = hub.stats().cluster;
+    assert_eq!(stats.sent + stats.lost, broadcasts, "{stats:?}");
+    assert!(!stats.connected, "{stats:?}");
+    nats.thaw();
+    nats.wait_connections(0);
+}
+
 type Slot = Arc<OnceLock<Weak<Hub>>>;
 
 /// The last handle to a clustered hub dropped inside its own closure, on its dispatcher

@@ -10,8 +10,8 @@
 //! subscription after a reconnect.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -34,7 +34,13 @@ struct Received {
     payload: Bytes,
 }
 
-/// Starts the backplane thread. It ends when the dispatcher drops its bridge.
+/// How long the backplane thread may go on publishing once the dispatcher is gone: what
+/// the broker has not taken by then (a frozen broker takes nothing, and a publish waits on
+/// it for good) is given up, so that the hub's shutdown is never held up by the broker.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
+
+/// Starts the backplane thread. It ends when the dispatcher drops its bridge: at once if
+/// the broker takes what is left, else [`GIVE_UP_AFTER`] later.
 pub(crate) fn spawn(
     cluster: Cluster,
     receiver: BridgeReceiver,
@@ -48,13 +54,44 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("hubcast-nats".into())
         .spawn(move || {
+            let counters = Arc::clone(&shared);
+            let publishing = Arc::new(AtomicBool::new(false));
             let node = Node {
                 prefix: cluster.prefix.clone(),
                 shared,
                 commands,
                 framing,
+                publishing: Arc::clone(&publishing),
             };
-            runtime.block_on(node.run(cluster, receiver));
+            let BridgeReceiver {
+                mut rx,
+                pending,
+                closed,
+            } = receiver;
+            runtime.block_on(async {
+                tokio::select! {
+                    () = node.run(cluster, &mut rx, &pending) => {}
+                    () = give_up(closed) => {
+                        log::warn!(
+                            "hubcast cluster: the broker took nothing for {GIVE_UP_AFTER:?} \
+                             after the hub stopped; the rest is not propagated"
+                        );
+                    }
+                }
+            });
+            // What the dispatcher handed over and was never published: the message given
+            // up on in the middle of its publish, if any, and those after it.
+            rx.close();
+            let mut lost = u64::from(publishing.load(SeqCst));
+            while let Ok(out) = rx.try_recv() {
+                if matches!(out, Out::All(_) | Out::Topic(..)) {
+                    lost += 1;
+                }
+            }
+            let counters = &counters.counters;
+            counters.cluster_lost.fetch_add(lost, Relaxed);
+            counters.cluster_connected.store(false, SeqCst);
+            // Dropping the runtime drops the NATS connections.
         })
 }
 
@@ -65,6 +102,9 @@ struct Node {
     shared: Arc<Shared>,
     commands: Sender<Command>,
     framing: Framing,
+    /// A message is being handed to the NATS client (which waits while the broker takes
+    /// nothing).
+    publishing: Arc<AtomicBool>,
 }
 
 /// The delay before reconnect attempt `n`: doubling from 100 ms to 5 s, with up to half of
@@ -87,8 +127,19 @@ struct Inbound {
     max: usize,
 }
 
+/// Ready [`GIVE_UP_AFTER`] after the dispatcher has dropped the bridge.
+async fn give_up(closed: tokio::sync::oneshot::Receiver<()>) {
+    let _ = closed.await;
+    tokio::time::sleep(GIVE_UP_AFTER).await;
+}
+
 impl Node {
-    async fn run(self, cluster: Cluster, mut receiver: BridgeReceiver) {
+    async fn run(
+        self,
+        cluster: Cluster,
+        outgoing: &mut mpsc::UnboundedReceiver<Out>,
+        pending: &AtomicUsize,
+    ) {
         let (events_tx, events) = mpsc::unbounded_channel();
         let options = match options(&cluster, events_tx).await {
             Ok(options) => options,
@@ -130,26 +181,26 @@ impl Node {
         let counters = &self.shared.counters;
         loop {
             tokio::select! {
-                out = receiver.rx.recv() => {
+                out = outgoing.recv() => {
                     let Some(out) = out else {
                         // The dispatcher is gone: the hub stopped.
                         break;
                     };
                     match out {
                         Out::All(payload) | Out::Topic(_, payload) if !connected(&client) => {
-                            receiver.pending.fetch_sub(payload.len(), SeqCst);
+                            pending.fetch_sub(payload.len(), SeqCst);
                             counters.cluster_lost.fetch_add(1, Relaxed);
                         }
                         Out::All(payload) => {
                             let len = payload.len();
                             self.publish(&client, format!("{}.all", self.prefix), payload).await;
-                            receiver.pending.fetch_sub(len, SeqCst);
+                            pending.fetch_sub(len, SeqCst);
                         }
                         Out::Topic(topic, payload) => {
                             let len = payload.len();
                             let subject = subject_for(&self.prefix, &topic);
                             self.publish(&client, subject, payload).await;
-                            receiver.pending.fetch_sub(len, SeqCst);
+                            pending.fetch_sub(len, SeqCst);
                         }
                         Out::Subscribe(topic) => {
                             let subject = subject_for(&self.prefix, &topic);
@@ -184,13 +235,15 @@ impl Node {
             task.abort();
         }
         // Hand what was published to the socket, unless the broker is away.
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
-        counters.cluster_connected.store(false, SeqCst);
+        let _ = tokio::time::timeout(GIVE_UP_AFTER, client.flush()).await;
     }
 
     async fn publish(&self, client: &Client, subject: String, payload: Bytes) {
         let counters = &self.shared.counters;
-        match client.publish(subject, payload).await {
+        self.publishing.store(true, SeqCst);
+        let published = client.publish(subject, payload).await;
+        self.publishing.store(false, SeqCst);
+        match published {
             Ok(()) => {
                 counters.cluster_sent.fetch_add(1, Relaxed);
             }
