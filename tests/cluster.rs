@@ -746,6 +746,15 @@ fn a_frozen_broker_is_reported_as_a_partition_and_healed() {
     let mut nodes = nodes(&nats, 2, |c| plain(c.probe_interval(probe)));
     let (a1, b1) = (nodes[0].join(), nodes[1].join());
     for node in &mut nodes {
+        // Nothing is reported before the hub is connected: the probe waits for the
+        // connections (which take longer than an interval here) and its subscription.
+        let first = node.events.seen.iter().find_map(state_of);
+        assert_eq!(
+            first,
+            Some(ClusterState::Connected),
+            "{:?}",
+            node.events.seen
+        );
         // Healthy to begin with: on a loaded machine a probe can be late with no fault.
         node.wait("no partition", 0, |_, stats| !stats.partitioned);
     }

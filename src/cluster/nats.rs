@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event as NatsEvent};
+use async_nats::{Client, ConnectOptions, Event as NatsEvent, RequestErrorKind};
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
@@ -354,6 +354,12 @@ impl Node {
 
     /// Sends a numbered probe through the broker every interval, from the main connection
     /// to a second one; the last one not back when the next is due reports a partition.
+    ///
+    /// Only while the main connection is up (a lost one is reported as `Disconnected`),
+    /// and once the broker has the probe's subscription: a hub whose connections take
+    /// longer than an interval to come up would otherwise report a partition at every
+    /// start, before it is even connected. Until then, a broker that does not answer
+    /// within an interval is as late as a probe.
     async fn probe(self, cluster: Cluster, client: Client) {
         let subject = format!(
             "{}.probe.{:x}",
@@ -368,10 +374,14 @@ impl Node {
             log::warn!("hubcast cluster: cannot subscribe the probe; partitions go unnoticed");
             return;
         };
+        let ready = format!("{subject}.ready");
         let mut ticker = tokio::time::interval(cluster.probe_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut sent, mut seen) = (0u64, 0u64);
         let mut partitioned = false;
+        // Whether the broker has the probe's subscription (since the main connection last
+        // connected).
+        let mut armed = false;
         loop {
             tokio::select! {
                 message = back.next() => {
@@ -381,11 +391,42 @@ impl Node {
                     }
                 }
                 _ = ticker.tick() => {
-                    let late = sent > seen;
+                    if !connected(&client) {
+                        // Reported as `Disconnected`; probes lost with the connection
+                        // say nothing.
+                        (seen, armed) = (sent, false);
+                        continue;
+                    }
+                    let late = if armed {
+                        sent > seen
+                    } else {
+                        // The first round trip: a request nobody answers comes back as "no
+                        // responders" once the broker has handled what the connection sent
+                        // before it, the subscription included.
+                        let ask = receiver.request(ready.clone(), Bytes::new());
+                        match tokio::time::timeout(cluster.probe_interval, ask).await {
+                            Ok(Ok(_)) => {
+                                armed = true;
+                                false
+                            }
+                            Ok(Err(err)) if err.kind() == RequestErrorKind::NoResponders => {
+                                armed = true;
+                                false
+                            }
+                            // Failed without an answer (the connection lost meanwhile, which
+                            // the next tick sees): no news.
+                            Ok(Err(_)) => partitioned,
+                            // No answer within an interval: as late as a probe.
+                            Err(_) => true,
+                        }
+                    };
                     if late != partitioned {
                         partitioned = late;
                         self.shared.counters.cluster_partitioned.store(late, SeqCst);
                         self.report(if late { ClusterState::Partitioned } else { ClusterState::Healed });
+                    }
+                    if !armed {
+                        continue;
                     }
                     sent += 1;
                     // Bounded, so a frozen broker cannot hold the probe up: a probe that
