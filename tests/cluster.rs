@@ -19,6 +19,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
@@ -670,6 +671,86 @@ fn topics_reach_members_on_every_hub_and_only_them() {
     }
     // Only the broadcast reached B.
     assert_eq!(nodes[1].cluster().received, before + 1);
+}
+
+/// Members join and leave on several hubs while two hubs publish to the topic: members
+/// there all along get every message of both publishers in order; the others get, of
+/// each publisher, an ordered subset with no repeats. One publishing hub's only member
+/// comes and goes, so its subscription does too, and its messages go out now with a
+/// member there, now without.
+#[test]
+fn topic_churn_across_hubs_keeps_steady_members_whole() {
+    if !Nats::available() {
+        return;
+    }
+    let nats = Nats::start();
+    let mut nodes = nodes(&nats, 3, plain);
+    let steady = [nodes[0].join(), nodes[1].join()];
+    let churners = [
+        (0, nodes[0].join()),
+        (1, nodes[1].join()),
+        (2, nodes[2].join()),
+    ];
+    nodes[0].hub.join(steady[0].id, "news").unwrap();
+    nodes[1].hub.join(steady[1].id, "news").unwrap();
+    nats.wait_subscribed("hubcast.t.news", 2);
+
+    const N: usize = 2_000;
+    let nodes = &nodes;
+    let publishing = AtomicUsize::new(2);
+    let publishing = &publishing;
+    thread::scope(|scope| {
+        // Stream 0 from A, which always has a member; stream 1 from C, which has one only
+        // while a churner of C is in.
+        for (stream, node) in [(0, 0), (1, 2)] {
+            scope.spawn(move || {
+                for seq in 0..N {
+                    nodes[node]
+                        .hub
+                        .publish("news", tagged(stream, seq, MSG_LEN))
+                        .unwrap();
+                }
+                publishing.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+        // Churning for as long as messages are published, however fast each goes.
+        for (node, churner) in &churners {
+            let (hub, id) = (&nodes[*node].hub, churner.id);
+            scope.spawn(move || {
+                while publishing.load(Ordering::SeqCst) > 0 {
+                    hub.join(id, "news").unwrap();
+                    hub.leave(id, "news").unwrap();
+                }
+            });
+        }
+    });
+    nodes[0].hub.publish("news", "end A").unwrap();
+    nodes[2].hub.publish("news", "end C").unwrap();
+    for member in &steady {
+        let frames = frames_until(member, &[b"end A", b"end C"]);
+        assert_complete(&format!("client {}", member.id), &frames, &[0, 1], N);
+    }
+    for (node, churner) in &churners {
+        // Out of the topic now: a direct message comes after whatever it got.
+        nodes[*node].hub.send_to(churner.id, "fin").unwrap();
+        let frames: Vec<Vec<u8>> = frames_until(churner, &[b"fin"])
+            .into_iter()
+            .filter(|f| !f.starts_with(b"end "))
+            .collect();
+        for (stream, seqs) in by_stream(&frames) {
+            assert!(stream < 2, "client {}: stream {stream}", churner.id);
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "client {}: stream {stream} out of order or repeated: {seqs:?}",
+                churner.id
+            );
+        }
+    }
+    for node in nodes {
+        assert_eq!(node.cluster().lost, 0, "{:?}", node.cluster());
+    }
+    // C's churners have left: C no longer subscribes.
+    nats.wait_subscribed("hubcast.t.news", 2);
 }
 
 // ---------------------------------------------------------------------------- faults
