@@ -7,6 +7,9 @@
 # Beyond a Rust toolchain with cargo (which this script checks for but cannot install):
 #   - chromium (Debian package): tests/browser.rs runs the chat page in headless Chromium;
 #   - kosoku (PyPI, pinned): tests/conformance.rs runs the Autobahn WebSocket cases with it;
+#   - nats-server (Debian package): tests/cluster.rs runs the hubs of a cluster (feature
+#     `nats`) against it, killing, freezing and restarting it (the tests look in /usr/sbin
+#     too, where Debian installs it);
 #   - python3: kosoku runs on it, the conformance test reads kosoku's report with it,
 #     tests/resume.rs runs the Python client (clients/python) with it, and CI runs
 #     scripts/check_msrv.py;
@@ -25,6 +28,7 @@ NEEDED=(
   "python3 python3"
   "timeout coreutils"
   "chromium chromium"
+  "nats-server nats-server"
 )
 # "command package version" triples: add a test prerequisite from PyPI here, pinned, so
 # that a new release cannot change what the tests check.
@@ -40,7 +44,8 @@ fi
 missing=()
 for pair in "${NEEDED[@]}"; do
   read -r cmd package <<<"$pair"
-  command -v "$cmd" >/dev/null || missing+=("$package")
+  # Daemons land in /usr/sbin, which a user's PATH may lack (the tests look there too).
+  command -v "$cmd" >/dev/null || [ -x "/usr/sbin/$cmd" ] || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

@@ -742,6 +742,13 @@ impl HubBuilder {
             if cluster.urls.is_empty() {
                 return fail("a cluster needs at least one NATS server URL".into());
             }
+            // As the NATS client will parse them: a URL it cannot use would leave the hub
+            // outside its cluster for good, with only a log line to say so.
+            for url in &cluster.urls {
+                if let Err(err) = url.parse::<async_nats::ServerAddr>() {
+                    return fail(format!("NATS server URL {url:?}: {err}"));
+                }
+            }
             let valid_token = |t: &str| {
                 !t.is_empty()
                     && t.chars()

@@ -476,28 +476,15 @@ impl Hub {
 
     fn publish_to(&self, topic: &str, except: Option<ClientId>, msg: &[u8]) -> Result<()> {
         crate::topics::check_name(topic, self.topic_limits.max_name)?;
+        #[cfg(feature = "nats")]
+        if self.clustered {
+            return self.publish_clustered(topic, except, msg);
+        }
         let id = self.shared.registry().topics.id(topic);
         let Some(id) = id else {
-            // No member here: nobody to send to, unless other nodes of a cluster have
-            // some. (A topic created after this call misses it, as a member who joins
-            // after a publish does.)
+            // No member: nobody to send to. (A topic created after this call misses it, as
+            // a member who joins after a publish does.)
             self.shared.check()?;
-            #[cfg(feature = "nats")]
-            if self.clustered {
-                let payload = bytes::Bytes::copy_from_slice(msg);
-                let wait = !self.shared.on_dispatcher_thread();
-                let reserve = payload.len();
-                let topic: Arc<str> = Arc::from(topic);
-                return self.send_in_order(
-                    reserve,
-                    wait,
-                    |_| false,
-                    |open| {
-                        *open = None;
-                        Ok(Some(Command::Forward(Arc::clone(&topic), payload.clone())))
-                    },
-                );
-            }
             return Ok(());
         };
         let target = match except {
@@ -505,6 +492,31 @@ impl Hub {
             None => Target::Topic(id),
         };
         self.submit(target, msg, true)
+    }
+
+    /// `publish_to` in a cluster: for the members here, and for the other nodes.
+    #[cfg(feature = "nats")]
+    fn publish_clustered(&self, topic: &str, except: Option<ClientId>, msg: &[u8]) -> Result<()> {
+        loop {
+            let Some(id) = self.shared.registry().topics.id(topic) else {
+                // No member here: only other nodes may have some. (A topic created here
+                // after this call misses it, as a member who joins after a publish does.)
+                return self.forward_topic(topic, msg);
+            };
+            let target = match except {
+                Some(client) => Target::TopicExcept(id, client),
+                None => Target::Topic(id),
+            };
+            // The topic's last member here may leave between looking its id up and taking
+            // the batch lock: the message would then go for a topic the dispatcher has
+            // freed, to nobody, while the other nodes' members must get it all the same.
+            // So the id must still be the topic's under the lock, or it is looked up
+            // again.
+            let current = || self.shared.registry().topics.id(topic) == Some(id);
+            if self.submit_while(target, msg, true, current)? {
+                return Ok(());
+            }
+        }
     }
 
     /// Every topic with at least one member, with its member count, by name. Never blocks
@@ -587,23 +599,61 @@ impl Hub {
         }
     }
 
+    /// A message for a topic with no member here: only other nodes of the cluster may have
+    /// some.
+    #[cfg(feature = "nats")]
+    fn forward_topic(&self, topic: &str, msg: &[u8]) -> Result<()> {
+        self.shared.check()?;
+        let payload = bytes::Bytes::copy_from_slice(msg);
+        let wait = !self.shared.on_dispatcher_thread();
+        let reserve = payload.len();
+        let topic: Arc<str> = Arc::from(topic);
+        self.send_in_order(
+            reserve,
+            wait,
+            |_| false,
+            |open| {
+                *open = None;
+                Ok(Some(Command::Forward(Arc::clone(&topic), payload.clone())))
+            },
+        )
+    }
+
     /// Frames `msg` for `target` and hands it to the dispatcher, waiting for room if `wait`
     /// (and not on the dispatcher's own thread, where waiting would never end).
     fn submit(&self, target: Target, msg: &[u8], wait: bool) -> Result<()> {
+        self.submit_while(target, msg, wait, || true).map(drop)
+    }
+
+    /// As [`submit`](Self::submit), if `current` holds under the batch lock, where the
+    /// message takes its place among every other call. Returns whether it did (if not,
+    /// nothing was sent).
+    fn submit_while(
+        &self,
+        target: Target,
+        msg: &[u8],
+        wait: bool,
+        current: impl Fn() -> bool,
+    ) -> Result<bool> {
         self.shared.check()?;
         let len = self.frame_len(msg)?;
         if len == 0 {
             // An empty message under raw framing: nothing goes on the wire.
-            return Ok(());
+            return Ok(true);
         }
         let wait = wait && !self.shared.on_dispatcher_thread();
         // A large message is framed before taking the lock, into its own frame.
         let mut large = (len >= BATCH_BELOW).then(|| codec::encode(self.framing, msg, len));
         let reserve = if large.is_some() { len } else { self.batch_max };
+        let stale = std::cell::Cell::new(false);
         let append = |open: &mut Option<SharedBatch>| {
             let Some(batch) = open.as_ref().filter(|_| len < BATCH_BELOW) else {
                 return false;
             };
+            if !current() {
+                stale.set(true);
+                return true;
+            }
             let mut batch = lock(batch);
             let fits = !batch.taken && batch.len() + len <= self.batch_max;
             if fits {
@@ -612,6 +662,10 @@ impl Hub {
             fits
         };
         let build = |open: &mut Option<SharedBatch>| {
+            if !current() {
+                stale.set(true);
+                return Ok(None);
+            }
             Ok(Some(match large.take() {
                 Some(frame) => {
                     // Small messages sent after this one go in a later batch.
@@ -631,7 +685,8 @@ impl Hub {
                 }
             }))
         };
-        self.send_in_order(reserve, wait, append, build)
+        self.send_in_order(reserve, wait, append, build)?;
+        Ok(!stale.get())
     }
 
     /// Under the batch lock, which orders every call: finishes the call with `append` if

@@ -73,9 +73,10 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// A cluster reached through these NATS servers (`nats://host:port`, `tls://…`): the
-    /// client connects to one and follows the others (and those the servers announce) if
-    /// it goes away.
+    /// A cluster reached through these NATS servers (`nats://host:port`, `tls://…`), one
+    /// URL each: the client connects to one and follows the others (and those the servers
+    /// announce) if it goes away. [`HubBuilder::bind`](crate::HubBuilder::bind) fails
+    /// with [`Error::Config`](crate::Error::Config) for a URL the client cannot use.
     pub fn nats<S: Into<String>>(urls: impl IntoIterator<Item = S>) -> Cluster {
         Cluster {
             urls: urls.into_iter().map(Into::into).collect(),
@@ -185,6 +186,9 @@ pub(crate) struct Bridge {
     tx: tokio::sync::mpsc::UnboundedSender<Out>,
     pending: Arc<AtomicUsize>,
     max: usize,
+    /// Never sent: dropped with the bridge, it tells the backplane thread at once that
+    /// the dispatcher is gone, even while that thread waits on the broker.
+    _closed: tokio::sync::oneshot::Sender<()>,
 }
 
 /// The backplane thread's end.
@@ -192,17 +196,27 @@ pub(crate) struct Bridge {
 pub(crate) struct BridgeReceiver {
     pub(crate) rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
     pub(crate) pending: Arc<AtomicUsize>,
+    /// Ready once the bridge is dropped.
+    pub(crate) closed: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// A bridge and its receiver, for `buffer_bytes` of pending messages.
 pub(crate) fn bridge(max: usize) -> (Bridge, BridgeReceiver) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
     let pending = Arc::new(AtomicUsize::new(0));
     let receiver = BridgeReceiver {
         rx,
         pending: Arc::clone(&pending),
+        closed,
     };
-    (Bridge { tx, pending, max }, receiver)
+    let bridge = Bridge {
+        tx,
+        pending,
+        max,
+        _closed: closed_tx,
+    };
+    (bridge, receiver)
 }
 
 impl Bridge {

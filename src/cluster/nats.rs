@@ -10,13 +10,13 @@
 //! subscription after a reconnect.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Event as NatsEvent};
+use async_nats::{Client, ConnectOptions, Event as NatsEvent, RequestErrorKind};
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
@@ -35,7 +35,13 @@ struct Received {
     payload: Bytes,
 }
 
-/// Starts the backplane thread. It ends when the dispatcher drops its bridge.
+/// How long the backplane thread may go on publishing once the dispatcher is gone: what
+/// the broker has not taken by then (a frozen broker takes nothing, and a publish waits on
+/// it for good) is given up, so that the hub's shutdown is never held up by the broker.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
+
+/// Starts the backplane thread. It ends when the dispatcher drops its bridge: at once if
+/// the broker takes what is left, else [`GIVE_UP_AFTER`] later.
 pub(crate) fn spawn(
     cluster: Cluster,
     receiver: BridgeReceiver,
@@ -50,14 +56,45 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("hubcast-nats".into())
         .spawn(move || {
+            let counters = Arc::clone(&shared);
+            let publishing = Arc::new(AtomicBool::new(false));
             let node = Node {
                 prefix: cluster.prefix.clone(),
                 shared,
                 commands,
                 framing,
                 batch_max,
+                publishing: Arc::clone(&publishing),
             };
-            runtime.block_on(node.run(cluster, receiver));
+            let BridgeReceiver {
+                mut rx,
+                pending,
+                closed,
+            } = receiver;
+            runtime.block_on(async {
+                tokio::select! {
+                    () = node.run(cluster, &mut rx, &pending) => {}
+                    () = give_up(closed) => {
+                        log::warn!(
+                            "hubcast cluster: the broker took nothing for {GIVE_UP_AFTER:?} \
+                             after the hub stopped; the rest is not propagated"
+                        );
+                    }
+                }
+            });
+            // What the dispatcher handed over and was never published: the message given
+            // up on in the middle of its publish, if any, and those after it.
+            rx.close();
+            let mut lost = u64::from(publishing.load(SeqCst));
+            while let Ok(out) = rx.try_recv() {
+                if matches!(out, Out::All(_) | Out::Topic(..)) {
+                    lost += 1;
+                }
+            }
+            let counters = &counters.counters;
+            counters.cluster_lost.fetch_add(lost, Relaxed);
+            counters.cluster_connected.store(false, SeqCst);
+            // Dropping the runtime drops the NATS connections.
         })
 }
 
@@ -70,6 +107,9 @@ struct Node {
     framing: Framing,
     /// The most frame bytes handed to the dispatcher in one command, as a host's batch.
     batch_max: usize,
+    /// A message is being handed to the NATS client (which waits while the broker takes
+    /// nothing).
+    publishing: Arc<AtomicBool>,
 }
 
 /// The delay before reconnect attempt `n`: doubling from 100 ms to 5 s, with up to half of
@@ -92,8 +132,19 @@ struct Inbound {
     max: usize,
 }
 
+/// Ready [`GIVE_UP_AFTER`] after the dispatcher has dropped the bridge.
+async fn give_up(closed: tokio::sync::oneshot::Receiver<()>) {
+    let _ = closed.await;
+    tokio::time::sleep(GIVE_UP_AFTER).await;
+}
+
 impl Node {
-    async fn run(self, cluster: Cluster, mut receiver: BridgeReceiver) {
+    async fn run(
+        self,
+        cluster: Cluster,
+        outgoing: &mut mpsc::UnboundedReceiver<Out>,
+        pending: &AtomicUsize,
+    ) {
         let (events_tx, events) = mpsc::unbounded_channel();
         let options = match options(&cluster, events_tx).await {
             Ok(options) => options,
@@ -103,9 +154,10 @@ impl Node {
             }
         };
         // With `retry_on_initial_connect`, this returns at once and connects in the
-        // background; it fails only on a malformed URL.
+        // background; it fails only on a malformed URL, which `bind` refuses. The URLs go
+        // as a list: async-nats parses a single string as one URL, commas and all.
         let urls = cluster.urls.join(",");
-        let client = match options.connect(urls.as_str()).await {
+        let client = match options.connect(cluster.urls.as_slice()).await {
             Ok(client) => client,
             Err(err) => {
                 log::error!("hubcast cluster: cannot connect to NATS at {urls}: {err}");
@@ -115,7 +167,7 @@ impl Node {
         // Events and the probe run as tasks of their own, so that a publish waiting on a
         // frozen broker never holds up noticing it.
         let watch = tokio::spawn(self.clone().watch(events));
-        let probe = tokio::spawn(self.clone().probe(cluster.clone(), urls, client.clone()));
+        let probe = tokio::spawn(self.clone().probe(cluster.clone(), client.clone()));
         let (received_tx, mut received) = mpsc::unbounded_channel::<Received>();
         let inbound = Inbound {
             tx: received_tx,
@@ -134,26 +186,26 @@ impl Node {
         let counters = &self.shared.counters;
         loop {
             tokio::select! {
-                out = receiver.rx.recv() => {
+                out = outgoing.recv() => {
                     let Some(out) = out else {
                         // The dispatcher is gone: the hub stopped.
                         break;
                     };
                     match out {
                         Out::All(payload) | Out::Topic(_, payload) if !connected(&client) => {
-                            receiver.pending.fetch_sub(payload.len(), SeqCst);
+                            pending.fetch_sub(payload.len(), SeqCst);
                             counters.cluster_lost.fetch_add(1, Relaxed);
                         }
                         Out::All(payload) => {
                             let len = payload.len();
                             self.publish(&client, format!("{}.all", self.prefix), payload).await;
-                            receiver.pending.fetch_sub(len, SeqCst);
+                            pending.fetch_sub(len, SeqCst);
                         }
                         Out::Topic(topic, payload) => {
                             let len = payload.len();
                             let subject = subject_for(&self.prefix, &topic);
                             self.publish(&client, subject, payload).await;
-                            receiver.pending.fetch_sub(len, SeqCst);
+                            pending.fetch_sub(len, SeqCst);
                         }
                         Out::Subscribe(topic) => {
                             let subject = subject_for(&self.prefix, &topic);
@@ -188,13 +240,15 @@ impl Node {
             task.abort();
         }
         // Hand what was published to the socket, unless the broker is away.
-        let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
-        counters.cluster_connected.store(false, SeqCst);
+        let _ = tokio::time::timeout(GIVE_UP_AFTER, client.flush()).await;
     }
 
     async fn publish(&self, client: &Client, subject: String, payload: Bytes) {
         let counters = &self.shared.counters;
-        match client.publish(subject, payload).await {
+        self.publishing.store(true, SeqCst);
+        let published = client.publish(subject, payload).await;
+        self.publishing.store(false, SeqCst);
+        match published {
             Ok(()) => {
                 counters.cluster_sent.fetch_add(1, Relaxed);
             }
@@ -334,13 +388,19 @@ impl Node {
 
     /// Sends a numbered probe through the broker every interval, from the main connection
     /// to a second one; the last one not back when the next is due reports a partition.
-    async fn probe(self, cluster: Cluster, urls: String, client: Client) {
+    ///
+    /// Only while the main connection is up (a lost one is reported as `Disconnected`),
+    /// and once the broker has the probe's subscription: a hub whose connections take
+    /// longer than an interval to come up would otherwise report a partition at every
+    /// start, before it is even connected. Until then, a broker that does not answer
+    /// within an interval is as late as a probe.
+    async fn probe(self, cluster: Cluster, client: Client) {
         let subject = format!(
             "{}.probe.{:x}",
             self.prefix,
             crate::dispatcher::random_u64()
         );
-        let Some(receiver) = probe_client(&cluster, &urls).await else {
+        let Some(receiver) = probe_client(&cluster).await else {
             log::warn!("hubcast cluster: no probe connection; partitions go unnoticed");
             return;
         };
@@ -348,10 +408,14 @@ impl Node {
             log::warn!("hubcast cluster: cannot subscribe the probe; partitions go unnoticed");
             return;
         };
+        let ready = format!("{subject}.ready");
         let mut ticker = tokio::time::interval(cluster.probe_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut sent, mut seen) = (0u64, 0u64);
         let mut partitioned = false;
+        // Whether the broker has the probe's subscription (since the main connection last
+        // connected).
+        let mut armed = false;
         loop {
             tokio::select! {
                 message = back.next() => {
@@ -361,11 +425,42 @@ impl Node {
                     }
                 }
                 _ = ticker.tick() => {
-                    let late = sent > seen;
+                    if !connected(&client) {
+                        // Reported as `Disconnected`; probes lost with the connection
+                        // say nothing.
+                        (seen, armed) = (sent, false);
+                        continue;
+                    }
+                    let late = if armed {
+                        sent > seen
+                    } else {
+                        // The first round trip: a request nobody answers comes back as "no
+                        // responders" once the broker has handled what the connection sent
+                        // before it, the subscription included.
+                        let ask = receiver.request(ready.clone(), Bytes::new());
+                        match tokio::time::timeout(cluster.probe_interval, ask).await {
+                            Ok(Ok(_)) => {
+                                armed = true;
+                                false
+                            }
+                            Ok(Err(err)) if err.kind() == RequestErrorKind::NoResponders => {
+                                armed = true;
+                                false
+                            }
+                            // Failed without an answer (the connection lost meanwhile, which
+                            // the next tick sees): no news.
+                            Ok(Err(_)) => partitioned,
+                            // No answer within an interval: as late as a probe.
+                            Err(_) => true,
+                        }
+                    };
                     if late != partitioned {
                         partitioned = late;
                         self.shared.counters.cluster_partitioned.store(late, SeqCst);
                         self.report(if late { ClusterState::Partitioned } else { ClusterState::Healed });
+                    }
+                    if !armed {
+                        continue;
                     }
                     sent += 1;
                     // Bounded, so a frozen broker cannot hold the probe up: a probe that
@@ -427,13 +522,13 @@ async fn options(
 }
 
 /// The probe's receiving connection (with echo), if it can be made.
-async fn probe_client(cluster: &Cluster, urls: &str) -> Option<Client> {
+async fn probe_client(cluster: &Cluster) -> Option<Client> {
     let (tx, _rx) = mpsc::unbounded_channel();
     let options = options(cluster, tx).await.ok()?;
     // The same settings, but it must receive what the main connection publishes; echo is
     // per connection, so a second one sees the first one's probe.
     let options = options.name(format!("hubcast {} probe", cluster.prefix));
-    options.connect(urls).await.ok()
+    options.connect(cluster.urls.as_slice()).await.ok()
 }
 
 #[cfg(test)]

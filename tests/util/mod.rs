@@ -1007,6 +1007,21 @@ impl ChildProcess {
         }
     }
 
+    /// The child's process id. Only [`signal`](Self::signal) may use it to signal the
+    /// child, since only this guard knows whether it is reaped.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's exit status if it has exited (reaping it), `None` while it runs.
+    /// Never waits.
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() && self.exited.try_recv().is_ok() {
+            self.status = Some(self.child.wait().expect("reap the child"));
+        }
+        self.status
+    }
+
     /// Writes one line to the child's stdin.
     pub(crate) fn send_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin");
@@ -1178,11 +1193,13 @@ pub(crate) fn require_program(name: &str) -> bool {
     false
 }
 
-/// The path of the executable `name` on `PATH`, if there is one.
+/// The path of the executable `name` on `PATH`, or in `/usr/sbin` or `/sbin`, where
+/// Debian installs daemons such as `nats-server` and which a user's `PATH` often lacks.
 pub(crate) fn find_program(name: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|file| {
             file.metadata()
