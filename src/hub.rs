@@ -604,6 +604,8 @@ impl Hub {
     #[cfg(feature = "nats")]
     fn forward_topic(&self, topic: &str, msg: &[u8]) -> Result<()> {
         self.shared.check()?;
+        // The same limit as for a publish with local members: other nodes frame it too.
+        self.frame_len(msg)?;
         let payload = bytes::Bytes::copy_from_slice(msg);
         let wait = !self.shared.on_dispatcher_thread();
         let reserve = payload.len();

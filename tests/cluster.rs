@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hubcast::{Cluster, ClusterState, ClusterStats, Error, Event, Framing, Hub, HubBuilder, Relay};
+use hubcast::{
+    Cluster, ClusterState, ClusterStats, Error, Event, Framing, Hub, HubBuilder, Protocol, Relay,
+};
 use util::{
     broadcast_numbered, example_path, frame, require_program, seq_of, tag_seq_of, tagged,
     ChildProcess, EventLog, Got, Healthy, Peer, TempDir, LOCAL, MSG_LEN, PACE, TIMEOUT,
@@ -302,6 +304,11 @@ impl Node {
     /// A client reading on a thread, connected once the hub has announced it.
     fn join(&mut self) -> Healthy {
         Healthy::join(&self.hub, &mut self.events, Framing::Lines)
+    }
+
+    /// A client the test reads itself, connected once the hub has announced it.
+    fn peer(&mut self) -> (Peer, hubcast::ClientId) {
+        util::join(&self.hub, &mut self.events)
     }
 
     fn cluster(&self) -> ClusterStats {
@@ -871,6 +878,132 @@ fn a_frozen_broker_is_reported_as_a_partition_and_healed() {
     for node in &nodes {
         let stats = node.cluster();
         assert_eq!((stats.lost, stats.disconnects), (0, 0), "{stats:?}");
+    }
+}
+
+/// Numbers are each hub's own (`Protocol::Sequenced`): a client that comes back to its hub
+/// resumes with exactly what it missed, other hubs' messages included; one that resumes
+/// on another hub is told the epoch differs, and where that hub's stream is.
+#[test]
+fn a_client_resumes_on_its_own_hub_and_is_refused_elsewhere() {
+    if !Nats::available() {
+        return;
+    }
+    let nats = Nats::start();
+    let mut nodes = nodes(&nats, 2, |c| plain(c).protocol(Protocol::Sequenced));
+    let words = |line: String| -> Vec<String> { line.split(' ').map(str::to_owned).collect() };
+
+    let (mut first, first_id) = nodes[0].peer();
+    let at = words(first.read_text_line());
+    assert_eq!(&at[..2], ["#at", "*"], "{at:?}");
+    let epoch_a: u64 = at[2].parse().unwrap();
+    // From the other hub, numbered by this one as they arrive.
+    for i in 1..=3 {
+        nodes[1].hub.broadcast(format!("b{i}")).unwrap();
+    }
+    for i in 1..=3 {
+        assert_eq!(first.read_text_line(), format!("{i} b{i}"));
+    }
+    drop(first);
+    nodes[0].events.disconnected(first_id);
+    // Missed while away, from both hubs.
+    nodes[1].hub.broadcast("b4").unwrap();
+    nodes[0].wait("b4 to arrive", 0, |_, stats| stats.received == 4);
+    nodes[0].hub.broadcast("a5").unwrap();
+
+    let (mut back, _) = nodes[0].peer();
+    back.read_text_line();
+    back.write(format!("#resume * {epoch_a} 3\n").as_bytes());
+    assert_eq!(back.read_text_line(), format!("#resumed * {epoch_a} 4 5"));
+    assert_eq!(back.read_text_line(), "4 b4");
+    assert_eq!(back.read_text_line(), "5 a5");
+
+    // On the other hub the position means nothing: refused, with that hub's own.
+    let (mut elsewhere, _) = nodes[1].peer();
+    let at_b = words(elsewhere.read_text_line());
+    let epoch_b: u64 = at_b[2].parse().unwrap();
+    assert_ne!(epoch_a, epoch_b);
+    elsewhere.write(format!("#resume * {epoch_a} 3\n").as_bytes());
+    assert_eq!(
+        elsewhere.read_text_line(),
+        format!("#noresume * epoch {epoch_b} {}", at_b[3])
+    );
+}
+
+/// A soak: three hubs, each broadcasting numbered messages at a steady pace, while clients
+/// come and go on every hub. The clients that stay get every hub's messages once and each
+/// hub's in order; every hub counts them exactly; nothing is lost on the way.
+#[test]
+fn a_cluster_soak_with_client_churn_on_every_hub() {
+    if !Nats::available() {
+        return;
+    }
+    let nats = Nats::start();
+    let mut nodes = nodes(&nats, 3, plain);
+    let steady: Vec<Vec<Healthy>> = nodes
+        .iter_mut()
+        .map(|node| vec![node.join(), node.join()])
+        .collect();
+    const N: usize = 3_000;
+    const CHURN: usize = 150;
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.hub.local_addr()).collect();
+    let hubs: Vec<&Hub> = nodes.iter().map(|n| &n.hub).collect();
+    thread::scope(|scope| {
+        for (stream, hub) in hubs.iter().enumerate() {
+            scope.spawn(move || {
+                for seq in 0..N {
+                    hub.broadcast(tagged(stream, seq, MSG_LEN)).unwrap();
+                    if seq % 50 == 49 {
+                        // Paced, so the churn below happens while messages flow.
+                        thread::yield_now();
+                    }
+                }
+            });
+        }
+        for addr in &addrs {
+            let addr = *addr;
+            scope.spawn(move || {
+                for i in 0..CHURN {
+                    let mut peer = Peer::connect(addr);
+                    // Some read a little, some leave at once, some reset.
+                    match i % 3 {
+                        0 => {
+                            let _ = peer.read_line_within(Duration::from_millis(50));
+                        }
+                        1 => {}
+                        _ => peer.reset(),
+                    }
+                }
+            });
+        }
+    });
+    let markers: Vec<String> = (0..3).map(|i| format!("end {i}")).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        node.hub.broadcast(&markers[i]).unwrap();
+    }
+    let markers: Vec<&[u8]> = markers.iter().map(|m| m.as_bytes()).collect();
+    for (h, clients) in steady.iter().enumerate() {
+        for client in clients {
+            let frames = frames_until(client, &markers);
+            assert_complete(
+                &format!("hub {h}, client {}", client.id),
+                &frames,
+                &[0, 1, 2],
+                N,
+            );
+        }
+    }
+    let per_hub = N as u64 + 1;
+    for node in &mut nodes {
+        node.wait("every hub's messages", 0, |_, stats| {
+            stats.sent == per_hub && stats.received == 2 * per_hub
+        });
+        let stats = node.cluster();
+        assert_eq!(
+            (stats.lost, stats.slow_consumer, stats.disconnects),
+            (0, 0, 0),
+            "{stats:?}"
+        );
     }
 }
 

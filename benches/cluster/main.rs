@@ -9,6 +9,7 @@
 //! docs/BENCHMARKS.md ("Cluster") explains the method and holds the results.
 
 mod client;
+mod failures;
 mod gen;
 mod hist;
 mod nats;
@@ -50,6 +51,8 @@ usage: cargo bench --features nats --bench cluster -- [options]
   --timeout SECS     abort a round after SECS                         (default: 60)
   --out DIR          where results.md and runs.csv go   (default: target/cluster)
   --self-test        check the histogram and the parsers, then exit
+  --failures         instead of fan-out: how long a hub takes to notice a killed or
+                     frozen broker and to recover (with --repeat R, R times each)
 
 internal: --node [--index K] [--nats URL --prefix P] [--relay] [--queue-bytes B]
 ";
@@ -171,6 +174,8 @@ struct Opts {
     /// A round ends when its publishers are done and nothing arrives for this long.
     drain: f64,
     quick: bool,
+    /// `--failures`: measure broker failures instead.
+    failures: bool,
     out: PathBuf,
     args: String,
 }
@@ -190,6 +195,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         timeout: 60.0,
         drain: 2.0,
         quick: false,
+        failures: false,
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/cluster"),
         args: args
             .iter()
@@ -252,6 +258,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                 o.timeout = 20.0;
                 o.drain = 1.0;
             }
+            "--failures" => o.failures = true,
             "--queue-bytes" => o.queue_bytes = num(val()?)?.max(1024.0) as usize,
             "--timeout" => o.timeout = num(val()?)?,
             "--out" => o.out = PathBuf::from(val()?),
@@ -294,6 +301,13 @@ fn main() {
         eprintln!("cluster: interrupted; children stopped");
         std::process::exit(130);
     });
+    if opts.failures {
+        if let Err(e) = failures::run(opts.repeat) {
+            eprintln!("cluster: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Err(e) = run(&opts) {
         eprintln!("cluster: {e}");
         std::process::exit(1);

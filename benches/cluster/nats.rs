@@ -38,6 +38,13 @@ impl NatsServer {
     /// `-1` lets the OS choose both ports, `-p 0` would mean 4222) and reads the ports it
     /// got from the `*.ports` file it writes there.
     pub(crate) fn start() -> Result<NatsServer, String> {
+        NatsServer::start_on(None)
+    }
+
+    /// The same, on client port `port` if given (to restart a server where its clients
+    /// will look for it).
+    pub(crate) fn start_on(port: Option<u16>) -> Result<NatsServer, String> {
+        let port = port.map_or("-1".to_owned(), |p| p.to_string());
         let bin = which("nats-server").ok_or(
             "nats-server is not on PATH: install it (apt-get install nats-server) to run this \
              benchmark",
@@ -55,7 +62,7 @@ impl NatsServer {
             "-a",
             "127.0.0.1",
             "-p",
-            "-1",
+            &port,
             "-m",
             "-1",
             "--ports_file_dir",

@@ -43,6 +43,8 @@ pub(crate) fn kill(pid: u32, sig: i32) {
 }
 
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+pub(crate) const SIGSTOP: i32 = libc::SIGSTOP;
+pub(crate) const SIGCONT: i32 = libc::SIGCONT;
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 
 /// Makes the command's process receive SIGKILL when the thread that spawned it exits, so

@@ -149,9 +149,11 @@ impl Cluster {
         self
     }
 
-    /// How often the node sends a probe through the broker and back (an end-to-end check
-    /// that finds a partition TCP does not report, such as a frozen broker): a probe not
-    /// back within an interval reports the cluster as partitioned. Default: 2 s.
+    /// How soon the node finds a partition that TCP does not report, such as a frozen
+    /// broker: it sends a probe through the broker and back four times an interval, and
+    /// reports the cluster as partitioned within one interval of the fault (a probe not
+    /// back after half of one), and healed within a quarter of one once probes
+    /// come back. Default: 2 s.
     pub fn probe_interval(mut self, interval: Duration) -> Cluster {
         self.probe_interval = interval;
         self

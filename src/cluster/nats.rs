@@ -115,8 +115,9 @@ struct Node {
 /// The delay before reconnect attempt `n`: doubling from 100 ms to 5 s, with up to half of
 /// it again as jitter, so that nodes restarted together do not all hit the broker at once.
 fn backoff(attempt: usize) -> Duration {
+    // async-nats counts its attempts from 1.
     let base = Duration::from_millis(100)
-        .saturating_mul(1 << attempt.min(6))
+        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
         .min(Duration::from_secs(5));
     let jitter = crate::dispatcher::random_u64() % (base.as_millis() as u64 / 2 + 1);
     base + Duration::from_millis(jitter)
@@ -368,15 +369,8 @@ impl Node {
         let counters = &self.shared.counters;
         while let Some(event) = events.recv().await {
             match event {
-                NatsEvent::Connected => {
-                    counters.cluster_connected.store(true, SeqCst);
-                    self.report(ClusterState::Connected);
-                }
-                NatsEvent::Disconnected => {
-                    counters.cluster_connected.store(false, SeqCst);
-                    counters.cluster_reconnects.fetch_add(1, Relaxed);
-                    self.report(ClusterState::Disconnected);
-                }
+                NatsEvent::Connected => self.set_connected(true),
+                NatsEvent::Disconnected => self.set_connected(false),
                 NatsEvent::SlowConsumer(_) => {
                     counters.cluster_slow_consumer.fetch_add(1, Relaxed);
                     self.report(ClusterState::SlowConsumer);
@@ -386,8 +380,27 @@ impl Node {
         }
     }
 
-    /// Sends a numbered probe through the broker every interval, from the main connection
-    /// to a second one; the last one not back when the next is due reports a partition.
+    /// Records and reports a change of the connection's state, once whoever sees it first:
+    /// the client's events, or the probe's look at the connection every interval (the
+    /// client drops events past its own buffer of 128, so one could be missed in a storm).
+    fn set_connected(&self, up: bool) {
+        let counters = &self.shared.counters;
+        if counters.cluster_connected.swap(up, SeqCst) == up {
+            return;
+        }
+        if up {
+            self.report(ClusterState::Connected);
+        } else {
+            counters.cluster_reconnects.fetch_add(1, Relaxed);
+            self.report(ClusterState::Disconnected);
+        }
+    }
+
+    /// Sends a numbered probe through the broker four times an interval, from the main
+    /// connection to a second one; a probe not back half an interval after it was sent
+    /// reports a partition, so a broker frozen at any moment is reported within one
+    /// interval (a quarter until the next probe, at most a quarter in a publish the
+    /// frozen broker holds up, half for the probe). Probes back again report it healed.
     ///
     /// Only while the main connection is up (a lost one is reported as `Disconnected`),
     /// and once the broker has the probe's subscription: a hub whose connections take
@@ -409,9 +422,14 @@ impl Node {
             return;
         };
         let ready = format!("{subject}.ready");
-        let mut ticker = tokio::time::interval(cluster.probe_interval);
+        let interval = cluster.probe_interval;
+        let step = (interval / 4).max(Duration::from_millis(1));
+        let mut ticker = tokio::time::interval(step);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut sent, mut seen) = (0u64, 0u64);
+        // Probes sent and not back yet: (number, when sent), oldest first.
+        let mut out: std::collections::VecDeque<(u64, tokio::time::Instant)> =
+            std::collections::VecDeque::new();
+        let mut sent = 0u64;
         let mut partitioned = false;
         // Whether the broker has the probe's subscription (since the main connection last
         // connected).
@@ -420,25 +438,30 @@ impl Node {
             tokio::select! {
                 message = back.next() => {
                     let Some(message) = message else { return };
-                    if let Some(n) = std::str::from_utf8(&message.payload).ok().and_then(|s| s.parse().ok()) {
-                        seen = seen.max(n);
+                    let n: Option<u64> = std::str::from_utf8(&message.payload).ok().and_then(|s| s.parse().ok());
+                    if let Some(n) = n {
+                        while out.front().is_some_and(|&(m, _)| m <= n) {
+                            out.pop_front();
+                        }
                     }
                 }
                 _ = ticker.tick() => {
+                    self.set_connected(connected(&client));
                     if !connected(&client) {
                         // Reported as `Disconnected`; probes lost with the connection
                         // say nothing.
-                        (seen, armed) = (sent, false);
+                        out.clear();
+                        armed = false;
                         continue;
                     }
                     let late = if armed {
-                        sent > seen
+                        out.front().is_some_and(|&(_, at)| at.elapsed() >= interval / 2)
                     } else {
                         // The first round trip: a request nobody answers comes back as "no
                         // responders" once the broker has handled what the connection sent
                         // before it, the subscription included.
                         let ask = receiver.request(ready.clone(), Bytes::new());
-                        match tokio::time::timeout(cluster.probe_interval, ask).await {
+                        match tokio::time::timeout(interval, ask).await {
                             Ok(Ok(_)) => {
                                 armed = true;
                                 false
@@ -463,10 +486,15 @@ impl Node {
                         continue;
                     }
                     sent += 1;
+                    if out.len() == 64 {
+                        // Long partitioned: the oldest, which decides, stays.
+                        out.pop_back();
+                    }
+                    out.push_back((sent, tokio::time::Instant::now()));
                     // Bounded, so a frozen broker cannot hold the probe up: a probe that
                     // could not even be handed over is simply late.
                     let publish = client.publish(subject.clone(), Bytes::from(sent.to_string()));
-                    let _ = tokio::time::timeout(cluster.probe_interval, publish).await;
+                    let _ = tokio::time::timeout(step, publish).await;
                 }
             }
         }
@@ -537,9 +565,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_five_seconds_with_jitter() {
-        let first = backoff(0);
+        let first = backoff(1);
         assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(150));
-        for attempt in 7..20 {
+        for attempt in 8..20 {
             let d = backoff(attempt);
             assert!(
                 d >= Duration::from_secs(5) && d <= Duration::from_millis(7500),
