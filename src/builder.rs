@@ -234,8 +234,9 @@ impl HubBuilder {
     }
 
     /// How many events each [`Subscription`](crate::Subscription) queues before the hub
-    /// pauses reading from clients. Default: 4096; at most 2^20, since each
-    /// subscription's queue is allocated whole.
+    /// pauses reading from clients. Default: 4096; at most 2^20, so that a subscription
+    /// nobody drains holds bounded memory (its events are stored as they come, in batches
+    /// of a dispatcher round, not allocated up front).
     pub fn event_capacity(mut self, events: usize) -> Self {
         self.event_capacity = events;
         self
@@ -782,7 +783,7 @@ impl HubBuilder {
     }
 }
 
-/// The largest [`HubBuilder::event_capacity`]: a subscription's queue is allocated whole.
+/// The largest [`HubBuilder::event_capacity`]: what a forgotten subscription may hold.
 const MAX_EVENT_CAPACITY: usize = 1 << 20;
 /// The largest [`HubBuilder::send_buffer`] the kernel's `int` option takes.
 const MAX_SEND_BUFFER: usize = i32::MAX as usize;

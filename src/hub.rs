@@ -215,8 +215,9 @@ impl Hub {
     /// you stop reading. See [`Subscription`].
     #[must_use = "a subscription that is not drained pauses the hub; drop it to unsubscribe"]
     pub fn subscribe(&self) -> Subscription {
-        let (tx, rx) = crossbeam_channel::bounded(self.event_capacity);
-        let tail = Arc::new(Tail::default());
+        // Unbounded as a channel: `Tail::queued` bounds the events in it.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let tail = Arc::new(Tail::new(self.event_capacity));
         let mut inbox = self.shared.inbox();
         if !inbox.closed {
             let tail = Arc::clone(&tail);

@@ -86,22 +86,41 @@ impl Registry {
     }
 }
 
-/// Events a subscription had no room for when the hub stopped: received after the ones
-/// in its channel.
-#[derive(Debug, Default)]
-pub(crate) struct Tail(Mutex<VecDeque<Event>>);
+/// What a subscription and the dispatcher share besides the channel of batches: how many
+/// events are on their way or waiting in the subscription (the bound is on those), and the
+/// events it had no room for when the hub stopped, received after all the others.
+#[derive(Debug)]
+pub(crate) struct Tail {
+    events: Mutex<VecDeque<Event>>,
+    /// Events sent and not yet received, at most `capacity`.
+    pub(crate) queued: AtomicUsize,
+    pub(crate) capacity: usize,
+}
 
 impl Tail {
+    pub(crate) fn new(capacity: usize) -> Tail {
+        Tail {
+            events: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
+            capacity,
+        }
+    }
+
+    /// How many more events the subscription has room for now.
+    pub(crate) fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.queued.load(SeqCst))
+    }
+
     pub(crate) fn extend(&self, events: impl IntoIterator<Item = Event>) {
-        lock(&self.0).extend(events);
+        lock(&self.events).extend(events);
     }
 
     pub(crate) fn pop(&self) -> Option<Event> {
-        lock(&self.0).pop_front()
+        lock(&self.events).pop_front()
     }
 
     pub(crate) fn len(&self) -> usize {
-        lock(&self.0).len()
+        lock(&self.events).len()
     }
 }
 
@@ -128,7 +147,7 @@ impl Registered {
 /// ones that did not fit go once the hub stops.
 #[derive(Debug)]
 pub(crate) struct NewSubscriber {
-    pub(crate) tx: Sender<Event>,
+    pub(crate) tx: Sender<Vec<Event>>,
     pub(crate) tail: Arc<Tail>,
 }
 

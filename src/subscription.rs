@@ -1,13 +1,14 @@
 //! Subscriptions: the host's receiving end of the hub's events, and its errors.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{fence, Ordering::SeqCst};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::shared::{Shared, Tail};
+use crate::shared::{lock, Shared, Tail};
 use crate::Event;
 
 /// [`Subscription::recv`] found the subscription ended: the hub has stopped and every event
@@ -55,54 +56,124 @@ pub enum RecvTimeoutError {
 /// received. Events the queue had no room for when the hub stopped come last; shutting down
 /// never waits for a subscriber.
 pub struct Subscription {
-    rx: Receiver<Event>,
+    rx: Receiver<Vec<Event>>,
+    /// The rest of the last batch received: events arrive in batches, a round of the
+    /// dispatcher's at a time. Locked while a receive waits on the channel, so batches are
+    /// taken in order whatever threads share the subscription.
+    local: Mutex<Local>,
     tail: Arc<Tail>,
     shared: Arc<Shared>,
 }
 
+/// The rest of the last batch, and how many events were taken since the count shared with
+/// the dispatcher was last lowered.
+#[derive(Default)]
+struct Local {
+    events: VecDeque<Event>,
+    taken: usize,
+}
+
+/// The shared count is lowered every this many events, or when a batch is used up: once
+/// per event, the receiving thread and the dispatcher would pass its cache line back and
+/// forth. Until then the count is a little high, which only makes the bound stricter.
+const RELEASE_EVERY: usize = 64;
+
+/// How often a receive that finds another thread waiting on the same subscription looks
+/// again, until its own deadline.
+const CONTENDED_POLL: Duration = Duration::from_millis(1);
+
 impl Subscription {
-    pub(crate) fn new(rx: Receiver<Event>, tail: Arc<Tail>, shared: Arc<Shared>) -> Self {
-        Subscription { rx, tail, shared }
+    pub(crate) fn new(rx: Receiver<Vec<Event>>, tail: Arc<Tail>, shared: Arc<Shared>) -> Self {
+        Subscription {
+            rx,
+            local: Mutex::new(Local::default()),
+            tail,
+            shared,
+        }
     }
 
     /// Blocks until the next event, or returns `Err` once the hub has stopped and every
     /// event has been received.
     pub fn recv(&self) -> Result<Event, RecvError> {
-        let event = self.rx.recv().ok().or_else(|| self.tail.pop());
-        self.after_recv();
-        event.ok_or(RecvError)
+        let mut local = lock(&self.local);
+        loop {
+            if let Some(event) = self.take(&mut local) {
+                return Ok(event);
+            }
+            match self.rx.recv() {
+                Ok(batch) => local.events.extend(batch),
+                Err(_) => return self.tail.pop().ok_or(RecvError),
+            }
+        }
     }
 
-    /// Returns the next event if one is queued, without blocking.
+    /// Returns the next event if one is queued, without blocking. While another thread
+    /// waits in [`recv`](Self::recv) on this same subscription, the next event is that
+    /// thread's, and this returns [`TryRecvError::Empty`].
     pub fn try_recv(&self) -> Result<Event, TryRecvError> {
-        let event = match self.rx.try_recv() {
-            Ok(event) => Ok(event),
-            Err(crossbeam_channel::TryRecvError::Empty) => Err(TryRecvError::Empty),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                self.tail.pop().ok_or(TryRecvError::Closed)
-            }
+        let Ok(mut local) = self.local.try_lock() else {
+            return Err(TryRecvError::Empty);
         };
-        self.after_recv();
-        event
+        if local.events.is_empty() {
+            match self.rx.try_recv() {
+                Ok(batch) => local.events.extend(batch),
+                Err(crossbeam_channel::TryRecvError::Empty) => return Err(TryRecvError::Empty),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    return self.tail.pop().ok_or(TryRecvError::Closed);
+                }
+            }
+        }
+        self.take(&mut local).ok_or(TryRecvError::Empty)
     }
 
     /// Waits at most `timeout` for the next event. Any timeout is accepted; one too long to
     /// represent waits for ever.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
-        let event = match self.rx.recv_timeout(timeout) {
-            Ok(event) => Ok(event),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                self.tail.pop().ok_or(RecvTimeoutError::Closed)
+        let deadline = Instant::now().checked_add(timeout);
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // Another thread waiting on this subscription holds the lock: look again now and
+        // then, never past the deadline.
+        let mut local = loop {
+            match self.local.try_lock() {
+                Ok(local) => break local,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => match left() {
+                    Some(left) if left.is_zero() => return Err(RecvTimeoutError::Timeout),
+                    left => {
+                        std::thread::sleep(left.map_or(CONTENDED_POLL, |l| l.min(CONTENDED_POLL)))
+                    }
+                },
             }
         };
-        self.after_recv();
-        event
+        loop {
+            if let Some(event) = self.take(&mut local) {
+                return Ok(event);
+            }
+            let received = match left() {
+                Some(left) => self.rx.recv_timeout(left),
+                None => self
+                    .rx
+                    .recv()
+                    .map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected),
+            };
+            match received {
+                Ok(batch) => local.events.extend(batch),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    return Err(RecvTimeoutError::Timeout)
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    return self.tail.pop().ok_or(RecvTimeoutError::Closed);
+                }
+            }
+        }
     }
 
     /// The number of events queued for this subscription.
     pub fn len(&self) -> usize {
-        self.rx.len() + self.tail.len()
+        // Events taken but not yet subtracted from the shared count. A thread waiting in
+        // `recv` holds the lock only with none of them.
+        let taken = self.local.try_lock().map_or(0, |local| local.taken);
+        self.tail.queued.load(SeqCst) - taken + self.tail.len()
     }
 
     /// Whether no event is queued for this subscription.
@@ -115,14 +186,23 @@ impl Subscription {
         Iter { sub: self }
     }
 
-    /// Once this queue has half drained, wakes a dispatcher that paused for it. The fence
-    /// pairs with the dispatcher's (see `dispatcher::subscribers`): either it sees the room
-    /// made here, or this sees its flag.
-    fn after_recv(&self) {
-        fence(SeqCst);
-        if self.shared.is_paused() && self.rx.len() <= self.rx.capacity().unwrap_or(0) / 2 {
-            self.shared.wake();
+    /// Takes the next event of the batch at hand, counting it as received: every
+    /// [`RELEASE_EVERY`] events, and when the batch is used up, the shared count is
+    /// lowered and, once this queue has half drained, a dispatcher that paused for it is
+    /// woken. The fence pairs with the dispatcher's (see `dispatcher::subscribers`): either
+    /// it sees the room made here, or this sees its flag.
+    fn take(&self, local: &mut Local) -> Option<Event> {
+        let event = local.events.pop_front()?;
+        local.taken += 1;
+        if local.taken >= RELEASE_EVERY || local.events.is_empty() {
+            let queued = self.tail.queued.fetch_sub(local.taken, SeqCst) - local.taken;
+            local.taken = 0;
+            fence(SeqCst);
+            if self.shared.is_paused() && queued <= self.tail.capacity / 2 {
+                self.shared.wake();
+            }
         }
+        Some(event)
     }
 }
 

@@ -918,7 +918,9 @@ fn a_client_resumes_on_its_own_hub_and_is_refused_elsewhere() {
     assert_eq!(back.read_text_line(), "4 b4");
     assert_eq!(back.read_text_line(), "5 a5");
 
-    // On the other hub the position means nothing: refused, with that hub's own.
+    // On the other hub the position means nothing: refused, with that hub's own (a5
+    // counted in it first, so nothing arrives live before the answer).
+    nodes[1].wait("a5 to arrive", 0, |_, stats| stats.received == 1);
     let (mut elsewhere, _) = nodes[1].peer();
     let at_b = words(elsewhere.read_text_line());
     let epoch_b: u64 = at_b[2].parse().unwrap();

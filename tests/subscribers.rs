@@ -314,3 +314,73 @@ fn a_subscriber_that_catches_up_resumes_the_hub() {
     }
     assert_eq!(next, [200; 4]);
 }
+
+/// One subscription shared by threads: every event is received once, in order within each
+/// receiving thread; `try_recv` never waits, and `recv_timeout` keeps its deadline, while
+/// another thread waits in `recv` on the same subscription.
+#[test]
+fn a_subscription_shared_by_threads_loses_nothing_and_never_blocks_try_recv() {
+    let hub = Hub::bind(LOCAL).unwrap();
+    let sub = hub.subscribe();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|scope| {
+        // Nothing is queued: one thread waits in recv, the others must not wait behind it.
+        let waiter = scope.spawn(|| sub.recv());
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            assert!(matches!(sub.try_recv(), Err(hubcast::TryRecvError::Empty)));
+        }
+        let timed = std::time::Instant::now();
+        assert!(matches!(
+            sub.recv_timeout(Duration::from_millis(30)),
+            Err(hubcast::RecvTimeoutError::Timeout)
+        ));
+        assert!(timed.elapsed() < Duration::from_secs(5));
+        // A client's lines wake the waiter; four threads then share the rest.
+        let mut peer = util::Peer::connect(hub.local_addr());
+        let mut lines = Vec::new();
+        for i in 0..2000 {
+            lines.extend_from_slice(format!("{i}\n").as_bytes());
+        }
+        peer.write(&lines);
+        drop(peer);
+        let first = waiter.join().unwrap().expect("an event");
+        assert!(matches!(first, Event::Connected { .. }), "{first:?}");
+        // The client's departure comes after its lines: whoever receives it says so.
+        let done = &done;
+        let deadline = std::time::Instant::now() + util::TIMEOUT;
+        let sub = &sub;
+        let got: Vec<Vec<u64>> = (0..4)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        assert!(std::time::Instant::now() < deadline, "no departure");
+                        match sub.recv_timeout(Duration::from_millis(10)) {
+                            Ok(Event::Message { payload, .. }) => {
+                                mine.push(std::str::from_utf8(&payload).unwrap().parse().unwrap())
+                            }
+                            Ok(Event::Disconnected { .. }) => {
+                                done.store(true, std::sync::atomic::Ordering::SeqCst)
+                            }
+                            _ => {}
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        for mine in &got {
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "out of order: {mine:?}"
+            );
+        }
+        let mut all: Vec<u64> = got.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..2000).collect::<Vec<_>>());
+    });
+}

@@ -11,11 +11,15 @@
 mod client;
 mod failures;
 mod gen;
+#[allow(dead_code)] // the fan-out bench's, of which this one uses a part
+#[path = "../fanout/hist.rs"]
 mod hist;
 mod nats;
 mod node;
 mod proto;
 mod publish;
+#[allow(dead_code)] // the fan-out bench's, of which this one uses a part
+#[path = "../fanout/sys.rs"]
 mod sys;
 
 use std::fmt::Write as _;

@@ -1,5 +1,6 @@
 //! A log-linear latency histogram: exact below 128 ns, then 64 buckets per power of two
-//! (under 1.6 % relative error), fixed size, one increment per recorded value.
+//! (under 1.6 % relative error), fixed size, one increment per recorded value. Shared with
+//! `benches/cluster`.
 
 const SUB: u32 = 6;
 const HALF: usize = 1 << SUB; // 64

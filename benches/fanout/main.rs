@@ -9,12 +9,14 @@
 //! the method and holds the results.
 
 mod gen;
+#[allow(dead_code)] // shared with benches/cluster, which uses other parts
 mod hist;
 mod peers;
 mod proto;
 mod relay;
 mod replay;
 mod server;
+#[allow(dead_code)] // shared with benches/cluster, which uses other parts
 mod sys;
 mod tokio_ws;
 mod ws;

@@ -1,5 +1,6 @@
-//! The few operating-system calls the benchmark needs and `std` does not wrap, and readers
-//! of `/proc` for the server's memory and CPU time.
+//! The few operating-system calls the benchmarks need and `std` does not wrap, and readers
+//! of `/proc` for the server's memory and CPU time. Shared with `benches/cluster`, which
+//! uses part of it.
 //!
 //! The crate denies `unsafe_code`; this module alone allows it, for `libc` calls that have
 //! no safe wrapper in `std`: `clock_gettime(CLOCK_MONOTONIC)` (one clock that the publisher,
@@ -83,6 +84,8 @@ pub(crate) fn kill(pid: u32, sig: i32) {
 }
 
 pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+pub(crate) const SIGSTOP: i32 = libc::SIGSTOP;
+pub(crate) const SIGCONT: i32 = libc::SIGCONT;
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 
 /// Makes the command's process receive SIGKILL when the thread that spawned it exits, so a
@@ -124,6 +127,12 @@ pub(crate) struct ProcSample {
     pub(crate) rss_kib: u64,
     /// Peak resident set since start or the last [`reset_peak_rss`], in KiB.
     pub(crate) hwm_kib: u64,
+}
+
+/// User + system CPU time of a process (every thread, live or exited), in nanoseconds; 0
+/// once it is gone.
+pub(crate) fn process_cpu_ns(pid: u32) -> u64 {
+    stat_cpu_ns(&format!("/proc/{pid}/stat")).unwrap_or(0)
 }
 
 /// Samples `/proc/<pid>/stat` and `/proc/<pid>/status`.

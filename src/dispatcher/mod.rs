@@ -325,8 +325,9 @@ impl Dispatcher {
             self.read_all();
             self.housekeeping();
             self.flush_dirty();
-            self.subs.feed(&self.shared, self.now);
             self.finish_closing();
+            // Last: the round's events (leaving clients' included) go out before it waits.
+            self.subs.feed(&self.shared, self.now);
             self.tally.publish(&self.shared.counters);
             self.slots.recycle();
             if self.shutdown.is_some() && self.slots.is_empty() {

@@ -1,17 +1,21 @@
 //! Delivering events to subscriptions, and pausing the hub while one is full.
 //!
-//! Each subscription has a bounded channel. When one is full, its events wait in an
-//! overflow queue here and the hub is *paused*: it stops reading clients and accepting
-//! connections, so TCP holds the clients back and the overflow stays bounded (one read's
-//! frames plus one event per client). `Subscription::recv` wakes the dispatcher once its
-//! queue has half drained. A pause that lasts is logged once, and `Stats` shows it.
+//! Events go to each subscription in batches: gathered during a round and sent at its end
+//! (or every [`BATCH`] events), so a flood of client messages costs one channel operation
+//! and at most one wake-up of the host's thread per batch, not per message. Each
+//! subscription holds at most `event_capacity` events (counted in `Tail::queued`). When one
+//! is full, its events wait in an overflow queue here and the hub is *paused*: it stops
+//! reading clients and accepting connections, so TCP holds the clients back and the
+//! overflow stays bounded (one batch and one read's frames, plus one event per client).
+//! `Subscription::recv` wakes the dispatcher once its queue has half drained. A pause that
+//! lasts is logged once, and `Stats` shows it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 
 use crate::shared::Shared;
 use crate::shared::Tail;
@@ -20,11 +24,18 @@ use crate::Event;
 /// A pause this long is logged (once per pause).
 const PAUSE_WARNING: Duration = Duration::from_secs(1);
 
-/// A subscriber and the events it has not had room for yet.
+/// The most events gathered for a subscription before they are sent.
+const BATCH: usize = 1024;
+
+/// A subscriber, the events gathered for it this round, and those it has had no room for.
 #[derive(Debug)]
 struct Subscriber {
-    tx: Sender<Event>,
+    tx: Sender<Vec<Event>>,
     tail: Arc<Tail>,
+    batch: Vec<Event>,
+    /// How many more events may be gathered before the subscription's room is looked at
+    /// again: it is read once per batch, not per event (the receiver writes that count).
+    budget: usize,
     overflow: VecDeque<Event>,
 }
 
@@ -71,7 +82,16 @@ impl Subscribers {
         if self.list.len() < before {
             log::debug!("{} subscription(s) dropped", before - self.list.len());
         }
-        self.update_paused(shared, now);
+        // Only an overflow starts a pause, and only a drained one ends it.
+        if self.backlogged > 0 || self.list.iter().any(|s| !s.overflow.is_empty()) {
+            self.update_paused(shared, now);
+        }
+    }
+
+    /// Sends every subscription what was gathered for it: the end of a round, or before
+    /// the dispatcher waits.
+    pub(crate) fn send_gathered(&mut self) {
+        self.list.retain_mut(Subscriber::send_batch);
     }
 
     /// Moves backlogged events into subscription queues as they drain, forgets dropped
@@ -81,6 +101,7 @@ impl Subscribers {
         if self.backlogged > 0 {
             self.list.retain_mut(Subscriber::drain);
         }
+        self.send_gathered();
         self.update_paused(shared, now);
         if let Some(since) = self.paused_since {
             if !self.warned && now.saturating_duration_since(since) >= PAUSE_WARNING {
@@ -103,11 +124,15 @@ impl Subscribers {
     }
 
     fn adopt(&mut self, shared: &Shared) {
-        if shared.inbox_pending.swap(false, SeqCst) {
+        // A plain load first: this runs for every event, and a swap would write the
+        // shared flag's cache line each time.
+        if shared.inbox_pending.load(Relaxed) && shared.inbox_pending.swap(false, SeqCst) {
             let pending = std::mem::take(&mut shared.inbox().pending);
             self.list.extend(pending.into_iter().map(|new| Subscriber {
                 tx: new.tx,
                 tail: new.tail,
+                batch: Vec::new(),
+                budget: 0,
                 overflow: VecDeque::new(),
             }));
         }
@@ -153,7 +178,8 @@ impl Subscribers {
     pub(crate) fn finish(&mut self, shared: &Shared) {
         self.adopt(shared);
         shared.close_inbox();
-        for sub in self.list.drain(..) {
+        for mut sub in self.list.drain(..) {
+            sub.send_batch();
             if !sub.overflow.is_empty() {
                 sub.tail.extend(sub.overflow);
             }
@@ -165,36 +191,61 @@ impl Subscribers {
 }
 
 impl Subscriber {
-    /// Sends `event` now if nothing waits ahead of it and there is room, else queues it.
-    /// Returns `false` if the receiver is gone.
+    /// Gathers `event` to be sent with the others, or queues it behind a backlog. Returns
+    /// `false` if the receiver is gone.
     fn offer(&mut self, event: Event) -> bool {
-        if !self.overflow.is_empty() {
+        if self.overflow.is_empty() && self.budget == 0 {
+            self.budget = self.tail.room().saturating_sub(self.batch.len());
+        }
+        if !self.overflow.is_empty() || self.budget == 0 {
+            // Full: what is gathered goes now, and this event waits (the hub pauses).
+            let alive = self.send_batch();
             self.overflow.push_back(event);
-            return true;
+            return alive;
         }
-        match self.tx.try_send(event) {
-            Ok(()) => true,
-            Err(TrySendError::Full(event)) => {
-                self.overflow.push_back(event);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        }
+        self.budget -= 1;
+        self.batch.push(event);
+        self.batch.len() < BATCH || self.send_batch()
     }
 
-    /// Moves backlogged events into the channel. Returns `false` if the receiver is gone.
-    fn drain(&mut self) -> bool {
-        while let Some(event) = self.overflow.pop_front() {
-            match self.tx.try_send(event) {
-                Ok(()) => {}
-                Err(TrySendError::Full(event)) => {
-                    self.overflow.push_front(event);
-                    return true;
-                }
-                Err(TrySendError::Disconnected(_)) => return false,
-            }
+    /// Sends what was gathered, as far as the subscription has room; the rest waits in the
+    /// overflow. Returns `false` if the receiver is gone.
+    fn send_batch(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
         }
-        // With nothing to send, a dropped receiver is found at the next event.
+        let room = self.tail.room();
+        if room < self.batch.len() {
+            // Nothing was in the overflow while events were gathered.
+            self.overflow.extend(self.batch.drain(room..));
+        }
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.send(batch)
+    }
+
+    /// Moves backlogged events into the channel as far as there is room. Returns `false`
+    /// if the receiver is gone.
+    fn drain(&mut self) -> bool {
+        let n = self.tail.room().min(self.overflow.len());
+        if n == 0 {
+            // With nothing to send, a dropped receiver is found at the next event.
+            return true;
+        }
+        let batch: Vec<Event> = self.overflow.drain(..n).collect();
+        self.send(batch)
+    }
+
+    fn send(&mut self, batch: Vec<Event>) -> bool {
+        let n = batch.len();
+        // Counted first, so the receiver's count never goes below zero.
+        self.tail.queued.fetch_add(n, SeqCst);
+        if self.tx.send(batch).is_err() {
+            self.tail.queued.fetch_sub(n, SeqCst);
+            return false;
+        }
         true
     }
 }
