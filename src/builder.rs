@@ -761,8 +761,12 @@ impl HubBuilder {
                     cluster.prefix
                 ));
             }
-            if cluster.probe_interval.is_zero() {
-                return fail("the cluster's probe interval must not be zero".into());
+            if cluster.probe_interval < crate::cluster::MIN_PROBE_INTERVAL {
+                return fail(format!(
+                    "the cluster's probe interval ({:?}) must be at least {:?}",
+                    cluster.probe_interval,
+                    crate::cluster::MIN_PROBE_INTERVAL
+                ));
             }
         }
         if self.websocket.max_head < 256 {

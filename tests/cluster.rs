@@ -1097,8 +1097,55 @@ fn bad_cluster_settings_are_config_errors() {
         let text = config_error(Cluster::nats([url]).prefix(prefix));
         assert!(text.contains(&format!("{prefix:?}")), "{prefix:?}: {text}");
     }
-    let text = config_error(Cluster::nats([url]).probe_interval(Duration::ZERO));
-    assert!(text.contains("probe interval"), "{text}");
+    for interval in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_millis(9),
+    ] {
+        let text = config_error(Cluster::nats([url]).probe_interval(interval));
+        assert!(text.contains("probe interval"), "{interval:?}: {text}");
+    }
+}
+
+/// Probe intervals at the ends of the range taken neither panic nor stop the node: one
+/// too long to represent means the node never probes again (it reports nothing but
+/// `Connected`); the shortest probes every 2.5 ms (on a loaded machine it may report
+/// late probes as a partition, which is what it asked for). Broadcasts cross both ways
+/// and both nodes stay connected.
+#[test]
+fn extreme_probe_intervals_are_taken() {
+    if !Nats::available() {
+        return;
+    }
+    let nats = Nats::start();
+    for interval in [Duration::MAX, Duration::from_millis(10)] {
+        let mut nodes = nodes(&nats, 2, |c| plain(c.probe_interval(interval)));
+        let a = nodes[0].join();
+        let b = nodes[1].join();
+        for round in 0..3 {
+            nodes[0].hub.broadcast(format!("from 0, {round}")).unwrap();
+            nodes[1].hub.broadcast(format!("from 1, {round}")).unwrap();
+            let from_0 = format!("from 0, {round}");
+            let from_1 = format!("from 1, {round}");
+            for client in [&a, &b] {
+                let got = frames_until(client, &[from_0.as_bytes(), from_1.as_bytes()]);
+                assert!(got.is_empty(), "{interval:?}: unexpected frames {got:?}");
+            }
+        }
+        for node in &nodes {
+            let stats = node.cluster();
+            assert!(stats.connected, "{interval:?}: {stats:?}");
+            assert_eq!(stats.lost, 0, "{interval:?}: {stats:?}");
+            assert!(!node.hub.is_closed(), "{interval:?}");
+            if interval == Duration::MAX {
+                let states: Vec<_> = node.events.seen.iter().filter_map(state_of).collect();
+                assert_eq!(states, [ClusterState::Connected], "{interval:?}");
+            }
+        }
+        for node in nodes {
+            node.hub.shutdown(TIMEOUT).unwrap();
+        }
+    }
 }
 
 /// A URL no NATS client can use fails `bind`, naming it, instead of a hub that never

@@ -153,7 +153,9 @@ impl Cluster {
     /// broker: it sends a probe through the broker and back four times an interval, and
     /// reports the cluster as partitioned within one interval of the fault (a probe not
     /// back after half of one), and healed within a quarter of one once probes
-    /// come back. Default: 2 s.
+    /// come back. Default: 2 s. Below 10 ms (a round trip through a broker under load
+    /// takes longer) `bind` fails with [`Error::Config`](crate::Error::Config); one over a
+    /// year is taken as a year, which in practice means partitions are never reported.
     pub fn probe_interval(mut self, interval: Duration) -> Cluster {
         self.probe_interval = interval;
         self
@@ -168,6 +170,12 @@ impl Cluster {
         self
     }
 }
+
+/// The shortest [`Cluster::probe_interval`].
+pub(crate) const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest [`Cluster::probe_interval`]: longer ones are taken as this, so that no
+/// deadline computed from it overflows.
+pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// What the dispatcher hands the backplane thread.
 #[derive(Debug)]

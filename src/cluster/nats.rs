@@ -422,8 +422,8 @@ impl Node {
             return;
         };
         let ready = format!("{subject}.ready");
-        let interval = cluster.probe_interval;
-        let step = (interval / 4).max(Duration::from_millis(1));
+        let interval = cluster.probe_interval.min(super::MAX_PROBE_INTERVAL);
+        let step = interval / 4;
         let mut ticker = tokio::time::interval(step);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Probes sent and not back yet: (number, when sent), oldest first.
