@@ -143,6 +143,56 @@ fn clients_join_topics_when_the_host_allows_it() {
     assert!(text(&mut bob).starts_with("#error unknown request"));
 }
 
+/// A client's data message and its control message in one write keep their order: the
+/// line is numbered in the topic (and its sender gets the `#own` marker) before the
+/// `#leave` after it takes the sender out. Short lines wait in the relay batch, long ones
+/// do not: both sizes behave the same.
+#[test]
+fn a_line_then_a_leave_in_one_write_stay_in_order() {
+    let hub = sequenced()
+        .relay(Relay::Topics)
+        .client_topics(|_| true)
+        .bind(LOCAL)
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut alice, _) = join(&hub, &mut events);
+    let (mut bob, _) = join(&hub, &mut events);
+    at(&mut alice);
+    at(&mut bob);
+    let long = "x".repeat(5000);
+    for (round, line) in ["short", long.as_str()].into_iter().enumerate() {
+        let n = round + 1;
+        alice.write(b"#join @room\n");
+        assert!(text(&mut alice).starts_with("#joined @room "));
+        if round == 0 {
+            bob.write(b"#join @room\n");
+            assert!(text(&mut bob).starts_with("#joined @room "));
+        }
+        alice.write(format!("{line}\n#leave @room\n#join @next{n}\n").as_bytes());
+        assert_eq!(text(&mut bob), format!("{n}@room {line}"));
+        assert_eq!(text(&mut alice), format!("#own @room {n}"));
+        assert_eq!(text(&mut alice), "#left @room");
+        assert!(text(&mut alice).starts_with(&format!("#joined @next{n} ")));
+        alice.write(format!("#leave @next{n}\n").as_bytes());
+        assert_eq!(text(&mut alice), format!("#left @next{n}"));
+    }
+}
+
+/// Control messages are UTF-8: a topic name that is not is refused, never read leniently
+/// (two different byte strings would name the same topic).
+#[test]
+fn a_control_message_that_is_not_utf8_is_an_error() {
+    let hub = sequenced().client_topics(|_| true).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
+    at(&mut peer);
+    peer.write(b"#join @\xff\n#join @\xfe\n");
+    assert_eq!(text(&mut peer), "#error control messages are UTF-8");
+    assert_eq!(text(&mut peer), "#error control messages are UTF-8");
+    assert!(hub.client(id).unwrap().topics.is_empty());
+    assert!(hub.topics().is_empty());
+}
+
 #[test]
 fn resuming_a_topic_joins_it_and_replays_in_one_step() {
     let hub = sequenced().client_topics(|_| true).bind(LOCAL).unwrap();

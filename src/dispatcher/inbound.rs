@@ -261,9 +261,15 @@ impl Dispatcher {
             // and "##" stands for a data message that starts with '#'.
             [b'#', b'#', ..] if self.protocol => &payload[1..],
             [b'#', rest @ ..] if self.protocol => {
+                // The client's earlier messages, still in the relay batch, come first: a
+                // `#leave` must not overtake the line before it.
+                self.flush_relay();
                 if let Some(slot) = self.slots.slot_of(id) {
-                    let text = String::from_utf8_lossy(rest);
-                    self.control(slot, id, &text);
+                    match std::str::from_utf8(rest) {
+                        Ok(text) => self.control(slot, id, text),
+                        // Read leniently, two different names could name the same topic.
+                        Err(_) => self.send_control(slot, "#error control messages are UTF-8"),
+                    }
                 }
                 return;
             }
