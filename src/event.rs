@@ -49,7 +49,8 @@ pub enum DisconnectReason {
     /// The client answered no [`heartbeat`](crate::HubBuilder::heartbeat) ping for two
     /// intervals.
     Unresponsive,
-    /// The client broke the transport's protocol (for example a corrupt TLS record).
+    /// The client broke the transport's protocol: for example a corrupt TLS record, or a
+    /// WebSocket message with a newline on a hub with [`Framing::Lines`](crate::Framing::Lines).
     Protocol,
     /// Any other I/O error on the client's socket.
     Io(io::ErrorKind),

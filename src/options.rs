@@ -111,7 +111,9 @@ pub enum Transport {
     /// builder).
     Tls,
     /// WebSocket over plain TCP, `ws://` (feature `websocket`): one hub message is one
-    /// WebSocket message.
+    /// WebSocket message. With [`Framing::Lines`] a message is one line, so a client's
+    /// message with a newline in it is a protocol error (close code 1007,
+    /// [`DisconnectReason::Protocol`](crate::DisconnectReason::Protocol)).
     WebSocket,
     /// WebSocket over TLS, `wss://` (features `websocket` and `tls`, and a TLS
     /// configuration on the builder).

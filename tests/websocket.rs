@@ -956,6 +956,52 @@ fn text_that_is_not_utf8_is_closed_with_1007() {
     assert_eq!(hub.stats().frames_in, 0);
 }
 
+/// On a line-framed hub a WebSocket message is one line: one with a newline in it (text
+/// or binary, whole or in fragments) is closed with 1007 and reaches nobody, so a browser
+/// cannot make a TCP client read lines it never sent. With length-prefixed framing the
+/// same message is an ordinary one.
+#[test]
+fn a_message_with_a_newline_is_refused_on_a_line_framed_hub() {
+    let hub = mixed(Hub::builder().relay(Relay::Others));
+    let mut events = EventLog::subscribe(&hub);
+    let (mut nc, _) = util::join(&hub, &mut events);
+    let forged = b"innocent\n99 forged\n#noresume * epoch 1 1";
+    let cases = [
+        masked(TEXT, forged),
+        masked(BINARY, b"a\nb"),
+        [
+            fragment(TEXT, b"first ", false),
+            masked(CONTINUATION, b"\nsecond"),
+        ]
+        .concat(),
+    ];
+    for wire in &cases {
+        let (mut raw, id) = raw_join(&hub, &mut events);
+        raw.write(wire);
+        expect_close(&mut raw, 1007);
+        assert_eq!(events.disconnected(id), DisconnectReason::Protocol);
+    }
+    hub.broadcast("marker").unwrap();
+    assert_eq!(
+        nc.read_line(),
+        b"marker",
+        "nothing reached the TCP client before"
+    );
+    assert_eq!(hub.stats().frames_in, 0);
+
+    let hub = mixed(
+        Hub::builder()
+            .framing(Framing::LengthPrefixed)
+            .relay(Relay::Others),
+    );
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, _) = util::join(&hub, &mut events);
+    let (mut raw, id) = raw_join(&hub, &mut events);
+    raw.write(&masked(TEXT, forged));
+    assert_eq!(events.expect_message(id), forged);
+    assert_eq!(peer.read_frame(), forged);
+}
+
 /// Every protocol violation a client can make is closed with 1002 (each on its own
 /// connection), and none of them delivers anything.
 #[test]
@@ -1894,7 +1940,12 @@ fn random_frames(rng: &mut Rng, messages: usize) -> (Vec<u8>, Vec<Vec<u8>>, Vec<
 /// answered in order.
 #[test]
 fn frames_cut_at_random_boundaries_decode_to_the_same_messages() {
-    let hub = mixed(Hub::builder().max_frame(1 << 20));
+    // Random payloads have newlines: length-prefixed framing carries any bytes.
+    let hub = mixed(
+        Hub::builder()
+            .framing(Framing::LengthPrefixed)
+            .max_frame(1 << 20),
+    );
     let mut events = EventLog::subscribe(&hub);
     let mut total = 0;
     for seed in 1..=6u64 {

@@ -22,7 +22,7 @@ use crate::queue::{Chunk, Piece};
 use crate::transport::websocket::{
     self, close_payload, encode_into, Head, Inbound, Opcode, Refused, Upgrade, WsError,
 };
-use crate::{AuthRequest, DisconnectReason};
+use crate::{AuthRequest, DisconnectReason, Framing};
 
 /// The close code a client leaving for `reason` is told, if it can be told anything.
 /// 1000–1015 are RFC 6455's; 4000–4999 are private, for reasons without an RFC code.
@@ -92,7 +92,18 @@ impl Dispatcher {
         let cut = match decoded {
             Ok(None) => Cut::Partial,
             Ok(Some((inbound, used))) => {
-                self.tally.frames_in += u64::from(matches!(inbound, Inbound::Message { .. }));
+                if let Inbound::Message { payload, .. } = &inbound {
+                    // A line-framed hub's message is one line: with a newline in it, a TCP
+                    // client would read several, in which numbers and control lines of
+                    // the protocol could be forged.
+                    if self.config.framing == Framing::Lines && payload.contains(&b'\n') {
+                        log::info!("client {id} sent a WebSocket message with a newline");
+                        self.unmasked = unmasked;
+                        self.leave_with_code(slot, DisconnectReason::Protocol, 1007);
+                        return Cut::Gone;
+                    }
+                    self.tally.frames_in += 1;
+                }
                 match inbound {
                     Inbound::Message { payload, .. } => {
                         self.deliver(id, payload);
