@@ -216,7 +216,8 @@ impl HubBuilder {
     /// TCP keep-alive idle time for client sockets, or `None` to leave it off.
     /// Default: 60 s, so peers that vanished without a FIN are found within minutes even
     /// when the hub has nothing to send them. Linux takes at most 32,767 s; longer times
-    /// are cut to that.
+    /// are cut to that. Under 1 s (the kernel counts whole seconds) is an
+    /// [`Error::Config`].
     pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
         self.keepalive = idle;
         self
@@ -314,9 +315,9 @@ impl HubBuilder {
     /// delivered as [`Event::Message`](crate::Event::Message). [`Framing::Raw`] has no
     /// empty frame, so heartbeats with it are a configuration error.
     ///
-    /// Any interval is accepted; two intervals too long to represent mean no
-    /// [`Unresponsive`](crate::DisconnectReason::Unresponsive) limit. Zero is an
-    /// [`Error::Config`].
+    /// Any interval from 10 ms is accepted; two intervals too long to represent mean no
+    /// [`Unresponsive`](crate::DisconnectReason::Unresponsive) limit. Under 10 ms (the
+    /// finest interval deadlines are checked at), zero included, is an [`Error::Config`].
     pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
         self.heartbeat = interval;
         self
@@ -719,6 +720,19 @@ impl HubBuilder {
         if self.idle_timeout == zero || self.heartbeat == zero || self.write_timeout == zero {
             return fail("timeouts and the heartbeat interval must not be zero".into());
         }
+        if let Some(interval) = self.heartbeat.filter(|&i| i < MIN_HEARTBEAT) {
+            // Deadlines are checked every 10 ms at the finest: two shorter intervals
+            // would pass before the first ping went out.
+            return fail(format!(
+                "the heartbeat interval ({interval:?}) must be at least {MIN_HEARTBEAT:?}"
+            ));
+        }
+        if let Some(idle) = self.keepalive.filter(|&idle| idle < MIN_KEEPALIVE) {
+            return fail(format!(
+                "the keep-alive idle time ({idle:?}) must be at least {MIN_KEEPALIVE:?} \
+                 (None turns keep-alive off)"
+            ));
+        }
         if self.heartbeat.is_some() && self.framing == Framing::Raw {
             return fail("heartbeats need a framing with an empty frame, not Raw".into());
         }
@@ -786,6 +800,11 @@ impl HubBuilder {
         Ok(())
     }
 }
+
+/// The shortest [`HubBuilder::heartbeat`]: the finest interval deadlines are checked at.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// The shortest [`HubBuilder::keepalive`] idle time the kernel takes (whole seconds).
+const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// The largest [`HubBuilder::event_capacity`]: what a forgotten subscription may hold.
 const MAX_EVENT_CAPACITY: usize = 1 << 20;

@@ -98,6 +98,36 @@ fn a_zero_timeout_is_a_configuration_error() {
     ] {
         assert!(matches!(builder.bind("127.0.0.1:0"), Err(Error::Config(_))));
     }
+    // Below what can work: heartbeats under the 10 ms deadline check (two intervals went
+    // by before the first ping, and every client was cut as unresponsive), keep-alive
+    // under the kernel's 1 s (every connection logged a failed socket option).
+    for (builder, says) in [
+        (
+            Hub::builder().heartbeat(Some(Duration::from_nanos(1))),
+            "heartbeat",
+        ),
+        (
+            Hub::builder().heartbeat(Some(Duration::from_millis(9))),
+            "heartbeat",
+        ),
+        (Hub::builder().keepalive(Some(Duration::ZERO)), "keep-alive"),
+        (
+            Hub::builder().keepalive(Some(Duration::from_millis(999))),
+            "keep-alive",
+        ),
+    ] {
+        match builder.bind("127.0.0.1:0") {
+            Err(Error::Config(text)) => assert!(text.contains(says), "{text}"),
+            other => panic!("expected a config error about the {says}, got {other:?}"),
+        }
+    }
+    for builder in [
+        Hub::builder().heartbeat(Some(Duration::from_millis(10))),
+        Hub::builder().keepalive(Some(Duration::from_secs(1))),
+        Hub::builder().keepalive(None),
+    ] {
+        drop(builder.bind("127.0.0.1:0").unwrap());
+    }
     // The rest accept zero: no linger, no time to shake hands.
     let hub = Hub::builder()
         .linger(Duration::ZERO)
