@@ -548,7 +548,10 @@ impl HubBuilder {
         self
     }
 
-    /// The longest topic name, in bytes of UTF-8. Default: 64.
+    /// The longest topic name, in bytes of UTF-8. Default: 64. With a
+    /// [cluster](Self::cluster), a topic is a NATS subject of the prefix and up to three
+    /// bytes per byte of the name, which must stay within 4,000 bytes (the broker's control
+    /// line): a longer limit is an [`Error::Config`].
     pub fn max_topic_len(mut self, bytes: usize) -> Self {
         self.max_topic_len = bytes;
         self
@@ -760,9 +763,31 @@ impl HubBuilder {
             // As the NATS client will parse them: a URL it cannot use would leave the hub
             // outside its cluster for good, with only a log line to say so.
             for url in &cluster.urls {
+                if url.trim().is_empty() {
+                    return fail(format!("NATS server URL {url:?}: empty"));
+                }
                 if let Err(err) = url.parse::<async_nats::ServerAddr>() {
                     return fail(format!("NATS server URL {url:?}: {err}"));
                 }
+            }
+            // Files the connection reads at every (re)connect: one missing would keep the
+            // hub out of its cluster, retrying for good.
+            for (what, path) in cluster.files() {
+                if let Err(err) = std::fs::File::open(path) {
+                    return fail(format!("cluster {what} {}: {err}", path.display()));
+                }
+            }
+            // A topic's subject must fit in the broker's control line (4,096 bytes by
+            // default) with room for the command, or every publish to it would break the
+            // connection.
+            let subject = crate::cluster::subject_len_at_most(&cluster.prefix, self.max_topic_len);
+            if subject > crate::cluster::MAX_SUBJECT {
+                return fail(format!(
+                    "with a cluster, max_topic_len ({}) makes NATS subjects of up to {subject} \
+                     bytes, over {}",
+                    self.max_topic_len,
+                    crate::cluster::MAX_SUBJECT
+                ));
             }
             let valid_token = |t: &str| {
                 !t.is_empty()

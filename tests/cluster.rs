@@ -1097,6 +1097,38 @@ fn bad_cluster_settings_are_config_errors() {
         let text = config_error(Cluster::nats([url]).prefix(prefix));
         assert!(text.contains(&format!("{prefix:?}")), "{prefix:?}: {text}");
     }
+    for url in ["", " "] {
+        let text = config_error(Cluster::nats([url]));
+        assert!(text.contains("empty"), "{url:?}: {text}");
+    }
+    let missing = "/nonexistent/hubcast-test";
+    for cluster in [
+        Cluster::nats([url]).credentials_file(missing),
+        Cluster::nats([url]).root_certificates(missing),
+        Cluster::nats([url]).client_certificate(missing, missing),
+    ] {
+        let text = config_error(cluster);
+        assert!(text.contains(missing), "{text}");
+    }
+    // A topic's subject must fit in the broker's control line.
+    let long_topics = Hub::builder()
+        .max_topic_len(2000)
+        .cluster(Cluster::nats([url]))
+        .bind(LOCAL);
+    match long_topics {
+        Err(Error::Config(text)) => assert!(text.contains("max_topic_len"), "{text}"),
+        other => panic!("expected Error::Config, got {other:?}"),
+    }
+    // One that fits binds (to a port of the test's that never answers).
+    let silent = std::net::TcpListener::bind(LOCAL).unwrap();
+    let silent_url = format!("nats://{}", silent.local_addr().unwrap());
+    drop(
+        Hub::builder()
+            .max_topic_len(1000)
+            .cluster(Cluster::nats([silent_url]))
+            .bind(LOCAL)
+            .unwrap(),
+    );
     for interval in [
         Duration::ZERO,
         Duration::from_nanos(1),

@@ -60,6 +60,26 @@ pub(crate) enum Auth {
     Nkey(String),
 }
 
+impl Cluster {
+    /// The files the connection reads, with what each is for.
+    pub(crate) fn files(&self) -> Vec<(&'static str, &PathBuf)> {
+        let mut files = Vec::new();
+        if let Auth::CredentialsFile(path) = &self.auth {
+            files.push(("credentials file", path));
+        }
+        files.extend(
+            self.root_certificates
+                .iter()
+                .map(|p| ("root certificates", p)),
+        );
+        if let Some((cert, key)) = &self.client_certificate {
+            files.push(("client certificate", cert));
+            files.push(("client key", key));
+        }
+        files
+    }
+}
+
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print credentials.
@@ -114,7 +134,9 @@ impl Cluster {
         self
     }
 
-    /// Authenticates with a NATS credentials file (a JWT and an nkey seed).
+    /// Authenticates with a NATS credentials file (a JWT and an nkey seed), read at every
+    /// connect. [`HubBuilder::bind`](crate::HubBuilder::bind) fails with
+    /// [`Error::Config`](crate::Error::Config) if it cannot be opened.
     pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Cluster {
         self.auth = Auth::CredentialsFile(path.into());
         self
@@ -126,13 +148,16 @@ impl Cluster {
         self
     }
 
-    /// Trusts these PEM root certificates for the servers' TLS.
+    /// Trusts these PEM root certificates for the servers' TLS. As with
+    /// [`credentials_file`](Self::credentials_file), a file that cannot be opened fails
+    /// `bind`.
     pub fn root_certificates(mut self, path: impl Into<PathBuf>) -> Cluster {
         self.root_certificates.push(path.into());
         self
     }
 
-    /// Presents this client certificate and key (PEM) to the servers.
+    /// Presents this client certificate and key (PEM) to the servers. Files that cannot
+    /// be opened fail `bind`.
     pub fn client_certificate(
         mut self,
         cert: impl Into<PathBuf>,
@@ -254,6 +279,16 @@ impl Bridge {
 
 /// The NATS subject of a topic: its name, with the characters NATS gives a meaning to
 /// (`.`, `*`, `>`) and `%` written as `%XX`, so every topic name maps to one subject token.
+/// The longest subject a topic may have: the NATS server's control line is 4,096 bytes
+/// by default, and holds the command and sizes besides the subject.
+pub(crate) const MAX_SUBJECT: usize = 4000;
+
+/// The longest subject [`subject_for`] makes for a topic of at most `max_topic_len` bytes
+/// (each escaped character takes three).
+pub(crate) fn subject_len_at_most(prefix: &str, max_topic_len: usize) -> usize {
+    (prefix.len() + ".t.".len()).saturating_add(max_topic_len.saturating_mul(3))
+}
+
 pub(crate) fn subject_for(prefix: &str, topic: &str) -> String {
     let mut subject = format!("{prefix}.t.");
     for c in topic.chars() {
