@@ -1117,6 +1117,9 @@ fn a_request_that_is_no_upgrade_is_400() {
         request("/", &host, &["Upgrade"], &[]),
         request("/", &host, &["Connection"], &[]),
         format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        // No Host, or two (RFC 6455 4.1 asks for one).
+        request("/", &host, &[], &[]).replacen(&format!("Host: {host}\r\n"), "", 1),
+        request("/", &host, &[], &["Host: elsewhere.example"]),
     ];
     for request in &requests {
         let (response, _) = refused(ws_addr(&hub), request);

@@ -131,7 +131,8 @@ impl fmt::Debug for Refused {
 
 /// Parses the request head at the front of `buf` and decides on it.
 ///
-/// Statuses: 400 for malformed HTTP or a request that is not a WebSocket upgrade, 404 for
+/// Statuses: 400 for malformed HTTP, a request without exactly one `Host`, or a request
+/// that is not a WebSocket upgrade, 404 for
 /// a path other than `settings.path`, 426 (with `Sec-WebSocket-Version: 13`) for another
 /// protocol version, 403 for a refused `Origin`, 431 for a head over `settings.max_head`
 /// or over 124 header lines. Only the first `max_head` bytes are ever parsed, so a head's
@@ -162,6 +163,10 @@ fn accept(request: Request, settings: &WsSettings) -> Result<Upgrade, Refused> {
         .is_some_and(|path| path != request.uri().path())
     {
         return Err(refusal(404, "no WebSocket endpoint at this path"));
+    }
+    // RFC 6455 4.1 (and HTTP/1.1): exactly one Host.
+    if request.headers().get_all(HOST).iter().count() != 1 {
+        return Err(refusal(400, "one Host header is required"));
     }
     // The upgrade headers, the version and the key, checked and answered by tungstenite.
     let mut response = create_response(&request).map_err(|err| {
