@@ -3,7 +3,6 @@
 //! when `accept` fails. Refusals are logged in aggregate, never one line per connection.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +13,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
+use super::storm::StormLog;
 use super::{panic_message, Dispatcher};
 use crate::client::{Client, Phase};
 use crate::transport::Conn;
@@ -26,8 +26,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// The longest keep-alive idle time Linux takes (`TCP_KEEPIDLE`).
 const MAX_KEEPALIVE: Duration = Duration::from_secs(32_767);
-/// Refusals after the first are counted and logged together once per this period.
-const LOG_PERIOD: Duration = Duration::from_secs(1);
 
 /// Why a connection was closed at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,76 +38,15 @@ enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 5] = [
-        Refusal::MaxClients,
-        Refusal::MaxClientsPerIp,
-        Refusal::Filter,
-        Refusal::FilterPanicked,
-        Refusal::NoDescriptors,
-    ];
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+    /// Why, as the log says it.
+    fn kind(self) -> &'static str {
+        match self {
             Refusal::MaxClients => "at max_clients",
             Refusal::MaxClientsPerIp => "at max_clients_per_ip",
             Refusal::Filter => "by the accept filter",
             Refusal::FilterPanicked => "because the accept filter panicked",
             Refusal::NoDescriptors => "out of file descriptors",
-        })
-    }
-}
-
-/// Logs the first refusal of a storm at once and the rest as one line per [`LOG_PERIOD`].
-#[derive(Debug, Default)]
-struct RefusalLog {
-    /// The current period, if a refusal was logged less than a period ago.
-    since: Option<Instant>,
-    /// Refusals in this period not logged yet, by reason (in `Refusal::ALL` order).
-    counts: [u64; Refusal::ALL.len()],
-}
-
-impl RefusalLog {
-    fn refused(&mut self, addr: SocketAddr, why: Refusal, now: Instant) {
-        if self.since.is_none() {
-            self.since = Some(now);
-            log::warn!("refused {addr}: {why}");
-        } else if let Some(i) = Refusal::ALL.iter().position(|&r| r == why) {
-            self.counts[i] += 1;
         }
-    }
-
-    /// Logs the period's count once it is over.
-    fn tick(&mut self, now: Instant) {
-        let Some(since) = self.since else {
-            return;
-        };
-        if now.saturating_duration_since(since) < LOG_PERIOD {
-            return;
-        }
-        let total: u64 = self.counts.iter().sum();
-        if total == 0 {
-            self.since = None;
-            return;
-        }
-        let reasons: Vec<String> = Refusal::ALL
-            .iter()
-            .zip(self.counts)
-            .filter(|(_, n)| *n > 0)
-            .map(|(why, n)| format!("{n} {why}"))
-            .collect();
-        log::warn!(
-            "refused {total} more connections in {:?}: {}",
-            now.saturating_duration_since(since),
-            reasons.join(", ")
-        );
-        self.counts = Default::default();
-        self.since = Some(now);
-    }
-
-    fn next(&self) -> Option<Instant> {
-        self.since.and_then(|t| t.checked_add(LOG_PERIOD))
     }
 }
 
@@ -147,7 +84,7 @@ pub(crate) struct Admission {
     /// to make the listener ready again and again.
     reserve: Option<File>,
     next_id: u64,
-    log: RefusalLog,
+    log: StormLog,
 }
 
 impl Admission {
@@ -158,7 +95,7 @@ impl Admission {
             handshaking: 0,
             reserve: File::open("/dev/null").ok(),
             next_id: 1,
-            log: RefusalLog::default(),
+            log: StormLog::new(log::Level::Warn, "connections refused"),
         }
     }
 
@@ -288,7 +225,10 @@ impl Dispatcher {
 
     fn refuse(&mut self, addr: SocketAddr, why: Refusal) {
         self.shared.counters.refused.fetch_add(1, Relaxed);
-        self.admission.log.refused(addr, why, self.now);
+        let kind = why.kind();
+        self.admission
+            .log
+            .record(kind, self.now, format_args!("refused {addr}: {kind}"));
     }
 
     /// Applies the admission rules to a new connection and registers it if they pass.
@@ -408,32 +348,4 @@ fn is_transient_accept_error(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::Interrupted
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_storm_of_refusals_is_one_line_per_period() {
-        let t = Instant::now();
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let mut log = RefusalLog::default();
-        log.refused(addr, Refusal::MaxClients, t);
-        assert_eq!(log.since, Some(t), "the first is logged at once");
-        for _ in 0..1000 {
-            log.refused(addr, Refusal::MaxClients, t);
-        }
-        log.refused(addr, Refusal::Filter, t);
-        assert_eq!(log.counts[0], 1000);
-        assert_eq!(log.counts[2], 1);
-        assert_eq!(log.next(), Some(t + LOG_PERIOD));
-        log.tick(t + LOG_PERIOD / 2);
-        assert_eq!(log.counts[0], 1000, "nothing logged before the period ends");
-        log.tick(t + LOG_PERIOD);
-        assert_eq!(log.counts, [0; 5]);
-        assert_eq!(log.since, Some(t + LOG_PERIOD), "a new period began");
-        log.tick(t + 2 * LOG_PERIOD);
-        assert_eq!(log.since, None, "a quiet period ends the storm");
-    }
 }

@@ -240,7 +240,11 @@ impl Dispatcher {
             }
             Ok(None) => Cut::Partial,
             Err(FrameTooLarge) => {
-                log::info!("client {} sent a frame over {max_frame} bytes", client.id);
+                self.misbehaved.record(
+                    "frame too large",
+                    self.now,
+                    format_args!("client {} sent a frame over {max_frame} bytes", client.id),
+                );
                 if client.is_live() {
                     self.leave(slot, DisconnectReason::FrameTooLarge, None);
                 } else {
@@ -374,7 +378,11 @@ impl Dispatcher {
             Ok(Auth::Accept) => Some(None),
             Ok(Auth::AcceptAs(name)) => Some(Some(name)),
             Ok(Auth::Reject) => {
-                log::info!("rejected {addr}: authentication failed");
+                self.misbehaved.record(
+                    "authentication failed",
+                    self.now,
+                    format_args!("rejected {addr}: authentication failed"),
+                );
                 None
             }
             Err(panic) => {

@@ -60,7 +60,11 @@ impl Dispatcher {
         };
         match client.phase {
             Phase::Handshake(_) => {
-                log::info!("{}: handshake failed: {err}", client.addr);
+                self.misbehaved.record(
+                    "handshake failed",
+                    self.now,
+                    format_args!("{}: handshake failed: {err}", client.addr),
+                );
                 self.drop_unaccepted(slot, false);
             }
             Phase::Live => {

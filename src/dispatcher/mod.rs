@@ -9,6 +9,7 @@
 //! - `flow`: which clients are busy (a small type with the clock passed in);
 //! - `subscribers`: delivering events, and pausing reads while a subscription is full;
 //! - `timers`: per-client deadlines, heartbeats and timed logs;
+//! - `storm`: logging what a storm of bad connections causes once a second, not per client;
 //! - `lifecycle`: going live, leaving, closing, shutting down.
 
 use std::io;
@@ -37,6 +38,7 @@ mod lifecycle;
 mod outbound;
 mod protocol;
 mod slots;
+mod storm;
 mod streams;
 mod subscribers;
 mod timers;
@@ -118,6 +120,9 @@ pub(crate) struct Dispatcher {
     subs: Subscribers,
     admission: Admission,
     timers: Timers,
+    /// Clients closed for breaking the rules (a bad handshake, frame or message), logged
+    /// in aggregate.
+    misbehaved: storm::StormLog,
     /// Clients with queued output that the socket may take now.
     dirty: Vec<usize>,
     /// Clients that may have unread input (budget used up, or reading paused).
@@ -217,6 +222,10 @@ impl Dispatcher {
             subs: Subscribers::default(),
             admission: Admission::new(),
             timers: Timers::new(&config, now),
+            misbehaved: storm::StormLog::new(
+                log::Level::Info,
+                "clients closed for breaking the rules",
+            ),
             dirty: Vec::new(),
             read_pending: Vec::new(),
             closing: Vec::new(),
@@ -463,6 +472,7 @@ impl Dispatcher {
             self.admission
                 .retry_at(!self.subs.is_paused() && self.listeners.iter().any(|l| l.pending)),
             self.subs.recheck_at(),
+            self.misbehaved.next(),
             self.prune_at,
         ];
         let deadline = deadlines.into_iter().flatten().min()?;

@@ -52,6 +52,7 @@ impl Dispatcher {
     /// Runs the tick when it is due: closes connections past a deadline and sends pings.
     pub(super) fn housekeeping(&mut self) {
         self.admission.tick(self.now);
+        self.misbehaved.tick(self.now);
         let Some(tick) = self.timers.tick else {
             return;
         };
@@ -95,7 +96,11 @@ impl Dispatcher {
         match client.phase {
             Phase::Handshake(_) if client.read_pending => Verdict::Keep,
             Phase::Handshake(Some(deadline)) if now >= deadline => {
-                log::info!("{}: no handshake in time", client.addr);
+                self.misbehaved.record(
+                    "no handshake in time",
+                    now,
+                    format_args!("{}: no handshake in time", client.addr),
+                );
                 Verdict::HandshakeTimedOut
             }
             Phase::Handshake(_) => Verdict::Keep,

@@ -64,11 +64,13 @@ impl Dispatcher {
                     }
                 }
                 Head::Refused(refused) => {
-                    log::info!(
-                        "{}: WebSocket upgrade refused, {} {}",
-                        client.addr,
-                        refused.status,
-                        refused.why
+                    self.misbehaved.record(
+                        "WebSocket upgrade refused",
+                        self.now,
+                        format_args!(
+                            "{}: WebSocket upgrade refused, {} {}",
+                            client.addr, refused.status, refused.why
+                        ),
                     );
                     self.refuse_upgrade(slot, refused, false);
                     Cut::Gone
@@ -97,7 +99,11 @@ impl Dispatcher {
                     // client would read several, in which numbers and control lines of
                     // the protocol could be forged.
                     if self.config.framing == Framing::Lines && payload.contains(&b'\n') {
-                        log::info!("client {id} sent a WebSocket message with a newline");
+                        self.misbehaved.record(
+                            "WebSocket message with a newline",
+                            self.now,
+                            format_args!("client {id} sent a WebSocket message with a newline"),
+                        );
                         self.unmasked = unmasked;
                         self.leave_with_code(slot, DisconnectReason::Protocol, 1007);
                         return Cut::Gone;
@@ -136,7 +142,11 @@ impl Dispatcher {
                     WsError::TooBig => DisconnectReason::FrameTooLarge,
                     WsError::Protocol(_) | WsError::InvalidUtf8 => DisconnectReason::Protocol,
                 };
-                log::info!("client {id} broke the WebSocket protocol: {err:?}");
+                self.misbehaved.record(
+                    "broke the WebSocket protocol",
+                    self.now,
+                    format_args!("client {id} broke the WebSocket protocol: {err:?}"),
+                );
                 self.unmasked = unmasked;
                 self.leave_with_code(slot, reason, err.close_code());
                 return Cut::Gone;

@@ -1,0 +1,114 @@
+//! Logging what a storm of connections can cause — refusals at the door, clients closed for
+//! breaking the rules — as one line per period, never one line per connection: a flood of
+//! bad clients must not flood the host's log.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Events after the first of a storm are counted and logged together once per this period.
+pub(crate) const LOG_PERIOD: Duration = Duration::from_secs(1);
+
+/// Logs the first event of a storm at once, with its details, and the rest as one line per
+/// [`LOG_PERIOD`], counted by kind.
+#[derive(Debug)]
+pub(crate) struct StormLog {
+    level: log::Level,
+    /// What the summary line counts ("connections refused").
+    what: &'static str,
+    /// The current period, if an event was logged less than a period ago.
+    since: Option<Instant>,
+    /// Events in this period not logged yet, by kind, in the order first seen.
+    counts: Vec<(&'static str, u64)>,
+}
+
+impl StormLog {
+    pub(crate) fn new(level: log::Level, what: &'static str) -> StormLog {
+        StormLog {
+            level,
+            what,
+            since: None,
+            counts: Vec::new(),
+        }
+    }
+
+    /// An event of `kind`: `line` is logged if it is the first of a period, else counted.
+    pub(crate) fn record(&mut self, kind: &'static str, now: Instant, line: fmt::Arguments<'_>) {
+        if self.since.is_none() {
+            self.since = Some(now);
+            log::log!(self.level, "{line}");
+            return;
+        }
+        match self.counts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((kind, 1)),
+        }
+    }
+
+    /// Logs the period's counts once it is over; a quiet period ends the storm.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let Some(since) = self.since else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed < LOG_PERIOD {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.since = None;
+            return;
+        }
+        let total: u64 = self.counts.iter().map(|(_, n)| n).sum();
+        let kinds: Vec<String> = self
+            .counts
+            .drain(..)
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        log::log!(
+            self.level,
+            "{total} more {} in {elapsed:?}: {}",
+            self.what,
+            kinds.join(", ")
+        );
+        self.since = Some(now);
+    }
+
+    /// When the current period ends, if a storm is on.
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.since.and_then(|t| t.checked_add(LOG_PERIOD))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storm_is_one_line_per_period() {
+        let t = Instant::now();
+        let mut log = StormLog::new(log::Level::Warn, "connections refused");
+        log.record("at max_clients", t, format_args!("refused 127.0.0.1:1"));
+        assert_eq!(log.since, Some(t), "the first is logged at once");
+        assert!(log.counts.is_empty());
+        for _ in 0..1000 {
+            log.record("at max_clients", t, format_args!("refused 127.0.0.1:1"));
+        }
+        log.record(
+            "by the accept filter",
+            t,
+            format_args!("refused 127.0.0.1:1"),
+        );
+        assert_eq!(
+            log.counts,
+            [("at max_clients", 1000), ("by the accept filter", 1)]
+        );
+        assert_eq!(log.next(), Some(t + LOG_PERIOD));
+        log.tick(t + LOG_PERIOD / 2);
+        assert_eq!(log.counts.len(), 2, "nothing logged before the period ends");
+        log.tick(t + LOG_PERIOD);
+        assert!(log.counts.is_empty());
+        assert_eq!(log.since, Some(t + LOG_PERIOD), "a new period began");
+        log.tick(t + 2 * LOG_PERIOD);
+        assert_eq!(log.since, None, "a quiet period ends the storm");
+        assert_eq!(log.next(), None);
+    }
+}
