@@ -209,7 +209,8 @@ pub enum ClusterState {
 #[non_exhaustive]
 pub enum ResumeRefusal {
     /// The stream's epoch is not the one the client had: its numbers restarted (the hub
-    /// restarted, or the topic was freed and made again).
+    /// restarted, or the topic was freed and made again). Also a position past the
+    /// stream's last number, which no client of this stream can have.
     Epoch,
     /// The replay ring no longer holds the message after the client's position.
     TooOld,
