@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
-use crate::dispatcher::{self, panic_message, Outcome};
+use crate::dispatcher::{self, panic_into_message, Outcome};
 use crate::shared::{lock, NewSubscriber, Shared, Tail};
 use crate::{
     codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Protocol, Result,
@@ -593,7 +593,7 @@ impl Hub {
             Ok(Err(cause)) => Err(Error::Failed { cause }),
             Err(panic) => {
                 // A panic past the dispatcher's own guard.
-                let cause = format!("the dispatcher panicked: {}", panic_message(&*panic));
+                let cause = format!("the dispatcher panicked: {}", panic_into_message(panic));
                 self.shared.fail(cause.clone());
                 Err(Error::Failed { cause })
             }

@@ -87,14 +87,19 @@ impl Registry {
 }
 
 /// What a subscription and the dispatcher share besides the channel of batches: how many
-/// events are on their way or waiting in the subscription (the bound is on those), and the
-/// events it had no room for when the hub stopped, received after all the others.
+/// events are on their way or waiting in the subscription (the bound is on those), whether
+/// the subscription was dropped, and the events it had no room for when the hub stopped,
+/// received after all the others.
 #[derive(Debug)]
 pub(crate) struct Tail {
     events: Mutex<VecDeque<Event>>,
     /// Events sent and not yet received, at most `capacity`.
     pub(crate) queued: AtomicUsize,
     pub(crate) capacity: usize,
+    /// The subscription was dropped. A dropped subscription's `queued` never goes down, so
+    /// a full one would never be sent to again, and its failed send never seen: the
+    /// dispatcher looks at this instead.
+    gone: AtomicBool,
 }
 
 impl Tail {
@@ -103,7 +108,19 @@ impl Tail {
             events: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             capacity,
+            gone: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the subscription dropped; the caller then wakes a paused dispatcher (see
+    /// `dispatcher::subscribers` for the order of the two).
+    pub(crate) fn set_gone(&self) {
+        self.gone.store(true, SeqCst);
+    }
+
+    /// Whether the subscription was dropped.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(SeqCst)
     }
 
     /// How many more events the subscription has room for now.

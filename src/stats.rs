@@ -53,8 +53,9 @@ pub struct Stats {
     /// Times the hub paused for a full subscription.
     pub pauses: u64,
     /// Times a host closure ([`accept_filter`](crate::HubBuilder::accept_filter),
-    /// [`authenticate`](crate::HubBuilder::authenticate)) panicked; each cost one
-    /// connection.
+    /// [`authenticate`](crate::HubBuilder::authenticate),
+    /// [`client_topics`](crate::HubBuilder::client_topics)) panicked; each cost one
+    /// connection, or one topic request for `client_topics`.
     pub callback_panics: u64,
     /// Streams clients resumed ([`Protocol::Sequenced`](crate::Protocol::Sequenced)).
     pub resumes: u64,

@@ -208,8 +208,12 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // The dispatcher may be paused on this queue: disconnect first, then wake it so it
-        // finds the receiver gone.
+        // The dispatcher may be paused, on this queue or another: say this one is gone
+        // first, then wake it so it forgets it. Its count of queued events never goes down
+        // now, so without the flag a full one would hold the hub paused for good. The
+        // fence pairs with the dispatcher's, as in `take`: either it sees the flag, or
+        // this sees it paused.
+        self.tail.set_gone();
         drop(std::mem::replace(&mut self.rx, crossbeam_channel::never()));
         fence(SeqCst);
         if self.shared.is_paused() {

@@ -4,11 +4,12 @@
 
 mod util;
 
+use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use hubcast::{Auth, Error, Event, Hub, WouldBlock};
+use hubcast::{Auth, Error, Event, Hub, Protocol, WouldBlock};
 use util::{join, EventLog, Peer, TIMEOUT};
 
 #[test]
@@ -62,6 +63,106 @@ fn a_panicking_authenticator_costs_one_connection_not_the_hub() {
         (1, 1, 1),
         "{stats:?}"
     );
+}
+
+/// A panic payload whose own drop panics: with a message, or (`again`) with another such
+/// payload, whose drop would panic in turn. Dropped where the panic was caught, it used to
+/// take the whole hub down (`Error::Failed`).
+struct PanicOnDrop {
+    again: bool,
+}
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if self.again {
+            panic::panic_any(PanicOnDrop { again: false });
+        }
+        panic!("dropping the panic's payload panics too");
+    }
+}
+
+#[test]
+fn an_accept_filter_panicking_with_a_payload_that_panics_on_drop_costs_one_connection() {
+    let calls = AtomicUsize::new(0);
+    let hub = Hub::builder()
+        .accept_filter(move |_| match calls.fetch_add(1, SeqCst) {
+            0 => panic::panic_any(PanicOnDrop { again: false }),
+            1 => panic::panic_any(PanicOnDrop { again: true }),
+            _ => true,
+        })
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    for _ in 0..2 {
+        Peer::connect(hub.local_addr()).expect_closed();
+    }
+    let (mut good, _) = join(&hub, &mut events);
+    hub.broadcast("still serving").unwrap();
+    assert_eq!(good.read_line(), b"still serving");
+    let stats = hub.stats();
+    assert_eq!(
+        (stats.refused, stats.callback_panics, stats.accepted),
+        (2, 2, 1),
+        "{stats:?}"
+    );
+    assert!(!hub.is_closed());
+}
+
+#[test]
+fn an_authenticator_panicking_with_a_payload_that_panics_on_drop_costs_one_connection() {
+    let hub = Hub::builder()
+        .authenticate(|request| match request.frame() {
+            Some(b"once") => panic::panic_any(PanicOnDrop { again: false }),
+            Some(b"twice") => panic::panic_any(PanicOnDrop { again: true }),
+            _ => Auth::Accept,
+        })
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    for frame in [&b"once\n"[..], b"twice\n"] {
+        let mut bad = Peer::connect(hub.local_addr());
+        bad.write(frame);
+        bad.expect_closed();
+    }
+    let mut good = Peer::connect(hub.local_addr());
+    good.write(b"hello\n");
+    events.expect_connected();
+    hub.broadcast("still serving").unwrap();
+    assert_eq!(good.read_line(), b"still serving");
+    let stats = hub.stats();
+    assert_eq!(
+        (stats.rejected, stats.callback_panics, stats.accepted),
+        (2, 2, 1),
+        "{stats:?}"
+    );
+    assert!(!hub.is_closed());
+}
+
+#[test]
+fn a_client_topics_closure_panicking_with_a_payload_that_panics_on_drop_refuses_the_request() {
+    let hub = Hub::builder()
+        .protocol(Protocol::Sequenced)
+        .client_topics(|request| match request.topic() {
+            "once" => panic::panic_any(PanicOnDrop { again: false }),
+            "twice" => panic::panic_any(PanicOnDrop { again: true }),
+            _ => true,
+        })
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
+    assert!(peer.read_text_line().starts_with("#at * "));
+    peer.write(b"#join @once\n#join @twice\n#join @lobby\n");
+    assert_eq!(peer.read_text_line(), "#refused join @once denied");
+    assert_eq!(peer.read_text_line(), "#refused join @twice denied");
+    assert!(peer.read_text_line().starts_with("#joined @lobby "));
+    // The client stays, and the hub goes on serving it and accepting others.
+    let (mut other, _) = join(&hub, &mut events);
+    assert!(other.read_text_line().starts_with("#at * "));
+    peer.write(b"hello\n");
+    assert_eq!(events.expect_message(id), b"hello");
+    assert_eq!(hub.stats().callback_panics, 2);
+    assert!(!hub.is_closed());
 }
 
 /// The hub's handle as its own closures reach it: a weak reference set once it is bound.

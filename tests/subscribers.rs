@@ -1,7 +1,8 @@
 //! Subscriptions: every subscriber sees every event in the same order; one that is never
 //! drained pauses the hub, which holds clients back through TCP instead of losing events or
 //! growing memory; one dropped while the hub waits for it holds nothing back; one that
-//! catches up resumes the hub.
+//! catches up resumes the hub. A full subscription that is dropped holds nothing back, the
+//! drop alone ending a pause.
 
 mod util;
 
@@ -313,6 +314,100 @@ fn a_subscriber_that_catches_up_resumes_the_hub() {
         next[i] += 1;
     }
     assert_eq!(next, [200; 4]);
+}
+
+/// A hub with one subscription drained as events come (`events`), and `neglected` others
+/// with room for one event and never read: its client's `Connected` fills them, and its
+/// first line overflows them, so the hub pauses. No client timeout is set, so no timer of
+/// the dispatcher's wakes it while it is paused, but the pause's warning.
+fn paused_for(neglected: usize) -> (Hub, EventLog, Peer, ClientId, Vec<Subscription>) {
+    let hub = Hub::builder()
+        .event_capacity(1)
+        .write_timeout(None)
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let subs: Vec<Subscription> = (0..neglected).map(|_| hub.subscribe()).collect();
+    let (mut peer, id) = join(&hub, &mut events);
+    peer.send(Framing::Lines, b"m1");
+    assert_eq!(events.expect_message(id), b"m1");
+    events.wait_until("the hub to pause", || hub.stats().paused.is_some());
+    assert!(subs.iter().all(|sub| sub.len() == 1));
+    (hub, events, peer, id, subs)
+}
+
+/// After a full subscription was dropped: the hub reads its client again, accepts a new
+/// one, and serves it.
+fn still_serving(hub: &Hub, events: &mut EventLog, peer: &mut Peer, id: ClientId) {
+    peer.send(Framing::Lines, b"hello");
+    assert_eq!(events.expect_message(id), b"hello");
+    let newcomer = Healthy::join(hub, events, Framing::Lines);
+    hub.broadcast("still here").expect("broadcast");
+    newcomer.expect(&[b"still here"]);
+    assert_eq!(peer.read_line(), b"still here");
+}
+
+/// Dropping the full subscription the hub paused for, as the docs advise, ends the pause:
+/// the drop alone (on another thread, with no client, connection or host call to wake the
+/// dispatcher) makes the dispatcher forget it. Its count of queued events never goes down
+/// once it is dropped, so a dispatcher waiting for room in it waited for ever.
+#[test]
+fn dropping_the_full_subscription_the_hub_paused_for_ends_the_pause() {
+    let (hub, mut events, mut peer, id, mut neglected) = paused_for(1);
+    // Past the pause's warning, so that no timer of the dispatcher's wakes it in the drop's
+    // place.
+    events.wait_until("the pause to be logged", || {
+        hub.stats()
+            .paused
+            .is_some_and(|paused| paused >= Duration::from_millis(1500))
+    });
+    let sub = neglected.pop().expect("a neglected subscription");
+    thread::spawn(move || drop(sub)).join().expect("drop");
+    events.wait_until("the pause to end", || hub.stats().paused.is_none());
+    still_serving(&hub, &mut events, &mut peer, id);
+}
+
+/// A full subscription dropped before it overflows: the next event finds it gone instead
+/// of pausing the hub for it for good.
+#[test]
+fn a_full_subscription_dropped_before_the_hub_pauses_holds_nothing_back() {
+    let hub = Hub::builder().event_capacity(1).bind(LOCAL).expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let neglected = hub.subscribe();
+    let (mut peer, id) = join(&hub, &mut events);
+    events.wait_until("the neglected subscription to fill", || {
+        neglected.len() == 1
+    });
+    assert_eq!(hub.stats().paused, None);
+    drop(neglected);
+    peer.send(Framing::Lines, b"m1");
+    assert_eq!(events.expect_message(id), b"m1");
+    still_serving(&hub, &mut events, &mut peer, id);
+}
+
+/// Of two full subscriptions the hub paused for, one is dropped and the other catches up:
+/// the hub resumes, the dropped one holding nothing back.
+#[test]
+fn a_full_subscription_dropped_beside_another_holds_nothing_back() {
+    let (hub, mut events, mut peer, id, mut neglected) = paused_for(2);
+    let dropped = neglected.pop().expect("a neglected subscription");
+    let kept = neglected.pop().expect("a neglected subscription");
+    thread::spawn(move || drop(dropped)).join().expect("drop");
+    // The kept one still holds the hub back: its client's next line is not read.
+    peer.send(Framing::Lines, b"m2");
+    assert!(events.next_within(Duration::from_millis(200)).is_none());
+    assert!(hub.stats().paused.is_some());
+    // It catches up, and goes on draining until the hub stops.
+    assert!(matches!(
+        kept.recv_timeout(TIMEOUT),
+        Ok(Event::Connected { .. })
+    ));
+    let drainer = thread::spawn(move || kept.iter().count());
+    assert_eq!(events.expect_message(id), b"m2");
+    still_serving(&hub, &mut events, &mut peer, id);
+    hub.shutdown(TIMEOUT).expect("shutdown");
+    // m1, m2, hello, the newcomer's Connected, and both clients' Disconnected.
+    assert_eq!(drainer.join().expect("drainer"), 6);
 }
 
 /// One subscription shared by threads: every event is received once, in order within each

@@ -14,7 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use super::storm::StormLog;
-use super::{panic_message, Dispatcher};
+use super::{panic_into_message, Dispatcher};
 use crate::client::{Client, Phase};
 use crate::transport::Conn;
 use crate::{ClientId, Transport};
@@ -256,10 +256,9 @@ impl Dispatcher {
             Ok(false) => Some(Refusal::Filter),
             Err(panic) => {
                 self.shared.counters.callback_panics.fetch_add(1, Relaxed);
-                log::error!(
-                    "the accept filter panicked on {addr}, refusing it: {}",
-                    panic_message(&*panic)
-                );
+                // Outside the macro: it evaluates its arguments only if the level is on.
+                let message = panic_into_message(panic);
+                log::error!("the accept filter panicked on {addr}, refusing it: {message}");
                 Some(Refusal::FilterPanicked)
             }
         }

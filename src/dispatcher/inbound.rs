@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
-use super::{panic_message, Dispatcher};
+use super::{panic_into_message, Dispatcher};
 use crate::client::Phase;
 use crate::codec::{self, FrameTooLarge};
 use crate::command::{Frames, Target, BATCH_BELOW};
@@ -387,10 +387,9 @@ impl Dispatcher {
             }
             Err(panic) => {
                 self.shared.counters.callback_panics.fetch_add(1, Relaxed);
-                log::error!(
-                    "the authenticator panicked on {addr}, rejecting it: {}",
-                    panic_message(&*panic)
-                );
+                // Outside the macro: it evaluates its arguments only if the level is on.
+                let message = panic_into_message(panic);
+                log::error!("the authenticator panicked on {addr}, rejecting it: {message}");
                 None
             }
         }

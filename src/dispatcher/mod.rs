@@ -12,7 +12,9 @@
 //! - `storm`: logging what a storm of bad connections causes once a second, not per client;
 //! - `lifecycle`: going live, leaving, closing, shutting down.
 
+use std::any::Any;
 use std::io;
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -281,7 +283,7 @@ impl Dispatcher {
         let cause = match panic::catch_unwind(AssertUnwindSafe(|| self.run())) {
             Ok(Ok(())) => return Ok(self.finish()),
             Ok(Err(err)) => format!("the event loop failed: {err}"),
-            Err(panic) => format!("the dispatcher panicked: {}", panic_message(&*panic)),
+            Err(panic) => format!("the dispatcher panicked: {}", panic_into_message(panic)),
         };
         log::error!("hubcast failed, every client is dropped: {cause}");
         self.shared.fail(cause.clone());
@@ -487,8 +489,22 @@ pub(crate) fn batch_max(queue_bytes: usize) -> usize {
         .max(crate::command::BATCH_BELOW)
 }
 
+/// The text of a caught panic's payload, which is disposed of here: a payload is any value,
+/// and its own `Drop` may panic too (`panic_any` of such a type). Dropped where the panic
+/// was caught, that second panic would escape the catch and kill the dispatcher for a host
+/// closure's bug, so it is dropped under `catch_unwind`; should that panic again, the new
+/// payload is leaked rather than dropped, since its drop could panic once more.
+pub(crate) fn panic_into_message(payload: Box<dyn Any + Send>) -> String {
+    let message = panic_message(&*payload);
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        log::warn!("dropping a panic's payload panicked too; leaking that one's payload");
+        mem::forget(again);
+    }
+    message
+}
+
 /// The text of a panic's payload.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

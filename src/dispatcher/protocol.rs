@@ -218,9 +218,10 @@ impl Dispatcher {
         let allowed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (allow.0)(&asked)));
         let allowed = allowed.unwrap_or_else(|panic| {
             self.shared.counters.callback_panics.fetch_add(1, Relaxed);
+            // Outside the macro: it evaluates its arguments only if the level is on.
+            let message = super::panic_into_message(panic);
             log::error!(
-                "the client_topics closure panicked on {id} and @{topic}, refusing: {}",
-                super::panic_message(&*panic)
+                "the client_topics closure panicked on {id} and @{topic}, refusing: {message}"
             );
             false
         });

@@ -7,8 +7,10 @@
 //! is full, its events wait in an overflow queue here and the hub is *paused*: it stops
 //! reading clients and accepting connections, so TCP holds the clients back and the
 //! overflow stays bounded (one batch and one read's frames, plus one event per client).
-//! `Subscription::recv` wakes the dispatcher once its queue has half drained. A pause that
-//! lasts is logged once, and `Stats` shows it.
+//! `Subscription::recv` wakes the dispatcher once its queue has half drained, and dropping
+//! a subscription wakes it to forget that one (`Tail::is_gone`): a dropped subscription's
+//! count never goes down, so its room alone would keep the hub paused for good. A pause
+//! that lasts is logged once, and `Stats` shows it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, Ordering::Relaxed, Ordering::SeqCst};
@@ -139,9 +141,10 @@ impl Subscribers {
     }
 
     /// Publishes whether the hub is paused, without losing a wake-up: a subscription checks
-    /// the flag after each receive, so after raising it the dispatcher looks at the queues
-    /// once more, in case the subscription emptied them just before (the fences on both
-    /// sides order the flag against the queue).
+    /// the flag after each receive and when it is dropped, so after raising it the
+    /// dispatcher looks at the queues once more, in case the subscription emptied them or
+    /// went away just before (the fences on both sides order the flag against the queue
+    /// and the subscription's `gone` flag).
     fn update_paused(&mut self, shared: &Shared, now: Instant) {
         self.backlogged = self.list.iter().filter(|s| !s.overflow.is_empty()).count();
         if self.backlogged > 0 && !shared.is_paused() {
@@ -195,6 +198,11 @@ impl Subscriber {
     /// `false` if the receiver is gone.
     fn offer(&mut self, event: Event) -> bool {
         if self.overflow.is_empty() && self.budget == 0 {
+            // Looked at once per batch, like the room: a dropped subscription that is full
+            // must not start a pause.
+            if self.tail.is_gone() {
+                return false;
+            }
             self.budget = self.tail.room().saturating_sub(self.batch.len());
         }
         if !self.overflow.is_empty() || self.budget == 0 {
@@ -227,11 +235,14 @@ impl Subscriber {
     }
 
     /// Moves backlogged events into the channel as far as there is room. Returns `false`
-    /// if the receiver is gone.
+    /// if the subscription was dropped: found by its flag, not by a failed send, since a
+    /// full one is never sent to (and a paused hub makes no new events).
     fn drain(&mut self) -> bool {
+        if self.tail.is_gone() {
+            return false;
+        }
         let n = self.tail.room().min(self.overflow.len());
         if n == 0 {
-            // With nothing to send, a dropped receiver is found at the next event.
             return true;
         }
         let batch: Vec<Event> = self.overflow.drain(..n).collect();
