@@ -384,7 +384,7 @@ impl Hub {
                     .clients
                     .get_mut(&client)
                     .ok_or(Error::UnknownClient(client))?;
-                let (id, new) =
+                let (id, new, evicted) =
                     registry
                         .topics
                         .join(topic, &mut entry.topics, &self.topic_limits)?;
@@ -399,7 +399,7 @@ impl Hub {
                     .name(id)
                     .map_or_else(|| topic.into(), Arc::clone);
                 let op = registry.next_topic_op(true);
-                Ok(Some(Command::Join(client, id, name, op)))
+                Ok(Some(Command::Join(client, id, name, op, evicted)))
             },
         )
     }
