@@ -157,9 +157,7 @@ impl Topics {
             kept_next,
             kept_bytes,
         } = self;
-        let Some(slot) = slots.get_mut(id.index as usize) else {
-            return None;
-        };
+        let slot = slots.get_mut(id.index as usize)?;
         let topic = slot.as_mut().filter(|t| t.generation == id.generation)?;
         if let Some(pos) = topic.members.iter().position(|&(_, c)| c == client) {
             topic.members.swap_remove(pos);
