@@ -361,7 +361,10 @@ impl Hub {
     /// Ordered like every other call: a [`publish`](Self::publish) to `topic` made after
     /// this returns reaches the client, one made before does not. Joining a topic the
     /// client is in already changes nothing. A client leaves all its topics when it leaves
-    /// the hub; a topic with no member left is freed.
+    /// the hub; a topic with no member left is freed (with
+    /// [`Protocol::Sequenced`](crate::Protocol::Sequenced), kept for its replay ring until
+    /// that empties by age or the topic is evicted: see
+    /// [`replay_kept_bytes`](HubBuilder::replay_kept_bytes)).
     ///
     /// # Errors
     ///
@@ -369,7 +372,8 @@ impl Hub {
     /// a name that is empty, longer than [`max_topic_len`](HubBuilder::max_topic_len) or
     /// holds whitespace or a control character; [`Error::TopicLimit`] if the client is in
     /// [`max_topics_per_client`](HubBuilder::max_topics_per_client) topics already, or the
-    /// hub holds [`max_topics`](HubBuilder::max_topics); otherwise as `broadcast`.
+    /// hub holds [`max_topics`](HubBuilder::max_topics) topics and all have members (a kept
+    /// topic with none is evicted to make room); otherwise as `broadcast`.
     pub fn join(&self, client: ClientId, topic: &str) -> Result<()> {
         crate::topics::check_name(topic, self.topic_limits.max_name)?;
         let wait = !self.shared.on_dispatcher_thread();
