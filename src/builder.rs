@@ -67,6 +67,7 @@ pub struct HubBuilder {
     pub(crate) replay_messages: usize,
     pub(crate) replay_bytes: usize,
     pub(crate) replay_age: Duration,
+    pub(crate) replay_kept_bytes: usize,
     pub(crate) client_topics: Option<Callback<TopicCheck>>,
     #[cfg(feature = "nats")]
     pub(crate) cluster: Option<crate::Cluster>,
@@ -133,6 +134,7 @@ impl Default for HubBuilder {
             replay_messages: 1024,
             replay_bytes: 1024 * 1024,
             replay_age: Duration::from_secs(120),
+            replay_kept_bytes: 64 * 1024 * 1024,
             client_topics: None,
             #[cfg(feature = "nats")]
             cluster: None,
@@ -535,8 +537,15 @@ impl HubBuilder {
         self
     }
 
-    /// The most topics the hub holds at once ([`Hub::join`] past it fails with
-    /// [`Error::TopicLimit`]). Default: 10,000: each costs a name and a member list.
+    /// The most topics the hub holds at once. Default: 10,000: each costs a name and a
+    /// member list.
+    ///
+    /// Only topics with members count against a refusal: [`Hub::join`] (or a client's
+    /// `#join`) of a new topic fails with [`Error::TopicLimit`] only if every topic the hub
+    /// holds has a member. A topic with no member kept for its replay ring
+    /// ([`Protocol::Sequenced`], see [`replay_age`](Self::replay_age)) gives up its room:
+    /// the one whose last member left longest ago is evicted, and a later resume of it is
+    /// answered `epoch` (numbers restarted).
     pub fn max_topics(mut self, topics: usize) -> Self {
         self.max_topics = topics;
         self
@@ -585,7 +594,8 @@ impl HubBuilder {
 
     /// The most bytes each stream's replay ring keeps (its messages as framed). Default:
     /// 1 MiB. With many topics, rings are the largest memory a hub holds: at most
-    /// (topics + 1) × this.
+    /// (topics with members + 1) × this, plus
+    /// [`replay_kept_bytes`](Self::replay_kept_bytes) for topics with none.
     pub fn replay_bytes(mut self, bytes: usize) -> Self {
         self.replay_bytes = bytes;
         self
@@ -594,10 +604,29 @@ impl HubBuilder {
     /// How long a message stays in its stream's replay ring. Default: 2 minutes, long
     /// enough for a phone changing networks or a laptop waking up. A topic whose last member
     /// left is kept (with its numbers) until its ring empties, so members that come back
-    /// within this time can resume. Any duration is accepted; one too long to represent
-    /// means no age limit.
+    /// within this time can resume — unless it is evicted first, the one left longest ago
+    /// first, when kept rings pass [`replay_kept_bytes`](Self::replay_kept_bytes) or a new
+    /// topic needs its room under [`max_topics`](Self::max_topics). Any duration is
+    /// accepted; one too long to represent means no age limit.
     pub fn replay_age(mut self, age: Duration) -> Self {
         self.replay_age = age;
+        self
+    }
+
+    /// The most bytes the replay rings of *kept* topics hold together: topics whose last
+    /// member left, kept with their numbers so members that come back can resume
+    /// ([`Protocol::Sequenced`]). Counted as rings count their bytes (messages as framed).
+    /// Past it, kept topics are evicted, the one whose last member left longest ago first:
+    /// its ring and numbers are dropped, and a later resume of it is answered `epoch`.
+    /// Topics with members are not affected.
+    ///
+    /// Default: 64 MiB: 64 full rings at the default [`replay_bytes`](Self::replay_bytes),
+    /// or thousands of rooms' last messages. Without this bound, clients that join rooms,
+    /// fill their rings and leave could make the hub hold up to
+    /// [`max_topics`](Self::max_topics) × `replay_bytes` (10 GB by default). 0 keeps no
+    /// topic without members once its ring holds anything.
+    pub fn replay_kept_bytes(mut self, bytes: usize) -> Self {
+        self.replay_kept_bytes = bytes;
         self
     }
 

@@ -361,7 +361,10 @@ impl Hub {
     /// Ordered like every other call: a [`publish`](Self::publish) to `topic` made after
     /// this returns reaches the client, one made before does not. Joining a topic the
     /// client is in already changes nothing. A client leaves all its topics when it leaves
-    /// the hub; a topic with no member left is freed.
+    /// the hub; a topic with no member left is freed (with
+    /// [`Protocol::Sequenced`](crate::Protocol::Sequenced), kept for its replay ring until
+    /// that empties by age or the topic is evicted: see
+    /// [`replay_kept_bytes`](HubBuilder::replay_kept_bytes)).
     ///
     /// # Errors
     ///
@@ -369,7 +372,8 @@ impl Hub {
     /// a name that is empty, longer than [`max_topic_len`](HubBuilder::max_topic_len) or
     /// holds whitespace or a control character; [`Error::TopicLimit`] if the client is in
     /// [`max_topics_per_client`](HubBuilder::max_topics_per_client) topics already, or the
-    /// hub holds [`max_topics`](HubBuilder::max_topics); otherwise as `broadcast`.
+    /// hub holds [`max_topics`](HubBuilder::max_topics) topics and all have members (a kept
+    /// topic with none is evicted to make room); otherwise as `broadcast`.
     pub fn join(&self, client: ClientId, topic: &str) -> Result<()> {
         crate::topics::check_name(topic, self.topic_limits.max_name)?;
         let wait = !self.shared.on_dispatcher_thread();
@@ -384,7 +388,7 @@ impl Hub {
                     .clients
                     .get_mut(&client)
                     .ok_or(Error::UnknownClient(client))?;
-                let (id, new) =
+                let (id, new, evicted) =
                     registry
                         .topics
                         .join(topic, &mut entry.topics, &self.topic_limits)?;
@@ -399,7 +403,7 @@ impl Hub {
                     .name(id)
                     .map_or_else(|| topic.into(), Arc::clone);
                 let op = registry.next_topic_op(true);
-                Ok(Some(Command::Join(client, id, name, op)))
+                Ok(Some(Command::Join(client, id, name, op, evicted)))
             },
         )
     }
@@ -520,8 +524,10 @@ impl Hub {
         }
     }
 
-    /// Every topic with at least one member, with its member count, by name. Never blocks
-    /// for long.
+    /// Every topic, with its member count, by name: those with members, and those kept
+    /// with none (with [`Protocol::Sequenced`](crate::Protocol::Sequenced), so members
+    /// can come back and resume) until their ring empties or they are evicted. Never
+    /// blocks for long.
     pub fn topics(&self) -> Vec<TopicInfo> {
         let registry = self.shared.registry();
         registry

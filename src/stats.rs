@@ -63,6 +63,17 @@ pub struct Stats {
     pub resumes_refused: u64,
     /// Messages sent again to clients that resumed.
     pub replayed: u64,
+    /// Topics with no member kept now for their replay rings, so that members who come
+    /// back can resume ([`Protocol::Sequenced`](crate::Protocol::Sequenced)).
+    pub kept_topics: u64,
+    /// What the kept topics' replay rings hold now, in bytes of framed messages: at most
+    /// [`replay_kept_bytes`](crate::HubBuilder::replay_kept_bytes).
+    pub kept_bytes: u64,
+    /// Kept topics evicted before their rings emptied by age: the oldest, to keep the kept
+    /// rings within [`replay_kept_bytes`](crate::HubBuilder::replay_kept_bytes), or to make
+    /// room for a new topic when the hub held
+    /// [`max_topics`](crate::HubBuilder::max_topics). A resume of one is answered `epoch`.
+    pub topics_evicted: u64,
     /// The cluster connection (feature `nats`; all zero without a cluster).
     pub cluster: ClusterStats,
 }
@@ -216,6 +227,9 @@ pub(crate) struct Counters {
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
     pub(crate) replayed: AtomicU64,
+    pub(crate) kept_topics: AtomicU64,
+    pub(crate) kept_bytes: AtomicU64,
+    pub(crate) topics_evicted: AtomicU64,
     pub(crate) cluster_connected: AtomicBool,
     pub(crate) cluster_partitioned: AtomicBool,
     pub(crate) cluster_sent: AtomicU64,
@@ -254,6 +268,9 @@ impl Counters {
             resumes: self.resumes.load(Relaxed),
             resumes_refused: self.resumes_refused.load(Relaxed),
             replayed: self.replayed.load(Relaxed),
+            kept_topics: self.kept_topics.load(Relaxed),
+            kept_bytes: self.kept_bytes.load(Relaxed),
+            topics_evicted: self.topics_evicted.load(Relaxed),
             cluster: ClusterStats {
                 connected: self.cluster_connected.load(Relaxed),
                 partitioned: self.cluster_partitioned.load(Relaxed),

@@ -5,8 +5,12 @@
 //! A topic exists while it has members (or, with resume on, a replay ring to keep): its
 //! name maps to a [`TopicId`]. Ids are slots with a generation, so a message framed for a
 //! topic that has since been freed, and its slot reused, never reaches the new topic.
+//!
+//! A topic with no member is *kept* (for its ring) only as long as nothing needs its room:
+//! when the table is full and a new topic is needed, the kept topic left longest ago is
+//! evicted, so only topics with members can make the hub refuse a new one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::{Error, Result};
@@ -25,6 +29,9 @@ struct Slot {
     /// The topic's name while the slot is in use.
     name: Option<Arc<str>>,
     members: usize,
+    /// While the topic is in use with no member: when its last member left (its key in
+    /// `TopicTable::kept`).
+    kept: Option<u64>,
 }
 
 /// Topic names, ids and member counts, with the limits that bound them.
@@ -33,6 +40,12 @@ pub(crate) struct TopicTable {
     by_name: HashMap<Arc<str>, TopicId>,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// Topics in use with no member, by when their last member left (oldest first): the
+    /// ones to evict when a new topic needs room. Exact: an entry goes when its topic gets a
+    /// member again or is freed.
+    kept: BTreeMap<u64, u32>,
+    /// The key of the next entry of `kept`.
+    kept_next: u64,
 }
 
 /// The limits on topics, from the builder.
@@ -75,16 +88,17 @@ impl TopicTable {
     }
 
     /// Makes `client`, whose topics are `joined`, a member of `name`, creating the topic.
-    /// Returns the topic's id and whether the client was new to it.
+    /// Returns the topic's id, whether the client was new to it, and the kept topic evicted
+    /// to make room for it, if any (the dispatcher drops that one's ring).
     pub(crate) fn join(
         &mut self,
         name: &str,
         joined: &mut Vec<TopicId>,
         limits: &TopicLimits,
-    ) -> Result<(TopicId, bool)> {
+    ) -> Result<(TopicId, bool, Option<TopicId>)> {
         if let Some(id) = self.id(name) {
             if joined.contains(&id) {
-                return Ok((id, false));
+                return Ok((id, false, None));
             }
         }
         if joined.len() >= limits.max_per_client {
@@ -93,21 +107,38 @@ impl TopicTable {
                 limits.max_per_client
             )));
         }
-        let id = match self.id(name) {
-            Some(id) => id,
+        let (id, evicted) = match self.id(name) {
+            Some(id) => (id, None),
             None => self.create(name, limits)?,
         };
-        self.slots[id.index as usize].members += 1;
+        let slot = &mut self.slots[id.index as usize];
+        slot.members += 1;
+        if let Some(key) = slot.kept.take() {
+            self.kept.remove(&key);
+        }
         joined.push(id);
-        Ok((id, true))
+        Ok((id, true, evicted))
     }
 
-    fn create(&mut self, name: &str, limits: &TopicLimits) -> Result<TopicId> {
+    /// A new topic, in the room of the kept topic left longest ago if the table is full.
+    fn create(&mut self, name: &str, limits: &TopicLimits) -> Result<(TopicId, Option<TopicId>)> {
+        let mut evicted = None;
         if self.by_name.len() >= limits.max_topics {
-            return Err(Error::TopicLimit(format!(
-                "the hub holds at most {} topics",
-                limits.max_topics
-            )));
+            // Only topics with members may make the hub refuse a new one.
+            let Some((_, index)) = self.kept.pop_first() else {
+                return Err(Error::TopicLimit(format!(
+                    "the hub holds at most {} topics, and all have members",
+                    limits.max_topics
+                )));
+            };
+            let slot = &mut self.slots[index as usize];
+            slot.kept = None;
+            let id = TopicId {
+                index,
+                generation: slot.generation,
+            };
+            self.free(id);
+            evicted = Some(id);
         }
         let index = match self.free.pop() {
             Some(index) => index,
@@ -125,7 +156,7 @@ impl TopicTable {
             generation: slot.generation,
         };
         self.by_name.insert(name, id);
-        Ok(id)
+        Ok((id, evicted))
     }
 
     /// Takes a client out of a topic it is in. Returns whether the topic has no member left.
@@ -137,7 +168,15 @@ impl TopicTable {
         match self.slots.get_mut(id.index as usize) {
             Some(slot) if slot.generation == id.generation && slot.members > 0 => {
                 slot.members -= 1;
-                slot.members == 0
+                if slot.members > 0 {
+                    return false;
+                }
+                // Kept, until freed or evicted (or joined again).
+                let key = self.kept_next;
+                self.kept_next += 1;
+                slot.kept = Some(key);
+                self.kept.insert(key, id.index);
+                true
             }
             _ => false,
         }
@@ -151,6 +190,9 @@ impl TopicTable {
         };
         if slot.generation != id.generation || slot.members > 0 {
             return;
+        }
+        if let Some(key) = slot.kept.take() {
+            self.kept.remove(&key);
         }
         if let Some(name) = slot.name.take() {
             self.by_name.remove(&name);
@@ -197,9 +239,12 @@ mod tests {
     fn joining_and_leaving_count_members_and_free_empty_topics() {
         let mut table = TopicTable::default();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let (room, new) = table.join("room", &mut a, &LIMITS).unwrap();
+        let (room, new, _) = table.join("room", &mut a, &LIMITS).unwrap();
         assert!(new);
-        assert_eq!(table.join("room", &mut a, &LIMITS).unwrap(), (room, false));
+        assert_eq!(
+            table.join("room", &mut a, &LIMITS).unwrap(),
+            (room, false, None)
+        );
         table.join("room", &mut b, &LIMITS).unwrap();
         assert_eq!(table.snapshot(), vec![(Arc::from("room"), 2)]);
         assert!(!table.leave(room, &mut a));
@@ -208,7 +253,7 @@ mod tests {
         table.free(room);
         assert_eq!(table.id("room"), None);
         // The slot comes back with a new generation: the old id is stale.
-        let (again, _) = table.join("other", &mut a, &LIMITS).unwrap();
+        let (again, _, _) = table.join("other", &mut a, &LIMITS).unwrap();
         assert_eq!(again.index, room.index);
         assert_ne!(again, room);
         assert_eq!(table.name(room), None);
@@ -231,5 +276,45 @@ mod tests {
             Err(Error::TopicLimit(_))
         ));
         assert!(table.join("one", &mut b, &LIMITS).is_ok());
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_kept_topic_left_longest_ago() {
+        let mut table = TopicTable::default();
+        let limits = TopicLimits {
+            max_topics: 3,
+            max_per_client: 8,
+            max_name: 8,
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (one, ..) = table.join("one", &mut a, &limits).unwrap();
+        let (two, ..) = table.join("two", &mut a, &limits).unwrap();
+        let (three, ..) = table.join("three", &mut a, &limits).unwrap();
+        // All three have members: the table is full.
+        assert!(matches!(
+            table.join("four", &mut b, &limits),
+            Err(Error::TopicLimit(_))
+        ));
+        // Left without being freed (kept for their rings): "two" first, then "one".
+        assert!(table.leave(two, &mut a));
+        assert!(table.leave(one, &mut a));
+        let (four, new, evicted) = table.join("four", &mut b, &limits).unwrap();
+        assert!(new);
+        assert_eq!(evicted, Some(two), "the one left longest ago");
+        assert_eq!(table.id("two"), None);
+        assert_eq!(table.name(two), None, "its id is stale");
+        assert_ne!(four, two);
+        // Joining a kept topic makes it a topic with members again: not evictable.
+        table.join("one", &mut b, &limits).unwrap();
+        assert!(matches!(
+            table.join("five", &mut b, &limits),
+            Err(Error::TopicLimit(_))
+        ));
+        // A kept topic that was freed meanwhile is no longer a candidate.
+        assert!(table.leave(three, &mut a));
+        table.free(three);
+        let (_, _, evicted) = table.join("five", &mut b, &limits).unwrap();
+        assert_eq!(evicted, None, "a freed slot was there");
+        assert!(table.kept.is_empty());
     }
 }

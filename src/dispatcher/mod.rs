@@ -147,6 +147,12 @@ pub(crate) struct Dispatcher {
     /// Where messages for the other nodes of the cluster go (feature `nats`).
     #[cfg(feature = "nats")]
     bridge: Option<crate::cluster::Bridge>,
+    /// Topics here by name, with how many of them (a topic evicted here may still be
+    /// dropped after a new one of its name was made): subscribed while any.
+    #[cfg(feature = "nats")]
+    cluster_topics: std::collections::HashMap<Arc<str>, usize>,
+    /// The kept topics' count and bytes as last published in the counters.
+    kept_published: (usize, usize),
     /// Scratch for fan-outs, kept to spare an allocation each: a topic's members, and the
     /// (client, run) marks of a batch with mixed targets.
     members: Vec<usize>,
@@ -247,6 +253,9 @@ impl Dispatcher {
             host_topic_ops: 0,
             #[cfg(feature = "nats")]
             bridge: None,
+            #[cfg(feature = "nats")]
+            cluster_topics: std::collections::HashMap::new(),
+            kept_published: (0, 0),
             members: Vec::new(),
             marks: Vec::new(),
             gathered: gather::Gathered::default(),
@@ -340,11 +349,24 @@ impl Dispatcher {
             // Last: the round's events (leaving clients' included) go out before it waits.
             self.subs.feed(&self.shared, self.now);
             self.tally.publish(&self.shared.counters);
+            self.publish_kept();
             self.slots.recycle();
             if self.shutdown.is_some() && self.slots.is_empty() {
                 return Ok(());
             }
             timeout = self.next_timeout();
+        }
+    }
+
+    /// Publishes the kept topics' count and bytes for `stats()`, if they changed.
+    fn publish_kept(&mut self) {
+        let kept = self.topics.kept();
+        if kept != self.kept_published {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.kept_published = kept;
+            let counters = &self.shared.counters;
+            counters.kept_topics.store(kept.0 as u64, Relaxed);
+            counters.kept_bytes.store(kept.1 as u64, Relaxed);
         }
     }
 
@@ -427,7 +449,10 @@ impl Dispatcher {
                     self.leave(slot, crate::DisconnectReason::Kicked, Some(deadline));
                 }
             }
-            Command::Join(client, topic, name, op) => {
+            Command::Join(client, topic, name, op, evicted) => {
+                if let Some(evicted) = evicted {
+                    self.topic_evicted(evicted);
+                }
                 if self.host_topic_op(client, topic, op) {
                     self.join_topic(client, topic, name);
                 }

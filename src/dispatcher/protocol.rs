@@ -61,13 +61,13 @@ impl Dispatcher {
                 let payload = codec::payload_of(framing, frame);
                 let start = out.len();
                 let numbered = match &stream_of {
-                    StreamOf::Hub => Some((&mut self.hub_stream, None)),
+                    StreamOf::Hub => Some((&mut self.hub_stream, None, None)),
                     StreamOf::Topic(t) => self.topics.stream_mut(*t),
                     StreamOf::Direct => None,
                 };
                 let mut marker = None;
                 match numbered {
-                    Some((stream, topic)) => {
+                    Some((stream, topic, kept_bytes)) => {
                         let seq = stream.next();
                         let header = match topic {
                             Some(name) => format!("{seq}@{name} "),
@@ -75,7 +75,12 @@ impl Dispatcher {
                         };
                         codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
                         let kept = Bytes::copy_from_slice(&out[start..]);
+                        let before = stream.ring_bytes();
                         stream.keep(seq, kept, now, &limits);
+                        if let Some(total) = kept_bytes {
+                            // A topic with no member, kept for its ring, got a message.
+                            *total = *total - before + stream.ring_bytes();
+                        }
                         if excluding {
                             let name = topic.map_or("*".to_owned(), |n| format!("@{n}"));
                             marker = Some(format!("#own {name} {seq}"));
@@ -96,6 +101,8 @@ impl Dispatcher {
                 }
             }
         }
+        // Kept topics' rings may have grown past their bound.
+        self.bound_kept();
         // Rings got messages: look at their age by then.
         if let Some(age) = limits.age {
             let at = now.checked_add(age);
@@ -232,7 +239,7 @@ impl Dispatcher {
         // What the table says, decided under its lock; applied after it.
         enum Outcome {
             Gone,
-            Joined(TopicId, std::sync::Arc<str>),
+            Joined(TopicId, std::sync::Arc<str>, Option<TopicId>),
             Limit,
             NotIn,
             Left(TopicId),
@@ -246,11 +253,11 @@ impl Dispatcher {
                 None => Outcome::Gone,
                 Some(entry) if join => {
                     match registry.topics.join(topic, &mut entry.topics, &limits) {
-                        Ok((topic_id, _)) => match registry.topics.name(topic_id) {
+                        Ok((topic_id, _, evicted)) => match registry.topics.name(topic_id) {
                             Some(name) => {
                                 let name = std::sync::Arc::clone(name);
                                 ops = (registry.next_topic_op(false), registry.host_topic_ops);
-                                Outcome::Joined(topic_id, name)
+                                Outcome::Joined(topic_id, name, evicted)
                             }
                             None => Outcome::Gone,
                         },
@@ -270,7 +277,10 @@ impl Dispatcher {
         };
         match outcome {
             Outcome::Gone => false,
-            Outcome::Joined(topic_id, name) => {
+            Outcome::Joined(topic_id, name, evicted) => {
+                if let Some(evicted) = evicted {
+                    self.topic_evicted(evicted);
+                }
                 self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
                 self.join_topic(id, topic_id, name);
                 true
@@ -335,7 +345,7 @@ impl Dispatcher {
                 self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                 return;
             }
-            let Some((s, _)) = self
+            let Some((s, _, _)) = self
                 .shared
                 .registry()
                 .topics

@@ -118,6 +118,11 @@ impl Stream {
         self.ring.is_empty()
     }
 
+    /// The bytes the ring holds: its messages as framed.
+    pub(crate) fn ring_bytes(&self) -> usize {
+        self.ring_bytes
+    }
+
     /// The framed messages after `after` up to `upto` (included), for a client at
     /// `(epoch, after)`, if the ring still holds them all and they fit in `budget` bytes.
     pub(crate) fn replay(

@@ -1,7 +1,15 @@
 //! Topic membership as the dispatcher applies it, in command order: who a topic's
 //! messages go to. A publish after `join` returned reaches the client, one before does not,
 //! because joins, leaves and publishes are commands in one ordered stream.
+//!
+//! With the protocol on, a topic whose last member left is *kept*, with its numbers and
+//! replay ring, so members can come back and resume. Kept topics are bounded: their rings
+//! together hold at most `replay_kept_bytes` (past it, the topic left longest ago is
+//! evicted), and the table evicts the one left longest ago when a new topic needs its room
+//! (`TopicTable::join`). Both are O(log n) per change, with no scan of the topics.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,12 +27,31 @@ struct Topic {
     members: Vec<(usize, ClientId)>,
     /// Its numbers and replay ring (used with `Protocol::Sequenced`).
     stream: Stream,
+    /// While it has no member and is kept for its ring: its key in `Topics::kept`.
+    kept: Option<u64>,
+    /// The table evicted it while members were still leaving here: freed once they have.
+    evicted: bool,
 }
 
-/// Every topic with members, by slot of its id.
+/// Every topic with members, or kept for its ring, by slot of its id.
 #[derive(Debug, Default)]
 pub(crate) struct Topics {
     slots: Vec<Option<Topic>>,
+    /// Kept topics, by when their last member left (oldest first). Exact: an entry goes
+    /// when its topic gets a member again or is freed.
+    kept: BTreeMap<u64, TopicId>,
+    /// The key of the next entry of `kept`.
+    kept_next: u64,
+    /// What the kept topics' rings hold, counted as the rings count it (framed bytes).
+    kept_bytes: usize,
+}
+
+/// Takes a topic out of the kept ones (it got a member, or is going).
+fn unkeep(topic: &mut Topic, kept: &mut BTreeMap<u64, TopicId>, kept_bytes: &mut usize) {
+    if let Some(key) = topic.kept.take() {
+        kept.remove(&key);
+        *kept_bytes -= topic.stream.ring_bytes();
+    }
 }
 
 impl Topics {
@@ -36,14 +63,27 @@ impl Topics {
         }
     }
 
-    /// A topic's stream and name, if the id is current.
-    pub(crate) fn stream_mut(&mut self, id: TopicId) -> Option<(&mut Stream, Option<&str>)> {
-        match self.slots.get_mut(id.index as usize) {
+    /// A topic's stream and name, if the id is current, and if it is kept, the kept rings'
+    /// byte count: whoever changes its ring adds the change there.
+    pub(crate) fn stream_mut(
+        &mut self,
+        id: TopicId,
+    ) -> Option<(&mut Stream, Option<&str>, Option<&mut usize>)> {
+        let Topics {
+            slots, kept_bytes, ..
+        } = self;
+        match slots.get_mut(id.index as usize) {
             Some(Some(topic)) if topic.generation == id.generation => {
-                Some((&mut topic.stream, Some(&*topic.name)))
+                let kept = topic.kept.is_some().then_some(kept_bytes);
+                Some((&mut topic.stream, Some(&*topic.name), kept))
             }
             _ => None,
         }
+    }
+
+    /// How many topics are kept, and what their rings hold.
+    pub(crate) fn kept(&self) -> (usize, usize) {
+        (self.kept.len(), self.kept_bytes)
     }
 
     /// A topic's name, if the id is current.
@@ -63,16 +103,32 @@ impl Topics {
         }
     }
 
-    /// Adds a member; returns the topic's stream and whether the topic is new here.
-    fn add(&mut self, id: TopicId, name: Arc<str>, member: (usize, ClientId)) -> (&Stream, bool) {
+    /// Adds a member; returns the topic's stream, whether the topic is new here, and the
+    /// name of an older topic this one replaced in its slot (freed in the table since).
+    fn add(
+        &mut self,
+        id: TopicId,
+        name: Arc<str>,
+        member: (usize, ClientId),
+    ) -> (&Stream, bool, Option<Arc<str>>) {
         let index = id.index as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
         }
-        let slot = &mut self.slots[index];
+        let Topics {
+            slots,
+            kept,
+            kept_bytes,
+            ..
+        } = self;
+        let slot = &mut slots[index];
+        let mut replaced = None;
         if slot.as_ref().is_some_and(|t| t.generation != id.generation) {
             // The slot held an older topic, freed since: this one replaces it.
-            *slot = None;
+            if let Some(mut old) = slot.take() {
+                unkeep(&mut old, kept, kept_bytes);
+                replaced = Some(old.name);
+            }
         }
         let created = slot.is_none();
         let topic = slot.get_or_insert_with(|| Topic {
@@ -80,31 +136,91 @@ impl Topics {
             name,
             members: Vec::new(),
             stream: Stream::new(),
+            kept: None,
+            evicted: false,
         });
+        unkeep(topic, kept, kept_bytes);
         if !topic.members.contains(&member) {
             topic.members.push(member);
         }
-        (&topic.stream, created)
+        (&topic.stream, created, replaced)
     }
 
     /// Takes a client out of a topic. Returns the topic's name if it is now empty of
     /// members and (with `keep_rings`) of replayable messages, and so freed; a topic whose
-    /// ring still holds messages is kept for members that come back to resume.
+    /// ring still holds messages is kept for members that come back to resume (see
+    /// `evict_over` for how long).
     fn remove(&mut self, id: TopicId, client: ClientId, keep_rings: bool) -> Option<Arc<str>> {
-        let Some(Some(topic)) = self.slots.get_mut(id.index as usize) else {
-            return None;
-        };
-        if topic.generation != id.generation {
-            return None;
-        }
+        let Topics {
+            slots,
+            kept,
+            kept_next,
+            kept_bytes,
+        } = self;
+        let slot = slots.get_mut(id.index as usize)?;
+        let topic = slot.as_mut().filter(|t| t.generation == id.generation)?;
         if let Some(pos) = topic.members.iter().position(|&(_, c)| c == client) {
             topic.members.swap_remove(pos);
         }
-        if topic.members.is_empty() && (!keep_rings || topic.stream.ring_is_empty()) {
+        if !topic.members.is_empty() {
+            return None;
+        }
+        if !keep_rings || topic.stream.ring_is_empty() || topic.evicted {
             log::trace!("topic {} is freed", topic.name);
-            return self.slots[id.index as usize].take().map(|t| t.name);
+            unkeep(topic, kept, kept_bytes);
+            return slot.take().map(|t| t.name);
+        }
+        if topic.kept.is_none() {
+            let key = *kept_next;
+            *kept_next += 1;
+            topic.kept = Some(key);
+            kept.insert(key, id);
+            *kept_bytes += topic.stream.ring_bytes();
         }
         None
+    }
+
+    /// Evicts kept topics, the one left longest ago first, until their rings hold at most
+    /// `limit` bytes. Returns the evicted topics.
+    fn evict_over(&mut self, limit: usize) -> Vec<(TopicId, Arc<str>)> {
+        let mut evicted = Vec::new();
+        while self.kept_bytes > limit {
+            let Some((_, id)) = self.kept.pop_first() else {
+                break;
+            };
+            let Some(slot) = self.slots.get_mut(id.index as usize) else {
+                continue;
+            };
+            if !slot.as_ref().is_some_and(|t| t.generation == id.generation) {
+                continue;
+            }
+            if let Some(topic) = slot.take() {
+                // Out of `kept` already: only its bytes to take back.
+                self.kept_bytes -= topic.stream.ring_bytes();
+                evicted.push((id, topic.name));
+            }
+        }
+        evicted
+    }
+
+    /// The table evicted a topic to make room for another: drops it (its ring and numbers)
+    /// if it has no member here, or marks it to be freed as its last member leaves (their
+    /// leaves, decided before the eviction, are on their way). Returns its name if dropped.
+    fn evict(&mut self, id: TopicId) -> Option<Arc<str>> {
+        let Topics {
+            slots,
+            kept,
+            kept_bytes,
+            ..
+        } = self;
+        let slot = slots.get_mut(id.index as usize)?;
+        let topic = slot.as_mut().filter(|t| t.generation == id.generation)?;
+        if !topic.members.is_empty() {
+            topic.evicted = true;
+            return None;
+        }
+        unkeep(topic, kept, kept_bytes);
+        slot.take().map(|t| t.name)
     }
 
     /// Drops ring messages past their age; frees topics left with no member and no
@@ -120,12 +236,17 @@ impl Topics {
             let Some(topic) = slot else {
                 continue;
             };
+            let before = topic.stream.ring_bytes();
             let again = topic.stream.prune(now, limits);
+            if topic.kept.is_some() {
+                self.kept_bytes -= before - topic.stream.ring_bytes();
+            }
             if topic.members.is_empty() && topic.stream.ring_is_empty() {
                 let id = TopicId {
                     index: index as u32,
                     generation: topic.generation,
                 };
+                unkeep(topic, &mut self.kept, &mut self.kept_bytes);
                 freed.push((id, Arc::clone(&topic.name)));
                 *slot = None;
                 continue;
@@ -147,10 +268,13 @@ impl Dispatcher {
         let Some(live) = self.slots.get_mut(slot) else {
             return;
         };
-        let (stream, created) = self.topics.add(id, Arc::clone(&name), (slot, client));
+        let (stream, created, replaced) = self.topics.add(id, Arc::clone(&name), (slot, client));
         let position = (stream.epoch, stream.seq);
         if !live.topics.iter().any(|&(t, _)| t == id) {
             live.topics.push((id, position.1));
+        }
+        if let Some(old) = replaced {
+            self.topic_freed(old);
         }
         if created {
             self.topic_created(&name);
@@ -183,7 +307,43 @@ impl Dispatcher {
             self.shared.registry().topics.free(id);
             self.topic_freed(name);
         }
+        self.bound_kept();
         was_member
+    }
+
+    /// The table evicted a kept topic to make room for a new one: its ring and numbers go
+    /// (a later resume of it is answered `epoch`).
+    pub(super) fn topic_evicted(&mut self, id: TopicId) {
+        self.shared.counters.topics_evicted.fetch_add(1, Relaxed);
+        if let Some(name) = self.topics.evict(id) {
+            log::debug!("kept topic {name} is evicted: the topic table is full");
+            self.topic_freed(name);
+        }
+    }
+
+    /// Evicts kept topics, the one left longest ago first, while their rings hold more than
+    /// `replay_kept_bytes`. Costs a comparison when under it.
+    pub(super) fn bound_kept(&mut self) {
+        let evicted = self.topics.evict_over(self.config.replay_kept_bytes);
+        if evicted.is_empty() {
+            return;
+        }
+        {
+            let mut registry = self.shared.registry();
+            for (id, _) in &evicted {
+                // Unless a host `join` gave it a member meanwhile: that join, on its way,
+                // makes it anew here, with a new epoch.
+                registry.topics.free(*id);
+            }
+        }
+        let counters = &self.shared.counters;
+        counters
+            .topics_evicted
+            .fetch_add(evicted.len() as u64, Relaxed);
+        for (_, name) in evicted {
+            log::debug!("kept topic {name} is evicted: kept rings are over replay_kept_bytes");
+            self.topic_freed(name);
+        }
     }
 
     /// Whether to apply the host's join or leave numbered `op`: not if a client's own
@@ -260,6 +420,7 @@ impl Dispatcher {
         for (_, name) in freed {
             self.topic_freed(name);
         }
+        self.bound_kept();
     }
 
     /// Drops replayable messages past their age, and frees topics left with no member and
@@ -283,13 +444,27 @@ impl Dispatcher {
     /// A topic got its first local member: a cluster node starts receiving it.
     fn topic_created(&mut self, _name: &Arc<str>) {
         #[cfg(feature = "nats")]
-        self.cluster_subscribe(Arc::clone(_name), true);
+        {
+            // Counted by name: a topic evicted or replaced may be dropped here after a new
+            // topic of the same name was made, and must not unsubscribe that one.
+            let count = self.cluster_topics.entry(Arc::clone(_name)).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                self.cluster_subscribe(Arc::clone(_name), true);
+            }
+        }
     }
 
     /// A topic was freed here: a cluster node stops receiving it.
     fn topic_freed(&mut self, _name: Arc<str>) {
         #[cfg(feature = "nats")]
-        self.cluster_subscribe(_name, false);
+        if let Some(count) = self.cluster_topics.get_mut(&_name) {
+            *count -= 1;
+            if *count == 0 {
+                self.cluster_topics.remove(&_name);
+                self.cluster_subscribe(_name, false);
+            }
+        }
     }
 }
 
@@ -315,5 +490,57 @@ mod tests {
         assert_eq!(topics.members(new), &[(4, ClientId(2))]);
         assert!(topics.remove(new, ClientId(2), false).is_some());
         assert!(topics.members(new).is_empty());
+    }
+
+    fn with_ring(topics: &mut Topics, index: u32, member: u64, bytes: usize) -> TopicId {
+        let id = TopicId {
+            index,
+            generation: 0,
+        };
+        let _ = topics.add(id, Arc::from(format!("t{index}")), (0, ClientId(member)));
+        let limits = RingLimits {
+            messages: 100,
+            bytes: 1000,
+            age: None,
+        };
+        let (stream, _, kept) = topics.stream_mut(id).unwrap();
+        assert!(kept.is_none(), "a topic with a member is not kept");
+        let seq = stream.next();
+        stream.keep(
+            seq,
+            bytes::Bytes::from(vec![b'x'; bytes]),
+            Instant::now(),
+            &limits,
+        );
+        id
+    }
+
+    #[test]
+    fn kept_rings_are_counted_and_evicted_oldest_first() {
+        let mut topics = Topics::default();
+        let a = with_ring(&mut topics, 0, 1, 100);
+        let b = with_ring(&mut topics, 1, 2, 200);
+        let c = with_ring(&mut topics, 2, 3, 300);
+        assert_eq!(topics.kept(), (0, 0));
+        // Left in the order b, a, c: kept, counted.
+        assert!(topics.remove(b, ClientId(2), true).is_none());
+        assert!(topics.remove(a, ClientId(1), true).is_none());
+        assert!(topics.remove(c, ClientId(3), true).is_none());
+        assert_eq!(topics.kept(), (3, 600));
+        // A member comes back to a: no longer kept.
+        let _ = topics.add(a, Arc::from("t0"), (5, ClientId(9)));
+        assert_eq!(topics.kept(), (2, 500));
+        // Over 300 bytes: b goes first (left longest ago), then c fits.
+        let evicted: Vec<_> = topics.evict_over(300).into_iter().map(|e| e.0).collect();
+        assert_eq!(evicted, [b]);
+        assert_eq!(topics.kept(), (1, 300));
+        assert!(topics.stream_mut(b).is_none());
+        // The table evicts c: dropped here too.
+        assert_eq!(topics.evict(c).as_deref(), Some("t2"));
+        assert_eq!(topics.kept(), (0, 0));
+        // The table evicts a while its member is still here: freed as it leaves.
+        assert_eq!(topics.evict(a), None);
+        assert!(topics.remove(a, ClientId(9), true).is_some());
+        assert_eq!(topics.kept(), (0, 0));
     }
 }
