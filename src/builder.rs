@@ -557,8 +557,8 @@ impl HubBuilder {
         self
     }
 
-    /// The longest topic name, in bytes of UTF-8. Default: 64. With a
-    /// [cluster](Self::cluster), a topic is a NATS subject of the prefix and up to three
+    /// The longest topic name, in bytes of UTF-8. Default: 64. With a cluster (feature
+    /// `nats`, `HubBuilder::cluster`), a topic is a NATS subject of the prefix and up to three
     /// bytes per byte of the name, which must stay within 4,000 bytes (the broker's control
     /// line): a longer limit is an [`Error::Config`].
     pub fn max_topic_len(mut self, bytes: usize) -> Self {
@@ -799,12 +799,10 @@ impl HubBuilder {
                     return fail(format!("NATS server URL {url:?}: {err}"));
                 }
             }
-            // Files the connection reads at every (re)connect: one missing would keep the
-            // hub out of its cluster, retrying for good.
-            for (what, path) in cluster.files() {
-                if let Err(err) = std::fs::File::open(path) {
-                    return fail(format!("cluster {what} {}: {err}", path.display()));
-                }
+            // What the connection reads and parses at every (re)connect: a file it cannot
+            // read or a seed it cannot parse would keep the hub out of its cluster for good.
+            if let Err(err) = cluster.check_credentials() {
+                return fail(err);
             }
             // A topic's subject must fit in the broker's control line (4,096 bytes by
             // default) with room for the command, or every publish to it would break the

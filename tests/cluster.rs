@@ -1101,14 +1101,27 @@ fn bad_cluster_settings_are_config_errors() {
         let text = config_error(Cluster::nats([url]));
         assert!(text.contains("empty"), "{url:?}: {text}");
     }
+    // Files the connection could not read or use, and a seed it could not parse.
     let missing = "/nonexistent/hubcast-test";
-    for cluster in [
-        Cluster::nats([url]).credentials_file(missing),
-        Cluster::nats([url]).root_certificates(missing),
-        Cluster::nats([url]).client_certificate(missing, missing),
+    let directory = env!("CARGO_MANIFEST_DIR");
+    let not_creds = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for (cluster, says) in [
+        (Cluster::nats([url]).credentials_file(missing), missing),
+        (Cluster::nats([url]).credentials_file(directory), directory),
+        (Cluster::nats([url]).credentials_file(not_creds), not_creds),
+        (Cluster::nats([url]).root_certificates(missing), missing),
+        (
+            Cluster::nats([url]).client_certificate(missing, missing),
+            missing,
+        ),
+        (Cluster::nats([url]).nkey("notaseed"), "nkey"),
     ] {
         let text = config_error(cluster);
-        assert!(text.contains(missing), "{text}");
+        assert!(text.contains(says), "{says}: {text}");
+        assert!(
+            !text.contains("notaseed"),
+            "the seed is never shown: {text}"
+        );
     }
     // A topic's subject must fit in the broker's control line.
     let long_topics = Hub::builder()

@@ -61,22 +61,34 @@ pub(crate) enum Auth {
 }
 
 impl Cluster {
-    /// The files the connection reads, with what each is for.
-    pub(crate) fn files(&self) -> Vec<(&'static str, &PathBuf)> {
-        let mut files = Vec::new();
-        if let Auth::CredentialsFile(path) = &self.auth {
-            files.push(("credentials file", path));
+    /// Reads the files the connection will read and parses the credentials it will
+    /// parse, as it will: what it could not use would keep the hub out of its cluster.
+    pub(crate) fn check_credentials(&self) -> Result<(), String> {
+        let read = |what: &str, path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("cluster {what} {}: {err}", path.display()))
+        };
+        match &self.auth {
+            Auth::CredentialsFile(path) => {
+                let creds = read("credentials file", path)?;
+                async_nats::ConnectOptions::with_credentials(&creds)
+                    .map_err(|err| format!("cluster credentials file {}: {err}", path.display()))?;
+            }
+            Auth::Nkey(seed) => {
+                // Never print the seed.
+                nkeys::KeyPair::from_seed(seed)
+                    .map_err(|err| format!("cluster nkey seed: {err}"))?;
+            }
+            Auth::None | Auth::UserPassword(..) | Auth::Token(_) => {}
         }
-        files.extend(
-            self.root_certificates
-                .iter()
-                .map(|p| ("root certificates", p)),
-        );
+        for path in &self.root_certificates {
+            read("root certificates", path)?;
+        }
         if let Some((cert, key)) = &self.client_certificate {
-            files.push(("client certificate", cert));
-            files.push(("client key", key));
+            read("client certificate", cert)?;
+            read("client key", key)?;
         }
-        files
+        Ok(())
     }
 }
 
@@ -136,20 +148,22 @@ impl Cluster {
 
     /// Authenticates with a NATS credentials file (a JWT and an nkey seed), read at every
     /// connect. [`HubBuilder::bind`](crate::HubBuilder::bind) fails with
-    /// [`Error::Config`](crate::Error::Config) if it cannot be opened.
+    /// [`Error::Config`](crate::Error::Config) if it cannot be read or parsed.
     pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Cluster {
         self.auth = Auth::CredentialsFile(path.into());
         self
     }
 
-    /// Authenticates with an nkey seed.
+    /// Authenticates with an nkey seed; one that is not a valid seed fails
+    /// [`HubBuilder::bind`](crate::HubBuilder::bind) with
+    /// [`Error::Config`](crate::Error::Config).
     pub fn nkey(mut self, seed: impl Into<String>) -> Cluster {
         self.auth = Auth::Nkey(seed.into());
         self
     }
 
     /// Trusts these PEM root certificates for the servers' TLS. As with
-    /// [`credentials_file`](Self::credentials_file), a file that cannot be opened fails
+    /// [`credentials_file`](Self::credentials_file), a file that cannot be read fails
     /// `bind`.
     pub fn root_certificates(mut self, path: impl Into<PathBuf>) -> Cluster {
         self.root_certificates.push(path.into());
@@ -157,7 +171,7 @@ impl Cluster {
     }
 
     /// Presents this client certificate and key (PEM) to the servers. Files that cannot
-    /// be opened fail `bind`.
+    /// be read fail `bind`.
     pub fn client_certificate(
         mut self,
         cert: impl Into<PathBuf>,
