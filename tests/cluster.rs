@@ -1235,6 +1235,30 @@ fn shutdown_is_prompt_with_the_broker_up() {
     nats.wait_connections(0);
 }
 
+/// With no broker to talk to (a port that takes the connection and never answers),
+/// `shutdown(ZERO)` does not wait for one: the backplane gives up at once, not after its
+/// one second for a broker that takes nothing, and what was broadcast meanwhile is
+/// counted as lost. (The bound is the one second the old code always slept.)
+#[test]
+fn shutdown_does_not_wait_for_a_broker_that_is_away() {
+    let silent = std::net::TcpListener::bind(LOCAL).unwrap();
+    let url = format!("nats://{}", silent.local_addr().unwrap());
+    let hub = Hub::builder()
+        .cluster(Cluster::nats([url]))
+        .bind(LOCAL)
+        .unwrap();
+    for i in 0..10 {
+        hub.broadcast(format!("m{i}")).unwrap();
+    }
+    let started = Instant::now();
+    let report = hub.shutdown(Duration::ZERO).expect("shutdown");
+    let took = started.elapsed();
+    assert!(report.is_complete(), "{report:?}");
+    assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
+    let stats = hub.stats().cluster;
+    assert_eq!((stats.sent, stats.lost), (0, 10), "{stats:?}");
+}
+
 /// With the broker frozen and more queued for it than it will ever take, `shutdown`
 /// still returns promptly, and every message is counted as sent or lost.
 #[test]

@@ -41,7 +41,8 @@ struct Received {
 const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// Starts the backplane thread. It ends when the dispatcher drops its bridge: at once if
-/// the broker takes what is left, else [`GIVE_UP_AFTER`] later.
+/// the broker takes what is left or the node is not connected, else [`GIVE_UP_AFTER`]
+/// later.
 pub(crate) fn spawn(
     cluster: Cluster,
     receiver: BridgeReceiver,
@@ -74,11 +75,13 @@ pub(crate) fn spawn(
             runtime.block_on(async {
                 tokio::select! {
                     () = node.run(cluster, &mut rx, &pending) => {}
-                    () = give_up(closed) => {
-                        log::warn!(
-                            "hubcast cluster: the broker took nothing for {GIVE_UP_AFTER:?} \
-                             after the hub stopped; the rest is not propagated"
-                        );
+                    waited = give_up(closed, &counters) => {
+                        if waited {
+                            log::warn!(
+                                "hubcast cluster: the broker took nothing for {GIVE_UP_AFTER:?} \
+                                 after the hub stopped; the rest is not propagated"
+                            );
+                        }
                     }
                 }
             });
@@ -133,10 +136,16 @@ struct Inbound {
     max: usize,
 }
 
-/// Ready [`GIVE_UP_AFTER`] after the dispatcher has dropped the bridge.
-async fn give_up(closed: tokio::sync::oneshot::Receiver<()>) {
+/// Ready [`GIVE_UP_AFTER`] after the dispatcher has dropped the bridge (`true`), or at
+/// once if the node is not connected to a broker then (`false`): nothing more can be
+/// published, so a shutdown need not wait for a broker that is away.
+async fn give_up(closed: tokio::sync::oneshot::Receiver<()>, shared: &Shared) -> bool {
     let _ = closed.await;
+    if !shared.counters.cluster_connected.load(SeqCst) {
+        return false;
+    }
     tokio::time::sleep(GIVE_UP_AFTER).await;
+    true
 }
 
 impl Node {
