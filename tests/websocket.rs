@@ -1776,6 +1776,8 @@ fn a_client_cut_by_its_own_relay_still_gets_close_4000() {
     }
     cut.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(messages > 0);
+    // The writer may be in a write when the hub cuts the client: the hub reads on, to
+    // discard, so the write ends.
     let sent = writer.join().expect("writer");
     assert!(sent > messages, "sent {sent}, delivered {messages}");
 

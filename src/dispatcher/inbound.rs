@@ -82,6 +82,15 @@ impl Dispatcher {
                 Ok(n) => {
                     self.tally.bytes_in += n as u64;
                     if !discard && !self.take_input(slot, n) {
+                        // It left while its input was handled (cut as slow by its own
+                        // relay, or by a bad frame). If it is writing out before it is
+                        // closed, read on to discard the rest: stopping here, before the
+                        // socket is drained, would leave no readiness edge to come back
+                        // on once a client that keeps sending has filled the buffer, so
+                        // it would stop taking what the hub writes it, blocked in a write.
+                        if self.slots.get(slot).is_some_and(|c| c.is_closing()) {
+                            continue;
+                        }
                         return;
                     }
                 }
