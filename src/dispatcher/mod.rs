@@ -317,15 +317,15 @@ impl Dispatcher {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    token if self.listener_at(token).is_some() => {
+                    token => {
                         if let Some(listener) = self.listener_at(token) {
                             listener.pending = true;
+                            continue;
                         }
-                    }
-                    Token(slot) => {
-                        let Some(client) = self.slots.get_mut(slot) else {
+                        let Some(client) = self.slots.get_mut(token.0) else {
                             continue;
                         };
+                        let slot = token.0;
                         if event.is_writable() {
                             client.writable = true;
                             self.mark_dirty(slot);

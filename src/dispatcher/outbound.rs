@@ -90,13 +90,13 @@ impl Dispatcher {
                             self.enqueue_for(slot, &chunks);
                         }
                     }
+                    // The client a `TopicExcept` run excludes gets its marker only if it
+                    // is a member.
                     let member = except_slot.filter(|s| members.contains(s));
                     members.clear();
                     self.members = members;
-                    if topic_except_is_member(member, except_slot) {
-                        if let (Some(slot), Some(own)) = (member, &own) {
-                            self.enqueue_for(slot, own);
-                        }
+                    if let (Some(slot), Some(own)) = (member, &own) {
+                        self.enqueue_for(slot, own);
                     }
                     return;
                 }
@@ -220,16 +220,13 @@ impl Dispatcher {
         let Some(client) = self.slots.live_mut(slot) else {
             return;
         };
-        if client.writable && client.queue.is_over(piece, bound) {
+        if client.writable
+            && client.queue.is_over(piece, bound)
             // Before calling the client slow, give its socket what it can take now: a
             // burst of host calls is queued in one round, before the round's writes.
-            let before = self.tally.bytes_out;
-            let flushed = client.flush(&mut self.tally, self.now);
-            self.note_progress(before);
-            if let Err(err) = flushed {
-                self.fail(slot, &err);
-                return;
-            }
+            && !self.flush_client(slot)
+        {
+            return;
         }
         let Some(client) = self.slots.live_mut(slot) else {
             return;
@@ -309,11 +306,24 @@ impl Dispatcher {
             .min()
     }
 
-    /// Remembers that some client's writes progressed this round, if bytes went out since
-    /// the tally stood at `before` (see `flow`: a stuck client is singled out only then).
-    fn note_progress(&mut self, before: u64) {
+    /// Writes out what the client's socket takes now, remembering whether any bytes went
+    /// out (see `flow`: a stuck client is singled out only while others progress). A
+    /// client whose socket fails is dropped; returns `false` then.
+    fn flush_client(&mut self, slot: usize) -> bool {
+        let Some(client) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        let before = self.tally.bytes_out;
+        let flushed = client.flush(&mut self.tally, self.now);
         if self.tally.bytes_out > before {
             self.progress = self.now;
+        }
+        match flushed {
+            Ok(()) => true,
+            Err(err) => {
+                self.fail(slot, &err);
+                false
+            }
         }
     }
 
@@ -343,12 +353,7 @@ impl Dispatcher {
                 continue;
             };
             client.dirty = false;
-            let before = self.tally.bytes_out;
-            let flushed = client.flush(&mut self.tally, self.now);
-            self.note_progress(before);
-            if let Err(err) = flushed {
-                self.fail(slot, &err);
-            }
+            self.flush_client(slot);
             self.update_flow(slot);
         }
         dirty.clear();
@@ -431,11 +436,6 @@ fn merge_runs(base: &[u32], marks: &[(usize, u32)], markers: bool, out: &mut Vec
             }
         }
     }
-}
-
-/// Whether the client a `TopicExcept` run excludes is a member (so it gets a marker).
-fn topic_except_is_member(member: Option<usize>, except: Option<usize>) -> bool {
-    member.is_some() && member == except
 }
 
 #[cfg(test)]
