@@ -93,10 +93,17 @@ impl Flow {
         }
     }
 
-    /// When the client, stuck since `stuck_since`, counts as stalled (if other clients'
-    /// writes progress meanwhile).
-    pub(crate) fn stalled_at(&self, stuck_since: Option<Instant>) -> Option<Instant> {
-        stuck_since.and_then(|t| t.checked_add(self.grace()))
+    /// When the client, stuck since `stuck_since`, counts as stalled: only if some client's
+    /// writes progressed since (at `progress`, the latest); else it is not singled out, and
+    /// no time of its own will change that.
+    pub(crate) fn stalled_at(
+        &self,
+        stuck_since: Option<Instant>,
+        progress: Instant,
+    ) -> Option<Instant> {
+        stuck_since
+            .filter(|&t| progress > t)
+            .and_then(|t| t.checked_add(self.grace()))
     }
 
     /// Whether the client holds the others back now: high, its writes not stalled (stuck
@@ -108,8 +115,9 @@ impl Flow {
         stuck_since: Option<Instant>,
         progress: Instant,
     ) -> bool {
-        let singled_out = stuck_since.is_some_and(|t| progress > t);
-        let stalled = singled_out && self.stalled_at(stuck_since).is_some_and(|t| now >= t);
+        let stalled = self
+            .stalled_at(stuck_since, progress)
+            .is_some_and(|t| now >= t);
         self.settle(now);
         let enough = if self.busy {
             !self.credit.is_zero()
@@ -189,14 +197,17 @@ mod tests {
         flow.update(600, BOUND, t + 5 * MS);
         assert!(flow.is_busy(t + 5 * MS, stuck, others));
         assert!(!flow.is_busy(t + FIRST_STALL_GRACE, stuck, others));
-        assert_eq!(flow.stalled_at(stuck), Some(t + FIRST_STALL_GRACE));
+        assert_eq!(flow.stalled_at(stuck, others), Some(t + FIRST_STALL_GRACE));
         // Once it drains something, it has the long grace.
         flow.progress();
-        assert_eq!(flow.stalled_at(stuck), Some(t + STALL_GRACE));
+        assert_eq!(flow.stalled_at(stuck, others), Some(t + STALL_GRACE));
         // A new episode starts without it.
         flow.update(0, BOUND, t + STALL_GRACE);
         flow.update(600, BOUND, t + STALL_GRACE);
-        assert_eq!(flow.stalled_at(stuck), Some(t + FIRST_STALL_GRACE));
+        assert_eq!(flow.stalled_at(stuck, others), Some(t + FIRST_STALL_GRACE));
+        // With no other client's writes progressing since it got stuck, it is never
+        // stalled, so there is no time to look again at.
+        assert_eq!(flow.stalled_at(stuck, t), None);
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl Dispatcher {
             .iter()
             .filter_map(|&slot| self.slots.get(slot))
             .filter_map(|c| {
-                let stall = c.flow.stalled_at(c.stalled_since);
+                let stall = c.flow.stalled_at(c.stalled_since, self.progress);
                 [c.flow.busy_until(), stall].into_iter().flatten().min()
             })
             .min()
