@@ -19,8 +19,8 @@ use crate::{
     ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
 };
 
-/// A running broadcast hub: a listening socket, its clients and the dispatcher thread that
-/// serves them.
+/// A running broadcast hub: its listening sockets, its clients and the dispatcher thread
+/// that serves them.
 ///
 /// `Hub` is `Send + Sync`: share it (for example in an `Arc`) and call it from any thread.
 /// No method waits for a client, unless [`flow_control`](HubBuilder::flow_control) is on.
@@ -455,7 +455,8 @@ impl Hub {
     /// topics, as broadcasts are: publishing to many topics in turn costs no more per
     /// message than broadcasting. Each member gets a topic's messages in publish order,
     /// interleaved with broadcasts and other topics' messages in call order. A topic with no
-    /// member (or that was never joined) takes the message and drops it.
+    /// member here (or that was never joined) takes the message and drops it; in a cluster
+    /// it still goes to the other nodes.
     ///
     /// # Errors
     ///

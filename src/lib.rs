@@ -36,7 +36,8 @@
 //!
 //! # Threads and ownership
 //!
-//! [`Hub::bind`] starts one thread, `hubcast-loop`. It owns the listener and every client
+//! [`Hub::bind`] starts one thread, `hubcast-loop` (and, with a cluster, one more for the
+//! NATS connection, `hubcast-nats`). It owns the listeners and every client
 //! socket (non-blocking, driven by `mio` readiness), each client's outbound queue and
 //! partial inbound frame. Host calls ([`Hub::broadcast`], [`Hub::send_to`], ...) are
 //! messages to it over a channel, followed by a wake-up. Accepting 10,000 clients creates
@@ -45,8 +46,9 @@
 //! If the dispatcher thread dies (a bug, or its event loop failing), the hub does not fail
 //! silently: [`Hub::is_closed`] turns true, every call returns [`Error::Failed`] at once,
 //! every [`Subscription`] ends, and [`Hub::shutdown`] reports the cause. A panic in one of
-//! the host's closures ([`HubBuilder::accept_filter`], [`HubBuilder::authenticate`]) costs
-//! only the connection it was called for.
+//! the host's closures ([`HubBuilder::accept_filter`], [`HubBuilder::authenticate`],
+//! [`HubBuilder::client_topics`]) costs only the connection or the topic request it was
+//! called for.
 //!
 //! # Blocking
 //!
@@ -79,6 +81,12 @@
 //!   message's payload is a copy of exactly its bytes.
 //! - Work waiting for the dispatcher is bounded by `command_capacity` calls and
 //!   `queue_bytes` of frames.
+//! - With [`Protocol::Sequenced`], each stream's replay ring is bounded by
+//!   [`replay_messages`](HubBuilder::replay_messages),
+//!   [`replay_bytes`](HubBuilder::replay_bytes) and
+//!   [`replay_age`](HubBuilder::replay_age); the rings of topics whose members all left,
+//!   together, by [`replay_kept_bytes`](HubBuilder::replay_kept_bytes). In a cluster, what
+//!   waits for or comes from the broker is bounded by `Cluster::buffer_bytes` each way.
 //!
 //! `docs/ARCHITECTURE.md` in the repository lists every buffer with its bound.
 //!
@@ -128,6 +136,10 @@
 //! - `tls`: serve clients over TLS with [rustls](https://docs.rs/rustls) (no OpenSSL),
 //!   configured with `HubBuilder::tls` or `HubBuilder::tls_pem`. Frames are still encoded
 //!   once and shared; each client's copy is encrypted as it is written.
+//! - `websocket`: WebSocket clients (`ws://`, and `wss://` with `tls`) beside TCP clients,
+//!   on listeners added with [`HubBuilder::listen`].
+//! - `nats`: several hubs sharing broadcasts, relayed messages and topics through NATS,
+//!   configured with `HubBuilder::cluster`.
 //!
 //! # Versioning
 //!

@@ -178,8 +178,7 @@ pub enum Auth {
 
 /// What an [authenticator](crate::HubBuilder::authenticate) is shown of a new connection.
 ///
-/// Passed by reference and valid only during the call. More of the connection (for
-/// example a WebSocket upgrade request) may be shown in later versions.
+/// Passed by reference and valid only during the call.
 ///
 /// A TCP or TLS connection is shown with its first frame; a WebSocket connection with its
 /// upgrade request (path, query string, headers such as `Cookie` and `Authorization`),

@@ -1,5 +1,6 @@
-//! A client's bounded outbound queue of shared, already-encoded frames, and writing it out
-//! with `writev`.
+//! A client's bounded outbound queue of already-encoded frames — chunks shared with other
+//! queues, and small cuts copied into the queue's own buffer — and writing it out with
+//! `writev`.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -358,16 +359,13 @@ impl Queue {
     }
 
     /// Drops everything but a partly written front entry (it must be finished, or the
-    /// peer gets a torn frame), for a client that is cut off. Returns the frames dropped.
+    /// peer gets a torn frame), for a client that is cut off.
     #[cfg(feature = "websocket")]
-    pub(crate) fn truncate(&mut self) -> u64 {
+    pub(crate) fn truncate(&mut self) {
         let keep = usize::from(self.offset > 0);
-        let mut dropped = 0;
         for entry in self.entries.drain(keep..) {
             self.cost -= entry.cost();
-            dropped += entry.frames();
         }
-        dropped
     }
 
     /// Writes as much as `conn` takes, many entries per `writev`, until the queue is empty

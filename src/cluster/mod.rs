@@ -291,8 +291,6 @@ impl Bridge {
     }
 }
 
-/// The NATS subject of a topic: its name, with the characters NATS gives a meaning to
-/// (`.`, `*`, `>`) and `%` written as `%XX`, so every topic name maps to one subject token.
 /// The longest subject a topic may have: the NATS server's control line is 4,096 bytes
 /// by default, and holds the command and sizes besides the subject.
 pub(crate) const MAX_SUBJECT: usize = 4000;
@@ -303,6 +301,8 @@ pub(crate) fn subject_len_at_most(prefix: &str, max_topic_len: usize) -> usize {
     (prefix.len() + ".t.".len()).saturating_add(max_topic_len.saturating_mul(3))
 }
 
+/// The NATS subject of a topic: its name, with the characters NATS gives a meaning to
+/// (`.`, `*`, `>`) and `%` written as `%XX`, so every topic name maps to one subject token.
 pub(crate) fn subject_for(prefix: &str, topic: &str) -> String {
     let mut subject = format!("{prefix}.t.");
     for c in topic.chars() {

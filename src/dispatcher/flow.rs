@@ -12,8 +12,9 @@
 //! were already stuck did not get there by draining too slowly but by not reading at all,
 //! and must not hold the others back while the long grace runs out. When no client's writes
 //! have progressed since this one's got stuck, nobody is singled out: the readers as a whole
-//! are behind (a loaded machine, a descheduled reader process), and holding back is right. Busy time is a budget: it is
-//! spent while the client is busy and earned back at a tenth of real time, up to
+//! are behind (a loaded machine, a descheduled reader process), and holding back is right.
+//! Busy time is a budget: it is spent while the client is busy and earned back at a tenth
+//! of real time, up to
 //! [`BUSY_BUDGET`]. So no client, however it paces its reads, holds the others back for
 //! more than a second at once or more than about a tenth of the time in the long run; after
 //! that it meets the slow-client policy like any other.

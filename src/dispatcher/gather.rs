@@ -13,6 +13,7 @@
 //! what is gathered; so does the end of the round's commands. Topic members are read when
 //! a batch is gathered, and numbers assigned then, in command order as always.
 
+use super::outbound::EXCLUDED;
 use super::Dispatcher;
 use crate::command::{Frames, Target};
 use crate::queue::Piece;
@@ -21,8 +22,6 @@ use crate::queue::Piece;
 const MAX_BATCHES: usize = 64;
 /// The most deliveries gathered (8 bytes each) before they are fanned out.
 const MAX_MARKS: usize = 1 << 19;
-/// A mark's flag: the client is excluded from the run and gets its marker instead.
-const EXCLUDED: u32 = 1 << 31;
 /// A mark's batch, above its run.
 const BATCH_SHIFT: u32 = 24;
 const RUN_MASK: u32 = (1 << BATCH_SHIFT) - 1;

@@ -2,8 +2,9 @@
 //! closing the socket, and the hub's own shutdown.
 //!
 //! ```text
-//! Handshake ──auth / TLS done──► Live ──leave──► Closing ──queue out or deadline──► closed
-//!     └──── refused, timed out, failed ────────────────────────────────────────────► closed
+//! Handshake ──auth / TLS / upgrade done──► Live ──leave──► Closing ──queue out or deadline──► closed
+//!     ├──── upgrade refused ──► Refusing ──HTTP answer out or deadline──────────────────────► closed
+//!     └──── refused, timed out, failed ─────────────────────────────────────────────────────► closed
 //! ```
 
 use std::io;

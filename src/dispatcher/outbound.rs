@@ -2,10 +2,11 @@
 //! out, and holding the hub back while a client is busy (see `flow`).
 //!
 //! A fan-out takes [`Frames`]: whole frames in one shared buffer, each run of frames with
-//! its target. A client gets a [`Chunk`] per stretch of consecutive frames that are for it:
+//! its target. A client gets a piece per stretch of consecutive frames that are for it:
 //! when every frame is for everyone that is one chunk per client, however many frames, and
 //! only the clients a target names (the sender a relay skips, the one client of a
-//! `send_to`) get a cut of their own. Chunks share the buffer; only cuts under
+//! `send_to`, a topic's members) get cuts of their own; batches only for named clients
+//! are gathered first (see `gather`). Chunks share the buffer; only cuts under
 //! [`COPY_BELOW`](crate::queue::COPY_BELOW) bytes are copied, into the client's own buffer.
 
 use std::ops::Range;
@@ -363,8 +364,9 @@ impl Dispatcher {
     }
 }
 
-/// A mark's flag: the client is excluded from the run (`AllExcept`), not given it.
-const EXCLUDED: u32 = 1 << 31;
+/// A mark's flag: the client is excluded from the run (`AllExcept`, `TopicExcept`), not
+/// given it; it gets the run's marker instead, if there are markers.
+pub(super) const EXCLUDED: u32 = 1 << 31;
 
 /// The pieces for these runs (ascending; a run with [`EXCLUDED`] set is taken from `own`):
 /// one per stretch of consecutive runs from the same frames.

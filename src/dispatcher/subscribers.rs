@@ -90,9 +90,8 @@ impl Subscribers {
         }
     }
 
-    /// Sends every subscription what was gathered for it: the end of a round, or before
-    /// the dispatcher waits.
-    pub(crate) fn send_gathered(&mut self) {
+    /// Sends every subscription what was gathered for it, at the end of a round.
+    fn send_gathered(&mut self) {
         self.list.retain_mut(Subscriber::send_batch);
     }
 
