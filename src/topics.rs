@@ -96,10 +96,9 @@ impl TopicTable {
         joined: &mut Vec<TopicId>,
         limits: &TopicLimits,
     ) -> Result<(TopicId, bool, Option<TopicId>)> {
-        if let Some(id) = self.id(name) {
-            if joined.contains(&id) {
-                return Ok((id, false, None));
-            }
+        let existing = self.id(name);
+        if let Some(id) = existing.filter(|id| joined.contains(id)) {
+            return Ok((id, false, None));
         }
         if joined.len() >= limits.max_per_client {
             return Err(Error::TopicLimit(format!(
@@ -107,7 +106,7 @@ impl TopicTable {
                 limits.max_per_client
             )));
         }
-        let (id, evicted) = match self.id(name) {
+        let (id, evicted) = match existing {
             Some(id) => (id, None),
             None => self.create(name, limits)?,
         };

@@ -185,13 +185,9 @@ impl Node {
             max: cluster.buffer_bytes,
         };
         let mut subscriptions: HashMap<Arc<str>, tokio::task::JoinHandle<()>> = HashMap::new();
+        let all_subject = format!("{}.all", self.prefix);
         let all = self
-            .subscribe(
-                &client,
-                format!("{}.all", self.prefix),
-                None,
-                inbound.clone(),
-            )
+            .subscribe(&client, all_subject.clone(), None, inbound.clone())
             .await;
         let counters = &self.shared.counters;
         loop {
@@ -208,7 +204,7 @@ impl Node {
                         }
                         Out::All(payload) => {
                             let len = payload.len();
-                            self.publish(&client, format!("{}.all", self.prefix), payload).await;
+                            self.publish(&client, all_subject.clone(), payload).await;
                             pending.fetch_sub(len, SeqCst);
                         }
                         Out::Topic(topic, payload) => {
