@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use super::storm::StormLog;
-use super::{panic_into_message, Dispatcher};
+use super::Dispatcher;
 use crate::client::{Client, Phase};
 use crate::transport::Conn;
 use crate::{ClientId, Transport};
@@ -251,16 +250,11 @@ impl Dispatcher {
     /// Runs the host's accept filter, if any; a panic in it refuses the connection.
     fn filter(&mut self, addr: SocketAddr) -> Option<Refusal> {
         let filter = self.config.accept_filter.clone()?;
-        match panic::catch_unwind(AssertUnwindSafe(|| (filter.0)(addr))) {
-            Ok(true) => None,
-            Ok(false) => Some(Refusal::Filter),
-            Err(panic) => {
-                self.shared.counters.callback_panics.fetch_add(1, Relaxed);
-                // Outside the macro: it evaluates its arguments only if the level is on.
-                let message = panic_into_message(panic);
-                log::error!("the accept filter panicked on {addr}, refusing it: {message}");
-                Some(Refusal::FilterPanicked)
-            }
+        let what = format_args!("the accept filter panicked on {addr}, refusing it");
+        match self.call_host(|| (filter.0)(addr), what) {
+            Some(true) => None,
+            Some(false) => Some(Refusal::Filter),
+            None => Some(Refusal::FilterPanicked),
         }
     }
 

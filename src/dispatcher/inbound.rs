@@ -9,12 +9,10 @@
 //! client, not one per frame.
 
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
-use super::{panic_into_message, Dispatcher};
+use super::Dispatcher;
 use crate::client::Phase;
 use crate::codec::{self, FrameTooLarge};
 use crate::command::{Frames, Target, BATCH_BELOW};
@@ -383,22 +381,16 @@ impl Dispatcher {
             return Some(None);
         };
         let addr = request.addr;
-        match panic::catch_unwind(AssertUnwindSafe(|| (authenticator.0)(request))) {
-            Ok(Auth::Accept) => Some(None),
-            Ok(Auth::AcceptAs(name)) => Some(Some(name)),
-            Ok(Auth::Reject) => {
+        let what = format_args!("the authenticator panicked on {addr}, rejecting it");
+        match self.call_host(|| (authenticator.0)(request), what)? {
+            Auth::Accept => Some(None),
+            Auth::AcceptAs(name) => Some(Some(name)),
+            Auth::Reject => {
                 self.misbehaved.record(
                     "authentication failed",
                     self.now,
                     format_args!("rejected {addr}: authentication failed"),
                 );
-                None
-            }
-            Err(panic) => {
-                self.shared.counters.callback_panics.fetch_add(1, Relaxed);
-                // Outside the macro: it evaluates its arguments only if the level is on.
-                let message = panic_into_message(panic);
-                log::error!("the authenticator panicked on {addr}, rejecting it: {message}");
                 None
             }
         }

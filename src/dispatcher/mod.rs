@@ -514,6 +514,27 @@ pub(crate) fn batch_max(queue_bytes: usize) -> usize {
         .max(crate::command::BATCH_BELOW)
 }
 
+impl Dispatcher {
+    /// Runs one of the host's closures. A panic in it is caught, counted in
+    /// `callback_panics` and logged at `error`, as `what` (which says what the panic cost)
+    /// and the panic's message; it gives `None`.
+    fn call_host<T>(&self, f: impl FnOnce() -> T, what: std::fmt::Arguments<'_>) -> Option<T> {
+        match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(value) => Some(value),
+            Err(panic) => {
+                let counters = &self.shared.counters;
+                counters
+                    .callback_panics
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Outside the macro: it evaluates its arguments only if the level is on.
+                let message = panic_into_message(panic);
+                log::error!("{what}: {message}");
+                None
+            }
+        }
+    }
+}
+
 /// The text of a caught panic's payload, which is disposed of here: a payload is any value,
 /// and its own `Drop` may panic too (`panic_any` of such a type). Dropped where the panic
 /// was caught, that second panic would escape the catch and kill the dispatcher for a host

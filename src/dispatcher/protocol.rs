@@ -222,16 +222,9 @@ impl Dispatcher {
             topic,
             join,
         };
-        let allowed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (allow.0)(&asked)));
-        let allowed = allowed.unwrap_or_else(|panic| {
-            self.shared.counters.callback_panics.fetch_add(1, Relaxed);
-            // Outside the macro: it evaluates its arguments only if the level is on.
-            let message = super::panic_into_message(panic);
-            log::error!(
-                "the client_topics closure panicked on {id} and @{topic}, refusing: {message}"
-            );
-            false
-        });
+        let what =
+            format_args!("the client_topics closure panicked on {id} and @{topic}, refusing");
+        let allowed = self.call_host(|| (allow.0)(&asked), what).unwrap_or(false);
         if !allowed {
             return refuse(self, "denied");
         }
