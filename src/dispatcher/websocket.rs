@@ -17,12 +17,12 @@ use bytes::{Bytes, BytesMut};
 
 use super::inbound::Cut;
 use super::Dispatcher;
-use crate::client::{Phase, WsState};
+use crate::client::Phase;
 use crate::queue::{Chunk, Piece};
 use crate::transport::websocket::{
     self, close_payload, encode_into, Head, Inbound, Opcode, Refused, Upgrade, WsError,
 };
-use crate::{AuthRequest, DisconnectReason, Framing};
+use crate::{AuthRequest, ClientId, DisconnectReason, Framing};
 
 /// The close code a client leaving for `reason` is told, if it can be told anything.
 /// 1000–1015 are RFC 6455's; 4000–4999 are private, for reasons without an RFC code.
@@ -77,66 +77,32 @@ impl Dispatcher {
                 }
             };
         }
-        let Some(mut ws) = client.ws.take() else {
+        let Some(ws) = client.ws.as_mut() else {
             return Cut::Gone;
         };
         let id = client.id;
         let mut unmasked = std::mem::take(&mut self.unmasked);
+        // What was decoded borrows `unmasked`, never the decoder: acting on it may use this
+        // client's state (handing a message on, relayed back to its sender, or answering a
+        // ping may make it leave, and leaving sends its close frame through that state).
         let decoded = ws
             .decoder
             .decode(data, self.config.max_frame, &mut unmasked);
-        // Put the state back before acting on what was decoded (which borrows `unmasked`,
-        // never the decoder): handing a message on (relayed back to its sender) or
-        // answering a ping may make this very client leave, and leaving sends its close
-        // frame through this state. Still taken out, the client got no close frame and
-        // was closed at once, with a frame it was being sent cut short.
-        self.put_ws(slot, ws);
-        let cut = match decoded {
-            Ok(None) => Cut::Partial,
-            Ok(Some((inbound, used))) => {
-                if let Inbound::Message { payload, .. } = &inbound {
-                    // A line-framed hub's message is one line: with a newline in it, a TCP
-                    // client would read several, in which numbers and control lines of
-                    // the protocol could be forged.
-                    if self.config.framing == Framing::Lines && payload.contains(&b'\n') {
-                        self.misbehaved.record(
-                            "WebSocket message with a newline",
-                            self.now,
-                            format_args!("client {id} sent a WebSocket message with a newline"),
-                        );
-                        self.unmasked = unmasked;
-                        self.leave_with_code(slot, DisconnectReason::Protocol, 1007);
-                        return Cut::Gone;
-                    }
-                    self.tally.frames_in += 1;
-                }
-                match inbound {
-                    Inbound::Message { payload, .. } => {
-                        self.deliver(id, payload);
-                        Cut::Took(used)
-                    }
-                    Inbound::Ping(payload) => {
-                        let pong = Chunk::raw(frame(Opcode::Pong, payload));
-                        self.enqueue(slot, Piece::Chunk(&pong));
-                        Cut::Took(used)
-                    }
-                    // A sign of life; reading it was enough. A fragment was taken into the
-                    // decoder, to make a message with those that follow.
-                    Inbound::Pong | Inbound::Fragment => Cut::Took(used),
-                    Inbound::Close { code, .. } => {
-                        // Echo the client's code (RFC 6455 5.5.1), then leave once it is out.
-                        let payload = code.map(|c| close_payload(c, "")).unwrap_or_default();
-                        self.send_raw(slot, frame(Opcode::Close, &payload));
-                        if let Some(ws) = self.slots.get_mut(slot).and_then(|c| c.ws.as_mut()) {
-                            ws.close_sent = true;
-                        }
-                        let linger = self.deadline_in(self.config.linger);
-                        self.unmasked = unmasked;
-                        self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
-                        return Cut::Gone;
-                    }
-                }
-            }
+        let cut = self.on_decoded(slot, id, decoded);
+        self.unmasked = unmasked;
+        cut
+    }
+
+    /// Acts on what the client's decoder made of its input.
+    fn on_decoded(
+        &mut self,
+        slot: usize,
+        id: ClientId,
+        decoded: Result<Option<(Inbound<'_>, usize)>, WsError>,
+    ) -> Cut {
+        let (inbound, used) = match decoded {
+            Ok(None) => return Cut::Partial,
+            Ok(Some(decoded)) => decoded,
             Err(err) => {
                 let reason = match err {
                     WsError::TooBig => DisconnectReason::FrameTooLarge,
@@ -147,19 +113,49 @@ impl Dispatcher {
                     self.now,
                     format_args!("client {id} broke the WebSocket protocol: {err:?}"),
                 );
-                self.unmasked = unmasked;
                 self.leave_with_code(slot, reason, err.close_code());
                 return Cut::Gone;
             }
         };
-        self.unmasked = unmasked;
-        cut
-    }
-
-    /// Gives a client back the state taken out while its frame was decoded.
-    fn put_ws(&mut self, slot: usize, ws: Box<WsState>) {
-        if let Some(client) = self.slots.get_mut(slot) {
-            client.ws = Some(ws);
+        match inbound {
+            // A line-framed hub's message is one line: with a newline in it, a TCP client
+            // would read several, in which numbers and control lines of the protocol could
+            // be forged.
+            Inbound::Message { payload, .. }
+                if self.config.framing == Framing::Lines && payload.contains(&b'\n') =>
+            {
+                self.misbehaved.record(
+                    "WebSocket message with a newline",
+                    self.now,
+                    format_args!("client {id} sent a WebSocket message with a newline"),
+                );
+                self.leave_with_code(slot, DisconnectReason::Protocol, 1007);
+                Cut::Gone
+            }
+            Inbound::Message { payload, .. } => {
+                self.tally.frames_in += 1;
+                self.deliver(id, payload);
+                Cut::Took(used)
+            }
+            Inbound::Ping(payload) => {
+                let pong = Chunk::raw(frame(Opcode::Pong, payload));
+                self.enqueue(slot, Piece::Chunk(&pong));
+                Cut::Took(used)
+            }
+            // A sign of life; reading it was enough. A fragment was taken into the decoder,
+            // to make a message with those that follow.
+            Inbound::Pong | Inbound::Fragment => Cut::Took(used),
+            Inbound::Close { code, .. } => {
+                // Echo the client's code (RFC 6455 5.5.1), then leave once it is out.
+                let payload = code.map(|c| close_payload(c, "")).unwrap_or_default();
+                self.send_raw(slot, frame(Opcode::Close, &payload));
+                if let Some(ws) = self.slots.get_mut(slot).and_then(|c| c.ws.as_mut()) {
+                    ws.close_sent = true;
+                }
+                let linger = self.deadline_in(self.config.linger);
+                self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
+                Cut::Gone
+            }
         }
     }
 
