@@ -43,12 +43,7 @@ pub(crate) fn to_websocket(frames: &Frames, framing: Framing, binary: bool) -> F
     let mut out = bytes::BytesMut::with_capacity(len);
     let mut ends = Vec::with_capacity(frames.ends.len());
     for payload in payloads() {
-        let opcode = if binary || std::str::from_utf8(payload).is_err() {
-            Opcode::Binary
-        } else {
-            Opcode::Text
-        };
-        encode_into(&mut out, opcode, payload);
+        encode_into(&mut out, Opcode::for_message(payload, binary), payload);
         // A batch is at most 64 KiB of frames, and one frame at most queue_bytes, which
         // `bind` keeps under 2^40: the WebSocket header adds at most 10 bytes a frame.
         ends.push(u32::try_from(out.len()).unwrap_or(u32::MAX));

@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use hubcast::{
-    Auth, ClientId, DisconnectReason, Event, Framing, Hub, HubBuilder, Origins, Relay,
+    Auth, ClientId, DisconnectReason, Event, Framing, Hub, HubBuilder, Origins, Protocol, Relay,
     SlowClientPolicy, Transport,
 };
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -954,6 +954,34 @@ fn text_that_is_not_utf8_is_closed_with_1007() {
     }
     assert_stats_add_up(&hub, &[(DisconnectReason::Protocol, cases.len() as u64)]);
     assert_eq!(hub.stats().frames_in, 0);
+}
+
+/// With `websocket_binary(true)` every message goes in a binary frame: the protocol's
+/// control messages and the messages a resume replays too, not only live ones.
+#[test]
+fn always_binary_covers_control_and_replayed_messages() {
+    let hub = mixed(
+        Hub::builder()
+            .protocol(Protocol::Sequenced)
+            .websocket_binary(true),
+    );
+    let mut events = EventLog::subscribe(&hub);
+    hub.broadcast("m1").unwrap();
+    let (mut ws, _) = ws_join(&hub, &mut events);
+    let at = next_message(&mut ws);
+    assert!(at.is_binary(), "{at:?}");
+    let at = String::from_utf8(at.into_data().to_vec()).unwrap();
+    let epoch = at.split(' ').nth(2).expect("#at * <epoch> <seq>");
+    ws.send(Message::text(format!("#resume * {epoch} 0")))
+        .unwrap();
+    let resumed = next_message(&mut ws);
+    assert!(resumed.is_binary(), "{resumed:?}");
+    assert_eq!(
+        resumed.into_data(),
+        format!("#resumed * {epoch} 1 1").as_bytes()
+    );
+    let replayed = next_message(&mut ws);
+    assert_eq!(replayed, Message::binary(b"1 m1".to_vec()));
 }
 
 /// On a line-framed hub a WebSocket message is one line: one with a newline in it (text

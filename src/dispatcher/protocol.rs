@@ -145,11 +145,8 @@ impl Dispatcher {
             }
             #[cfg(feature = "websocket")]
             Wire::WebSocket => {
-                let opcode = if std::str::from_utf8(payload).is_ok() {
-                    crate::transport::websocket::Opcode::Text
-                } else {
-                    crate::transport::websocket::Opcode::Binary
-                };
+                let binary = self.config.websocket.binary;
+                let opcode = crate::transport::websocket::Opcode::for_message(payload, binary);
                 super::websocket::frame(opcode, payload)
             }
             #[cfg(not(feature = "websocket"))]

@@ -441,6 +441,18 @@ pub(crate) enum Opcode {
     Close,
 }
 
+impl Opcode {
+    /// The frame a hub message goes in: binary if `binary` (`websocket_binary`) or if it is
+    /// not UTF-8, else text, so no text frame carries anything but UTF-8.
+    pub(crate) fn for_message(payload: &[u8], binary: bool) -> Opcode {
+        if binary || std::str::from_utf8(payload).is_err() {
+            Opcode::Binary
+        } else {
+            Opcode::Text
+        }
+    }
+}
+
 impl From<Opcode> for OpCode {
     fn from(opcode: Opcode) -> OpCode {
         match opcode {
