@@ -309,6 +309,7 @@ impl Dispatcher {
     ) {
         let (after, next) = gap;
         let budget = self.config.queue_bytes;
+        let clock = (self.now, self.ring_limits.age);
         // Never past the stream's last message.
         let before_next = |last: u64| next.map_or(last, |n| n.saturating_sub(1).min(last));
         let (result, position, upto) = if stream == "*" {
@@ -317,7 +318,11 @@ impl Dispatcher {
                 Some(_) => before_next(s.seq),
                 None => self.slots.get(slot).map_or(0, |c| c.hub_start),
             };
-            (s.replay(epoch, after, upto, budget), (s.epoch, s.seq), upto)
+            (
+                s.replay(epoch, after, upto, budget, clock),
+                (s.epoch, s.seq),
+                upto,
+            )
         } else {
             let Some(topic) = stream.strip_prefix('@') else {
                 self.send_control(slot, "#error streams are * or @name");
@@ -349,7 +354,11 @@ impl Dispatcher {
                 (None, Some(start)) => start.min(s.seq),
                 _ => before_next(s.seq),
             };
-            (s.replay(epoch, after, upto, budget), (s.epoch, s.seq), upto)
+            (
+                s.replay(epoch, after, upto, budget, clock),
+                (s.epoch, s.seq),
+                upto,
+            )
         };
         match result {
             Ok(frames) => {

@@ -125,12 +125,15 @@ impl Stream {
 
     /// The framed messages after `after` up to `upto` (included), for a client at
     /// `(epoch, after)`, if the ring still holds them all and they fit in `budget` bytes.
+    /// A message past `age` at `now` counts as gone, pruned or not: rings are pruned on a
+    /// coarse schedule.
     pub(crate) fn replay(
         &self,
         epoch: u64,
         after: u64,
         upto: u64,
         budget: usize,
+        (now, age): (Instant, Option<Duration>),
     ) -> Result<Vec<Bytes>, ResumeRefusal> {
         if epoch != self.epoch || after > self.seq {
             return Err(ResumeRefusal::Epoch);
@@ -138,7 +141,9 @@ impl Stream {
         if after >= upto {
             return Ok(Vec::new());
         }
-        let oldest = self.ring.front().map_or(self.seq + 1, |k| k.seq);
+        let live =
+            |k: &&Kept| age.map_or(true, |age| k.at.checked_add(age).map_or(true, |t| t > now));
+        let oldest = self.ring.iter().find(live).map_or(self.seq + 1, |k| k.seq);
         if after + 1 < oldest {
             return Err(ResumeRefusal::TooOld);
         }
@@ -178,18 +183,30 @@ mod tests {
         let mut s = Stream::new();
         kept(&mut s, 5, 10, t);
         // The ring holds 3, 4, 5 (count bound).
-        assert_eq!(s.replay(s.epoch, 2, 5, 1000).unwrap().len(), 3);
-        assert_eq!(s.replay(s.epoch, 4, 5, 1000).unwrap().len(), 1);
+        assert_eq!(s.replay(s.epoch, 2, 5, 1000, (t, None)).unwrap().len(), 3);
+        assert_eq!(s.replay(s.epoch, 4, 5, 1000, (t, None)).unwrap().len(), 1);
         assert_eq!(
-            s.replay(s.epoch, 3, 4, 1000).unwrap().len(),
+            s.replay(s.epoch, 3, 4, 1000, (t, None)).unwrap().len(),
             1,
             "up to a bound"
         );
-        assert!(s.replay(s.epoch, 5, 5, 1000).unwrap().is_empty());
-        assert_eq!(s.replay(s.epoch, 1, 5, 1000), Err(ResumeRefusal::TooOld));
-        assert_eq!(s.replay(s.epoch + 1, 4, 5, 1000), Err(ResumeRefusal::Epoch));
-        assert_eq!(s.replay(s.epoch, 9, 5, 1000), Err(ResumeRefusal::Epoch));
-        assert_eq!(s.replay(s.epoch, 2, 5, 29), Err(ResumeRefusal::TooMuch));
+        assert!(s.replay(s.epoch, 5, 5, 1000, (t, None)).unwrap().is_empty());
+        assert_eq!(
+            s.replay(s.epoch, 1, 5, 1000, (t, None)),
+            Err(ResumeRefusal::TooOld)
+        );
+        assert_eq!(
+            s.replay(s.epoch + 1, 4, 5, 1000, (t, None)),
+            Err(ResumeRefusal::Epoch)
+        );
+        assert_eq!(
+            s.replay(s.epoch, 9, 5, 1000, (t, None)),
+            Err(ResumeRefusal::Epoch)
+        );
+        assert_eq!(
+            s.replay(s.epoch, 2, 5, 29, (t, None)),
+            Err(ResumeRefusal::TooMuch)
+        );
     }
 
     #[test]
@@ -200,6 +217,18 @@ mod tests {
         assert_eq!(s.ring_bytes, 60, "the bytes bound dropped the first");
         let later = t + Duration::from_secs(5);
         kept(&mut s, 1, 30, later);
+        // Past its age a message is not replayed, pruned or not.
+        let at_age = (t + Duration::from_secs(10), LIMITS.age);
+        assert_eq!(
+            s.replay(s.epoch, s.seq - 2, s.seq, 1000, at_age),
+            Err(ResumeRefusal::TooOld)
+        );
+        assert_eq!(
+            s.replay(s.epoch, s.seq - 1, s.seq, 1000, at_age)
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(
             s.prune(t + Duration::from_secs(10), &LIMITS),
             Some(later + Duration::from_secs(10))
@@ -213,7 +242,7 @@ mod tests {
         kept(&mut s, 1, 200, later);
         assert!(s.ring_is_empty());
         assert_eq!(
-            s.replay(s.epoch, s.seq - 1, s.seq, 1000),
+            s.replay(s.epoch, s.seq - 1, s.seq, 1000, (t, None)),
             Err(ResumeRefusal::TooOld)
         );
     }

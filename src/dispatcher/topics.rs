@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::streams::{RingLimits, Stream};
 use super::Dispatcher;
@@ -257,6 +257,9 @@ impl Topics {
     }
 }
 
+/// The most often replay rings are pruned (see `Dispatcher::prune_rings`).
+const PRUNE_PERIOD: Duration = Duration::from_secs(1);
+
 impl Dispatcher {
     /// `Hub::join` (or a client's `#join`) reached the dispatcher: from now on the client
     /// gets the topic's messages, and with the protocol on it is told where they start.
@@ -424,7 +427,10 @@ impl Dispatcher {
     }
 
     /// Drops replayable messages past their age, and frees topics left with no member and
-    /// nothing to replay. Returns when to look again.
+    /// nothing to replay. Returns when to look again: when the next message ages out, but
+    /// no sooner than [`PRUNE_PERIOD`] (or an eighth of the age) from now. Replays check
+    /// age themselves, so pruning need not be exact; and under steady traffic a message
+    /// ages out every round, where each look goes over every topic.
     pub(super) fn prune_rings(&mut self) -> Option<Instant> {
         let limits = self.ring_limits;
         let hub = self.hub_stream.prune(self.now, &limits);
@@ -438,7 +444,15 @@ impl Dispatcher {
         for (_, name) in freed {
             self.topic_freed(name);
         }
-        [hub, topics].into_iter().flatten().min()
+        let next = [hub, topics].into_iter().flatten().min()?;
+        let period = limits
+            .age
+            .map_or(PRUNE_PERIOD, |age| (age / 8).min(PRUNE_PERIOD));
+        Some(
+            self.now
+                .checked_add(period)
+                .map_or(next, |soonest| next.max(soonest)),
+        )
     }
 
     /// A topic got its first local member: a cluster node starts receiving it.
