@@ -241,7 +241,7 @@ impl Dispatcher {
                 } else if payload.is_empty() && self.config.heartbeat.is_some() {
                     // A heartbeat answer: it already counted as a sign of life.
                 } else {
-                    self.deliver(id, payload);
+                    self.deliver(slot, id, payload);
                 }
                 Cut::Took(frame.len)
             }
@@ -262,10 +262,10 @@ impl Dispatcher {
         }
     }
 
-    /// A message from a live client: subscribers get it first, then the other clients in
-    /// relay mode, so no event of the client can follow its `Disconnected` (relaying to
-    /// itself may make it leave as slow).
-    pub(super) fn deliver(&mut self, id: ClientId, payload: &[u8]) {
+    /// A message from the live client `id` in `slot`: subscribers get it first, then the
+    /// other clients in relay mode, so no event of the client can follow its
+    /// `Disconnected` (relaying to itself may make it leave as slow).
+    pub(super) fn deliver(&mut self, slot: usize, id: ClientId, payload: &[u8]) {
         log::trace!("client {id} sent {payload:?}");
         let payload = match payload {
             // With the protocol on, a message that starts with '#' is a control message,
@@ -275,7 +275,7 @@ impl Dispatcher {
                 // The client's earlier messages, still in the relay batch, come first: a
                 // `#leave` must not overtake the line before it.
                 self.flush_relay();
-                if let Some(slot) = self.slots.slot_of(id) {
+                if self.slots.get(slot).is_some_and(|c| c.is_live()) {
                     match std::str::from_utf8(rest) {
                         Ok(text) => self.control(slot, id, text),
                         // Read leniently, two different names could name the same topic.
@@ -299,15 +299,12 @@ impl Dispatcher {
             Relay::All => Target::All,
             Relay::Others => Target::AllExcept(id),
             Relay::Topics => {
-                // To each of its topics' other members: once per topic.
-                let topics = self
-                    .slots
-                    .slot_of(id)
-                    .and_then(|slot| self.slots.get(slot))
-                    .map(|c| c.topics.iter().map(|&(topic, _)| topic).collect::<Vec<_>>())
-                    .unwrap_or_default();
-                for topic in topics {
+                // To each of its topics' other members: once per topic. Relaying changes
+                // nobody's topics, so they are walked in place.
+                let mut i = 0;
+                while let Some(&(topic, _)) = self.slots.get(slot).and_then(|c| c.topics.get(i)) {
                     self.relay_to(Target::TopicExcept(topic, id), payload);
+                    i += 1;
                 }
                 return;
             }

@@ -134,7 +134,7 @@ impl Dispatcher {
             }
             Inbound::Message { payload, .. } => {
                 self.tally.frames_in += 1;
-                self.deliver(id, payload);
+                self.deliver(slot, id, payload);
                 Cut::Took(used)
             }
             Inbound::Ping(payload) => {
