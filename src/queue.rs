@@ -291,8 +291,9 @@ impl Queue {
         policy: SlowClientPolicy,
     ) -> Enqueued {
         let was_empty = self.entries.is_empty();
-        if !self.is_over(piece, bound) {
-            self.push(piece);
+        let (placement, added) = self.placement(piece);
+        if was_empty || self.cost + added <= bound {
+            self.push(piece, placement, added);
             return Enqueued::Queued(was_empty);
         }
         match policy {
@@ -320,8 +321,8 @@ impl Queue {
         }
     }
 
-    fn push(&mut self, piece: Piece<'_>) {
-        let (placement, added) = self.placement(piece);
+    /// Adds `piece` where [`placement`](Self::placement) said, adding `added` to the cost.
+    fn push(&mut self, piece: Piece<'_>, placement: Placement, added: usize) {
         let bytes = piece.bytes();
         let (ends, start) = piece.ends();
         let ends = ends.iter().map(|&end| end - start);
