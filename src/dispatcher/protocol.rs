@@ -6,6 +6,7 @@
 //! Numbering frames a batch again, once: each message gets its stream's header
 //! (`17 `, `3@lobby `, `- `) and every recipient shares the numbered frames, as before.
 
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
@@ -47,6 +48,9 @@ impl Dispatcher {
             .any(|(_, t)| matches!(t, Target::AllExcept(_) | Target::TopicExcept(..)));
         let mut markers = excludes.then(BytesMut::new);
         let mut marker_ends = Vec::new();
+        // A message's header and its `#own` marker, written anew for each message into
+        // the same two strings.
+        let (mut header, mut own) = (String::new(), String::new());
         for run in 0..frames.runs.len() {
             let target = frames.runs[run].1;
             let (stream_of, excluding) = match target {
@@ -65,13 +69,15 @@ impl Dispatcher {
                     StreamOf::Topic(t) => self.topics.stream_mut(*t),
                     StreamOf::Direct => None,
                 };
-                let mut marker = None;
+                let mut marker = false;
                 match numbered {
                     Some((stream, topic, kept_bytes)) => {
                         let seq = stream.next();
-                        let header = match topic {
-                            Some(name) => format!("{seq}@{name} "),
-                            None => format!("{seq} "),
+                        header.clear();
+                        // Writing to a String cannot fail.
+                        let _ = match topic {
+                            Some(name) => write!(header, "{seq}@{name} "),
+                            None => write!(header, "{seq} "),
                         };
                         codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
                         let kept = Bytes::copy_from_slice(&out[start..]);
@@ -82,8 +88,12 @@ impl Dispatcher {
                             *total = *total - before + stream.ring_bytes();
                         }
                         if excluding {
-                            let name = topic.map_or("*".to_owned(), |n| format!("@{n}"));
-                            marker = Some(format!("#own {name} {seq}"));
+                            own.clear();
+                            let _ = match topic {
+                                Some(name) => write!(own, "#own @{name} {seq}"),
+                                None => write!(own, "#own * {seq}"),
+                            };
+                            marker = true;
                         }
                     }
                     // No stream: a direct message, or a topic that has gone (nobody gets it).
@@ -94,8 +104,8 @@ impl Dispatcher {
                 }
                 ends.push(frame_end(&out));
                 if let Some(markers) = markers.as_mut() {
-                    if let Some(marker) = marker {
-                        codec::encode_into(framing, marker.as_bytes(), markers);
+                    if marker {
+                        codec::encode_into(framing, own.as_bytes(), markers);
                     }
                     marker_ends.push(frame_end(markers));
                 }
