@@ -72,6 +72,7 @@ impl Subscribers {
         let last = before.saturating_sub(1);
         let mut index = 0;
         let mut event = Some(event);
+        let mut overflowing = false;
         self.list.retain_mut(|sub| {
             let this = if index == last {
                 event.take()
@@ -79,13 +80,15 @@ impl Subscribers {
                 event.clone()
             };
             index += 1;
-            this.map_or(true, |event| sub.offer(event))
+            let keep = this.map_or(true, |event| sub.offer(event));
+            overflowing |= keep && !sub.overflow.is_empty();
+            keep
         });
         if self.list.len() < before {
             log::debug!("{} subscription(s) dropped", before - self.list.len());
         }
         // Only an overflow starts a pause, and only a drained one ends it.
-        if self.backlogged > 0 || self.list.iter().any(|s| !s.overflow.is_empty()) {
+        if self.backlogged > 0 || overflowing {
             self.update_paused(shared, now);
         }
     }
