@@ -86,14 +86,16 @@ impl Dispatcher {
                     // Members are copied out: enqueueing may make one leave.
                     let mut members = std::mem::take(&mut self.members);
                     members.extend(self.topics.members(topic).iter().map(|&(slot, _)| slot));
+                    // The client a `TopicExcept` run excludes gets its marker only if it
+                    // is a member.
+                    let mut member = None;
                     for &slot in &members {
-                        if Some(slot) != except_slot {
+                        if Some(slot) == except_slot {
+                            member = except_slot;
+                        } else {
                             self.enqueue_for(slot, &chunks);
                         }
                     }
-                    // The client a `TopicExcept` run excludes gets its marker only if it
-                    // is a member.
-                    let member = except_slot.filter(|s| members.contains(s));
                     members.clear();
                     self.members = members;
                     if let (Some(slot), Some(own)) = (member, &own) {
