@@ -136,10 +136,8 @@ impl Dispatcher {
         let mut budget = ACCEPT_BATCH;
         for i in 0..self.listeners.len() {
             if budget == 0
-                || self
-                    .admission
-                    .backoff
-                    .is_some_and(|(until, _)| self.now < until)
+                || self.subs.is_paused()
+                || !self.admission.ready(self.now, &self.listeners)
             {
                 return;
             }
