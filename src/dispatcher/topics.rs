@@ -46,6 +46,13 @@ pub(crate) struct Topics {
     kept_bytes: usize,
 }
 
+/// The slot of `id`'s topic, if the id is current (the topic there is of its generation).
+fn current(slots: &mut [Option<Topic>], id: TopicId) -> Option<&mut Option<Topic>> {
+    slots
+        .get_mut(id.index as usize)
+        .filter(|slot| slot.as_ref().is_some_and(|t| t.generation == id.generation))
+}
+
 /// Takes a topic out of the kept ones (it got a member, or is going).
 fn unkeep(topic: &mut Topic, kept: &mut BTreeMap<u64, TopicId>, kept_bytes: &mut usize) {
     if let Some(key) = topic.kept.take() {
@@ -55,12 +62,15 @@ fn unkeep(topic: &mut Topic, kept: &mut BTreeMap<u64, TopicId>, kept_bytes: &mut
 }
 
 impl Topics {
+    /// The topic of `id`, if the id is current.
+    fn get(&self, id: TopicId) -> Option<&Topic> {
+        let topic = self.slots.get(id.index as usize)?.as_ref()?;
+        (topic.generation == id.generation).then_some(topic)
+    }
+
     /// The members of a topic, if the id is current.
     pub(crate) fn members(&self, id: TopicId) -> &[(usize, ClientId)] {
-        match self.slots.get(id.index as usize) {
-            Some(Some(topic)) if topic.generation == id.generation => &topic.members,
-            _ => &[],
-        }
+        self.get(id).map_or(&[], |topic| &topic.members)
     }
 
     /// A topic's stream and name, if the id is current, and if it is kept, the kept rings'
@@ -72,13 +82,9 @@ impl Topics {
         let Topics {
             slots, kept_bytes, ..
         } = self;
-        match slots.get_mut(id.index as usize) {
-            Some(Some(topic)) if topic.generation == id.generation => {
-                let kept = topic.kept.is_some().then_some(kept_bytes);
-                Some((&mut topic.stream, Some(&*topic.name), kept))
-            }
-            _ => None,
-        }
+        let topic = current(slots, id)?.as_mut()?;
+        let kept = topic.kept.is_some().then_some(kept_bytes);
+        Some((&mut topic.stream, Some(&*topic.name), kept))
     }
 
     /// How many topics are kept, and what their rings hold.
@@ -88,19 +94,13 @@ impl Topics {
 
     /// A topic's name, if the id is current.
     pub(crate) fn name_of(&self, id: TopicId) -> Option<&str> {
-        match self.slots.get(id.index as usize) {
-            Some(Some(topic)) if topic.generation == id.generation => Some(&topic.name),
-            _ => None,
-        }
+        self.get(id).map(|topic| &*topic.name)
     }
 
     /// A topic's name, shared, if the id is current.
     #[cfg(feature = "nats")]
     pub(crate) fn name_arc(&self, id: TopicId) -> Option<Arc<str>> {
-        match self.slots.get(id.index as usize) {
-            Some(Some(topic)) if topic.generation == id.generation => Some(Arc::clone(&topic.name)),
-            _ => None,
-        }
+        self.get(id).map(|topic| Arc::clone(&topic.name))
     }
 
     /// Adds a member; returns the topic's stream, whether the topic is new here, and the
@@ -157,8 +157,8 @@ impl Topics {
             kept_next,
             kept_bytes,
         } = self;
-        let slot = slots.get_mut(id.index as usize)?;
-        let topic = slot.as_mut().filter(|t| t.generation == id.generation)?;
+        let slot = current(slots, id)?;
+        let topic = slot.as_mut()?;
         if let Some(pos) = topic.members.iter().position(|&(_, c)| c == client) {
             topic.members.swap_remove(pos);
         }
@@ -188,13 +188,7 @@ impl Topics {
             let Some((_, id)) = self.kept.pop_first() else {
                 break;
             };
-            let Some(slot) = self.slots.get_mut(id.index as usize) else {
-                continue;
-            };
-            if !slot.as_ref().is_some_and(|t| t.generation == id.generation) {
-                continue;
-            }
-            if let Some(topic) = slot.take() {
+            if let Some(topic) = current(&mut self.slots, id).and_then(Option::take) {
                 // Out of `kept` already: only its bytes to take back.
                 self.kept_bytes -= topic.stream.ring_bytes();
                 evicted.push((id, topic.name));
@@ -213,8 +207,8 @@ impl Topics {
             kept_bytes,
             ..
         } = self;
-        let slot = slots.get_mut(id.index as usize)?;
-        let topic = slot.as_mut().filter(|t| t.generation == id.generation)?;
+        let slot = current(slots, id)?;
+        let topic = slot.as_mut()?;
         if !topic.members.is_empty() {
             topic.evicted = true;
             return None;
