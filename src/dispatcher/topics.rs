@@ -405,8 +405,10 @@ impl Dispatcher {
         }
         let mut registry = self.shared.registry();
         let emptied = registry.remove(id);
-        for topic in emptied {
-            if !self.protocol || freed.iter().any(|(t, _)| *t == topic) {
+        // With the protocol on, a topic emptied in the table may be kept here for its ring:
+        // only those freed here (just below) are freed there.
+        if !self.protocol {
+            for topic in emptied {
                 registry.topics.free(topic);
             }
         }
