@@ -82,13 +82,20 @@ pub(crate) struct ListenSpec {
     pub(crate) transport: Transport,
 }
 
-/// The WebSocket knobs, kept whatever the features so the builder's shape never changes.
+/// The WebSocket knobs, kept whatever the features so the builder's shape never changes;
+/// the handshake checks upgrades against them as they are.
 #[derive(Debug, Clone)]
 pub(crate) struct WebSocketSettings {
+    /// Serve upgrades on this path only (compared with the path without its query
+    /// string); `None`: any path.
     pub(crate) path: Option<String>,
+    /// Which pages may open a connection.
     pub(crate) origins: Origins,
+    /// Subprotocols the server speaks, in order of preference; empty: none is chosen.
     pub(crate) protocols: Vec<String>,
+    /// The largest request head (request line and headers) in bytes.
     pub(crate) max_head: usize,
+    /// Whether every message goes in a binary frame.
     pub(crate) binary: bool,
 }
 

@@ -178,9 +178,6 @@ pub(crate) struct Dispatcher {
     now: Instant,
     /// The heartbeat ping, encoded once for each wire.
     ping: Option<[Chunk; 2]>,
-    /// What WebSocket upgrades are checked against.
-    #[cfg(feature = "websocket")]
-    ws_settings: crate::transport::websocket::WsSettings,
     /// Where an unfragmented WebSocket frame's payload is unmasked, for any client.
     #[cfg(feature = "websocket")]
     unmasked: Vec<u8>,
@@ -270,13 +267,6 @@ impl Dispatcher {
             report: ShutdownReport::default(),
             now,
             ping,
-            #[cfg(feature = "websocket")]
-            ws_settings: crate::transport::websocket::WsSettings {
-                path: config.websocket.path.clone(),
-                origins: config.websocket.origins.clone(),
-                protocols: config.websocket.protocols.clone(),
-                max_head: config.websocket.max_head,
-            },
             #[cfg(feature = "websocket")]
             unmasked: Vec::new(),
             #[cfg(feature = "tls")]

@@ -54,7 +54,7 @@ impl Dispatcher {
             return Cut::Gone;
         };
         if let Phase::Handshake(_) = client.phase {
-            return match websocket::parse_head(data, &self.ws_settings) {
+            return match websocket::parse_head(data, &self.config.websocket) {
                 Head::Partial => Cut::Partial,
                 Head::Upgrade { upgrade, len } => {
                     if self.upgrade(slot, &upgrade) {

@@ -16,17 +16,18 @@ mod handshake;
 pub(crate) use frame::{
     close_payload, encode_into, encoded_len, Decoder, Inbound, Opcode, WsError,
 };
-pub(crate) use handshake::{parse_head, refusal, Head, Refused, Upgrade, WsSettings};
+pub(crate) use handshake::{parse_head, refusal, Head, Refused, Upgrade};
 
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
 
     use super::*;
+    use crate::builder::WebSocketSettings;
     use crate::Origins;
 
     /// The upgrade in `read`, which must be accepted.
-    fn accept(read: &[u8], settings: &WsSettings) -> (Upgrade, usize) {
+    fn accept(read: &[u8], settings: &WebSocketSettings) -> (Upgrade, usize) {
         match parse_head(read, settings) {
             Head::Upgrade { upgrade, len } => (upgrade, len),
             other => panic!("not accepted: {other:?}"),
@@ -37,11 +38,12 @@ mod tests {
     /// dispatcher will see them, then the server's answers.
     #[test]
     fn a_head_followed_by_frames() {
-        let settings = WsSettings {
+        let settings = WebSocketSettings {
             path: Some("/feed".into()),
             origins: Origins::List(vec!["https://app.example".into()]),
             protocols: vec!["chat".into()],
             max_head: 4096,
+            binary: false,
         };
         let mut read = b"GET /feed?since=42 HTTP/1.1\r\n\
             Host: hub.example:9000\r\n\

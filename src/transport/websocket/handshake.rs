@@ -14,23 +14,7 @@ use tungstenite::handshake::server::{create_response, write_response, Request};
 use tungstenite::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use tungstenite::http::{HeaderValue, StatusCode};
 
-/// What a WebSocket listener accepts.
-#[derive(Debug, Clone)]
-pub(crate) struct WsSettings {
-    /// Serve upgrades on this path only (compared with the path without its query
-    /// string); `None`: any path.
-    pub(crate) path: Option<String>,
-    /// Which pages may open a connection.
-    pub(crate) origins: Origins,
-    /// Subprotocols the server speaks, in order of preference; empty: none is chosen.
-    pub(crate) protocols: Vec<String>,
-    /// The largest request head (request line and headers) in bytes.
-    pub(crate) max_head: usize,
-}
-
-/// Which `Origin` a browser's upgrade request may carry: the public type, so settings
-/// pass through unchanged. Requests without one come from programs, not pages, and are let
-/// through by every policy.
+use crate::builder::WebSocketSettings;
 use crate::Origins;
 
 /// A valid upgrade request, kept so the host's authenticator can see it.
@@ -137,7 +121,7 @@ impl fmt::Debug for Refused {
 /// protocol version, 403 for a refused `Origin`, 431 for a head over `settings.max_head`
 /// or over 124 header lines. Only the first `max_head` bytes are ever parsed, so a head's
 /// fate does not depend on how it was split into reads.
-pub(crate) fn parse_head(buf: &[u8], settings: &WsSettings) -> Head {
+pub(crate) fn parse_head(buf: &[u8], settings: &WebSocketSettings) -> Head {
     let window = &buf[..buf.len().min(settings.max_head)];
     match Request::try_parse(window) {
         Ok(Some((len, request))) => match accept(request, settings) {
@@ -156,7 +140,7 @@ pub(crate) fn parse_head(buf: &[u8], settings: &WsSettings) -> Head {
 }
 
 /// Checks a complete request against the settings and makes the 101 response.
-fn accept(request: Request, settings: &WsSettings) -> Result<Upgrade, Refused> {
+fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Refused> {
     if settings
         .path
         .as_deref()
@@ -356,18 +340,19 @@ mod tests {
     }
 
     /// The default settings: same origin, any path, no subprotocol.
-    fn settings() -> WsSettings {
-        WsSettings {
+    fn settings() -> WebSocketSettings {
+        WebSocketSettings {
             path: None,
             origins: Origins::SameOrigin,
             protocols: Vec::new(),
             max_head: 8192,
+            binary: false,
         }
     }
 
     /// The upgrade in `buf`, which must be accepted.
     #[track_caller]
-    fn accepted(buf: &[u8], settings: &WsSettings) -> (Upgrade, usize) {
+    fn accepted(buf: &[u8], settings: &WebSocketSettings) -> (Upgrade, usize) {
         match parse_head(buf, settings) {
             Head::Upgrade { upgrade, len } => (upgrade, len),
             other => panic!("not accepted: {other:?}"),
@@ -376,7 +361,7 @@ mod tests {
 
     /// The refusal of `buf`, which must be refused.
     #[track_caller]
-    fn refused(buf: &[u8], settings: &WsSettings) -> Refused {
+    fn refused(buf: &[u8], settings: &WebSocketSettings) -> Refused {
         match parse_head(buf, settings) {
             Head::Refused(refused) => refused,
             other => panic!("not refused: {other:?}"),
@@ -385,7 +370,7 @@ mod tests {
 
     /// The status `buf` is refused with.
     #[track_caller]
-    fn status(buf: &[u8], settings: &WsSettings) -> u16 {
+    fn status(buf: &[u8], settings: &WebSocketSettings) -> u16 {
         refused(buf, settings).status
     }
 
@@ -636,7 +621,7 @@ mod tests {
     fn the_first_protocol_the_server_prefers_is_chosen() {
         let mut s = settings();
         s.protocols = vec!["v2".into(), "v1".into()];
-        let choose = |offers: &[&str], s: &WsSettings| {
+        let choose = |offers: &[&str], s: &WebSocketSettings| {
             let offers: Vec<String> = offers
                 .iter()
                 .map(|o| format!("Sec-WebSocket-Protocol: {o}"))
