@@ -1,5 +1,5 @@
-//! The builder: every knob the hub has, its default and why, and the validation that turns
-//! a bad value into [`Error::Config`] at `bind`.
+//! The builder: every knob the hub has, its default and why. The validation that turns a
+//! bad value into [`Error::Config`](crate::Error::Config) at `bind` is in `validate`.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::options::{AcceptFilter, Authenticator, Callback, TopicCheck};
-use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
 use crate::{
-    codec, Auth, AuthRequest, Error, Framing, Hub, Origins, Protocol, Relay, Result,
-    SlowClientPolicy, TopicRequest, Transport,
+    Auth, AuthRequest, Framing, Hub, Origins, Protocol, Relay, Result, SlowClientPolicy,
+    TopicRequest, Transport,
 };
+
+mod validate;
 
 /// Configures and starts a [`Hub`]. Made by [`Hub::builder`].
 ///
@@ -226,7 +227,7 @@ impl HubBuilder {
     /// Default: 60 s, so peers that vanished without a FIN are found within minutes even
     /// when the hub has nothing to send them. Linux takes at most 32,767 s; longer times
     /// are cut to that. Under 1 s (the kernel counts whole seconds) is an
-    /// [`Error::Config`].
+    /// [`Error::Config`](crate::Error::Config).
     pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
         self.keepalive = idle;
         self
@@ -256,7 +257,7 @@ impl HubBuilder {
     /// dispatcher; their frames may also total at most [`queue_bytes`](Self::queue_bytes)
     /// (small messages are batched: one call per 64 KiB of them). Past either, callers wait
     /// for the dispatcher (never for a client, unless [`flow_control`](Self::flow_control)
-    /// is on), and [`Hub::try_broadcast`] fails with [`Error::WouldBlock`], which bounds
+    /// is on), and [`Hub::try_broadcast`] fails with [`Error::WouldBlock`](crate::Error::WouldBlock), which bounds
     /// memory if the host outruns the hub. Default: 16,384; at most 2^24 - 1.
     pub fn command_capacity(mut self, commands: usize) -> Self {
         self.command_capacity = commands;
@@ -307,7 +308,7 @@ impl HubBuilder {
     /// dead peers.
     ///
     /// Any duration is accepted; one too long to represent means no limit. Zero is an
-    /// [`Error::Config`].
+    /// [`Error::Config`](crate::Error::Config).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
@@ -326,7 +327,7 @@ impl HubBuilder {
     ///
     /// Any interval from 10 ms is accepted; two intervals too long to represent mean no
     /// [`Unresponsive`](crate::DisconnectReason::Unresponsive) limit. Under 10 ms (the
-    /// finest interval deadlines are checked at), zero included, is an [`Error::Config`].
+    /// finest interval deadlines are checked at), zero included, is an [`Error::Config`](crate::Error::Config).
     pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
         self.heartbeat = interval;
         self
@@ -339,7 +340,7 @@ impl HubBuilder {
     /// is closed without waiting for [`linger`](Self::linger). Default: 10 s.
     ///
     /// Any duration is accepted; one too long to represent means no limit. Zero is an
-    /// [`Error::Config`].
+    /// [`Error::Config`](crate::Error::Config).
     pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.write_timeout = timeout;
         self
@@ -445,7 +446,7 @@ impl HubBuilder {
 
     /// Serves every client over TLS with this certificate chain and private key, in PEM,
     /// and rustls's safe defaults (TLS 1.2 and 1.3, the `ring` provider). Bad PEM data makes
-    /// [`bind`](Self::bind) fail with [`Error::Tls`].
+    /// [`bind`](Self::bind) fail with [`Error::Tls`](crate::Error::Tls).
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_pem(
@@ -473,8 +474,8 @@ impl HubBuilder {
     /// listener. Use port 0 and [`Hub::local_addrs`] to learn the port.
     ///
     /// The address is resolved now; what cannot be resolved or bound makes `bind` fail with
-    /// [`Error::Bind`] naming it. A TLS or WebSocket transport whose feature is off, or a TLS
-    /// transport without a TLS configuration, makes it fail with [`Error::Config`].
+    /// [`Error::Bind`](crate::Error::Bind) naming it. A TLS or WebSocket transport whose feature is off, or a TLS
+    /// transport without a TLS configuration, makes it fail with [`Error::Config`](crate::Error::Config).
     ///
     /// ```
     /// use hubcast::{Hub, Transport};
@@ -548,7 +549,7 @@ impl HubBuilder {
     /// member list.
     ///
     /// Only topics with members count against a refusal: [`Hub::join`] (or a client's
-    /// `#join`) of a new topic fails with [`Error::TopicLimit`] only if every topic the hub
+    /// `#join`) of a new topic fails with [`Error::TopicLimit`](crate::Error::TopicLimit) only if every topic the hub
     /// holds has a member. A topic with no member kept for its replay ring
     /// ([`Protocol::Sequenced`], see [`replay_age`](Self::replay_age)) gives up its room:
     /// the one whose last member left longest ago is evicted, and a later resume of it is
@@ -567,7 +568,7 @@ impl HubBuilder {
     /// The longest topic name, in bytes of UTF-8. Default: 64. With a cluster (feature
     /// `nats`, `HubBuilder::cluster`), a topic is a NATS subject of the prefix and up to three
     /// bytes per byte of the name, which must stay within 4,000 bytes (the broker's control
-    /// line): a longer limit is an [`Error::Config`].
+    /// line): a longer limit is an [`Error::Config`](crate::Error::Config).
     pub fn max_topic_len(mut self, bytes: usize) -> Self {
         self.max_topic_len = bytes;
         self
@@ -686,9 +687,9 @@ impl HubBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if a setting is out of range, [`Error::Tls`] if the TLS certificate
-    /// or key cannot be used, [`Error::Bind`] (naming `addr` as given) if the address cannot
-    /// be resolved or bound, [`Error::Start`] if the event loop or thread cannot be created.
+    /// [`Error::Config`](crate::Error::Config) if a setting is out of range, [`Error::Tls`](crate::Error::Tls) if the TLS certificate
+    /// or key cannot be used, [`Error::Bind`](crate::Error::Bind) (naming `addr` as given) if the address cannot
+    /// be resolved or bound, [`Error::Start`](crate::Error::Start) if the event loop or thread cannot be created.
     pub fn bind<A: ToSocketAddrs + fmt::Debug>(self, addr: A) -> Result<Hub> {
         self.validate()?;
         Hub::start(self, addr)
@@ -721,151 +722,4 @@ impl HubBuilder {
     pub(crate) fn has_handshake(&self) -> bool {
         self.authenticator.is_some() || self.transports().any(|t| t.is_tls() || t.is_websocket())
     }
-
-    fn validate(&self) -> Result<()> {
-        let fail = |msg: String| Err(Error::Config(msg));
-        let at_least_1 = [
-            ("max_frame", self.max_frame),
-            ("queue_bytes", self.queue_bytes),
-            ("max_clients", self.max_clients),
-            ("event_capacity", self.event_capacity),
-            ("command_capacity", self.command_capacity),
-            ("send_buffer", self.send_buffer.unwrap_or(1)),
-            ("max_clients_per_ip", self.max_clients_per_ip.unwrap_or(1)),
-            ("max_topic_len", self.max_topic_len),
-        ];
-        if let Some((name, _)) = at_least_1.iter().find(|(_, v)| *v == 0) {
-            return fail(format!("{name} must be at least 1"));
-        }
-        let at_most = [
-            ("queue_bytes", self.queue_bytes, MAX_BUDGET_BYTES),
-            (
-                "command_capacity",
-                self.command_capacity,
-                MAX_BUDGET_COMMANDS,
-            ),
-            ("event_capacity", self.event_capacity, MAX_EVENT_CAPACITY),
-            ("max_topics", self.max_topics, u32::MAX as usize - 1),
-            (
-                "send_buffer",
-                self.send_buffer.unwrap_or(0),
-                MAX_SEND_BUFFER,
-            ),
-        ];
-        if let Some((name, value, max)) = at_most.iter().find(|(_, v, max)| v > max) {
-            return fail(format!("{name} is {value}, over its limit of {max}"));
-        }
-        let zero = Some(Duration::ZERO);
-        if self.idle_timeout == zero || self.heartbeat == zero || self.write_timeout == zero {
-            return fail("timeouts and the heartbeat interval must not be zero".into());
-        }
-        if let Some(interval) = self.heartbeat.filter(|&i| i < MIN_HEARTBEAT) {
-            // Deadlines are checked every 10 ms at the finest: two shorter intervals
-            // would pass before the first ping went out.
-            return fail(format!(
-                "the heartbeat interval ({interval:?}) must be at least {MIN_HEARTBEAT:?}"
-            ));
-        }
-        if let Some(idle) = self.keepalive.filter(|&idle| idle < MIN_KEEPALIVE) {
-            return fail(format!(
-                "the keep-alive idle time ({idle:?}) must be at least {MIN_KEEPALIVE:?} \
-                 (None turns keep-alive off)"
-            ));
-        }
-        if self.heartbeat.is_some() && self.framing == Framing::Raw {
-            return fail("heartbeats need a framing with an empty frame, not Raw".into());
-        }
-        for transport in self.transports() {
-            if transport.is_tls() && !cfg!(feature = "tls") {
-                return fail(format!("{transport:?} needs the `tls` feature"));
-            }
-            if transport.is_tls() && !self.has_tls() {
-                return fail(format!(
-                    "{transport:?} needs a TLS configuration (HubBuilder::tls or tls_pem)"
-                ));
-            }
-            if transport.is_websocket() && !cfg!(feature = "websocket") {
-                return fail(format!("{transport:?} needs the `websocket` feature"));
-            }
-        }
-        if self.protocol == Protocol::Sequenced && self.framing == Framing::Raw {
-            return fail("Protocol::Sequenced needs message boundaries, not Framing::Raw".into());
-        }
-        #[cfg(feature = "nats")]
-        if let Some(cluster) = &self.cluster {
-            if cluster.urls.is_empty() {
-                return fail("a cluster needs at least one NATS server URL".into());
-            }
-            // As the NATS client will parse them: a URL it cannot use would leave the hub
-            // outside its cluster for good, with only a log line to say so.
-            for url in &cluster.urls {
-                if url.trim().is_empty() {
-                    return fail(format!("NATS server URL {url:?}: empty"));
-                }
-                if let Err(err) = url.parse::<async_nats::ServerAddr>() {
-                    return fail(format!("NATS server URL {url:?}: {err}"));
-                }
-            }
-            // What the connection reads and parses at every (re)connect: a file it cannot
-            // read or a seed it cannot parse would keep the hub out of its cluster for good.
-            if let Err(err) = cluster.check_credentials() {
-                return fail(err);
-            }
-            // A topic's subject must fit in the broker's control line (4,096 bytes by
-            // default) with room for the command, or every publish to it would break the
-            // connection.
-            let subject = crate::cluster::subject_len_at_most(&cluster.prefix, self.max_topic_len);
-            if subject > crate::cluster::MAX_SUBJECT {
-                return fail(format!(
-                    "with a cluster, max_topic_len ({}) makes NATS subjects of up to {subject} \
-                     bytes, over {}",
-                    self.max_topic_len,
-                    crate::cluster::MAX_SUBJECT
-                ));
-            }
-            let valid_token = |t: &str| {
-                !t.is_empty()
-                    && t.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            };
-            if !cluster.prefix.split('.').all(valid_token) {
-                return fail(format!(
-                    "cluster prefix {:?}: tokens of letters, digits, - and _, dot-separated",
-                    cluster.prefix
-                ));
-            }
-            if cluster.probe_interval < crate::cluster::MIN_PROBE_INTERVAL {
-                return fail(format!(
-                    "the cluster's probe interval ({:?}) must be at least {:?}",
-                    cluster.probe_interval,
-                    crate::cluster::MIN_PROBE_INTERVAL
-                ));
-            }
-        }
-        if self.websocket.max_head < 256 {
-            return fail("websocket_max_head must be at least 256 bytes".into());
-        }
-        if self.relay != Relay::Off {
-            // Every frame a client may send must fit in a queue once relayed.
-            let framed = codec::encoded_len_of(self.framing, self.max_frame);
-            let max = self.queue_bytes.min(crate::hub::MAX_FRAME_LEN);
-            if framed.map_or(true, |len| len > max) {
-                return fail(format!(
-                    "in relay mode, max_frame ({}) framed must fit in queue_bytes ({})",
-                    self.max_frame, self.queue_bytes
-                ));
-            }
-        }
-        Ok(())
-    }
 }
-
-/// The shortest [`HubBuilder::heartbeat`]: the finest interval deadlines are checked at.
-const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
-/// The shortest [`HubBuilder::keepalive`] idle time the kernel takes (whole seconds).
-const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
-
-/// The largest [`HubBuilder::event_capacity`]: what a forgotten subscription may hold.
-const MAX_EVENT_CAPACITY: usize = 1 << 20;
-/// The largest [`HubBuilder::send_buffer`] the kernel's `int` option takes.
-const MAX_SEND_BUFFER: usize = i32::MAX as usize;

@@ -1,0 +1,157 @@
+//! The validation that turns a bad builder setting into [`Error::Config`] at `bind`,
+//! each message naming the setting and its limit.
+
+use std::time::Duration;
+
+use super::HubBuilder;
+use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
+use crate::{codec, Error, Framing, Protocol, Relay, Result};
+
+impl HubBuilder {
+    pub(super) fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::Config(msg));
+        let at_least_1 = [
+            ("max_frame", self.max_frame),
+            ("queue_bytes", self.queue_bytes),
+            ("max_clients", self.max_clients),
+            ("event_capacity", self.event_capacity),
+            ("command_capacity", self.command_capacity),
+            ("send_buffer", self.send_buffer.unwrap_or(1)),
+            ("max_clients_per_ip", self.max_clients_per_ip.unwrap_or(1)),
+            ("max_topic_len", self.max_topic_len),
+        ];
+        if let Some((name, _)) = at_least_1.iter().find(|(_, v)| *v == 0) {
+            return fail(format!("{name} must be at least 1"));
+        }
+        let at_most = [
+            ("queue_bytes", self.queue_bytes, MAX_BUDGET_BYTES),
+            (
+                "command_capacity",
+                self.command_capacity,
+                MAX_BUDGET_COMMANDS,
+            ),
+            ("event_capacity", self.event_capacity, MAX_EVENT_CAPACITY),
+            ("max_topics", self.max_topics, u32::MAX as usize - 1),
+            (
+                "send_buffer",
+                self.send_buffer.unwrap_or(0),
+                MAX_SEND_BUFFER,
+            ),
+        ];
+        if let Some((name, value, max)) = at_most.iter().find(|(_, v, max)| v > max) {
+            return fail(format!("{name} is {value}, over its limit of {max}"));
+        }
+        let zero = Some(Duration::ZERO);
+        if self.idle_timeout == zero || self.heartbeat == zero || self.write_timeout == zero {
+            return fail("timeouts and the heartbeat interval must not be zero".into());
+        }
+        if let Some(interval) = self.heartbeat.filter(|&i| i < MIN_HEARTBEAT) {
+            // Deadlines are checked every 10 ms at the finest: two shorter intervals
+            // would pass before the first ping went out.
+            return fail(format!(
+                "the heartbeat interval ({interval:?}) must be at least {MIN_HEARTBEAT:?}"
+            ));
+        }
+        if let Some(idle) = self.keepalive.filter(|&idle| idle < MIN_KEEPALIVE) {
+            return fail(format!(
+                "the keep-alive idle time ({idle:?}) must be at least {MIN_KEEPALIVE:?} \
+                 (None turns keep-alive off)"
+            ));
+        }
+        if self.heartbeat.is_some() && self.framing == Framing::Raw {
+            return fail("heartbeats need a framing with an empty frame, not Raw".into());
+        }
+        for transport in self.transports() {
+            if transport.is_tls() && !cfg!(feature = "tls") {
+                return fail(format!("{transport:?} needs the `tls` feature"));
+            }
+            if transport.is_tls() && !self.has_tls() {
+                return fail(format!(
+                    "{transport:?} needs a TLS configuration (HubBuilder::tls or tls_pem)"
+                ));
+            }
+            if transport.is_websocket() && !cfg!(feature = "websocket") {
+                return fail(format!("{transport:?} needs the `websocket` feature"));
+            }
+        }
+        if self.protocol == Protocol::Sequenced && self.framing == Framing::Raw {
+            return fail("Protocol::Sequenced needs message boundaries, not Framing::Raw".into());
+        }
+        #[cfg(feature = "nats")]
+        if let Some(cluster) = &self.cluster {
+            if cluster.urls.is_empty() {
+                return fail("a cluster needs at least one NATS server URL".into());
+            }
+            // As the NATS client will parse them: a URL it cannot use would leave the hub
+            // outside its cluster for good, with only a log line to say so.
+            for url in &cluster.urls {
+                if url.trim().is_empty() {
+                    return fail(format!("NATS server URL {url:?}: empty"));
+                }
+                if let Err(err) = url.parse::<async_nats::ServerAddr>() {
+                    return fail(format!("NATS server URL {url:?}: {err}"));
+                }
+            }
+            // What the connection reads and parses at every (re)connect: a file it cannot
+            // read or a seed it cannot parse would keep the hub out of its cluster for good.
+            if let Err(err) = cluster.check_credentials() {
+                return fail(err);
+            }
+            // A topic's subject must fit in the broker's control line (4,096 bytes by
+            // default) with room for the command, or every publish to it would break the
+            // connection.
+            let subject = crate::cluster::subject_len_at_most(&cluster.prefix, self.max_topic_len);
+            if subject > crate::cluster::MAX_SUBJECT {
+                return fail(format!(
+                    "with a cluster, max_topic_len ({}) makes NATS subjects of up to {subject} \
+                     bytes, over {}",
+                    self.max_topic_len,
+                    crate::cluster::MAX_SUBJECT
+                ));
+            }
+            let valid_token = |t: &str| {
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            };
+            if !cluster.prefix.split('.').all(valid_token) {
+                return fail(format!(
+                    "cluster prefix {:?}: tokens of letters, digits, - and _, dot-separated",
+                    cluster.prefix
+                ));
+            }
+            if cluster.probe_interval < crate::cluster::MIN_PROBE_INTERVAL {
+                return fail(format!(
+                    "the cluster's probe interval ({:?}) must be at least {:?}",
+                    cluster.probe_interval,
+                    crate::cluster::MIN_PROBE_INTERVAL
+                ));
+            }
+        }
+        if self.websocket.max_head < 256 {
+            return fail("websocket_max_head must be at least 256 bytes".into());
+        }
+        if self.relay != Relay::Off {
+            // Every frame a client may send must fit in a queue once relayed.
+            let framed = codec::encoded_len_of(self.framing, self.max_frame);
+            let max = self.queue_bytes.min(crate::hub::MAX_FRAME_LEN);
+            if framed.map_or(true, |len| len > max) {
+                return fail(format!(
+                    "in relay mode, max_frame ({}) framed must fit in queue_bytes ({})",
+                    self.max_frame, self.queue_bytes
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shortest [`HubBuilder::heartbeat`]: the finest interval deadlines are checked at.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// The shortest [`HubBuilder::keepalive`] idle time the kernel takes (whole seconds).
+const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// The largest [`HubBuilder::event_capacity`]: what a forgotten subscription may hold.
+const MAX_EVENT_CAPACITY: usize = 1 << 20;
+/// The largest [`HubBuilder::send_buffer`] the kernel's `int` option takes.
+const MAX_SEND_BUFFER: usize = i32::MAX as usize;
