@@ -71,6 +71,14 @@ impl Frames {
             self.ends[i - 1] as usize
         }
     }
+
+    /// The payload of frame `i`, framed with `framing`.
+    pub(crate) fn payload(&self, i: usize, framing: Framing) -> &[u8] {
+        codec::payload_of(
+            framing,
+            &self.bytes[self.start_of(i)..self.ends[i] as usize],
+        )
+    }
 }
 
 /// Frames being gathered into one buffer until it is full or taken: by host threads for

@@ -33,12 +33,7 @@ impl Wire {
 #[cfg(feature = "websocket")]
 pub(crate) fn to_websocket(frames: &Frames, framing: Framing, binary: bool) -> Frames {
     use crate::transport::websocket::{encode_into, encoded_len, Opcode};
-    let payloads = || {
-        (0..frames.ends.len()).map(|i| {
-            let frame = &frames.bytes[frames.start_of(i)..frames.ends[i] as usize];
-            crate::codec::payload_of(framing, frame)
-        })
-    };
+    let payloads = || (0..frames.ends.len()).map(|i| frames.payload(i, framing));
     let len = payloads().map(|p| encoded_len(p.len())).sum();
     let mut out = bytes::BytesMut::with_capacity(len);
     let mut ends = Vec::with_capacity(frames.ends.len());

@@ -9,7 +9,6 @@ use bytes::Bytes;
 
 use super::Dispatcher;
 use crate::cluster::Out;
-use crate::codec;
 use crate::command::{Frames, Target};
 
 impl Dispatcher {
@@ -32,11 +31,8 @@ impl Dispatcher {
                 Target::One(_) => continue,
             };
             for i in frames.run_frames(run) {
-                let (start, end) = (frames.start_of(i), frames.ends[i] as usize);
-                let payload = codec::payload_of(framing, &frames.bytes[start..end]);
                 // A slice of the shared buffer, not a copy.
-                let offset = payload.as_ptr() as usize - frames.bytes.as_ptr() as usize;
-                let payload = frames.bytes.slice(offset..offset + payload.len());
+                let payload = frames.bytes.slice_ref(frames.payload(i, framing));
                 let out = match &topic {
                     None => Out::All(payload),
                     Some(name) => Out::Topic(Arc::clone(name), payload),

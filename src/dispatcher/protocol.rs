@@ -61,8 +61,7 @@ impl Dispatcher {
                 Target::TopicExcept(t, _) => (StreamOf::Topic(t), true),
             };
             for i in frames.run_frames(run) {
-                let frame = &frames.bytes[frames.start_of(i)..frames.ends[i] as usize];
-                let payload = codec::payload_of(framing, frame);
+                let payload = frames.payload(i, framing);
                 let start = out.len();
                 let numbered = match &stream_of {
                     StreamOf::Hub => Some((&mut self.hub_stream, None, None)),
