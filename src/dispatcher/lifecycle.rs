@@ -78,13 +78,20 @@ impl Dispatcher {
 
     /// Closes a connection that never became a client; subscribers never hear of it.
     pub(super) fn drop_unaccepted(&mut self, slot: usize, rejected: bool) {
-        let counters = &self.shared.counters;
-        if rejected {
-            counters.rejected.fetch_add(1, Relaxed);
-        } else {
-            counters.handshake_failed.fetch_add(1, Relaxed);
-        }
+        self.count_unaccepted(rejected);
         self.close(slot);
+    }
+
+    /// Counts a connection turned away before it became a client: `rejected` by the
+    /// authenticator, else a failed handshake.
+    pub(super) fn count_unaccepted(&self, rejected: bool) {
+        let counters = &self.shared.counters;
+        let counter = if rejected {
+            &counters.rejected
+        } else {
+            &counters.handshake_failed
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// The client leaves the hub: it is forgotten by id, subscribers are told, and its

@@ -330,6 +330,15 @@ impl Dispatcher {
         }
     }
 
+    /// Queues protocol bytes for a client whatever its bound (they are few, and must reach
+    /// it however slow it is).
+    pub(super) fn send_raw(&mut self, slot: usize, bytes: bytes::Bytes) {
+        if let Some(client) = self.slots.get_mut(slot) {
+            client.queue.push_unbounded(Chunk::raw(bytes));
+            self.mark_dirty(slot);
+        }
+    }
+
     pub(super) fn mark_dirty(&mut self, slot: usize) {
         if let Some(client) = self.slots.get_mut(slot) {
             if client.writable && client.has_output() && !client.dirty {

@@ -139,10 +139,7 @@ impl Dispatcher {
             return;
         };
         let bytes = self.framed_for(client.wire(), text.as_bytes());
-        if let Some(client) = self.slots.get_mut(slot) {
-            client.queue.push_unbounded(Chunk::raw(bytes));
-            self.mark_dirty(slot);
-        }
+        self.send_raw(slot, bytes);
     }
 
     /// One message framed for `wire`.

@@ -188,13 +188,7 @@ impl Dispatcher {
     /// time is up). It never became a client: counted as rejected (by the host) or as a
     /// failed handshake.
     fn refuse_upgrade(&mut self, slot: usize, refused: Refused, rejected: bool) {
-        let counters = &self.shared.counters;
-        let counter = if rejected {
-            &counters.rejected
-        } else {
-            &counters.handshake_failed
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count_unaccepted(rejected);
         self.send_raw(slot, Bytes::from(refused.response));
         let deadline = self.deadline_in(self.config.linger);
         if let Some(client) = self.slots.get_mut(slot) {
@@ -203,15 +197,6 @@ impl Dispatcher {
             }
             client.phase = Phase::Refusing(deadline);
             self.closing.push(slot);
-        }
-    }
-
-    /// Queues protocol bytes for a client whatever its bound (they are few, and must reach
-    /// it however slow it is).
-    pub(super) fn send_raw(&mut self, slot: usize, bytes: Bytes) {
-        if let Some(client) = self.slots.get_mut(slot) {
-            client.queue.push_unbounded(Chunk::raw(bytes));
-            self.mark_dirty(slot);
         }
     }
 
