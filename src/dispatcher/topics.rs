@@ -301,8 +301,7 @@ impl Dispatcher {
             }
         }
         if let Some(name) = self.topics.remove(id, client, self.protocol) {
-            self.shared.registry().topics.free(id);
-            self.topic_freed(name);
+            self.release(vec![(id, name)]);
         }
         self.bound_kept();
         was_member
@@ -325,20 +324,31 @@ impl Dispatcher {
         if evicted.is_empty() {
             return;
         }
-        {
-            let mut registry = self.shared.registry();
-            for (id, _) in &evicted {
-                // Unless a host `join` gave it a member meanwhile: that join, on its way,
-                // makes it anew here, with a new epoch.
-                registry.topics.free(*id);
-            }
-        }
         let counters = &self.shared.counters;
         counters
             .topics_evicted
             .fetch_add(evicted.len() as u64, Relaxed);
-        for (_, name) in evicted {
+        for (_, name) in &evicted {
             log::debug!("kept topic {name} is evicted: kept rings are over replay_kept_bytes");
+        }
+        // Freed in the table unless a host `join` gave one a member meanwhile: that join,
+        // on its way, makes it anew here, with a new epoch.
+        self.release(evicted);
+    }
+
+    /// Topics freed here: freed in the table too (under one lock), and no longer
+    /// received from the cluster.
+    fn release(&mut self, freed: Vec<(TopicId, Arc<str>)>) {
+        if freed.is_empty() {
+            return;
+        }
+        {
+            let mut registry = self.shared.registry();
+            for (id, _) in &freed {
+                registry.topics.free(*id);
+            }
+        }
+        for (_, name) in freed {
             self.topic_freed(name);
         }
     }
@@ -403,22 +413,18 @@ impl Dispatcher {
                 freed.push((topic, name));
             }
         }
-        let mut registry = self.shared.registry();
-        let emptied = registry.remove(id);
-        // With the protocol on, a topic emptied in the table may be kept here for its ring:
-        // only those freed here (just below) are freed there.
-        if !self.protocol {
-            for topic in emptied {
-                registry.topics.free(topic);
+        {
+            let mut registry = self.shared.registry();
+            let emptied = registry.remove(id);
+            // With the protocol on, a topic emptied in the table may be kept here for its
+            // ring: only those freed here (released just below) are freed there.
+            if !self.protocol {
+                for topic in emptied {
+                    registry.topics.free(topic);
+                }
             }
         }
-        for (topic, _) in &freed {
-            registry.topics.free(*topic);
-        }
-        drop(registry);
-        for (_, name) in freed {
-            self.topic_freed(name);
-        }
+        self.release(freed);
         self.bound_kept();
     }
 
@@ -431,15 +437,7 @@ impl Dispatcher {
         let limits = self.ring_limits;
         let hub = self.hub_stream.prune(self.now, &limits);
         let (freed, topics) = self.topics.prune(self.now, &limits);
-        if !freed.is_empty() {
-            let mut registry = self.shared.registry();
-            for (topic, _) in &freed {
-                registry.topics.free(*topic);
-            }
-        }
-        for (_, name) in freed {
-            self.topic_freed(name);
-        }
+        self.release(freed);
         let next = [hub, topics].into_iter().flatten().min()?;
         let period = limits
             .age
