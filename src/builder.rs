@@ -69,6 +69,7 @@ pub struct HubBuilder {
     pub(crate) replay_bytes: usize,
     pub(crate) replay_age: Duration,
     pub(crate) replay_kept_bytes: usize,
+    pub(crate) replay_total_bytes: usize,
     pub(crate) client_topics: Option<Callback<TopicCheck>>,
     #[cfg(feature = "nats")]
     pub(crate) cluster: Option<crate::Cluster>,
@@ -143,6 +144,7 @@ impl Default for HubBuilder {
             replay_bytes: 1024 * 1024,
             replay_age: Duration::from_secs(120),
             replay_kept_bytes: 64 * 1024 * 1024,
+            replay_total_bytes: 256 * 1024 * 1024,
             client_topics: None,
             #[cfg(feature = "nats")]
             cluster: None,
@@ -600,10 +602,10 @@ impl HubBuilder {
         self
     }
 
-    /// The most bytes each stream's replay ring keeps (its messages as framed). Default:
-    /// 1 MiB. With many topics, rings are the largest memory a hub holds: at most
-    /// (topics with members + 1) × this, plus
-    /// [`replay_kept_bytes`](Self::replay_kept_bytes) for topics with none.
+    /// The most bytes each stream's replay ring keeps. Default: 1 MiB. A ring counts what
+    /// its messages really cost: each message as framed (with its header, `17 ` or
+    /// `3@lobby `), rounded up to 16 bytes, plus 48 bytes of bookkeeping; all rings together
+    /// are bounded by [`replay_total_bytes`](Self::replay_total_bytes).
     pub fn replay_bytes(mut self, bytes: usize) -> Self {
         self.replay_bytes = bytes;
         self
@@ -635,6 +637,25 @@ impl HubBuilder {
     /// topic without members once its ring holds anything.
     pub fn replay_kept_bytes(mut self, bytes: usize) -> Self {
         self.replay_kept_bytes = bytes;
+        self
+    }
+
+    /// The most bytes every replay ring of the hub holds together — the hub-wide stream's
+    /// and every topic's, with members or kept ([`Protocol::Sequenced`]) — counted as
+    /// [`replay_bytes`](Self::replay_bytes) counts them, plus each ring's entries. Default:
+    /// 256 MiB.
+    ///
+    /// Past it, the oldest messages of the largest rings go first: every ring larger than
+    /// one common level is trimmed down to it (to 15/16 of the bound, so that trims are
+    /// rare), and smaller rings lose nothing. A resume that needs a message trimmed away is
+    /// answered `old`; trimmed messages are counted in
+    /// [`Stats::replay_trimmed`](crate::Stats::replay_trimmed). Without this bound, rings
+    /// of topics with members were bounded only one by one: clients that join rooms of
+    /// their own and fill them could make the hub hold topics × `replay_bytes`. With it,
+    /// the hub's memory is at most clients × ([`queue_bytes`](Self::queue_bytes) +
+    /// [`max_frame`](Self::max_frame)) + this + a fixed cost per client and per topic.
+    pub fn replay_total_bytes(mut self, bytes: usize) -> Self {
+        self.replay_total_bytes = bytes;
         self
     }
 

@@ -174,31 +174,33 @@ impl Owned {
     }
 }
 
-/// One entry of a queue: a chunk shared with other queues, or bytes of this queue's own.
+/// One entry of a queue: a chunk shared with other queues, bytes of this queue's own, or
+/// one resume's replayed messages (counted apart: see [`Queue::replays`]).
 #[derive(Debug)]
 enum Entry {
     Shared(Chunk),
     Owned(Owned),
+    Replay(Chunk),
 }
 
 impl Entry {
     fn bytes(&self) -> &[u8] {
         match self {
-            Entry::Shared(chunk) => &chunk.bytes,
+            Entry::Shared(chunk) | Entry::Replay(chunk) => &chunk.bytes,
             Entry::Owned(owned) => &owned.buf,
         }
     }
 
     fn frames(&self) -> u64 {
         match self {
-            Entry::Shared(chunk) => chunk.frames(),
+            Entry::Shared(chunk) | Entry::Replay(chunk) => chunk.frames(),
             Entry::Owned(owned) => owned.ends.len() as u64,
         }
     }
 
     fn frames_before(&self, offset: usize) -> u64 {
         match self {
-            Entry::Shared(chunk) => chunk.frames_before(offset),
+            Entry::Shared(chunk) | Entry::Replay(chunk) => chunk.frames_before(offset),
             Entry::Owned(owned) => owned.frames_before(offset),
         }
     }
@@ -207,7 +209,7 @@ impl Entry {
     /// capacity) plus [`CHUNK_OVERHEAD`].
     fn cost(&self) -> usize {
         match self {
-            Entry::Shared(chunk) => chunk.cost(),
+            Entry::Shared(chunk) | Entry::Replay(chunk) => chunk.cost(),
             Entry::Owned(owned) => owned.buf.capacity() + CHUNK_OVERHEAD,
         }
     }
@@ -233,6 +235,8 @@ pub(crate) struct Queue {
     offset: usize,
     /// The queue's cost: the entries' bytes plus [`CHUNK_OVERHEAD`] each.
     cost: usize,
+    /// How many of the entries are replays not yet wholly written.
+    replays: usize,
 }
 
 /// How a chunk would be queued: by reference, or copied into the last owned buffer,
@@ -251,6 +255,19 @@ impl Queue {
     /// The queue's cost: chunk bytes plus their bookkeeping.
     pub(crate) fn cost(&self) -> usize {
         self.cost
+    }
+
+    /// How many resumes' replays are queued and not yet wholly written.
+    pub(crate) fn replays(&self) -> usize {
+        self.replays
+    }
+
+    /// Takes an entry that left the queue (written, or dropped) out of its counts.
+    fn forget(&mut self, entry: &Entry) {
+        self.cost -= entry.cost();
+        if let Entry::Replay(_) = entry {
+            self.replays -= 1;
+        }
     }
 
     /// Where `piece` would go, and what it would add to the cost.
@@ -311,7 +328,7 @@ impl Queue {
                     if self.entries[at].frames() == 0 {
                         at += 1;
                     } else if let Some(old) = self.entries.remove(at) {
-                        self.cost -= old.cost();
+                        self.forget(&old);
                         dropped += old.frames();
                     }
                 }
@@ -352,11 +369,19 @@ impl Queue {
     }
 
     /// Adds `chunk` whatever the bound: for the few protocol bytes that must reach a client
-    /// however slow it is (an upgrade answer, a close frame). They are small and sent once.
-    /// [`DropOldest`](SlowClientPolicy::DropOldest) never drops a chunk that holds no frame;
-    /// messages queued here (a replay) it drops like any other.
+    /// however slow it is (an upgrade answer, a close frame, an answer to its request).
+    /// [`DropOldest`](SlowClientPolicy::DropOldest) never drops a chunk that holds no frame.
     pub(crate) fn push_unbounded(&mut self, chunk: Chunk) {
         self.push_shared(chunk);
+    }
+
+    /// Adds one resume's replayed messages, which the caller checked against the bound
+    /// (with [`cost`](Self::cost) and [`replays`](Self::replays)).
+    /// [`DropOldest`](SlowClientPolicy::DropOldest) drops them like any other messages.
+    pub(crate) fn push_replay(&mut self, chunk: Chunk) {
+        self.cost += chunk.cost();
+        self.replays += 1;
+        self.entries.push_back(Entry::Replay(chunk));
     }
 
     /// Drops everything but a partly written front entry (it must be finished, or the
@@ -364,8 +389,8 @@ impl Queue {
     #[cfg(feature = "websocket")]
     pub(crate) fn truncate(&mut self) {
         let keep = usize::from(self.offset > 0);
-        for entry in self.entries.drain(keep..) {
-            self.cost -= entry.cost();
+        for entry in &self.entries.split_off(keep) {
+            self.forget(entry);
         }
     }
 
@@ -426,9 +451,10 @@ impl Queue {
             }
             written -= left;
             self.offset = 0;
-            self.cost -= front.cost();
             tally.frames_out += front.frames() - done;
-            self.entries.pop_front();
+            if let Some(front) = self.entries.pop_front() {
+                self.forget(&front);
+            }
         }
     }
 

@@ -63,10 +63,19 @@ pub struct Stats {
     pub resumes_refused: u64,
     /// Messages sent again to clients that resumed.
     pub replayed: u64,
+    /// What every replay ring holds now, in bytes of memory: messages as framed, with
+    /// their bookkeeping ([`Protocol::Sequenced`](crate::Protocol::Sequenced)). At most
+    /// [`replay_total_bytes`](crate::HubBuilder::replay_total_bytes), give or take one
+    /// batch of messages.
+    pub replay_bytes: u64,
+    /// Messages dropped from replay rings before their time to keep the rings within
+    /// [`replay_total_bytes`](crate::HubBuilder::replay_total_bytes): the oldest of the
+    /// largest rings first. A resume that needs one is answered `old`.
+    pub replay_trimmed: u64,
     /// Topics with no member kept now for their replay rings, so that members who come
     /// back can resume ([`Protocol::Sequenced`](crate::Protocol::Sequenced)).
     pub kept_topics: u64,
-    /// What the kept topics' replay rings hold now, in bytes of framed messages: at most
+    /// What the kept topics' replay rings hold now, counted as `replay_bytes` is: at most
     /// [`replay_kept_bytes`](crate::HubBuilder::replay_kept_bytes).
     pub kept_bytes: u64,
     /// Kept topics evicted before their rings emptied by age: the oldest, to keep the kept
@@ -229,6 +238,8 @@ pub(crate) struct Counters {
     pub(crate) replayed: AtomicU64,
     pub(crate) kept_topics: AtomicU64,
     pub(crate) kept_bytes: AtomicU64,
+    pub(crate) replay_bytes: AtomicU64,
+    pub(crate) replay_trimmed: AtomicU64,
     pub(crate) topics_evicted: AtomicU64,
     pub(crate) cluster_connected: AtomicBool,
     pub(crate) cluster_partitioned: AtomicBool,
@@ -270,6 +281,8 @@ impl Counters {
             replayed: self.replayed.load(Relaxed),
             kept_topics: self.kept_topics.load(Relaxed),
             kept_bytes: self.kept_bytes.load(Relaxed),
+            replay_bytes: self.replay_bytes.load(Relaxed),
+            replay_trimmed: self.replay_trimmed.load(Relaxed),
             topics_evicted: self.topics_evicted.load(Relaxed),
             cluster: ClusterStats {
                 connected: self.cluster_connected.load(Relaxed),

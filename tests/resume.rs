@@ -509,13 +509,14 @@ fn the_replay_ring_keeps_replay_messages_messages() {
 }
 
 #[test]
-fn the_replay_ring_keeps_replay_bytes_of_framed_messages() {
+fn the_replay_ring_keeps_replay_bytes_of_messages_with_their_bookkeeping() {
     if !require_program("python3") {
         return;
     }
-    // Messages 10 to 99 of `*` are framed as "NN " + 100 bytes + "\n": 104 bytes each.
-    const FRAMED: usize = 104;
-    let hub = sequenced().replay_bytes(10 * FRAMED).bind(LOCAL).unwrap();
+    // Messages 10 to 99 of `*` are framed as "NN " + 100 bytes + "\n": 104 bytes each,
+    // which a ring counts as 160 (`HubBuilder::replay_bytes`: rounded up to 16, plus 48).
+    const COST: usize = 160;
+    let hub = sequenced().replay_bytes(10 * COST).bind(LOCAL).unwrap();
     let mut client = Driver::start(&hub, &[]);
     let ((epoch, _), _) = client.connect();
     let long = |i: u64| format!("{i:0>100}");

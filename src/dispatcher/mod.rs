@@ -218,6 +218,8 @@ impl Dispatcher {
             [Chunk::whole(&framed), ws]
         });
         let now = Instant::now();
+        let topics = topics::Topics::default();
+        let hub_stream = streams::Stream::new(topics.ring_total());
         Ok(Dispatcher {
             poll,
             listeners: registered,
@@ -235,9 +237,9 @@ impl Dispatcher {
             read_pending: Vec::new(),
             closing: Vec::new(),
             high: Vec::new(),
-            topics: topics::Topics::default(),
+            topics,
             protocol: config.protocol == crate::Protocol::Sequenced,
-            hub_stream: streams::Stream::new(),
+            hub_stream,
             ring_limits: streams::RingLimits {
                 messages: config.replay_messages,
                 bytes: config.replay_bytes,
@@ -339,7 +341,7 @@ impl Dispatcher {
             // Last: the round's events (leaving clients' included) go out before it waits.
             self.subs.feed(&self.shared, self.now);
             self.tally.publish(&self.shared.counters);
-            self.publish_kept();
+            self.publish_rings();
             self.slots.recycle();
             if self.shutdown.is_some() && self.slots.is_empty() {
                 return Ok(());
@@ -348,13 +350,18 @@ impl Dispatcher {
         }
     }
 
-    /// Publishes the kept topics' count and bytes for `stats()`, if they changed.
-    fn publish_kept(&mut self) {
+    /// Publishes what the replay rings cost, and the kept topics' count and bytes, for
+    /// `stats()`, if they changed.
+    fn publish_rings(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters = &self.shared.counters;
+        let total = self.topics.ring_total().get() as u64;
+        if counters.replay_bytes.load(Relaxed) != total {
+            counters.replay_bytes.store(total, Relaxed);
+        }
         let kept = self.topics.kept();
         if kept != self.kept_published {
-            use std::sync::atomic::Ordering::Relaxed;
             self.kept_published = kept;
-            let counters = &self.shared.counters;
             counters.kept_topics.store(kept.0 as u64, Relaxed);
             counters.kept_bytes.store(kept.1 as u64, Relaxed);
         }

@@ -312,7 +312,7 @@ impl Dispatcher {
     /// Writes out what the client's socket takes now, remembering whether any bytes went
     /// out (see `flow`: a stuck client is singled out only while others progress). A
     /// client whose socket fails is dropped; returns `false` then.
-    fn flush_client(&mut self, slot: usize) -> bool {
+    pub(super) fn flush_client(&mut self, slot: usize) -> bool {
         let Some(client) = self.slots.get_mut(slot) else {
             return false;
         };

@@ -11,12 +11,22 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
 
+use super::streams::Stream;
 use super::Dispatcher;
 use crate::command::{Frames, Target};
-use crate::queue::Chunk;
+use crate::queue::{Chunk, CHUNK_OVERHEAD};
 use crate::topics::{check_name, TopicId};
 use crate::wire::Wire;
 use crate::{codec, ClientId, Event, ResumeRefusal, TopicRequest};
+
+/// The most replays a client may have queued and not yet read: past it a resume is
+/// answered `much`, however small.
+pub(crate) const MAX_REPLAYS_QUEUED: usize = 16;
+
+/// What a client's unread answers to its own requests (`#resumed`, `#joined`, `#error`…)
+/// may hold beyond its queue bound before it is cut as slow: an honest client reads its
+/// answers long before.
+const CONTROL_ALLOWANCE: usize = 64 * 1024;
 
 /// A batch numbered for the protocol: the frames every recipient gets, and for runs that
 /// exclude a client, the `#own` markers that client gets instead (same frame indexes; the
@@ -80,11 +90,11 @@ impl Dispatcher {
                         };
                         codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
                         let kept = Bytes::copy_from_slice(&out[start..]);
-                        let before = stream.ring_bytes();
+                        let before = stream.cost();
                         stream.keep(seq, kept, now, &limits);
                         if let Some(total) = kept_bytes {
                             // A topic with no member, kept for its ring, got a message.
-                            *total = *total - before + stream.ring_bytes();
+                            *total = *total - before + stream.cost();
                         }
                         if excluding {
                             own.clear();
@@ -110,7 +120,8 @@ impl Dispatcher {
                 }
             }
         }
-        // Kept topics' rings may have grown past their bound.
+        // Rings may have grown past their bounds: all of them together, and kept topics'.
+        self.bound_rings();
         self.bound_kept();
         // Rings got messages: look at their age by then.
         if let Some(age) = limits.age {
@@ -132,13 +143,24 @@ impl Dispatcher {
     }
 
     /// Queues a control message for a client, framed for its wire. Control messages are
-    /// protocol, not messages: they count as no frame, and go past the bound like an
-    /// upgrade answer (they are few and small, and answer the client's own requests).
+    /// protocol, not messages: they count as no frame, and may pass the bound (no policy
+    /// drops them), but only by [`CONTROL_ALLOWANCE`]: a live client that asks and does
+    /// not read the answers is cut as slow.
     pub(super) fn send_control(&mut self, slot: usize, text: &str) {
         let Some(client) = self.slots.get(slot) else {
             return;
         };
         let bytes = self.framed_for(client.wire(), text.as_bytes());
+        let over = client.queue.cost() + bytes.len() + CHUNK_OVERHEAD
+            > self.config.queue_bytes.saturating_add(CONTROL_ALLOWANCE);
+        if over && client.is_live() {
+            log::debug!(
+                "client {} does not read the answers to its requests",
+                client.id
+            );
+            self.leave(slot, crate::DisconnectReason::Slow, None);
+            return;
+        }
         self.send_raw(slot, bytes);
     }
 
@@ -305,6 +327,10 @@ impl Dispatcher {
     /// that the client has: then exactly the messages between are replayed. Without it,
     /// the replay ends where this connection's live messages begin: its `#at` for the
     /// hub-wide stream, now for a topic (which the resume joins).
+    ///
+    /// A replay is one entry of the client's queue, counted against its bound with what is
+    /// queued already: past it, or with [`MAX_REPLAYS_QUEUED`] replays still queued, the
+    /// answer is `much` (the client may ask again once it has read them).
     fn resume(
         &mut self,
         slot: usize,
@@ -314,21 +340,18 @@ impl Dispatcher {
         gap: (u64, Option<u64>),
     ) {
         let (after, next) = gap;
-        let budget = self.config.queue_bytes;
         let clock = (self.now, self.ring_limits.age);
+        let Some(wire) = self.slots.get(slot).map(|c| c.wire()) else {
+            return;
+        };
         // Never past the stream's last message.
         let before_next = |last: u64| next.map_or(last, |n| n.saturating_sub(1).min(last));
-        let (result, position, upto) = if stream == "*" {
-            let s = &self.hub_stream;
+        let (which, upto) = if stream == "*" {
             let upto = match next {
-                Some(_) => before_next(s.seq),
+                Some(_) => before_next(self.hub_stream.seq),
                 None => self.slots.get(slot).map_or(0, |c| c.hub_start),
             };
-            (
-                s.replay(epoch, after, upto, budget, clock),
-                (s.epoch, s.seq),
-                upto,
-            )
+            (None, upto)
         } else {
             let Some(topic) = stream.strip_prefix('@') else {
                 self.send_control(slot, "#error streams are * or @name");
@@ -346,13 +369,8 @@ impl Dispatcher {
                 self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                 return;
             }
-            let Some((s, _, _)) = self
-                .shared
-                .registry()
-                .topics
-                .id(topic)
-                .and_then(|t| self.topics.stream_mut(t))
-            else {
+            let topic_id = self.shared.registry().topics.id(topic);
+            let Some((t, s)) = topic_id.and_then(|t| Some((t, self.topics.stream(t)?))) else {
                 self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                 return;
             };
@@ -360,31 +378,127 @@ impl Dispatcher {
                 (None, Some(start)) => start.min(s.seq),
                 _ => before_next(s.seq),
             };
-            (
-                s.replay(epoch, after, upto, budget, clock),
-                (s.epoch, s.seq),
-                upto,
-            )
+            (Some(t), upto)
         };
-        match result {
-            Ok(frames) => {
-                let replayed = frames.len() as u64;
-                self.send_control(
-                    slot,
-                    &format!("#resumed {stream} {} {} {upto}", position.0, after + 1),
-                );
-                self.replay_to(slot, frames);
-                let counters = &self.shared.counters;
-                counters.resumes.fetch_add(1, Relaxed);
-                counters.replayed.fetch_add(replayed, Relaxed);
-                let event = Event::Resumed {
-                    client: id,
-                    stream: stream.to_owned(),
-                    replayed,
-                };
-                self.subs.emit(event, &self.shared, self.now);
+        let Some(s) = self.stream_of(which) else {
+            return;
+        };
+        let position = (s.epoch, s.seq);
+        // Sized before anything is copied: a refused replay costs a walk over the ring.
+        let sized = s.replay(epoch, after, upto, clock).map(|range| {
+            let len: usize = s
+                .frames(range.clone())
+                .map(|f| self.wire_len(wire, f))
+                .sum();
+            (range, len)
+        });
+        let (range, len) = match sized {
+            Ok(sized) => sized,
+            Err(reason) => return self.refuse_resume(slot, id, stream, reason, Some(position)),
+        };
+        if !range.is_empty() && !self.room_for_replay(slot, len) {
+            return self.refuse_resume(slot, id, stream, ResumeRefusal::TooMuch, Some(position));
+        }
+        self.send_control(
+            slot,
+            &format!("#resumed {stream} {} {} {upto}", position.0, after + 1),
+        );
+        if self.slots.live_mut(slot).is_none() {
+            // Cut for not reading its answers.
+            return;
+        }
+        let replayed = range.len() as u64;
+        if replayed > 0 {
+            let Some(s) = self.stream_of(which) else {
+                return;
+            };
+            let frames = self.framed_replay(wire, s.frames(range), len);
+            if let Some(client) = self.slots.live_mut(slot) {
+                client.queue.push_replay(Chunk::whole(&frames));
+                self.mark_dirty(slot);
+                self.update_flow(slot);
             }
-            Err(reason) => self.refuse_resume(slot, id, stream, reason, Some(position)),
+        }
+        let counters = &self.shared.counters;
+        counters.resumes.fetch_add(1, Relaxed);
+        counters.replayed.fetch_add(replayed, Relaxed);
+        let event = Event::Resumed {
+            client: id,
+            stream: stream.to_owned(),
+            replayed,
+        };
+        self.subs.emit(event, &self.shared, self.now);
+    }
+
+    /// The hub-wide stream (`None`), or a topic's if the id is current.
+    fn stream_of(&self, topic: Option<TopicId>) -> Option<&Stream> {
+        match topic {
+            None => Some(&self.hub_stream),
+            Some(t) => self.topics.stream(t),
+        }
+    }
+
+    /// Whether the client's queue has room for a replay of `len` bytes, with what it holds
+    /// already (trying its socket first, as a fan-out would), and fewer than
+    /// [`MAX_REPLAYS_QUEUED`] replays in it.
+    fn room_for_replay(&mut self, slot: usize, len: usize) -> bool {
+        let bound = self.config.queue_bytes;
+        let fits = |client: &crate::client::Client| {
+            client.queue.replays() < MAX_REPLAYS_QUEUED
+                && client.queue.cost() + len + CHUNK_OVERHEAD <= bound
+        };
+        match self.slots.live_mut(slot) {
+            Some(client) if fits(client) => true,
+            Some(client) if client.writable => {
+                // `false`: the client is gone.
+                self.flush_client(slot) && self.slots.live_mut(slot).is_some_and(|c| fits(c))
+            }
+            _ => false,
+        }
+    }
+
+    /// What a kept frame (in the hub's framing) takes on `wire`.
+    fn wire_len(&self, wire: Wire, frame: &Bytes) -> usize {
+        match wire {
+            Wire::Framed => frame.len(),
+            #[cfg(feature = "websocket")]
+            Wire::WebSocket => crate::transport::websocket::encoded_len(
+                codec::payload_of(self.config.framing, frame).len(),
+            ),
+            #[cfg(not(feature = "websocket"))]
+            Wire::WebSocket => 0,
+        }
+    }
+
+    /// Replayed messages (kept in the hub's framing), framed for `wire` into one buffer of
+    /// `len` bytes: one queue entry for the whole replay.
+    fn framed_replay<'a>(
+        &self,
+        wire: Wire,
+        kept: impl Iterator<Item = &'a Bytes>,
+        len: usize,
+    ) -> Frames {
+        let mut out = BytesMut::with_capacity(len);
+        let mut ends = Vec::new();
+        for frame in kept {
+            match wire {
+                Wire::Framed => out.extend_from_slice(frame),
+                #[cfg(feature = "websocket")]
+                Wire::WebSocket => {
+                    use crate::transport::websocket::{encode_into, Opcode};
+                    let payload = codec::payload_of(self.config.framing, frame);
+                    let opcode = Opcode::for_message(payload, self.config.websocket.binary);
+                    encode_into(&mut out, opcode, payload);
+                }
+                #[cfg(not(feature = "websocket"))]
+                Wire::WebSocket => {}
+            }
+            ends.push(frame_end(&out));
+        }
+        Frames {
+            bytes: out.freeze(),
+            ends: ends.into(),
+            runs: Box::new([(0, Target::All)]),
         }
     }
 
@@ -406,30 +520,6 @@ impl Dispatcher {
             reason,
         };
         self.subs.emit(event, &self.shared, self.now);
-    }
-
-    /// Queues replayed messages (framed in the hub's framing) for a client, in order,
-    /// framed for its wire.
-    fn replay_to(&mut self, slot: usize, frames: Vec<Bytes>) {
-        let Some(wire) = self.slots.get(slot).map(|c| c.wire()) else {
-            return;
-        };
-        for frame in frames {
-            let bytes = match wire {
-                Wire::Framed => frame,
-                Wire::WebSocket => {
-                    let payload = codec::payload_of(self.config.framing, &frame);
-                    self.framed_for(wire, payload)
-                }
-            };
-            // Replayed messages count as the frames they are, and go past the bound: the
-            // whole replay was checked against it.
-            let frames = Frames::one(bytes, Target::All);
-            if let Some(client) = self.slots.get_mut(slot) {
-                client.queue.push_unbounded(Chunk::whole(&frames));
-            }
-        }
-        self.mark_dirty(slot);
     }
 }
 

@@ -6,6 +6,11 @@
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::mem;
+use std::ops::Range;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -16,6 +21,7 @@ use crate::ResumeRefusal;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RingLimits {
     pub(crate) messages: usize,
+    /// The most a ring's messages may cost (see [`frame_cost`]).
     pub(crate) bytes: usize,
     /// `None`: no age limit.
     pub(crate) age: Option<Duration>,
@@ -30,6 +36,27 @@ struct Kept {
     frame: Bytes,
 }
 
+/// What a kept frame of `len` bytes costs in memory: its allocation, rounded as allocators
+/// round, with their header, and the shared header `Bytes` makes when a replay first clones
+/// it. The ring's entry itself is counted apart, by the ring's capacity.
+pub(crate) fn frame_cost(len: usize) -> usize {
+    const ALLOCATION: usize = 16;
+    const HEADERS: usize = 16 + 32;
+    len.div_ceil(ALLOCATION) * ALLOCATION + HEADERS
+}
+
+/// What every replay ring of a hub costs together, in bytes: each stream adds its own cost
+/// as it changes and takes it back when it is dropped, so the sum is exact whoever holds
+/// the stream (the hub, a topic with members, a kept topic).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RingTotal(Arc<AtomicUsize>);
+
+impl RingTotal {
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Relaxed)
+    }
+}
+
 /// A stream's numbers and its replay ring.
 #[derive(Debug)]
 pub(crate) struct Stream {
@@ -37,7 +64,11 @@ pub(crate) struct Stream {
     /// The last number given; 0 before the first message.
     pub(crate) seq: u64,
     ring: VecDeque<Kept>,
+    /// What the ring's messages cost (see [`frame_cost`]): the per-ring bound applies to it.
     ring_bytes: usize,
+    /// The hub's total, and what this stream adds to it now.
+    total: RingTotal,
+    counted: usize,
 }
 
 /// A random number, from the standard library's per-process hash keys and the clock: no
@@ -58,12 +89,15 @@ pub(crate) fn new_epoch() -> u64 {
 }
 
 impl Stream {
-    pub(crate) fn new() -> Stream {
+    /// A new stream, counted in `total`.
+    pub(crate) fn new(total: &RingTotal) -> Stream {
         Stream {
             epoch: new_epoch(),
             seq: 0,
             ring: VecDeque::new(),
             ring_bytes: 0,
+            total: total.clone(),
+            counted: 0,
         }
     }
 
@@ -75,88 +109,132 @@ impl Stream {
 
     /// Keeps message `seq` for replay, dropping the oldest past the limits.
     pub(crate) fn keep(&mut self, seq: u64, frame: Bytes, now: Instant, limits: &RingLimits) {
-        if limits.messages == 0 || frame.len() > limits.bytes {
+        let cost = frame_cost(frame.len());
+        if limits.messages == 0 || cost > limits.bytes {
             // It can never be replayed; neither can anything before it, in order.
-            self.clear();
-            return;
+            self.ring = VecDeque::new();
+            self.ring_bytes = 0;
+        } else {
+            self.ring_bytes += cost;
+            self.ring.push_back(Kept {
+                seq,
+                at: now,
+                frame,
+            });
+            while self.ring.len() > limits.messages || self.ring_bytes > limits.bytes {
+                self.pop();
+            }
         }
-        self.ring_bytes += frame.len();
-        self.ring.push_back(Kept {
-            seq,
-            at: now,
-            frame,
-        });
-        while self.ring.len() > limits.messages || self.ring_bytes > limits.bytes {
-            self.pop();
-        }
+        self.account();
     }
 
     fn pop(&mut self) {
         if let Some(old) = self.ring.pop_front() {
-            self.ring_bytes -= old.frame.len();
+            self.ring_bytes -= frame_cost(old.frame.len());
         }
     }
 
-    fn clear(&mut self) {
-        self.ring.clear();
-        self.ring_bytes = 0;
+    /// Gives back the room of messages that went, once the ring holds far fewer than it has
+    /// room for: a ring trimmed or aged down must not keep the memory of its busiest time.
+    fn shrink(&mut self) {
+        let len = self.ring.len();
+        if self.ring.capacity() > 2 * len + 16 {
+            self.ring.shrink_to(len + len / 2 + 8);
+        }
+    }
+
+    /// Brings the hub's total up to date with what the stream costs now.
+    fn account(&mut self) {
+        let cost = self.cost();
+        if cost >= self.counted {
+            self.total.0.fetch_add(cost - self.counted, Relaxed);
+        } else {
+            self.total.0.fetch_sub(self.counted - cost, Relaxed);
+        }
+        self.counted = cost;
+    }
+
+    /// What the ring costs in memory: its messages and its entries (by capacity).
+    pub(crate) fn cost(&self) -> usize {
+        self.ring_bytes + self.ring.capacity() * mem::size_of::<Kept>()
     }
 
     /// Drops messages older than the age limit. Returns when the next one will be, if any.
     pub(crate) fn prune(&mut self, now: Instant, limits: &RingLimits) -> Option<Instant> {
         let age = limits.age?;
+        let mut next = None;
         while let Some(front) = self.ring.front() {
             match front.at.checked_add(age) {
                 Some(until) if until <= now => self.pop(),
-                until => return until,
+                until => {
+                    next = until;
+                    break;
+                }
             }
         }
-        None
+        self.shrink();
+        self.account();
+        next
+    }
+
+    /// Drops the oldest messages until the ring costs at most `level`. Returns how many
+    /// went.
+    pub(crate) fn trim_to(&mut self, level: usize) -> u64 {
+        let mut dropped = 0;
+        while self.cost() > level && !self.ring.is_empty() {
+            self.pop();
+            self.shrink();
+            dropped += 1;
+        }
+        self.account();
+        dropped
     }
 
     pub(crate) fn ring_is_empty(&self) -> bool {
         self.ring.is_empty()
     }
 
-    /// The bytes the ring holds: its messages as framed.
-    pub(crate) fn ring_bytes(&self) -> usize {
-        self.ring_bytes
-    }
-
-    /// The framed messages after `after` up to `upto` (included), for a client at
-    /// `(epoch, after)`, if the ring still holds them all and they fit in `budget` bytes.
-    /// A message past `age` at `now` counts as gone, pruned or not: rings are pruned on a
-    /// coarse schedule.
+    /// The messages after `after` up to `upto` (included), as a range of ring indexes for
+    /// [`frames`](Self::frames), for a client at `(epoch, after)`, if the ring still holds
+    /// them all. A message past `age` at `now` counts as gone, pruned or not: rings are
+    /// pruned on a coarse schedule.
     pub(crate) fn replay(
         &self,
         epoch: u64,
         after: u64,
         upto: u64,
-        budget: usize,
         (now, age): (Instant, Option<Duration>),
-    ) -> Result<Vec<Bytes>, ResumeRefusal> {
+    ) -> Result<Range<usize>, ResumeRefusal> {
         if epoch != self.epoch || after > self.seq {
             return Err(ResumeRefusal::Epoch);
         }
         if after >= upto {
-            return Ok(Vec::new());
+            return Ok(0..0);
         }
         let live =
-            |k: &&Kept| age.map_or(true, |age| k.at.checked_add(age).map_or(true, |t| t > now));
-        let oldest = self.ring.iter().find(live).map_or(self.seq + 1, |k| k.seq);
+            |k: &Kept| age.map_or(true, |age| k.at.checked_add(age).map_or(true, |t| t > now));
+        let oldest = self
+            .ring
+            .iter()
+            .find(|k| live(k))
+            .map_or(self.seq + 1, |k| k.seq);
         if after + 1 < oldest {
             return Err(ResumeRefusal::TooOld);
         }
-        let wanted = self
-            .ring
-            .iter()
-            .skip_while(|k| k.seq <= after)
-            .take_while(|k| k.seq <= upto);
-        let bytes: usize = wanted.clone().map(|k| k.frame.len()).sum();
-        if bytes > budget {
-            return Err(ResumeRefusal::TooMuch);
-        }
-        Ok(wanted.map(|k| k.frame.clone()).collect())
+        let first = self.ring.partition_point(|k| k.seq <= after);
+        let end = self.ring.partition_point(|k| k.seq <= upto);
+        Ok(first..end.max(first))
+    }
+
+    /// The framed messages at `range`, as [`replay`](Self::replay) gave it.
+    pub(crate) fn frames(&self, range: Range<usize>) -> impl Iterator<Item = &Bytes> + Clone {
+        self.ring.range(range).map(|k| &k.frame)
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.total.0.fetch_sub(self.counted, Relaxed);
     }
 }
 
@@ -164,9 +242,10 @@ impl Stream {
 mod tests {
     use super::*;
 
+    /// Frames of 10 bytes cost 64 each: the bytes bound holds 3 of them, or 1 of 60.
     const LIMITS: RingLimits = RingLimits {
         messages: 3,
-        bytes: 100,
+        bytes: 200,
         age: Some(Duration::from_secs(10)),
     };
 
@@ -177,63 +256,69 @@ mod tests {
         }
     }
 
+    fn count(
+        s: &Stream,
+        epoch: u64,
+        after: u64,
+        upto: u64,
+        clock: (Instant, Option<Duration>),
+    ) -> Result<usize, ResumeRefusal> {
+        s.replay(epoch, after, upto, clock)
+            .map(|r| s.frames(r).count())
+    }
+
     #[test]
     fn replays_exactly_what_follows_a_position() {
         let t = Instant::now();
-        let mut s = Stream::new();
+        let mut s = Stream::new(&RingTotal::default());
         kept(&mut s, 5, 10, t);
         // The ring holds 3, 4, 5 (count bound).
-        assert_eq!(s.replay(s.epoch, 2, 5, 1000, (t, None)).unwrap().len(), 3);
-        assert_eq!(s.replay(s.epoch, 4, 5, 1000, (t, None)).unwrap().len(), 1);
+        assert_eq!(count(&s, s.epoch, 2, 5, (t, None)), Ok(3));
+        assert_eq!(count(&s, s.epoch, 4, 5, (t, None)), Ok(1));
+        assert_eq!(count(&s, s.epoch, 3, 4, (t, None)), Ok(1), "up to a bound");
+        assert_eq!(count(&s, s.epoch, 5, 5, (t, None)), Ok(0));
         assert_eq!(
-            s.replay(s.epoch, 3, 4, 1000, (t, None)).unwrap().len(),
-            1,
-            "up to a bound"
-        );
-        assert!(s.replay(s.epoch, 5, 5, 1000, (t, None)).unwrap().is_empty());
-        assert_eq!(
-            s.replay(s.epoch, 1, 5, 1000, (t, None)),
+            count(&s, s.epoch, 1, 5, (t, None)),
             Err(ResumeRefusal::TooOld)
         );
         assert_eq!(
-            s.replay(s.epoch + 1, 4, 5, 1000, (t, None)),
+            count(&s, s.epoch + 1, 4, 5, (t, None)),
             Err(ResumeRefusal::Epoch)
         );
         assert_eq!(
-            s.replay(s.epoch, 9, 5, 1000, (t, None)),
+            count(&s, s.epoch, 9, 5, (t, None)),
             Err(ResumeRefusal::Epoch)
         );
-        assert_eq!(
-            s.replay(s.epoch, 2, 5, 29, (t, None)),
-            Err(ResumeRefusal::TooMuch)
-        );
+        let frames: Vec<_> = s
+            .frames(s.replay(s.epoch, 3, 5, (t, None)).unwrap())
+            .collect();
+        assert_eq!(frames.len(), 2);
     }
 
     #[test]
     fn the_ring_keeps_to_its_bytes_and_age() {
         let t = Instant::now();
-        let mut s = Stream::new();
+        let mut s = Stream::new(&RingTotal::default());
         kept(&mut s, 2, 60, t);
-        assert_eq!(s.ring_bytes, 60, "the bytes bound dropped the first");
+        assert_eq!(
+            s.ring_bytes,
+            frame_cost(60),
+            "the bytes bound dropped the first"
+        );
         let later = t + Duration::from_secs(5);
-        kept(&mut s, 1, 30, later);
+        kept(&mut s, 1, 10, later);
         // Past its age a message is not replayed, pruned or not.
         let at_age = (t + Duration::from_secs(10), LIMITS.age);
         assert_eq!(
-            s.replay(s.epoch, s.seq - 2, s.seq, 1000, at_age),
+            count(&s, s.epoch, s.seq - 2, s.seq, at_age),
             Err(ResumeRefusal::TooOld)
         );
-        assert_eq!(
-            s.replay(s.epoch, s.seq - 1, s.seq, 1000, at_age)
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(count(&s, s.epoch, s.seq - 1, s.seq, at_age), Ok(1));
         assert_eq!(
             s.prune(t + Duration::from_secs(10), &LIMITS),
             Some(later + Duration::from_secs(10))
         );
-        assert_eq!(s.ring_bytes, 30);
+        assert_eq!(s.ring_bytes, frame_cost(10));
         assert_eq!(s.prune(later + Duration::from_secs(10), &LIMITS), None);
         assert!(s.ring_is_empty());
         // A message too big for the ring clears it: nothing before it can be replayed
@@ -242,9 +327,57 @@ mod tests {
         kept(&mut s, 1, 200, later);
         assert!(s.ring_is_empty());
         assert_eq!(
-            s.replay(s.epoch, s.seq - 1, s.seq, 1000, (t, None)),
+            count(&s, s.epoch, s.seq - 1, s.seq, (t, None)),
             Err(ResumeRefusal::TooOld)
         );
+    }
+
+    #[test]
+    fn the_total_is_exact_through_every_change() {
+        let t = Instant::now();
+        let total = RingTotal::default();
+        let limits = RingLimits {
+            messages: 1000,
+            bytes: usize::MAX,
+            age: Some(Duration::from_secs(10)),
+        };
+        let (mut a, mut b) = (Stream::new(&total), Stream::new(&total));
+        for i in 0..500 {
+            let seq = a.next();
+            a.keep(seq, Bytes::from(vec![b'a'; i % 300]), t, &limits);
+            let seq = b.next();
+            b.keep(
+                seq,
+                Bytes::from(vec![b'b'; 50]),
+                t + Duration::from_secs(5),
+                &limits,
+            );
+        }
+        assert_eq!(total.get(), a.cost() + b.cost());
+        assert!(a.cost() > a.ring_bytes, "entries are counted too");
+        // Trimmed: the oldest go first, and the ring gives its room back.
+        let before = a.cost();
+        let dropped = a.trim_to(before / 4);
+        assert!(
+            dropped > 0 && a.cost() <= before / 4,
+            "{} > {}",
+            a.cost(),
+            before / 4
+        );
+        assert_eq!(count(&a, a.epoch, a.seq - 1, a.seq, (t, None)), Ok(1));
+        assert_eq!(
+            count(&a, a.epoch, 0, a.seq, (t, None)),
+            Err(ResumeRefusal::TooOld)
+        );
+        assert_eq!(total.get(), a.cost() + b.cost());
+        // Aged out.
+        assert!(a.prune(t + Duration::from_secs(10), &limits).is_none());
+        assert!(a.ring_is_empty());
+        assert_eq!(total.get(), a.cost() + b.cost());
+        drop(a);
+        assert_eq!(total.get(), b.cost());
+        drop(b);
+        assert_eq!(total.get(), 0);
     }
 
     #[test]

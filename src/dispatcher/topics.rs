@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::streams::{RingLimits, Stream};
+use super::streams::{RingLimits, RingTotal, Stream};
 use super::Dispatcher;
 use crate::topics::TopicId;
 use crate::ClientId;
@@ -42,8 +42,10 @@ pub(crate) struct Topics {
     kept: BTreeMap<u64, TopicId>,
     /// The key of the next entry of `kept`.
     kept_next: u64,
-    /// What the kept topics' rings hold, counted as the rings count it (framed bytes).
+    /// What the kept topics' rings cost (see `Stream::cost`).
     kept_bytes: usize,
+    /// What every ring costs, the hub-wide stream's included.
+    total: RingTotal,
 }
 
 /// The slot of `id`'s topic, if the id is current (the topic there is of its generation).
@@ -57,7 +59,7 @@ fn current(slots: &mut [Option<Topic>], id: TopicId) -> Option<&mut Option<Topic
 fn unkeep(topic: &mut Topic, kept: &mut BTreeMap<u64, TopicId>, kept_bytes: &mut usize) {
     if let Some(key) = topic.kept.take() {
         kept.remove(&key);
-        *kept_bytes -= topic.stream.ring_bytes();
+        *kept_bytes -= topic.stream.cost();
     }
 }
 
@@ -85,6 +87,43 @@ impl Topics {
         let topic = current(slots, id)?.as_mut()?;
         let kept = topic.kept.is_some().then_some(kept_bytes);
         Some((&mut topic.stream, Some(&*topic.name), kept))
+    }
+
+    /// What every replay ring costs now, counted by the streams themselves: new streams
+    /// count in it.
+    pub(crate) fn ring_total(&self) -> &RingTotal {
+        &self.total
+    }
+
+    /// Drops the oldest messages of the costliest rings, the hub-wide stream's (`hub`)
+    /// among them, until `excess` bytes are freed: every ring that costs more than one
+    /// common level is trimmed down to it, so rings below the level lose nothing. Returns
+    /// how many messages went.
+    pub(crate) fn trim_largest(&mut self, hub: &mut Stream, excess: usize) -> u64 {
+        let mut costs: Vec<usize> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|topic| topic.stream.cost())
+            .chain([hub.cost()])
+            .collect();
+        let level = water_level(&mut costs, excess);
+        let mut dropped = hub.trim_to(level);
+        for topic in self.slots.iter_mut().flatten() {
+            let before = topic.stream.cost();
+            if before > level {
+                dropped += topic.stream.trim_to(level);
+                if topic.kept.is_some() {
+                    self.kept_bytes -= before - topic.stream.cost();
+                }
+            }
+        }
+        dropped
+    }
+
+    /// A topic's stream, if the id is current.
+    pub(crate) fn stream(&self, id: TopicId) -> Option<&Stream> {
+        self.get(id).map(|topic| &topic.stream)
     }
 
     /// How many topics are kept, and what their rings hold.
@@ -119,6 +158,7 @@ impl Topics {
             slots,
             kept,
             kept_bytes,
+            total,
             ..
         } = self;
         let slot = &mut slots[index];
@@ -135,7 +175,7 @@ impl Topics {
             generation: id.generation,
             name,
             members: Vec::new(),
-            stream: Stream::new(),
+            stream: Stream::new(total),
             kept: None,
             evicted: false,
         });
@@ -156,6 +196,7 @@ impl Topics {
             kept,
             kept_next,
             kept_bytes,
+            ..
         } = self;
         let slot = current(slots, id)?;
         let topic = slot.as_mut()?;
@@ -175,7 +216,7 @@ impl Topics {
             *kept_next += 1;
             topic.kept = Some(key);
             kept.insert(key, id);
-            *kept_bytes += topic.stream.ring_bytes();
+            *kept_bytes += topic.stream.cost();
         }
         None
     }
@@ -190,7 +231,7 @@ impl Topics {
             };
             if let Some(topic) = current(&mut self.slots, id).and_then(Option::take) {
                 // Out of `kept` already: only its bytes to take back.
-                self.kept_bytes -= topic.stream.ring_bytes();
+                self.kept_bytes -= topic.stream.cost();
                 evicted.push((id, topic.name));
             }
         }
@@ -230,10 +271,10 @@ impl Topics {
             let Some(topic) = slot else {
                 continue;
             };
-            let before = topic.stream.ring_bytes();
+            let before = topic.stream.cost();
             let again = topic.stream.prune(now, limits);
             if topic.kept.is_some() {
-                self.kept_bytes -= before - topic.stream.ring_bytes();
+                self.kept_bytes -= before - topic.stream.cost();
             }
             if topic.members.is_empty() && topic.stream.ring_is_empty() {
                 let id = TopicId {
@@ -249,6 +290,22 @@ impl Topics {
         }
         (freed, next)
     }
+}
+
+/// The level that trimming every one of `costs` above it down to it frees at least `excess`
+/// (0 if even all of them are less). Sorts `costs`.
+fn water_level(costs: &mut [usize], excess: usize) -> usize {
+    costs.sort_unstable_by(|a, b| b.cmp(a));
+    let mut sum = 0;
+    for (i, &cost) in costs.iter().enumerate() {
+        sum += cost;
+        let (n, next) = (i + 1, costs.get(i + 1).copied().unwrap_or(0));
+        // Trimming the n costliest down to `next` frees `sum - n * next`.
+        if sum - n * next >= excess {
+            return (sum - excess) / n;
+        }
+    }
+    0
 }
 
 /// The most often replay rings are pruned (see `Dispatcher::prune_rings`).
@@ -334,6 +391,29 @@ impl Dispatcher {
         // Freed in the table unless a host `join` gave one a member meanwhile: that join,
         // on its way, makes it anew here, with a new epoch.
         self.release(evicted);
+    }
+
+    /// Trims the largest rings while all of them together cost more than
+    /// `replay_total_bytes`: down to 15/16 of it, so that the next trim is a while away.
+    /// Costs a comparison when under it.
+    pub(super) fn bound_rings(&mut self) {
+        let (total, bound) = (
+            self.topics.ring_total().get(),
+            self.config.replay_total_bytes,
+        );
+        if total <= bound {
+            return;
+        }
+        let excess = total - (bound - bound / 16);
+        let trimmed = self.topics.trim_largest(&mut self.hub_stream, excess);
+        self.shared
+            .counters
+            .replay_trimmed
+            .fetch_add(trimmed, Relaxed);
+        log::debug!(
+            "replay rings trimmed by {trimmed} messages: they held {total} bytes, past \
+             replay_total_bytes ({bound})"
+        );
     }
 
     /// Topics freed here: freed in the table too (under one lock), and no longer
@@ -529,20 +609,25 @@ mod tests {
         let a = with_ring(&mut topics, 0, 1, 100);
         let b = with_ring(&mut topics, 1, 2, 200);
         let c = with_ring(&mut topics, 2, 3, 300);
+        let cost = |topics: &Topics, id| topics.stream(id).unwrap().cost();
+        let (ca, cb, cc) = (cost(&topics, a), cost(&topics, b), cost(&topics, c));
+        assert!(ca < cb && cb < cc);
+        assert_eq!(topics.ring_total().get(), ca + cb + cc);
         assert_eq!(topics.kept(), (0, 0));
         // Left in the order b, a, c: kept, counted.
         assert!(topics.remove(b, ClientId(2), true).is_none());
         assert!(topics.remove(a, ClientId(1), true).is_none());
         assert!(topics.remove(c, ClientId(3), true).is_none());
-        assert_eq!(topics.kept(), (3, 600));
+        assert_eq!(topics.kept(), (3, ca + cb + cc));
         // A member comes back to a: no longer kept.
         let _ = topics.add(a, Arc::from("t0"), (5, ClientId(9)));
-        assert_eq!(topics.kept(), (2, 500));
-        // Over 300 bytes: b goes first (left longest ago), then c fits.
-        let evicted: Vec<_> = topics.evict_over(300).into_iter().map(|e| e.0).collect();
+        assert_eq!(topics.kept(), (2, cb + cc));
+        // Over what c alone costs: b goes first (left longest ago), then c fits.
+        let evicted: Vec<_> = topics.evict_over(cc).into_iter().map(|e| e.0).collect();
         assert_eq!(evicted, [b]);
-        assert_eq!(topics.kept(), (1, 300));
+        assert_eq!(topics.kept(), (1, cc));
         assert!(topics.stream_mut(b).is_none());
+        assert_eq!(topics.ring_total().get(), ca + cc, "b's ring is gone");
         // The table evicts c: dropped here too.
         assert_eq!(topics.evict(c).as_deref(), Some("t2"));
         assert_eq!(topics.kept(), (0, 0));
@@ -550,5 +635,50 @@ mod tests {
         assert_eq!(topics.evict(a), None);
         assert!(topics.remove(a, ClientId(9), true).is_some());
         assert_eq!(topics.kept(), (0, 0));
+        assert_eq!(topics.ring_total().get(), 0);
+    }
+
+    #[test]
+    fn the_largest_rings_are_trimmed_to_a_common_level() {
+        assert_eq!(water_level(&mut [100, 50, 10], 60), 45);
+        assert_eq!(water_level(&mut [10, 100, 50], 50), 50);
+        assert_eq!(water_level(&mut [100, 100], 50), 75);
+        assert_eq!(water_level(&mut [10, 10], 100), 0);
+        assert_eq!(water_level(&mut [], 1), 0);
+
+        let mut topics = Topics::default();
+        let mut hub = Stream::new(topics.ring_total());
+        let limits = RingLimits {
+            messages: 1000,
+            bytes: usize::MAX,
+            age: None,
+        };
+        let now = Instant::now();
+        let fill = |stream: &mut Stream, n: usize| {
+            for _ in 0..n {
+                let seq = stream.next();
+                stream.keep(seq, bytes::Bytes::from(vec![b'x'; 100]), now, &limits);
+            }
+        };
+        let big = with_ring(&mut topics, 0, 1, 100);
+        let small = with_ring(&mut topics, 1, 2, 100);
+        fill(topics.stream_mut(big).unwrap().0, 500);
+        fill(&mut hub, 200);
+        let small_cost = topics.stream(small).unwrap().cost();
+        let total = topics.ring_total().get();
+        assert_eq!(
+            total,
+            hub.cost() + small_cost + topics.stream(big).unwrap().cost()
+        );
+        // A third of everything must go: the big ring loses most, the small one nothing.
+        let dropped = topics.trim_largest(&mut hub, total / 3);
+        assert!(dropped > 0);
+        assert!(topics.ring_total().get() <= total - total / 3);
+        assert_eq!(topics.stream(small).unwrap().cost(), small_cost);
+        assert!(topics.stream(big).unwrap().cost() <= total / 2);
+        assert_eq!(
+            topics.ring_total().get(),
+            hub.cost() + small_cost + topics.stream(big).unwrap().cost()
+        );
     }
 }
