@@ -613,8 +613,9 @@ impl HubBuilder {
 
     /// How long a message stays in its stream's replay ring. Default: 2 minutes, long
     /// enough for a phone changing networks or a laptop waking up. A topic whose last member
-    /// left is kept (with its numbers) until its ring empties, so members that come back
-    /// within this time can resume — unless it is evicted first, the one left longest ago
+    /// left is kept (with its numbers) for this long after it left, and as long as its ring
+    /// holds messages, so members that come back within this time can resume — even from a
+    /// room where nothing was said, at their position — unless it is evicted first, the one left longest ago
     /// first, when kept rings pass [`replay_kept_bytes`](Self::replay_kept_bytes) or a new
     /// topic needs its room under [`max_topics`](Self::max_topics). Any duration is
     /// accepted; one too long to represent means no age limit.

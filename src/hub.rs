@@ -67,8 +67,9 @@ pub struct Hub {
     /// The backplane thread (feature `nats`): it ends once the dispatcher has.
     #[cfg(feature = "nats")]
     cluster_thread: Mutex<Option<JoinHandle<()>>>,
-    /// With `Protocol::Sequenced` a topic whose last member left is kept until its replay
-    /// ring empties, and the dispatcher frees it then, never this handle.
+    /// With `Protocol::Sequenced` a topic whose last member left is kept for `replay_age`
+    /// and until its replay ring empties, and the dispatcher frees it then, never this
+    /// handle.
     keeps_rings: bool,
 }
 
@@ -527,7 +528,8 @@ impl Hub {
 
     /// Every topic, with its member count, by name: those with members, and those kept
     /// with none (with [`Protocol::Sequenced`](crate::Protocol::Sequenced), so members
-    /// can come back and resume) until their ring empties or they are evicted. Never
+    /// can come back and resume) for `replay_age` and until their ring empties, or until
+    /// they are evicted. Never
     /// blocks for long.
     pub fn topics(&self) -> Vec<TopicInfo> {
         let registry = self.shared.registry();

@@ -232,3 +232,47 @@ fn kept_rings_stay_within_replay_kept_bytes_and_the_oldest_goes_first() {
         s.kept_topics == 0
     });
 }
+
+#[test]
+fn an_empty_room_is_kept_and_resumes_at_its_position_until_replay_age() {
+    let hub = rooms().bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    // Left by #leave, and by a client that went away: kept though nothing was said.
+    let (mut a, _) = connect(&hub, &mut events);
+    let quiet = join(&mut a, "quiet");
+    leave(&mut a, "quiet");
+    let (mut gone, gone_id) = connect(&hub, &mut events);
+    let silent = join(&mut gone, "silent");
+    drop(gone);
+    events.disconnected(gone_id);
+    stats_until(&hub, &mut events, "both rooms to be kept", |s| {
+        s.kept_topics == 2
+    });
+    // A member that missed nothing resumes at its position: no refetch.
+    let (mut back, _) = connect(&hub, &mut events);
+    for (room, epoch) in [("quiet", quiet), ("silent", silent)] {
+        assert_eq!(
+            resume(&mut back, room, epoch),
+            [
+                format!("#joined @{room} {epoch} 0"),
+                format!("#resumed @{room} {epoch} 1 0"),
+            ]
+        );
+    }
+
+    // Past replay_age with no member and nothing to replay, a room is freed: a resume
+    // makes it anew, with a new epoch.
+    let hub = rooms()
+        .replay_age(std::time::Duration::from_millis(50))
+        .bind(LOCAL)
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut a, _) = connect(&hub, &mut events);
+    let epoch = join(&mut a, "brief");
+    leave(&mut a, "brief");
+    events.wait_until("the empty room to be freed", || hub.topics().is_empty());
+    let lines = resume(&mut a, "brief", epoch);
+    let words: Vec<&str> = lines[1].split(' ').collect();
+    assert_eq!(words[..3], ["#noresume", "@brief", "epoch"], "{lines:?}");
+    assert_ne!(words[3], epoch.to_string());
+}

@@ -27,8 +27,10 @@ struct Topic {
     members: Vec<(usize, ClientId)>,
     /// Its numbers and replay ring (used with `Protocol::Sequenced`).
     stream: Stream,
-    /// While it has no member and is kept for its ring: its key in `Topics::kept`.
+    /// While it has no member and is kept: its key in `Topics::kept`, and when its last
+    /// member left.
     kept: Option<u64>,
+    left_at: Option<Instant>,
     /// The table evicted it while members were still leaving here: freed once they have.
     evicted: bool,
 }
@@ -57,6 +59,7 @@ fn current(slots: &mut [Option<Topic>], id: TopicId) -> Option<&mut Option<Topic
 
 /// Takes a topic out of the kept ones (it got a member, or is going).
 fn unkeep(topic: &mut Topic, kept: &mut BTreeMap<u64, TopicId>, kept_bytes: &mut usize) {
+    topic.left_at = None;
     if let Some(key) = topic.kept.take() {
         kept.remove(&key);
         *kept_bytes -= topic.stream.cost();
@@ -177,6 +180,7 @@ impl Topics {
             members: Vec::new(),
             stream: Stream::new(total),
             kept: None,
+            left_at: None,
             evicted: false,
         });
         unkeep(topic, kept, kept_bytes);
@@ -187,10 +191,16 @@ impl Topics {
     }
 
     /// Takes a client out of a topic. Returns the topic's name if it is now empty of
-    /// members and (with `keep_rings`) of replayable messages, and so freed; a topic whose
-    /// ring still holds messages is kept for members that come back to resume (see
-    /// `evict_over` for how long).
-    fn remove(&mut self, id: TopicId, client: ClientId, keep_rings: bool) -> Option<Arc<str>> {
+    /// members and so freed. With the protocol on (`kept_at`, the time now), a topic left
+    /// empty is kept instead, with its numbers and ring, for members that come back to
+    /// resume, even with nothing in its ring: a member that missed nothing resumes at its
+    /// position (see `prune` and `evict_over` for how long).
+    fn remove(
+        &mut self,
+        id: TopicId,
+        client: ClientId,
+        kept_at: Option<Instant>,
+    ) -> Option<Arc<str>> {
         let Topics {
             slots,
             kept,
@@ -206,15 +216,16 @@ impl Topics {
         if !topic.members.is_empty() {
             return None;
         }
-        if !keep_rings || topic.stream.ring_is_empty() || topic.evicted {
+        let Some(now) = kept_at.filter(|_| !topic.evicted) else {
             log::trace!("topic {} is freed", topic.name);
             unkeep(topic, kept, kept_bytes);
             return slot.take().map(|t| t.name);
-        }
+        };
         if topic.kept.is_none() {
             let key = *kept_next;
             *kept_next += 1;
             topic.kept = Some(key);
+            topic.left_at = Some(now);
             kept.insert(key, id);
             *kept_bytes += topic.stream.cost();
         }
@@ -258,8 +269,9 @@ impl Topics {
         slot.take().map(|t| t.name)
     }
 
-    /// Drops ring messages past their age; frees topics left with no member and no
-    /// message. Returns the freed topics' ids and when to look again.
+    /// Drops ring messages past their age; frees topics with no member, no message, and
+    /// whose last member left over `age` ago (with no age limit, they stay until evicted).
+    /// Returns the freed topics' ids and when to look again.
     pub(crate) fn prune(
         &mut self,
         now: Instant,
@@ -276,7 +288,12 @@ impl Topics {
             if topic.kept.is_some() {
                 self.kept_bytes -= before - topic.stream.cost();
             }
-            if topic.members.is_empty() && topic.stream.ring_is_empty() {
+            let until = match (topic.left_at, limits.age) {
+                (Some(left), Some(age)) => left.checked_add(age),
+                _ => None,
+            };
+            let expired = until.is_some_and(|until| until <= now);
+            if topic.members.is_empty() && topic.stream.ring_is_empty() && expired {
                 let id = TopicId {
                     index: index as u32,
                     generation: topic.generation,
@@ -286,7 +303,8 @@ impl Topics {
                 *slot = None;
                 continue;
             }
-            next = [next, again].into_iter().flatten().min();
+            let empty_until = until.filter(|_| topic.members.is_empty());
+            next = [next, again, empty_until].into_iter().flatten().min();
         }
         (freed, next)
     }
@@ -357,7 +375,8 @@ impl Dispatcher {
                 self.send_control(slot, &left);
             }
         }
-        if let Some(name) = self.topics.remove(id, client, self.protocol) {
+        let kept_at = self.kept_at();
+        if let Some(name) = self.topics.remove(id, client, kept_at) {
             self.release(vec![(id, name)]);
         }
         self.bound_kept();
@@ -481,15 +500,16 @@ impl Dispatcher {
     }
 
     /// A client left the hub: it leaves every topic, and topics it leaves empty are freed
-    /// (with the protocol on, once their replay rings are empty too: see `prune_rings`).
+    /// (with the protocol on, kept a while first: see `Topics::remove` and `prune_rings`).
     pub(super) fn leave_all_topics(&mut self, slot: usize) {
+        let kept_at = self.kept_at();
         let Some(client) = self.slots.get_mut(slot) else {
             return;
         };
         let id = client.id;
         let mut freed = Vec::new();
         for (topic, _) in std::mem::take(&mut client.topics) {
-            if let Some(name) = self.topics.remove(topic, id, self.protocol) {
+            if let Some(name) = self.topics.remove(topic, id, kept_at) {
                 freed.push((topic, name));
             }
         }
@@ -506,6 +526,22 @@ impl Dispatcher {
         }
         self.release(freed);
         self.bound_kept();
+    }
+
+    /// With the protocol on, a topic left empty is kept as of now (see `Topics::remove`):
+    /// rings are looked at again by the time it may be freed.
+    fn kept_at(&mut self) -> Option<Instant> {
+        if !self.protocol {
+            return None;
+        }
+        if let Some(at) = self
+            .ring_limits
+            .age
+            .and_then(|age| self.now.checked_add(age))
+        {
+            self.prune_at = Some(self.prune_at.map_or(at, |t| t.min(at)));
+        }
+        Some(self.now)
     }
 
     /// Drops replayable messages past their age, and frees topics left with no member and
@@ -576,7 +612,7 @@ mod tests {
         let _ = topics.add(new, Arc::from("b"), (4, ClientId(2)));
         assert!(topics.members(old).is_empty());
         assert_eq!(topics.members(new), &[(4, ClientId(2))]);
-        assert!(topics.remove(new, ClientId(2), false).is_some());
+        assert!(topics.remove(new, ClientId(2), None).is_some());
         assert!(topics.members(new).is_empty());
     }
 
@@ -615,9 +651,15 @@ mod tests {
         assert_eq!(topics.ring_total().get(), ca + cb + cc);
         assert_eq!(topics.kept(), (0, 0));
         // Left in the order b, a, c: kept, counted.
-        assert!(topics.remove(b, ClientId(2), true).is_none());
-        assert!(topics.remove(a, ClientId(1), true).is_none());
-        assert!(topics.remove(c, ClientId(3), true).is_none());
+        assert!(topics
+            .remove(b, ClientId(2), Some(Instant::now()))
+            .is_none());
+        assert!(topics
+            .remove(a, ClientId(1), Some(Instant::now()))
+            .is_none());
+        assert!(topics
+            .remove(c, ClientId(3), Some(Instant::now()))
+            .is_none());
         assert_eq!(topics.kept(), (3, ca + cb + cc));
         // A member comes back to a: no longer kept.
         let _ = topics.add(a, Arc::from("t0"), (5, ClientId(9)));
@@ -633,7 +675,9 @@ mod tests {
         assert_eq!(topics.kept(), (0, 0));
         // The table evicts a while its member is still here: freed as it leaves.
         assert_eq!(topics.evict(a), None);
-        assert!(topics.remove(a, ClientId(9), true).is_some());
+        assert!(topics
+            .remove(a, ClientId(9), Some(Instant::now()))
+            .is_some());
         assert_eq!(topics.kept(), (0, 0));
         assert_eq!(topics.ring_total().get(), 0);
     }
