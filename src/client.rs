@@ -73,6 +73,11 @@ pub(crate) struct Client {
     /// With the protocol on: the hub-wide stream's number when it connected (it gets the
     /// messages after it live; a resume replays up to it).
     pub(crate) hub_start: u64,
+    /// While leaving: the peer sent more after it began to leave (discarded).
+    pub(crate) sent_while_closing: bool,
+    /// While leaving, its queue written: the hub has half-closed and waits, discarding
+    /// input, for the peer's end of stream (see `Dispatcher::finish_closing`).
+    pub(crate) lingering: bool,
     /// Its WebSocket state, once upgraded.
     #[cfg(feature = "websocket")]
     pub(crate) ws: Option<Box<WsState>>,
@@ -115,6 +120,8 @@ impl Client {
             flow: Flow::new(now),
             topics: Vec::new(),
             topic_fences: Vec::new(),
+            sent_while_closing: false,
+            lingering: false,
             hub_start: 0,
             #[cfg(feature = "websocket")]
             ws: None,

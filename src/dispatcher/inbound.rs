@@ -79,6 +79,11 @@ impl Dispatcher {
                 }
                 Ok(n) => {
                     self.tally.bytes_in += n as u64;
+                    if discard {
+                        if let Some(client) = self.slots.get_mut(slot) {
+                            client.sent_while_closing = true;
+                        }
+                    }
                     if !discard && !self.take_input(slot, n) {
                         // It left while its input was handled (cut as slow by its own
                         // relay, or by a bad frame). If it is writing out before it is
@@ -116,7 +121,13 @@ impl Dispatcher {
                 let linger = self.deadline_in(self.config.linger);
                 self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
             }
-            Phase::Closing(_) | Phase::Refusing(_) => {}
+            Phase::Closing(_) | Phase::Refusing(_) => {
+                // Nothing more to wait for: closed once its queue is written.
+                if let Some(client) = self.slots.get_mut(slot) {
+                    client.sent_while_closing = false;
+                    client.lingering = false;
+                }
+            }
         }
     }
 

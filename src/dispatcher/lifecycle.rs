@@ -10,12 +10,16 @@
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Dispatcher;
 use crate::client::Phase;
 use crate::shared::Registered;
 use crate::{DisconnectReason, Event, ShutdownReport, Undelivered};
+
+/// How long a leaving client that is still sending is waited for, half-closed, after its
+/// queue is written: enough for its end of stream to arrive, not enough to cost a slot.
+const LINGERING: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
     /// The connection becomes a client: it gets broadcasts and subscribers hear of it.
@@ -170,11 +174,32 @@ impl Dispatcher {
             let (Phase::Closing(deadline) | Phase::Refusing(deadline)) = client.phase else {
                 return false;
             };
-            let keep = client.has_output() && deadline.map_or(true, |d| now < d);
-            if !keep {
-                self.close(slot);
+            let shutting_down = self.shutdown.is_some();
+            let linger = client.lingering && !shutting_down;
+            let keep = (client.has_output() || linger) && deadline.map_or(true, |d| now < d);
+            if keep {
+                return true;
             }
-            keep
+            let still_sending = client.sent_while_closing && !client.lingering;
+            if still_sending && !shutting_down && deadline.map_or(true, |d| now < d) {
+                // Its queue is written, but it is still sending: closing now, with its
+                // input on the way, would reset the connection and could destroy what the
+                // hub wrote last (a close frame) before the peer reads it. Half-close, and
+                // discard its input until its end of stream, for a short while.
+                if let Some(client) = self.slots.get_mut(slot) {
+                    client.conn.shutdown_write();
+                    client.lingering = true;
+                    let until = now.checked_add(LINGERING);
+                    let deadline = [deadline, until].into_iter().flatten().min();
+                    client.phase = match client.phase {
+                        Phase::Refusing(_) => Phase::Refusing(deadline),
+                        _ => Phase::Closing(deadline),
+                    };
+                }
+                return true;
+            }
+            self.close(slot);
+            false
         });
         closing.append(&mut self.closing);
         self.closing = closing;
