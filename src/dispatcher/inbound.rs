@@ -12,7 +12,7 @@ use std::io;
 
 use bytes::Bytes;
 
-use super::Dispatcher;
+use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::codec::{self, FrameTooLarge};
 use crate::command::{Frames, Target, BATCH_BELOW};
@@ -248,6 +248,7 @@ impl Dispatcher {
             Ok(None) => Cut::Partial,
             Err(FrameTooLarge) => {
                 self.misbehaved.record(
+                    storm::CLIENTS,
                     "frame too large",
                     self.now,
                     format_args!("client {} sent a frame over {max_frame} bytes", client.id),
@@ -384,6 +385,7 @@ impl Dispatcher {
             Auth::AcceptAs(name) => Some(Some(name)),
             Auth::Reject => {
                 self.misbehaved.record(
+                    storm::CLIENTS,
                     "authentication failed",
                     self.now,
                     format_args!("rejected {addr}: authentication failed"),
