@@ -757,10 +757,12 @@ class Client:
                 raise
 
     def messages(self, timeout: Optional[float] = None) -> Iterator[Message]:
-        """The data messages only (the callbacks still see every event), each waited for
-        up to ``timeout``."""
-        while True:
-            event = self.recv(timeout)
+        """The data messages only (the callbacks still see every event). Without
+        ``timeout``, as long as iterating over the client lasts (a quiet hub does not end
+        it); with one, each event is waited for up to ``timeout`` and :class:`Timeout`
+        ends the loop."""
+        events = iter(self) if timeout is None else iter(lambda: self.recv(timeout), None)
+        for event in events:
             if isinstance(event, Message):
                 yield event
 

@@ -231,6 +231,21 @@ class Timeouts(unittest.TestCase):
         client.close()
         self.assertEqual(list(events), [], "ends quietly once closed")
 
+    def test_messages_outlast_a_quiet_hub_unless_bounded(self):
+        self.greet = b"#at * 1 0\n"
+        client = hc.Client(self.listener.getsockname(), timeout=0.2)
+        client.connect()
+        with self.assertRaises(hc.Timeout):
+            next(client.messages(timeout=0.2))
+        timer = threading.Timer(0.5, lambda: self.accepted[0].sendall(b"1 after the quiet\n"))
+        timer.start()
+        try:
+            message = next(client.messages())
+        finally:
+            timer.cancel()
+        self.assertEqual(message.payload, b"after the quiet")
+        client.close()
+
     def test_iteration_raises_timeout_when_it_cannot_reconnect(self):
         # Disconnected, with nothing listening any more: the loop does not spin forever.
         self.greet = b"#at * 1 0\n"
