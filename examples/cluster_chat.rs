@@ -32,9 +32,9 @@ mod common;
 
 /// The usage, for `--help` and for a bad command line.
 const USAGE: &str = "usage: cluster_chat [--nats URL[,URL...]] [--prefix PREFIX] [ADDR]
-  --nats URL     the NATS servers, comma-separated (default nats://127.0.0.1:4222)
-  --prefix NAME  the subject prefix that names the cluster (default hubcast)
-  ADDR           where to listen, HOST:PORT (default 127.0.0.1:9999; port 0 lets the system choose)
+  --nats URL       the NATS servers, comma-separated (default nats://127.0.0.1:4222)
+  --prefix PREFIX  the subject prefix that names the cluster (default hubcast)
+  ADDR             where to listen, HOST:PORT (default 127.0.0.1:9999; port 0 lets the system choose)
   Prints `listening on ADDR`, then `joined the cluster` once connected to NATS.";
 
 /// How long to wait for NATS before saying that this hub serves its own clients only.

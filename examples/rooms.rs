@@ -152,10 +152,10 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
     }
     let stats = hub.stats();
     log::info!(
-        "stopped: {} served, {} messages in, {} deliveries",
+        "stopped: {} served, {} in, {}",
         common::count(stats.accepted, "client", "clients"),
-        stats.frames_in,
-        stats.frames_out
+        common::count(stats.frames_in, "message", "messages"),
+        common::count(stats.frames_out, "delivery", "deliveries")
     );
     Ok(())
 }
