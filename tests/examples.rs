@@ -157,13 +157,22 @@ fn rooms_keeps_rooms_apart_and_exits_on_sigterm() {
     assert_eq!(alice.read_text_line(), "3@lobby #both rooms");
     assert_eq!(carol.read_text_line(), "1@other #both rooms");
 
+    // Dave asks for lobby himself as he connects, as the Python client with
+    // `topics=["lobby"]` does: in lobby once, at its position, whoever came first.
+    let mut dave = Peer::connect(addr);
+    dave.write(b"#join @lobby\n");
+    expect_at(&mut dave);
+    assert_eq!(expect_joined(&mut dave, "lobby").1, 3);
+    // The host hears of him on its own thread, and puts him where he is already.
+    server.wait_for_stderr("#4 connected from");
+
     // Each arrival logged once, with where the host put it; the moves as asked.
     let stderr = stops_on_sigterm(server);
-    assert_eq!(stderr.matches("put in @lobby").count(), 3, "{stderr}");
+    assert_eq!(stderr.matches("put in @lobby").count(), 4, "{stderr}");
     assert!(!stderr.contains("joins @lobby"), "{stderr}");
     assert_eq!(stderr.matches("leaves @lobby").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("joins @other").count(), 2, "{stderr}");
-    assert!(stderr.contains("stopped: 3 clients served"), "{stderr}");
+    assert!(stderr.contains("stopped: 4 clients served"), "{stderr}");
 }
 
 #[cfg(feature = "websocket")]
