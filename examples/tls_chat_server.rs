@@ -13,11 +13,10 @@
 //! directory (whole, through a temporary file and a rename), so that clients can check
 //! it: run either client above in two or more terminals and type. `--help`, a bad command
 //! line or a port already taken leave that file as it was, so the clients of a server
-//! already running go on trusting it. Name
-//! the server `localhost`, as both commands do: a client sends the name it connects to as
-//! SNI, where an IP address is not allowed (rustls warns "Illegal SNI" and ignores it), and
-//! the certificate is for `localhost`. Prints `listening on ADDR` once ready and exits
-//! cleanly on Ctrl-C or SIGTERM.
+//! already running go on trusting it. Name the server `localhost`, as both commands do: a
+//! client sends the name it connects to as SNI, where an IP address is not allowed (rustls
+//! warns "Illegal SNI" and ignores it), and the certificate is for `localhost`. Prints
+//! `listening on ADDR` once ready and exits cleanly on Ctrl-C or SIGTERM.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -25,9 +24,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hubcast::rustls::pki_types::pem::{self, PemObject};
+use hubcast::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use hubcast::{Event, Hub, Relay};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 mod common;
 
@@ -148,7 +147,7 @@ fn read_key(path: &str) -> Result<Vec<u8>, String> {
     let pem = read(path)?;
     match PrivateKeyDer::from_pem_slice(&pem) {
         Ok(_) => Ok(pem),
-        Err(rustls::pki_types::pem::Error::NoItemsFound) => Err(format!(
+        Err(pem::Error::NoItemsFound) => Err(format!(
             "{path} holds no private key: expected a PEM block `-----BEGIN PRIVATE KEY-----` \
              (or `RSA PRIVATE KEY`, `EC PRIVATE KEY`; is it the certificate? KEY comes second)"
         )),
