@@ -98,7 +98,11 @@ pub(crate) fn spawn(
             let counters = &counters.counters;
             counters.cluster_lost.fetch_add(lost, Relaxed);
             counters.cluster_connected.store(false, SeqCst);
-            // Dropping the runtime drops the NATS connections.
+            // Shutting the runtime down drops the NATS connections. It does not wait for a
+            // look at an unreachable server (`causes`, a blocking task of up to a second
+            // per address, longer for a name that does not resolve), which would hold up
+            // the hub's shutdown: that thread is left to end by itself.
+            runtime.shutdown_timeout(Duration::ZERO);
         })
 }
 
