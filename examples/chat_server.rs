@@ -17,34 +17,26 @@ use std::time::Duration;
 
 use hubcast::{Event, Hub, Relay};
 
-/// Runs the example. On failure, prints the error and its causes on one line with
-/// `Display`, never a `Debug` dump (`error: failed to bind 127.0.0.1:9999: Address already
-/// in use (os error 98)`), and exits with status 1.
+mod common;
+
+/// The usage, for `--help` and for a bad command line.
+const USAGE: &str = "usage: chat_server [ADDR]
+  ADDR  where to listen, HOST:PORT (default 127.0.0.1:9999; port 0 lets the system choose)";
+
+/// Runs the example; see `common` for how it answers `--help`, a bad command line and a
+/// failure (`error: failed to bind 127.0.0.1:9999: Address already in use (os error 98)`,
+/// status 1).
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprint!("error: {err}");
-            let mut cause = err.source();
-            while let Some(source) = cause {
-                eprint!(": {source}");
-                cause = source.source();
-            }
-            eprintln!();
-            ExitCode::FAILURE
-        }
-    }
+    let args = common::Args::parse(USAGE, 1, &[]);
+    common::exit(run(&args.addr(0, "127.0.0.1:9999")))
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9999".to_owned());
+fn run(addr: &str) -> Result<(), Box<dyn Error>> {
+    common::init_logging("info");
 
     // Relay mode forwards each client's lines to the others inside the hub; the host only
     // watches the events.
-    let hub = Arc::new(Hub::builder().relay(Relay::Others).bind(addr.as_str())?);
+    let hub = Arc::new(Hub::builder().relay(Relay::Others).bind(addr)?);
     let events = hub.subscribe();
 
     let signalled = Arc::clone(&hub);
@@ -53,9 +45,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         // the hub closed already: nothing more to do.
         match signalled.shutdown(Duration::from_secs(2)) {
             Ok(report) if !report.is_complete() => log::warn!(
-                "{} of {} clients closed with messages undelivered",
+                "{} of {} closed with messages undelivered",
                 report.undelivered.len(),
-                report.clients
+                common::count(report.clients as u64, "client", "clients")
             ),
             Ok(_) | Err(hubcast::Error::Closed) => {}
             Err(err) => log::error!("shutdown: {err}"),
@@ -78,10 +70,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     let stats = hub.stats();
     log::info!(
-        "stopped: {} clients served, {} messages in, {} deliveries",
-        stats.accepted,
-        stats.frames_in,
-        stats.frames_out
+        "stopped: {} served, {} in, {}",
+        common::count(stats.accepted, "client", "clients"),
+        common::count(stats.frames_in, "message", "messages"),
+        common::count(stats.frames_out, "delivery", "deliveries")
     );
     Ok(())
 }

@@ -47,30 +47,21 @@ use hubcast::{Event, Hub, Protocol, Relay};
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
 
-/// Runs the example. On failure, prints the error and its causes on one line with
-/// `Display`, never a `Debug` dump (`error: failed to bind 127.0.0.1:9999: Address already
-/// in use (os error 98)`), and exits with status 1.
+mod common;
+
+/// The usage, for `--help` and for a bad command line.
+const USAGE: &str = "usage: rooms [ADDR]
+  ADDR  where to listen, HOST:PORT (default 127.0.0.1:9999; port 0 lets the system choose)";
+
+/// Runs the example; see `common` for how it answers `--help`, a bad command line and a
+/// failure.
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprint!("error: {err}");
-            let mut cause = err.source();
-            while let Some(source) = cause {
-                eprint!(": {source}");
-                cause = source.source();
-            }
-            eprintln!();
-            ExitCode::FAILURE
-        }
-    }
+    let args = common::Args::parse(USAGE, 1, &[]);
+    common::exit(run(&args.addr(0, "127.0.0.1:9999")))
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9999".to_owned());
+fn run(addr: &str) -> Result<(), Box<dyn Error>> {
+    common::init_logging("info");
 
     let hub = Hub::builder()
         .protocol(Protocol::Sequenced)
@@ -78,13 +69,23 @@ fn run() -> Result<(), Box<dyn Error>> {
         // Any room, for anyone. The closure sees every `#join` and `#leave` (and every
         // `#resume` of a room the client is not in); it runs on the hub's thread, so it only
         // decides and logs. The hub still checks names and the per-client limit, and answers
-        // `#refused` if those fail.
+        // `#refused` if those fail. The events below reach this thread later, so a client
+        // that joins a room the moment it connects is logged joining before it arrives.
         .client_topics(|request| {
-            let verb = if request.is_join() { "joins" } else { "leaves" };
-            log::info!("{} {verb} @{}", request.client(), request.topic());
+            let (client, topic) = (request.client(), request.topic());
+            if !request.is_join() {
+                log::info!("{client} leaves @{topic}");
+            } else if topic == LOBBY {
+                // Where the host puts every client anyway, logged with its arrival; a
+                // client that joins on connect (the Python client's `topics`) asks for it
+                // too, and that need not be logged twice.
+                log::debug!("{client} joins @{topic}");
+            } else {
+                log::info!("{client} joins @{topic}");
+            }
             true
         })
-        .bind(addr.as_str())?;
+        .bind(addr)?;
     let hub = Arc::new(hub);
     let events = hub.subscribe();
 
@@ -94,9 +95,9 @@ fn run() -> Result<(), Box<dyn Error>> {
         // the hub closed already: nothing more to do.
         match signalled.shutdown(Duration::from_secs(2)) {
             Ok(report) if !report.is_complete() => log::warn!(
-                "{} of {} clients closed with messages undelivered",
+                "{} of {} closed with messages undelivered",
                 report.undelivered.len(),
-                report.clients
+                common::count(report.clients as u64, "client", "clients")
             ),
             Ok(_) | Err(hubcast::Error::Closed) => {}
             Err(err) => log::error!("shutdown: {err}"),
@@ -108,12 +109,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     for event in events {
         match event {
             Event::Connected { client, addr, .. } => {
-                log::info!("{client} connected from {addr}");
                 // The client hears `#joined @lobby` and chats at once. It may have left
                 // already, or be shut down with the hub: then there is nobody to put in.
                 match hub.join(client, LOBBY) {
-                    Ok(()) => log::info!("{client} joins @{LOBBY}"),
-                    Err(err) => log::debug!("{client} not put in @{LOBBY}: {err}"),
+                    Ok(()) => log::info!("{client} connected from {addr}, put in @{LOBBY}"),
+                    Err(err) => {
+                        log::info!("{client} connected from {addr}, not put in @{LOBBY}: {err}")
+                    }
                 }
             }
             Event::Disconnected { client, reason, .. } => {
@@ -144,16 +146,16 @@ fn run() -> Result<(), Box<dyn Error>> {
                 stream,
                 reason,
                 ..
-            } => log::info!("{client} could not resume {stream}: {reason:?}"),
+            } => log::info!("{client} could not resume {stream}: {reason}"),
             _ => {}
         }
     }
     let stats = hub.stats();
     log::info!(
-        "stopped: {} clients served, {} messages in, {} deliveries",
-        stats.accepted,
-        stats.frames_in,
-        stats.frames_out
+        "stopped: {} served, {} in, {}",
+        common::count(stats.accepted, "client", "clients"),
+        common::count(stats.frames_in, "message", "messages"),
+        common::count(stats.frames_out, "delivery", "deliveries")
     );
     Ok(())
 }

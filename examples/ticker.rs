@@ -15,31 +15,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{select, tick};
 use hubcast::Hub;
 
-/// Runs the example. On failure, prints the error and its causes on one line with
-/// `Display`, never a `Debug` dump (`error: failed to bind 127.0.0.1:9999: Address already
-/// in use (os error 98)`), and exits with status 1.
+mod common;
+
+/// The usage, for `--help` and for a bad command line.
+const USAGE: &str = "usage: ticker [ADDR]
+  ADDR  where to listen, HOST:PORT (default 127.0.0.1:9999; port 0 lets the system choose)";
+
+/// Runs the example; see `common` for how it answers `--help`, a bad command line and a
+/// failure.
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprint!("error: {err}");
-            let mut cause = err.source();
-            while let Some(source) = cause {
-                eprint!(": {source}");
-                cause = source.source();
-            }
-            eprintln!();
-            ExitCode::FAILURE
-        }
-    }
+    let args = common::Args::parse(USAGE, 1, &[]);
+    common::exit(run(&args.addr(0, "127.0.0.1:9999")))
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9999".to_owned());
-    let hub = Hub::bind(addr.as_str())?;
+fn run(addr: &str) -> Result<(), Box<dyn Error>> {
+    common::init_logging("info");
+    let hub = Hub::bind(addr)?;
     let (stop_tx, stop) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
         // Full means a stop is already pending: a second signal has nothing to add.
@@ -61,8 +52,9 @@ fn run() -> Result<(), Box<dyn Error>> {
     let report = hub.shutdown(Duration::from_secs(1))?;
     let lost: u64 = report.undelivered.iter().map(|u| u.frames).sum();
     log::info!(
-        "stopped after serving {} clients; {lost} messages undelivered at shutdown",
-        hub.stats().accepted
+        "stopped after serving {}; {} undelivered at shutdown",
+        common::count(hub.stats().accepted, "client", "clients"),
+        common::count(lost, "message", "messages")
     );
     Ok(())
 }

@@ -37,28 +37,25 @@ use hubcast::{Event, Hub, Origins, Protocol, Relay, Transport};
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
 
-/// Runs the example; on failure prints the error and its causes with `Display` and exits 1.
+mod common;
+
+/// The usage, for `--help` and for a bad command line.
+const USAGE: &str = "usage: ws_chat_server [TCP_ADDR [WS_ADDR]]
+  TCP_ADDR  where `nc` clients connect, HOST:PORT (default 127.0.0.1:9999)
+  WS_ADDR   where browsers connect, HOST:PORT (default 127.0.0.1:8080)
+  (port 0 lets the system choose)";
+
+/// Runs the example; see `common` for how it answers `--help`, a bad command line and a
+/// failure.
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprint!("error: {err}");
-            let mut cause = err.source();
-            while let Some(source) = cause {
-                eprint!(": {source}");
-                cause = source.source();
-            }
-            eprintln!();
-            ExitCode::FAILURE
-        }
-    }
+    let args = common::Args::parse(USAGE, 2, &[]);
+    let tcp = args.addr(0, "127.0.0.1:9999");
+    let ws = args.addr(1, "127.0.0.1:8080");
+    common::exit(run(&tcp, &ws))
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut args = std::env::args().skip(1);
-    let tcp = args.next().unwrap_or_else(|| "127.0.0.1:9999".to_owned());
-    let ws = args.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+fn run(tcp: &str, ws: &str) -> Result<(), Box<dyn Error>> {
+    common::init_logging("info");
 
     let hub = Hub::builder()
         .protocol(Protocol::Sequenced)
@@ -66,13 +63,22 @@ fn run() -> Result<(), Box<dyn Error>> {
         // Any room, for anyone (the hub still checks names and the per-client limit). The
         // closure runs on the hub's thread: it only decides and logs.
         .client_topics(|request| {
-            let verb = if request.is_join() { "joins" } else { "leaves" };
-            log::info!("{} {verb} @{}", request.client(), request.topic());
+            let (client, topic) = (request.client(), request.topic());
+            if !request.is_join() {
+                log::info!("{client} leaves @{topic}");
+            } else if topic == LOBBY {
+                // Where the host puts every client anyway, logged with its arrival; a
+                // client that joins on connect (the Python client's `topics`) asks for it
+                // too, and that need not be logged twice.
+                log::debug!("{client} joins @{topic}");
+            } else {
+                log::info!("{client} joins @{topic}");
+            }
             true
         })
-        .listen(ws.as_str(), Transport::WebSocket)
+        .listen(ws, Transport::WebSocket)
         .websocket_origins(Origins::List(vec!["null".to_owned()]))
-        .bind(tcp.as_str())?;
+        .bind(tcp)?;
     let hub = Arc::new(hub);
     let events = hub.subscribe();
 
@@ -99,12 +105,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     for event in events {
         match event {
             Event::Connected { client, addr, .. } => {
-                log::info!("{client} joined from {addr}");
                 // TCP and WebSocket clients alike, so `nc` users and browsers meet. It may
                 // have left already, or be shut down with the hub: nobody to put in then.
                 match hub.join(client, LOBBY) {
-                    Ok(()) => log::info!("{client} joins @{LOBBY}"),
-                    Err(err) => log::debug!("{client} not put in @{LOBBY}: {err}"),
+                    Ok(()) => log::info!("{client} connected from {addr}, put in @{LOBBY}"),
+                    Err(err) => {
+                        log::info!("{client} connected from {addr}, not put in @{LOBBY}: {err}")
+                    }
                 }
             }
             Event::Disconnected { client, reason, .. } => log::info!("{client} left: {reason}"),
@@ -124,10 +131,13 @@ fn run() -> Result<(), Box<dyn Error>> {
                 stream,
                 reason,
                 ..
-            } => log::info!("{client} could not resume {stream}: {reason:?}"),
+            } => log::info!("{client} could not resume {stream}: {reason}"),
             _ => {}
         }
     }
-    log::info!("stopped after serving {} clients", hub.stats().accepted);
+    log::info!(
+        "stopped after serving {}",
+        common::count(hub.stats().accepted, "client", "clients")
+    );
     Ok(())
 }

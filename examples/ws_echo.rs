@@ -20,35 +20,28 @@ use std::time::Duration;
 
 use hubcast::{Event, Framing, Hub, Origins, Transport};
 
-/// Runs the example; on failure prints the error and its causes with `Display` and exits 1.
+mod common;
+
+/// The usage, for `--help` and for a bad command line.
+const USAGE: &str = "usage: ws_echo [ADDR]
+  ADDR  where to listen, HOST:PORT (default 127.0.0.1:9001; port 0 lets the system choose)";
+
+/// Runs the example; see `common` for how it answers `--help`, a bad command line and a
+/// failure.
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprint!("error: {err}");
-            let mut cause = err.source();
-            while let Some(source) = cause {
-                eprint!(": {source}");
-                cause = source.source();
-            }
-            eprintln!();
-            ExitCode::FAILURE
-        }
-    }
+    let args = common::Args::parse(USAGE, 1, &[]);
+    common::exit(run(&args.addr(0, "127.0.0.1:9001")))
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+fn run(addr: &str) -> Result<(), Box<dyn Error>> {
+    common::init_logging("warn");
     let hub = Hub::builder()
         .transport(Transport::WebSocket)
         .framing(Framing::LengthPrefixed)
         .websocket_origins(Origins::Any)
         .max_frame(16 << 20)
         .queue_bytes(64 << 20)
-        .bind(addr.as_str())?;
+        .bind(addr)?;
     let hub = Arc::new(hub);
     let events = hub.subscribe();
     let signalled = Arc::clone(&hub);

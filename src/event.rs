@@ -231,3 +231,15 @@ impl ResumeRefusal {
         }
     }
 }
+
+/// The word the protocol sends for it in `#noresume` (`epoch`, `old`, `much`, `member`),
+/// so that a log line reads as what the client was told.
+///
+/// ```
+/// assert_eq!(hubcast::ResumeRefusal::Epoch.to_string(), "epoch");
+/// ```
+impl fmt::Display for ResumeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}

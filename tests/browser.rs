@@ -9,6 +9,10 @@
 //! and sends back every message it shows as `ack:` + message, so the TCP client hears what
 //! the page has shown, in order.
 //!
+//! And the page's words for a refused resume (`#noresume`), run in Chromium on their own:
+//! after a hub restart it says the hub restarted, and whether anything was said since,
+//! not that messages were missed.
+//!
 //! Needs `chromium` (`scripts/install-test-deps.sh` installs it). About 3 s, most of it
 //! Chromium starting and the page's reconnect backoff.
 #![cfg(feature = "websocket")]
@@ -62,6 +66,11 @@ struct Browser {
 
 impl Browser {
     fn launch(url: &str) -> Browser {
+        Browser::launch_with(url, &[])
+    }
+
+    /// Chromium on `url` with `extra` flags as well (`--dump-dom`).
+    fn launch_with(url: &str, extra: &[&str]) -> Browser {
         let dir = TempDir::new("chromium");
         let mut command = Command::new("chromium");
         command
@@ -81,6 +90,7 @@ impl Browser {
                 "--user-data-dir={}",
                 dir.path().join("profile").display()
             ))
+            .args(extra)
             .arg(url)
             .env("HOME", dir.path());
         Browser {
@@ -379,5 +389,58 @@ fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
         "Chromium connected after {connected_after:.1?}, came back {reconnected_after:.1?} \
          after the kick; {:.1?} in all",
         started.elapsed()
+    );
+}
+
+/// The page's `noresumeText`, run by Chromium on a page of its own: what the chat shows for
+/// each `#noresume` reason.
+#[test]
+fn the_page_says_what_a_refused_resume_means() {
+    if !require_program("chromium") {
+        return;
+    }
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ws_chat/index.html"),
+    )
+    .expect("the page");
+    let start = page
+        .find("function noresumeText(")
+        .expect("noresumeText in the page");
+    let end = start + page[start..].find("\n}\n").expect("its end") + 3;
+    let cases = r#"[
+        ["epoch", "*", 0], ["epoch", "*", 1], ["epoch", "@lobby", 3],
+        ["old", "@lobby", 9], ["much", "*", 9], ["other", "@rust", 9]
+    ]"#;
+    let script = format!(
+        "<!doctype html><body><script>{}\n\
+         document.body.textContent = 'RESULT' + JSON.stringify({cases}.map(c => noresumeText(...c)));\
+         </script></body>",
+        &page[start..end]
+    );
+    let dir = TempDir::new("page-words");
+    let file = dir.path().join("words.html");
+    std::fs::write(&file, script).expect("write");
+    let mut browser = Browser::launch_with(&format!("file://{}", file.display()), &["--dump-dom"]);
+    let process = browser.process.as_mut().expect("running");
+    let line = loop {
+        let Some(line) = process.try_line() else {
+            panic!("no result from Chromium:\n{}", process.stderr());
+        };
+        if let Some(at) = line.find("RESULT") {
+            break line[at + "RESULT".len()..].to_owned();
+        }
+    };
+    let json = line.split("</body>").next().expect("the text");
+    let json = json.replace("&amp;", "&");
+    assert_eq!(
+        json,
+        concat!(
+            r#"["the hub restarted: earlier history is gone; nothing has been said since","#,
+            r#""the hub restarted: earlier history is gone; 1 message said since is not shown","#,
+            r#""the hub restarted, or lobby emptied and started again: earlier history is gone; 3 messages said since are not shown","#,
+            r#""missed messages in lobby: the hub no longer keeps them","#,
+            r#""missed messages: too many for the hub to send again","#,
+            r#""missed messages in rust (other)"]"#,
+        )
     );
 }

@@ -6,6 +6,13 @@
 //!   hears nothing more of `lobby`; all over plain lines, as with `nc`.
 //! - `ws_chat_server` (feature `websocket`): an `nc`-like client and a WebSocket client
 //!   meet in `lobby` and chat both ways.
+//!
+//! And the command line of every example (`examples/common`): `--help` and `-h` print the
+//! usage and exit 0 before anything starts; an unknown option, one argument too many or an
+//! address without a port exit 2 with the usage. `tls_chat_server` writes its self-signed
+//! certificate only once it listens, whole, and never on `--help` or a taken port, and
+//! names the file that lacks what it should hold; `cluster_chat` without a NATS server
+//! says why it cannot reach it, once.
 
 mod util;
 
@@ -13,7 +20,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use util::{example_path, ChildProcess, Peer, LOCAL, TIMEOUT};
+use util::{example_path, ChildProcess, Peer, TempDir, LOCAL, TIMEOUT};
 
 /// Starts example `name` with `args`; the child process is killed if the test fails.
 fn start(name: &str, args: &[&str]) -> ChildProcess {
@@ -36,15 +43,15 @@ fn listening(server: &mut ChildProcess, prefix: &str, suffix: &str) -> SocketAdd
     addr
 }
 
-/// Sends SIGTERM and expects the example to exit with success.
-fn stops_on_sigterm(mut server: ChildProcess) {
+/// Sends SIGTERM, expects the example to exit with success, and returns its stderr.
+fn stops_on_sigterm(mut server: ChildProcess) -> String {
     server.signal(libc::SIGTERM);
-    let status = server.wait();
+    let (status, stderr) = server.finish();
     assert!(
         status.success(),
-        "the example exited with {status}; its stderr:\n{}",
-        server.stderr()
+        "the example exited with {status}; its stderr:\n{stderr}"
     );
+    stderr
 }
 
 #[test]
@@ -150,7 +157,22 @@ fn rooms_keeps_rooms_apart_and_exits_on_sigterm() {
     assert_eq!(alice.read_text_line(), "3@lobby #both rooms");
     assert_eq!(carol.read_text_line(), "1@other #both rooms");
 
-    stops_on_sigterm(server);
+    // Dave asks for lobby himself as he connects, as the Python client with
+    // `topics=["lobby"]` does: in lobby once, at its position, whoever came first.
+    let mut dave = Peer::connect(addr);
+    dave.write(b"#join @lobby\n");
+    expect_at(&mut dave);
+    assert_eq!(expect_joined(&mut dave, "lobby").1, 3);
+    // The host hears of him on its own thread, and puts him where he is already.
+    server.wait_for_stderr("#4 connected from");
+
+    // Each arrival logged once, with where the host put it; the moves as asked.
+    let stderr = stops_on_sigterm(server);
+    assert_eq!(stderr.matches("put in @lobby").count(), 4, "{stderr}");
+    assert!(!stderr.contains("joins @lobby"), "{stderr}");
+    assert_eq!(stderr.matches("leaves @lobby").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("joins @other").count(), 2, "{stderr}");
+    assert!(stderr.contains("stopped: 4 clients served"), "{stderr}");
 }
 
 #[cfg(feature = "websocket")]
@@ -189,5 +211,226 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
     assert_eq!(next_text(&mut browser), "2@lobby hi from nc");
     assert_eq!(nc.read_text_line(), "#own @lobby 2");
 
-    stops_on_sigterm(server);
+    // A refused upgrade is logged under `hubcast::websocket`, and each arrival once.
+    Peer::connect(ws).write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let stderr = server.wait_for_stderr("WebSocket upgrade refused");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("hubcast::websocket]") && l.contains("refused")),
+        "{stderr}"
+    );
+
+    // Each arrival logged once, with where the host put it.
+    let stderr = stops_on_sigterm(server);
+    assert_eq!(stderr.matches("put in @lobby").count(), 2, "{stderr}");
+    assert!(!stderr.contains("joins @lobby"), "{stderr}");
+    assert!(
+        stderr.contains("stopped after serving 2 clients"),
+        "{stderr}"
+    );
+}
+
+// ------------------------------------------------------------------------ command lines
+
+/// Each example built with the features on, with how many positional arguments it takes.
+fn examples() -> Vec<(&'static str, usize)> {
+    let mut all = vec![("chat_server", 1), ("rooms", 1), ("ticker", 1)];
+    if cfg!(feature = "websocket") {
+        all.extend([("ws_chat_server", 2), ("ws_echo", 1)]);
+    }
+    if cfg!(feature = "tls") {
+        all.push(("tls_chat_server", 3));
+    }
+    if cfg!(feature = "nats") {
+        all.push(("cluster_chat", 1));
+    }
+    all
+}
+
+/// Runs example `name` with `args` (and `TMPDIR` at `tmp`, so that nothing it might write
+/// lands anywhere else) to its end: its status, first stdout line and whole stderr.
+fn run_to_end(name: &str, args: &[&str], tmp: &TempDir) -> (i32, Option<String>, String) {
+    let mut command = Command::new(example_path(name));
+    command.args(args).env("TMPDIR", tmp.path());
+    let mut child = ChildProcess::spawn(command);
+    let (status, stderr) = child.finish();
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{name} {args:?} ended by a signal: {status}"));
+    (code, child.try_line(), stderr)
+}
+
+#[test]
+fn every_example_answers_help_and_refuses_a_bad_command_line() {
+    let tmp = TempDir::new("example-args");
+    for (name, max) in examples() {
+        let usage = format!("usage: {name} ");
+        for help in ["--help", "-h"] {
+            let (code, line, stderr) = run_to_end(name, &[help], &tmp);
+            assert_eq!(code, 0, "{name} {help}: {stderr}");
+            let line = line.unwrap_or_default();
+            assert!(line.starts_with(&usage), "{name} {help}: {line:?}");
+        }
+        let too_many = vec![LOCAL; max + 1];
+        let bad: [(&[&str], &str); 4] = [
+            (&["--bogus"], "unknown option \"--bogus\""),
+            (&[LOCAL, "-x"], "unknown option \"-x\""),
+            (&too_many, "unexpected argument"),
+            (&["127.0.0.1"], "give HOST:PORT, such as 127.0.0.1:9999"),
+        ];
+        for (args, problem) in bad {
+            let (code, line, stderr) = run_to_end(name, args, &tmp);
+            assert_eq!(code, 2, "{name} {args:?}: {stderr}");
+            assert_eq!(line, None, "{name} {args:?} printed on stdout");
+            assert!(
+                stderr.contains(problem) && stderr.contains(&usage),
+                "{name} {args:?}: {stderr}"
+            );
+        }
+    }
+    let (code, _, stderr) = run_to_end("chat_server", &["localhost"], &tmp);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("such as localhost:9999"), "{stderr}");
+    // Nothing was written for any of them.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("tmp").collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+
+    /// A certificate file that belongs to a server already running.
+    const THEIRS: &[u8] = b"the certificate the clients of another server trust\n";
+
+    fn cert_file(tmp: &TempDir) -> std::path::PathBuf {
+        tmp.path().join("hubcast-example-cert.pem")
+    }
+
+    #[test]
+    fn tls_chat_server_leaves_the_certificate_alone_unless_it_listens() {
+        let tmp = TempDir::new("example-tls");
+        let cert = cert_file(&tmp);
+        std::fs::write(&cert, THEIRS).expect("write");
+
+        let (code, _, stderr) = run_to_end("tls_chat_server", &["--help"], &tmp);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            std::fs::read(&cert).expect("read"),
+            THEIRS,
+            "--help wrote it"
+        );
+
+        let taken = std::net::TcpListener::bind(LOCAL).expect("bind");
+        let addr = taken.local_addr().expect("addr").to_string();
+        let (code, _, stderr) = run_to_end("tls_chat_server", &[&addr], &tmp);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("failed to bind"), "{stderr}");
+        assert_eq!(
+            std::fs::read(&cert).expect("read"),
+            THEIRS,
+            "a failed bind wrote it"
+        );
+        drop(taken);
+
+        // Listening, it writes its own, whole, and leaves no temporary file.
+        let mut server = start_in("tls_chat_server", &[LOCAL], &tmp);
+        let addr = listening(&mut server, "listening on ", "");
+        let written = std::fs::read_to_string(&cert).expect("read");
+        assert!(
+            written.starts_with("-----BEGIN CERTIFICATE-----")
+                && written.trim_end().ends_with("-----END CERTIFICATE-----"),
+            "{written}"
+        );
+        let files: Vec<_> = std::fs::read_dir(tmp.path()).expect("tmp").collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+
+        // A client that does not speak TLS is logged under `hubcast::tls`.
+        Peer::connect(addr).write(b"hello, not TLS\n");
+        let stderr = server.wait_for_stderr("handshake failed");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("hubcast::tls]") && l.contains("handshake failed")),
+            "{stderr}"
+        );
+        let stderr = stops_on_sigterm(server);
+        assert!(
+            stderr.contains("stopped: 0 clients served, 1 failed handshake\n"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn tls_chat_server_says_which_file_lacks_what() {
+        let tmp = TempDir::new("example-tls-files");
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let cert = tmp.path().join("cert.pem");
+        std::fs::write(&cert, made.cert.pem()).expect("write");
+        let cert = cert.to_str().expect("utf-8");
+
+        // A certificate without its key.
+        let (code, _, stderr) = run_to_end("tls_chat_server", &[LOCAL, cert], &tmp);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!("certificate {cert} given without its key")),
+            "{stderr}"
+        );
+
+        // The certificate given as the key, and the other way round.
+        let (code, _, stderr) = run_to_end("tls_chat_server", &[LOCAL, cert, cert], &tmp);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{cert} holds no private key: expected a PEM block"
+            )),
+            "{stderr}"
+        );
+        let key = tmp.path().join("key.pem");
+        std::fs::write(&key, made.key_pair.serialize_pem()).expect("write");
+        let key = key.to_str().expect("utf-8");
+        let (code, _, stderr) = run_to_end("tls_chat_server", &[LOCAL, key, key], &tmp);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("{key} holds no certificate")),
+            "{stderr}"
+        );
+    }
+}
+
+/// Starts example `name` with `args` and `TMPDIR` at `tmp`.
+#[cfg(any(feature = "tls", feature = "nats"))]
+fn start_in(name: &str, args: &[&str], tmp: &TempDir) -> ChildProcess {
+    let mut command = Command::new(example_path(name));
+    command.args(args).env("TMPDIR", tmp.path());
+    ChildProcess::spawn(command)
+}
+
+/// Without a NATS server, `cluster_chat` serves its own clients and says, once and as a
+/// warning, which server it cannot reach and why.
+#[cfg(feature = "nats")]
+#[test]
+fn cluster_chat_says_why_nats_cannot_be_reached() {
+    let tmp = TempDir::new("example-nats");
+    // A port just freed: nothing listens there.
+    let free = std::net::TcpListener::bind(LOCAL).expect("bind");
+    let url = format!(
+        "nats://127.0.0.1:{}",
+        free.local_addr().expect("addr").port()
+    );
+    drop(free);
+    let mut chat = start_in("cluster_chat", &["--nats", &url, LOCAL], &tmp);
+    listening(&mut chat, "listening on ", "");
+    let stderr = chat.wait_for_stderr("cannot reach NATS");
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("cannot reach NATS"))
+        .expect("the line");
+    assert!(
+        line.contains("WARN") && line.contains(&url) && line.contains("refused"),
+        "{line}"
+    );
+    assert!(!stderr.contains("IO error"), "{stderr}");
+    stops_on_sigterm(chat);
 }

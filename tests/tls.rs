@@ -167,6 +167,25 @@ fn bad_pem_is_a_typed_error() {
     assert!(matches!(err, hubcast::Error::Tls(_)), "{err:?}");
 }
 
+/// A certificate given where the key goes: the error says what was looked for.
+#[test]
+fn a_certificate_as_the_key_says_a_key_was_expected() {
+    let cert = certificate(false);
+    let err = Hub::builder()
+        .tls_pem(cert.cert_pem.clone(), cert.cert_pem.clone())
+        .bind(LOCAL)
+        .expect_err("no key");
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert_eq!(
+        source.as_deref(),
+        Some(
+            "no private key in the PEM data: expected a `PRIVATE KEY`, `RSA PRIVATE KEY` or \
+             `EC PRIVATE KEY` block"
+        ),
+        "{err:?}"
+    );
+}
+
 /// One hub serves plain and TLS clients at once; a broadcast reaches both, each framed
 /// once and encrypted only for the TLS client.
 #[test]

@@ -629,12 +629,15 @@ class Client:
 
     ``address`` is ``(host, port)`` or ``"host:port"``; set :attr:`address` to move to
     another hub (the next connection goes there). ``auth`` is sent as the first frame of
-    every connection, for a hub with an authenticator. ``framing`` is ``"lines"`` or
+    every connection, for a hub with an authenticator (``HubBuilder::authenticate``) only:
+    a hub without one takes it as an ordinary message, relayed to other clients.
+    ``framing`` is ``"lines"`` or
     ``"length-prefixed"``, as the hub's. ``topics`` are joined and ``positions`` resumed
     (see :class:`Session`).
 
     Every blocking call takes a ``timeout`` (default: the ``timeout`` given here, 10 s)
-    and raises :class:`Timeout` when it passes; ``connect_timeout`` bounds each connection
+    and raises :class:`Timeout` when it passes (iterating over the client is not one
+    call: it waits out a quiet hub, see :meth:`__iter__`); ``connect_timeout`` bounds each connection
     attempt. When a connection fails, the next call reconnects (if ``reconnect``) after a
     random pause of up to ``backoff`` seconds, doubled after each failed attempt up to
     ``max_backoff``. A resume unanswered for ``timeout`` counts as a failed connection,
@@ -734,21 +737,32 @@ class Client:
         return self._events.popleft()
 
     def __iter__(self) -> Iterator[Event]:
-        """Every event, each waited for up to ``timeout`` (a :class:`Timeout` ends the
-        loop with the exception); ends quietly once the client is closed."""
+        """Every event, for as long as the client lives: a quiet hub never ends the loop
+        (``timeout`` bounds each read, and the loop simply reads again). It reconnects as
+        :meth:`recv` does, and raises :class:`Timeout` only when it has been disconnected
+        and could not connect again within ``timeout``; it ends quietly once the client
+        is closed (:meth:`close`, from a callback or the loop's body)."""
         while True:
             try:
                 yield self.recv()
+            except Timeout:
+                if self._sock is None:
+                    raise
+                # Connected, and nothing came within `timeout`: a quiet chat, not an
+                # error. A resume left unanswered, or silence past `idle_timeout`, ends
+                # the connection instead (a Disconnected event), never this loop.
             except ConnectionClosed:
                 if self._closed:
                     return
                 raise
 
     def messages(self, timeout: Optional[float] = None) -> Iterator[Message]:
-        """The data messages only (the callbacks still see every event), each waited for
-        up to ``timeout``."""
-        while True:
-            event = self.recv(timeout)
+        """The data messages only (the callbacks still see every event). Without
+        ``timeout``, as long as iterating over the client lasts (a quiet hub does not end
+        it); with one, each event is waited for up to ``timeout`` and :class:`Timeout`
+        ends the loop."""
+        events = iter(self) if timeout is None else iter(lambda: self.recv(timeout), None)
+        for event in events:
             if isinstance(event, Message):
                 yield event
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub(crate) mod nats;
+mod unreachable;
 
 /// How a hub joins a cluster of hubs through NATS (feature `nats`), for
 /// [`HubBuilder::cluster`](crate::HubBuilder::cluster).

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event as NatsEvent, RequestErrorKind};
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::unreachable::{self, Outage};
 use super::{subject_for, Auth, BridgeReceiver, Cluster, Out};
 use crate::codec;
 use crate::command::{Batch, Command, Frames, Target};
@@ -97,7 +98,11 @@ pub(crate) fn spawn(
             let counters = &counters.counters;
             counters.cluster_lost.fetch_add(lost, Relaxed);
             counters.cluster_connected.store(false, SeqCst);
-            // Dropping the runtime drops the NATS connections.
+            // Shutting the runtime down drops the NATS connections. It does not wait for a
+            // look at an unreachable server (`causes`, a blocking task of up to a second
+            // per address, longer for a name that does not resolve), which would hold up
+            // the hub's shutdown: that thread is left to end by itself.
+            runtime.shutdown_timeout(Duration::ZERO);
         })
 }
 
@@ -176,7 +181,7 @@ impl Node {
         };
         // Events and the probe run as tasks of their own, so that a publish waiting on a
         // frozen broker never holds up noticing it.
-        let watch = tokio::spawn(self.clone().watch(events));
+        let watch = tokio::spawn(self.clone().watch(events, cluster.urls.clone()));
         let probe = tokio::spawn(self.clone().probe(cluster.clone(), client.clone()));
         let (received_tx, mut received) = mpsc::unbounded_channel::<Received>();
         let inbound = Inbound {
@@ -369,16 +374,49 @@ impl Node {
         }
     }
 
-    /// Follows the connection's events into the counters and the host's events.
-    async fn watch(self, mut events: mpsc::UnboundedReceiver<NatsEvent>) {
+    /// Follows the connection's events into the counters and the host's events, and says
+    /// why the servers at `urls` cannot be reached while they cannot (see `unreachable`).
+    async fn watch(self, mut events: mpsc::UnboundedReceiver<NatsEvent>, urls: Vec<String>) {
         let counters = &self.shared.counters;
+        let mut outage: Option<Outage> = None;
         while let Some(event) = events.recv().await {
             match event {
-                NatsEvent::Connected => self.set_connected(true),
+                NatsEvent::Connected => {
+                    if let Some(outage) = outage.take() {
+                        log::info!(
+                            "hubcast cluster: reached NATS after {} failed attempts over {:.1?}",
+                            outage.attempts(),
+                            outage.lasted(Instant::now())
+                        );
+                    }
+                    self.set_connected(true);
+                }
                 NatsEvent::Disconnected => self.set_connected(false),
                 NatsEvent::SlowConsumer(_) => {
                     counters.cluster_slow_consumer.fetch_add(1, Relaxed);
                     self.report(ClusterState::SlowConsumer);
+                }
+                // A failed connection attempt, which async-nats describes only by its kind
+                // ("IO error").
+                NatsEvent::ClientError(async_nats::ClientError::Other(failed)) => {
+                    let now = Instant::now();
+                    let outage = outage.get_or_insert_with(|| Outage::new(now));
+                    if outage.failed(now) {
+                        let causes = causes(&urls, failed).await;
+                        if outage.is_new() {
+                            log::warn!(
+                                "hubcast cluster: cannot reach NATS ({causes}); serving local \
+                                 clients only, and retrying"
+                            );
+                        } else {
+                            log::warn!(
+                                "hubcast cluster: still cannot reach NATS ({causes}): {} \
+                                 attempts over {:.0?}",
+                                outage.attempts(),
+                                outage.lasted(now)
+                            );
+                        }
+                    }
                 }
                 other => log::info!("hubcast cluster: NATS {other}"),
             }
@@ -507,11 +545,37 @@ impl Node {
 
     /// Tells the dispatcher, which tells the host.
     fn report(&self, state: ClusterState) {
-        log::info!("hubcast cluster: {state:?}");
+        // The one log line of each change: hosts need not log `Event::Cluster` again.
+        let level = match state {
+            ClusterState::Connected | ClusterState::Healed => log::Level::Info,
+            _ => log::Level::Warn,
+        };
+        log::log!(level, "hubcast cluster: {state:?}");
         if self.commands.send(Command::Cluster(state)).is_ok() {
             self.shared.wake();
         }
     }
+}
+
+/// Why each server at `urls` cannot be reached (`url: cause; ...`), looked at off the
+/// runtime since a look blocks; `failed` is what async-nats said.
+async fn causes(urls: &[String], failed: String) -> String {
+    let urls = urls.to_vec();
+    let look = move || {
+        urls.iter()
+            .map(|url| {
+                format!(
+                    "{}: {}",
+                    unreachable::redacted(url),
+                    unreachable::cause(url, &failed)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    tokio::task::spawn_blocking(look)
+        .await
+        .unwrap_or_else(|_| "the look at the servers failed".to_owned())
 }
 
 fn connected(client: &Client) -> bool {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
-use super::storm::StormLog;
+use super::storm::{self, StormLog};
 use super::Dispatcher;
 use crate::client::{Client, Phase};
 use crate::transport::Conn;
@@ -94,7 +94,7 @@ impl Admission {
             handshaking: 0,
             reserve: File::open("/dev/null").ok(),
             next_id: 1,
-            log: StormLog::new(log::Level::Warn, "connections refused"),
+            log: StormLog::new(log::Level::Warn, storm::ADMISSION, "connections refused"),
         }
     }
 
@@ -223,9 +223,12 @@ impl Dispatcher {
     fn refuse(&mut self, addr: SocketAddr, why: Refusal) {
         self.shared.counters.refused.fetch_add(1, Relaxed);
         let kind = why.kind();
-        self.admission
-            .log
-            .record(kind, self.now, format_args!("refused {addr}: {kind}"));
+        self.admission.log.record(
+            storm::ADMISSION,
+            kind,
+            self.now,
+            format_args!("refused {addr}: {kind}"),
+        );
     }
 
     /// Applies the admission rules to a new connection and registers it if they pass.

@@ -12,7 +12,7 @@ use std::io;
 
 use bytes::Bytes;
 
-use super::Dispatcher;
+use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::codec::{self, FrameTooLarge};
 use crate::command::{Frames, Target, BATCH_BELOW};
@@ -259,6 +259,7 @@ impl Dispatcher {
             Ok(None) => Cut::Partial,
             Err(FrameTooLarge) => {
                 self.misbehaved.record(
+                    storm::CLIENTS,
                     "frame too large",
                     self.now,
                     format_args!("client {} sent a frame over {max_frame} bytes", client.id),
@@ -395,6 +396,7 @@ impl Dispatcher {
             Auth::AcceptAs(name) => Some(Some(name)),
             Auth::Reject => {
                 self.misbehaved.record(
+                    storm::CLIENTS,
                     "authentication failed",
                     self.now,
                     format_args!("rejected {addr}: authentication failed"),

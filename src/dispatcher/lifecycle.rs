@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Dispatcher;
+use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::shared::Registered;
 use crate::{DisconnectReason, Event, ShutdownReport, Undelivered};
@@ -65,7 +65,17 @@ impl Dispatcher {
         };
         match client.phase {
             Phase::Handshake(_) => {
+                // TLS errors come as socket errors; so does a failed read before a
+                // WebSocket upgrade or an authentication frame.
+                let target = if client.transport.is_tls() {
+                    storm::TLS
+                } else if client.transport.is_websocket() {
+                    storm::WEBSOCKET
+                } else {
+                    storm::CLIENTS
+                };
                 self.misbehaved.record(
+                    target,
                     "handshake failed",
                     self.now,
                     format_args!("{}: handshake failed: {err}", client.addr),
@@ -257,9 +267,10 @@ impl Dispatcher {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.report.clients = self.slots.live();
+        let clients = self.report.clients;
         log::info!(
-            "hubcast shutting down, {} clients connected",
-            self.report.clients
+            "hubcast shutting down, {clients} {} connected",
+            if clients == 1 { "client" } else { "clients" }
         );
         for slot in 0..self.slots.len() {
             let Some(client) = self.slots.get_mut(slot) else {

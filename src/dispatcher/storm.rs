@@ -5,6 +5,18 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+/// The log targets of what a storm logs, named for what a reader looks for
+/// (`RUST_LOG=hubcast::tls=off`), not for this module, which only counts: TLS handshakes
+/// that fail,
+pub(crate) const TLS: &str = "hubcast::tls";
+/// WebSocket upgrades refused and WebSocket clients closed for what they sent,
+pub(crate) const WEBSOCKET: &str = "hubcast::websocket";
+/// other clients closed for breaking the rules (a frame too large, no handshake in time, a
+/// failed authentication) and the summary of each storm of those,
+pub(crate) const CLIENTS: &str = "hubcast::clients";
+/// connections refused at the door.
+pub(crate) const ADMISSION: &str = "hubcast::admission";
+
 /// Events after the first of a storm are counted and logged together once per this period.
 pub(crate) const LOG_PERIOD: Duration = Duration::from_secs(1);
 
@@ -13,6 +25,8 @@ pub(crate) const LOG_PERIOD: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct StormLog {
     level: log::Level,
+    /// The log target of the summary lines.
+    target: &'static str,
     /// What the summary line counts ("connections refused").
     what: &'static str,
     /// The current period, if an event was logged less than a period ago.
@@ -22,20 +36,28 @@ pub(crate) struct StormLog {
 }
 
 impl StormLog {
-    pub(crate) fn new(level: log::Level, what: &'static str) -> StormLog {
+    pub(crate) fn new(level: log::Level, target: &'static str, what: &'static str) -> StormLog {
         StormLog {
             level,
+            target,
             what,
             since: None,
             counts: Vec::new(),
         }
     }
 
-    /// An event of `kind`: `line` is logged if it is the first of a period, else counted.
-    pub(crate) fn record(&mut self, kind: &'static str, now: Instant, line: fmt::Arguments<'_>) {
+    /// An event of `kind`: `line` is logged (under `target`) if it is the first of a
+    /// period, else counted.
+    pub(crate) fn record(
+        &mut self,
+        target: &'static str,
+        kind: &'static str,
+        now: Instant,
+        line: fmt::Arguments<'_>,
+    ) {
         if self.since.is_none() {
             self.since = Some(now);
-            log::log!(self.level, "{line}");
+            log::log!(target: target, self.level, "{line}");
             return;
         }
         match self.counts.iter_mut().find(|(k, _)| *k == kind) {
@@ -64,8 +86,10 @@ impl StormLog {
             .map(|(kind, n)| format!("{n} {kind}"))
             .collect();
         log::log!(
+            target: self.target,
             self.level,
-            "{total} more {} in {elapsed:?}: {}",
+            // "connections refused, 1 more in 1s: ...", never "1 more connections".
+            "{}, {total} more in {elapsed:?}: {}",
             self.what,
             kinds.join(", ")
         );
@@ -85,14 +109,25 @@ mod tests {
     #[test]
     fn a_storm_is_one_line_per_period() {
         let t = Instant::now();
-        let mut log = StormLog::new(log::Level::Warn, "connections refused");
-        log.record("at max_clients", t, format_args!("refused 127.0.0.1:1"));
+        let mut log = StormLog::new(log::Level::Warn, ADMISSION, "connections refused");
+        log.record(
+            ADMISSION,
+            "at max_clients",
+            t,
+            format_args!("refused 127.0.0.1:1"),
+        );
         assert_eq!(log.since, Some(t), "the first is logged at once");
         assert!(log.counts.is_empty());
         for _ in 0..1000 {
-            log.record("at max_clients", t, format_args!("refused 127.0.0.1:1"));
+            log.record(
+                ADMISSION,
+                "at max_clients",
+                t,
+                format_args!("refused 127.0.0.1:1"),
+            );
         }
         log.record(
+            ADMISSION,
             "by the accept filter",
             t,
             format_args!("refused 127.0.0.1:1"),

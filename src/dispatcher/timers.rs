@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::Dispatcher;
+use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::queue::Piece;
 use crate::wire::Wire;
@@ -97,6 +97,7 @@ impl Dispatcher {
             Phase::Handshake(_) if client.read_pending => Verdict::Keep,
             Phase::Handshake(Some(deadline)) if now >= deadline => {
                 self.misbehaved.record(
+                    storm::CLIENTS,
                     "no handshake in time",
                     now,
                     format_args!("{}: no handshake in time", client.addr),

@@ -16,7 +16,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::inbound::Cut;
-use super::Dispatcher;
+use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::queue::{Chunk, Piece};
 use crate::transport::websocket::{
@@ -65,6 +65,7 @@ impl Dispatcher {
                 }
                 Head::Refused(refused) => {
                     self.misbehaved.record(
+                        storm::WEBSOCKET,
                         "WebSocket upgrade refused",
                         self.now,
                         format_args!(
@@ -109,6 +110,7 @@ impl Dispatcher {
                     WsError::Protocol(_) | WsError::InvalidUtf8 => DisconnectReason::Protocol,
                 };
                 self.misbehaved.record(
+                    storm::WEBSOCKET,
                     "broke the WebSocket protocol",
                     self.now,
                     format_args!("client {id} broke the WebSocket protocol: {err:?}"),
@@ -125,6 +127,7 @@ impl Dispatcher {
                 if self.config.framing == Framing::Lines && payload.contains(&b'\n') =>
             {
                 self.misbehaved.record(
+                    storm::WEBSOCKET,
                     "WebSocket message with a newline",
                     self.now,
                     format_args!("client {id} sent a WebSocket message with a newline"),

@@ -50,7 +50,16 @@ fn config_from_pem(cert: &[u8], key: &[u8]) -> Result<Arc<ServerConfig>> {
     if certs.is_empty() {
         return Err(tls_error("no certificate in the PEM data".into()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| tls_error(e.into()))?;
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| match e {
+        // rustls-pki-types says "no items found", which names neither the key nor what it
+        // looked for.
+        rustls::pki_types::pem::Error::NoItemsFound => tls_error(
+            "no private key in the PEM data: expected a `PRIVATE KEY`, `RSA PRIVATE KEY` or \
+             `EC PRIVATE KEY` block"
+                .into(),
+        ),
+        e => tls_error(e.into()),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -211,6 +211,60 @@ class Timeouts(unittest.TestCase):
         with self.assertRaises(hc.ConnectionClosed):
             client.recv(timeout=0.2)
 
+    def test_iteration_outlasts_a_quiet_hub(self):
+        # The README's loop, with a timeout shorter than the quiet: it waits on, and
+        # yields the message that comes after it.
+        self.greet = b"#at * 1 0\n"
+        client = hc.Client(self.listener.getsockname(), timeout=0.2)
+        quiet = 0.7
+        events = iter(client)
+        self.assertIsInstance(next(events), hc.Connected)
+        began = time.monotonic()
+        timer = threading.Timer(quiet, lambda: self.accepted[0].sendall(b"1 after the quiet\n"))
+        timer.start()
+        try:
+            event = next(events)
+        finally:
+            timer.cancel()
+        self.assertEqual(event, hc.Message("*", 1, b"after the quiet", 1))
+        self.assertGreaterEqual(time.monotonic() - began, quiet)
+        client.close()
+        self.assertEqual(list(events), [], "ends quietly once closed")
+
+    def test_messages_outlast_a_quiet_hub_unless_bounded(self):
+        self.greet = b"#at * 1 0\n"
+        client = hc.Client(self.listener.getsockname(), timeout=0.2)
+        client.connect()
+        with self.assertRaises(hc.Timeout):
+            next(client.messages(timeout=0.2))
+        timer = threading.Timer(0.5, lambda: self.accepted[0].sendall(b"1 after the quiet\n"))
+        timer.start()
+        try:
+            message = next(client.messages())
+        finally:
+            timer.cancel()
+        self.assertEqual(message.payload, b"after the quiet")
+        client.close()
+
+    def test_iteration_raises_timeout_when_it_cannot_reconnect(self):
+        # Disconnected, with nothing listening any more: the loop does not spin forever.
+        self.greet = b"#at * 1 0\n"
+        client = hc.Client(self.listener.getsockname(), timeout=0.3, backoff=0.01)
+        events = iter(client)
+        self.assertIsInstance(next(events), hc.Connected)
+        # Moved to a port where nothing listens (bound, never listening: refused).
+        nowhere = socket.socket()
+        self.addCleanup(nowhere.close)
+        nowhere.bind(("127.0.0.1", 0))
+        client.address = nowhere.getsockname()
+        client.drop_connection()
+        self.assertIsInstance(next(events), hc.Disconnected)
+        began = time.monotonic()
+        with self.assertRaises(hc.Timeout):
+            next(events)
+        self.assertLess(time.monotonic() - began, 5)
+        client.close()
+
     def test_a_resume_left_unanswered_ends_the_connection(self):
         self.greet = b"#at * 1 5\n"
         client = hc.Client(self.listener.getsockname(), timeout=0.3, positions={"*": (1, 2)}, reconnect=False)

@@ -944,6 +944,8 @@ pub(crate) struct ChildProcess {
     lines: Receiver<String>,
     exited: Receiver<()>,
     stderr: Arc<Mutex<String>>,
+    /// The thread that collects stderr: it ends once every writer of the pipe has closed it.
+    stderr_reader: Option<JoinHandle<()>>,
     /// Whether the child leads a process group of its own, which is killed with it.
     group: bool,
 }
@@ -982,7 +984,7 @@ impl ChildProcess {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = pipe.read(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..n]);
@@ -1003,6 +1005,7 @@ impl ChildProcess {
             lines,
             exited,
             stderr,
+            stderr_reader: Some(stderr_reader),
             group,
         }
     }
@@ -1026,6 +1029,19 @@ impl ChildProcess {
     pub(crate) fn send_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin");
         writeln!(stdin, "{line}").expect("write to the child");
+    }
+
+    /// The child's next line on stdout, or `None` if it closed stdout (exited) first;
+    /// fails the test if neither happens within [`TIMEOUT`].
+    pub(crate) fn try_line(&mut self) -> Option<String> {
+        match self.lines.recv_timeout(TIMEOUT) {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                self.kill();
+                panic!("the child neither wrote a line nor closed stdout");
+            }
+        }
     }
 
     /// The child's next line on stdout; fails the test (killing the child and showing its
@@ -1076,6 +1092,47 @@ impl ChildProcess {
         let status = self.child.wait().expect("reap the child");
         self.status = Some(status);
         Some(status)
+    }
+
+    /// Waits for the child to exit, as [`wait`](Self::wait) does, and returns its status
+    /// with all it wrote to stderr (read to the end, which a child that leaves no process
+    /// of its own behind reaches as it exits).
+    pub(crate) fn finish(&mut self) -> (ExitStatus, String) {
+        let status = self.wait();
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().expect("the stderr reader");
+        }
+        (status, self.stderr())
+    }
+
+    /// Waits up to [`TIMEOUT`] until the child's stderr holds `text`, and returns all of
+    /// it; fails the test (killing the child) if it does not. Nothing announces a write to
+    /// a pipe read on another thread, so this looks again every [`PACE`].
+    pub(crate) fn wait_for_stderr(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(text) {
+                return stderr;
+            }
+            if self.try_wait().is_some() {
+                // Exited: what it wrote is all in once the reader has reached the end.
+                if let Some(reader) = self.stderr_reader.take() {
+                    reader.join().expect("the stderr reader");
+                }
+                let stderr = self.stderr();
+                assert!(
+                    stderr.contains(text),
+                    "{text:?} not in the child's stderr:\n{stderr}"
+                );
+                return stderr;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!("{text:?} not in the child's stderr:\n{stderr}");
+            }
+            thread::sleep(PACE);
+        }
     }
 
     /// What the child wrote to stderr so far.
