@@ -235,7 +235,9 @@ impl Dispatcher {
         // What the table says, decided under its lock; applied after it.
         enum Outcome {
             Gone,
-            Joined(TopicId, std::sync::Arc<str>, Option<TopicId>),
+            /// The topic, its name, the kept topic evicted for it, and whether the client
+            /// was new to it in the table.
+            Joined(TopicId, std::sync::Arc<str>, Option<TopicId>, bool),
             Limit,
             NotIn,
             Left(TopicId),
@@ -249,11 +251,11 @@ impl Dispatcher {
                 None => Outcome::Gone,
                 Some(entry) if join => {
                     match registry.topics.join(topic, &mut entry.topics, &limits) {
-                        Ok((topic_id, _, evicted)) => match registry.topics.name(topic_id) {
+                        Ok((topic_id, new, evicted)) => match registry.topics.name(topic_id) {
                             Some(name) => {
                                 let name = std::sync::Arc::clone(name);
                                 ops = (registry.next_topic_op(false), registry.host_topic_ops);
-                                Outcome::Joined(topic_id, name, evicted)
+                                Outcome::Joined(topic_id, name, evicted, new)
                             }
                             None => Outcome::Gone,
                         },
@@ -273,12 +275,15 @@ impl Dispatcher {
         };
         match outcome {
             Outcome::Gone => false,
-            Outcome::Joined(topic_id, name, evicted) => {
+            Outcome::Joined(topic_id, name, evicted, new) => {
                 if let Some(evicted) = evicted {
                     self.topic_evicted(evicted);
                 }
                 self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
                 self.join_topic(id, topic_id, name);
+                if new {
+                    self.emit_topic_change(id, topic, true);
+                }
                 true
             }
             Outcome::Limit => refuse(self, "limit"),
@@ -292,10 +297,31 @@ impl Dispatcher {
                 // yet (it will not now): the client still gets its answer.
                 if !self.leave_topic(id, topic_id) {
                     self.send_control(slot, &format!("#left @{topic}"));
+                    if self.topics.name_of(topic_id).is_none() {
+                        // The table made the topic for that join, and nothing here holds
+                        // it (no member, no ring): freed, not listed as kept forever.
+                        self.shared.registry().topics.free(topic_id);
+                    }
                 }
+                // A host join overridden this way is told to the host only by this event.
+                self.emit_topic_change(id, topic, false);
                 true
             }
         }
+    }
+
+    /// Tells subscribers that a client's own request changed its topics.
+    fn emit_topic_change(&mut self, client: ClientId, topic: &str, joined: bool) {
+        if !self.subs.any(&self.shared) {
+            return;
+        }
+        let topic = topic.to_owned();
+        let event = if joined {
+            Event::TopicJoined { client, topic }
+        } else {
+            Event::TopicLeft { client, topic }
+        };
+        self.subs.emit(event, &self.shared, self.now);
     }
 
     /// `#resume <stream> <epoch> <seq> [<next>]`: in one step, the messages the client
