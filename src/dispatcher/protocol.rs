@@ -26,6 +26,10 @@ pub(crate) struct Numbered {
     pub(crate) markers: Option<Frames>,
 }
 
+/// The answer to a resume request that cannot be read.
+const BAD_RESUME: &str =
+    "#error resume needs <stream> <epoch> <seq> [<next>], numbers in decimal without leading zeros";
+
 /// Which stream a target's messages belong to.
 enum StreamOf {
     Hub,
@@ -174,13 +178,19 @@ impl Dispatcher {
         let words: Vec<&str> = text.split(' ').collect();
         match words.as_slice() {
             ["resume", stream, epoch, seq, next @ ..] if next.len() <= 1 => {
-                let next = next.first().map(|n| n.parse()).transpose();
-                match (epoch.parse(), seq.parse(), next) {
-                    (Ok(epoch), Ok(seq), Ok(next)) => {
-                        self.resume(slot, id, stream, epoch, (seq, next));
+                let next = next.first().map(|n| number(n));
+                match (number(epoch), number(seq), next) {
+                    (Some(_), Some(seq), Some(Some(next))) if next <= seq => {
+                        // Not a gap: the client cannot have <next> without what is before.
+                        self.send_control(slot, "#error resume needs <next> after <seq>");
                     }
-                    _ => self
-                        .send_control(slot, "#error resume needs <stream> <epoch> <seq> [<next>]"),
+                    (Some(epoch), Some(seq), None) => {
+                        self.resume(slot, id, stream, epoch, (seq, None))
+                    }
+                    (Some(epoch), Some(seq), Some(Some(next))) => {
+                        self.resume(slot, id, stream, epoch, (seq, Some(next)));
+                    }
+                    _ => self.send_control(slot, BAD_RESUME),
                 }
             }
             ["join", stream] | ["leave", stream] => {
@@ -192,9 +202,7 @@ impl Dispatcher {
                     None => self.send_control(slot, "#error topics are written @name"),
                 }
             }
-            ["resume", ..] => {
-                self.send_control(slot, "#error resume needs <stream> <epoch> <seq> [<next>]");
-            }
+            ["resume", ..] => self.send_control(slot, BAD_RESUME),
             ["join" | "leave", ..] => {
                 self.send_control(slot, &format!("#error {} needs one @topic", words[0]));
             }
@@ -215,26 +223,20 @@ impl Dispatcher {
             false
         };
         if check_name(topic, self.config.max_topic_len).is_err() {
-            return refuse(self, "name");
+            let echo = echo_name(topic);
+            self.send_control(slot, &format!("#refused {request} @{echo} name"));
+            return false;
         }
         let Some(allow) = self.config.client_topics.clone() else {
             return refuse(self, "off");
         };
-        let asked = TopicRequest {
-            client: id,
-            topic,
-            join,
-        };
-        let what =
-            format_args!("the client_topics closure panicked on {id} and @{topic}, refusing");
-        let allowed = self.call_host(|| (allow.0)(&asked), what).unwrap_or(false);
-        if !allowed {
-            return refuse(self, "denied");
-        }
         let limits = self.config.topic_limits();
         // What the table says, decided under its lock; applied after it.
         enum Outcome {
             Gone,
+            /// The request would change the client's topics: the host's closure decides
+            /// first.
+            Ask,
             /// The topic, its name, the kept topic evicted for it, and whether the client
             /// was new to it in the table.
             Joined(TopicId, std::sync::Arc<str>, Option<TopicId>, bool),
@@ -242,71 +244,100 @@ impl Dispatcher {
             NotIn,
             Left(TopicId),
         }
-        // The decision's number, and the host's last one when it was made.
-        let mut ops = (0, 0);
-        let outcome = {
-            let mut registry = self.shared.registry();
-            let registry = &mut *registry;
-            match registry.clients.get_mut(&id) {
-                None => Outcome::Gone,
-                Some(entry) if join => {
-                    match registry.topics.join(topic, &mut entry.topics, &limits) {
-                        Ok((topic_id, new, evicted)) => match registry.topics.name(topic_id) {
-                            Some(name) => {
-                                let name = std::sync::Arc::clone(name);
-                                ops = (registry.next_topic_op(false), registry.host_topic_ops);
-                                Outcome::Joined(topic_id, name, evicted, new)
-                            }
-                            None => Outcome::Gone,
-                        },
-                        Err(_) => Outcome::Limit,
+        // A request that changes nothing (a join of a topic the client is in, a leave of
+        // one it is not in) is answered without asking the host; one that does is asked,
+        // outside the lock, then decided again (the host may have changed it meanwhile).
+        let mut asked = false;
+        loop {
+            // The decision's number, and the host's last one when it was made.
+            let mut ops = (0, 0);
+            let outcome = {
+                let mut registry = self.shared.registry();
+                let registry = &mut *registry;
+                let existing = registry.topics.id(topic);
+                match registry.clients.get_mut(&id) {
+                    None => Outcome::Gone,
+                    Some(entry)
+                        if !asked
+                            && join != existing.is_some_and(|t| entry.topics.contains(&t)) =>
+                    {
+                        Outcome::Ask
                     }
-                }
-                Some(entry) => match registry.topics.id(topic) {
-                    Some(topic_id) if entry.topics.contains(&topic_id) => {
-                        // Freed by the dispatcher once its ring is empty too.
-                        registry.topics.leave(topic_id, &mut entry.topics);
-                        ops = (registry.next_topic_op(false), registry.host_topic_ops);
-                        Outcome::Left(topic_id)
+                    Some(entry) if join => {
+                        match registry.topics.join(topic, &mut entry.topics, &limits) {
+                            Ok((topic_id, new, evicted)) => match registry.topics.name(topic_id) {
+                                Some(name) => {
+                                    let name = std::sync::Arc::clone(name);
+                                    ops = (registry.next_topic_op(false), registry.host_topic_ops);
+                                    Outcome::Joined(topic_id, name, evicted, new)
+                                }
+                                None => Outcome::Gone,
+                            },
+                            Err(_) => Outcome::Limit,
+                        }
                     }
-                    _ => Outcome::NotIn,
-                },
-            }
-        };
-        match outcome {
-            Outcome::Gone => false,
-            Outcome::Joined(topic_id, name, evicted, new) => {
-                if let Some(evicted) = evicted {
-                    self.topic_evicted(evicted);
+                    Some(entry) => match existing {
+                        Some(topic_id) if entry.topics.contains(&topic_id) => {
+                            // Freed by the dispatcher once its ring is empty too.
+                            registry.topics.leave(topic_id, &mut entry.topics);
+                            ops = (registry.next_topic_op(false), registry.host_topic_ops);
+                            Outcome::Left(topic_id)
+                        }
+                        _ => Outcome::NotIn,
+                    },
                 }
-                self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
-                self.join_topic(id, topic_id, name);
-                if new {
-                    self.emit_topic_change(id, topic, true);
+            };
+            return match outcome {
+                Outcome::Gone => false,
+                Outcome::Ask => {
+                    let asking = TopicRequest {
+                        client: id,
+                        topic,
+                        join,
+                    };
+                    let what = format_args!(
+                        "the client_topics closure panicked on {id} and @{topic}, refusing"
+                    );
+                    if !self.call_host(|| (allow.0)(&asking), what).unwrap_or(false) {
+                        return refuse(self, "denied");
+                    }
+                    asked = true;
+                    continue;
                 }
-                true
-            }
-            Outcome::Limit => refuse(self, "limit"),
-            Outcome::NotIn => {
-                self.send_control(slot, &format!("#left @{topic}"));
-                true
-            }
-            Outcome::Left(topic_id) => {
-                self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
-                // The table had it, from a `Hub::join` the dispatcher may not have applied
-                // yet (it will not now): the client still gets its answer.
-                if !self.leave_topic(id, topic_id) {
+                Outcome::Joined(topic_id, name, evicted, new) => {
+                    if let Some(evicted) = evicted {
+                        self.topic_evicted(evicted);
+                    }
+                    self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
+                    self.join_topic(id, topic_id, name);
+                    if new {
+                        self.emit_topic_change(id, topic, true);
+                    }
+                    true
+                }
+                Outcome::Limit => refuse(self, "limit"),
+                Outcome::NotIn => {
                     self.send_control(slot, &format!("#left @{topic}"));
-                    if self.topics.name_of(topic_id).is_none() {
-                        // The table made the topic for that join, and nothing here holds
-                        // it (no member, no ring): freed, not listed as kept forever.
-                        self.shared.registry().topics.free(topic_id);
-                    }
+                    true
                 }
-                // A host join overridden this way is told to the host only by this event.
-                self.emit_topic_change(id, topic, false);
-                true
-            }
+                Outcome::Left(topic_id) => {
+                    self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
+                    // The table had it, from a `Hub::join` the dispatcher may not have
+                    // applied yet (it will not now): the client still gets its answer.
+                    if !self.leave_topic(id, topic_id) {
+                        self.send_control(slot, &format!("#left @{topic}"));
+                        if self.topics.name_of(topic_id).is_none() {
+                            // The table made the topic for that join, and nothing here holds
+                            // it (no member, no ring): freed, not listed as kept forever.
+                            self.shared.registry().topics.free(topic_id);
+                        }
+                    }
+                    // A host join overridden this way is told to the host only by this
+                    // event.
+                    self.emit_topic_change(id, topic, false);
+                    true
+                }
+            };
         }
     }
 
@@ -384,7 +415,10 @@ impl Dispatcher {
             };
             let upto = match (next, start) {
                 (None, Some(start)) => start.min(s.seq),
-                _ => before_next(s.seq),
+                (Some(_), Some(_)) => before_next(s.seq),
+                // Joined now: its live messages begin after the last one. A gap on this
+                // connection (<next>) cannot be in a topic it was not in: up to there too.
+                (_, None) => s.seq,
             };
             (
                 s.replay(epoch, after, upto, budget, clock),
@@ -424,7 +458,13 @@ impl Dispatcher {
     ) {
         let (epoch, seq) = position.unwrap_or((0, 0));
         let word = reason.word();
-        self.send_control(slot, &format!("#noresume {stream} {word} {epoch} {seq}"));
+        let echo = match stream.strip_prefix('@') {
+            Some(topic) if check_name(topic, self.config.max_topic_len).is_err() => {
+                std::borrow::Cow::Owned(format!("@{}", echo_name(topic)))
+            }
+            _ => std::borrow::Cow::Borrowed(stream),
+        };
+        self.send_control(slot, &format!("#noresume {echo} {word} {epoch} {seq}"));
         self.shared.counters.resumes_refused.fetch_add(1, Relaxed);
         let event = Event::ResumeRefused {
             client: id,
@@ -459,8 +499,81 @@ impl Dispatcher {
     }
 }
 
+/// A number of the protocol: `0`, or a digit 1-9 then digits, that fits in a `u64`. No
+/// sign, no leading zero, no space: one number has one spelling.
+fn number(word: &str) -> Option<u64> {
+    let digits = word.bytes().all(|b| b.is_ascii_digit());
+    let canonical = word == "0" || !word.starts_with('0');
+    if word.is_empty() || !digits || !canonical {
+        return None;
+    }
+    word.parse().ok()
+}
+
+/// How a topic name that is not a valid one is echoed in `#refused` and `#noresume`: its
+/// first 64 characters, each whitespace or control character and each `\` written
+/// `\u{<hex>}`, then `...` if there were more. One word of at most 640 bytes, whatever the
+/// client sent; a valid name is echoed as it is.
+fn echo_name(name: &str) -> String {
+    const CHARS: usize = 64;
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if i == CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_whitespace() || c.is_control() || c == '\\' {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Where the last frame ends: offsets are 32-bit (a batch is at most 64 KiB, and one frame
 /// at most 4 GiB).
 fn frame_end(buf: &BytesMut) -> u32 {
     u32::try_from(buf.len()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_have_one_spelling() {
+        assert_eq!(number("0"), Some(0));
+        assert_eq!(number("17"), Some(17));
+        assert_eq!(number("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "007",
+            "00",
+            "+5",
+            "-1",
+            " 5",
+            "5 ",
+            "1e3",
+            "0x10",
+            "18446744073709551616",
+            "٣",
+        ] {
+            assert_eq!(number(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_echoed_in_one_bounded_word() {
+        assert_eq!(echo_name("a\tb\r"), "a\\u{9}b\\u{d}");
+        assert_eq!(
+            echo_name("a b\u{a0}c\u{85}\\"),
+            "a\\u{20}b\\u{a0}c\\u{85}\\u{5c}"
+        );
+        let long = "x".repeat(70_000);
+        assert_eq!(echo_name(&long), format!("{}...", "x".repeat(64)));
+        let worst = "\t".repeat(70_000);
+        assert!(echo_name(&worst).len() <= 640);
+    }
 }
