@@ -230,10 +230,12 @@ fn no_live_message_of_the_stream_comes_between_resumed_and_the_replay() {
     });
 }
 
-/// Items 3 and 4: a `#resume` with `<next>` of a topic the client is not in (a `#left`
-/// crossed its gap repair) is a resume without it: it joins the topic and replays
-/// everything after `<seq>` up to the join position, `<next>` and the messages the client
-/// held after it included; the client drops those it held. Live messages follow.
+/// Items 3 and 4: `<to>` is never before where this connection's live messages began: a
+/// `#resume` with `<next>` of a topic the client is not in (a `#left` crossed its gap
+/// repair) joins the topic and replays everything after `<seq>` up to the join position,
+/// `<next>` and the messages the client held after it included (the client drops those
+/// it held); the same for a topic it was put back in after `<seq>`, and for `*` after a
+/// reconnect. Live messages follow.
 #[test]
 fn a_gap_repair_of_a_topic_the_client_left_replays_up_to_its_join() {
     let (hub, mut peer, id, _) = with_client(sequenced().client_topics(|_| true));
@@ -255,6 +257,36 @@ fn a_gap_repair_of_a_topic_the_client_left_replays_up_to_its_join() {
     }
     hub.publish("room", "r6").unwrap();
     assert_eq!(text(&mut peer), "6@room r6");
+
+    // Put back in (at 7) after a gap it had not repaired yet (it holds 3 and 4 of 1..6).
+    hub.leave(id, "room").unwrap();
+    assert_eq!(text(&mut peer), "#left @room");
+    hub.publish("room", "r7").unwrap();
+    hub.join(id, "room").unwrap();
+    assert_eq!(joined(&text(&mut peer), "room"), (room, 7));
+    hub.publish("room", "r8").unwrap();
+    assert_eq!(text(&mut peer), "8@room r8");
+    peer.write(format!("#resume @room {room} 1 3\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#resumed @room {room} 2 7"));
+    for i in 2..=7 {
+        assert_eq!(text(&mut peer), format!("{i}@room r{i}"));
+    }
+
+    // `*` on a new connection, the <next> it holds from the one before.
+    let mut events = util::EventLog::subscribe(&hub);
+    for i in 1..=3 {
+        hub.broadcast(format!("m{i}")).unwrap();
+    }
+    let (mut peer, _) = util::join(&hub, &mut events);
+    let (epoch, start) = at(&mut peer);
+    assert_eq!(start, 3);
+    hub.broadcast("m4").unwrap();
+    assert_eq!(text(&mut peer), "4 m4");
+    peer.write(format!("#resume * {epoch} 0 2\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#resumed * {epoch} 1 3"));
+    for i in 1..=3 {
+        assert_eq!(text(&mut peer), format!("{i} m{i}"));
+    }
 }
 
 /// Item 4: `<next>` not after `<seq>` is not a gap: `#error`, and nothing else happens.

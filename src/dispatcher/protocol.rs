@@ -361,7 +361,8 @@ impl Dispatcher {
     /// `gap` is the position and, for a gap on this connection, the first message after it
     /// that the client has: then exactly the messages between are replayed. Without it,
     /// the replay ends where this connection's live messages begin: its `#at` for the
-    /// hub-wide stream, now for a topic (which the resume joins).
+    /// hub-wide stream, its `#joined` for a topic it is in, now for a topic the resume
+    /// joins; with it, there too if that is later (the <next> it holds came before them).
     fn resume(
         &mut self,
         slot: usize,
@@ -373,14 +374,15 @@ impl Dispatcher {
         let (after, next) = gap;
         let budget = self.config.queue_bytes;
         let clock = (self.now, self.ring_limits.age);
-        // Never past the stream's last message.
-        let before_next = |last: u64| next.map_or(last, |n| n.saturating_sub(1).min(last));
+        // Up to where this connection's live messages of the stream began (`live`), and
+        // with <next> up to the message before it if that is later; never past the last.
+        let upto = |live: u64, last: u64| {
+            let live = live.min(last);
+            next.map_or(live, |n| n.saturating_sub(1).min(last).max(live))
+        };
         let (result, position, upto) = if stream == "*" {
             let s = &self.hub_stream;
-            let upto = match next {
-                Some(_) => before_next(s.seq),
-                None => self.slots.get(slot).map_or(0, |c| c.hub_start),
-            };
+            let upto = upto(self.slots.get(slot).map_or(0, |c| c.hub_start), s.seq);
             (
                 s.replay(epoch, after, upto, budget, clock),
                 (s.epoch, s.seq),
@@ -413,13 +415,9 @@ impl Dispatcher {
                 self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                 return;
             };
-            let upto = match (next, start) {
-                (None, Some(start)) => start.min(s.seq),
-                (Some(_), Some(_)) => before_next(s.seq),
-                // Joined now: its live messages begin after the last one. A gap on this
-                // connection (<next>) cannot be in a topic it was not in: up to there too.
-                (_, None) => s.seq,
-            };
+            // Joined now: its live messages begin after the last one, so a <next> it holds
+            // is from before (a `#left` crossed its gap repair): all up to the join.
+            let upto = upto(start.unwrap_or(s.seq), s.seq);
             (
                 s.replay(epoch, after, upto, budget, clock),
                 (s.epoch, s.seq),
