@@ -176,8 +176,8 @@ pub enum Event {
     /// topic whose command had not reached the client yet is overridden (the client is
     /// not taken out). To follow a client's topics exactly, read
     /// [`Hub::client`](crate::Hub::client) after each of your own joins and leaves and on
-    /// each `TopicJoined` and `TopicLeft`: the last read is the client's membership, and
-    /// it is what the client was last told (`#joined`, `#left`).
+    /// each `TopicJoined` and `TopicLeft`: the last read is the client's membership, the
+    /// one the last `#joined` or `#left` of the topic the client receives states.
     #[non_exhaustive]
     TopicJoined {
         /// The client.
