@@ -473,3 +473,39 @@ fn a_refused_resume_that_joined_keeps_the_client_in_the_topic() {
     hub.publish("room", "r3").unwrap();
     assert_eq!(text(&mut peer), "3@room r3");
 }
+
+/// A client's own joins and leaves reach the host as `TopicJoined` and `TopicLeft`, in the
+/// order of its messages, once per change: not for a request that changes nothing, nor
+/// for the host's own `Hub::join`.
+#[test]
+fn the_host_sees_a_clients_own_changes_in_the_order_of_its_messages() {
+    let hub = sequenced().client_topics(|_| true).bind(LOCAL).unwrap();
+    let mut events = util::EventLog::subscribe(&hub);
+    let (mut peer, id) = util::join(&hub, &mut events);
+    at(&mut peer);
+    hub.join(id, "host").unwrap();
+    joined(&text(&mut peer), "host");
+    peer.write(b"a\n#join @r\nb\n#join @r\n#leave @r\n#leave @r\n#resume @s 1 0\nc\n");
+    joined(&text(&mut peer), "r");
+    joined(&text(&mut peer), "r");
+    assert_eq!(text(&mut peer), "#left @r");
+    assert_eq!(text(&mut peer), "#left @r");
+    joined(&text(&mut peer), "s");
+    assert!(text(&mut peer).starts_with("#noresume @s epoch "));
+    events.messages(id, 3);
+    drop(peer);
+    events.disconnected(id);
+    let story: Vec<String> = events
+        .seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message {
+                client, payload, ..
+            } if *client == id => Some(String::from_utf8_lossy(payload).into_owned()),
+            Event::TopicJoined { client, topic, .. } if *client == id => Some(format!("+{topic}")),
+            Event::TopicLeft { client, topic, .. } if *client == id => Some(format!("-{topic}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(story, ["a", "+r", "b", "-r", "+s", "c"]);
+}
