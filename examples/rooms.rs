@@ -121,6 +121,11 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
             Event::Disconnected { client, reason, .. } => {
                 log::info!("{client} left: {reason}");
             }
+            // Its own `#join` and `#leave`, as applied. A `#leave @lobby` read after the
+            // join above was decided wins over it, even if the join had not reached the
+            // client yet: this is how the host learns it.
+            Event::TopicJoined { client, topic, .. } => log::info!("{client} is in @{topic}"),
+            Event::TopicLeft { client, topic, .. } => log::info!("{client} is out of @{topic}"),
             Event::Message {
                 client, payload, ..
             } if log::log_enabled!(log::Level::Debug) => {

@@ -665,6 +665,13 @@ impl HubBuilder {
     /// under the same rules as the [authenticator](Self::authenticate). Default: clients
     /// may not choose topics; only the host puts them in ([`Hub::join`]).
     ///
+    /// `allow` sees only requests that would change the client's topics: a `#join` of a
+    /// topic the client is in, or a `#leave` of one it is not in, is answered at once. Each
+    /// change a request makes is reported as
+    /// [`Event::TopicJoined`](crate::Event::TopicJoined) or
+    /// [`Event::TopicLeft`](crate::Event::TopicLeft); see [`Hub::join`] for the order of
+    /// the host's and the clients' changes.
+    ///
     /// ```
     /// use hubcast::{Hub, Protocol};
     ///

@@ -120,8 +120,9 @@ impl fmt::Display for DisconnectReason {
 /// Something that happened on the hub, delivered to every
 /// [`Subscription`](crate::Subscription).
 ///
-/// For one client the order is always `Connected`, then its `Message`s in the order it sent
-/// them, then exactly one `Disconnected`, after which nothing more of it.
+/// For one client the order is always `Connected`, then its `Message`s (and its own
+/// `TopicJoined`, `TopicLeft`, `Resumed`, `ResumeRefused`) in the order it sent them, then
+/// exactly one `Disconnected`, after which nothing more of it.
 ///
 /// Later versions may add variants, and fields to each variant: match with `..` and a
 /// wildcard arm.
@@ -164,6 +165,42 @@ pub enum Event {
         stream: String,
         /// How many messages it was sent again.
         replayed: u64,
+    },
+    /// A client joined a topic by its own request: `#join`, or a `#resume` of a topic it
+    /// was not in ([`Protocol::Sequenced`](crate::Protocol::Sequenced) with
+    /// [`client_topics`](crate::HubBuilder::client_topics)). Sent only when the request
+    /// made it a member; never for [`Hub::join`](crate::Hub::join).
+    ///
+    /// Joins and leaves are decided in one order, the host's when its call returns, a
+    /// client's when the hub reads it, and the last decided wins: a `Hub::leave` of this
+    /// topic whose command had not reached the client yet is overridden (the client is
+    /// not taken out). To follow a client's topics exactly, read
+    /// [`Hub::client`](crate::Hub::client) after each of your own joins and leaves and on
+    /// each `TopicJoined` and `TopicLeft`: the last read is the client's membership, the
+    /// one the last `#joined` or `#left` of the topic the client receives states.
+    #[non_exhaustive]
+    TopicJoined {
+        /// The client.
+        client: ClientId,
+        /// The topic's name (without `@`).
+        topic: String,
+    },
+    /// A client left a topic by its own request (`#leave`), with
+    /// [`Protocol::Sequenced`](crate::Protocol::Sequenced) and
+    /// [`client_topics`](crate::HubBuilder::client_topics). Sent only when the request
+    /// took it out of the topic; never for [`Hub::leave`](crate::Hub::leave), nor when it
+    /// leaves the hub.
+    ///
+    /// A `Hub::join` of this topic decided before the `#leave` was read is overridden by
+    /// it, even if its command had not reached the client yet: the client is not put in
+    /// (it is never sent `#joined` for it), and this event is how the host learns it. See
+    /// [`TopicJoined`](Event::TopicJoined) for the order of decisions.
+    #[non_exhaustive]
+    TopicLeft {
+        /// The client.
+        client: ClientId,
+        /// The topic's name (without `@`).
+        topic: String,
     },
     /// The cluster connection changed state (feature `nats`).
     #[non_exhaustive]

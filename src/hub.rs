@@ -367,6 +367,16 @@ impl Hub {
     /// that empties by age or the topic is evicted: see
     /// [`replay_kept_bytes`](HubBuilder::replay_kept_bytes)).
     ///
+    /// With [`client_topics`](HubBuilder::client_topics), the client changes its topics
+    /// too. Joins and leaves are decided in one order — this call's when it returns, the
+    /// client's `#join` or `#leave` when the hub reads it — and the last decided wins. A
+    /// client `#leave` of this topic read after this call returned takes the client out
+    /// even if the join had not reached it yet: it is then never sent `#joined` for this
+    /// call, and subscribers get [`Event::TopicLeft`](crate::Event::TopicLeft), the only
+    /// trace of the override. Read [`client`](Self::client) after this call and on each
+    /// `TopicJoined`/`TopicLeft` of the client: the last read is its membership, the one
+    /// its last `#joined`/`#left` of the topic states.
+    ///
     /// # Errors
     ///
     /// [`Error::UnknownClient`] if `client` is not connected; [`Error::InvalidTopic`] for
@@ -413,6 +423,11 @@ impl Hub {
     ///
     /// Ordered like every other call: a publish made after this returns does not reach the
     /// client. Leaving a topic the client is not in changes nothing.
+    ///
+    /// With [`client_topics`](HubBuilder::client_topics), a client `#join` of this topic
+    /// read after this call returned overrides it (the last decided wins, see
+    /// [`join`](Self::join)): the client stays in, is never sent `#left` for this call,
+    /// and subscribers get [`Event::TopicJoined`](crate::Event::TopicJoined).
     ///
     /// # Errors
     ///

@@ -13,7 +13,10 @@ pub enum Framing {
     ///
     /// Inbound, a frame ends at `\n`; the `\n` and one `\r` before it are removed from the
     /// payload, so `\r\n` clients work too. Outbound, a `\n` is appended unless the message
-    /// already ends with one. A message with `\n` inside it reaches clients as several lines.
+    /// already ends with one. A message with `\n` inside it reaches clients as several lines,
+    /// and one that ends in `\r` reaches line clients without it; a WebSocket client's
+    /// message that would (a `\n` in it, or a final `\r`) is refused instead: see
+    /// [`Transport::WebSocket`].
     #[default]
     Lines,
     /// A 4-byte big-endian length, then that many payload bytes.
@@ -112,8 +115,10 @@ pub enum Transport {
     Tls,
     /// WebSocket over plain TCP, `ws://` (feature `websocket`): one hub message is one
     /// WebSocket message. With [`Framing::Lines`] a message is one line, so a client's
-    /// message with a newline in it is a protocol error (close code 1007,
-    /// [`DisconnectReason::Protocol`](crate::DisconnectReason::Protocol)).
+    /// message with a newline in it, or ending in `\r` (which line clients could not
+    /// tell from a line's `\r\n`), is a protocol error (close code 1007,
+    /// [`DisconnectReason::Protocol`](crate::DisconnectReason::Protocol)): what a
+    /// WebSocket client sends reaches line clients unchanged, and the other way round.
     WebSocket,
     /// WebSocket over TLS, `wss://` (features `websocket` and `tls`, and a TLS
     /// configuration on the builder).

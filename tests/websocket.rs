@@ -985,9 +985,10 @@ fn always_binary_covers_control_and_replayed_messages() {
 }
 
 /// On a line-framed hub a WebSocket message is one line: one with a newline in it (text
-/// or binary, whole or in fragments) is closed with 1007 and reaches nobody, so a browser
-/// cannot make a TCP client read lines it never sent. With length-prefixed framing the
-/// same message is an ordinary one.
+/// or binary, whole or in fragments), or ending in '\r' (which a line reader drops with the
+/// "\n" after it), is closed with 1007 and reaches nobody, so a browser cannot make a TCP
+/// client read lines it never sent, or a line that is not its message. A '\r' elsewhere
+/// is a byte like any other. With length-prefixed framing the same messages are ordinary.
 #[test]
 fn a_message_with_a_newline_is_refused_on_a_line_framed_hub() {
     let hub = mixed(Hub::builder().relay(Relay::Others));
@@ -1000,6 +1001,13 @@ fn a_message_with_a_newline_is_refused_on_a_line_framed_hub() {
         [
             fragment(TEXT, b"first ", false),
             masked(CONTINUATION, b"\nsecond"),
+        ]
+        .concat(),
+        masked(TEXT, b"ends in cr\r"),
+        masked(TEXT, b"\r"),
+        [
+            fragment(BINARY, b"cr in ", false),
+            masked(CONTINUATION, b"the last fragment\r"),
         ]
         .concat(),
     ];
@@ -1016,6 +1024,10 @@ fn a_message_with_a_newline_is_refused_on_a_line_framed_hub() {
         "nothing reached the TCP client before"
     );
     assert_eq!(hub.stats().frames_in, 0);
+    let (mut raw, id) = raw_join(&hub, &mut events);
+    raw.write(&masked(TEXT, b"\ra\rb"));
+    assert_eq!(events.expect_message(id), b"\ra\rb");
+    assert_eq!(nc.read_line(), b"\ra\rb");
 
     let hub = mixed(
         Hub::builder()

@@ -24,6 +24,7 @@ import random
 import socket
 import struct
 import time
+import unicodedata
 from collections import deque
 from typing import Callable, Deque, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
@@ -132,7 +133,9 @@ class NoResume(NamedTuple):
     client. Refetch whatever state the stream describes; delivery goes on after ``new``.
 
     ``reason`` is the hub's: ``epoch`` (numbers restarted), ``old`` (no longer in the replay
-    ring), ``much`` (more than the client's queue holds), ``member`` (a topic the client is
+    ring), ``much`` (the replay did not fit in the client's queue: the client asks again, as
+    the protocol allows, and reports ``much`` only if it still does not fit after a few
+    tries, when its queue held nothing else), ``member`` (a topic the client is
     not in and may not join: the client stops following it; ``new`` is then what the hub
     said, ``(0, 0)`` today); or the client's own ``gap`` (the hub answered a resume without
     filling the gap, which a hub that implements the protocol does not do)."""
@@ -278,9 +281,11 @@ def make_framer(framing: str, max_frame: int = 16 << 20):
 
 
 def _stream_name(topic_or_stream: str) -> str:
-    """``"lobby"`` or ``"@lobby"`` -> ``"@lobby"``; checks the name as the hub does."""
+    """``"lobby"`` or ``"@lobby"`` -> ``"@lobby"``; checks the name as the hub does: no
+    white space and no control character (Unicode category ``Cc``), not empty. The hub's
+    length limit (64 bytes by default) is its own setting: a longer name is ``#refused``."""
     name = topic_or_stream[1:] if topic_or_stream.startswith("@") else topic_or_stream
-    if not name or any(c.isspace() or not c.isprintable() for c in name):
+    if not name or any(c.isspace() or unicodedata.category(c) == "Cc" for c in name):
         raise ValueError(f"not a topic name: {topic_or_stream!r} (no whitespace, not empty)")
     return "@" + name
 
@@ -288,13 +293,21 @@ def _stream_name(topic_or_stream: str) -> str:
 #: How many resumes in a row may leave the same gap unfilled before the client skips it.
 _MAX_FRUITLESS = 3
 
+#: How many times in a row a resume answered ``much`` is asked again. Each time, what was
+#: queued before the answer has arrived with it, so a replay that still does not fit never
+#: will: the stream then goes on from the hub's position, as after any refusal.
+_MAX_MUCH = 3
+
 
 class _Stream:
     """One stream's state. While ``pending``, a resume is on its way and every message of
     the stream is held; ``replay_to`` is the last number a resume's replay brings, until
     the position reaches it; then the held messages are taken in order."""
 
-    __slots__ = ("name", "epoch", "seq", "pending", "held", "replay_to", "asked_after", "fruitless")
+    __slots__ = (
+        "name", "epoch", "seq", "pending", "held", "replay_to", "asked_after", "fruitless",
+        "until", "much",
+    )
 
     def __init__(self, name: str, epoch: Optional[int], seq: int) -> None:
         self.name = name
@@ -305,11 +318,15 @@ class _Stream:
         self.replay_to: Optional[int] = None
         self.asked_after = -1
         self.fruitless = 0
+        # The last resume's <next>, and how many times in a row it was answered `much`.
+        self.until: Optional[int] = None
+        self.much = 0
 
     def reset_connection(self) -> None:
         self.pending = False
         self.held = []
         self.replay_to = None
+        self.much = 0
 
 
 class Session:
@@ -494,6 +511,7 @@ class Session:
         message before it (a gap on this connection: the client has ``until`` already)."""
         stream.pending = True
         stream.replay_to = None
+        stream.until = until
         request = f"#resume {stream.name} {stream.epoch} {stream.seq}"
         if until is not None:
             request += f" {until}"
@@ -561,6 +579,7 @@ class Session:
         if stream is None or not stream.pending:
             return
         stream.pending = False
+        stream.much = 0
         # Messages first..last follow; live ones held meanwhile and numbered up to `last`
         # are among them.
         stream.replay_to = last
@@ -569,6 +588,12 @@ class Session:
 
     def _noresume(self, name: str, reason: str, epoch: int, seq: int) -> None:
         stream = self._streams.get(name)
+        if reason == "much" and stream is not None and stream.pending and stream.much < _MAX_MUCH:
+            # Retryable: the ring still holds the messages, and what was queued before this
+            # answer (earlier replays) has arrived with it. Held messages stay held.
+            stream.much += 1
+            self._resume(stream, until=stream.until)
+            return
         old = (stream.epoch, stream.seq) if stream is not None and stream.epoch is not None else None
         self._events.append(NoResume(name, reason, old, (epoch, seq)))
         if stream is None:
@@ -579,7 +604,7 @@ class Session:
             return
         stream.pending = False
         stream.epoch, stream.seq = epoch, seq
-        stream.asked_after, stream.fruitless = -1, 0
+        stream.asked_after, stream.fruitless, stream.much = -1, 0, 0
         # Held messages up to the new position are part of the state to refetch.
         self._release(stream)
 

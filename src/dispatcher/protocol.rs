@@ -36,6 +36,10 @@ pub(crate) struct Numbered {
     pub(crate) markers: Option<Frames>,
 }
 
+/// The answer to a resume request that cannot be read.
+const BAD_RESUME: &str =
+    "#error resume needs <stream> <epoch> <seq> [<next>], numbers in decimal without leading zeros";
+
 /// Which stream a target's messages belong to.
 enum StreamOf {
     Hub,
@@ -196,13 +200,19 @@ impl Dispatcher {
         let words: Vec<&str> = text.split(' ').collect();
         match words.as_slice() {
             ["resume", stream, epoch, seq, next @ ..] if next.len() <= 1 => {
-                let next = next.first().map(|n| n.parse()).transpose();
-                match (epoch.parse(), seq.parse(), next) {
-                    (Ok(epoch), Ok(seq), Ok(next)) => {
-                        self.resume(slot, id, stream, epoch, (seq, next));
+                let next = next.first().map(|n| number(n));
+                match (number(epoch), number(seq), next) {
+                    (Some(_), Some(seq), Some(Some(next))) if next <= seq => {
+                        // Not a gap: the client cannot have <next> without what is before.
+                        self.send_control(slot, "#error resume needs <next> after <seq>");
                     }
-                    _ => self
-                        .send_control(slot, "#error resume needs <stream> <epoch> <seq> [<next>]"),
+                    (Some(epoch), Some(seq), None) => {
+                        self.resume(slot, id, stream, epoch, (seq, None))
+                    }
+                    (Some(epoch), Some(seq), Some(Some(next))) => {
+                        self.resume(slot, id, stream, epoch, (seq, Some(next)));
+                    }
+                    _ => self.send_control(slot, BAD_RESUME),
                 }
             }
             ["join", stream] | ["leave", stream] => {
@@ -214,9 +224,7 @@ impl Dispatcher {
                     None => self.send_control(slot, "#error topics are written @name"),
                 }
             }
-            ["resume", ..] => {
-                self.send_control(slot, "#error resume needs <stream> <epoch> <seq> [<next>]");
-            }
+            ["resume", ..] => self.send_control(slot, BAD_RESUME),
             ["join" | "leave", ..] => {
                 self.send_control(slot, &format!("#error {} needs one @topic", words[0]));
             }
@@ -237,87 +245,136 @@ impl Dispatcher {
             false
         };
         if check_name(topic, self.config.max_topic_len).is_err() {
-            return refuse(self, "name");
+            let echo = echo_name(topic);
+            self.send_control(slot, &format!("#refused {request} @{echo} name"));
+            return false;
         }
         let Some(allow) = self.config.client_topics.clone() else {
             return refuse(self, "off");
         };
-        let asked = TopicRequest {
-            client: id,
-            topic,
-            join,
-        };
-        let what =
-            format_args!("the client_topics closure panicked on {id} and @{topic}, refusing");
-        let allowed = self.call_host(|| (allow.0)(&asked), what).unwrap_or(false);
-        if !allowed {
-            return refuse(self, "denied");
-        }
         let limits = self.config.topic_limits();
         // What the table says, decided under its lock; applied after it.
         enum Outcome {
             Gone,
-            Joined(TopicId, std::sync::Arc<str>, Option<TopicId>),
+            /// The request would change the client's topics: the host's closure decides
+            /// first.
+            Ask,
+            /// The topic, its name, the kept topic evicted for it, and whether the client
+            /// was new to it in the table.
+            Joined(TopicId, std::sync::Arc<str>, Option<TopicId>, bool),
             Limit,
             NotIn,
             Left(TopicId),
         }
-        // The decision's number, and the host's last one when it was made.
-        let mut ops = (0, 0);
-        let outcome = {
-            let mut registry = self.shared.registry();
-            let registry = &mut *registry;
-            match registry.clients.get_mut(&id) {
-                None => Outcome::Gone,
-                Some(entry) if join => {
-                    match registry.topics.join(topic, &mut entry.topics, &limits) {
-                        Ok((topic_id, _, evicted)) => match registry.topics.name(topic_id) {
-                            Some(name) => {
-                                let name = std::sync::Arc::clone(name);
-                                ops = (registry.next_topic_op(false), registry.host_topic_ops);
-                                Outcome::Joined(topic_id, name, evicted)
-                            }
-                            None => Outcome::Gone,
-                        },
-                        Err(_) => Outcome::Limit,
+        // A request that changes nothing (a join of a topic the client is in, a leave of
+        // one it is not in) is answered without asking the host; one that does is asked,
+        // outside the lock, then decided again (the host may have changed it meanwhile).
+        let mut asked = false;
+        loop {
+            // The decision's number, and the host's last one when it was made.
+            let mut ops = (0, 0);
+            let outcome = {
+                let mut registry = self.shared.registry();
+                let registry = &mut *registry;
+                let existing = registry.topics.id(topic);
+                match registry.clients.get_mut(&id) {
+                    None => Outcome::Gone,
+                    Some(entry)
+                        if !asked
+                            && join != existing.is_some_and(|t| entry.topics.contains(&t)) =>
+                    {
+                        Outcome::Ask
                     }
-                }
-                Some(entry) => match registry.topics.id(topic) {
-                    Some(topic_id) if entry.topics.contains(&topic_id) => {
-                        // Freed by the dispatcher once its ring is empty too.
-                        registry.topics.leave(topic_id, &mut entry.topics);
-                        ops = (registry.next_topic_op(false), registry.host_topic_ops);
-                        Outcome::Left(topic_id)
+                    Some(entry) if join => {
+                        match registry.topics.join(topic, &mut entry.topics, &limits) {
+                            Ok((topic_id, new, evicted)) => match registry.topics.name(topic_id) {
+                                Some(name) => {
+                                    let name = std::sync::Arc::clone(name);
+                                    ops = (registry.next_topic_op(false), registry.host_topic_ops);
+                                    Outcome::Joined(topic_id, name, evicted, new)
+                                }
+                                None => Outcome::Gone,
+                            },
+                            Err(_) => Outcome::Limit,
+                        }
                     }
-                    _ => Outcome::NotIn,
-                },
-            }
-        };
-        match outcome {
-            Outcome::Gone => false,
-            Outcome::Joined(topic_id, name, evicted) => {
-                if let Some(evicted) = evicted {
-                    self.topic_evicted(evicted);
+                    Some(entry) => match existing {
+                        Some(topic_id) if entry.topics.contains(&topic_id) => {
+                            // Freed by the dispatcher once its ring is empty too.
+                            registry.topics.leave(topic_id, &mut entry.topics);
+                            ops = (registry.next_topic_op(false), registry.host_topic_ops);
+                            Outcome::Left(topic_id)
+                        }
+                        _ => Outcome::NotIn,
+                    },
                 }
-                self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
-                self.join_topic(id, topic_id, name);
-                true
-            }
-            Outcome::Limit => refuse(self, "limit"),
-            Outcome::NotIn => {
-                self.send_control(slot, &format!("#left @{topic}"));
-                true
-            }
-            Outcome::Left(topic_id) => {
-                self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
-                // The table had it, from a `Hub::join` the dispatcher may not have applied
-                // yet (it will not now): the client still gets its answer.
-                if !self.leave_topic(id, topic_id) {
+            };
+            return match outcome {
+                Outcome::Gone => false,
+                Outcome::Ask => {
+                    let asking = TopicRequest {
+                        client: id,
+                        topic,
+                        join,
+                    };
+                    let what = format_args!(
+                        "the client_topics closure panicked on {id} and @{topic}, refusing"
+                    );
+                    if !self.call_host(|| (allow.0)(&asking), what).unwrap_or(false) {
+                        return refuse(self, "denied");
+                    }
+                    asked = true;
+                    continue;
+                }
+                Outcome::Joined(topic_id, name, evicted, new) => {
+                    if let Some(evicted) = evicted {
+                        self.topic_evicted(evicted);
+                    }
+                    self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
+                    self.join_topic(id, topic_id, name);
+                    if new {
+                        self.emit_topic_change(id, topic, true);
+                    }
+                    true
+                }
+                Outcome::Limit => refuse(self, "limit"),
+                Outcome::NotIn => {
                     self.send_control(slot, &format!("#left @{topic}"));
+                    true
                 }
-                true
-            }
+                Outcome::Left(topic_id) => {
+                    self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
+                    // The table had it, from a `Hub::join` the dispatcher may not have
+                    // applied yet (it will not now): the client still gets its answer.
+                    if !self.leave_topic(id, topic_id) {
+                        self.send_control(slot, &format!("#left @{topic}"));
+                        if self.topics.name_of(topic_id).is_none() {
+                            // The table made the topic for that join, and nothing here holds
+                            // it (no member, no ring): freed, not listed as kept forever.
+                            self.shared.registry().topics.free(topic_id);
+                        }
+                    }
+                    // A host join overridden this way is told to the host only by this
+                    // event.
+                    self.emit_topic_change(id, topic, false);
+                    true
+                }
+            };
         }
+    }
+
+    /// Tells subscribers that a client's own request changed its topics.
+    fn emit_topic_change(&mut self, client: ClientId, topic: &str, joined: bool) {
+        if !self.subs.any(&self.shared) {
+            return;
+        }
+        let topic = topic.to_owned();
+        let event = if joined {
+            Event::TopicJoined { client, topic }
+        } else {
+            Event::TopicLeft { client, topic }
+        };
+        self.subs.emit(event, &self.shared, self.now);
     }
 
     /// `#resume <stream> <epoch> <seq> [<next>]`: in one step, the messages the client
@@ -326,7 +383,8 @@ impl Dispatcher {
     /// `gap` is the position and, for a gap on this connection, the first message after it
     /// that the client has: then exactly the messages between are replayed. Without it,
     /// the replay ends where this connection's live messages begin: its `#at` for the
-    /// hub-wide stream, now for a topic (which the resume joins).
+    /// hub-wide stream, its `#joined` for a topic it is in, now for a topic the resume
+    /// joins; with it, there too if that is later (the <next> it holds came before them).
     ///
     /// A replay is one entry of the client's queue, counted against its bound with what is
     /// queued already: past it, or with [`MAX_REPLAYS_QUEUED`] replays still queued, the
@@ -344,13 +402,17 @@ impl Dispatcher {
         let Some(wire) = self.slots.get(slot).map(|c| c.wire()) else {
             return;
         };
-        // Never past the stream's last message.
-        let before_next = |last: u64| next.map_or(last, |n| n.saturating_sub(1).min(last));
+        // Up to where this connection's live messages of the stream began (`live`), and
+        // with <next> up to the message before it if that is later; never past the last.
+        let upto = |live: u64, last: u64| {
+            let live = live.min(last);
+            next.map_or(live, |n| n.saturating_sub(1).min(last).max(live))
+        };
         let (which, upto) = if stream == "*" {
-            let upto = match next {
-                Some(_) => before_next(self.hub_stream.seq),
-                None => self.slots.get(slot).map_or(0, |c| c.hub_start),
-            };
+            let upto = upto(
+                self.slots.get(slot).map_or(0, |c| c.hub_start),
+                self.hub_stream.seq,
+            );
             (None, upto)
         } else {
             let Some(topic) = stream.strip_prefix('@') else {
@@ -374,10 +436,9 @@ impl Dispatcher {
                 self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                 return;
             };
-            let upto = match (next, start) {
-                (None, Some(start)) => start.min(s.seq),
-                _ => before_next(s.seq),
-            };
+            // Joined now: its live messages begin after the last one, so a <next> it holds
+            // is from before (a `#left` crossed its gap repair): all up to the join.
+            let upto = upto(start.unwrap_or(s.seq), s.seq);
             (Some(t), upto)
         };
         let Some(s) = self.stream_of(which) else {
@@ -512,7 +573,13 @@ impl Dispatcher {
     ) {
         let (epoch, seq) = position.unwrap_or((0, 0));
         let word = reason.word();
-        self.send_control(slot, &format!("#noresume {stream} {word} {epoch} {seq}"));
+        let echo = match stream.strip_prefix('@') {
+            Some(topic) if check_name(topic, self.config.max_topic_len).is_err() => {
+                std::borrow::Cow::Owned(format!("@{}", echo_name(topic)))
+            }
+            _ => std::borrow::Cow::Borrowed(stream),
+        };
+        self.send_control(slot, &format!("#noresume {echo} {word} {epoch} {seq}"));
         self.shared.counters.resumes_refused.fetch_add(1, Relaxed);
         let event = Event::ResumeRefused {
             client: id,
@@ -523,8 +590,81 @@ impl Dispatcher {
     }
 }
 
+/// A number of the protocol: `0`, or a digit 1-9 then digits, that fits in a `u64`. No
+/// sign, no leading zero, no space: one number has one spelling.
+fn number(word: &str) -> Option<u64> {
+    let digits = word.bytes().all(|b| b.is_ascii_digit());
+    let canonical = word == "0" || !word.starts_with('0');
+    if word.is_empty() || !digits || !canonical {
+        return None;
+    }
+    word.parse().ok()
+}
+
+/// How a topic name that is not a valid one is echoed in `#refused` and `#noresume`: its
+/// first 64 characters, each whitespace or control character and each `\` written
+/// `\u{<hex>}`, then `...` if there were more. One word of at most 640 bytes, whatever the
+/// client sent; a valid name is echoed as it is.
+fn echo_name(name: &str) -> String {
+    const CHARS: usize = 64;
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if i == CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_whitespace() || c.is_control() || c == '\\' {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Where the last frame ends: offsets are 32-bit (a batch is at most 64 KiB, and one frame
 /// at most 4 GiB).
 fn frame_end(buf: &BytesMut) -> u32 {
     u32::try_from(buf.len()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_have_one_spelling() {
+        assert_eq!(number("0"), Some(0));
+        assert_eq!(number("17"), Some(17));
+        assert_eq!(number("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "007",
+            "00",
+            "+5",
+            "-1",
+            " 5",
+            "5 ",
+            "1e3",
+            "0x10",
+            "18446744073709551616",
+            "٣",
+        ] {
+            assert_eq!(number(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_echoed_in_one_bounded_word() {
+        assert_eq!(echo_name("a\tb\r"), "a\\u{9}b\\u{d}");
+        assert_eq!(
+            echo_name("a b\u{a0}c\u{85}\\"),
+            "a\\u{20}b\\u{a0}c\\u{85}\\u{5c}"
+        );
+        let long = "x".repeat(70_000);
+        assert_eq!(echo_name(&long), format!("{}...", "x".repeat(64)));
+        let worst = "\t".repeat(70_000);
+        assert!(echo_name(&worst).len() <= 640);
+    }
 }

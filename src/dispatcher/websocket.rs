@@ -122,15 +122,19 @@ impl Dispatcher {
         match inbound {
             // A line-framed hub's message is one line: with a newline in it, a TCP client
             // would read several, in which numbers and control lines of the protocol could
-            // be forged.
+            // be forged. One that ends in '\r' would reach line clients as a line ending
+            // "\r\n", which they read without its '\r': a TCP client cannot send it either.
             Inbound::Message { payload, .. }
-                if self.config.framing == Framing::Lines && payload.contains(&b'\n') =>
+                if self.config.framing == Framing::Lines
+                    && (payload.contains(&b'\n') || payload.last() == Some(&b'\r')) =>
             {
                 self.misbehaved.record(
                     storm::WEBSOCKET,
                     "WebSocket message with a newline",
                     self.now,
-                    format_args!("client {id} sent a WebSocket message with a newline"),
+                    format_args!(
+                        "client {id} sent a WebSocket message with a newline or a final \\r"
+                    ),
                 );
                 self.leave_with_code(slot, DisconnectReason::Protocol, 1007);
                 Cut::Gone

@@ -104,6 +104,30 @@ class Streams(unittest.TestCase):
         self.assertIn(hc.NoResume("*", "old", (E, 1), (E, 10)), events)
         self.assertEqual(delivered(events), [(11, b"k")], "10 is in the state to refetch")
 
+    def test_much_is_asked_again_then_taken_as_a_refusal(self):
+        s, _ = session(b"1 a")
+        s.connection_lost()
+        s.connection_made()
+        events = s.receive(b"#at * 77 9") + s.receive(b"10 j")
+        self.assertEqual(s.data_to_send(), [b"#resume * 77 1"])
+        # Asked again, the live messages still held; then the replay fits.
+        events += s.receive(b"#noresume * much 77 10")
+        self.assertEqual(s.data_to_send(), [b"#resume * 77 1"])
+        events += s.receive(b"#resumed * 77 2 9")
+        for i in range(2, 10):
+            events += s.receive(b"%d m" % i)
+        self.assertFalse([e for e in events if isinstance(e, hc.NoResume)])
+        self.assertEqual([seq for seq, _ in delivered(events)], list(range(2, 11)))
+        # A gap repair asked again keeps its <next>; a replay that never fits is refused.
+        events = s.receive(b"13 m")
+        for _ in range(hc._MAX_MUCH + 1):
+            self.assertEqual(s.data_to_send(), [b"#resume * 77 10 13"])
+            events += s.receive(b"#noresume * much 77 13")
+        self.assertEqual(s.data_to_send(), [])
+        self.assertIn(hc.NoResume("*", "much", (E, 10), (E, 13)), events)
+        events += s.receive(b"14 n")
+        self.assertEqual(delivered(events), [(14, b"n")], "13 is in the state to refetch")
+
     def test_a_hub_that_leaves_a_gap_unfilled_is_not_asked_for_ever(self):
         s, events = session(b"1 a", b"5 e")
         for _ in range(hc._MAX_FRUITLESS - 1):
@@ -126,8 +150,12 @@ class Topics(unittest.TestCase):
         self.assertEqual(s.topics, ["@room"])
         events = s.receive(b"#left @room")
         self.assertEqual(s.topics, [])
-        with self.assertRaises(ValueError):
-            s.join("a b")
+        for bad in ["a b", "a\u00a0b", "a\u0085", "a\u009b", ""]:
+            with self.assertRaises(ValueError):
+                s.join(bad)
+        # Names as the hub takes them: a format character, punctuation, '@' and '#'.
+        for good in ["a\u200bb", "*", "a@b", "#x"]:
+            s.join(good)
 
     def test_a_resume_that_joins_gets_its_position_from_the_answer(self):
         s, _ = session(b"#joined @t 5 0", b"1@t a")
