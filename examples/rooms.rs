@@ -71,20 +71,7 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
         // decides and logs. The hub still checks names and the per-client limit, and answers
         // `#refused` if those fail. The events below reach this thread later, so a client
         // that joins a room the moment it connects is logged joining before it arrives.
-        .client_topics(|request| {
-            let (client, topic) = (request.client(), request.topic());
-            if !request.is_join() {
-                log::info!("{client} leaves @{topic}");
-            } else if topic == LOBBY {
-                // Where the host puts every client anyway, logged with its arrival; a
-                // client that joins on connect (the Python client's `topics`) asks for it
-                // too, and that need not be logged twice.
-                log::debug!("{client} joins @{topic}");
-            } else {
-                log::info!("{client} joins @{topic}");
-            }
-            true
-        })
+        .client_topics(|request| common::any_room(request, LOBBY))
         .bind(addr)?;
     let hub = Arc::new(hub);
     let events = hub.subscribe();

@@ -62,20 +62,7 @@ fn run(tcp: &str, ws: &str) -> Result<(), Box<dyn Error>> {
         .relay(Relay::Topics)
         // Any room, for anyone (the hub still checks names and the per-client limit). The
         // closure runs on the hub's thread: it only decides and logs.
-        .client_topics(|request| {
-            let (client, topic) = (request.client(), request.topic());
-            if !request.is_join() {
-                log::info!("{client} leaves @{topic}");
-            } else if topic == LOBBY {
-                // Where the host puts every client anyway, logged with its arrival; a
-                // client that joins on connect (the Python client's `topics`) asks for it
-                // too, and that need not be logged twice.
-                log::debug!("{client} joins @{topic}");
-            } else {
-                log::info!("{client} joins @{topic}");
-            }
-            true
-        })
+        .client_topics(|request| common::any_room(request, LOBBY))
         .listen(ws, Transport::WebSocket)
         .websocket_origins(Origins::List(vec!["null".to_owned()]))
         .bind(tcp)?;

@@ -4,23 +4,11 @@
 
 mod util;
 
-use hubcast::{Event, Hub, HubBuilder, Protocol, Relay, ResumeRefusal};
-use util::{join, EventLog, Peer, LOCAL};
-
-fn sequenced() -> HubBuilder {
-    Hub::builder().protocol(Protocol::Sequenced)
-}
+use hubcast::{Event, Hub, Relay, ResumeRefusal};
+use util::{join, read_at as at, sequenced, EventLog, Peer, LOCAL};
 
 fn text(peer: &mut Peer) -> String {
     peer.read_text_line()
-}
-
-/// `#at * <epoch> <seq>` → (epoch, seq).
-fn at(peer: &mut Peer) -> (u64, u64) {
-    let line = text(peer);
-    let words: Vec<&str> = line.split(' ').collect();
-    assert_eq!(&words[..2], ["#at", "*"], "{line}");
-    (words[2].parse().unwrap(), words[3].parse().unwrap())
 }
 
 #[test]

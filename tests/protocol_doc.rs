@@ -4,23 +4,11 @@
 
 mod util;
 
-use hubcast::{Event, Hub, HubBuilder, Protocol};
-use util::{Peer, LOCAL, TIMEOUT};
-
-fn sequenced() -> HubBuilder {
-    Hub::builder().protocol(Protocol::Sequenced)
-}
+use hubcast::{Event, Hub, HubBuilder};
+use util::{read_at as at, sequenced, Peer, LOCAL, TIMEOUT};
 
 fn text(peer: &mut Peer) -> String {
     peer.read_text_line()
-}
-
-/// `#at * <epoch> <seq>` → (epoch, seq).
-fn at(peer: &mut Peer) -> (u64, u64) {
-    let line = text(peer);
-    let words: Vec<&str> = line.split(' ').collect();
-    assert_eq!(&words[..2], ["#at", "*"], "{line}");
-    (words[2].parse().unwrap(), words[3].parse().unwrap())
 }
 
 /// The race of the `rooms` example: the host puts every client in `lobby` on `Connected`

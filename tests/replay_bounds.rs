@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use hubcast::{DisconnectReason, Hub, HubBuilder, Protocol, Relay};
-use util::{EventLog, Peer, LOCAL, PACE, TIMEOUT, TINY};
+use hubcast::{DisconnectReason, Hub, Protocol};
+use util::{rooms, EventLog, Peer, LOCAL, PACE, TIMEOUT, TINY};
 
 /// One test at a time: each reads the process's memory.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -29,15 +29,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A hub like the `rooms` example: any client may join any room, and what it says goes to
-/// the other members of its rooms.
-fn rooms() -> HubBuilder {
-    Hub::builder()
-        .protocol(Protocol::Sequenced)
-        .relay(Relay::Topics)
-        .client_topics(|_| true)
 }
 
 fn rss_bytes() -> u64 {

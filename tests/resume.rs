@@ -15,12 +15,8 @@ mod util;
 use std::path::Path;
 use std::process::Command;
 
-use hubcast::{ClientId, Error, Hub, HubBuilder, Protocol};
-use util::{require_program, ChildProcess, EventLog, LOCAL};
-
-fn sequenced() -> HubBuilder {
-    Hub::builder().protocol(Protocol::Sequenced)
-}
+use hubcast::{ClientId, Error, Hub};
+use util::{require_program, sequenced, ChildProcess, EventLog, LOCAL};
 
 /// A script of `tests/python/` running in python3, unbuffered.
 fn python(script: &str, args: &[String]) -> ChildProcess {

@@ -6,17 +6,8 @@
 
 mod util;
 
-use hubcast::{Hub, HubBuilder, Protocol, Relay, Stats};
-use util::{EventLog, Peer, LOCAL};
-
-/// A hub like the `rooms` example: any client may join any room, and what it says goes to
-/// the other members of its rooms.
-fn rooms() -> HubBuilder {
-    Hub::builder()
-        .protocol(Protocol::Sequenced)
-        .relay(Relay::Topics)
-        .client_topics(|_| true)
-}
+use hubcast::{Hub, Stats};
+use util::{rooms, EventLog, Peer, LOCAL};
 
 /// Reads lines until one starts with `prefix`; returns it. Fails the test on a
 /// `#refused`, `#error` or `#noresume` line that was not asked for.

@@ -178,3 +178,19 @@ pub(crate) fn init_logging(default: &str) {
 pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
+
+/// The `client_topics` closure of the room examples: any room, for anyone, logged. A join
+/// of `lobby`, where the host puts every client anyway and logs it with its arrival, is
+/// logged at `debug` only: a client that joins on connect (the Python client's `topics`)
+/// asks for it too, and that need not be logged twice.
+pub(crate) fn any_room(request: &hubcast::TopicRequest<'_>, lobby: &str) -> bool {
+    let (client, topic) = (request.client(), request.topic());
+    if !request.is_join() {
+        log::info!("{client} leaves @{topic}");
+    } else if topic == lobby {
+        log::debug!("{client} joins @{topic}");
+    } else {
+        log::info!("{client} joins @{topic}");
+    }
+    true
+}
