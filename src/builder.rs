@@ -182,6 +182,12 @@ impl HubBuilder {
     /// bytes once plus a small entry per client; the bound (clients × `queue_bytes`) is only
     /// approached when every client is stalled on different messages (`send_to`).
     ///
+    /// With [`Protocol::Sequenced`], a resume's replay is counted against it with what the
+    /// queue holds already (one that does not fit is answered `much`), and control messages
+    /// (answers to the client's requests, `#joined`/`#left` of the host's changes), which no
+    /// policy drops, may pass it by 64 KiB: past that the client is disconnected as
+    /// [`Slow`](crate::DisconnectReason::Slow) whatever the policy.
+    ///
     /// It also bounds the frames waiting for the dispatcher (see
     /// [`command_capacity`](Self::command_capacity)). At most 2^40 - 1. In relay mode,
     /// [`max_frame`](Self::max_frame) framed must fit in it.
@@ -653,8 +659,9 @@ impl HubBuilder {
     /// [`Stats::replay_trimmed`](crate::Stats::replay_trimmed). Without this bound, rings
     /// of topics with members were bounded only one by one: clients that join rooms of
     /// their own and fill them could make the hub hold topics × `replay_bytes`. With it,
-    /// the hub's memory is at most clients × ([`queue_bytes`](Self::queue_bytes) +
-    /// [`max_frame`](Self::max_frame)) + this + a fixed cost per client and per topic.
+    /// the hub's memory is at most clients × ([`queue_bytes`](Self::queue_bytes) + 64 KiB of
+    /// control messages + [`max_frame`](Self::max_frame)) + this + a fixed cost per client
+    /// and per topic.
     pub fn replay_total_bytes(mut self, bytes: usize) -> Self {
         self.replay_total_bytes = bytes;
         self

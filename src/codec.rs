@@ -113,11 +113,12 @@ pub(crate) fn decode(
                 Some(i) => {
                     let newline = from + i;
                     *scanned = 0;
-                    let end = if newline > 0 && buf[newline - 1] == b'\r' {
-                        newline - 1
-                    } else {
-                        newline
-                    };
+                    // Every '\r' before it goes: no payload from a line ends in one, since
+                    // a line reader would drop it (the same message on every wire).
+                    let end = buf[..newline]
+                        .iter()
+                        .rposition(|&b| b != b'\r')
+                        .map_or(0, |i| i + 1);
                     if end > max_frame {
                         return Err(FrameTooLarge);
                     }
@@ -204,6 +205,9 @@ mod tests {
     fn lines_strip_lf_and_crlf_and_keep_empty_lines() {
         let frames = decode_all(Framing::Lines, &[b"a\r\n\nb\n"], 16).unwrap();
         assert_eq!(frames, vec![&b"a"[..], b"", b"b"]);
+        // Every '\r' at the end goes, not only the last: no payload from a line ends in one.
+        let frames = decode_all(Framing::Lines, &[b"hi\r\r\n\r\n\rx\r\n"], 16).unwrap();
+        assert_eq!(frames, vec![&b"hi"[..], b"", b"\rx"]);
     }
 
     #[test]
@@ -293,7 +297,7 @@ mod tests {
                 let payloads: Vec<Vec<u8>> = match framing {
                     Framing::Lines => payloads.iter().map(|p| {
                         let mut p: Vec<u8> = p.iter().copied().filter(|&b| b != b'\n').collect();
-                        // The decoder strips one '\r' before '\n'; keep none at the end.
+                        // The decoder strips every '\r' before '\n'; keep none at the end.
                         while p.last() == Some(&b'\r') { p.pop(); }
                         p
                     }).collect(),

@@ -11,8 +11,9 @@ use std::sync::Arc;
 pub enum Framing {
     /// Newline-delimited lines, the default: works with `nc` and `telnet`.
     ///
-    /// Inbound, a frame ends at `\n`; the `\n` and one `\r` before it are removed from the
-    /// payload, so `\r\n` clients work too. Outbound, a `\n` is appended unless the message
+    /// Inbound, a frame ends at `\n`; the `\n` and every `\r` just before it are removed
+    /// from the payload, so `\r\n` clients work too, and no payload from a line ends in
+    /// `\r`. Outbound, a `\n` is appended unless the message
     /// already ends with one. A message with `\n` inside it reaches clients as several lines,
     /// and one that ends in `\r` reaches line clients without it; a WebSocket client's
     /// message that would (a `\n` in it, or a final `\r`) is refused instead: see

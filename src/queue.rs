@@ -320,12 +320,15 @@ impl Queue {
                 // Never drop the front entry once part of it is written: the peer would get
                 // a torn frame. Nor protocol bytes that are no message (a control message
                 // of the protocol, a WebSocket close frame): they must reach the client
-                // however slow it is, and they are few and small. The new chunk is queued
-                // by reference here, so what it costs does not change as entries go.
+                // however slow it is, and they are few and small. Nor a replay: its
+                // `#resumed` promised exactly those messages, and it was checked against the
+                // bound when queued. The new chunk is queued by reference here, so what it
+                // costs does not change as entries go.
                 let mut at = usize::from(self.offset > 0);
                 let mut dropped = 0;
                 while at < self.entries.len() && self.cost + piece.cost() > bound {
-                    if self.entries[at].frames() == 0 {
+                    let entry = &self.entries[at];
+                    if entry.frames() == 0 || matches!(entry, Entry::Replay(_)) {
                         at += 1;
                     } else if let Some(old) = self.entries.remove(at) {
                         self.forget(&old);
@@ -377,7 +380,8 @@ impl Queue {
 
     /// Adds one resume's replayed messages, which the caller checked against the bound
     /// (with [`cost`](Self::cost) and [`replays`](Self::replays)).
-    /// [`DropOldest`](SlowClientPolicy::DropOldest) drops them like any other messages.
+    /// [`DropOldest`](SlowClientPolicy::DropOldest) never drops them: the client was told
+    /// exactly which messages follow.
     pub(crate) fn push_replay(&mut self, chunk: Chunk) {
         self.cost += chunk.cost();
         self.replays += 1;
@@ -386,7 +390,7 @@ impl Queue {
 
     /// Drops everything but a partly written front entry (it must be finished, or the
     /// peer gets a torn frame), for a client that is cut off.
-    #[cfg(feature = "websocket")]
+    #[cfg(any(feature = "websocket", test))]
     pub(crate) fn truncate(&mut self) {
         let keep = usize::from(self.offset > 0);
         for entry in &self.entries.split_off(keep) {
@@ -562,6 +566,27 @@ mod tests {
         );
         let kinds: Vec<u64> = q.entries.iter().map(Entry::frames).collect();
         assert_eq!(kinds, vec![0, 0, 1]);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_replays_and_counts_them_until_written() {
+        let (small, replay) = (
+            frames(&[&[b'x'; COPY_BELOW]]),
+            frames(&[b"1 a", b"2 b", b"3 c"]),
+        );
+        let chunk = Chunk::whole(&small);
+        let bound = 3 * chunk.cost();
+        let mut q = Queue::default();
+        q.push_replay(Chunk::whole(&replay));
+        assert_eq!(q.replays(), 1);
+        for _ in 0..4 {
+            q.enqueue(Piece::Chunk(&chunk), bound, SlowClientPolicy::DropOldest);
+        }
+        // Messages went to make room; the replay did not.
+        assert!(matches!(q.entries.front(), Some(Entry::Replay(_))));
+        assert_eq!(q.replays(), 1);
+        q.truncate();
+        assert_eq!((q.replays(), q.cost()), (0, 0));
     }
 
     #[test]

@@ -497,3 +497,17 @@ fn the_host_sees_a_clients_own_changes_in_the_order_of_its_messages() {
         .collect();
     assert_eq!(story, ["a", "+r", "b", "-r", "+s", "c"]);
 }
+
+/// Framing: every `\r` before a line's `\n` is dropped, so no payload from a line client
+/// ends in one (a line reader would read it without): the same message on every wire.
+#[test]
+fn no_payload_from_a_line_ends_in_a_carriage_return() {
+    let hub = sequenced().bind(LOCAL).unwrap();
+    let mut events = util::EventLog::subscribe(&hub);
+    let peer = Peer::connect(hub.local_addr());
+    let id = events.connected(peer.addr());
+    let mut peer = peer;
+    peer.write(b"hi\r\r\n\r\rx\r\n\r\r\n");
+    let messages = events.messages(id, 3);
+    assert_eq!(messages, [&b"hi"[..], b"\r\rx", b""]);
+}

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use hubcast::{DisconnectReason, Hub, Protocol};
-use util::{rooms, EventLog, Peer, LOCAL, PACE, TIMEOUT, TINY};
+use hubcast::{DisconnectReason, Event, Hub, HubBuilder, Protocol};
+use util::{read_at, rooms, EventLog, Peer, LOCAL, PACE, TIMEOUT, TINY};
 
 /// One test at a time: each reads the process's memory.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -309,4 +309,107 @@ fn a_client_that_never_reads_its_answers_is_cut_as_slow() {
     writer.join().unwrap();
     assert_eq!(cut, DisconnectReason::Slow);
     assert!(started.elapsed() < TIMEOUT);
+}
+
+/// Sends `line` up to 20,000 times from a client that never reads, until it is cut as
+/// slow; returns its events after its `Disconnected`, up to a later client's arrival
+/// (everything the cut could cause is out by then: its input is only discarded after it).
+fn events_after_the_cut(builder: HubBuilder, line: &'static str) -> Vec<Event> {
+    let hub = builder
+        .protocol(Protocol::Sequenced)
+        .queue_bytes(64 * 1024)
+        .write_timeout(None)
+        .bind(LOCAL)
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let hostile = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+    let id = events.connected(hostile.addr());
+    let mut stream = hostile.stream.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        use std::io::Write;
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        let lines = line.repeat(1000);
+        (0..20).all(|_| stream.write_all(lines.as_bytes()).is_ok())
+    });
+    assert_eq!(events.disconnected(id), DisconnectReason::Slow);
+    let later = Peer::connect(hub.local_addr());
+    events.connected(later.addr());
+    drop(hostile);
+    writer.join().unwrap();
+    let cut = events
+        .seen
+        .iter()
+        .position(|e| matches!(e, Event::Disconnected { client, .. } if *client == id))
+        .unwrap();
+    let of_it = |e: &&Event| match e {
+        Event::ResumeRefused { client, .. }
+        | Event::Resumed { client, .. }
+        | Event::TopicJoined { client, .. }
+        | Event::TopicLeft { client, .. }
+        | Event::Message { client, .. }
+        | Event::Disconnected { client, .. } => *client == id,
+        _ => false,
+    };
+    events.seen[cut + 1..]
+        .iter()
+        .filter(of_it)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_client_cut_for_its_unread_answers_has_no_event_after_it_left() {
+    let _serial = serial();
+    let after = events_after_the_cut(Hub::builder(), "#resume * 1 5\n");
+    assert!(after.is_empty(), "events after Disconnected: {after:?}");
+    let after = events_after_the_cut(
+        Hub::builder().client_topics(|_| true),
+        "#join @a\n#leave @a\n",
+    );
+    assert!(after.is_empty(), "events after Disconnected: {after:?}");
+}
+
+#[test]
+fn the_ring_bound_holds_with_many_small_rings() {
+    let _serial = serial();
+    // Rings of one message each: trimmed empty, they must give back the room of their
+    // entries too, or the total could never get under the bound.
+    const TOPICS: usize = 2000;
+    const BOUND: usize = 64 * 1024;
+    let hub = Hub::builder()
+        .protocol(Protocol::Sequenced)
+        .replay_total_bytes(BOUND)
+        .max_topics_per_client(TOPICS)
+        .client_topics(|_| true)
+        .bind(LOCAL)
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let mut peer = Peer::connect(hub.local_addr());
+    let id = events.connected(peer.addr());
+    for t in 0..TOPICS {
+        hub.join(id, &format!("t{t}")).unwrap();
+        hub.publish(&format!("t{t}"), "x").unwrap();
+    }
+    until(&mut peer, &format!("1@t{} x", TOPICS - 1));
+    events.wait_until("the rings to be within their bound", || {
+        let stats = hub.stats();
+        stats.replay_bytes <= BOUND as u64 && stats.replay_trimmed > 0
+    });
+    // Later messages are kept again (the level is not stuck below every ring).
+    let trimmed = hub.stats().replay_trimmed;
+    for i in 0..10 {
+        hub.publish("t1", format!("y{i}")).unwrap();
+    }
+    until(&mut peer, "11@t1 y9");
+    let mut back = Peer::connect(hub.local_addr());
+    read_at(&mut back);
+    back.write(b"#resume @t1 0 0\n");
+    let joined = until(&mut back, "#joined @t1 ");
+    let epoch: u64 = joined.split(' ').nth(2).unwrap().parse().unwrap();
+    back.write(format!("#resume @t1 {epoch} 9\n").as_bytes());
+    assert_eq!(
+        until(&mut back, "#resumed @t1 "),
+        format!("#resumed @t1 {epoch} 10 11")
+    );
+    assert!(hub.stats().replay_trimmed >= trimmed);
 }

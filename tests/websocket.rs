@@ -2088,3 +2088,34 @@ mod wss {
         assert_stats_add_up(&hub, &[(DisconnectReason::PeerClosed, 1)]);
     }
 }
+
+/// A WebSocket client cut for not reading the answers to its requests gets nothing after
+/// its close frame (RFC 6455: no data frame after Close), however many it had asked for.
+#[test]
+fn a_client_cut_for_its_unread_answers_gets_nothing_after_its_close_frame() {
+    let hub = mixed(
+        Hub::builder()
+            .protocol(Protocol::Sequenced)
+            .queue_bytes(64 * 1024)
+            .write_timeout(None),
+    );
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) =
+        raw_join_with(Peer::connect_rcvbuf(ws_addr(&hub), TINY), &hub, &mut events);
+    let mut stream = peer.stream.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        // Each is answered `#noresume @xyzwv member 0 0` (no client topics here).
+        let many = masked(TEXT, b"#resume @xyzwv 1 0").repeat(1000);
+        (0..20).all(|_| stream.write_all(&many).is_ok())
+    });
+    assert_eq!(events.disconnected(id), DisconnectReason::Slow);
+    let (bytes, _) = peer.read_to_end();
+    let _ = writer.join();
+    let frames = parse_stream(&bytes);
+    let close = frames
+        .iter()
+        .position(|f| f.opcode == CLOSE)
+        .expect("a close frame");
+    assert_eq!(close, frames.len() - 1, "frames after the close frame");
+}

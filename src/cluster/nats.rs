@@ -402,20 +402,25 @@ impl Node {
                     let now = Instant::now();
                     let outage = outage.get_or_insert_with(|| Outage::new(now));
                     if outage.failed(now) {
-                        let causes = causes(&urls, failed).await;
-                        if outage.is_new() {
-                            log::warn!(
-                                "hubcast cluster: cannot reach NATS ({causes}); serving local \
-                                 clients only, and retrying"
-                            );
-                        } else {
-                            log::warn!(
-                                "hubcast cluster: still cannot reach NATS ({causes}): {} \
-                                 attempts over {:.0?}",
-                                outage.attempts(),
-                                outage.lasted(now)
-                            );
-                        }
+                        // Looked at in a task of its own: a look may take seconds (a second
+                        // per address, and name resolution), and the events must not wait.
+                        let (new, attempts) = (outage.is_new(), outage.attempts());
+                        let lasted = outage.lasted(now);
+                        let urls = urls.clone();
+                        tokio::spawn(async move {
+                            let causes = causes(&urls, failed).await;
+                            if new {
+                                log::warn!(
+                                    "hubcast cluster: cannot reach NATS ({causes}); serving \
+                                     local clients only, and retrying"
+                                );
+                            } else {
+                                log::warn!(
+                                    "hubcast cluster: still cannot reach NATS ({causes}): \
+                                     {attempts} attempts over {lasted:.0?}"
+                                );
+                            }
+                        });
                     }
                 }
                 other => log::info!("hubcast cluster: NATS {other}"),

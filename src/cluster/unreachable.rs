@@ -83,8 +83,11 @@ pub(super) fn redacted(url: &str) -> String {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
     };
-    let rest = match rest.split_once('@') {
-        Some((_, host)) => host,
+    // The user information ends at the last '@' of the authority (a password may hold
+    // '@'); a path or query after it may hold one too.
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
         None => rest,
     };
     match scheme {
@@ -159,6 +162,9 @@ mod tests {
     fn urls_lose_their_credentials_and_get_the_default_port() {
         assert_eq!(redacted("nats://user:pw@host:4222"), "nats://host:4222");
         assert_eq!(redacted("tls://token@host"), "tls://host");
+        // A password with '@' in it, and an '@' after the authority.
+        assert_eq!(redacted("nats://user:p@ss@host:4222"), "nats://host:4222");
+        assert_eq!(redacted("nats://host:4222/a@b"), "nats://host:4222/a@b");
         assert_eq!(redacted("127.0.0.1:4222"), "127.0.0.1:4222");
         assert_eq!(host_port("nats://user:pw@host"), "host:4222");
         assert_eq!(host_port("nats://127.0.0.1:4333"), "127.0.0.1:4333");

@@ -94,7 +94,7 @@ impl Admission {
             handshaking: 0,
             reserve: File::open("/dev/null").ok(),
             next_id: 1,
-            log: StormLog::new(log::Level::Warn, storm::ADMISSION, "connections refused"),
+            log: StormLog::new(log::Level::Warn, "connections refused"),
         }
     }
 

@@ -291,7 +291,9 @@ impl Dispatcher {
                     match std::str::from_utf8(rest) {
                         Ok(text) => self.control(slot, id, text),
                         // Read leniently, two different names could name the same topic.
-                        Err(_) => self.send_control(slot, "#error control messages are UTF-8"),
+                        Err(_) => {
+                            self.send_control(slot, "#error control messages are UTF-8");
+                        }
                     }
                 }
                 return;

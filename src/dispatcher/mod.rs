@@ -231,7 +231,6 @@ impl Dispatcher {
             timers: Timers::new(&config, now),
             misbehaved: storm::StormLog::new(
                 log::Level::Info,
-                storm::CLIENTS,
                 "clients closed for breaking the rules",
             ),
             dirty: Vec::new(),

@@ -23,9 +23,10 @@ use crate::{codec, ClientId, Event, ResumeRefusal, TopicRequest};
 /// answered `much`, however small.
 pub(crate) const MAX_REPLAYS_QUEUED: usize = 16;
 
-/// What a client's unread answers to its own requests (`#resumed`, `#joined`, `#error`…)
-/// may hold beyond its queue bound before it is cut as slow: an honest client reads its
-/// answers long before.
+/// What a client's unread control messages (answers to its own requests, `#resumed`,
+/// `#error`…, and the `#joined`/`#left` of the host's changes) may hold beyond its queue
+/// bound before it is cut as slow: no policy drops them, and an honest client reads them
+/// long before.
 const CONTROL_ALLOWANCE: usize = 64 * 1024;
 
 /// A batch numbered for the protocol: the frames every recipient gets, and for runs that
@@ -148,24 +149,35 @@ impl Dispatcher {
 
     /// Queues a control message for a client, framed for its wire. Control messages are
     /// protocol, not messages: they count as no frame, and may pass the bound (no policy
-    /// drops them), but only by [`CONTROL_ALLOWANCE`]: a live client that asks and does
-    /// not read the answers is cut as slow.
-    pub(super) fn send_control(&mut self, slot: usize, text: &str) {
-        let Some(client) = self.slots.get(slot) else {
-            return;
+    /// drops them), but only by [`CONTROL_ALLOWANCE`]: a client that asks and does not read
+    /// the answers (or whose host changes its topics faster than it reads) is cut as slow.
+    ///
+    /// Only a live client is sent anything: one that is leaving has been told its last
+    /// (a WebSocket close frame may be queued). Returns whether the client is still live:
+    /// after `false`, callers do nothing more for it, since its `Disconnected` may already
+    /// be out.
+    pub(super) fn send_control(&mut self, slot: usize, text: &str) -> bool {
+        let Some(client) = self.slots.get(slot).filter(|c| c.is_live()) else {
+            return false;
         };
         let bytes = self.framed_for(client.wire(), text.as_bytes());
         let over = client.queue.cost() + bytes.len() + CHUNK_OVERHEAD
             > self.config.queue_bytes.saturating_add(CONTROL_ALLOWANCE);
-        if over && client.is_live() {
+        if over {
             log::debug!(
                 "client {} does not read the answers to its requests",
                 client.id
             );
             self.leave(slot, crate::DisconnectReason::Slow, None);
-            return;
+            return false;
         }
         self.send_raw(slot, bytes);
+        true
+    }
+
+    /// Whether the client in `slot` is live: not cut meanwhile.
+    fn is_live(&self, slot: usize) -> bool {
+        self.slots.get(slot).is_some_and(|c| c.is_live())
     }
 
     /// One message framed for `wire`.
@@ -212,7 +224,9 @@ impl Dispatcher {
                     (Some(epoch), Some(seq), Some(Some(next))) => {
                         self.resume(slot, id, stream, epoch, (seq, Some(next)));
                     }
-                    _ => self.send_control(slot, BAD_RESUME),
+                    _ => {
+                        self.send_control(slot, BAD_RESUME);
+                    }
                 }
             }
             ["join", stream] | ["leave", stream] => {
@@ -221,10 +235,14 @@ impl Dispatcher {
                     Some(topic) => {
                         self.client_topic(slot, id, topic, join);
                     }
-                    None => self.send_control(slot, "#error topics are written @name"),
+                    None => {
+                        self.send_control(slot, "#error topics are written @name");
+                    }
                 }
             }
-            ["resume", ..] => self.send_control(slot, BAD_RESUME),
+            ["resume", ..] => {
+                self.send_control(slot, BAD_RESUME);
+            }
             ["join" | "leave", ..] => {
                 self.send_control(slot, &format!("#error {} needs one @topic", words[0]));
             }
@@ -332,16 +350,17 @@ impl Dispatcher {
                     }
                     self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
                     self.join_topic(id, topic_id, name);
+                    // Cut for not reading its answers: it has left, and so the topic.
+                    if !self.is_live(slot) {
+                        return false;
+                    }
                     if new {
                         self.emit_topic_change(id, topic, true);
                     }
                     true
                 }
                 Outcome::Limit => refuse(self, "limit"),
-                Outcome::NotIn => {
-                    self.send_control(slot, &format!("#left @{topic}"));
-                    true
-                }
+                Outcome::NotIn => self.send_control(slot, &format!("#left @{topic}")),
                 Outcome::Left(topic_id) => {
                     self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
                     // The table had it, from a `Hub::join` the dispatcher may not have
@@ -353,6 +372,9 @@ impl Dispatcher {
                             // it (no member, no ring): freed, not listed as kept forever.
                             self.shared.registry().topics.free(topic_id);
                         }
+                    }
+                    if !self.is_live(slot) {
+                        return false;
                     }
                     // A host join overridden this way is told to the host only by this
                     // event.
@@ -460,12 +482,8 @@ impl Dispatcher {
         if !range.is_empty() && !self.room_for_replay(slot, len) {
             return self.refuse_resume(slot, id, stream, ResumeRefusal::TooMuch, Some(position));
         }
-        self.send_control(
-            slot,
-            &format!("#resumed {stream} {} {} {upto}", position.0, after + 1),
-        );
-        if self.slots.live_mut(slot).is_none() {
-            // Cut for not reading its answers.
+        let resumed = format!("#resumed {stream} {} {} {upto}", position.0, after + 1);
+        if !self.send_control(slot, &resumed) {
             return;
         }
         let replayed = range.len() as u64;
@@ -579,7 +597,9 @@ impl Dispatcher {
             }
             _ => std::borrow::Cow::Borrowed(stream),
         };
-        self.send_control(slot, &format!("#noresume {echo} {word} {epoch} {seq}"));
+        if !self.send_control(slot, &format!("#noresume {echo} {word} {epoch} {seq}")) {
+            return;
+        }
         self.shared.counters.resumes_refused.fetch_add(1, Relaxed);
         let event = Event::ResumeRefused {
             client: id,

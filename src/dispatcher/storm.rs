@@ -12,7 +12,7 @@ pub(crate) const TLS: &str = "hubcast::tls";
 /// WebSocket upgrades refused and WebSocket clients closed for what they sent,
 pub(crate) const WEBSOCKET: &str = "hubcast::websocket";
 /// other clients closed for breaking the rules (a frame too large, no handshake in time, a
-/// failed authentication) and the summary of each storm of those,
+/// failed authentication),
 pub(crate) const CLIENTS: &str = "hubcast::clients";
 /// connections refused at the door.
 pub(crate) const ADMISSION: &str = "hubcast::admission";
@@ -25,21 +25,18 @@ pub(crate) const LOG_PERIOD: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub(crate) struct StormLog {
     level: log::Level,
-    /// The log target of the summary lines.
-    target: &'static str,
     /// What the summary line counts ("connections refused").
     what: &'static str,
     /// The current period, if an event was logged less than a period ago.
     since: Option<Instant>,
-    /// Events in this period not logged yet, by kind, in the order first seen.
-    counts: Vec<(&'static str, u64)>,
+    /// Events in this period not logged yet, by target and kind, in the order first seen.
+    counts: Vec<(&'static str, &'static str, u64)>,
 }
 
 impl StormLog {
-    pub(crate) fn new(level: log::Level, target: &'static str, what: &'static str) -> StormLog {
+    pub(crate) fn new(level: log::Level, what: &'static str) -> StormLog {
         StormLog {
             level,
-            target,
             what,
             since: None,
             counts: Vec::new(),
@@ -60,9 +57,13 @@ impl StormLog {
             log::log!(target: target, self.level, "{line}");
             return;
         }
-        match self.counts.iter_mut().find(|(k, _)| *k == kind) {
-            Some((_, n)) => *n += 1,
-            None => self.counts.push((kind, 1)),
+        match self
+            .counts
+            .iter_mut()
+            .find(|(t, k, _)| *t == target && *k == kind)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.counts.push((target, kind, 1)),
         }
     }
 
@@ -79,20 +80,30 @@ impl StormLog {
             self.since = None;
             return;
         }
-        let total: u64 = self.counts.iter().map(|(_, n)| n).sum();
-        let kinds: Vec<String> = self
-            .counts
-            .drain(..)
-            .map(|(kind, n)| format!("{n} {kind}"))
-            .collect();
-        log::log!(
-            target: self.target,
-            self.level,
-            // "connections refused, 1 more in 1s: ...", never "1 more connections".
-            "{}, {total} more in {elapsed:?}: {}",
-            self.what,
-            kinds.join(", ")
-        );
+        // One line per target, under it: `RUST_LOG=hubcast::tls=off` silences a storm of
+        // failed TLS handshakes, counts included.
+        let counts = std::mem::take(&mut self.counts);
+        let mut targets: Vec<&'static str> = Vec::new();
+        for &(target, _, _) in &counts {
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+        for target in targets {
+            let of_target = || counts.iter().filter(move |(t, _, _)| *t == target);
+            let total: u64 = of_target().map(|(_, _, n)| n).sum();
+            let kinds: Vec<String> = of_target()
+                .map(|(_, kind, n)| format!("{n} {kind}"))
+                .collect();
+            log::log!(
+                target: target,
+                self.level,
+                // "connections refused, 1 more in 1s: ...", never "1 more connections".
+                "{}, {total} more in {elapsed:?}: {}",
+                self.what,
+                kinds.join(", ")
+            );
+        }
         self.since = Some(now);
     }
 
@@ -109,7 +120,7 @@ mod tests {
     #[test]
     fn a_storm_is_one_line_per_period() {
         let t = Instant::now();
-        let mut log = StormLog::new(log::Level::Warn, ADMISSION, "connections refused");
+        let mut log = StormLog::new(log::Level::Warn, "connections refused");
         log.record(
             ADMISSION,
             "at max_clients",
@@ -134,7 +145,10 @@ mod tests {
         );
         assert_eq!(
             log.counts,
-            [("at max_clients", 1000), ("by the accept filter", 1)]
+            [
+                (ADMISSION, "at max_clients", 1000),
+                (ADMISSION, "by the accept filter", 1)
+            ]
         );
         assert_eq!(log.next(), Some(t + LOG_PERIOD));
         log.tick(t + LOG_PERIOD / 2);

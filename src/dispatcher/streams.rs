@@ -138,7 +138,11 @@ impl Stream {
     /// room for: a ring trimmed or aged down must not keep the memory of its busiest time.
     fn shrink(&mut self) {
         let len = self.ring.len();
-        if self.ring.capacity() > 2 * len + 16 {
+        if len == 0 {
+            // An empty ring costs nothing: trims and the hub-wide bound can always get under
+            // any level.
+            self.ring = VecDeque::new();
+        } else if self.ring.capacity() > 2 * len + 16 {
             self.ring.shrink_to(len + len / 2 + 8);
         }
     }

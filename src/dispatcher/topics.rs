@@ -517,9 +517,11 @@ impl Dispatcher {
             let mut registry = self.shared.registry();
             let emptied = registry.remove(id);
             // With the protocol on, a topic emptied in the table may be kept here for its
-            // ring: only those freed here (released just below) are freed there.
-            if !self.protocol {
-                for topic in emptied {
+            // ring: only those freed here (released just below) are freed there, and those
+            // the table made for a host join that never reached this client here (nothing
+            // here holds them), which would otherwise be listed for ever.
+            for topic in emptied {
+                if !self.protocol || self.topics.name_of(topic).is_none() {
                     registry.topics.free(topic);
                 }
             }
