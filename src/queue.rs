@@ -58,6 +58,18 @@ impl Chunk {
         Chunk::new(frames, 0..frames.ends.len())
     }
 
+    /// One whole frame, shared with whoever holds `bytes` (a replay ring): no buffer of
+    /// frame ends is made for it.
+    pub(crate) fn frame(bytes: Bytes) -> Chunk {
+        Chunk {
+            bytes,
+            ends: Arc::from([]),
+            first: 0,
+            count: 1,
+            base: 0,
+        }
+    }
+
     /// Protocol bytes that are no message (an HTTP answer, a WebSocket control frame): they
     /// count as no frame in the stats.
     pub(crate) fn raw(bytes: bytes::Bytes) -> Chunk {
@@ -78,6 +90,10 @@ impl Chunk {
     fn frames_before(&self, offset: usize) -> u64 {
         if offset >= self.bytes.len() {
             return self.frames();
+        }
+        if self.ends.is_empty() {
+            // One frame (`Chunk::frame`) or none (`Chunk::raw`), not wholly written.
+            return 0;
         }
         let range = self.first as usize..(self.first + self.count) as usize;
         let limit = self.base as usize + offset;
@@ -175,32 +191,33 @@ impl Owned {
 }
 
 /// One entry of a queue: a chunk shared with other queues, bytes of this queue's own, or
-/// one resume's replayed messages (counted apart: see [`Queue::replays`]).
+/// part of one resume's replayed messages (`true`: its last part; replays are counted
+/// apart: see [`Queue::replays`]).
 #[derive(Debug)]
 enum Entry {
     Shared(Chunk),
     Owned(Owned),
-    Replay(Chunk),
+    Replay(Chunk, bool),
 }
 
 impl Entry {
     fn bytes(&self) -> &[u8] {
         match self {
-            Entry::Shared(chunk) | Entry::Replay(chunk) => &chunk.bytes,
+            Entry::Shared(chunk) | Entry::Replay(chunk, _) => &chunk.bytes,
             Entry::Owned(owned) => &owned.buf,
         }
     }
 
     fn frames(&self) -> u64 {
         match self {
-            Entry::Shared(chunk) | Entry::Replay(chunk) => chunk.frames(),
+            Entry::Shared(chunk) | Entry::Replay(chunk, _) => chunk.frames(),
             Entry::Owned(owned) => owned.ends.len() as u64,
         }
     }
 
     fn frames_before(&self, offset: usize) -> u64 {
         match self {
-            Entry::Shared(chunk) | Entry::Replay(chunk) => chunk.frames_before(offset),
+            Entry::Shared(chunk) | Entry::Replay(chunk, _) => chunk.frames_before(offset),
             Entry::Owned(owned) => owned.frames_before(offset),
         }
     }
@@ -209,7 +226,7 @@ impl Entry {
     /// capacity) plus [`CHUNK_OVERHEAD`].
     fn cost(&self) -> usize {
         match self {
-            Entry::Shared(chunk) | Entry::Replay(chunk) => chunk.cost(),
+            Entry::Shared(chunk) | Entry::Replay(chunk, _) => chunk.cost(),
             Entry::Owned(owned) => owned.buf.capacity() + CHUNK_OVERHEAD,
         }
     }
@@ -265,7 +282,7 @@ impl Queue {
     /// Takes an entry that left the queue (written, or dropped) out of its counts.
     fn forget(&mut self, entry: &Entry) {
         self.cost -= entry.cost();
-        if let Entry::Replay(_) = entry {
+        if let Entry::Replay(_, true) = entry {
             self.replays -= 1;
         }
     }
@@ -328,7 +345,7 @@ impl Queue {
                 let mut dropped = 0;
                 while at < self.entries.len() && self.cost + piece.cost() > bound {
                     let entry = &self.entries[at];
-                    if entry.frames() == 0 || matches!(entry, Entry::Replay(_)) {
+                    if entry.frames() == 0 || matches!(entry, Entry::Replay(..)) {
                         at += 1;
                     } else if let Some(old) = self.entries.remove(at) {
                         self.forget(&old);
@@ -378,14 +395,22 @@ impl Queue {
         self.push_shared(chunk);
     }
 
-    /// Adds one resume's replayed messages, which the caller checked against the bound
-    /// (with [`cost`](Self::cost) and [`replays`](Self::replays)).
+    /// Adds one resume's replayed messages, in parts (a chunk per message shared with the
+    /// replay ring, or one buffer framed for the client's wire), which the caller checked
+    /// against the bound (with [`cost`](Self::cost) and [`replays`](Self::replays)).
     /// [`DropOldest`](SlowClientPolicy::DropOldest) never drops them: the client was told
     /// exactly which messages follow.
-    pub(crate) fn push_replay(&mut self, chunk: Chunk) {
-        self.cost += chunk.cost();
+    pub(crate) fn push_replay(&mut self, parts: impl IntoIterator<Item = Chunk>) {
+        let mut parts = parts.into_iter().peekable();
+        if parts.peek().is_none() {
+            return;
+        }
         self.replays += 1;
-        self.entries.push_back(Entry::Replay(chunk));
+        while let Some(chunk) = parts.next() {
+            self.cost += chunk.cost();
+            let last = parts.peek().is_none();
+            self.entries.push_back(Entry::Replay(chunk, last));
+        }
     }
 
     /// Drops everything but a partly written front entry (it must be finished, or the
@@ -505,6 +530,12 @@ mod tests {
         assert_eq!(mid.frames_before(6), 1);
         assert_eq!(mid.frames_before(7), 2);
         assert_eq!(Chunk::whole(&f).frames_before(3), 1);
+        // One frame with no buffer of ends: whole once wholly written.
+        let one = Chunk::frame(Bytes::from_static(b"7 hello\n"));
+        assert_eq!(one.frames(), 1);
+        assert_eq!(one.frames_before(0), 0);
+        assert_eq!(one.frames_before(7), 0);
+        assert_eq!(one.frames_before(8), 1);
     }
 
     #[test]
@@ -577,13 +608,17 @@ mod tests {
         let chunk = Chunk::whole(&small);
         let bound = 3 * chunk.cost();
         let mut q = Queue::default();
-        q.push_replay(Chunk::whole(&replay));
+        q.push_replay([
+            Chunk::whole(&replay),
+            Chunk::frame(Bytes::from_static(b"4 d\n")),
+        ]);
         assert_eq!(q.replays(), 1);
         for _ in 0..4 {
             q.enqueue(Piece::Chunk(&chunk), bound, SlowClientPolicy::DropOldest);
         }
         // Messages went to make room; the replay did not.
-        assert!(matches!(q.entries.front(), Some(Entry::Replay(_))));
+        assert!(matches!(q.entries.front(), Some(Entry::Replay(_, false))));
+        assert!(matches!(q.entries.get(1), Some(Entry::Replay(_, true))));
         assert_eq!(q.replays(), 1);
         q.truncate();
         assert_eq!((q.replays(), q.cost()), (0, 0));

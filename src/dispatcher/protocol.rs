@@ -408,7 +408,7 @@ impl Dispatcher {
     /// hub-wide stream, its `#joined` for a topic it is in, now for a topic the resume
     /// joins; with it, there too if that is later (the <next> it holds came before them).
     ///
-    /// A replay is one entry of the client's queue, counted against its bound with what is
+    /// A replay is counted against the client's queue bound with what is
     /// queued already: past it, or with [`MAX_REPLAYS_QUEUED`] replays still queued, the
     /// answer is `much` (the client may ask again once it has read them).
     fn resume(
@@ -479,7 +479,8 @@ impl Dispatcher {
             Ok(sized) => sized,
             Err(reason) => return self.refuse_resume(slot, id, stream, reason, Some(position)),
         };
-        if !range.is_empty() && !self.room_for_replay(slot, len) {
+        let cost = len + CHUNK_OVERHEAD * Self::replay_parts(wire, range.len());
+        if !range.is_empty() && !self.room_for_replay(slot, cost) {
             return self.refuse_resume(slot, id, stream, ResumeRefusal::TooMuch, Some(position));
         }
         let resumed = format!("#resumed {stream} {} {} {upto}", position.0, after + 1);
@@ -491,9 +492,18 @@ impl Dispatcher {
             let Some(s) = self.stream_of(which) else {
                 return;
             };
-            let frames = self.framed_replay(wire, s.frames(range), len);
+            let parts: Vec<Chunk> = match wire {
+                // Shared with the ring: a restart storm of clients resuming one stream
+                // costs a queue entry per message and client, not a copy.
+                Wire::Framed => s.frames(range).cloned().map(Chunk::frame).collect(),
+                Wire::WebSocket => vec![Chunk::whole(&self.framed_replay(
+                    wire,
+                    s.frames(range),
+                    len,
+                ))],
+            };
             if let Some(client) = self.slots.live_mut(slot) {
-                client.queue.push_replay(Chunk::whole(&frames));
+                client.queue.push_replay(parts);
                 self.mark_dirty(slot);
                 self.update_flow(slot);
             }
@@ -517,14 +527,14 @@ impl Dispatcher {
         }
     }
 
-    /// Whether the client's queue has room for a replay of `len` bytes, with what it holds
+    /// Whether the client's queue has room for a replay that costs `cost` (its bytes and
+    /// entries, as the queue counts them), with what it holds
     /// already (trying its socket first, as a fan-out would), and fewer than
     /// [`MAX_REPLAYS_QUEUED`] replays in it.
-    fn room_for_replay(&mut self, slot: usize, len: usize) -> bool {
+    fn room_for_replay(&mut self, slot: usize, cost: usize) -> bool {
         let bound = self.config.queue_bytes;
         let fits = |client: &crate::client::Client| {
-            client.queue.replays() < MAX_REPLAYS_QUEUED
-                && client.queue.cost() + len + CHUNK_OVERHEAD <= bound
+            client.queue.replays() < MAX_REPLAYS_QUEUED && client.queue.cost() + cost <= bound
         };
         match self.slots.live_mut(slot) {
             Some(client) if fits(client) => true,
@@ -533,6 +543,16 @@ impl Dispatcher {
                 self.flush_client(slot) && self.slots.live_mut(slot).is_some_and(|c| fits(c))
             }
             _ => false,
+        }
+    }
+
+    /// How many queue entries a replay of `messages` takes on `wire`: one per message on
+    /// framed wires, whose frames are shared with the ring; one on WebSocket, whose frames
+    /// are made anew into one buffer.
+    fn replay_parts(wire: Wire, messages: usize) -> usize {
+        match wire {
+            Wire::Framed => messages,
+            Wire::WebSocket => 1,
         }
     }
 
@@ -550,7 +570,7 @@ impl Dispatcher {
     }
 
     /// Replayed messages (kept in the hub's framing), framed for `wire` into one buffer of
-    /// `len` bytes: one queue entry for the whole replay.
+    /// `len` bytes.
     fn framed_replay<'a>(
         &self,
         wire: Wire,
