@@ -16,6 +16,7 @@ use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::codec::{self, FrameTooLarge};
 use crate::command::{Frames, Target, BATCH_BELOW};
+use crate::wire::control::{BadRequest, Reply};
 use crate::wire::Wire;
 use crate::{Auth, AuthRequest, ClientId, DisconnectReason, Event, Relay};
 
@@ -292,7 +293,7 @@ impl Dispatcher {
                         Ok(text) => self.control(slot, id, text),
                         // Read leniently, two different names could name the same topic.
                         Err(_) => {
-                            self.send_control(slot, "#error control messages are UTF-8");
+                            self.reply(slot, Reply::Error(BadRequest::NotUtf8));
                         }
                     }
                 }

@@ -16,6 +16,7 @@ use super::Dispatcher;
 use crate::command::{Frames, Target};
 use crate::queue::{Chunk, CHUNK_OVERHEAD};
 use crate::topics::{check_name, TopicId};
+use crate::wire::control::{Reply, Request, StreamName, TopicRefusal};
 use crate::wire::Wire;
 use crate::{codec, ClientId, Event, ResumeRefusal, TopicRequest};
 
@@ -38,9 +39,6 @@ pub(crate) struct Numbered {
 }
 
 /// The answer to a resume request that cannot be read.
-const BAD_RESUME: &str =
-    "#error resume needs <stream> <epoch> <seq> [<next>], numbers in decimal without leading zeros";
-
 /// Which stream a target's messages belong to.
 enum StreamOf {
     Hub,
@@ -103,10 +101,8 @@ impl Dispatcher {
                         }
                         if excluding {
                             own.clear();
-                            let _ = match topic {
-                                Some(name) => write!(own, "#own @{name} {seq}"),
-                                None => write!(own, "#own * {seq}"),
-                            };
+                            let stream = topic.map_or(StreamName::Hub, StreamName::Topic);
+                            let _ = write!(own, "{}", Reply::Own { stream, seq });
                             marker = true;
                         }
                     }
@@ -156,11 +152,11 @@ impl Dispatcher {
     /// (a WebSocket close frame may be queued). Returns whether the client is still live:
     /// after `false`, callers do nothing more for it, since its `Disconnected` may already
     /// be out.
-    pub(super) fn send_control(&mut self, slot: usize, text: &str) -> bool {
+    pub(super) fn reply(&mut self, slot: usize, reply: Reply<'_>) -> bool {
         let Some(client) = self.slots.get(slot).filter(|c| c.is_live()) else {
             return false;
         };
-        let bytes = self.framed_for(client.wire(), text.as_bytes());
+        let bytes = self.framed_for(client.wire(), reply.to_string().as_bytes());
         let over = client.queue.cost() + bytes.len() + CHUNK_OVERHEAD
             > self.config.queue_bytes.saturating_add(CONTROL_ALLOWANCE);
         if over {
@@ -204,52 +200,26 @@ impl Dispatcher {
         if let Some(client) = self.slots.get_mut(slot) {
             client.hub_start = seq;
         }
-        self.send_control(slot, &format!("#at * {epoch} {seq}"));
+        self.reply(slot, Reply::At { epoch, seq });
     }
 
     /// A control message from a live client (the text after its `#`).
     pub(super) fn control(&mut self, slot: usize, id: ClientId, text: &str) {
-        let words: Vec<&str> = text.split(' ').collect();
-        match words.as_slice() {
-            ["resume", stream, epoch, seq, next @ ..] if next.len() <= 1 => {
-                let next = next.first().map(|n| number(n));
-                match (number(epoch), number(seq), next) {
-                    (Some(_), Some(seq), Some(Some(next))) if next <= seq => {
-                        // Not a gap: the client cannot have <next> without what is before.
-                        self.send_control(slot, "#error resume needs <next> after <seq>");
-                    }
-                    (Some(epoch), Some(seq), None) => {
-                        self.resume(slot, id, stream, epoch, (seq, None))
-                    }
-                    (Some(epoch), Some(seq), Some(Some(next))) => {
-                        self.resume(slot, id, stream, epoch, (seq, Some(next)));
-                    }
-                    _ => {
-                        self.send_control(slot, BAD_RESUME);
-                    }
-                }
+        match Request::parse(text) {
+            Ok(Request::Resume {
+                stream,
+                epoch,
+                seq,
+                next,
+            }) => self.resume(slot, id, stream, epoch, (seq, next)),
+            Ok(Request::Join(topic)) => {
+                self.client_topic(slot, id, topic, true);
             }
-            ["join", stream] | ["leave", stream] => {
-                let join = words[0] == "join";
-                match stream.strip_prefix('@') {
-                    Some(topic) => {
-                        self.client_topic(slot, id, topic, join);
-                    }
-                    None => {
-                        self.send_control(slot, "#error topics are written @name");
-                    }
-                }
+            Ok(Request::Leave(topic)) => {
+                self.client_topic(slot, id, topic, false);
             }
-            ["resume", ..] => {
-                self.send_control(slot, BAD_RESUME);
-            }
-            ["join" | "leave", ..] => {
-                self.send_control(slot, &format!("#error {} needs one @topic", words[0]));
-            }
-            _ => {
-                let what = words.first().copied().unwrap_or_default();
-                let what: String = what.chars().take(32).collect();
-                self.send_control(slot, &format!("#error unknown request {what:?}"));
+            Err(bad) => {
+                self.reply(slot, Reply::Error(bad));
             }
         }
     }
@@ -257,18 +227,15 @@ impl Dispatcher {
     /// `#join @topic` / `#leave @topic` from a client: checked by the host's closure and
     /// the limits, then applied at once (this is the dispatcher: it is in order).
     fn client_topic(&mut self, slot: usize, id: ClientId, topic: &str, join: bool) -> bool {
-        let request = if join { "join" } else { "leave" };
-        let refuse = |this: &mut Self, why: &str| {
-            this.send_control(slot, &format!("#refused {request} @{topic} {why}"));
+        let refuse = |this: &mut Self, why| {
+            this.reply(slot, Reply::Refused { join, topic, why });
             false
         };
         if check_name(topic, self.config.max_topic_len).is_err() {
-            let echo = echo_name(topic);
-            self.send_control(slot, &format!("#refused {request} @{echo} name"));
-            return false;
+            return refuse(self, TopicRefusal::Name);
         }
         let Some(allow) = self.config.client_topics.clone() else {
-            return refuse(self, "off");
+            return refuse(self, TopicRefusal::Off);
         };
         let limits = self.config.topic_limits();
         // What the table says, decided under its lock; applied after it.
@@ -339,7 +306,7 @@ impl Dispatcher {
                         "the client_topics closure panicked on {id} and @{topic}, refusing"
                     );
                     if !self.call_host(|| (allow.0)(&asking), what).unwrap_or(false) {
-                        return refuse(self, "denied");
+                        return refuse(self, TopicRefusal::Denied);
                     }
                     asked = true;
                     continue;
@@ -359,14 +326,14 @@ impl Dispatcher {
                     }
                     true
                 }
-                Outcome::Limit => refuse(self, "limit"),
-                Outcome::NotIn => self.send_control(slot, &format!("#left @{topic}")),
+                Outcome::Limit => refuse(self, TopicRefusal::Limit),
+                Outcome::NotIn => self.reply(slot, Reply::Left { topic }),
                 Outcome::Left(topic_id) => {
                     self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
                     // The table had it, from a `Hub::join` the dispatcher may not have
                     // applied yet (it will not now): the client still gets its answer.
                     if !self.leave_topic(id, topic_id) {
-                        self.send_control(slot, &format!("#left @{topic}"));
+                        self.reply(slot, Reply::Left { topic });
                         if self.topics.name_of(topic_id).is_none() {
                             // The table made the topic for that join, and nothing here holds
                             // it (no member, no ring): freed, not listed as kept forever.
@@ -415,7 +382,7 @@ impl Dispatcher {
         &mut self,
         slot: usize,
         id: ClientId,
-        stream: &str,
+        stream: StreamName<'_>,
         epoch: u64,
         gap: (u64, Option<u64>),
     ) {
@@ -430,38 +397,37 @@ impl Dispatcher {
             let live = live.min(last);
             next.map_or(live, |n| n.saturating_sub(1).min(last).max(live))
         };
-        let (which, upto) = if stream == "*" {
-            let upto = upto(
-                self.slots.get(slot).map_or(0, |c| c.hub_start),
-                self.hub_stream.seq,
-            );
-            (None, upto)
-        } else {
-            let Some(topic) = stream.strip_prefix('@') else {
-                self.send_control(slot, "#error streams are * or @name");
-                return;
-            };
-            // Resuming a topic joins it, so that joining and replaying are one step. A
-            // member's live messages began after its `#joined` position.
-            let start = self.slots.get(slot).and_then(|c| {
-                c.topics
-                    .iter()
-                    .find(|&&(t, _)| self.topics.name_of(t) == Some(topic))
-                    .map(|&(_, start)| start)
-            });
-            if start.is_none() && !self.client_topic(slot, id, topic, true) {
-                self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
-                return;
+        let (which, upto) = match stream {
+            StreamName::Hub => {
+                let upto = upto(
+                    self.slots.get(slot).map_or(0, |c| c.hub_start),
+                    self.hub_stream.seq,
+                );
+                (None, upto)
             }
-            let topic_id = self.shared.registry().topics.id(topic);
-            let Some((t, s)) = topic_id.and_then(|t| Some((t, self.topics.stream(t)?))) else {
-                self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
-                return;
-            };
-            // Joined now: its live messages begin after the last one, so a <next> it holds
-            // is from before (a `#left` crossed its gap repair): all up to the join.
-            let upto = upto(start.unwrap_or(s.seq), s.seq);
-            (Some(t), upto)
+            StreamName::Topic(topic) => {
+                // Resuming a topic joins it, so that joining and replaying are one step. A
+                // member's live messages began after its `#joined` position.
+                let start = self.slots.get(slot).and_then(|c| {
+                    c.topics
+                        .iter()
+                        .find(|&&(t, _)| self.topics.name_of(t) == Some(topic))
+                        .map(|&(_, start)| start)
+                });
+                if start.is_none() && !self.client_topic(slot, id, topic, true) {
+                    self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
+                    return;
+                }
+                let topic_id = self.shared.registry().topics.id(topic);
+                let Some((t, s)) = topic_id.and_then(|t| Some((t, self.topics.stream(t)?))) else {
+                    self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
+                    return;
+                };
+                // Joined now: its live messages begin after the last one, so a <next> it holds
+                // is from before (a `#left` crossed its gap repair): all up to the join.
+                let upto = upto(start.unwrap_or(s.seq), s.seq);
+                (Some(t), upto)
+            }
         };
         let Some(s) = self.stream_of(which) else {
             return;
@@ -483,8 +449,13 @@ impl Dispatcher {
         if !range.is_empty() && !self.room_for_replay(slot, cost) {
             return self.refuse_resume(slot, id, stream, ResumeRefusal::TooMuch, Some(position));
         }
-        let resumed = format!("#resumed {stream} {} {} {upto}", position.0, after + 1);
-        if !self.send_control(slot, &resumed) {
+        let resumed = Reply::Resumed {
+            stream,
+            epoch: position.0,
+            from: after + 1,
+            to: upto,
+        };
+        if !self.reply(slot, resumed) {
             return;
         }
         let replayed = range.len() as u64;
@@ -513,7 +484,7 @@ impl Dispatcher {
         counters.replayed.fetch_add(replayed, Relaxed);
         let event = Event::Resumed {
             client: id,
-            stream: stream.to_owned(),
+            stream: stream.to_string(),
             replayed,
         };
         self.subs.emit(event, &self.shared, self.now);
@@ -605,106 +576,35 @@ impl Dispatcher {
         &mut self,
         slot: usize,
         id: ClientId,
-        stream: &str,
+        stream: StreamName<'_>,
         reason: ResumeRefusal,
         position: Option<(u64, u64)>,
     ) {
         let (epoch, seq) = position.unwrap_or((0, 0));
-        let word = reason.word();
-        let echo = match stream.strip_prefix('@') {
-            Some(topic) if check_name(topic, self.config.max_topic_len).is_err() => {
-                std::borrow::Cow::Owned(format!("@{}", echo_name(topic)))
-            }
-            _ => std::borrow::Cow::Borrowed(stream),
+        let invalid = matches!(stream,
+            StreamName::Topic(topic) if check_name(topic, self.config.max_topic_len).is_err());
+        let refused = Reply::NoResume {
+            stream,
+            invalid,
+            reason,
+            epoch,
+            seq,
         };
-        if !self.send_control(slot, &format!("#noresume {echo} {word} {epoch} {seq}")) {
+        if !self.reply(slot, refused) {
             return;
         }
         self.shared.counters.resumes_refused.fetch_add(1, Relaxed);
         let event = Event::ResumeRefused {
             client: id,
-            stream: stream.to_owned(),
+            stream: stream.to_string(),
             reason,
         };
         self.subs.emit(event, &self.shared, self.now);
     }
 }
 
-/// A number of the protocol: `0`, or a digit 1-9 then digits, that fits in a `u64`. No
-/// sign, no leading zero, no space: one number has one spelling.
-fn number(word: &str) -> Option<u64> {
-    let digits = word.bytes().all(|b| b.is_ascii_digit());
-    let canonical = word == "0" || !word.starts_with('0');
-    if word.is_empty() || !digits || !canonical {
-        return None;
-    }
-    word.parse().ok()
-}
-
-/// How a topic name that is not a valid one is echoed in `#refused` and `#noresume`: its
-/// first 64 characters, each whitespace or control character and each `\` written
-/// `\u{<hex>}`, then `...` if there were more. One word of at most 640 bytes, whatever the
-/// client sent; a valid name is echoed as it is.
-fn echo_name(name: &str) -> String {
-    const CHARS: usize = 64;
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if i == CHARS {
-            out.push_str("...");
-            break;
-        }
-        if c.is_whitespace() || c.is_control() || c == '\\' {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Where the last frame ends: offsets are 32-bit (a batch is at most 64 KiB, and one frame
 /// at most 4 GiB).
 fn frame_end(buf: &BytesMut) -> u32 {
     u32::try_from(buf.len()).unwrap_or(u32::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_have_one_spelling() {
-        assert_eq!(number("0"), Some(0));
-        assert_eq!(number("17"), Some(17));
-        assert_eq!(number("18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            "",
-            "007",
-            "00",
-            "+5",
-            "-1",
-            " 5",
-            "5 ",
-            "1e3",
-            "0x10",
-            "18446744073709551616",
-            "٣",
-        ] {
-            assert_eq!(number(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn names_are_echoed_in_one_bounded_word() {
-        assert_eq!(echo_name("a\tb\r"), "a\\u{9}b\\u{d}");
-        assert_eq!(
-            echo_name("a b\u{a0}c\u{85}\\"),
-            "a\\u{20}b\\u{a0}c\\u{85}\\u{5c}"
-        );
-        let long = "x".repeat(70_000);
-        assert_eq!(echo_name(&long), format!("{}...", "x".repeat(64)));
-        let worst = "\t".repeat(70_000);
-        assert!(echo_name(&worst).len() <= 640);
-    }
 }

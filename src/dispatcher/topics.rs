@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::streams::{RingLimits, RingTotal, Stream};
 use super::Dispatcher;
 use crate::topics::TopicId;
+use crate::wire::control::Reply;
 use crate::ClientId;
 
 /// One topic as the dispatcher sees it.
@@ -353,7 +354,8 @@ impl Dispatcher {
         }
         if self.protocol {
             let (epoch, seq) = position;
-            self.send_control(slot, &format!("#joined @{name} {epoch} {seq}"));
+            let topic = &name;
+            self.reply(slot, Reply::Joined { topic, epoch, seq });
         }
     }
 
@@ -371,8 +373,8 @@ impl Dispatcher {
         let was_member = live.topics.len() < before;
         if self.protocol && was_member {
             if let Some(name) = self.topics.name_of(id) {
-                let left = format!("#left @{name}");
-                self.send_control(slot, &left);
+                let topic = name.to_owned();
+                self.reply(slot, Reply::Left { topic: &topic });
             }
         }
         let kept_at = self.kept_at();

@@ -9,6 +9,8 @@
 #[cfg(feature = "websocket")]
 use crate::{command::Frames, Framing};
 
+pub(crate) mod control;
+
 /// How a client's messages are put on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wire {
