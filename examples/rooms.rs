@@ -110,21 +110,21 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
             }
             // Its own `#join` and `#leave`, as applied. A `#leave @lobby` read after the
             // join above was decided wins over it, even if the join had not reached the
-            // client yet: this is how the host learns it.
-            Event::TopicJoined { client, topic, .. } => log::info!("{client} is in @{topic}"),
-            Event::TopicLeft { client, topic, .. } => log::info!("{client} is out of @{topic}"),
+            // client yet: this is how the host learns it. The events come after this
+            // thread's own calls may have changed the client's rooms again, so the rooms it
+            // is in are read from the hub's table, which is always right.
+            Event::TopicJoined { client, topic, .. } => {
+                log::info!("{client} joined @{topic}; in {}", rooms_of(&hub, client));
+            }
+            Event::TopicLeft { client, topic, .. } => {
+                log::info!("{client} left @{topic}; in {}", rooms_of(&hub, client));
+            }
             Event::Message {
                 client, payload, ..
             } if log::log_enabled!(log::Level::Debug) => {
                 // Which rooms it reached: those the client is in now, as far as the hub's
                 // table tells (it may have moved since, or left).
-                let rooms = hub.client(client).map(|c| c.topics).unwrap_or_default();
-                let rooms: Vec<String> = rooms.iter().map(|room| format!("@{room}")).collect();
-                let to = if rooms.is_empty() {
-                    "no room".to_owned()
-                } else {
-                    rooms.join(" ")
-                };
+                let to = rooms_of(&hub, client);
                 log::debug!("{client} to {to}: {}", String::from_utf8_lossy(&payload));
             }
             Event::Resumed {
@@ -150,4 +150,14 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
         common::count(stats.frames_out, "delivery", "deliveries")
     );
     Ok(())
+}
+
+/// The rooms a client is in now, as the hub's table says: `@lobby @x`, or `no room`.
+fn rooms_of(hub: &Hub, client: hubcast::ClientId) -> String {
+    let rooms = hub.client(client).map(|c| c.topics).unwrap_or_default();
+    if rooms.is_empty() {
+        return "no room".to_owned();
+    }
+    let rooms: Vec<String> = rooms.iter().map(|room| format!("@{room}")).collect();
+    rooms.join(" ")
 }

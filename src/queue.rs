@@ -252,8 +252,10 @@ pub(crate) struct Queue {
     offset: usize,
     /// The queue's cost: the entries' bytes plus [`CHUNK_OVERHEAD`] each.
     cost: usize,
-    /// How many of the entries are replays not yet wholly written.
+    /// How many of the entries are replays not yet wholly written, and what their parts
+    /// cost.
     replays: usize,
+    replay_cost: usize,
 }
 
 /// How a chunk would be queued: by reference, or copied into the last owned buffer,
@@ -279,11 +281,20 @@ impl Queue {
         self.replays
     }
 
+    /// The queue's cost without its replays: what others sent the client, which is what
+    /// flow control weighs (a client slow to read what it asked for holds nobody back).
+    pub(crate) fn live_cost(&self) -> usize {
+        self.cost - self.replay_cost
+    }
+
     /// Takes an entry that left the queue (written, or dropped) out of its counts.
     fn forget(&mut self, entry: &Entry) {
         self.cost -= entry.cost();
-        if let Entry::Replay(_, true) = entry {
-            self.replays -= 1;
+        if let Entry::Replay(_, last) = entry {
+            self.replay_cost -= entry.cost();
+            if *last {
+                self.replays -= 1;
+            }
         }
     }
 
@@ -408,6 +419,7 @@ impl Queue {
         self.replays += 1;
         while let Some(chunk) = parts.next() {
             self.cost += chunk.cost();
+            self.replay_cost += chunk.cost();
             let last = parts.peek().is_none();
             self.entries.push_back(Entry::Replay(chunk, last));
         }
@@ -620,8 +632,12 @@ mod tests {
         assert!(matches!(q.entries.front(), Some(Entry::Replay(_, false))));
         assert!(matches!(q.entries.get(1), Some(Entry::Replay(_, true))));
         assert_eq!(q.replays(), 1);
+        assert_eq!(
+            q.live_cost(),
+            q.cost() - Chunk::whole(&replay).cost() - 4 - CHUNK_OVERHEAD
+        );
         q.truncate();
-        assert_eq!((q.replays(), q.cost()), (0, 0));
+        assert_eq!((q.replays(), q.cost(), q.live_cost()), (0, 0, 0));
     }
 
     #[test]

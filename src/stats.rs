@@ -52,6 +52,11 @@ pub struct Stats {
     pub paused: Option<Duration>,
     /// Times the hub paused for a full subscription.
     pub pauses: u64,
+    /// Times a client slow to read held the others back: while it caught up, the hub read
+    /// no client (and, with [`flow_control`](crate::HubBuilder::flow_control), took no host
+    /// call) — never for more than a second at once. Counted once per such stretch, as the
+    /// dispatcher noticed it.
+    pub held_back: u64,
     /// Times a host closure ([`accept_filter`](crate::HubBuilder::accept_filter),
     /// [`authenticate`](crate::HubBuilder::authenticate),
     /// [`client_topics`](crate::HubBuilder::client_topics)) panicked; each cost one
@@ -233,6 +238,7 @@ pub(crate) struct Counters {
     pub(crate) paused_since: AtomicU64,
     pub(crate) pauses: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
+    pub(crate) held_back: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
     pub(crate) replayed: AtomicU64,
@@ -276,6 +282,7 @@ impl Counters {
             paused,
             pauses: self.pauses.load(Relaxed),
             callback_panics: self.callback_panics.load(Relaxed),
+            held_back: self.held_back.load(Relaxed),
             resumes: self.resumes.load(Relaxed),
             resumes_refused: self.resumes_refused.load(Relaxed),
             replayed: self.replayed.load(Relaxed),

@@ -413,3 +413,71 @@ fn the_ring_bound_holds_with_many_small_rings() {
     );
     assert!(hub.stats().replay_trimmed >= trimmed);
 }
+
+/// Clients that ask for replays and never read them hold nobody back: flow control weighs
+/// what others send a client, not what it asked for. (Counted together, each such client
+/// was *busy* for its whole second of busy time, one after another, pausing every read of
+/// the hub: five of them stopped a chat between two others for four seconds, until each
+/// was cut in turn.)
+#[test]
+fn clients_that_do_not_read_their_replays_hold_nobody_back() {
+    let _serial = serial();
+    const ATTACKERS: usize = 5;
+    const RESUMES: usize = 5;
+    let hub = rooms().write_timeout(None).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    // A room with a ring of about 1 MiB.
+    let mut member = Peer::connect(hub.local_addr());
+    read_at(&mut member);
+    let epoch = join(&mut member, "big");
+    for _ in 0..1000 {
+        hub.publish("big", "m".repeat(900)).unwrap();
+    }
+    until(&mut member, "1000@big ");
+    drop(member);
+    // Attackers resume it several times each and never read: their queues fill with
+    // replays up to the bound.
+    let mut attackers = Vec::new();
+    for _ in 0..ATTACKERS {
+        let mut peer = Peer::connect_rcvbuf(hub.local_addr(), TINY);
+        let id = events.connected(peer.addr());
+        peer.write(
+            format!("#resume @big {epoch} 2\n")
+                .repeat(RESUMES)
+                .as_bytes(),
+        );
+        attackers.push((peer, id));
+    }
+    events.wait_until("every resume to be answered", || {
+        let stats = hub.stats();
+        stats.resumes + stats.resumes_refused == (ATTACKERS * RESUMES) as u64
+    });
+    // Two others chat in a room of their own: each line needs the hub to read.
+    let (mut a, mut b) = (
+        Peer::connect(hub.local_addr()),
+        Peer::connect(hub.local_addr()),
+    );
+    for peer in [&mut a, &mut b] {
+        read_at(peer);
+        join(peer, "calm");
+    }
+    for i in 0..20 {
+        a.write(format!("line {i}\n").as_bytes());
+        let seq = i + 1;
+        assert_eq!(
+            until(&mut b, &format!("{seq}@calm ")),
+            format!("{seq}@calm line {i}")
+        );
+    }
+    // Nobody was held back, and nobody was cut.
+    let stats = hub.stats();
+    assert_eq!(stats.held_back, 0, "{stats:?}");
+    for (_, id) in &attackers {
+        assert!(
+            !events.has_left(*id),
+            "{id} was cut: {:?}",
+            events.story_of(*id)
+        );
+    }
+    assert_eq!(stats.disconnects(DisconnectReason::Slow), 0);
+}

@@ -1,7 +1,8 @@
 //! Client back-pressure: which clients may hold the others back, and for how long.
 //!
 //! A client whose queue passes half its bound is *high*, and stays high until its queue
-//! falls below a quarter of the bound (hysteresis: a client hovering at the mark cannot
+//! falls below a quarter of the bound — counting what others sent it, not the replays it
+//! asked for: a client that does not read its own replays holds nobody back (hysteresis: a client hovering at the mark cannot
 //! start a new episode with every dip). A high client is *busy* — the dispatcher stops
 //! reading clients and, with `flow_control`, stops taking host calls while one is — only
 //! while its writes make progress and it has busy time left.

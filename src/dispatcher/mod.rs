@@ -162,6 +162,8 @@ pub(crate) struct Dispatcher {
     gathering: bool,
     /// Whether some high client was busy, as of the last look (see `any_busy`).
     busy_memo: Option<bool>,
+    /// Whether some client was busy when last looked at, to count episodes.
+    was_busy: bool,
     /// When some client's writes last made progress (see `flow`).
     progress: Instant,
     /// Frames relayed from clients this round, fanned out together.
@@ -260,6 +262,7 @@ impl Dispatcher {
             gathered: gather::Gathered::default(),
             gathering: false,
             busy_memo: None,
+            was_busy: false,
             progress: now,
             relay: Batch::default(),
             batch_max: batch_max(config.queue_bytes),

@@ -257,9 +257,10 @@ impl Dispatcher {
         let Some(client) = self.slots.get_mut(slot) else {
             return;
         };
-        // A client that is not live holds nobody back.
+        // A client that is not live holds nobody back; nor does one slow to read the
+        // replays it asked for.
         let queued = if client.is_live() {
-            client.queue.cost()
+            client.queue.live_cost()
         } else {
             0
         };
@@ -293,6 +294,10 @@ impl Dispatcher {
             }
         }
         self.busy_memo = Some(busy);
+        if busy && !self.was_busy {
+            self.shared.counters.held_back.fetch_add(1, Relaxed);
+        }
+        self.was_busy = busy;
         busy
     }
 
