@@ -289,6 +289,27 @@ pub(crate) fn number(word: &str) -> Option<u64> {
     word.parse().ok()
 }
 
+/// The grammar's promises for any text after a client's `#`, asserted: a request written
+/// back reads as the same request; a refusal is one `#error` line of bounded length. For
+/// the fuzz target (`hubcast::fuzzing::control`) and the property test below.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn check(text: &str) {
+    match Request::parse(text) {
+        Ok(request) => {
+            let written = request.to_string();
+            assert_eq!(Request::parse(&written), Ok(request));
+        }
+        Err(bad) => {
+            let line = Reply::Error(bad).to_string();
+            assert!(
+                line.starts_with("#error ") && !line.contains('\n'),
+                "{line}"
+            );
+            assert!(line.len() <= 200, "{line}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,17 +479,7 @@ mod tests {
 
         #[test]
         fn any_text_is_a_request_or_one_error_line(text in "\\PC{0,80}|[ a-z@*0-9]{0,40}") {
-            match Request::parse(&text) {
-                Ok(request) => {
-                    let written = request.to_string();
-                    prop_assert_eq!(Request::parse(&written), Ok(request));
-                }
-                Err(bad) => {
-                    let line = Reply::Error(bad).to_string();
-                    prop_assert!(line.starts_with("#error ") && !line.contains('\n'));
-                    prop_assert!(line.len() <= 200, "{}", line);
-                }
-            }
+            check(&text);
         }
     }
 }
