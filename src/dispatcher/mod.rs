@@ -39,6 +39,7 @@ mod inbound;
 mod lifecycle;
 mod outbound;
 mod protocol;
+mod resume;
 mod slots;
 mod storm;
 mod streams;

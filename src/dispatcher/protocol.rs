@@ -1,28 +1,23 @@
 //! The hubcast protocol ([`Protocol::Sequenced`](crate::Protocol), `docs/PROTOCOL.md`) on
 //! the dispatcher: numbering a batch's messages per stream as it is fanned out (so numbers
 //! follow the order clients receive messages in), the `#own` markers for the client a
-//! message excludes, control messages from clients (resume, join, leave) and the answers.
+//! message excludes, control messages from clients (join and leave here; resume in
+//! `resume`) and the answers.
 //!
 //! Numbering frames a batch again, once: each message gets its stream's header
 //! (`17 `, `3@lobby `, `- `) and every recipient shares the numbered frames, as before.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
 
-use super::streams::Stream;
 use super::Dispatcher;
 use crate::command::{Frames, Target};
-use crate::queue::{Chunk, CHUNK_OVERHEAD};
+use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::{check_name, TopicId};
 use crate::wire::control::{Reply, Request, StreamName, TopicRefusal};
 use crate::wire::Wire;
-use crate::{codec, ClientId, Event, ResumeRefusal, TopicRequest};
-
-/// The most replays a client may have queued and not yet read: past it a resume is
-/// answered `much`, however small.
-pub(crate) const MAX_REPLAYS_QUEUED: usize = 16;
+use crate::{codec, ClientId, Event, TopicRequest};
 
 /// What a client's unread control messages (answers to its own requests, `#resumed`,
 /// `#error`…, and the `#joined`/`#left` of the host's changes) may hold beyond its queue
@@ -38,7 +33,6 @@ pub(crate) struct Numbered {
     pub(crate) markers: Option<Frames>,
 }
 
-/// The answer to a resume request that cannot be read.
 /// Which stream a target's messages belong to.
 enum StreamOf {
     Hub,
@@ -226,7 +220,13 @@ impl Dispatcher {
 
     /// `#join @topic` / `#leave @topic` from a client: checked by the host's closure and
     /// the limits, then applied at once (this is the dispatcher: it is in order).
-    fn client_topic(&mut self, slot: usize, id: ClientId, topic: &str, join: bool) -> bool {
+    pub(super) fn client_topic(
+        &mut self,
+        slot: usize,
+        id: ClientId,
+        topic: &str,
+        join: bool,
+    ) -> bool {
         let refuse = |this: &mut Self, why| {
             this.reply(slot, Reply::Refused { join, topic, why });
             false
@@ -365,246 +365,10 @@ impl Dispatcher {
         };
         self.subs.emit(event, &self.shared, self.now);
     }
-
-    /// `#resume <stream> <epoch> <seq> [<next>]`: in one step, the messages the client
-    /// missed, then the live stream; or why not, and where the stream is.
-    ///
-    /// `gap` is the position and, for a gap on this connection, the first message after it
-    /// that the client has: then exactly the messages between are replayed. Without it,
-    /// the replay ends where this connection's live messages begin: its `#at` for the
-    /// hub-wide stream, its `#joined` for a topic it is in, now for a topic the resume
-    /// joins; with it, there too if that is later (the <next> it holds came before them).
-    ///
-    /// A replay is counted against the client's queue bound with what is
-    /// queued already: past it, or with [`MAX_REPLAYS_QUEUED`] replays still queued, the
-    /// answer is `much` (the client may ask again once it has read them).
-    fn resume(
-        &mut self,
-        slot: usize,
-        id: ClientId,
-        stream: StreamName<'_>,
-        epoch: u64,
-        gap: (u64, Option<u64>),
-    ) {
-        let (after, next) = gap;
-        let clock = (self.now, self.ring_limits.age);
-        let Some(wire) = self.slots.get(slot).map(|c| c.wire()) else {
-            return;
-        };
-        // Up to where this connection's live messages of the stream began (`live`), and
-        // with <next> up to the message before it if that is later; never past the last.
-        let upto = |live: u64, last: u64| {
-            let live = live.min(last);
-            next.map_or(live, |n| n.saturating_sub(1).min(last).max(live))
-        };
-        let (which, upto) = match stream {
-            StreamName::Hub => {
-                let upto = upto(
-                    self.slots.get(slot).map_or(0, |c| c.hub_start),
-                    self.hub_stream.seq,
-                );
-                (None, upto)
-            }
-            StreamName::Topic(topic) => {
-                // Resuming a topic joins it, so that joining and replaying are one step. A
-                // member's live messages began after its `#joined` position.
-                let start = self.slots.get(slot).and_then(|c| {
-                    c.topics
-                        .iter()
-                        .find(|&&(t, _)| self.topics.name_of(t) == Some(topic))
-                        .map(|&(_, start)| start)
-                });
-                if start.is_none() && !self.client_topic(slot, id, topic, true) {
-                    self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
-                    return;
-                }
-                let topic_id = self.shared.registry().topics.id(topic);
-                let Some((t, s)) = topic_id.and_then(|t| Some((t, self.topics.stream(t)?))) else {
-                    self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
-                    return;
-                };
-                // Joined now: its live messages begin after the last one, so a <next> it holds
-                // is from before (a `#left` crossed its gap repair): all up to the join.
-                let upto = upto(start.unwrap_or(s.seq), s.seq);
-                (Some(t), upto)
-            }
-        };
-        let Some(s) = self.stream_of(which) else {
-            return;
-        };
-        let position = (s.epoch, s.seq);
-        // Sized before anything is copied: a refused replay costs a walk over the ring.
-        let sized = s.replay(epoch, after, upto, clock).map(|range| {
-            let len: usize = s
-                .frames(range.clone())
-                .map(|f| self.wire_len(wire, f))
-                .sum();
-            (range, len)
-        });
-        let (range, len) = match sized {
-            Ok(sized) => sized,
-            Err(reason) => return self.refuse_resume(slot, id, stream, reason, Some(position)),
-        };
-        let cost = len + CHUNK_OVERHEAD * Self::replay_parts(wire, range.len());
-        if !range.is_empty() && !self.room_for_replay(slot, cost) {
-            return self.refuse_resume(slot, id, stream, ResumeRefusal::TooMuch, Some(position));
-        }
-        let resumed = Reply::Resumed {
-            stream,
-            epoch: position.0,
-            from: after + 1,
-            to: upto,
-        };
-        if !self.reply(slot, resumed) {
-            return;
-        }
-        let replayed = range.len() as u64;
-        if replayed > 0 {
-            let Some(s) = self.stream_of(which) else {
-                return;
-            };
-            let parts: Vec<Chunk> = match wire {
-                // Shared with the ring: a restart storm of clients resuming one stream
-                // costs a queue entry per message and client, not a copy.
-                Wire::Framed => s.frames(range).cloned().map(Chunk::frame).collect(),
-                Wire::WebSocket => vec![Chunk::whole(&self.framed_replay(
-                    wire,
-                    s.frames(range),
-                    len,
-                ))],
-            };
-            if let Some(client) = self.slots.live_mut(slot) {
-                client.queue.push_replay(parts);
-                self.mark_dirty(slot);
-                self.update_flow(slot);
-            }
-        }
-        let counters = &self.shared.counters;
-        counters.resumes.fetch_add(1, Relaxed);
-        counters.replayed.fetch_add(replayed, Relaxed);
-        let event = Event::Resumed {
-            client: id,
-            stream: stream.to_string(),
-            replayed,
-        };
-        self.subs.emit(event, &self.shared, self.now);
-    }
-
-    /// The hub-wide stream (`None`), or a topic's if the id is current.
-    fn stream_of(&self, topic: Option<TopicId>) -> Option<&Stream> {
-        match topic {
-            None => Some(&self.hub_stream),
-            Some(t) => self.topics.stream(t),
-        }
-    }
-
-    /// Whether the client's queue has room for a replay that costs `cost` (its bytes and
-    /// entries, as the queue counts them), with what it holds
-    /// already (trying its socket first, as a fan-out would), and fewer than
-    /// [`MAX_REPLAYS_QUEUED`] replays in it.
-    fn room_for_replay(&mut self, slot: usize, cost: usize) -> bool {
-        let bound = self.config.queue_bytes;
-        let fits = |client: &crate::client::Client| {
-            client.queue.replays() < MAX_REPLAYS_QUEUED && client.queue.cost() + cost <= bound
-        };
-        match self.slots.live_mut(slot) {
-            Some(client) if fits(client) => true,
-            Some(client) if client.writable => {
-                // `false`: the client is gone.
-                self.flush_client(slot) && self.slots.live_mut(slot).is_some_and(|c| fits(c))
-            }
-            _ => false,
-        }
-    }
-
-    /// How many queue entries a replay of `messages` takes on `wire`: one per message on
-    /// framed wires, whose frames are shared with the ring; one on WebSocket, whose frames
-    /// are made anew into one buffer.
-    fn replay_parts(wire: Wire, messages: usize) -> usize {
-        match wire {
-            Wire::Framed => messages,
-            Wire::WebSocket => 1,
-        }
-    }
-
-    /// What a kept frame (in the hub's framing) takes on `wire`.
-    fn wire_len(&self, wire: Wire, frame: &Bytes) -> usize {
-        match wire {
-            Wire::Framed => frame.len(),
-            #[cfg(feature = "websocket")]
-            Wire::WebSocket => crate::transport::websocket::encoded_len(
-                codec::payload_of(self.config.framing, frame).len(),
-            ),
-            #[cfg(not(feature = "websocket"))]
-            Wire::WebSocket => 0,
-        }
-    }
-
-    /// Replayed messages (kept in the hub's framing), framed for `wire` into one buffer of
-    /// `len` bytes.
-    fn framed_replay<'a>(
-        &self,
-        wire: Wire,
-        kept: impl Iterator<Item = &'a Bytes>,
-        len: usize,
-    ) -> Frames {
-        let mut out = BytesMut::with_capacity(len);
-        let mut ends = Vec::new();
-        for frame in kept {
-            match wire {
-                Wire::Framed => out.extend_from_slice(frame),
-                #[cfg(feature = "websocket")]
-                Wire::WebSocket => {
-                    use crate::transport::websocket::{encode_into, Opcode};
-                    let payload = codec::payload_of(self.config.framing, frame);
-                    let opcode = Opcode::for_message(payload, self.config.websocket.binary);
-                    encode_into(&mut out, opcode, payload);
-                }
-                #[cfg(not(feature = "websocket"))]
-                Wire::WebSocket => {}
-            }
-            ends.push(frame_end(&out));
-        }
-        Frames {
-            bytes: out.freeze(),
-            ends: ends.into(),
-            runs: Box::new([(0, Target::All)]),
-        }
-    }
-
-    fn refuse_resume(
-        &mut self,
-        slot: usize,
-        id: ClientId,
-        stream: StreamName<'_>,
-        reason: ResumeRefusal,
-        position: Option<(u64, u64)>,
-    ) {
-        let (epoch, seq) = position.unwrap_or((0, 0));
-        let invalid = matches!(stream,
-            StreamName::Topic(topic) if check_name(topic, self.config.max_topic_len).is_err());
-        let refused = Reply::NoResume {
-            stream,
-            invalid,
-            reason,
-            epoch,
-            seq,
-        };
-        if !self.reply(slot, refused) {
-            return;
-        }
-        self.shared.counters.resumes_refused.fetch_add(1, Relaxed);
-        let event = Event::ResumeRefused {
-            client: id,
-            stream: stream.to_string(),
-            reason,
-        };
-        self.subs.emit(event, &self.shared, self.now);
-    }
 }
 
 /// Where the last frame ends: offsets are 32-bit (a batch is at most 64 KiB, and one frame
 /// at most 4 GiB).
-fn frame_end(buf: &BytesMut) -> u32 {
+pub(super) fn frame_end(buf: &BytesMut) -> u32 {
     u32::try_from(buf.len()).unwrap_or(u32::MAX)
 }
