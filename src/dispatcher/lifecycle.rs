@@ -185,13 +185,13 @@ impl Dispatcher {
                 return false;
             };
             let shutting_down = self.shutdown.is_some();
+            let in_time = deadline.map_or(true, |d| now < d);
             let linger = client.lingering && !shutting_down;
-            let keep = (client.has_output() || linger) && deadline.map_or(true, |d| now < d);
-            if keep {
+            if in_time && (client.has_output() || linger) {
                 return true;
             }
             let still_sending = client.sent_while_closing && !client.lingering;
-            if still_sending && !shutting_down && deadline.map_or(true, |d| now < d) {
+            if in_time && still_sending && !shutting_down {
                 // Its queue is written, but it is still sending: closing now, with its
                 // input on the way, would reset the connection and could destroy what the
                 // hub wrote last (a close frame) before the peer reads it. Half-close, and

@@ -360,9 +360,7 @@ impl Dispatcher {
         use std::sync::atomic::Ordering::Relaxed;
         let counters = &self.shared.counters;
         let total = self.topics.ring_total().get() as u64;
-        if counters.replay_bytes.load(Relaxed) != total {
-            counters.replay_bytes.store(total, Relaxed);
-        }
+        counters.replay_bytes.store(total, Relaxed);
         let kept = self.topics.kept();
         if kept != self.kept_published {
             self.kept_published = kept;
