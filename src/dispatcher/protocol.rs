@@ -119,10 +119,7 @@ impl Dispatcher {
         self.bound_rings();
         self.bound_kept();
         // Rings got messages: look at their age by then.
-        if let Some(age) = limits.age {
-            let at = now.checked_add(age);
-            self.prune_at = [self.prune_at, at].into_iter().flatten().min();
-        }
+        self.prune_after_age();
         Numbered {
             frames: Frames {
                 bytes: out.freeze(),

@@ -532,12 +532,9 @@ impl Dispatcher {
         self.bound_kept();
     }
 
-    /// With the protocol on, a topic left empty is kept as of now (see `Topics::remove`):
-    /// rings are looked at again by the time it may be freed.
-    fn kept_at(&mut self) -> Option<Instant> {
-        if !self.protocol {
-            return None;
-        }
+    /// Something in the rings may be past its age `replay_age` from now (a message kept, a
+    /// topic left empty): rings are looked at by then, if not sooner.
+    pub(super) fn prune_after_age(&mut self) {
         if let Some(at) = self
             .ring_limits
             .age
@@ -545,6 +542,15 @@ impl Dispatcher {
         {
             self.prune_at = Some(self.prune_at.map_or(at, |t| t.min(at)));
         }
+    }
+
+    /// With the protocol on, a topic left empty is kept as of now (see `Topics::remove`):
+    /// rings are looked at again by the time it may be freed.
+    fn kept_at(&mut self) -> Option<Instant> {
+        if !self.protocol {
+            return None;
+        }
+        self.prune_after_age();
         Some(self.now)
     }
 
