@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::dispatcher::flow::Flow;
 use crate::queue::Queue;
 use crate::stats::Tally;
+use crate::topics::order::Fences;
 use crate::topics::TopicId;
 use crate::transport::Conn;
 use crate::wire::Wire;
@@ -66,10 +67,8 @@ pub(crate) struct Client {
     /// number its live messages start after (its `#joined` position), so that a resume
     /// without `<next>` replays up to there and never a message it had live.
     pub(crate) topics: Vec<(TopicId, u64)>,
-    /// Its own joins and leaves applied ahead of host commands decided before them (see
-    /// `Dispatcher::host_topic_op`); empty unless a `Hub::join` or `Hub::leave` is in
-    /// flight while the client changes the same topic itself.
-    pub(crate) topic_fences: Vec<TopicFence>,
+    /// Its own joins and leaves applied ahead of host decisions made before them.
+    pub(crate) topic_fences: Fences,
     /// With the protocol on: the hub-wide stream's number when it connected (it gets the
     /// messages after it live; a resume replays up to it).
     pub(crate) hub_start: u64,
@@ -119,7 +118,7 @@ impl Client {
             stalled_since: None,
             flow: Flow::new(now),
             topics: Vec::new(),
-            topic_fences: Vec::new(),
+            topic_fences: Fences::default(),
             sent_while_closing: false,
             lingering: false,
             hub_start: 0,
@@ -182,13 +181,4 @@ impl Client {
             self.scanned = 0;
         }
     }
-}
-
-/// A client's own join or leave of `topic`, numbered `op`, decided while the host's
-/// decisions up to `host_before` were not all applied yet.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TopicFence {
-    pub(crate) topic: TopicId,
-    pub(crate) op: u64,
-    pub(crate) host_before: u64,
 }

@@ -172,7 +172,7 @@ pub(crate) enum Command {
     /// Make a client leave, as [`Kicked`](crate::DisconnectReason::Kicked).
     Disconnect(ClientId),
     /// Add a client to a topic, with the topic's name, the join's number (see
-    /// `Registry::next_topic_op`) and the kept topic the table evicted to make room for it
+    /// `topics::order::Decisions`) and the kept topic the table evicted to make room for it
     /// (its ring is dropped, whether or not the join itself is applied).
     Join(ClientId, TopicId, Arc<str>, u64, Option<TopicId>),
     /// Take a client out of a topic, with the leave's number.

@@ -413,7 +413,7 @@ impl Hub {
                     .topics
                     .name(id)
                     .map_or_else(|| topic.into(), Arc::clone);
-                let op = registry.next_topic_op(true);
+                let op = registry.decisions.host();
                 Ok(Some(Command::Join(client, id, name, op, evicted)))
             },
         )
@@ -458,7 +458,7 @@ impl Hub {
                     registry.topics.free(id);
                 }
                 *open = None;
-                let op = registry.next_topic_op(true);
+                let op = registry.decisions.host();
                 Ok(Some(Command::Leave(client, id, op)))
             },
         )

@@ -14,6 +14,7 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 
 use crate::stats::Counters;
+use crate::topics::order::Decisions;
 use crate::topics::{TopicId, TopicTable};
 use crate::{ClientId, ClientInfo, Error, Event, Result, WouldBlock};
 
@@ -53,23 +54,12 @@ pub(crate) struct Registered {
 pub(crate) struct Registry {
     pub(crate) clients: HashMap<ClientId, Registered>,
     pub(crate) topics: TopicTable,
-    /// Every join and leave decided here, by the host or by a client, is numbered in the
-    /// order it was decided; this is the last number.
-    pub(crate) topic_ops: u64,
-    /// The number of the last join or leave the host decided (carried by its command).
-    pub(crate) host_topic_ops: u64,
+    /// Every join and leave decided here, by the host or by a client, numbered in the
+    /// order it was decided.
+    pub(crate) decisions: Decisions,
 }
 
 impl Registry {
-    /// Numbers a join or leave decided now; `host` if the host decided it.
-    pub(crate) fn next_topic_op(&mut self, host: bool) -> u64 {
-        self.topic_ops += 1;
-        if host {
-            self.host_topic_ops = self.topic_ops;
-        }
-        self.topic_ops
-    }
-
     /// Forgets a client that left, and takes it out of its topics. Returns the topics it
     /// left empty (to free, or keep for their replay ring).
     pub(crate) fn remove(&mut self, id: ClientId) -> Vec<TopicId> {

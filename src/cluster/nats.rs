@@ -127,7 +127,7 @@ fn backoff(attempt: usize) -> Duration {
     let base = Duration::from_millis(100)
         .saturating_mul(1 << attempt.saturating_sub(1).min(6))
         .min(Duration::from_secs(5));
-    let jitter = crate::dispatcher::random_u64() % (base.as_millis() as u64 / 2 + 1);
+    let jitter = crate::topics::stream::random_u64() % (base.as_millis() as u64 / 2 + 1);
     base + Duration::from_millis(jitter)
 }
 
@@ -459,7 +459,7 @@ impl Node {
         let subject = format!(
             "{}.probe.{:x}",
             self.prefix,
-            crate::dispatcher::random_u64()
+            crate::topics::stream::random_u64()
         );
         let Some(receiver) = probe_client(&cluster).await else {
             log::warn!("hubcast cluster: no probe connection; partitions go unnoticed");

@@ -37,22 +37,19 @@ pub(crate) mod flow;
 mod gather;
 mod inbound;
 mod lifecycle;
+mod membership;
 mod outbound;
 mod protocol;
 mod resume;
 mod slots;
 mod storm;
-mod streams;
 mod subscribers;
 mod timers;
-mod topics;
 #[cfg(feature = "websocket")]
 mod websocket;
 
 use admission::{Admission, Listener};
 use slots::Slots;
-#[cfg(feature = "nats")]
-pub(crate) use streams::random_u64;
 use subscribers::Subscribers;
 use timers::Timers;
 
@@ -135,16 +132,16 @@ pub(crate) struct Dispatcher {
     /// Clients over the high-water mark of their queue (see `flow`).
     high: Vec<usize>,
     /// Topic membership, in command order.
-    topics: topics::Topics,
+    topics: crate::topics::members::Topics,
     /// Whether messages carry the protocol (`Protocol::Sequenced`).
     protocol: bool,
     /// The hub-wide stream's numbers and replay ring.
-    hub_stream: streams::Stream,
-    ring_limits: streams::RingLimits,
+    hub_stream: crate::topics::stream::Stream,
+    ring_limits: crate::topics::stream::RingLimits,
     /// When replay rings next have messages past their age.
     prune_at: Option<Instant>,
-    /// The number of the last host join or leave applied (see `host_topic_op`).
-    host_topic_ops: u64,
+    /// Which host joins and leaves were applied (see `host_topic_op`).
+    host_topic_ops: crate::topics::order::Applied,
     /// Where messages for the other nodes of the cluster go (feature `nats`).
     #[cfg(feature = "nats")]
     bridge: Option<crate::cluster::Bridge>,
@@ -221,8 +218,8 @@ impl Dispatcher {
             [Chunk::whole(&framed), ws]
         });
         let now = Instant::now();
-        let topics = topics::Topics::default();
-        let hub_stream = streams::Stream::new(topics.ring_total());
+        let topics = crate::topics::members::Topics::default();
+        let hub_stream = crate::topics::stream::Stream::new(topics.ring_total());
         Ok(Dispatcher {
             poll,
             listeners: registered,
@@ -243,7 +240,7 @@ impl Dispatcher {
             topics,
             protocol: config.protocol == crate::Protocol::Sequenced,
             hub_stream,
-            ring_limits: streams::RingLimits {
+            ring_limits: crate::topics::stream::RingLimits {
                 messages: config.replay_messages,
                 bytes: config.replay_bytes,
                 // An age too long to represent is no age limit.
@@ -252,7 +249,7 @@ impl Dispatcher {
                     .map(|_| config.replay_age),
             },
             prune_at: None,
-            host_topic_ops: 0,
+            host_topic_ops: Default::default(),
             #[cfg(feature = "nats")]
             bridge: None,
             #[cfg(feature = "nats")]

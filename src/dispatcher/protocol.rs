@@ -71,13 +71,13 @@ impl Dispatcher {
                 let payload = frames.payload(i, framing);
                 let start = out.len();
                 let numbered = match &stream_of {
-                    StreamOf::Hub => Some((&mut self.hub_stream, None, None)),
-                    StreamOf::Topic(t) => self.topics.stream_mut(*t),
+                    StreamOf::Hub => Some((&mut self.hub_stream, None)),
+                    StreamOf::Topic(t) => self.topics.stream_mut(*t).map(|(s, n)| (s, Some(n))),
                     StreamOf::Direct => None,
                 };
                 let mut marker = false;
                 match numbered {
-                    Some((stream, topic, kept_bytes)) => {
+                    Some((stream, topic)) => {
                         let seq = stream.next();
                         header.clear();
                         // Writing to a String cannot fail.
@@ -87,12 +87,7 @@ impl Dispatcher {
                         };
                         codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
                         let kept = Bytes::copy_from_slice(&out[start..]);
-                        let before = stream.cost();
                         stream.keep(seq, kept, now, &limits);
-                        if let Some(total) = kept_bytes {
-                            // A topic with no member, kept for its ring, got a message.
-                            *total = *total - before + stream.cost();
-                        }
                         if excluding {
                             own.clear();
                             let stream = topic.map_or(StreamName::Hub, StreamName::Topic);
@@ -272,7 +267,7 @@ impl Dispatcher {
                             Ok((topic_id, new, evicted)) => match registry.topics.name(topic_id) {
                                 Some(name) => {
                                     let name = std::sync::Arc::clone(name);
-                                    ops = (registry.next_topic_op(false), registry.host_topic_ops);
+                                    ops = registry.decisions.client();
                                     Outcome::Joined(topic_id, name, evicted, new)
                                 }
                                 None => Outcome::Gone,
@@ -284,7 +279,7 @@ impl Dispatcher {
                         Some(topic_id) if entry.topics.contains(&topic_id) => {
                             // Freed by the dispatcher once its ring is empty too.
                             registry.topics.leave(topic_id, &mut entry.topics);
-                            ops = (registry.next_topic_op(false), registry.host_topic_ops);
+                            ops = registry.decisions.client();
                             Outcome::Left(topic_id)
                         }
                         _ => Outcome::NotIn,
@@ -312,7 +307,7 @@ impl Dispatcher {
                     if let Some(evicted) = evicted {
                         self.topic_evicted(evicted);
                     }
-                    self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
+                    self.fence_host_topic_ops(slot, topic_id, ops);
                     self.join_topic(id, topic_id, name);
                     // Cut for not reading its answers: it has left, and so the topic.
                     if !self.is_live(slot) {
@@ -326,7 +321,7 @@ impl Dispatcher {
                 Outcome::Limit => refuse(self, TopicRefusal::Limit),
                 Outcome::NotIn => self.reply(slot, Reply::Left { topic }),
                 Outcome::Left(topic_id) => {
-                    self.fence_host_topic_ops(slot, topic_id, ops.0, ops.1);
+                    self.fence_host_topic_ops(slot, topic_id, ops);
                     // The table had it, from a `Hub::join` the dispatcher may not have
                     // applied yet (it will not now): the client still gets its answer.
                     if !self.leave_topic(id, topic_id) {

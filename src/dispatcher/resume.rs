@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 
-use super::streams::Stream;
 use super::Dispatcher;
 use crate::queue::{Chunk, CHUNK_OVERHEAD};
+use crate::topics::stream::Stream;
 use crate::topics::{check_name, TopicId};
 use crate::wire::control::{Reply, StreamName};
 use crate::wire::Wire;

@@ -9,14 +9,11 @@
 //! (`TopicTable::join`). Both are O(log n) per change, with no scan of the topics.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::streams::{RingLimits, RingTotal, Stream};
-use super::Dispatcher;
-use crate::topics::TopicId;
-use crate::wire::control::Reply;
+use super::stream::{RingLimits, RingTotal, Stream};
+use super::TopicId;
 use crate::ClientId;
 
 /// One topic as the dispatcher sees it.
@@ -45,8 +42,8 @@ pub(crate) struct Topics {
     kept: BTreeMap<u64, TopicId>,
     /// The key of the next entry of `kept`.
     kept_next: u64,
-    /// What the kept topics' rings cost (see `Stream::cost`).
-    kept_bytes: usize,
+    /// What the kept topics' rings cost (see `Stream::cost`), counted by the streams.
+    kept_bytes: RingTotal,
     /// What every ring costs, the hub-wide stream's included.
     total: RingTotal,
 }
@@ -59,11 +56,11 @@ fn current(slots: &mut [Option<Topic>], id: TopicId) -> Option<&mut Option<Topic
 }
 
 /// Takes a topic out of the kept ones (it got a member, or is going).
-fn unkeep(topic: &mut Topic, kept: &mut BTreeMap<u64, TopicId>, kept_bytes: &mut usize) {
+fn unkeep(topic: &mut Topic, kept: &mut BTreeMap<u64, TopicId>) {
     topic.left_at = None;
     if let Some(key) = topic.kept.take() {
         kept.remove(&key);
-        *kept_bytes -= topic.stream.cost();
+        topic.stream.count_in(None);
     }
 }
 
@@ -79,18 +76,10 @@ impl Topics {
         self.get(id).map_or(&[], |topic| &topic.members)
     }
 
-    /// A topic's stream and name, if the id is current, and if it is kept, the kept rings'
-    /// byte count: whoever changes its ring adds the change there.
-    pub(crate) fn stream_mut(
-        &mut self,
-        id: TopicId,
-    ) -> Option<(&mut Stream, Option<&str>, Option<&mut usize>)> {
-        let Topics {
-            slots, kept_bytes, ..
-        } = self;
-        let topic = current(slots, id)?.as_mut()?;
-        let kept = topic.kept.is_some().then_some(kept_bytes);
-        Some((&mut topic.stream, Some(&*topic.name), kept))
+    /// A topic's stream and name, if the id is current.
+    pub(crate) fn stream_mut(&mut self, id: TopicId) -> Option<(&mut Stream, &str)> {
+        let topic = current(&mut self.slots, id)?.as_mut()?;
+        Some((&mut topic.stream, &*topic.name))
     }
 
     /// What every replay ring costs now, counted by the streams themselves: new streams
@@ -114,12 +103,8 @@ impl Topics {
         let level = water_level(&mut costs, excess);
         let mut dropped = hub.trim_to(level);
         for topic in self.slots.iter_mut().flatten() {
-            let before = topic.stream.cost();
-            if before > level {
+            if topic.stream.cost() > level {
                 dropped += topic.stream.trim_to(level);
-                if topic.kept.is_some() {
-                    self.kept_bytes -= before - topic.stream.cost();
-                }
             }
         }
         dropped
@@ -132,7 +117,7 @@ impl Topics {
 
     /// How many topics are kept, and what their rings hold.
     pub(crate) fn kept(&self) -> (usize, usize) {
-        (self.kept.len(), self.kept_bytes)
+        (self.kept.len(), self.kept_bytes.get())
     }
 
     /// A topic's name, if the id is current.
@@ -148,7 +133,7 @@ impl Topics {
 
     /// Adds a member; returns the topic's stream, whether the topic is new here, and the
     /// name of an older topic this one replaced in its slot (freed in the table since).
-    fn add(
+    pub(crate) fn add(
         &mut self,
         id: TopicId,
         name: Arc<str>,
@@ -159,18 +144,14 @@ impl Topics {
             self.slots.resize_with(index + 1, || None);
         }
         let Topics {
-            slots,
-            kept,
-            kept_bytes,
-            total,
-            ..
+            slots, kept, total, ..
         } = self;
         let slot = &mut slots[index];
         let mut replaced = None;
         if slot.as_ref().is_some_and(|t| t.generation != id.generation) {
             // The slot held an older topic, freed since: this one replaces it.
             if let Some(mut old) = slot.take() {
-                unkeep(&mut old, kept, kept_bytes);
+                unkeep(&mut old, kept);
                 replaced = Some(old.name);
             }
         }
@@ -184,7 +165,7 @@ impl Topics {
             left_at: None,
             evicted: false,
         });
-        unkeep(topic, kept, kept_bytes);
+        unkeep(topic, kept);
         if !topic.members.contains(&member) {
             topic.members.push(member);
         }
@@ -196,7 +177,7 @@ impl Topics {
     /// empty is kept instead, with its numbers and ring, for members that come back to
     /// resume, even with nothing in its ring: a member that missed nothing resumes at its
     /// position (see `prune` and `evict_over` for how long).
-    fn remove(
+    pub(crate) fn remove(
         &mut self,
         id: TopicId,
         client: ClientId,
@@ -219,7 +200,7 @@ impl Topics {
         }
         let Some(now) = kept_at.filter(|_| !topic.evicted) else {
             log::trace!("topic {} is freed", topic.name);
-            unkeep(topic, kept, kept_bytes);
+            unkeep(topic, kept);
             return slot.take().map(|t| t.name);
         };
         if topic.kept.is_none() {
@@ -228,22 +209,21 @@ impl Topics {
             topic.kept = Some(key);
             topic.left_at = Some(now);
             kept.insert(key, id);
-            *kept_bytes += topic.stream.cost();
+            topic.stream.count_in(Some(kept_bytes));
         }
         None
     }
 
     /// Evicts kept topics, the one left longest ago first, until their rings hold at most
     /// `limit` bytes. Returns the evicted topics.
-    fn evict_over(&mut self, limit: usize) -> Vec<(TopicId, Arc<str>)> {
+    pub(crate) fn evict_over(&mut self, limit: usize) -> Vec<(TopicId, Arc<str>)> {
         let mut evicted = Vec::new();
-        while self.kept_bytes > limit {
+        while self.kept_bytes.get() > limit {
             let Some((_, id)) = self.kept.pop_first() else {
                 break;
             };
             if let Some(topic) = current(&mut self.slots, id).and_then(Option::take) {
-                // Out of `kept` already: only its bytes to take back.
-                self.kept_bytes -= topic.stream.cost();
+                // Out of `kept` already; its stream, dropped, takes its bytes back.
                 evicted.push((id, topic.name));
             }
         }
@@ -253,20 +233,15 @@ impl Topics {
     /// The table evicted a topic to make room for another: drops it (its ring and numbers)
     /// if it has no member here, or marks it to be freed as its last member leaves (their
     /// leaves, decided before the eviction, are on their way). Returns its name if dropped.
-    fn evict(&mut self, id: TopicId) -> Option<Arc<str>> {
-        let Topics {
-            slots,
-            kept,
-            kept_bytes,
-            ..
-        } = self;
+    pub(crate) fn evict(&mut self, id: TopicId) -> Option<Arc<str>> {
+        let Topics { slots, kept, .. } = self;
         let slot = current(slots, id)?;
         let topic = slot.as_mut()?;
         if !topic.members.is_empty() {
             topic.evicted = true;
             return None;
         }
-        unkeep(topic, kept, kept_bytes);
+        unkeep(topic, kept);
         slot.take().map(|t| t.name)
     }
 
@@ -284,11 +259,7 @@ impl Topics {
             let Some(topic) = slot else {
                 continue;
             };
-            let before = topic.stream.cost();
             let again = topic.stream.prune(now, limits);
-            if topic.kept.is_some() {
-                self.kept_bytes -= before - topic.stream.cost();
-            }
             let until = match (topic.left_at, limits.age) {
                 (Some(left), Some(age)) => left.checked_add(age),
                 _ => None,
@@ -299,7 +270,7 @@ impl Topics {
                     index: index as u32,
                     generation: topic.generation,
                 };
-                unkeep(topic, &mut self.kept, &mut self.kept_bytes);
+                unkeep(topic, &mut self.kept);
                 freed.push((id, Arc::clone(&topic.name)));
                 *slot = None;
                 continue;
@@ -325,281 +296,6 @@ fn water_level(costs: &mut [usize], excess: usize) -> usize {
         }
     }
     0
-}
-
-/// The most often replay rings are pruned (see `Dispatcher::prune_rings`).
-const PRUNE_PERIOD: Duration = Duration::from_secs(1);
-
-impl Dispatcher {
-    /// `Hub::join` (or a client's `#join`) reached the dispatcher: from now on the client
-    /// gets the topic's messages, and with the protocol on it is told where they start.
-    pub(super) fn join_topic(&mut self, client: ClientId, id: TopicId, name: Arc<str>) {
-        let Some(slot) = self.slots.slot_of(client) else {
-            // It left meanwhile; leaving took it out of the table too.
-            return;
-        };
-        let Some(live) = self.slots.get_mut(slot) else {
-            return;
-        };
-        let (stream, created, replaced) = self.topics.add(id, Arc::clone(&name), (slot, client));
-        let position = (stream.epoch, stream.seq);
-        if !live.topics.iter().any(|&(t, _)| t == id) {
-            live.topics.push((id, position.1));
-        }
-        if let Some(old) = replaced {
-            self.topic_freed(old);
-        }
-        if created {
-            self.topic_created(&name);
-        }
-        if self.protocol {
-            let (epoch, seq) = position;
-            let topic = &name;
-            self.reply(slot, Reply::Joined { topic, epoch, seq });
-        }
-    }
-
-    /// `Hub::leave` (or a client's `#leave`) reached the dispatcher. Returns whether the
-    /// client was in the topic here (and, with the protocol on, was told `#left`).
-    pub(super) fn leave_topic(&mut self, client: ClientId, id: TopicId) -> bool {
-        let Some(slot) = self.slots.slot_of(client) else {
-            return false;
-        };
-        let Some(live) = self.slots.get_mut(slot) else {
-            return false;
-        };
-        let before = live.topics.len();
-        live.topics.retain(|&(t, _)| t != id);
-        let was_member = live.topics.len() < before;
-        if self.protocol && was_member {
-            if let Some(name) = self.topics.name_of(id) {
-                let topic = name.to_owned();
-                self.reply(slot, Reply::Left { topic: &topic });
-            }
-        }
-        let kept_at = self.kept_at();
-        if let Some(name) = self.topics.remove(id, client, kept_at) {
-            self.release(vec![(id, name)]);
-        }
-        self.bound_kept();
-        was_member
-    }
-
-    /// The table evicted a kept topic to make room for a new one: its ring and numbers go
-    /// (a later resume of it is answered `epoch`).
-    pub(super) fn topic_evicted(&mut self, id: TopicId) {
-        self.shared.counters.topics_evicted.fetch_add(1, Relaxed);
-        if let Some(name) = self.topics.evict(id) {
-            log::debug!("kept topic {name} is evicted: the topic table is full");
-            self.topic_freed(name);
-        }
-    }
-
-    /// Evicts kept topics, the one left longest ago first, while their rings hold more than
-    /// `replay_kept_bytes`. Costs a comparison when under it.
-    pub(super) fn bound_kept(&mut self) {
-        let evicted = self.topics.evict_over(self.config.replay_kept_bytes);
-        if evicted.is_empty() {
-            return;
-        }
-        let counters = &self.shared.counters;
-        counters
-            .topics_evicted
-            .fetch_add(evicted.len() as u64, Relaxed);
-        for (_, name) in &evicted {
-            log::debug!("kept topic {name} is evicted: kept rings are over replay_kept_bytes");
-        }
-        // Freed in the table unless a host `join` gave one a member meanwhile: that join,
-        // on its way, makes it anew here, with a new epoch.
-        self.release(evicted);
-    }
-
-    /// Trims the largest rings while all of them together cost more than
-    /// `replay_total_bytes`: down to 15/16 of it, so that the next trim is a while away.
-    /// Costs a comparison when under it.
-    pub(super) fn bound_rings(&mut self) {
-        let (total, bound) = (
-            self.topics.ring_total().get(),
-            self.config.replay_total_bytes,
-        );
-        if total <= bound {
-            return;
-        }
-        let excess = total - (bound - bound / 16);
-        let trimmed = self.topics.trim_largest(&mut self.hub_stream, excess);
-        self.shared
-            .counters
-            .replay_trimmed
-            .fetch_add(trimmed, Relaxed);
-        log::debug!(
-            "replay rings trimmed by {trimmed} messages: they held {total} bytes, past \
-             replay_total_bytes ({bound})"
-        );
-    }
-
-    /// Topics freed here: freed in the table too (under one lock), and no longer
-    /// received from the cluster.
-    fn release(&mut self, freed: Vec<(TopicId, Arc<str>)>) {
-        if freed.is_empty() {
-            return;
-        }
-        {
-            let mut registry = self.shared.registry();
-            for (id, _) in &freed {
-                registry.topics.free(*id);
-            }
-        }
-        for (_, name) in freed {
-            self.topic_freed(name);
-        }
-    }
-
-    /// Whether to apply the host's join or leave numbered `op`: not if a client's own
-    /// `#join` or `#leave` of that topic was decided after it (and applied at once, ahead
-    /// of it). Host commands arrive in the order they were decided, so once one numbered
-    /// past a fence has arrived, that fence has done its work.
-    pub(super) fn host_topic_op(&mut self, client: ClientId, topic: TopicId, op: u64) -> bool {
-        self.host_topic_ops = op;
-        let Some(live) = self
-            .slots
-            .slot_of(client)
-            .and_then(|s| self.slots.get_mut(s))
-        else {
-            return false;
-        };
-        let superseded = live
-            .topic_fences
-            .iter()
-            .any(|fence| fence.topic == topic && fence.op > op);
-        live.topic_fences.retain(|fence| fence.host_before > op);
-        !superseded
-    }
-
-    /// A client's own join or leave, numbered `op`, is applied now: host commands for that
-    /// topic decided before it and still on their way must not undo it. `host_before` is
-    /// the number of the host's last decision when this one was made.
-    pub(super) fn fence_host_topic_ops(
-        &mut self,
-        slot: usize,
-        topic: TopicId,
-        op: u64,
-        host_before: u64,
-    ) {
-        if host_before <= self.host_topic_ops {
-            // Every host decision so far has been applied: nothing to hold back.
-            return;
-        }
-        let applied = self.host_topic_ops;
-        if let Some(live) = self.slots.get_mut(slot) {
-            live.topic_fences
-                .retain(|fence| fence.topic != topic && fence.host_before > applied);
-            live.topic_fences.push(crate::client::TopicFence {
-                topic,
-                op,
-                host_before,
-            });
-        }
-    }
-
-    /// A client left the hub: it leaves every topic, and topics it leaves empty are freed
-    /// (with the protocol on, kept a while first: see `Topics::remove` and `prune_rings`).
-    pub(super) fn leave_all_topics(&mut self, slot: usize) {
-        let kept_at = self.kept_at();
-        let Some(client) = self.slots.get_mut(slot) else {
-            return;
-        };
-        let id = client.id;
-        let mut freed = Vec::new();
-        for (topic, _) in std::mem::take(&mut client.topics) {
-            if let Some(name) = self.topics.remove(topic, id, kept_at) {
-                freed.push((topic, name));
-            }
-        }
-        {
-            let mut registry = self.shared.registry();
-            let emptied = registry.remove(id);
-            // With the protocol on, a topic emptied in the table may be kept here for its
-            // ring: only those freed here (released just below) are freed there, and those
-            // the table made for a host join that never reached this client here (nothing
-            // here holds them), which would otherwise be listed for ever.
-            for topic in emptied {
-                if !self.protocol || self.topics.name_of(topic).is_none() {
-                    registry.topics.free(topic);
-                }
-            }
-        }
-        self.release(freed);
-        self.bound_kept();
-    }
-
-    /// Something in the rings may be past its age `replay_age` from now (a message kept, a
-    /// topic left empty): rings are looked at by then, if not sooner.
-    pub(super) fn prune_after_age(&mut self) {
-        if let Some(at) = self
-            .ring_limits
-            .age
-            .and_then(|age| self.now.checked_add(age))
-        {
-            self.prune_at = Some(self.prune_at.map_or(at, |t| t.min(at)));
-        }
-    }
-
-    /// With the protocol on, a topic left empty is kept as of now (see `Topics::remove`):
-    /// rings are looked at again by the time it may be freed.
-    fn kept_at(&mut self) -> Option<Instant> {
-        if !self.protocol {
-            return None;
-        }
-        self.prune_after_age();
-        Some(self.now)
-    }
-
-    /// Drops replayable messages past their age, and frees topics left with no member and
-    /// nothing to replay. Returns when to look again: when the next message ages out, but
-    /// no sooner than [`PRUNE_PERIOD`] (or an eighth of the age) from now. Replays check
-    /// age themselves, so pruning need not be exact; and under steady traffic a message
-    /// ages out every round, where each look goes over every topic.
-    pub(super) fn prune_rings(&mut self) -> Option<Instant> {
-        let limits = self.ring_limits;
-        let hub = self.hub_stream.prune(self.now, &limits);
-        let (freed, topics) = self.topics.prune(self.now, &limits);
-        self.release(freed);
-        let next = [hub, topics].into_iter().flatten().min()?;
-        let period = limits
-            .age
-            .map_or(PRUNE_PERIOD, |age| (age / 8).min(PRUNE_PERIOD));
-        Some(
-            self.now
-                .checked_add(period)
-                .map_or(next, |soonest| next.max(soonest)),
-        )
-    }
-
-    /// A topic got its first local member: a cluster node starts receiving it.
-    fn topic_created(&mut self, _name: &Arc<str>) {
-        #[cfg(feature = "nats")]
-        {
-            // Counted by name: a topic evicted or replaced may be dropped here after a new
-            // topic of the same name was made, and must not unsubscribe that one.
-            let count = self.cluster_topics.entry(Arc::clone(_name)).or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                self.cluster_subscribe(Arc::clone(_name), true);
-            }
-        }
-    }
-
-    /// A topic was freed here: a cluster node stops receiving it.
-    fn topic_freed(&mut self, _name: Arc<str>) {
-        #[cfg(feature = "nats")]
-        if let Some(count) = self.cluster_topics.get_mut(&_name) {
-            *count -= 1;
-            if *count == 0 {
-                self.cluster_topics.remove(&_name);
-                self.cluster_subscribe(_name, false);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -637,8 +333,7 @@ mod tests {
             bytes: 1000,
             age: None,
         };
-        let (stream, _, kept) = topics.stream_mut(id).unwrap();
-        assert!(kept.is_none(), "a topic with a member is not kept");
+        let (stream, _) = topics.stream_mut(id).unwrap();
         let seq = stream.next();
         stream.keep(
             seq,
@@ -670,6 +365,26 @@ mod tests {
         assert!(topics
             .remove(c, ClientId(3), Some(Instant::now()))
             .is_none());
+        assert_eq!(topics.kept(), (3, ca + cb + cc));
+        // A kept topic's ring changes (a message published to it): the kept bytes follow,
+        // counted by its stream.
+        let limits = RingLimits {
+            messages: 100,
+            bytes: 1000,
+            age: None,
+        };
+        let (stream, _) = topics.stream_mut(c).unwrap();
+        let seq = stream.next();
+        stream.keep(
+            seq,
+            bytes::Bytes::from(vec![b'y'; 300]),
+            Instant::now(),
+            &limits,
+        );
+        let cc = cost(&topics, c);
+        assert_eq!(topics.kept(), (3, ca + cb + cc));
+        assert_eq!(topics.stream_mut(c).unwrap().0.trim_to(cc - 1), 1);
+        let cc = cost(&topics, c);
         assert_eq!(topics.kept(), (3, ca + cb + cc));
         // A member comes back to a: no longer kept.
         let _ = topics.add(a, Arc::from("t0"), (5, ClientId(9)));

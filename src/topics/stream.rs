@@ -45,15 +45,25 @@ pub(crate) fn frame_cost(len: usize) -> usize {
     len.div_ceil(ALLOCATION) * ALLOCATION + HEADERS
 }
 
-/// What every replay ring of a hub costs together, in bytes: each stream adds its own cost
-/// as it changes and takes it back when it is dropped, so the sum is exact whoever holds
-/// the stream (the hub, a topic with members, a kept topic).
+/// What a set of replay rings costs together, in bytes: each stream counted in it adds its
+/// own cost as it changes and takes it back when it is dropped or no longer counted, so the
+/// sum is exact whoever holds the stream. Every stream of a hub counts in the hub's total
+/// (the `replay_total_bytes` bound); kept topics' streams also count in the kept total.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RingTotal(Arc<AtomicUsize>);
 
 impl RingTotal {
+    /// The sum now.
     pub(crate) fn get(&self) -> usize {
         self.0.load(Relaxed)
+    }
+
+    fn add(&self, bytes: usize) {
+        self.0.fetch_add(bytes, Relaxed);
+    }
+
+    fn sub(&self, bytes: usize) {
+        self.0.fetch_sub(bytes, Relaxed);
     }
 }
 
@@ -66,8 +76,12 @@ pub(crate) struct Stream {
     ring: VecDeque<Kept>,
     /// What the ring's messages cost (see [`frame_cost`]): the per-ring bound applies to it.
     ring_bytes: usize,
-    /// The hub's total, and what this stream adds to it now.
+    /// The hub's total, a second total it may count in too (see [`count_in`]), and what
+    /// this stream adds to them now.
+    ///
+    /// [`count_in`]: Self::count_in
     total: RingTotal,
+    also: Option<RingTotal>,
     counted: usize,
 }
 
@@ -97,6 +111,7 @@ impl Stream {
             ring: VecDeque::new(),
             ring_bytes: 0,
             total: total.clone(),
+            also: None,
             counted: 0,
         }
     }
@@ -147,15 +162,32 @@ impl Stream {
         }
     }
 
-    /// Brings the hub's total up to date with what the stream costs now.
+    /// Brings the totals up to date with what the stream costs now.
     fn account(&mut self) {
-        let cost = self.cost();
-        if cost >= self.counted {
-            self.total.0.fetch_add(cost - self.counted, Relaxed);
-        } else {
-            self.total.0.fetch_sub(self.counted - cost, Relaxed);
+        let (cost, counted) = (self.cost(), self.counted);
+        for total in [Some(&self.total), self.also.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if cost >= counted {
+                total.add(cost - counted);
+            } else {
+                total.sub(counted - cost);
+            }
         }
         self.counted = cost;
+    }
+
+    /// Counts the stream in `also` besides the hub's total from now on (`None`: in the
+    /// hub's total only).
+    pub(crate) fn count_in(&mut self, also: Option<&RingTotal>) {
+        if let Some(old) = self.also.take() {
+            old.sub(self.counted);
+        }
+        if let Some(new) = also {
+            new.add(self.counted);
+        }
+        self.also = also.cloned();
     }
 
     /// What the ring costs in memory: its messages and its entries (by capacity).
@@ -238,7 +270,8 @@ impl Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.total.0.fetch_sub(self.counted, Relaxed);
+        self.count_in(None);
+        self.total.sub(self.counted);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Topics as the host's handle and the dispatcher share them: names, ids and who belongs
-//! where. The dispatcher keeps its own member lists for fan-out (`dispatcher::topics`); this
+//! where. The dispatcher keeps its own member lists for fan-out (`topics::members`); this
 //! table, under the registry's lock, is what makes `join`, `leave` and `publish` exact.
 //!
 //! A topic exists while it has members (or, with resume on, a replay ring to keep): its

@@ -1,0 +1,267 @@
+//! Applying topic membership in the dispatcher: joins and leaves in command order, the
+//! bounds on kept topics and on all replay rings, and pruning rings by age. The data and
+//! its invariants are in `crate::topics`; this file is what the dispatcher does with them
+//! (replies, the shared table, the cluster).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Dispatcher;
+use crate::topics::TopicId;
+use crate::wire::control::Reply;
+use crate::ClientId;
+
+/// The most often replay rings are pruned (see `Dispatcher::prune_rings`).
+const PRUNE_PERIOD: Duration = Duration::from_secs(1);
+
+impl Dispatcher {
+    /// `Hub::join` (or a client's `#join`) reached the dispatcher: from now on the client
+    /// gets the topic's messages, and with the protocol on it is told where they start.
+    pub(super) fn join_topic(&mut self, client: ClientId, id: TopicId, name: Arc<str>) {
+        let Some(slot) = self.slots.slot_of(client) else {
+            // It left meanwhile; leaving took it out of the table too.
+            return;
+        };
+        let Some(live) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let (stream, created, replaced) = self.topics.add(id, Arc::clone(&name), (slot, client));
+        let position = (stream.epoch, stream.seq);
+        if !live.topics.iter().any(|&(t, _)| t == id) {
+            live.topics.push((id, position.1));
+        }
+        if let Some(old) = replaced {
+            self.topic_freed(old);
+        }
+        if created {
+            self.topic_created(&name);
+        }
+        if self.protocol {
+            let (epoch, seq) = position;
+            let topic = &name;
+            self.reply(slot, Reply::Joined { topic, epoch, seq });
+        }
+    }
+
+    /// `Hub::leave` (or a client's `#leave`) reached the dispatcher. Returns whether the
+    /// client was in the topic here (and, with the protocol on, was told `#left`).
+    pub(super) fn leave_topic(&mut self, client: ClientId, id: TopicId) -> bool {
+        let Some(slot) = self.slots.slot_of(client) else {
+            return false;
+        };
+        let Some(live) = self.slots.get_mut(slot) else {
+            return false;
+        };
+        let before = live.topics.len();
+        live.topics.retain(|&(t, _)| t != id);
+        let was_member = live.topics.len() < before;
+        if self.protocol && was_member {
+            if let Some(name) = self.topics.name_of(id) {
+                let topic = name.to_owned();
+                self.reply(slot, Reply::Left { topic: &topic });
+            }
+        }
+        let kept_at = self.kept_at();
+        if let Some(name) = self.topics.remove(id, client, kept_at) {
+            self.release(vec![(id, name)]);
+        }
+        self.bound_kept();
+        was_member
+    }
+
+    /// The table evicted a kept topic to make room for a new one: its ring and numbers go
+    /// (a later resume of it is answered `epoch`).
+    pub(super) fn topic_evicted(&mut self, id: TopicId) {
+        self.shared.counters.topics_evicted.fetch_add(1, Relaxed);
+        if let Some(name) = self.topics.evict(id) {
+            log::debug!("kept topic {name} is evicted: the topic table is full");
+            self.topic_freed(name);
+        }
+    }
+
+    /// Evicts kept topics, the one left longest ago first, while their rings hold more than
+    /// `replay_kept_bytes`. Costs a comparison when under it.
+    pub(super) fn bound_kept(&mut self) {
+        let evicted = self.topics.evict_over(self.config.replay_kept_bytes);
+        if evicted.is_empty() {
+            return;
+        }
+        let counters = &self.shared.counters;
+        counters
+            .topics_evicted
+            .fetch_add(evicted.len() as u64, Relaxed);
+        for (_, name) in &evicted {
+            log::debug!("kept topic {name} is evicted: kept rings are over replay_kept_bytes");
+        }
+        // Freed in the table unless a host `join` gave one a member meanwhile: that join,
+        // on its way, makes it anew here, with a new epoch.
+        self.release(evicted);
+    }
+
+    /// Trims the largest rings while all of them together cost more than
+    /// `replay_total_bytes`: down to 15/16 of it, so that the next trim is a while away.
+    /// Costs a comparison when under it.
+    pub(super) fn bound_rings(&mut self) {
+        let (total, bound) = (
+            self.topics.ring_total().get(),
+            self.config.replay_total_bytes,
+        );
+        if total <= bound {
+            return;
+        }
+        let excess = total - (bound - bound / 16);
+        let trimmed = self.topics.trim_largest(&mut self.hub_stream, excess);
+        self.shared
+            .counters
+            .replay_trimmed
+            .fetch_add(trimmed, Relaxed);
+        log::debug!(
+            "replay rings trimmed by {trimmed} messages: they held {total} bytes, past \
+             replay_total_bytes ({bound})"
+        );
+    }
+
+    /// Topics freed here: freed in the table too (under one lock), and no longer
+    /// received from the cluster.
+    fn release(&mut self, freed: Vec<(TopicId, Arc<str>)>) {
+        if freed.is_empty() {
+            return;
+        }
+        {
+            let mut registry = self.shared.registry();
+            for (id, _) in &freed {
+                registry.topics.free(*id);
+            }
+        }
+        for (_, name) in freed {
+            self.topic_freed(name);
+        }
+    }
+
+    /// Whether to apply the host's join or leave numbered `op` (see `topics::order`).
+    pub(super) fn host_topic_op(&mut self, client: ClientId, topic: TopicId, op: u64) -> bool {
+        match self
+            .slots
+            .slot_of(client)
+            .and_then(|s| self.slots.get_mut(s))
+        {
+            Some(live) => self.host_topic_ops.admit(&mut live.topic_fences, topic, op),
+            None => {
+                // It left meanwhile: nothing to apply, but the decision has arrived.
+                self.host_topic_ops.arrived(op);
+                false
+            }
+        }
+    }
+
+    /// A client's own join or leave, numbered as `ops` (see `Decisions::client`), is
+    /// applied now: host commands for that topic decided before it and still on their way
+    /// must not undo it.
+    pub(super) fn fence_host_topic_ops(&mut self, slot: usize, topic: TopicId, ops: (u64, u64)) {
+        if let Some(live) = self.slots.get_mut(slot) {
+            self.host_topic_ops
+                .fence(&mut live.topic_fences, topic, ops);
+        }
+    }
+
+    /// A client left the hub: it leaves every topic, and topics it leaves empty are freed
+    /// (with the protocol on, kept a while first: see `Topics::remove` and `prune_rings`).
+    pub(super) fn leave_all_topics(&mut self, slot: usize) {
+        let kept_at = self.kept_at();
+        let Some(client) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let id = client.id;
+        let mut freed = Vec::new();
+        for (topic, _) in std::mem::take(&mut client.topics) {
+            if let Some(name) = self.topics.remove(topic, id, kept_at) {
+                freed.push((topic, name));
+            }
+        }
+        {
+            let mut registry = self.shared.registry();
+            let emptied = registry.remove(id);
+            // With the protocol on, a topic emptied in the table may be kept here for its
+            // ring: only those freed here (released just below) are freed there, and those
+            // the table made for a host join that never reached this client here (nothing
+            // here holds them), which would otherwise be listed for ever.
+            for topic in emptied {
+                if !self.protocol || self.topics.name_of(topic).is_none() {
+                    registry.topics.free(topic);
+                }
+            }
+        }
+        self.release(freed);
+        self.bound_kept();
+    }
+
+    /// Something in the rings may be past its age `replay_age` from now (a message kept, a
+    /// topic left empty): rings are looked at by then, if not sooner.
+    pub(super) fn prune_after_age(&mut self) {
+        if let Some(at) = self
+            .ring_limits
+            .age
+            .and_then(|age| self.now.checked_add(age))
+        {
+            self.prune_at = Some(self.prune_at.map_or(at, |t| t.min(at)));
+        }
+    }
+
+    /// With the protocol on, a topic left empty is kept as of now (see `Topics::remove`):
+    /// rings are looked at again by the time it may be freed.
+    fn kept_at(&mut self) -> Option<Instant> {
+        if !self.protocol {
+            return None;
+        }
+        self.prune_after_age();
+        Some(self.now)
+    }
+
+    /// Drops replayable messages past their age, and frees topics left with no member and
+    /// nothing to replay. Returns when to look again: when the next message ages out, but
+    /// no sooner than [`PRUNE_PERIOD`] (or an eighth of the age) from now. Replays check
+    /// age themselves, so pruning need not be exact; and under steady traffic a message
+    /// ages out every round, where each look goes over every topic.
+    pub(super) fn prune_rings(&mut self) -> Option<Instant> {
+        let limits = self.ring_limits;
+        let hub = self.hub_stream.prune(self.now, &limits);
+        let (freed, topics) = self.topics.prune(self.now, &limits);
+        self.release(freed);
+        let next = [hub, topics].into_iter().flatten().min()?;
+        let period = limits
+            .age
+            .map_or(PRUNE_PERIOD, |age| (age / 8).min(PRUNE_PERIOD));
+        Some(
+            self.now
+                .checked_add(period)
+                .map_or(next, |soonest| next.max(soonest)),
+        )
+    }
+
+    /// A topic got its first local member: a cluster node starts receiving it.
+    fn topic_created(&mut self, _name: &Arc<str>) {
+        #[cfg(feature = "nats")]
+        {
+            // Counted by name: a topic evicted or replaced may be dropped here after a new
+            // topic of the same name was made, and must not unsubscribe that one.
+            let count = self.cluster_topics.entry(Arc::clone(_name)).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                self.cluster_subscribe(Arc::clone(_name), true);
+            }
+        }
+    }
+
+    /// A topic was freed here: a cluster node stops receiving it.
+    fn topic_freed(&mut self, _name: Arc<str>) {
+        #[cfg(feature = "nats")]
+        if let Some(count) = self.cluster_topics.get_mut(&_name) {
+            *count -= 1;
+            if *count == 0 {
+                self.cluster_topics.remove(&_name);
+                self.cluster_subscribe(_name, false);
+            }
+        }
+    }
+}
