@@ -33,8 +33,8 @@ use crate::{codec, HubBuilder, ShutdownReport, Transport};
 mod admission;
 #[cfg(feature = "nats")]
 mod cluster;
+mod fanout;
 pub(crate) mod flow;
-mod gather;
 mod inbound;
 mod lifecycle;
 mod membership;
@@ -151,12 +151,9 @@ pub(crate) struct Dispatcher {
     cluster_topics: std::collections::HashMap<Arc<str>, usize>,
     /// The kept topics' count and bytes as last published in the counters.
     kept_published: (usize, usize),
-    /// Scratch for fan-outs, kept to spare an allocation each: a topic's members, and the
-    /// (client, run) marks of a batch with mixed targets.
-    members: Vec<usize>,
-    marks: Vec<(usize, u32)>,
-    /// Batches for named clients gathered while host commands run (see `gather`).
-    gathered: gather::Gathered,
+    /// Batches on their way to the clients' queues (see `fanout`): gathered while host
+    /// commands run if they are for named clients, else delivered at once.
+    plan: fanout::Plan,
     gathering: bool,
     /// Whether some high client was busy, as of the last look (see `any_busy`).
     busy_memo: Option<bool>,
@@ -255,9 +252,7 @@ impl Dispatcher {
             #[cfg(feature = "nats")]
             cluster_topics: std::collections::HashMap::new(),
             kept_published: (0, 0),
-            members: Vec::new(),
-            marks: Vec::new(),
-            gathered: gather::Gathered::default(),
+            plan: fanout::Plan::default(),
             gathering: false,
             busy_memo: None,
             was_busy: false,

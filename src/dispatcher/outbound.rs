@@ -9,12 +9,12 @@
 //! are gathered first (see `gather`). Chunks share the buffer; only cuts under
 //! [`COPY_BELOW`](crate::queue::COPY_BELOW) bytes are copied, into the client's own buffer.
 
-use std::ops::Range;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
+use super::fanout::{self, Audience, Framed};
 use super::Dispatcher;
-use crate::command::{Frames, Target};
+use crate::command::Frames;
 use crate::queue::{Chunk, Enqueued, Piece};
 #[cfg(feature = "websocket")]
 use crate::wire::Wire;
@@ -41,179 +41,59 @@ impl Dispatcher {
 
     /// Queues `frames` framed once for each wire that has live clients; a client a run
     /// excludes gets that run's `markers` instead, if there are any (`#own`, protocol).
+    /// While host commands run, batches only for named clients are gathered and fanned out
+    /// together (see `fanout`); anything else first fans out what is gathered, in order.
     fn fan_out_framed(&mut self, frames: &Frames, markers: Option<&Frames>) {
+        let framed = Framed {
+            frames: frames.clone(),
+            markers: markers.cloned(),
+        };
         #[cfg(feature = "websocket")]
-        let websocket = (self.slots.live_on(Wire::WebSocket) > 0).then(|| {
+        let websocket = if self.slots.live_on(Wire::WebSocket) > 0 {
             let (framing, binary) = (self.config.framing, self.config.websocket.binary);
             let to_ws = |f: &Frames| crate::wire::to_websocket(f, framing, binary);
-            (to_ws(frames), markers.map(to_ws))
-        });
-        #[cfg(not(feature = "websocket"))]
-        let websocket: Option<(Frames, Option<Frames>)> = None;
-        if self.gathering && super::gather::is_gatherable(frames) {
-            let (websocket, ws_markers) = websocket.unzip();
-            let markers = markers.map(|m| (m.clone(), ws_markers.flatten()));
-            self.gather(frames, websocket, markers);
-            return;
-        }
-        // Whatever was gathered goes first, in order.
-        self.fan_out_gathered();
+            Framed {
+                frames: to_ws(frames),
+                markers: markers.map(to_ws),
+            }
+        } else {
+            framed.clone()
+        };
         // By wire index; without WebSocket clients the second is never used.
-        let by_wire = [frames, websocket.as_ref().map_or(frames, |w| &w.0)];
-        let markers_by_wire = markers.map(|m| {
-            let ws = websocket.as_ref().and_then(|w| w.1.as_ref());
-            [m, ws.unwrap_or(m)]
-        });
-        if let [(_, target)] = *frames.runs {
-            let chunks = by_wire.map(Chunk::whole);
-            let own = markers_by_wire.map(|m| m.map(Chunk::whole));
-            let (except, topic) = match target {
-                Target::All => (None, None),
-                Target::AllExcept(id) => (Some(id), None),
-                Target::One(id) => {
-                    if let Some(slot) = self.slots.slot_of(id) {
-                        self.enqueue_for(slot, &chunks);
-                    }
-                    return;
-                }
-                Target::Topic(topic) => (None, Some(topic)),
-                Target::TopicExcept(topic, id) => (Some(id), Some(topic)),
-            };
-            let except_slot = except.and_then(|id| self.slots.slot_of(id));
-            match topic {
-                None => self.enqueue_all(&chunks, except_slot),
-                Some(topic) => {
-                    // Members are copied out: enqueueing may make one leave.
-                    let mut members = std::mem::take(&mut self.members);
-                    members.extend(self.topics.members(topic).iter().map(|&(slot, _)| slot));
-                    // The client a `TopicExcept` run excludes gets its marker only if it
-                    // is a member.
-                    let mut member = None;
-                    for &slot in &members {
-                        if Some(slot) == except_slot {
-                            member = except_slot;
-                        } else {
-                            self.enqueue_for(slot, &chunks);
-                        }
-                    }
-                    members.clear();
-                    self.members = members;
-                    if let (Some(slot), Some(own)) = (member, &own) {
-                        self.enqueue_for(slot, own);
-                    }
-                    return;
-                }
-            }
-            if let (Some(slot), Some(own)) = (except_slot, &own) {
-                self.enqueue_for(slot, own);
-            }
-            return;
+        #[cfg(not(feature = "websocket"))]
+        let websocket = framed.clone();
+        let gather = self.gathering && fanout::is_gatherable(frames);
+        if !gather || !self.plan.has_room_for(frames) {
+            self.fan_out_gathered();
         }
-        self.fan_out_mixed(by_wire, markers_by_wire);
+        let audience = Audience {
+            slots: &self.slots,
+            topics: &self.topics,
+        };
+        self.plan.add(vec![framed, websocket], &audience);
+        if !gather {
+            self.fan_out_gathered();
+        }
     }
 
-    /// Fans out frames whose runs have different targets. Each client gets, in order, the
-    /// runs for everyone (and, for those it is excluded from, their markers if any) and the
-    /// runs for it (its own, its topics'). The clients no target names share one cut of
-    /// the frames, made once; the others each get their own, from a list of (client, run)
-    /// marks sorted by client. So the cost is one pass over the clients plus one step per
-    /// named delivery.
-    fn fan_out_mixed(&mut self, by_wire: [&Frames; 2], markers: Option<[&Frames; 2]>) {
-        let frames = by_wire[0];
-        let mut base = Vec::new();
-        let mut marks = std::mem::take(&mut self.marks);
-        for (i, &(_, target)) in frames.runs.iter().enumerate() {
-            let run = i as u32;
-            match target {
-                Target::All => base.push(run),
-                Target::AllExcept(id) => {
-                    base.push(run);
-                    if let Some(slot) = self.slots.slot_of(id) {
-                        marks.push((slot, run | EXCLUDED));
-                    }
-                }
-                Target::One(id) => {
-                    if let Some(slot) = self.slots.slot_of(id) {
-                        marks.push((slot, run));
-                    }
-                }
-                Target::Topic(topic) => marks.extend(
-                    self.topics
-                        .members(topic)
-                        .iter()
-                        .map(|&(slot, _)| (slot, run)),
-                ),
-                Target::TopicExcept(topic, except) => {
-                    marks.extend(self.topics.members(topic).iter().map(|&(slot, client)| {
-                        (
-                            slot,
-                            if client == except {
-                                run | EXCLUDED
-                            } else {
-                                run
-                            },
-                        )
-                    }));
-                }
-            }
+    /// Fans out every batch of the plan, client by client.
+    pub(super) fn fan_out_gathered(&mut self) {
+        if self.plan.is_empty() {
+            return;
         }
-        // Stable: each client's marks stay in run order.
-        marks.sort_by_key(|&(slot, _)| slot);
-        let base_cut = by_wire.map(|f| chunks_of(f, None, base.iter().copied()));
-        let mut runs = Vec::new();
-        let mut m = 0;
-        let every_slot = !base.is_empty();
-        let mut next = 0;
-        loop {
-            // With nothing for everyone, only the marked clients get anything.
-            let slot = if every_slot {
-                if next == self.slots.len() {
-                    break;
-                }
-                next += 1;
-                next - 1
-            } else {
-                match marks.get(m) {
-                    Some(&(slot, _)) => slot,
-                    None => break,
-                }
-            };
-            let start = m;
-            while marks.get(m).is_some_and(|&(s, _)| s == slot) {
-                m += 1;
-            }
-            let Some(wire) = self.slots.get(slot).map(|c| c.wire().index()) else {
-                continue;
-            };
-            if start == m {
-                for &piece in &base_cut[wire] {
-                    self.enqueue(slot, piece);
-                }
-                continue;
-            }
-            runs.clear();
-            merge_runs(&base, &marks[start..m], markers.is_some(), &mut runs);
-            let own = markers.map(|m| m[wire]);
-            for piece in chunks_of(by_wire[wire], own, runs.iter().copied()) {
+        let mut plan = std::mem::take(&mut self.plan);
+        let mut deliveries = plan.deliveries(self.slots.len());
+        while let Some((slot, pieces)) =
+            deliveries.next(|slot| self.slots.get(slot).map(|c| c.wire().index()))
+        {
+            for &piece in pieces {
                 self.enqueue(slot, piece);
             }
         }
-        marks.clear();
-        self.marks = marks;
-    }
-
-    fn enqueue_all(&mut self, chunks: &[Chunk; 2], except: Option<usize>) {
-        for slot in 0..self.slots.len() {
-            if Some(slot) != except {
-                self.enqueue_for(slot, chunks);
-            }
-        }
-    }
-
-    /// Queues the chunk of the client's wire.
-    fn enqueue_for(&mut self, slot: usize, chunks: &[Chunk; 2]) {
-        if let Some(wire) = self.slots.get(slot).map(|c| c.wire()) {
-            self.enqueue(slot, Piece::Chunk(&chunks[wire.index()]));
+        plan.clear();
+        // Keeps its buffers, unless something was planned meanwhile (it goes next).
+        if self.plan.is_empty() {
+            self.plan = plan;
         }
     }
 
@@ -377,124 +257,5 @@ impl Dispatcher {
         // Failures above may have queued nothing new, but keep whatever they did.
         dirty.append(&mut self.dirty);
         self.dirty = dirty;
-    }
-}
-
-/// A mark's flag: the client is excluded from the run (`AllExcept`, `TopicExcept`), not
-/// given it; it gets the run's marker instead, if there are markers.
-pub(super) const EXCLUDED: u32 = 1 << 31;
-
-/// The pieces for these runs (ascending; a run with [`EXCLUDED`] set is taken from `own`):
-/// one per stretch of consecutive runs from the same frames.
-fn chunks_of<'a>(
-    frames: &'a Frames,
-    own: Option<&'a Frames>,
-    runs: impl Iterator<Item = u32>,
-) -> Vec<Piece<'a>> {
-    let mut chunks = Vec::new();
-    let mut open: Option<(Range<usize>, bool)> = None;
-    let source = |marker: bool| {
-        if marker {
-            own.unwrap_or(frames)
-        } else {
-            frames
-        }
-    };
-    for run in runs {
-        let marker = run & EXCLUDED != 0;
-        let range = frames.run_frames((run & !EXCLUDED) as usize);
-        match &mut open {
-            Some((open, m)) if *m == marker && open.end == range.start => open.end = range.end,
-            _ => chunks.extend(
-                open.replace((range, marker))
-                    .map(|(r, m)| Piece::cut(source(m), r)),
-            ),
-        }
-    }
-    chunks.extend(open.map(|(r, m)| Piece::cut(source(m), r)));
-    // An excluded run with no marker (an empty frame) sends nothing.
-    chunks.retain(|piece| !piece.is_empty());
-    chunks
-}
-
-/// One client's runs, ascending: the runs for everyone (`base`) — those its marks exclude
-/// it from as [`EXCLUDED`] runs if it gets `markers` instead, else left out — and the runs
-/// its marks give it.
-fn merge_runs(base: &[u32], marks: &[(usize, u32)], markers: bool, out: &mut Vec<u32>) {
-    let excluded = |run: u32| marks.iter().any(|&(_, m)| m == run | EXCLUDED);
-    let mut own = marks.iter().map(|&(_, m)| m).peekable();
-    let mut base = base
-        .iter()
-        .filter_map(|&run| match excluded(run) {
-            false => Some(run),
-            true if markers => Some(run | EXCLUDED),
-            true => None,
-        })
-        .peekable();
-    loop {
-        // Compare run indexes without the flag; a run is taken once.
-        let key = |r: &u32| r & !EXCLUDED;
-        let next = match (base.peek().map(key), own.peek().map(key)) {
-            (Some(b), Some(o)) if b < o => base.next(),
-            (Some(b), Some(o)) if b == o => {
-                own.next();
-                base.next()
-            }
-            (_, Some(_)) => own.next(),
-            (Some(_), None) => base.next(),
-            (None, None) => return,
-        };
-        if let Some(run) = next {
-            // An exclusion with no marker sends nothing.
-            if run & EXCLUDED != 0 && !markers {
-                continue;
-            }
-            if out.last().map(key) != Some(key(&run)) {
-                out.push(run);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::command::Batch;
-    use crate::{ClientId, Framing};
-
-    #[test]
-    fn a_client_gets_its_runs_and_the_common_ones_in_order() {
-        let mut batch = Batch::with_capacity(64);
-        for (payload, target) in [
-            (&b"1"[..], Target::All),
-            (b"2", Target::AllExcept(ClientId(1))),
-            (b"3", Target::One(ClientId(2))),
-            (b"4", Target::All),
-        ] {
-            batch.push(Framing::Lines, payload, target);
-        }
-        let frames = batch.take();
-        let counts =
-            |pieces: Vec<Piece<'_>>| -> Vec<u64> { pieces.iter().map(Piece::frames).collect() };
-        // Runs for everyone: 0, 1, 3 (frames 1 2 | 4).
-        assert_eq!(
-            counts(chunks_of(&frames, None, [0, 1, 3].into_iter())),
-            vec![2, 1]
-        );
-        let mut runs = Vec::new();
-        // Excluded from run 1, given run 2: 0 | 2 3.
-        merge_runs(&[0, 1, 3], &[(7, 1 | EXCLUDED), (7, 2)], false, &mut runs);
-        assert_eq!(runs, vec![0, 2, 3]);
-        assert_eq!(
-            counts(chunks_of(&frames, None, runs.iter().copied())),
-            vec![1, 2]
-        );
-        // With markers, the excluded run comes from them, in its place.
-        runs.clear();
-        merge_runs(&[0, 1, 3], &[(7, 1 | EXCLUDED), (7, 2)], true, &mut runs);
-        assert_eq!(runs, vec![0, 1 | EXCLUDED, 2, 3]);
-        runs.clear();
-        merge_runs(&[], &[(7, 2)], false, &mut runs);
-        assert_eq!(runs, vec![2]);
     }
 }
