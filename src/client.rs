@@ -16,21 +16,47 @@ use crate::transport::Conn;
 use crate::wire::Wire;
 use crate::{ClientId, Transport};
 
-/// Where a connection is in its life. A deadline of `None` is one too far away to matter.
+/// Where a connection is in its life, with what only that part of its life needs. A
+/// deadline of `None` is one too far away to matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// Accepted, but not yet a client: the TLS handshake or the authentication frame is
-    /// due by the deadline. Gets no broadcasts; subscribers have not heard of it.
+    /// Accepted, but not yet a client: the TLS handshake, the WebSocket upgrade or the
+    /// authentication frame is due by the deadline. Gets no broadcasts; subscribers have
+    /// not heard of it.
     Handshake(Option<Instant>),
     /// A client: gets broadcasts, its frames are delivered.
     Live,
-    /// Has left (subscribers were told); only its queue is still written, until the
-    /// deadline. Its input is discarded.
-    Closing(Option<Instant>),
-    /// Refused before it became a client (a WebSocket upgrade turned down): only its HTTP
-    /// answer is still written, until the deadline. Subscribers never heard of it.
-    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
-    Refusing(Option<Instant>),
+    /// Only its queue is still written, until the deadline; its input is discarded.
+    Closing(Closing),
+}
+
+/// A connection being closed (see `Dispatcher::finish_closing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Closing {
+    /// Closed by then, written out or not.
+    pub(crate) deadline: Option<Instant>,
+    /// Refused before it became a client (a WebSocket upgrade turned down): what it is
+    /// written is an HTTP answer, and subscribers never heard of it. Otherwise it was a
+    /// client, and has left (subscribers were told).
+    pub(crate) refused: bool,
+    /// The peer sent more after it began to close (discarded).
+    pub(crate) peer_sent: bool,
+    /// Its queue written, the hub has half-closed and waits, discarding input, for the
+    /// peer's end of stream.
+    pub(crate) lingering: bool,
+}
+
+impl Closing {
+    /// The phase of a connection closing by `deadline`; `refused` if it never became a
+    /// client.
+    pub(crate) fn phase(deadline: Option<Instant>, refused: bool) -> Phase {
+        Phase::Closing(Closing {
+            deadline,
+            refused,
+            peer_sent: false,
+            lingering: false,
+        })
+    }
 }
 
 /// A connection. Owned by the dispatcher thread alone.
@@ -72,11 +98,6 @@ pub(crate) struct Client {
     /// With the protocol on: the hub-wide stream's number when it connected (it gets the
     /// messages after it live; a resume replays up to it).
     pub(crate) hub_start: u64,
-    /// While leaving: the peer sent more after it began to leave (discarded).
-    pub(crate) sent_while_closing: bool,
-    /// While leaving, its queue written: the hub has half-closed and waits, discarding
-    /// input, for the peer's end of stream (see `Dispatcher::finish_closing`).
-    pub(crate) lingering: bool,
     /// Its WebSocket state, once upgraded.
     #[cfg(feature = "websocket")]
     pub(crate) ws: Option<Box<WsState>>,
@@ -119,8 +140,6 @@ impl Client {
             flow: Flow::new(now),
             topics: Vec::new(),
             topic_fences: Fences::default(),
-            sent_while_closing: false,
-            lingering: false,
             hub_start: 0,
             #[cfg(feature = "websocket")]
             ws: None,
@@ -133,7 +152,7 @@ impl Client {
 
     /// Whether it is only writing out before it is closed (its input is discarded).
     pub(crate) fn is_closing(&self) -> bool {
-        matches!(self.phase, Phase::Closing(_) | Phase::Refusing(_))
+        matches!(self.phase, Phase::Closing(_))
     }
 
     /// How its messages are framed.

@@ -80,10 +80,10 @@ impl Dispatcher {
                 }
                 Ok(n) => {
                     self.tally.bytes_in += n as u64;
-                    if discard {
-                        if let Some(client) = self.slots.get_mut(slot) {
-                            client.sent_while_closing = true;
-                        }
+                    if let Some(Phase::Closing(closing)) =
+                        self.slots.get_mut(slot).map(|c| &mut c.phase)
+                    {
+                        closing.peer_sent = true;
                     }
                     if !discard && !self.take_input(slot, n) {
                         // It left while its input was handled (cut as slow by its own
@@ -122,11 +122,13 @@ impl Dispatcher {
                 let linger = self.deadline_in(self.config.linger);
                 self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
             }
-            Phase::Closing(_) | Phase::Refusing(_) => {
+            Phase::Closing(_) => {
                 // Nothing more to wait for: closed once its queue is written.
-                if let Some(client) = self.slots.get_mut(slot) {
-                    client.sent_while_closing = false;
-                    client.lingering = false;
+                if let Some(Phase::Closing(closing)) =
+                    self.slots.get_mut(slot).map(|c| &mut c.phase)
+                {
+                    closing.peer_sent = false;
+                    closing.lingering = false;
                 }
             }
         }
@@ -209,7 +211,7 @@ impl Dispatcher {
             let client = self.slots.get_mut(slot)?;
             let wire = client.wire();
             match client.phase {
-                Phase::Closing(_) | Phase::Refusing(_) => return None,
+                Phase::Closing(_) => return None,
                 Phase::Handshake(_) if client.conn.is_handshaking() => return Some(used),
                 Phase::Handshake(_)
                     if wire == Wire::Framed && self.config.authenticator.is_none() =>

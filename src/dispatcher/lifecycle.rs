@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{storm, Dispatcher};
-use crate::client::Phase;
+use crate::client::{Closing, Phase};
 use crate::shared::Registered;
 use crate::{DisconnectReason, Event, ShutdownReport, Undelivered};
 
@@ -86,7 +86,7 @@ impl Dispatcher {
                 log::debug!("client {} failed: {err}", client.id);
                 self.leave(slot, DisconnectReason::from_io(err), None);
             }
-            Phase::Closing(_) | Phase::Refusing(_) => self.close(slot),
+            Phase::Closing(_) => self.close(slot),
         }
     }
 
@@ -152,7 +152,7 @@ impl Dispatcher {
         let Some(client) = self.slots.live_mut(slot) else {
             return;
         };
-        client.phase = Phase::Closing(linger.unwrap_or(Some(self.now)));
+        client.phase = Closing::phase(linger.unwrap_or(Some(self.now)), false);
         self.slots.remove_live(slot);
         self.update_flow(slot);
         self.leave_all_topics(slot);
@@ -181,16 +181,16 @@ impl Dispatcher {
             let Some(client) = self.slots.get(slot) else {
                 return false;
             };
-            let (Phase::Closing(deadline) | Phase::Refusing(deadline)) = client.phase else {
+            let Phase::Closing(closing) = client.phase else {
                 return false;
             };
             let shutting_down = self.shutdown.is_some();
-            let in_time = deadline.map_or(true, |d| now < d);
-            let linger = client.lingering && !shutting_down;
+            let in_time = closing.deadline.map_or(true, |d| now < d);
+            let linger = closing.lingering && !shutting_down;
             if in_time && (client.has_output() || linger) {
                 return true;
             }
-            let still_sending = client.sent_while_closing && !client.lingering;
+            let still_sending = closing.peer_sent && !closing.lingering;
             if in_time && still_sending && !shutting_down {
                 // Its queue is written, but it is still sending: closing now, with its
                 // input on the way, would reset the connection and could destroy what the
@@ -198,13 +198,12 @@ impl Dispatcher {
                 // discard its input until its end of stream, for a short while.
                 if let Some(client) = self.slots.get_mut(slot) {
                     client.conn.shutdown_write();
-                    client.lingering = true;
                     let until = now.checked_add(LINGERING);
-                    let deadline = [deadline, until].into_iter().flatten().min();
-                    client.phase = match client.phase {
-                        Phase::Refusing(_) => Phase::Refusing(deadline),
-                        _ => Phase::Closing(deadline),
-                    };
+                    client.phase = Phase::Closing(Closing {
+                        deadline: [closing.deadline, until].into_iter().flatten().min(),
+                        lingering: true,
+                        ..closing
+                    });
                 }
                 return true;
             }
@@ -220,7 +219,7 @@ impl Dispatcher {
         self.closing
             .iter()
             .filter_map(|&slot| match self.slots.get(slot)?.phase {
-                Phase::Closing(deadline) | Phase::Refusing(deadline) => deadline,
+                Phase::Closing(closing) => closing.deadline,
                 _ => None,
             })
             .min()
@@ -237,7 +236,7 @@ impl Dispatcher {
         match client.phase {
             Phase::Handshake(_) => self.admission.handshaking -= 1,
             // Counted when it was refused; never a client.
-            Phase::Refusing(_) => {}
+            Phase::Closing(Closing { refused: true, .. }) => {}
             Phase::Live | Phase::Closing(_) if self.shutdown.is_some() => {
                 match client.queue.backlog() {
                     (0, _) => self.report.flushed += 1,
@@ -277,7 +276,9 @@ impl Dispatcher {
                 continue;
             };
             match &mut client.phase {
-                Phase::Closing(until) | Phase::Refusing(until) => {
+                Phase::Closing(Closing {
+                    deadline: until, ..
+                }) => {
                     *until = match (*until, deadline) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),

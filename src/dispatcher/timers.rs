@@ -106,8 +106,8 @@ impl Dispatcher {
             }
             Phase::Handshake(_) => Verdict::Keep,
             // A leaving client that takes nothing is closed without waiting for `linger`.
-            Phase::Closing(_) | Phase::Refusing(_) if stuck => Verdict::Close,
-            Phase::Closing(_) | Phase::Refusing(_) => Verdict::Keep,
+            Phase::Closing(_) if stuck => Verdict::Close,
+            Phase::Closing(_) => Verdict::Keep,
             Phase::Live if config.idle_timeout.is_some_and(|t| silent >= t) => {
                 Verdict::Leave(DisconnectReason::Idle)
             }

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::inbound::Cut;
 use super::{storm, Dispatcher};
-use crate::client::Phase;
+use crate::client::{Closing, Phase};
 use crate::queue::{Chunk, Piece};
 use crate::transport::websocket::{
     self, close_payload, encode_into, Head, Inbound, Opcode, Refused, Upgrade, WsError,
@@ -202,7 +202,7 @@ impl Dispatcher {
             if let Phase::Handshake(_) = client.phase {
                 self.admission.handshaking -= 1;
             }
-            client.phase = Phase::Refusing(deadline);
+            client.phase = Closing::phase(deadline, true);
             self.closing.push(slot);
         }
     }
