@@ -46,6 +46,22 @@ pub(crate) struct Closing {
     pub(crate) lingering: bool,
 }
 
+/// What to do with a closing connection now (see [`Closing::step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseStep {
+    /// Wait: its queue is still being written, or its end of stream is awaited.
+    Wait,
+    /// Half-close and wait for its end of stream, discarding its input, until the new
+    /// deadline.
+    Linger(Option<Instant>),
+    /// Close the socket.
+    Close,
+}
+
+/// How long a closing connection that is still sending is waited for, half-closed, after
+/// its queue is written: enough for its end of stream to arrive, not enough to cost a slot.
+pub(crate) const LINGERING: Duration = Duration::from_secs(1);
+
 impl Closing {
     /// The phase of a connection closing by `deadline`; `refused` if it never became a
     /// client.
@@ -56,6 +72,29 @@ impl Closing {
             peer_sent: false,
             lingering: false,
         })
+    }
+
+    /// What to do now with a connection closing so, that `has_output` or not, while the
+    /// hub is `shutting_down` or not.
+    ///
+    /// Once its queue is written, a connection whose peer is still sending is not closed
+    /// at once: closing with its input on the way would reset the connection, and could
+    /// destroy what the hub wrote last (a close frame) before the peer reads it. It is
+    /// half-closed, and waited for until its end of stream, for [`LINGERING`] at most.
+    /// A shutdown does not wait for that.
+    pub(crate) fn step(&self, now: Instant, has_output: bool, shutting_down: bool) -> CloseStep {
+        let in_time = self.deadline.map_or(true, |d| now < d);
+        if !in_time {
+            return CloseStep::Close;
+        }
+        if has_output || (self.lingering && !shutting_down) {
+            return CloseStep::Wait;
+        }
+        if self.peer_sent && !self.lingering && !shutting_down {
+            let until = now.checked_add(LINGERING);
+            return CloseStep::Linger([self.deadline, until].into_iter().flatten().min());
+        }
+        CloseStep::Close
     }
 }
 
@@ -199,5 +238,72 @@ impl Client {
             self.rbuf = Vec::new();
             self.scanned = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closing(deadline: Option<Instant>, peer_sent: bool, lingering: bool) -> Closing {
+        Closing {
+            deadline,
+            refused: false,
+            peer_sent,
+            lingering,
+        }
+    }
+
+    #[test]
+    fn a_closing_connection_waits_for_its_queue_then_for_a_sending_peer() {
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(100);
+        let later = now + Duration::from_secs(60);
+        // Its queue is still being written: wait, unless the time is up.
+        assert_eq!(
+            closing(Some(later), false, false).step(now, true, false),
+            CloseStep::Wait
+        );
+        assert_eq!(
+            closing(Some(now), false, false).step(now, true, false),
+            CloseStep::Close
+        );
+        // Written, and the peer sent nothing more: close.
+        assert_eq!(
+            closing(Some(later), false, false).step(now, false, false),
+            CloseStep::Close
+        );
+        assert_eq!(
+            closing(None, false, false).step(now, false, false),
+            CloseStep::Close
+        );
+        // Written, but the peer is still sending: linger, for at most LINGERING, and no
+        // longer than the deadline.
+        assert_eq!(
+            closing(Some(later), true, false).step(now, false, false),
+            CloseStep::Linger(Some(now + LINGERING))
+        );
+        assert_eq!(
+            closing(Some(soon), true, false).step(now, false, false),
+            CloseStep::Linger(Some(soon))
+        );
+        // Lingering: wait for its end of stream (which clears `lingering`) or the deadline.
+        assert_eq!(
+            closing(Some(soon), true, true).step(now, false, false),
+            CloseStep::Wait
+        );
+        assert_eq!(
+            closing(Some(soon), true, true).step(soon, false, false),
+            CloseStep::Close
+        );
+        // A shutdown does not linger.
+        assert_eq!(
+            closing(Some(later), true, false).step(now, false, true),
+            CloseStep::Close
+        );
+        assert_eq!(
+            closing(Some(later), true, true).step(now, false, true),
+            CloseStep::Close
+        );
     }
 }

@@ -10,16 +10,12 @@
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{storm, Dispatcher};
-use crate::client::{Closing, Phase};
+use crate::client::{CloseStep, Closing, Phase};
 use crate::shared::Registered;
 use crate::{DisconnectReason, Event, ShutdownReport, Undelivered};
-
-/// How long a leaving client that is still sending is waited for, half-closed, after its
-/// queue is written: enough for its end of stream to arrive, not enough to cost a slot.
-const LINGERING: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
     /// The connection becomes a client: it gets broadcasts and subscribers hear of it.
@@ -184,31 +180,24 @@ impl Dispatcher {
             let Phase::Closing(closing) = client.phase else {
                 return false;
             };
-            let shutting_down = self.shutdown.is_some();
-            let in_time = closing.deadline.map_or(true, |d| now < d);
-            let linger = closing.lingering && !shutting_down;
-            if in_time && (client.has_output() || linger) {
-                return true;
-            }
-            let still_sending = closing.peer_sent && !closing.lingering;
-            if in_time && still_sending && !shutting_down {
-                // Its queue is written, but it is still sending: closing now, with its
-                // input on the way, would reset the connection and could destroy what the
-                // hub wrote last (a close frame) before the peer reads it. Half-close, and
-                // discard its input until its end of stream, for a short while.
-                if let Some(client) = self.slots.get_mut(slot) {
-                    client.conn.shutdown_write();
-                    let until = now.checked_add(LINGERING);
-                    client.phase = Phase::Closing(Closing {
-                        deadline: [closing.deadline, until].into_iter().flatten().min(),
-                        lingering: true,
-                        ..closing
-                    });
+            match closing.step(now, client.has_output(), self.shutdown.is_some()) {
+                CloseStep::Wait => true,
+                CloseStep::Linger(deadline) => {
+                    if let Some(client) = self.slots.get_mut(slot) {
+                        client.conn.shutdown_write();
+                        client.phase = Phase::Closing(Closing {
+                            deadline,
+                            lingering: true,
+                            ..closing
+                        });
+                    }
+                    true
                 }
-                return true;
+                CloseStep::Close => {
+                    self.close(slot);
+                    false
+                }
             }
-            self.close(slot);
-            false
         });
         closing.append(&mut self.closing);
         self.closing = closing;
