@@ -7,13 +7,16 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dispatcher::flow::Flow;
 use crate::queue::Queue;
 use crate::stats::Tally;
 use crate::topics::TopicId;
 use crate::transport::Conn;
 use crate::wire::Wire;
 use crate::{ClientId, Transport};
+
+mod flow;
+
+use flow::Flow;
 
 /// Where a connection is in its life. A deadline of `None` is one too far away to matter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

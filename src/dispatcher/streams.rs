@@ -3,29 +3,19 @@
 //! — the one place where host calls and relayed messages are in one total order — and keeps
 //! the last messages, as framed, to replay to a client that comes back.
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::mem;
 use std::ops::Range;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+pub(crate) use crate::config::RingLimits;
+use crate::random::random_u64;
 use crate::ResumeRefusal;
-
-/// How much a replay ring keeps.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RingLimits {
-    pub(crate) messages: usize,
-    /// The most a ring's messages may cost (see [`frame_cost`]).
-    pub(crate) bytes: usize,
-    /// `None`: no age limit.
-    pub(crate) age: Option<Duration>,
-}
 
 /// One message kept for replay: its number, when it was sent, and its framed bytes (a copy,
 /// so the ring pins nothing else).
@@ -69,17 +59,6 @@ pub(crate) struct Stream {
     /// The hub's total, and what this stream adds to it now.
     total: RingTotal,
     counted: usize,
-}
-
-/// A random number, from the standard library's per-process hash keys and the clock: no
-/// dependency for the few random numbers hubcast needs (epochs, node ids, jitter).
-pub(crate) fn random_u64() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    hasher.write_u128(now.as_nanos());
-    hasher.finish()
 }
 
 /// A new random epoch: different for every stream life, across restarts.
