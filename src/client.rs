@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dispatcher::flow::Flow;
 use crate::queue::Queue;
 use crate::stats::Tally;
 use crate::topics::order::Fences;
@@ -15,6 +14,10 @@ use crate::topics::TopicId;
 use crate::transport::Conn;
 use crate::wire::Wire;
 use crate::{ClientId, Transport};
+
+mod flow;
+
+use flow::Flow;
 
 /// Where a connection is in its life, with what only that part of its life needs. A
 /// deadline of `None` is one too far away to matter.

@@ -167,17 +167,20 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod callbacks;
 mod client;
 #[cfg(feature = "nats")]
 mod cluster;
 mod codec;
 mod command;
+mod config;
 mod dispatcher;
 mod error;
 mod event;
 mod hub;
 mod options;
 mod queue;
+mod random;
 mod shared;
 mod stats;
 mod subscription;
@@ -193,6 +196,7 @@ pub use bytes::Bytes;
 pub use rustls;
 
 pub use crate::builder::HubBuilder;
+pub use crate::callbacks::{Auth, AuthRequest, TopicRequest};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use crate::cluster::Cluster;
@@ -200,8 +204,7 @@ pub use crate::error::{Error, Result, WouldBlock};
 pub use crate::event::{ClientId, ClusterState, DisconnectReason, Event, ResumeRefusal};
 pub use crate::hub::Hub;
 pub use crate::options::{
-    Auth, AuthRequest, Framing, ListenAddr, Origins, Protocol, Relay, SlowClientPolicy,
-    TopicRequest, Transport,
+    Framing, ListenAddr, Origins, Protocol, Relay, SlowClientPolicy, Transport,
 };
 pub use crate::stats::{
     ClientInfo, ClusterStats, Disconnects, ShutdownReport, Stats, TopicInfo, Undelivered,

@@ -1,14 +1,87 @@
 //! The validation that turns a bad builder setting into [`Error::Config`] at `bind`,
-//! each message naming the setting and its limit.
+//! each message naming the setting and its limit, and the [`Config`] a valid builder makes.
 
 use std::time::Duration;
 
 use super::HubBuilder;
+use crate::config::{self, Config, MAX_FRAME_LEN};
 use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
-use crate::{codec, Error, Framing, Protocol, Relay, Result};
+use crate::topics::stream::RingLimits;
+use crate::topics::TopicLimits;
+use crate::{codec, Error, Framing, Protocol, Relay, Result, Transport};
 
 impl HubBuilder {
-    pub(super) fn validate(&self) -> Result<()> {
+    /// The hub's [`Config`]: the settings checked, the TLS configuration loaded, and every
+    /// derived value computed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if a setting is out of range, [`Error::Tls`] if the TLS
+    /// certificate or key cannot be used.
+    pub(super) fn into_config(self) -> Result<Config> {
+        self.validate()?;
+        let main_transport = self.main_transport();
+        let tick = config::tick([
+            self.idle_timeout,
+            self.heartbeat,
+            self.write_timeout,
+            self.has_handshake().then_some(self.handshake_timeout),
+        ]);
+        Ok(Config {
+            framing: self.framing,
+            max_frame: self.max_frame,
+            #[cfg(feature = "websocket")]
+            websocket: self.websocket,
+            #[cfg(feature = "tls")]
+            tls: self
+                .tls
+                .map(crate::transport::tls::TlsSetting::into_config)
+                .transpose()?,
+            main_transport,
+            listen: self.listen,
+            backlog: self.backlog,
+            queue_bytes: self.queue_bytes,
+            slow_client_policy: self.slow_client_policy,
+            relay: self.relay,
+            command_capacity: self.command_capacity,
+            event_capacity: self.event_capacity,
+            flow_control: self.flow_control,
+            linger: self.linger,
+            batch_max: config::batch_max(self.queue_bytes),
+            // Frame offsets are 32-bit; no queue takes more than `queue_bytes` at once.
+            max_framed_len: self.queue_bytes.min(MAX_FRAME_LEN),
+            max_clients: self.max_clients,
+            max_clients_per_ip: self.max_clients_per_ip,
+            nodelay: self.nodelay,
+            keepalive: self.keepalive,
+            send_buffer: self.send_buffer,
+            accept_filter: self.accept_filter,
+            authenticator: self.authenticator,
+            idle_timeout: self.idle_timeout,
+            heartbeat: self.heartbeat,
+            write_timeout: self.write_timeout,
+            handshake_timeout: self.handshake_timeout,
+            tick,
+            topic_limits: TopicLimits {
+                max_topics: self.max_topics,
+                max_per_client: self.max_topics_per_client,
+                max_name: self.max_topic_len,
+            },
+            sequenced: self.protocol == Protocol::Sequenced,
+            ring_limits: RingLimits {
+                messages: self.replay_messages,
+                bytes: self.replay_bytes,
+                age: config::ring_age(self.replay_age),
+            },
+            replay_kept_bytes: self.replay_kept_bytes,
+            replay_total_bytes: self.replay_total_bytes,
+            client_topics: self.client_topics,
+            #[cfg(feature = "nats")]
+            cluster: self.cluster,
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
         let at_least_1 = [
             ("max_frame", self.max_frame),
@@ -134,7 +207,7 @@ impl HubBuilder {
         if self.relay != Relay::Off {
             // Every frame a client may send must fit in a queue once relayed.
             let framed = codec::encoded_len_of(self.framing, self.max_frame);
-            let max = self.queue_bytes.min(crate::hub::MAX_FRAME_LEN);
+            let max = self.queue_bytes.min(MAX_FRAME_LEN);
             if framed.map_or(true, |len| len > max) {
                 return fail(format!(
                     "in relay mode, max_frame ({}) framed must fit in queue_bytes ({})",
@@ -143,6 +216,34 @@ impl HubBuilder {
             }
         }
         Ok(())
+    }
+
+    /// Whether a TLS configuration was given.
+    fn has_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// The transport of the address given to `bind`.
+    fn main_transport(&self) -> Transport {
+        self.transport.unwrap_or(if self.has_tls() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        })
+    }
+
+    /// Every transport the hub listens with.
+    fn transports(&self) -> impl Iterator<Item = Transport> + '_ {
+        std::iter::once(self.main_transport()).chain(self.listen.iter().map(|l| l.transport))
+    }
+
+    /// Whether some connections have a handshake before they become clients (TLS, a
+    /// WebSocket upgrade, or an authentication frame).
+    fn has_handshake(&self) -> bool {
+        self.authenticator.is_some() || self.transports().any(|t| t.is_tls() || t.is_websocket())
     }
 }
 

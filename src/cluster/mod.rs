@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+mod connect;
 pub(crate) mod nats;
 mod unreachable;
 

@@ -12,18 +12,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, ConnectOptions, Event as NatsEvent, RequestErrorKind};
+use async_nats::{Client, Event as NatsEvent, RequestErrorKind};
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::unreachable::{self, Outage};
-use super::{subject_for, Auth, BridgeReceiver, Cluster, Out};
+use super::connect::{connected, options, probe_client};
+use super::unreachable::{causes, Outage};
+use super::{subject_for, BridgeReceiver, Cluster, Out};
 use crate::codec;
 use crate::command::{Batch, Command, Frames, Target};
 use crate::shared::Shared;
@@ -118,17 +119,6 @@ struct Node {
     /// A message is being handed to the NATS client (which waits while the broker takes
     /// nothing).
     publishing: Arc<AtomicBool>,
-}
-
-/// The delay before reconnect attempt `n`: doubling from 100 ms to 5 s, with up to half of
-/// it again as jitter, so that nodes restarted together do not all hit the broker at once.
-fn backoff(attempt: usize) -> Duration {
-    // async-nats counts its attempts from 1.
-    let base = Duration::from_millis(100)
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(Duration::from_secs(5));
-    let jitter = crate::topics::stream::random_u64() % (base.as_millis() as u64 / 2 + 1);
-    base + Duration::from_millis(jitter)
 }
 
 /// Messages received from other nodes on their way to the dispatcher, bounded in bytes
@@ -456,11 +446,7 @@ impl Node {
     /// start, before it is even connected. Until then, a broker that does not answer
     /// within an interval is as late as a probe.
     async fn probe(self, cluster: Cluster, client: Client) {
-        let subject = format!(
-            "{}.probe.{:x}",
-            self.prefix,
-            crate::topics::stream::random_u64()
-        );
+        let subject = format!("{}.probe.{:x}", self.prefix, crate::random::random_u64());
         let Some(receiver) = probe_client(&cluster).await else {
             log::warn!("hubcast cluster: no probe connection; partitions go unnoticed");
             return;
@@ -558,95 +544,6 @@ impl Node {
         log::log!(level, "hubcast cluster: {state:?}");
         if self.commands.send(Command::Cluster(state)).is_ok() {
             self.shared.wake();
-        }
-    }
-}
-
-/// Why each server at `urls` cannot be reached (`url: cause; ...`), looked at off the
-/// runtime since a look blocks; `failed` is what async-nats said.
-async fn causes(urls: &[String], failed: String) -> String {
-    let urls = urls.to_vec();
-    let look = move || {
-        urls.iter()
-            .map(|url| {
-                format!(
-                    "{}: {}",
-                    unreachable::redacted(url),
-                    unreachable::cause(url, &failed)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    tokio::task::spawn_blocking(look)
-        .await
-        .unwrap_or_else(|_| "the look at the servers failed".to_owned())
-}
-
-fn connected(client: &Client) -> bool {
-    client.connection_state() == async_nats::connection::State::Connected
-}
-
-/// The connection options the cluster asks for.
-async fn options(
-    cluster: &Cluster,
-    events: mpsc::UnboundedSender<NatsEvent>,
-) -> std::io::Result<ConnectOptions> {
-    let mut options = match &cluster.auth {
-        Auth::None => ConnectOptions::new(),
-        Auth::UserPassword(user, password) => {
-            ConnectOptions::with_user_and_password(user.clone(), password.clone())
-        }
-        Auth::Token(token) => ConnectOptions::with_token(token.clone()),
-        Auth::CredentialsFile(path) => ConnectOptions::with_credentials_file(path).await?,
-        Auth::Nkey(seed) => ConnectOptions::with_nkey(seed.clone()),
-    };
-    for root in &cluster.root_certificates {
-        options = options.add_root_certificates(root.clone());
-    }
-    if let Some((cert, key)) = &cluster.client_certificate {
-        options = options.add_client_certificate(cert.clone(), key.clone());
-    }
-    let events = Mutex::new(events);
-    Ok(options
-        .require_tls(cluster.require_tls)
-        .name(format!("hubcast {}", cluster.prefix))
-        // The node delivers its own messages at once; the broker need not send them back.
-        .no_echo()
-        // Serve local clients while the broker is away, and keep trying.
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(backoff)
-        .event_callback(move |event| {
-            let _ = crate::shared::lock(&events).send(event);
-            async {}
-        }))
-}
-
-/// The probe's receiving connection (with echo), if it can be made.
-async fn probe_client(cluster: &Cluster) -> Option<Client> {
-    let (tx, _rx) = mpsc::unbounded_channel();
-    let options = options(cluster, tx).await.ok()?;
-    // The same settings, but it must receive what the main connection publishes; echo is
-    // per connection, so a second one sees the first one's probe.
-    let options = options.name(format!("hubcast {} probe", cluster.prefix));
-    options.connect(cluster.urls.as_slice()).await.ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_five_seconds_with_jitter() {
-        let first = backoff(1);
-        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(150));
-        for attempt in 8..20 {
-            let d = backoff(attempt);
-            assert!(
-                d >= Duration::from_secs(5) && d <= Duration::from_millis(7500),
-                "{d:?}"
-            );
         }
     }
 }

@@ -77,8 +77,23 @@ fn pause_after(n: u32) -> Duration {
     REPORT_FIRST.saturating_mul(1 << n.min(16)).min(REPORT_MAX)
 }
 
+/// Why each server at `urls` cannot be reached (`url: cause; ...`), looked at off the
+/// runtime since a look blocks; `failed` is what async-nats said.
+pub(super) async fn causes(urls: &[String], failed: String) -> String {
+    let urls = urls.to_vec();
+    let look = move || {
+        urls.iter()
+            .map(|url| format!("{}: {}", redacted(url), cause(url, &failed)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    tokio::task::spawn_blocking(look)
+        .await
+        .unwrap_or_else(|_| "the look at the servers failed".to_owned())
+}
+
 /// `url` without the user name, password or token it may hold (`nats://user:pw@host`).
-pub(super) fn redacted(url: &str) -> String {
+fn redacted(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, url),
@@ -117,7 +132,7 @@ fn host_port(url: &str) -> String {
 /// what the system says ("Connection refused (os error 111)"), or, when it takes the
 /// connection, `failed` (what async-nats says: the trouble is then past TCP, in TLS or
 /// authentication). Blocks for up to a second per address: run it off the runtime.
-pub(super) fn cause(url: &str, failed: &str) -> String {
+fn cause(url: &str, failed: &str) -> String {
     let target = host_port(url);
     let addrs = match target.to_socket_addrs() {
         Ok(addrs) => addrs,

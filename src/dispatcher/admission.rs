@@ -306,7 +306,7 @@ impl Dispatcher {
         #[cfg(feature = "tls")]
         if transport.is_tls() {
             // `bind` checked that a TLS configuration was given.
-            if let Some(config) = &self.tls {
+            if let Some(config) = &self.config.tls {
                 let config = std::sync::Arc::clone(config);
                 let tls = crate::transport::tls::TlsConn::new(stream, config)?;
                 return Ok(Conn::Tls(Box::new(tls)));

@@ -285,8 +285,8 @@ impl Dispatcher {
         let payload = match payload {
             // With the protocol on, a message that starts with '#' is a control message,
             // and "##" stands for a data message that starts with '#'.
-            [b'#', b'#', ..] if self.protocol => &payload[1..],
-            [b'#', rest @ ..] if self.protocol => {
+            [b'#', b'#', ..] if self.config.sequenced => &payload[1..],
+            [b'#', rest @ ..] if self.config.sequenced => {
                 // The client's earlier messages, still in the relay batch, come first: a
                 // `#leave` must not overtake the line before it.
                 self.flush_relay();
@@ -343,11 +343,11 @@ impl Dispatcher {
             self.fan_out(&Frames::one(frame, target));
             return;
         }
-        if self.relay.len() + len > self.batch_max {
+        if self.relay.len() + len > self.config.batch_max {
             self.flush_relay();
         }
         if self.relay.is_empty() {
-            self.relay.buf_mut().reserve(self.batch_max);
+            self.relay.buf_mut().reserve(self.config.batch_max);
         }
         self.relay.push(framing, payload, target);
     }

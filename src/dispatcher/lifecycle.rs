@@ -43,7 +43,7 @@ impl Dispatcher {
         counters.accepted.fetch_add(1, Relaxed);
         counters.connected.fetch_add(1, Relaxed);
         log::debug!("client {id} connected from {addr} ({transport:?})");
-        if self.protocol {
+        if self.config.sequenced {
             // Its first message: where the hub-wide stream starts for it.
             self.greet(slot);
         }

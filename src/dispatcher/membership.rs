@@ -37,7 +37,7 @@ impl Dispatcher {
         if created {
             self.topic_created(&name);
         }
-        if self.protocol {
+        if self.config.sequenced {
             let (epoch, seq) = position;
             let topic = &name;
             self.reply(slot, Reply::Joined { topic, epoch, seq });
@@ -56,7 +56,7 @@ impl Dispatcher {
         let before = live.topics.len();
         live.topics.retain(|&(t, _)| t != id);
         let was_member = live.topics.len() < before;
-        if self.protocol && was_member {
+        if self.config.sequenced && was_member {
             if let Some(name) = self.topics.name_of(id) {
                 let topic = name.to_owned();
                 self.reply(slot, Reply::Left { topic: &topic });
@@ -187,7 +187,7 @@ impl Dispatcher {
             // the table made for a host join that never reached this client here (nothing
             // here holds them), which would otherwise be listed for ever.
             for topic in emptied {
-                if !self.protocol || self.topics.name_of(topic).is_none() {
+                if !self.config.sequenced || self.topics.name_of(topic).is_none() {
                     registry.topics.free(topic);
                 }
             }
@@ -200,6 +200,7 @@ impl Dispatcher {
     /// topic left empty): rings are looked at by then, if not sooner.
     pub(super) fn prune_after_age(&mut self) {
         if let Some(at) = self
+            .config
             .ring_limits
             .age
             .and_then(|age| self.now.checked_add(age))
@@ -211,7 +212,7 @@ impl Dispatcher {
     /// With the protocol on, a topic left empty is kept as of now (see `Topics::remove`):
     /// rings are looked at again by the time it may be freed.
     fn kept_at(&mut self) -> Option<Instant> {
-        if !self.protocol {
+        if !self.config.sequenced {
             return None;
         }
         self.prune_after_age();
@@ -224,7 +225,7 @@ impl Dispatcher {
     /// age themselves, so pruning need not be exact; and under steady traffic a message
     /// ages out every round, where each look goes over every topic.
     pub(super) fn prune_rings(&mut self) -> Option<Instant> {
-        let limits = self.ring_limits;
+        let limits = self.config.ring_limits;
         let hub = self.hub_stream.prune(self.now, &limits);
         let (freed, topics) = self.topics.prune(self.now, &limits);
         self.release(freed);

@@ -5,8 +5,8 @@
 //! - `slots`: clients by token, and the one rule for stale tokens;
 //! - `admission`: accepting, limits, the accept filter, the spare descriptor, back-off;
 //! - `inbound`: reading, cutting frames, authentication, relaying;
-//! - `outbound`: fan-out into queues, flushing, and holding back for busy clients;
-//! - `flow`: which clients are busy (a small type with the clock passed in);
+//! - `outbound`: fan-out into queues, flushing, and holding back for busy clients (which
+//!   clients are busy is `client::flow`, a small type with the clock passed in);
 //! - `subscribers`: delivering events, and pausing reads while a subscription is full;
 //! - `timers`: per-client deadlines, heartbeats and timed logs;
 //! - `storm`: logging what a storm of bad connections causes once a second, not per client;
@@ -25,16 +25,16 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::command::{Batch, Command, Frames, Target};
+use crate::config::Config;
 use crate::queue::Chunk;
 use crate::shared::{lock, Shared};
 use crate::stats::Tally;
-use crate::{codec, HubBuilder, ShutdownReport, Transport};
+use crate::{codec, ShutdownReport, Transport};
 
 mod admission;
 #[cfg(feature = "nats")]
 mod cluster;
 mod fanout;
-pub(crate) mod flow;
 mod inbound;
 mod lifecycle;
 mod membership;
@@ -74,9 +74,8 @@ pub(crate) type Outcome = Result<ShutdownReport, String>;
 /// Starts the dispatcher thread for `listeners`. Returns the state it shares with the host,
 /// the sender of host commands, and the thread.
 pub(crate) fn spawn(
-    config: HubBuilder,
+    config: Config,
     listeners: Vec<(TcpListener, Transport)>,
-    #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
     #[cfg(feature = "nats")] bridge: Option<crate::cluster::Bridge>,
 ) -> io::Result<(Arc<Shared>, Sender<Command>, JoinHandle<Outcome>)> {
     let poll = Poll::new()?;
@@ -90,15 +89,7 @@ pub(crate) fn spawn(
     // never refused by the channel, so no sender ever waits inside it.
     let (tx, rx) = crossbeam_channel::unbounded();
     #[allow(unused_mut)]
-    let mut dispatcher = Dispatcher::new(
-        config,
-        poll,
-        listeners,
-        Arc::clone(&shared),
-        rx,
-        #[cfg(feature = "tls")]
-        tls,
-    )?;
+    let mut dispatcher = Dispatcher::new(config, poll, listeners, Arc::clone(&shared), rx)?;
     #[cfg(feature = "nats")]
     {
         dispatcher.bridge = bridge;
@@ -115,7 +106,7 @@ pub(crate) struct Dispatcher {
     listeners: Vec<Listener>,
     shared: Arc<Shared>,
     commands: Receiver<Command>,
-    config: HubBuilder,
+    config: Config,
     slots: Slots,
     subs: Subscribers,
     admission: Admission,
@@ -129,15 +120,12 @@ pub(crate) struct Dispatcher {
     read_pending: Vec<usize>,
     /// Clients that left and are writing out their queues until their deadline.
     closing: Vec<usize>,
-    /// Clients over the high-water mark of their queue (see `flow`).
+    /// Clients over the high-water mark of their queue (see `client::flow`).
     high: Vec<usize>,
     /// Topic membership, in command order.
     topics: crate::topics::members::Topics,
-    /// Whether messages carry the protocol (`Protocol::Sequenced`).
-    protocol: bool,
     /// The hub-wide stream's numbers and replay ring.
     hub_stream: crate::topics::stream::Stream,
-    ring_limits: crate::topics::stream::RingLimits,
     /// When replay rings next have messages past their age.
     prune_at: Option<Instant>,
     /// Which host joins and leaves were applied (see `host_topic_op`).
@@ -159,13 +147,10 @@ pub(crate) struct Dispatcher {
     busy_memo: Option<bool>,
     /// Whether some client was busy when last looked at, to count episodes.
     was_busy: bool,
-    /// When some client's writes last made progress (see `flow`).
+    /// When some client's writes last made progress (see `client::flow`).
     progress: Instant,
     /// Frames relayed from clients this round, fanned out together.
     relay: Batch,
-    /// The largest batch, host-side or relayed: small bounds get small batches, so that
-    /// drops stay fine-grained.
-    batch_max: usize,
     scratch: Vec<u8>,
     tally: Tally,
     /// Set once a shutdown began, with its deadline (`None`: until every queue is out).
@@ -178,18 +163,15 @@ pub(crate) struct Dispatcher {
     /// Where an unfragmented WebSocket frame's payload is unmasked, for any client.
     #[cfg(feature = "websocket")]
     unmasked: Vec<u8>,
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Dispatcher {
     fn new(
-        config: HubBuilder,
+        config: Config,
         poll: Poll,
         listeners: Vec<(TcpListener, Transport)>,
         shared: Arc<Shared>,
         commands: Receiver<Command>,
-        #[cfg(feature = "tls")] tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Self> {
         let mut registered = Vec::new();
         for (i, (mut socket, transport)) in listeners.into_iter().enumerate() {
@@ -225,7 +207,7 @@ impl Dispatcher {
             slots: Slots::default(),
             subs: Subscribers::default(),
             admission: Admission::new(),
-            timers: Timers::new(&config, now),
+            timers: Timers::new(config.tick, now),
             misbehaved: storm::StormLog::new(
                 log::Level::Info,
                 "clients closed for breaking the rules",
@@ -235,16 +217,7 @@ impl Dispatcher {
             closing: Vec::new(),
             high: Vec::new(),
             topics,
-            protocol: config.protocol == crate::Protocol::Sequenced,
             hub_stream,
-            ring_limits: crate::topics::stream::RingLimits {
-                messages: config.replay_messages,
-                bytes: config.replay_bytes,
-                // An age too long to represent is no age limit.
-                age: now
-                    .checked_add(config.replay_age)
-                    .map(|_| config.replay_age),
-            },
             prune_at: None,
             host_topic_ops: Default::default(),
             #[cfg(feature = "nats")]
@@ -258,7 +231,6 @@ impl Dispatcher {
             was_busy: false,
             progress: now,
             relay: Batch::default(),
-            batch_max: batch_max(config.queue_bytes),
             scratch: vec![0; SCRATCH],
             tally: Tally::default(),
             shutdown: None,
@@ -267,8 +239,6 @@ impl Dispatcher {
             ping,
             #[cfg(feature = "websocket")]
             unmasked: Vec::new(),
-            #[cfg(feature = "tls")]
-            tls,
             config,
         })
     }
@@ -326,7 +296,7 @@ impl Dispatcher {
             }
             // Rings are pruned before reading, so a resume read this round never replays
             // a message past replay_age.
-            if self.protocol && self.prune_at.is_some_and(|t| self.now >= t) {
+            if self.config.sequenced && self.prune_at.is_some_and(|t| self.now >= t) {
                 self.prune_at = self.prune_rings();
             }
             self.accept();
@@ -496,13 +466,6 @@ impl Dispatcher {
         let deadline = deadlines.into_iter().flatten().min()?;
         Some(deadline.saturating_duration_since(Instant::now()))
     }
-}
-
-/// The largest batch for clients bounded at `queue_bytes`.
-pub(crate) fn batch_max(queue_bytes: usize) -> usize {
-    crate::command::BATCH_MAX
-        .min(queue_bytes / 8)
-        .max(crate::command::BATCH_BELOW)
 }
 
 impl Dispatcher {

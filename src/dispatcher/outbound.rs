@@ -31,7 +31,7 @@ impl Dispatcher {
 
     /// Queues `frames` for this node's clients, numbered first when the protocol is on.
     pub(super) fn fan_out_local(&mut self, frames: &Frames) {
-        if self.protocol {
+        if self.config.sequenced {
             let numbered = self.number(frames);
             self.fan_out_framed(&numbered.frames, numbered.markers.as_ref());
         } else {

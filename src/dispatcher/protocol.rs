@@ -45,7 +45,7 @@ impl Dispatcher {
     /// ring, and makes the `#own` markers for clients that runs exclude.
     pub(super) fn number(&mut self, frames: &Frames) -> Numbered {
         let framing = self.config.framing;
-        let limits = self.ring_limits;
+        let limits = self.config.ring_limits;
         let now = self.now;
         let mut out = BytesMut::with_capacity(frames.bytes.len() + 16 * frames.ends.len());
         let mut ends = Vec::with_capacity(frames.ends.len());
@@ -223,13 +223,13 @@ impl Dispatcher {
             this.reply(slot, Reply::Refused { join, topic, why });
             false
         };
-        if check_name(topic, self.config.max_topic_len).is_err() {
+        if check_name(topic, self.config.topic_limits.max_name).is_err() {
             return refuse(self, TopicRefusal::Name);
         }
         let Some(allow) = self.config.client_topics.clone() else {
             return refuse(self, TopicRefusal::Off);
         };
-        let limits = self.config.topic_limits();
+        let limits = self.config.topic_limits;
         // What the table says, decided under its lock; applied after it.
         enum Outcome {
             Gone,

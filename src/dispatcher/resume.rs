@@ -49,7 +49,7 @@ impl Dispatcher {
         gap: (u64, Option<u64>),
     ) {
         let (after, next) = gap;
-        let clock = (self.now, self.ring_limits.age);
+        let clock = (self.now, self.config.ring_limits.age);
         let Some(wire) = self.slots.get(slot).map(|c| c.wire()) else {
             return;
         };
@@ -230,8 +230,9 @@ impl Dispatcher {
         position: Option<(u64, u64)>,
     ) {
         let (epoch, seq) = position.unwrap_or((0, 0));
+        let max_name = self.config.topic_limits.max_name;
         let invalid = matches!(stream,
-            StreamName::Topic(topic) if check_name(topic, self.config.max_topic_len).is_err());
+            StreamName::Topic(topic) if check_name(topic, max_name).is_err());
         let refused = Reply::NoResume {
             stream,
             invalid,

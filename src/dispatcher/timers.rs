@@ -8,12 +8,7 @@ use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::queue::Piece;
 use crate::wire::Wire;
-use crate::{DisconnectReason, HubBuilder};
-
-/// Bounds of the tick (a quarter of the shortest timeout): timeouts fire within a tick,
-/// and a hub with clients wakes at most a few times a second for them.
-const TICK_MIN: Duration = Duration::from_millis(10);
-const TICK_MAX: Duration = Duration::from_secs(1);
+use crate::DisconnectReason;
 
 #[derive(Debug)]
 pub(crate) struct Timers {
@@ -23,19 +18,8 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub(crate) fn new(config: &HubBuilder, now: Instant) -> Timers {
-        let has_handshake = config.has_handshake();
-        let timeouts = [
-            config.idle_timeout,
-            config.heartbeat,
-            config.write_timeout,
-            has_handshake.then_some(config.handshake_timeout),
-        ];
-        let tick = timeouts
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| (t / 4).clamp(TICK_MIN, TICK_MAX));
+    /// Timers checked every `tick` (`Config::tick`), the first one now.
+    pub(crate) fn new(tick: Option<Duration>, now: Instant) -> Timers {
         Timers {
             tick,
             next_tick: now,

@@ -3,18 +3,17 @@
 //! — the one place where host calls and relayed messages are in one total order — and keeps
 //! the last messages, as framed, to replay to a client that comes back.
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hasher};
 use std::mem;
 use std::ops::Range;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::random::random_u64;
 use crate::ResumeRefusal;
 
 /// How much a replay ring keeps.
@@ -83,17 +82,6 @@ pub(crate) struct Stream {
     total: RingTotal,
     also: Option<RingTotal>,
     counted: usize,
-}
-
-/// A random number, from the standard library's per-process hash keys and the clock: no
-/// dependency for the few random numbers hubcast needs (epochs, node ids, jitter).
-pub(crate) fn random_u64() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    hasher.write_u128(now.as_nanos());
-    hasher.finish()
 }
 
 /// A new random epoch: different for every stream life, across restarts.

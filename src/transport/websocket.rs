@@ -23,7 +23,7 @@ mod tests {
     use bytes::BytesMut;
 
     use super::*;
-    use crate::builder::WebSocketSettings;
+    use crate::options::WebSocketSettings;
     use crate::Origins;
 
     /// The upgrade in `read`, which must be accepted.

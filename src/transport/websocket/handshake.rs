@@ -14,7 +14,7 @@ use tungstenite::handshake::server::{create_response, write_response, Request};
 use tungstenite::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use tungstenite::http::{HeaderValue, StatusCode};
 
-use crate::builder::WebSocketSettings;
+use crate::options::WebSocketSettings;
 use crate::Origins;
 
 /// A valid upgrade request, kept so the host's authenticator can see it.

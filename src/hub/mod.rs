@@ -1,8 +1,13 @@
 //! `Hub`: the host's handle, and nothing else. It frames messages, hands them to the
 //! dispatcher through the command channel, and reads the state the dispatcher shares.
+//!
+//! - this file: the handle and its public methods;
+//! - `start`: binding the listeners and starting the threads, from the `Config`
+//!   `HubBuilder::bind` makes;
+//! - `batching`: how host calls become batched `Command`s, in call order, within the
+//!   budget of pending work.
 
 use std::fmt;
-use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
@@ -11,13 +16,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
-use crate::dispatcher::{self, panic_into_message, Outcome};
+use crate::command::{Command, SharedBatch, Target};
+use crate::dispatcher::{panic_into_message, Outcome};
 use crate::shared::{lock, NewSubscriber, Shared, Tail};
 use crate::{
-    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Protocol, Result,
-    ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
+    ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result, ShutdownReport, Stats,
+    Subscription, TopicInfo, WouldBlock,
 };
+
+mod batching;
+mod start;
+
+pub(crate) use start::given_addr;
 
 /// A running broadcast hub: its listening sockets, its clients and the dispatcher thread
 /// that serves them.
@@ -52,12 +62,14 @@ pub struct Hub {
     /// the command channel happens under this lock, so batches and other commands reach the
     /// dispatcher in call order. Nobody waits while holding it.
     open_batch: Mutex<Option<SharedBatch>>,
+    /// The largest batch (`Config::batch_max`).
     batch_max: usize,
     thread: Mutex<Option<JoinHandle<Outcome>>>,
     /// Never empty: the first is the address given to `bind`.
     local_addrs: Vec<ListenAddr>,
     framing: Framing,
-    queue_bytes: usize,
+    /// The longest frame the host may send (`Config::max_framed_len`).
+    max_framed_len: usize,
     event_capacity: usize,
     linger: Duration,
     topic_limits: crate::topics::TopicLimits,
@@ -90,103 +102,6 @@ impl Hub {
     /// A builder to configure framing, limits and policies before binding.
     pub fn builder() -> HubBuilder {
         HubBuilder::new()
-    }
-
-    pub(crate) fn start<A: ToSocketAddrs + fmt::Debug>(config: HubBuilder, addr: A) -> Result<Hub> {
-        #[cfg(feature = "tls")]
-        let tls = config
-            .tls
-            .clone()
-            .map(crate::transport::tls::TlsSetting::into_config)
-            .transpose()?;
-        let main = (
-            given_addr(&addr),
-            addr.to_socket_addrs().map(Iterator::collect),
-            config.main_transport(),
-        );
-        let extra = config.listen.iter().map(|spec| {
-            let addrs = spec
-                .addrs
-                .clone()
-                .map_err(|(kind, text)| io::Error::new(kind, text));
-            (spec.given.clone(), addrs, spec.transport)
-        });
-        let mut listeners = Vec::new();
-        let mut local_addrs = Vec::new();
-        for (given, addrs, transport) in std::iter::once(main).chain(extra) {
-            let listener = bind_listener(given, addrs, config.backlog)?;
-            let addr = listener.local_addr().map_err(Error::Start)?;
-            local_addrs.push(ListenAddr { addr, transport });
-            listeners.push((listener, transport));
-        }
-        let hub_config = (
-            config.framing,
-            config.queue_bytes,
-            config.event_capacity,
-            config.linger,
-            config.topic_limits(),
-            config.protocol == Protocol::Sequenced,
-        );
-        #[cfg(feature = "nats")]
-        let cluster = config
-            .cluster
-            .clone()
-            .map(|c| (crate::cluster::bridge(c.buffer_bytes), c));
-        #[cfg(feature = "nats")]
-        let (bridge, cluster) = match cluster {
-            Some(((bridge, receiver), c)) => (Some(bridge), Some((receiver, c))),
-            None => (None, None),
-        };
-        let (shared, tx, thread) = dispatcher::spawn(
-            config,
-            listeners,
-            #[cfg(feature = "tls")]
-            tls,
-            #[cfg(feature = "nats")]
-            bridge,
-        )
-        .map_err(Error::Start)?;
-        #[cfg(feature = "nats")]
-        let cluster_thread = match cluster {
-            Some((receiver, c)) => Some(
-                crate::cluster::nats::spawn(
-                    c,
-                    receiver,
-                    Arc::clone(&shared),
-                    tx.clone(),
-                    hub_config.0,
-                    dispatcher::batch_max(hub_config.1),
-                )
-                .map_err(Error::Start)?,
-            ),
-            None => None,
-        };
-        let (framing, queue_bytes, event_capacity, linger, topic_limits, keeps_rings) = hub_config;
-        for listening in &local_addrs {
-            log::info!(
-                "hubcast listening on {} ({:?})",
-                listening.addr,
-                listening.transport
-            );
-        }
-        Ok(Hub {
-            shared,
-            tx,
-            open_batch: Mutex::new(None),
-            batch_max: dispatcher::batch_max(queue_bytes),
-            thread: Mutex::new(Some(thread)),
-            local_addrs,
-            framing,
-            queue_bytes,
-            event_capacity,
-            linger,
-            topic_limits,
-            #[cfg(feature = "nats")]
-            clustered: cluster_thread.is_some(),
-            #[cfg(feature = "nats")]
-            cluster_thread: Mutex::new(cluster_thread),
-            keeps_rings,
-        })
     }
 
     /// The address given to [`bind`](HubBuilder::bind) (with the real port when bound to
@@ -516,31 +431,6 @@ impl Hub {
         self.submit(target, msg, true)
     }
 
-    /// `publish_to` in a cluster: for the members here, and for the other nodes.
-    #[cfg(feature = "nats")]
-    fn publish_clustered(&self, topic: &str, except: Option<ClientId>, msg: &[u8]) -> Result<()> {
-        loop {
-            let Some(id) = self.shared.registry().topics.id(topic) else {
-                // No member here: only other nodes may have some. (A topic created here
-                // after this call misses it, as a member who joins after a publish does.)
-                return self.forward_topic(topic, msg);
-            };
-            let target = match except {
-                Some(client) => Target::TopicExcept(id, client),
-                None => Target::Topic(id),
-            };
-            // The topic's last member here may leave between looking its id up and taking
-            // the batch lock: the message would then go for a topic the dispatcher has
-            // freed, to nobody, while the other nodes' members must get it all the same.
-            // So the id must still be the topic's under the lock, or it is looked up
-            // again.
-            let current = || self.shared.registry().topics.id(topic) == Some(id);
-            if self.submit_while(target, msg, true, current)? {
-                return Ok(());
-            }
-        }
-    }
-
     /// Every topic, with its member count, by name: those with members, and those kept
     /// with none (with [`Protocol::Sequenced`](crate::Protocol::Sequenced), so members
     /// can come back and resume) for `replay_age` and until their ring empties, or until
@@ -624,164 +514,6 @@ impl Hub {
         }
     }
 
-    /// A message for a topic with no member here: only other nodes of the cluster may have
-    /// some.
-    #[cfg(feature = "nats")]
-    fn forward_topic(&self, topic: &str, msg: &[u8]) -> Result<()> {
-        self.shared.check()?;
-        // The same limit as for a publish with local members: other nodes frame it too.
-        self.frame_len(msg)?;
-        let payload = bytes::Bytes::copy_from_slice(msg);
-        let wait = !self.shared.on_dispatcher_thread();
-        let reserve = payload.len();
-        let topic: Arc<str> = Arc::from(topic);
-        self.send_in_order(
-            reserve,
-            wait,
-            |_| false,
-            |open| {
-                *open = None;
-                Ok(Some(Command::Forward(Arc::clone(&topic), payload.clone())))
-            },
-        )
-    }
-
-    /// Frames `msg` for `target` and hands it to the dispatcher, waiting for room if `wait`
-    /// (and not on the dispatcher's own thread, where waiting would never end).
-    fn submit(&self, target: Target, msg: &[u8], wait: bool) -> Result<()> {
-        self.submit_while(target, msg, wait, || true).map(drop)
-    }
-
-    /// As [`submit`](Self::submit), if `current` holds under the batch lock, where the
-    /// message takes its place among every other call. Returns whether it did (if not,
-    /// nothing was sent).
-    fn submit_while(
-        &self,
-        target: Target,
-        msg: &[u8],
-        wait: bool,
-        current: impl Fn() -> bool,
-    ) -> Result<bool> {
-        self.shared.check()?;
-        let len = self.frame_len(msg)?;
-        if len == 0 {
-            // An empty message under raw framing: nothing goes on the wire.
-            return Ok(true);
-        }
-        let wait = wait && !self.shared.on_dispatcher_thread();
-        // A large message is framed before taking the lock, into its own frame.
-        let mut large = (len >= BATCH_BELOW).then(|| codec::encode(self.framing, msg, len));
-        let reserve = if large.is_some() { len } else { self.batch_max };
-        let stale = std::cell::Cell::new(false);
-        let append = |open: &mut Option<SharedBatch>| {
-            let Some(batch) = open.as_ref().filter(|_| len < BATCH_BELOW) else {
-                return false;
-            };
-            if !current() {
-                stale.set(true);
-                return true;
-            }
-            let mut batch = lock(batch);
-            let fits = !batch.taken && batch.len() + len <= self.batch_max;
-            if fits {
-                batch.push(self.framing, msg, target);
-            }
-            fits
-        };
-        let build = |open: &mut Option<SharedBatch>| {
-            if !current() {
-                stale.set(true);
-                return Ok(None);
-            }
-            Ok(Some(match large.take() {
-                Some(frame) => {
-                    // Small messages sent after this one go in a later batch.
-                    *open = None;
-                    Command::Send(Frames::one(frame, target))
-                }
-                None => {
-                    // Start small and grow: at low rates a batch holds one message.
-                    let mut batch = Batch::with_capacity((len * 8).clamp(512, self.batch_max));
-                    batch.push(self.framing, msg, target);
-                    let batch = Arc::new(Mutex::new(batch));
-                    *open = Some(Arc::clone(&batch));
-                    Command::Batch {
-                        batch,
-                        reserved: reserve,
-                    }
-                }
-            }))
-        };
-        self.send_in_order(reserve, wait, append, build)?;
-        Ok(!stale.get())
-    }
-
-    /// Under the batch lock, which orders every call: finishes the call with `append` if
-    /// it can (adding to the open batch), else once `reserve` frame bytes fit in the
-    /// pending budget, hands the dispatcher the command `build` makes. Waits for room
-    /// between tries if `wait`, never while holding the lock, so no caller (and no call
-    /// from the dispatcher's own thread) waits behind another.
-    fn send_in_order(
-        &self,
-        reserve: usize,
-        wait: bool,
-        mut append: impl FnMut(&mut Option<SharedBatch>) -> bool,
-        mut build: impl FnMut(&mut Option<SharedBatch>) -> Result<Option<Command>>,
-    ) -> Result<()> {
-        loop {
-            {
-                let mut open = lock(&self.open_batch);
-                self.shared.check()?;
-                if append(&mut open) {
-                    return Ok(());
-                }
-                if self.shared.try_reserve(reserve) {
-                    // `build` may find nothing to send, or an error: the room goes back.
-                    let sent = build(&mut open).and_then(|command| match command {
-                        Some(command) => self.send(command).map(|()| true),
-                        None => Ok(false),
-                    });
-                    if !matches!(sent, Ok(true)) {
-                        self.shared.release(1, reserve);
-                    }
-                    if sent.is_err() {
-                        *open = None;
-                    }
-                    return sent.map(drop);
-                }
-            }
-            if !wait {
-                return Err(self.shared.would_block());
-            }
-            self.shared.wait_for_room(reserve)?;
-        }
-    }
-
-    /// Hands `command` to the dispatcher and wakes it. Callers that care about order hold
-    /// the batch lock.
-    fn send(&self, command: Command) -> Result<()> {
-        // The channel is unbounded (the budget bounds it), so this never waits.
-        if self.tx.send(command).is_err() {
-            return Err(self.shared.check().err().unwrap_or(Error::Closed));
-        }
-        self.shared.wake();
-        Ok(())
-    }
-
-    /// The framed length of `msg`, if the hub can send it.
-    fn frame_len(&self, msg: &[u8]) -> Result<usize> {
-        let len = codec::encoded_len(self.framing, msg).ok_or(Error::MessageTooLarge {
-            len: msg.len(),
-            max: u32::MAX as usize,
-        })?;
-        // Frame offsets are 32-bit; no queue takes more than `queue_bytes` at once.
-        let max = self.queue_bytes.min(MAX_FRAME_LEN);
-        if len > max {
-            return Err(Error::MessageTooLarge { len, max });
-        }
-        Ok(len)
-    }
-
     fn check_client(&self, client: ClientId) -> Result<()> {
         self.shared.check()?;
         if self.shared.registry().clients.contains_key(&client) {
@@ -826,51 +558,6 @@ impl fmt::Debug for Hub {
             .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
-}
-
-/// The longest frame, framed for any wire: offsets in a batch are 32-bit, and a WebSocket
-/// header adds up to 10 bytes.
-pub(crate) const MAX_FRAME_LEN: usize = u32::MAX as usize - 16;
-
-/// An address as the caller wrote it, for errors (`"127.0.0.1:99999"`, not a `Debug` dump).
-pub(crate) fn given_addr(addr: &impl fmt::Debug) -> String {
-    format!("{addr:?}").trim_matches('"').to_owned()
-}
-
-/// Creates a listening socket with `socket2`, so the backlog is ours to choose. Errors name
-/// the address as the caller gave it.
-fn bind_listener(
-    given: String,
-    addrs: io::Result<Vec<SocketAddr>>,
-    backlog: u32,
-) -> Result<mio::net::TcpListener> {
-    let addrs = addrs.map_err(|source| Error::Bind {
-        addr: given.clone(),
-        source,
-    })?;
-    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no socket address to bind");
-    for resolved in addrs {
-        match listen_on(resolved, backlog) {
-            Ok(listener) => return Ok(mio::net::TcpListener::from_std(listener)),
-            Err(source) => last = source,
-        }
-    }
-    Err(Error::Bind {
-        addr: given,
-        source: last,
-    })
-}
-
-fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Lets a restarted server bind while old connections sit in TIME_WAIT.
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok(socket.into())
 }
 
 #[cfg(test)]

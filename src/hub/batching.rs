@@ -1,0 +1,203 @@
+//! How host calls become batched [`Command`]s: framed once on the caller's thread, small
+//! messages appended to the open batch, large ones in a frame of their own, every send under
+//! one lock so commands reach the dispatcher in call order, and each within the budget of
+//! pending work (waiting for room, or failing with `WouldBlock`).
+
+use std::sync::{Arc, Mutex};
+
+use super::Hub;
+use crate::codec;
+use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
+use crate::shared::lock;
+#[cfg(feature = "nats")]
+use crate::ClientId;
+use crate::{Error, Result};
+
+impl Hub {
+    /// Frames `msg` for `target` and hands it to the dispatcher, waiting for room if `wait`
+    /// (and not on the dispatcher's own thread, where waiting would never end).
+    pub(super) fn submit(&self, target: Target, msg: &[u8], wait: bool) -> Result<()> {
+        self.submit_while(target, msg, wait, || true).map(drop)
+    }
+
+    /// As [`submit`](Self::submit), if `current` holds under the batch lock, where the
+    /// message takes its place among every other call. Returns whether it did (if not,
+    /// nothing was sent).
+    fn submit_while(
+        &self,
+        target: Target,
+        msg: &[u8],
+        wait: bool,
+        current: impl Fn() -> bool,
+    ) -> Result<bool> {
+        self.shared.check()?;
+        let len = self.frame_len(msg)?;
+        if len == 0 {
+            // An empty message under raw framing: nothing goes on the wire.
+            return Ok(true);
+        }
+        let wait = wait && !self.shared.on_dispatcher_thread();
+        // A large message is framed before taking the lock, into its own frame.
+        let mut large = (len >= BATCH_BELOW).then(|| codec::encode(self.framing, msg, len));
+        let reserve = if large.is_some() { len } else { self.batch_max };
+        let stale = std::cell::Cell::new(false);
+        let append = |open: &mut Option<SharedBatch>| {
+            let Some(batch) = open.as_ref().filter(|_| len < BATCH_BELOW) else {
+                return false;
+            };
+            if !current() {
+                stale.set(true);
+                return true;
+            }
+            let mut batch = lock(batch);
+            let fits = !batch.taken && batch.len() + len <= self.batch_max;
+            if fits {
+                batch.push(self.framing, msg, target);
+            }
+            fits
+        };
+        let build = |open: &mut Option<SharedBatch>| {
+            if !current() {
+                stale.set(true);
+                return Ok(None);
+            }
+            Ok(Some(match large.take() {
+                Some(frame) => {
+                    // Small messages sent after this one go in a later batch.
+                    *open = None;
+                    Command::Send(Frames::one(frame, target))
+                }
+                None => {
+                    // Start small and grow: at low rates a batch holds one message.
+                    let mut batch = Batch::with_capacity((len * 8).clamp(512, self.batch_max));
+                    batch.push(self.framing, msg, target);
+                    let batch = Arc::new(Mutex::new(batch));
+                    *open = Some(Arc::clone(&batch));
+                    Command::Batch {
+                        batch,
+                        reserved: reserve,
+                    }
+                }
+            }))
+        };
+        self.send_in_order(reserve, wait, append, build)?;
+        Ok(!stale.get())
+    }
+
+    /// Under the batch lock, which orders every call: finishes the call with `append` if
+    /// it can (adding to the open batch), else once `reserve` frame bytes fit in the
+    /// pending budget, hands the dispatcher the command `build` makes. Waits for room
+    /// between tries if `wait`, never while holding the lock, so no caller (and no call
+    /// from the dispatcher's own thread) waits behind another.
+    pub(super) fn send_in_order(
+        &self,
+        reserve: usize,
+        wait: bool,
+        mut append: impl FnMut(&mut Option<SharedBatch>) -> bool,
+        mut build: impl FnMut(&mut Option<SharedBatch>) -> Result<Option<Command>>,
+    ) -> Result<()> {
+        loop {
+            {
+                let mut open = lock(&self.open_batch);
+                self.shared.check()?;
+                if append(&mut open) {
+                    return Ok(());
+                }
+                if self.shared.try_reserve(reserve) {
+                    // `build` may find nothing to send, or an error: the room goes back.
+                    let sent = build(&mut open).and_then(|command| match command {
+                        Some(command) => self.send(command).map(|()| true),
+                        None => Ok(false),
+                    });
+                    if !matches!(sent, Ok(true)) {
+                        self.shared.release(1, reserve);
+                    }
+                    if sent.is_err() {
+                        *open = None;
+                    }
+                    return sent.map(drop);
+                }
+            }
+            if !wait {
+                return Err(self.shared.would_block());
+            }
+            self.shared.wait_for_room(reserve)?;
+        }
+    }
+
+    /// Hands `command` to the dispatcher and wakes it. Callers that care about order hold
+    /// the batch lock.
+    pub(super) fn send(&self, command: Command) -> Result<()> {
+        // The channel is unbounded (the budget bounds it), so this never waits.
+        if self.tx.send(command).is_err() {
+            return Err(self.shared.check().err().unwrap_or(Error::Closed));
+        }
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// The framed length of `msg`, if the hub can send it.
+    fn frame_len(&self, msg: &[u8]) -> Result<usize> {
+        let len = codec::encoded_len(self.framing, msg).ok_or(Error::MessageTooLarge {
+            len: msg.len(),
+            max: u32::MAX as usize,
+        })?;
+        let max = self.max_framed_len;
+        if len > max {
+            return Err(Error::MessageTooLarge { len, max });
+        }
+        Ok(len)
+    }
+
+    /// `publish_to` in a cluster: for the members here, and for the other nodes.
+    #[cfg(feature = "nats")]
+    pub(super) fn publish_clustered(
+        &self,
+        topic: &str,
+        except: Option<ClientId>,
+        msg: &[u8],
+    ) -> Result<()> {
+        loop {
+            let Some(id) = self.shared.registry().topics.id(topic) else {
+                // No member here: only other nodes may have some. (A topic created here
+                // after this call misses it, as a member who joins after a publish does.)
+                return self.forward_topic(topic, msg);
+            };
+            let target = match except {
+                Some(client) => Target::TopicExcept(id, client),
+                None => Target::Topic(id),
+            };
+            // The topic's last member here may leave between looking its id up and taking
+            // the batch lock: the message would then go for a topic the dispatcher has
+            // freed, to nobody, while the other nodes' members must get it all the same.
+            // So the id must still be the topic's under the lock, or it is looked up
+            // again.
+            let current = || self.shared.registry().topics.id(topic) == Some(id);
+            if self.submit_while(target, msg, true, current)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A message for a topic with no member here: only other nodes of the cluster may have
+    /// some.
+    #[cfg(feature = "nats")]
+    fn forward_topic(&self, topic: &str, msg: &[u8]) -> Result<()> {
+        self.shared.check()?;
+        // The same limit as for a publish with local members: other nodes frame it too.
+        self.frame_len(msg)?;
+        let payload = bytes::Bytes::copy_from_slice(msg);
+        let wait = !self.shared.on_dispatcher_thread();
+        let reserve = payload.len();
+        let topic: Arc<str> = Arc::from(topic);
+        self.send_in_order(
+            reserve,
+            wait,
+            |_| false,
+            |open| {
+                *open = None;
+                Ok(Some(Command::Forward(Arc::clone(&topic), payload.clone())))
+            },
+        )
+    }
+}
