@@ -51,7 +51,7 @@ pub(crate) struct Client {
     /// Received bytes that do not yet make a whole frame, or whole frames not yet handed
     /// on because subscribers are full. Empty (no allocation) whenever it holds nothing.
     pub(crate) rbuf: Vec<u8>,
-    /// How much of `rbuf` is known to hold no frame end (see `codec::decode`).
+    /// How much of `rbuf` is known to hold no frame end (see `wire::framed::decode`).
     pub(crate) scanned: usize,
     pub(crate) dropped: Arc<AtomicU64>,
     /// When the client last sent anything (the dispatcher's round time).
@@ -87,7 +87,7 @@ pub(crate) struct Client {
 #[cfg(feature = "websocket")]
 #[derive(Debug, Default)]
 pub(crate) struct WsState {
-    pub(crate) decoder: crate::transport::websocket::Decoder,
+    pub(crate) decoder: crate::wire::websocket::Decoder,
     /// A close frame is queued for it: nothing may follow.
     pub(crate) close_sent: bool,
 }

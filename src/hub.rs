@@ -14,9 +14,10 @@ use crossbeam_channel::Sender;
 use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
 use crate::dispatcher::{self, panic_into_message, Outcome};
 use crate::shared::{lock, NewSubscriber, Shared, Tail};
+use crate::wire::framed;
 use crate::{
-    codec, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Protocol, Result,
-    ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
+    ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Protocol, Result, ShutdownReport,
+    Stats, Subscription, TopicInfo, WouldBlock,
 };
 
 /// A running broadcast hub: its listening sockets, its clients and the dispatcher thread
@@ -670,7 +671,7 @@ impl Hub {
         }
         let wait = wait && !self.shared.on_dispatcher_thread();
         // A large message is framed before taking the lock, into its own frame.
-        let mut large = (len >= BATCH_BELOW).then(|| codec::encode(self.framing, msg, len));
+        let mut large = (len >= BATCH_BELOW).then(|| framed::encode(self.framing, msg, len));
         let reserve = if large.is_some() { len } else { self.batch_max };
         let stale = std::cell::Cell::new(false);
         let append = |open: &mut Option<SharedBatch>| {
@@ -770,7 +771,7 @@ impl Hub {
 
     /// The framed length of `msg`, if the hub can send it.
     fn frame_len(&self, msg: &[u8]) -> Result<usize> {
-        let len = codec::encoded_len(self.framing, msg).ok_or(Error::MessageTooLarge {
+        let len = framed::encoded_len(self.framing, msg).ok_or(Error::MessageTooLarge {
             len: msg.len(),
             max: u32::MAX as usize,
         })?;

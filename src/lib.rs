@@ -170,7 +170,6 @@ mod builder;
 mod client;
 #[cfg(feature = "nats")]
 mod cluster;
-mod codec;
 mod command;
 mod dispatcher;
 mod error;
@@ -215,7 +214,8 @@ pub use crate::subscription::{
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::{codec, Framing};
+    use crate::wire::framed;
+    use crate::Framing;
 
     /// Feeds `data` to the decoder in chunks cut at `cuts`, as reads would deliver it, and
     /// checks the decoder's promises: no panic, no frame over `max_frame`.
@@ -234,14 +234,14 @@ pub mod fuzzing {
             rest = tail;
             buf.extend_from_slice(chunk);
             loop {
-                match codec::decode(framing, &buf, max_frame, &mut scanned) {
+                match framed::decode(framing, &buf, max_frame, &mut scanned) {
                     Ok(Some(frame)) => {
                         assert!(frame.payload.len() <= max_frame);
                         assert!(frame.payload.end <= frame.len && frame.len <= buf.len());
                         buf.drain(..frame.len);
                     }
                     Ok(None) => break,
-                    Err(codec::FrameTooLarge) => return,
+                    Err(framed::FrameTooLarge) => return,
                 }
             }
             if rest.is_empty() {
@@ -256,7 +256,7 @@ pub mod fuzzing {
     /// between messages.
     #[cfg(feature = "websocket")]
     pub fn decode_websocket(data: &[u8], cuts: &[u8], max_message: usize) {
-        use crate::transport::websocket::{Decoder, Inbound};
+        use crate::wire::websocket::{Decoder, Inbound};
 
         let mut decoder = Decoder::default();
         let mut unmasked = Vec::new();

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::HubBuilder;
 use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
-use crate::{codec, Error, Framing, Protocol, Relay, Result};
+use crate::wire::framed;
+use crate::{Error, Framing, Protocol, Relay, Result};
 
 impl HubBuilder {
     pub(super) fn validate(&self) -> Result<()> {
@@ -133,7 +134,7 @@ impl HubBuilder {
         }
         if self.relay != Relay::Off {
             // Every frame a client may send must fit in a queue once relayed.
-            let framed = codec::encoded_len_of(self.framing, self.max_frame);
+            let framed = framed::encoded_len_of(self.framing, self.max_frame);
             let max = self.queue_bytes.min(crate::hub::MAX_FRAME_LEN);
             if framed.map_or(true, |len| len > max) {
                 return fail(format!(

@@ -28,7 +28,8 @@ use crate::command::{Batch, Command, Frames, Target};
 use crate::queue::Chunk;
 use crate::shared::{lock, Shared};
 use crate::stats::Tally;
-use crate::{codec, HubBuilder, ShutdownReport, Transport};
+use crate::wire::framed;
+use crate::{HubBuilder, ShutdownReport, Transport};
 
 mod admission;
 #[cfg(feature = "nats")]
@@ -208,13 +209,10 @@ impl Dispatcher {
             });
         }
         let ping = config.heartbeat.map(|_| {
-            let len = codec::encoded_len(config.framing, b"").unwrap_or(0);
-            let framed = Frames::one(codec::encode(config.framing, b"", len), Target::All);
+            let len = framed::encoded_len(config.framing, b"").unwrap_or(0);
+            let framed = Frames::one(framed::encode(config.framing, b"", len), Target::All);
             #[cfg(feature = "websocket")]
-            let ws = Chunk::raw(websocket::frame(
-                crate::transport::websocket::Opcode::Ping,
-                b"",
-            ));
+            let ws = Chunk::raw(websocket::frame(crate::wire::websocket::Opcode::Ping, b""));
             // Never sent: without the feature there are no WebSocket clients.
             #[cfg(not(feature = "websocket"))]
             let ws = Chunk::raw(bytes::Bytes::new());

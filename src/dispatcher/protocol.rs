@@ -16,8 +16,9 @@ use crate::command::{Frames, Target};
 use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::{check_name, TopicId};
 use crate::wire::control::{Reply, Request, StreamName, TopicRefusal};
+use crate::wire::framed;
 use crate::wire::Wire;
-use crate::{codec, ClientId, Event, TopicRequest};
+use crate::{ClientId, Event, TopicRequest};
 
 /// What a client's unread control messages (answers to its own requests, `#resumed`,
 /// `#error`…, and the `#joined`/`#left` of the host's changes) may hold beyond its queue
@@ -85,7 +86,7 @@ impl Dispatcher {
                             Some(name) => write!(header, "{seq}@{name} "),
                             None => write!(header, "{seq} "),
                         };
-                        codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
+                        framed::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
                         let kept = Bytes::copy_from_slice(&out[start..]);
                         let before = stream.cost();
                         stream.keep(seq, kept, now, &limits);
@@ -102,14 +103,14 @@ impl Dispatcher {
                     }
                     // No stream: a direct message, or a topic that has gone (nobody gets it).
                     None if matches!(stream_of, StreamOf::Direct) => {
-                        codec::encode_parts_into(framing, &[b"- ", payload], &mut out);
+                        framed::encode_parts_into(framing, &[b"- ", payload], &mut out);
                     }
                     None => {}
                 }
                 ends.push(frame_end(&out));
                 if let Some(markers) = markers.as_mut() {
                     if marker {
-                        codec::encode_into(framing, own.as_bytes(), markers);
+                        framed::encode_into(framing, own.as_bytes(), markers);
                     }
                     marker_ends.push(frame_end(markers));
                 }
@@ -171,13 +172,13 @@ impl Dispatcher {
     fn framed_for(&self, wire: Wire, payload: &[u8]) -> Bytes {
         match wire {
             Wire::Framed => {
-                let len = codec::encoded_len(self.config.framing, payload).unwrap_or(0);
-                codec::encode(self.config.framing, payload, len)
+                let len = framed::encoded_len(self.config.framing, payload).unwrap_or(0);
+                framed::encode(self.config.framing, payload, len)
             }
             #[cfg(feature = "websocket")]
             Wire::WebSocket => {
                 let binary = self.config.websocket.binary;
-                let opcode = crate::transport::websocket::Opcode::for_message(payload, binary);
+                let opcode = crate::wire::websocket::Opcode::for_message(payload, binary);
                 super::websocket::frame(opcode, payload)
             }
             #[cfg(not(feature = "websocket"))]

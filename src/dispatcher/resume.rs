@@ -18,8 +18,8 @@ use crate::{ClientId, Event, ResumeRefusal};
 #[cfg(feature = "websocket")]
 use {
     super::protocol::frame_end,
-    crate::codec,
     crate::command::{Frames, Target},
+    crate::wire::framed,
     bytes::BytesMut,
 };
 
@@ -193,8 +193,8 @@ impl Dispatcher {
         match wire {
             Wire::Framed => frame.len(),
             #[cfg(feature = "websocket")]
-            Wire::WebSocket => crate::transport::websocket::encoded_len(
-                codec::payload_of(self.config.framing, frame).len(),
+            Wire::WebSocket => crate::wire::websocket::encoded_len(
+                framed::payload_of(self.config.framing, frame).len(),
             ),
             #[cfg(not(feature = "websocket"))]
             Wire::WebSocket => 0,
@@ -205,11 +205,11 @@ impl Dispatcher {
     /// into one buffer of `len` bytes.
     #[cfg(feature = "websocket")]
     fn websocket_replay<'a>(&self, kept: impl Iterator<Item = &'a Bytes>, len: usize) -> Frames {
-        use crate::transport::websocket::{encode_into, Opcode};
+        use crate::wire::websocket::{encode_into, Opcode};
         let mut out = BytesMut::with_capacity(len);
         let mut ends = Vec::new();
         for frame in kept {
-            let payload = codec::payload_of(self.config.framing, frame);
+            let payload = framed::payload_of(self.config.framing, frame);
             let opcode = Opcode::for_message(payload, self.config.websocket.binary);
             encode_into(&mut out, opcode, payload);
             ends.push(frame_end(&out));

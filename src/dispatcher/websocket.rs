@@ -1,6 +1,6 @@
 //! The WebSocket phase of a connection (feature `websocket`): the upgrade request and its
 //! answer, the host's authenticator seeing the request, inbound frames, and the close
-//! handshake both ways. The codec itself is in `transport::websocket`; this file is what
+//! handshake both ways. The codec itself is in `wire::websocket`; this file is what
 //! the dispatcher does with what it decodes.
 //!
 //! ```text
@@ -19,7 +19,7 @@ use super::inbound::Cut;
 use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::queue::{Chunk, Piece};
-use crate::transport::websocket::{
+use crate::wire::websocket::{
     self, close_payload, encode_into, Head, Inbound, Opcode, Refused, Upgrade, WsError,
 };
 use crate::{AuthRequest, ClientId, DisconnectReason, Framing};

@@ -10,6 +10,9 @@
 use crate::{command::Frames, Framing};
 
 pub(crate) mod control;
+pub(crate) mod framed;
+#[cfg(feature = "websocket")]
+pub(crate) mod websocket;
 
 /// How a client's messages are put on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +37,7 @@ impl Wire {
 /// UTF-8 (unless `binary`), a binary frame otherwise, so no text frame carries anything else.
 #[cfg(feature = "websocket")]
 pub(crate) fn to_websocket(frames: &Frames, framing: Framing, binary: bool) -> Frames {
-    use crate::transport::websocket::{encode_into, encoded_len, Opcode};
+    use crate::wire::websocket::{encode_into, encoded_len, Opcode};
     let payloads = || (0..frames.ends.len()).map(|i| frames.payload(i, framing));
     let len = payloads().map(|p| encoded_len(p.len())).sum();
     let mut out = bytes::BytesMut::with_capacity(len);
