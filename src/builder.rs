@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::options::{AcceptFilter, Authenticator, Callback, TopicCheck};
+use crate::wire::Wire;
 use crate::{
     Auth, AuthRequest, Framing, Hub, Origins, Protocol, Relay, Result, SlowClientPolicy,
     TopicRequest, Transport,
@@ -756,6 +757,7 @@ impl HubBuilder {
     /// Whether some connections have a handshake before they become clients (TLS, a
     /// WebSocket upgrade, or an authentication frame).
     pub(crate) fn has_handshake(&self) -> bool {
-        self.authenticator.is_some() || self.transports().any(|t| t.is_tls() || t.is_websocket())
+        let opens = |t: Transport| t.is_tls() || Wire::of(t).opens_with_http();
+        self.authenticator.is_some() || self.transports().any(opens)
     }
 }

@@ -78,18 +78,10 @@ pub(crate) struct Client {
     /// While leaving, its queue written: the hub has half-closed and waits, discarding
     /// input, for the peer's end of stream (see `Dispatcher::finish_closing`).
     pub(crate) lingering: bool,
-    /// Its WebSocket state, once upgraded.
+    /// Its wire's state once its opening was answered (a WebSocket client's decoder): a
+    /// few bytes while idle.
     #[cfg(feature = "websocket")]
-    pub(crate) ws: Option<Box<WsState>>,
-}
-
-/// A WebSocket client's protocol state (feature `websocket`): a few bytes while idle.
-#[cfg(feature = "websocket")]
-#[derive(Debug, Default)]
-pub(crate) struct WsState {
-    pub(crate) decoder: crate::wire::websocket::Decoder,
-    /// A close frame is queued for it: nothing may follow.
-    pub(crate) close_sent: bool,
+    pub(crate) session: Option<Box<crate::wire::Session>>,
 }
 
 impl Client {
@@ -124,7 +116,7 @@ impl Client {
             lingering: false,
             hub_start: 0,
             #[cfg(feature = "websocket")]
-            ws: None,
+            session: None,
         }
     }
 
@@ -139,11 +131,7 @@ impl Client {
 
     /// How its messages are framed.
     pub(crate) fn wire(&self) -> Wire {
-        if self.transport.is_websocket() {
-            Wire::WebSocket
-        } else {
-            Wire::Framed
-        }
+        Wire::of(self.transport)
     }
 
     /// Whether anything waits to be written: queued frames, or bytes the transport holds.

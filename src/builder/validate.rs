@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::HubBuilder;
 use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
-use crate::wire::framed;
+use crate::wire::{framed, Settings, Wire};
 use crate::{Error, Framing, Protocol, Relay, Result};
 
 impl HubBuilder {
@@ -71,8 +71,8 @@ impl HubBuilder {
                     "{transport:?} needs a TLS configuration (HubBuilder::tls or tls_pem)"
                 ));
             }
-            if transport.is_websocket() && !cfg!(feature = "websocket") {
-                return fail(format!("{transport:?} needs the `websocket` feature"));
+            if let Err(why) = Wire::check(transport, &Settings::of(self)) {
+                return fail(why);
             }
         }
         if self.protocol == Protocol::Sequenced && self.framing == Framing::Raw {

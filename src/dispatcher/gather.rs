@@ -17,6 +17,7 @@ use super::outbound::EXCLUDED;
 use super::Dispatcher;
 use crate::command::{Frames, Target};
 use crate::queue::Piece;
+use crate::wire::{PerWire, Wire};
 
 /// The most batches gathered before they are fanned out.
 const MAX_BATCHES: usize = 64;
@@ -29,24 +30,20 @@ const RUN_MASK: u32 = (1 << BATCH_SHIFT) - 1;
 /// A gathered batch, framed for each wire, with its `#own` markers if it has any.
 struct GatheredBatch {
     frames: Frames,
-    websocket: Option<Frames>,
-    markers: Option<(Frames, Option<Frames>)>,
+    reframed: PerWire<Option<Frames>>,
+    markers: Option<(Frames, PerWire<Option<Frames>>)>,
 }
 
 impl GatheredBatch {
-    /// The frames a mark takes from, for a client on wire `wire` (0: the hub's framing).
-    fn source(&self, wire: usize, excluded: bool) -> Option<&Frames> {
-        let (frames, websocket) = if excluded {
-            let (m, ws) = self.markers.as_ref()?;
-            (m, ws.as_ref())
+    /// The frames a mark takes from, for a client on `wire`.
+    fn source(&self, wire: Wire, excluded: bool) -> Option<&Frames> {
+        let (frames, reframed) = if excluded {
+            let (m, reframed) = self.markers.as_ref()?;
+            (m, reframed)
         } else {
-            (&self.frames, self.websocket.as_ref())
+            (&self.frames, &self.reframed)
         };
-        Some(if wire == 0 {
-            frames
-        } else {
-            websocket.unwrap_or(frames)
-        })
+        Some(reframed[wire].as_ref().unwrap_or(frames))
     }
 }
 
@@ -89,8 +86,8 @@ impl Dispatcher {
     pub(super) fn gather(
         &mut self,
         frames: &Frames,
-        websocket: Option<Frames>,
-        markers: Option<(Frames, Option<Frames>)>,
+        reframed: PerWire<Option<Frames>>,
+        markers: Option<(Frames, PerWire<Option<Frames>>)>,
     ) {
         if self.gathered.batches.len() == MAX_BATCHES || self.gathered.marks.len() >= MAX_MARKS {
             self.fan_out_gathered();
@@ -128,7 +125,7 @@ impl Dispatcher {
         self.gathered.marks = marks;
         self.gathered.batches.push(GatheredBatch {
             frames: frames.clone(),
-            websocket,
+            reframed,
             markers,
         });
     }
@@ -149,7 +146,7 @@ impl Dispatcher {
                 .iter()
                 .take_while(|&&(s, _)| s as usize == slot)
                 .count();
-            if let Some(wire) = self.slots.get(slot).map(|c| c.wire().index()) {
+            if let Some(wire) = self.slots.get(slot).map(|c| c.wire()) {
                 // Consecutive runs of one batch from the same frames make one piece.
                 let mut open: Option<(usize, bool, std::ops::Range<usize>)> = None;
                 for &(_, code) in &marks[m..end] {
@@ -186,7 +183,7 @@ impl Dispatcher {
         &mut self,
         batch: &GatheredBatch,
         slot: usize,
-        wire: usize,
+        wire: Wire,
         excluded: bool,
         frames: std::ops::Range<usize>,
     ) {

@@ -221,10 +221,9 @@ impl Dispatcher {
             }
             let step = match wire {
                 Wire::Framed => self.cut_framed(slot, &data[used..]),
+                // Every other wire opens with an HTTP request (`websocket`).
                 #[cfg(feature = "websocket")]
-                Wire::WebSocket => self.cut_websocket(slot, &data[used..]),
-                #[cfg(not(feature = "websocket"))]
-                Wire::WebSocket => Cut::Gone,
+                _ => self.cut_websocket(slot, &data[used..]),
             };
             match step {
                 Cut::Took(n) => used += n,

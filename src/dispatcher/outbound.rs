@@ -16,8 +16,7 @@ use std::time::Instant;
 use super::Dispatcher;
 use crate::command::{Frames, Target};
 use crate::queue::{Chunk, Enqueued, Piece};
-#[cfg(feature = "websocket")]
-use crate::wire::Wire;
+use crate::wire::{PerWire, Settings, Wire};
 use crate::DisconnectReason;
 
 impl Dispatcher {
@@ -42,28 +41,23 @@ impl Dispatcher {
     /// Queues `frames` framed once for each wire that has live clients; a client a run
     /// excludes gets that run's `markers` instead, if there are any (`#own`, protocol).
     fn fan_out_framed(&mut self, frames: &Frames, markers: Option<&Frames>) {
-        #[cfg(feature = "websocket")]
-        let websocket = (self.slots.live_on(Wire::WebSocket) > 0).then(|| {
-            let (framing, binary) = (self.config.framing, self.config.websocket.binary);
-            let to_ws = |f: &Frames| crate::wire::to_websocket(f, framing, binary);
-            (to_ws(frames), markers.map(to_ws))
-        });
-        #[cfg(not(feature = "websocket"))]
-        let websocket: Option<(Frames, Option<Frames>)> = None;
+        // Framed again for each wire that frames otherwise and has live clients.
+        let settings = Settings::of(&self.config);
+        let live = |wire| self.slots.live_on(wire) > 0;
+        let reframed = PerWire::reframe(&settings, frames, live);
+        let reframed_markers = markers.map(|m| PerWire::reframe(&settings, m, live));
         if self.gathering && super::gather::is_gatherable(frames) {
-            let (websocket, ws_markers) = websocket.unzip();
-            let markers = markers.map(|m| (m.clone(), ws_markers.flatten()));
-            self.gather(frames, websocket, markers);
+            let markers = markers.cloned().zip(reframed_markers);
+            self.gather(frames, reframed, markers);
             return;
         }
         // Whatever was gathered goes first, in order.
         self.fan_out_gathered();
-        // By wire index; without WebSocket clients the second is never used.
-        let by_wire = [frames, websocket.as_ref().map_or(frames, |w| &w.0)];
-        let markers_by_wire = markers.map(|m| {
-            let ws = websocket.as_ref().and_then(|w| w.1.as_ref());
-            [m, ws.unwrap_or(m)]
-        });
+        // A wire without live clients is never used: it gets the frames as they are.
+        let by_wire = reframed.or(frames);
+        let markers_by_wire = markers
+            .zip(reframed_markers.as_ref())
+            .map(|(m, reframed)| reframed.or(m));
         if let [(_, target)] = *frames.runs {
             let chunks = by_wire.map(Chunk::whole);
             let own = markers_by_wire.map(|m| m.map(Chunk::whole));
@@ -118,8 +112,8 @@ impl Dispatcher {
     /// the frames, made once; the others each get their own, from a list of (client, run)
     /// marks sorted by client. So the cost is one pass over the clients plus one step per
     /// named delivery.
-    fn fan_out_mixed(&mut self, by_wire: [&Frames; 2], markers: Option<[&Frames; 2]>) {
-        let frames = by_wire[0];
+    fn fan_out_mixed(&mut self, by_wire: PerWire<&Frames>, markers: Option<PerWire<&Frames>>) {
+        let frames = by_wire[Wire::Framed];
         let mut base = Vec::new();
         let mut marks = std::mem::take(&mut self.marks);
         for (i, &(_, target)) in frames.runs.iter().enumerate() {
@@ -182,7 +176,7 @@ impl Dispatcher {
             while marks.get(m).is_some_and(|&(s, _)| s == slot) {
                 m += 1;
             }
-            let Some(wire) = self.slots.get(slot).map(|c| c.wire().index()) else {
+            let Some(wire) = self.slots.get(slot).map(|c| c.wire()) else {
                 continue;
             };
             if start == m {
@@ -202,7 +196,7 @@ impl Dispatcher {
         self.marks = marks;
     }
 
-    fn enqueue_all(&mut self, chunks: &[Chunk; 2], except: Option<usize>) {
+    fn enqueue_all(&mut self, chunks: &PerWire<Chunk>, except: Option<usize>) {
         for slot in 0..self.slots.len() {
             if Some(slot) != except {
                 self.enqueue_for(slot, chunks);
@@ -211,9 +205,9 @@ impl Dispatcher {
     }
 
     /// Queues the chunk of the client's wire.
-    fn enqueue_for(&mut self, slot: usize, chunks: &[Chunk; 2]) {
+    fn enqueue_for(&mut self, slot: usize, chunks: &PerWire<Chunk>) {
         if let Some(wire) = self.slots.get(slot).map(|c| c.wire()) {
-            self.enqueue(slot, Piece::Chunk(&chunks[wire.index()]));
+            self.enqueue(slot, Piece::Chunk(&chunks[wire]));
         }
     }
 

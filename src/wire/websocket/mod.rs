@@ -1,27 +1,95 @@
-//! WebSocket clients (RFC 6455), sans I/O: the opening handshake and the frames over byte
-//! buffers only, for the dispatcher to drive. No socket, thread or clock here, so all of it
-//! is unit-tested and fuzzed; tungstenite supplies the HTTP parsing, the accept key and the
-//! frame headers.
+//! The WebSocket wire ([`Wire::WebSocket`](super::Wire::WebSocket), RFC 6455), sans I/O:
+//! the opening handshake, the frames, and a client's session over byte buffers only, for
+//! the dispatcher to drive. No socket, thread or clock here, so all of it is unit-tested and
+//! fuzzed; tungstenite supplies the HTTP parsing, the accept key and the frame headers.
 //!
 //! ```text
 //! client bytes ──► parse_head ──► Upgrade ──(authenticator)──► response() 101
 //!                       └──► Refused (4xx response, close)
-//! then         ──► Decoder::decode ──► Inbound: Message / Ping / Pong / Close / Fragment
-//! broadcasts   ──► encode_into (unmasked, final frames; close_payload for Close)
+//! then         ──► Session::read ──► Input: Message / Reply (pong) / Nothing / Closed
+//!                       └──► Broken (a close code, then the client leaves)
+//! broadcasts   ──► encode_into (unmasked, final frames; Session::close for Close)
 //! ```
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Kind, Settings};
+use crate::queue::Chunk;
+use crate::DisconnectReason;
 
 mod frame;
 mod handshake;
+mod session;
 
-pub(crate) use frame::{
-    close_payload, encode_into, encoded_len, Decoder, Inbound, Opcode, WsError,
-};
-pub(crate) use handshake::{parse_head, refusal, Head, Refused, Upgrade};
+use frame::{encode_into, encoded_len, Opcode};
+#[cfg(fuzzing)]
+pub(crate) use frame::{Decoder, Inbound};
+use handshake::parse_head;
+pub(crate) use handshake::{refusal, Head, Refused, Upgrade};
+pub(crate) use session::{Broken, Input, Session};
+
+/// The WebSocket wire's [`Kind`].
+pub(super) struct WebSocket;
+
+impl Kind for WebSocket {
+    const LOG_TARGET: &'static str = "hubcast::websocket";
+    const OPENS_WITH_HTTP: bool = true;
+    /// Clients answer pings with pongs (browsers do it themselves).
+    const LISTEN_ONLY: bool = false;
+
+    fn encoded_len(_: &Settings<'_>, payload: &[u8]) -> Option<usize> {
+        Some(encoded_len(payload.len()))
+    }
+
+    /// One unmasked final frame: a text frame for a payload that is UTF-8 (unless
+    /// `websocket_binary`), a binary frame otherwise, so no text frame carries anything
+    /// else. With `Framing::Lines` a message's payload is its line, so a message that
+    /// itself ends in `\n` reaches WebSocket clients without it.
+    fn encode_into(s: &Settings<'_>, payload: &[u8], out: &mut BytesMut) {
+        let opcode = Opcode::for_message(payload, s.websocket.binary);
+        encode_into(out, opcode, payload);
+    }
+
+    /// A ping frame: protocol, not a message (counted as no frame).
+    fn ping(_: &Settings<'_>) -> Chunk {
+        Chunk::raw(control_frame(Opcode::Ping, b""))
+    }
+
+    fn open(s: &Settings<'_>, data: &[u8]) -> Head {
+        parse_head(data, s.websocket)
+    }
+
+    fn session() -> Option<Box<Session>> {
+        Some(Box::default())
+    }
+}
+
+/// One control frame (a ping, a pong, a close), whole, as shareable bytes.
+fn control_frame(opcode: Opcode, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(encoded_len(payload.len()));
+    encode_into(&mut out, opcode, payload);
+    out.freeze()
+}
+
+/// The close code a client leaving for `reason` is told, if it can be told anything.
+/// 1000–1015 are RFC 6455's; 4000–4999 are private, for reasons without an RFC code.
+pub(crate) fn close_code(reason: DisconnectReason) -> Option<u16> {
+    match reason {
+        DisconnectReason::PeerClosed => Some(1000),
+        DisconnectReason::Shutdown | DisconnectReason::Idle => Some(1001),
+        DisconnectReason::Protocol => Some(1002),
+        DisconnectReason::FrameTooLarge => Some(1009),
+        DisconnectReason::Slow => Some(4000),
+        DisconnectReason::Kicked => Some(4001),
+        DisconnectReason::Unresponsive => Some(4002),
+        // The connection is gone: nothing can be sent.
+        DisconnectReason::Reset | DisconnectReason::Io(_) => None,
+    }
+}
 
 #[cfg(test)]
 mod tests {
-    use bytes::BytesMut;
-
+    use super::frame::{close_payload, Decoder, Inbound, WsError};
     use super::*;
     use crate::builder::WebSocketSettings;
     use crate::Origins;
