@@ -31,7 +31,7 @@ pub struct AuthRequest<'a> {
     pub(crate) addr: SocketAddr,
     pub(crate) frame: Option<&'a [u8]>,
     #[cfg(feature = "websocket")]
-    pub(crate) upgrade: Option<&'a crate::transport::websocket::Upgrade>,
+    pub(crate) upgrade: Option<&'a crate::wire::Upgrade>,
 }
 
 impl AuthRequest<'_> {

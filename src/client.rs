@@ -120,7 +120,7 @@ pub(crate) struct Client {
     /// Received bytes that do not yet make a whole frame, or whole frames not yet handed
     /// on because subscribers are full. Empty (no allocation) whenever it holds nothing.
     pub(crate) rbuf: Vec<u8>,
-    /// How much of `rbuf` is known to hold no frame end (see `codec::decode`).
+    /// How much of `rbuf` is known to hold no frame end (see `wire::framed::decode`).
     pub(crate) scanned: usize,
     pub(crate) dropped: Arc<AtomicU64>,
     /// When the client last sent anything (the dispatcher's round time).
@@ -140,18 +140,10 @@ pub(crate) struct Client {
     /// With the protocol on: the hub-wide stream's number when it connected (it gets the
     /// messages after it live; a resume replays up to it).
     pub(crate) hub_start: u64,
-    /// Its WebSocket state, once upgraded.
+    /// Its wire's state once its opening was answered (a WebSocket client's decoder): a
+    /// few bytes while idle.
     #[cfg(feature = "websocket")]
-    pub(crate) ws: Option<Box<WsState>>,
-}
-
-/// A WebSocket client's protocol state (feature `websocket`): a few bytes while idle.
-#[cfg(feature = "websocket")]
-#[derive(Debug, Default)]
-pub(crate) struct WsState {
-    pub(crate) decoder: crate::transport::websocket::Decoder,
-    /// A close frame is queued for it: nothing may follow.
-    pub(crate) close_sent: bool,
+    pub(crate) session: Option<Box<crate::wire::Session>>,
 }
 
 impl Client {
@@ -184,7 +176,7 @@ impl Client {
             topic_fences: Fences::default(),
             hub_start: 0,
             #[cfg(feature = "websocket")]
-            ws: None,
+            session: None,
         }
     }
 
@@ -199,11 +191,7 @@ impl Client {
 
     /// How its messages are framed.
     pub(crate) fn wire(&self) -> Wire {
-        if self.transport.is_websocket() {
-            Wire::WebSocket
-        } else {
-            Wire::Framed
-        }
+        Wire::of(self.transport)
     }
 
     /// Whether anything waits to be written: queued frames, or bytes the transport holds.

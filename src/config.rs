@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use crate::callbacks::{AcceptFilter, Authenticator, Callback, TopicCheck};
 use crate::command::{BATCH_BELOW, BATCH_MAX};
-#[cfg(feature = "websocket")]
 use crate::options::WebSocketSettings;
 use crate::topics::stream::RingLimits;
 use crate::topics::TopicLimits;
@@ -22,8 +21,7 @@ pub(crate) struct Config {
     // The wire.
     pub(crate) framing: Framing,
     pub(crate) max_frame: usize,
-    /// The WebSocket settings (feature `websocket`).
-    #[cfg(feature = "websocket")]
+    /// The WebSocket settings (used with feature `websocket`).
     pub(crate) websocket: WebSocketSettings,
     /// The TLS configuration, loaded (feature `tls`).
     #[cfg(feature = "tls")]
@@ -117,4 +115,14 @@ pub(crate) fn tick(timeouts: impl IntoIterator<Item = Option<Duration>>) -> Opti
 /// A replay age as rings use it: one too long to represent is no age limit.
 pub(crate) fn ring_age(age: Duration) -> Option<Duration> {
     std::time::Instant::now().checked_add(age).map(|_| age)
+}
+
+#[cfg(test)]
+impl Config {
+    /// The configuration of a hub with every setting at its default.
+    pub(crate) fn defaults() -> Config {
+        crate::HubBuilder::new()
+            .into_config()
+            .expect("the defaults are valid")
+    }
 }

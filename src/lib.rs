@@ -171,7 +171,6 @@ mod callbacks;
 mod client;
 #[cfg(feature = "nats")]
 mod cluster;
-mod codec;
 mod command;
 mod config;
 mod dispatcher;
@@ -218,7 +217,8 @@ pub use crate::subscription::{
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::{codec, Framing};
+    use crate::wire::framed;
+    use crate::Framing;
 
     /// Feeds `data` to the decoder in chunks cut at `cuts`, as reads would deliver it, and
     /// checks the decoder's promises: no panic, no frame over `max_frame`.
@@ -237,14 +237,14 @@ pub mod fuzzing {
             rest = tail;
             buf.extend_from_slice(chunk);
             loop {
-                match codec::decode(framing, &buf, max_frame, &mut scanned) {
+                match framed::decode(framing, &buf, max_frame, &mut scanned) {
                     Ok(Some(frame)) => {
                         assert!(frame.payload.len() <= max_frame);
                         assert!(frame.payload.end <= frame.len && frame.len <= buf.len());
                         buf.drain(..frame.len);
                     }
                     Ok(None) => break,
-                    Err(codec::FrameTooLarge) => return,
+                    Err(framed::FrameTooLarge) => return,
                 }
             }
             if rest.is_empty() {
@@ -259,7 +259,7 @@ pub mod fuzzing {
     /// between messages.
     #[cfg(feature = "websocket")]
     pub fn decode_websocket(data: &[u8], cuts: &[u8], max_message: usize) {
-        use crate::transport::websocket::{Decoder, Inbound};
+        use crate::wire::websocket::{Decoder, Inbound};
 
         let mut decoder = Decoder::default();
         let mut unmasked = Vec::new();

@@ -8,7 +8,8 @@ use crate::config::{self, Config, MAX_FRAME_LEN};
 use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
 use crate::topics::stream::RingLimits;
 use crate::topics::TopicLimits;
-use crate::{codec, Error, Framing, Protocol, Relay, Result, Transport};
+use crate::wire::{framed, Settings, Wire};
+use crate::{Error, Framing, Protocol, Relay, Result, Transport};
 
 impl HubBuilder {
     /// The hub's [`Config`]: the settings checked, the TLS configuration loaded, and every
@@ -18,7 +19,7 @@ impl HubBuilder {
     ///
     /// [`Error::Config`] if a setting is out of range, [`Error::Tls`] if the TLS
     /// certificate or key cannot be used.
-    pub(super) fn into_config(self) -> Result<Config> {
+    pub(crate) fn into_config(self) -> Result<Config> {
         self.validate()?;
         let main_transport = self.main_transport();
         let tick = config::tick([
@@ -30,7 +31,6 @@ impl HubBuilder {
         Ok(Config {
             framing: self.framing,
             max_frame: self.max_frame,
-            #[cfg(feature = "websocket")]
             websocket: self.websocket,
             #[cfg(feature = "tls")]
             tls: self
@@ -143,8 +143,8 @@ impl HubBuilder {
                     "{transport:?} needs a TLS configuration (HubBuilder::tls or tls_pem)"
                 ));
             }
-            if transport.is_websocket() && !cfg!(feature = "websocket") {
-                return fail(format!("{transport:?} needs the `websocket` feature"));
+            if let Err(why) = Wire::check(transport, &self.wire_settings()) {
+                return fail(why);
             }
         }
         if self.protocol == Protocol::Sequenced && self.framing == Framing::Raw {
@@ -206,7 +206,7 @@ impl HubBuilder {
         }
         if self.relay != Relay::Off {
             // Every frame a client may send must fit in a queue once relayed.
-            let framed = codec::encoded_len_of(self.framing, self.max_frame);
+            let framed = framed::encoded_len_of(self.framing, self.max_frame);
             let max = self.queue_bytes.min(MAX_FRAME_LEN);
             if framed.map_or(true, |len| len > max) {
                 return fail(format!(
@@ -243,7 +243,17 @@ impl HubBuilder {
     /// Whether some connections have a handshake before they become clients (TLS, a
     /// WebSocket upgrade, or an authentication frame).
     fn has_handshake(&self) -> bool {
-        self.authenticator.is_some() || self.transports().any(|t| t.is_tls() || t.is_websocket())
+        let opens = |t: Transport| t.is_tls() || Wire::of(t).opens_with_http();
+        self.authenticator.is_some() || self.transports().any(opens)
+    }
+
+    /// What the wires frame and read by, as set.
+    fn wire_settings(&self) -> Settings<'_> {
+        Settings {
+            framing: self.framing,
+            max_frame: self.max_frame,
+            websocket: &self.websocket,
+        }
     }
 }
 

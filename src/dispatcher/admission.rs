@@ -16,6 +16,7 @@ use super::storm::{self, StormLog};
 use super::Dispatcher;
 use crate::client::{Client, Phase};
 use crate::transport::Conn;
+use crate::wire::Wire;
 use crate::{ClientId, Transport};
 
 /// Connections accepted per round, so a connect storm cannot starve existing clients.
@@ -283,7 +284,7 @@ impl Dispatcher {
             }
         };
         let handshake = conn.is_handshaking()
-            || transport.is_websocket()
+            || Wire::of(transport).opens_with_http()
             || self.config.authenticator.is_some();
         let phase = if handshake {
             self.admission.handshaking += 1;

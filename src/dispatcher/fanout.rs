@@ -26,6 +26,7 @@ use crate::command::{Frames, Target};
 use crate::queue::Piece;
 use crate::topics::members::Topics;
 use crate::topics::TopicId;
+use crate::wire::{PerWire, Wire};
 use crate::ClientId;
 
 /// The most batches a plan holds before it must be delivered.
@@ -100,11 +101,10 @@ impl Mark {
     }
 }
 
-/// A batch in a plan: framed for each wire (by wire index), and the plan's number of its
-/// first run.
+/// A batch in a plan: framed for each wire, and the plan's number of its first run.
 #[derive(Debug)]
 struct Planned {
-    wires: Vec<Framed>,
+    wires: PerWire<Framed>,
     first_run: u32,
 }
 
@@ -138,13 +138,12 @@ impl Plan {
         !self.is_full() && frames.runs.len() as u64 + u64::from(self.runs) < u64::from(Mark::RUNS)
     }
 
-    /// Adds a batch framed for each wire (`wires[0]` in the hub's framing; every wire's
-    /// frames have the same runs), resolving its targets now. The caller checked
-    /// [`has_room_for`](Self::has_room_for).
-    pub(super) fn add(&mut self, wires: Vec<Framed>, audience: &impl Resolve) {
+    /// Adds a batch framed for each wire (every wire's frames have the same runs),
+    /// resolving its targets now. The caller checked [`has_room_for`](Self::has_room_for).
+    pub(super) fn add(&mut self, wires: PerWire<Framed>, audience: &impl Resolve) {
         let first_run = self.runs;
-        let frames = &wires[0].frames;
-        let with_markers = wires[0].markers.is_some();
+        let frames = &wires[Wire::Framed].frames;
+        let with_markers = wires[Wire::Framed].markers.is_some();
         for (i, &(_, target)) in frames.runs.iter().enumerate() {
             let run = first_run + i as u32;
             match target {
@@ -185,13 +184,12 @@ impl Plan {
     /// clients in slots `0..slots`. [`clear`](Self::clear) the plan after.
     pub(super) fn deliveries(&mut self, slots: usize) -> Deliveries<'_> {
         self.sort_by_slot(slots);
-        let wires = self.batches.first().map_or(0, |b| b.wires.len());
         Deliveries {
             plan: self,
             slots: if self.base.is_empty() { 0 } else { slots },
             next_slot: 0,
             next_mark: 0,
-            base: vec![None; wires],
+            base: PerWire::default(),
             runs: Vec::new(),
             pieces: Vec::new(),
         }
@@ -246,7 +244,7 @@ impl Plan {
 
     /// The pieces of `runs` (ascending) for a client on wire `wire`, into `out`: one per
     /// stretch of consecutive runs of one batch from the same frames.
-    fn pieces<'p>(&'p self, wire: usize, runs: &[Mark], out: &mut Vec<Piece<'p>>) {
+    fn pieces<'p>(&'p self, wire: Wire, runs: &[Mark], out: &mut Vec<Piece<'p>>) {
         // (frames, range) of the piece being extended.
         let mut open: Option<(&'p Frames, Range<usize>)> = None;
         for &mark in runs {
@@ -317,17 +315,17 @@ pub(super) struct Deliveries<'p> {
     /// The next mark in `plan.sorted`.
     next_mark: usize,
     /// The base pieces, by wire, cut the first time a client of the wire needs them.
-    base: Vec<Option<Vec<Piece<'p>>>>,
+    base: PerWire<Option<Vec<Piece<'p>>>>,
     runs: Vec<Mark>,
     pieces: Vec<Piece<'p>>,
 }
 
 impl<'p> Deliveries<'p> {
     /// The next client with something to get: its slot and its pieces, in order.
-    /// `wire_of` gives a slot's wire index, or `None` if it holds no live client.
+    /// `wire_of` gives a slot's wire, or `None` if it holds no live client.
     pub(super) fn next(
         &mut self,
-        wire_of: impl Fn(usize) -> Option<usize>,
+        wire_of: impl Fn(usize) -> Option<Wire>,
     ) -> Option<(usize, &[Piece<'p>])> {
         let plan = self.plan;
         let sorted = &plan.sorted;
@@ -380,7 +378,7 @@ mod tests {
 
     /// Clients by slot (each with its wire, or `None` if the slot holds none) and topics.
     struct Room {
-        wires: Vec<Option<usize>>,
+        wires: Vec<Option<Wire>>,
         topics: HashMap<TopicId, Vec<(usize, ClientId)>>,
     }
 
@@ -439,10 +437,26 @@ mod tests {
         got
     }
 
+    /// The wire numbered `i`, or the framed one if there are fewer built in.
+    fn wire(i: usize) -> Wire {
+        Wire::ALL.get(i).copied().unwrap_or(Wire::Framed)
+    }
+
+    /// Each wire's frames tagged with its own letter after `tag`.
+    fn per_wire(tag: &str, runs: &[(Target, usize)], markers: Option<&str>) -> PerWire<Framed> {
+        PerWire::new(|w| {
+            let n = Wire::ALL.iter().position(|&x| x == w).unwrap();
+            Framed {
+                frames: batch(&format!("{tag}{n}"), runs),
+                markers: markers.map(|m| batch(&format!("{m}{n}"), runs)),
+            }
+        })
+    }
+
     #[test]
     fn a_client_gets_its_runs_and_the_common_ones_in_order() {
         let room = Room {
-            wires: vec![Some(0), Some(0), Some(1)],
+            wires: vec![Some(wire(0)), Some(wire(0)), Some(wire(1))],
             topics: HashMap::new(),
         };
         let runs = [
@@ -451,29 +465,23 @@ mod tests {
             (Target::One(client(2)), 1),
             (Target::All, 1),
         ];
-        let framed = |markers: bool| {
-            vec![
-                Framed {
-                    frames: batch("a", &runs),
-                    markers: markers.then(|| batch("m", &runs)),
-                },
-                Framed {
-                    frames: batch("w", &runs),
-                    markers: markers.then(|| batch("n", &runs)),
-                },
-            ]
-        };
+        // The last client's wire, if there are two.
+        let other = if Wire::COUNT > 1 { "a1" } else { "a0" };
         let mut plan = Plan::default();
-        plan.add(framed(false), &room);
+        plan.add(per_wire("a", &runs, None), &room);
         assert_eq!(
             deliver(&mut plan, &room),
-            ["a0\na1\na3\n", "a0\na3\n", "w0\nw1\nw2\nw3\n"]
+            [
+                "a00\na01\na03\n".to_owned(),
+                "a00\na03\n".to_owned(),
+                [0, 1, 2, 3].map(|i| format!("{other}{i}\n")).concat()
+            ]
         );
         // With markers, the excluded client gets the marker in the run's place.
-        plan.add(framed(true), &room);
-        assert_eq!(deliver(&mut plan, &room)[1], "a0\nm1\na3\n");
+        plan.add(per_wire("a", &runs, Some("m")), &room);
+        assert_eq!(deliver(&mut plan, &room)[1], "a00\nm01\na03\n");
         // Each client gets as few pieces as its frames allow: the base is one piece.
-        plan.add(framed(false), &room);
+        plan.add(per_wire("a", &runs, None), &room);
         let mut deliveries = plan.deliveries(3);
         let (slot, pieces) = deliveries.next(|s| room.wires[s]).unwrap();
         assert_eq!((slot, pieces.len()), (0, 2));
@@ -495,7 +503,7 @@ mod tests {
         /// one by one, in order, would: for any clients, wires, topics and batches.
         #[test]
         fn delivers_each_frame_to_whom_it_is_for_in_order(
-            wires in proptest::collection::vec(proptest::option::of(0..2usize), 1..8),
+            wires in proptest::collection::vec(proptest::option::of((0..2usize).prop_map(wire)), 1..8),
             members in proptest::collection::vec(proptest::collection::btree_set(0..8usize, 0..6), 3),
             batches in proptest::collection::vec(
                 (proptest::collection::vec((target(), 1..3usize), 1..6), any::<bool>()),
@@ -515,16 +523,10 @@ mod tests {
             let mut expected = vec![String::new(); slots];
             let mut plan = Plan::default();
             for (b, (runs, markers)) in batches.iter().enumerate() {
-                let tags = [format!("{b}a"), format!("{b}w")];
-                let marker_tags = [format!("{b}m"), format!("{b}n")];
-                let framed = (0..2)
-                    .map(|w| Framed {
-                        frames: batch(&tags[w], runs),
-                        markers: markers.then(|| batch(&marker_tags[w], runs)),
-                    })
-                    .collect();
+                let (tag, marker_tag) = (format!("{b}a"), format!("{b}m"));
                 prop_assert!(plan.has_room_for(&batch("", runs)));
-                plan.add(framed, &room);
+                plan.add(per_wire(&tag, runs, markers.then_some(&*marker_tag)), &room);
+                let index = |w: Wire| Wire::ALL.iter().position(|&x| x == w).unwrap();
                 // The model: frame by frame, client by client.
                 let mut i = 0;
                 for &(target, frames) in runs {
@@ -542,9 +544,9 @@ mod tests {
                                 }
                             };
                             if to {
-                                expected[slot].push_str(&format!("{}{i}\n", tags[wire]));
+                                expected[slot].push_str(&format!("{tag}{}{i}\n", index(wire)));
                             } else if excluded && *markers {
-                                expected[slot].push_str(&format!("{}{i}\n", marker_tags[wire]));
+                                expected[slot].push_str(&format!("{marker_tag}{}{i}\n", index(wire)));
                             }
                         }
                         i += 1;

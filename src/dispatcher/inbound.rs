@@ -14,9 +14,9 @@ use bytes::Bytes;
 
 use super::{storm, Dispatcher};
 use crate::client::Phase;
-use crate::codec::{self, FrameTooLarge};
 use crate::command::{Frames, Target, BATCH_BELOW};
 use crate::wire::control::{BadRequest, Reply};
+use crate::wire::framed::{self, FrameTooLarge};
 use crate::wire::Wire;
 use crate::{Auth, AuthRequest, ClientId, DisconnectReason, Event, Relay};
 
@@ -223,10 +223,9 @@ impl Dispatcher {
             }
             let step = match wire {
                 Wire::Framed => self.cut_framed(slot, &data[used..]),
+                // Every other wire opens with an HTTP request (`websocket`).
                 #[cfg(feature = "websocket")]
-                Wire::WebSocket => self.cut_websocket(slot, &data[used..]),
-                #[cfg(not(feature = "websocket"))]
-                Wire::WebSocket => Cut::Gone,
+                _ => self.cut_websocket(slot, &data[used..]),
             };
             match step {
                 Cut::Took(n) => used += n,
@@ -243,7 +242,7 @@ impl Dispatcher {
         let Some(client) = self.slots.get_mut(slot) else {
             return Cut::Gone;
         };
-        match codec::decode(framing, data, max_frame, &mut client.scanned) {
+        match framed::decode(framing, data, max_frame, &mut client.scanned) {
             Ok(Some(frame)) => {
                 let payload = &data[frame.payload];
                 self.tally.frames_in += 1;
@@ -334,12 +333,12 @@ impl Dispatcher {
     fn relay_to(&mut self, target: Target, payload: &[u8]) {
         let framing = self.config.framing;
         // `bind` checked that every inbound frame can be framed within queue_bytes.
-        let Some(len) = codec::encoded_len(framing, payload) else {
+        let Some(len) = framed::encoded_len(framing, payload) else {
             return;
         };
         if len >= BATCH_BELOW {
             self.flush_relay();
-            let frame = codec::encode(framing, payload, len);
+            let frame = framed::encode(framing, payload, len);
             self.fan_out(&Frames::one(frame, target));
             return;
         }

@@ -65,10 +65,8 @@ impl Dispatcher {
                 // WebSocket upgrade or an authentication frame.
                 let target = if client.transport.is_tls() {
                     storm::TLS
-                } else if client.transport.is_websocket() {
-                    storm::WEBSOCKET
                 } else {
-                    storm::CLIENTS
+                    client.wire().log_target()
                 };
                 self.misbehaved.record(
                     target,
@@ -115,7 +113,7 @@ impl Dispatcher {
         linger: Option<Option<Instant>>,
     ) {
         #[cfg(feature = "websocket")]
-        let code = super::websocket::close_code(reason);
+        let code = crate::wire::websocket::close_code(reason);
         #[cfg(not(feature = "websocket"))]
         let code = None;
         self.depart(slot, reason, linger, code);

@@ -24,12 +24,13 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::command::{Batch, Command, Frames, Target};
+use crate::command::{Batch, Command};
 use crate::config::Config;
 use crate::queue::Chunk;
 use crate::shared::{lock, Shared};
 use crate::stats::Tally;
-use crate::{codec, ShutdownReport, Transport};
+use crate::wire::{PerWire, Settings};
+use crate::{ShutdownReport, Transport};
 
 mod admission;
 #[cfg(feature = "nats")]
@@ -159,7 +160,7 @@ pub(crate) struct Dispatcher {
     /// The time this round started: a coarse clock for per-client timestamps.
     now: Instant,
     /// The heartbeat ping, encoded once for each wire.
-    ping: Option<[Chunk; 2]>,
+    ping: Option<PerWire<Chunk>>,
     /// Where an unfragmented WebSocket frame's payload is unmasked, for any client.
     #[cfg(feature = "websocket")]
     unmasked: Vec<u8>,
@@ -184,17 +185,8 @@ impl Dispatcher {
             });
         }
         let ping = config.heartbeat.map(|_| {
-            let len = codec::encoded_len(config.framing, b"").unwrap_or(0);
-            let framed = Frames::one(codec::encode(config.framing, b"", len), Target::All);
-            #[cfg(feature = "websocket")]
-            let ws = Chunk::raw(websocket::frame(
-                crate::transport::websocket::Opcode::Ping,
-                b"",
-            ));
-            // Never sent: without the feature there are no WebSocket clients.
-            #[cfg(not(feature = "websocket"))]
-            let ws = Chunk::raw(bytes::Bytes::new());
-            [Chunk::whole(&framed), ws]
+            let settings = Settings::of(&config);
+            PerWire::new(|wire| wire.ping(&settings))
         });
         let now = Instant::now();
         let topics = crate::topics::members::Topics::default();

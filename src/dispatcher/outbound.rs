@@ -16,8 +16,7 @@ use super::fanout::{self, Audience, Framed};
 use super::Dispatcher;
 use crate::command::Frames;
 use crate::queue::{Chunk, Enqueued, Piece};
-#[cfg(feature = "websocket")]
-use crate::wire::Wire;
+use crate::wire::{PerWire, Settings};
 use crate::DisconnectReason;
 
 impl Dispatcher {
@@ -44,24 +43,19 @@ impl Dispatcher {
     /// While host commands run, batches only for named clients are gathered and fanned out
     /// together (see `fanout`); anything else first fans out what is gathered, in order.
     fn fan_out_framed(&mut self, frames: &Frames, markers: Option<&Frames>) {
-        let framed = Framed {
-            frames: frames.clone(),
-            markers: markers.cloned(),
-        };
-        #[cfg(feature = "websocket")]
-        let websocket = if self.slots.live_on(Wire::WebSocket) > 0 {
-            let (framing, binary) = (self.config.framing, self.config.websocket.binary);
-            let to_ws = |f: &Frames| crate::wire::to_websocket(f, framing, binary);
-            Framed {
-                frames: to_ws(frames),
-                markers: markers.map(to_ws),
-            }
-        } else {
-            framed.clone()
-        };
-        // By wire index; without WebSocket clients the second is never used.
-        #[cfg(not(feature = "websocket"))]
-        let websocket = framed.clone();
+        // Framed again for each wire that frames otherwise and has live clients; a wire
+        // without live clients is never used: it gets the frames as they are.
+        let settings = Settings::of(&self.config);
+        let live = |wire| self.slots.live_on(wire) > 0;
+        let mut reframed = PerWire::reframe(&settings, frames, live);
+        let mut reframed_markers = markers.map(|m| PerWire::reframe(&settings, m, live));
+        let framed = PerWire::new(|wire| Framed {
+            frames: reframed[wire].take().unwrap_or_else(|| frames.clone()),
+            markers: markers.map(|m| {
+                let own = reframed_markers.as_mut().and_then(|r| r[wire].take());
+                own.unwrap_or_else(|| m.clone())
+            }),
+        });
         let gather = self.gathering && fanout::is_gatherable(frames);
         if !gather || !self.plan.has_room_for(frames) {
             self.fan_out_gathered();
@@ -70,7 +64,7 @@ impl Dispatcher {
             slots: &self.slots,
             topics: &self.topics,
         };
-        self.plan.add(vec![framed, websocket], &audience);
+        self.plan.add(framed, &audience);
         if !gather {
             self.fan_out_gathered();
         }
@@ -84,7 +78,7 @@ impl Dispatcher {
         let mut plan = std::mem::take(&mut self.plan);
         let mut deliveries = plan.deliveries(self.slots.len());
         while let Some((slot, pieces)) =
-            deliveries.next(|slot| self.slots.get(slot).map(|c| c.wire().index()))
+            deliveries.next(|slot| self.slots.get(slot).map(|c| c.wire()))
         {
             for &piece in pieces {
                 self.enqueue(slot, piece);

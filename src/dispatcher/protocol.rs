@@ -16,8 +16,8 @@ use crate::command::{Frames, Target};
 use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::{check_name, TopicId};
 use crate::wire::control::{Reply, Request, StreamName, TopicRefusal};
-use crate::wire::Wire;
-use crate::{codec, ClientId, Event, TopicRequest};
+use crate::wire::{framed, Settings};
+use crate::{ClientId, Event, TopicRequest};
 
 /// What a client's unread control messages (answers to its own requests, `#resumed`,
 /// `#error`…, and the `#joined`/`#left` of the host's changes) may hold beyond its queue
@@ -85,7 +85,7 @@ impl Dispatcher {
                             Some(name) => write!(header, "{seq}@{name} "),
                             None => write!(header, "{seq} "),
                         };
-                        codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
+                        framed::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
                         let kept = Bytes::copy_from_slice(&out[start..]);
                         stream.keep(seq, kept, now, &limits);
                         if excluding {
@@ -97,14 +97,14 @@ impl Dispatcher {
                     }
                     // No stream: a direct message, or a topic that has gone (nobody gets it).
                     None if matches!(stream_of, StreamOf::Direct) => {
-                        codec::encode_parts_into(framing, &[b"- ", payload], &mut out);
+                        framed::encode_parts_into(framing, &[b"- ", payload], &mut out);
                     }
                     None => {}
                 }
                 ends.push(frame_end(&out));
                 if let Some(markers) = markers.as_mut() {
                     if marker {
-                        codec::encode_into(framing, own.as_bytes(), markers);
+                        framed::encode_into(framing, own.as_bytes(), markers);
                     }
                     marker_ends.push(frame_end(markers));
                 }
@@ -142,7 +142,10 @@ impl Dispatcher {
         let Some(client) = self.slots.get(slot).filter(|c| c.is_live()) else {
             return false;
         };
-        let bytes = self.framed_for(client.wire(), reply.to_string().as_bytes());
+        let settings = Settings::of(&self.config);
+        let bytes = client
+            .wire()
+            .encode(&settings, reply.to_string().as_bytes());
         let over = client.queue.cost() + bytes.len() + CHUNK_OVERHEAD
             > self.config.queue_bytes.saturating_add(CONTROL_ALLOWANCE);
         if over {
@@ -160,24 +163,6 @@ impl Dispatcher {
     /// Whether the client in `slot` is live: not cut meanwhile.
     fn is_live(&self, slot: usize) -> bool {
         self.slots.get(slot).is_some_and(|c| c.is_live())
-    }
-
-    /// One message framed for `wire`.
-    fn framed_for(&self, wire: Wire, payload: &[u8]) -> Bytes {
-        match wire {
-            Wire::Framed => {
-                let len = codec::encoded_len(self.config.framing, payload).unwrap_or(0);
-                codec::encode(self.config.framing, payload, len)
-            }
-            #[cfg(feature = "websocket")]
-            Wire::WebSocket => {
-                let binary = self.config.websocket.binary;
-                let opcode = crate::transport::websocket::Opcode::for_message(payload, binary);
-                super::websocket::frame(opcode, payload)
-            }
-            #[cfg(not(feature = "websocket"))]
-            Wire::WebSocket => Bytes::new(),
-        }
     }
 
     /// A new client learns where the hub-wide stream starts for it.
@@ -361,6 +346,6 @@ impl Dispatcher {
 
 /// Where the last frame ends: offsets are 32-bit (a batch is at most 64 KiB, and one frame
 /// at most 4 GiB).
-pub(super) fn frame_end(buf: &BytesMut) -> u32 {
+fn frame_end(buf: &BytesMut) -> u32 {
     u32::try_from(buf.len()).unwrap_or(u32::MAX)
 }

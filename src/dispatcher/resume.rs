@@ -5,23 +5,13 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use bytes::Bytes;
-
 use super::Dispatcher;
-use crate::queue::{Chunk, CHUNK_OVERHEAD};
+use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::stream::Stream;
 use crate::topics::{check_name, TopicId};
 use crate::wire::control::{Reply, StreamName};
-use crate::wire::Wire;
+use crate::wire::Settings;
 use crate::{ClientId, Event, ResumeRefusal};
-// Replays framed anew for WebSocket clients.
-#[cfg(feature = "websocket")]
-use {
-    super::protocol::frame_end,
-    crate::codec,
-    crate::command::{Frames, Target},
-    bytes::BytesMut,
-};
 
 /// The most replays a client may have queued and not yet read: past it a resume is
 /// answered `much`, however small.
@@ -96,10 +86,11 @@ impl Dispatcher {
         };
         let position = (s.epoch, s.seq);
         // Sized before anything is copied: a refused replay costs a walk over the ring.
+        let settings = Settings::of(&self.config);
         let sized = s.replay(epoch, after, upto, clock).map(|range| {
             let len: usize = s
                 .frames(range.clone())
-                .map(|f| self.wire_len(wire, f))
+                .map(|f| wire.replay_len(&settings, f))
                 .sum();
             (range, len)
         });
@@ -107,7 +98,7 @@ impl Dispatcher {
             Ok(sized) => sized,
             Err(reason) => return self.refuse_resume(slot, id, stream, reason, Some(position)),
         };
-        let cost = len + CHUNK_OVERHEAD * Self::replay_parts(wire, range.len());
+        let cost = len + CHUNK_OVERHEAD * wire.replay_entries(range.len());
         if !range.is_empty() && !self.room_for_replay(slot, cost) {
             return self.refuse_resume(slot, id, stream, ResumeRefusal::TooMuch, Some(position));
         }
@@ -125,15 +116,10 @@ impl Dispatcher {
             let Some(s) = self.stream_of(which) else {
                 return;
             };
-            let parts: Vec<Chunk> = match wire {
-                // Shared with the ring: a restart storm of clients resuming one stream
-                // costs a queue entry per message and client, not a copy.
-                Wire::Framed => s.frames(range).cloned().map(Chunk::frame).collect(),
-                #[cfg(feature = "websocket")]
-                Wire::WebSocket => vec![Chunk::whole(&self.websocket_replay(s.frames(range), len))],
-                #[cfg(not(feature = "websocket"))]
-                Wire::WebSocket => Vec::new(),
-            };
+            // Shared with the ring where the wire takes kept frames as they are (`Framed`):
+            // a restart storm of clients resuming one stream costs a queue entry per
+            // message and client, not a copy.
+            let parts = wire.replay(&Settings::of(&self.config), s.frames(range), len);
             if let Some(client) = self.slots.live_mut(slot) {
                 client.queue.push_replay(parts);
                 self.mark_dirty(slot);
@@ -175,49 +161,6 @@ impl Dispatcher {
                 self.flush_client(slot) && self.slots.live_mut(slot).is_some_and(|c| fits(c))
             }
             _ => false,
-        }
-    }
-
-    /// How many queue entries a replay of `messages` takes on `wire`: one per message on
-    /// framed wires, whose frames are shared with the ring; one on WebSocket, whose frames
-    /// are made anew into one buffer.
-    fn replay_parts(wire: Wire, messages: usize) -> usize {
-        match wire {
-            Wire::Framed => messages,
-            Wire::WebSocket => 1,
-        }
-    }
-
-    /// What a kept frame (in the hub's framing) takes on `wire`.
-    fn wire_len(&self, wire: Wire, frame: &Bytes) -> usize {
-        match wire {
-            Wire::Framed => frame.len(),
-            #[cfg(feature = "websocket")]
-            Wire::WebSocket => crate::transport::websocket::encoded_len(
-                codec::payload_of(self.config.framing, frame).len(),
-            ),
-            #[cfg(not(feature = "websocket"))]
-            Wire::WebSocket => 0,
-        }
-    }
-
-    /// Replayed messages (kept in the hub's framing) framed anew as WebSocket messages,
-    /// into one buffer of `len` bytes.
-    #[cfg(feature = "websocket")]
-    fn websocket_replay<'a>(&self, kept: impl Iterator<Item = &'a Bytes>, len: usize) -> Frames {
-        use crate::transport::websocket::{encode_into, Opcode};
-        let mut out = BytesMut::with_capacity(len);
-        let mut ends = Vec::new();
-        for frame in kept {
-            let payload = codec::payload_of(self.config.framing, frame);
-            let opcode = Opcode::for_message(payload, self.config.websocket.binary);
-            encode_into(&mut out, opcode, payload);
-            ends.push(frame_end(&out));
-        }
-        Frames {
-            bytes: out.freeze(),
-            ends: ends.into(),
-            runs: Box::new([(0, Target::All)]),
         }
     }
 

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use crate::client::Client;
+use crate::wire::{PerWire, Wire};
 use crate::ClientId;
 
 #[derive(Debug, Default)]
@@ -19,8 +20,8 @@ pub(crate) struct Slots {
     freed: Vec<usize>,
     /// Live clients (subscribers have heard of them) by id.
     by_id: HashMap<ClientId, usize>,
-    /// Live clients by wire (see `Wire::index`).
-    by_wire: [usize; 2],
+    /// Live clients by wire.
+    by_wire: PerWire<usize>,
 }
 
 impl Slots {
@@ -77,9 +78,8 @@ impl Slots {
     }
 
     /// Live clients that take this wire.
-    #[cfg(feature = "websocket")]
-    pub(crate) fn live_on(&self, wire: crate::wire::Wire) -> usize {
-        self.by_wire[wire.index()]
+    pub(crate) fn live_on(&self, wire: Wire) -> usize {
+        self.by_wire[wire]
     }
 
     /// Empties a slot; it is reused from the next round.
@@ -94,7 +94,7 @@ impl Slots {
     pub(crate) fn add_live(&mut self, slot: usize) {
         if let Some(client) = self.clients.get(slot).and_then(Option::as_ref) {
             if self.by_id.insert(client.id, slot).is_none() {
-                self.by_wire[client.wire().index()] += 1;
+                self.by_wire[client.wire()] += 1;
             }
         }
     }
@@ -105,7 +105,7 @@ impl Slots {
             return;
         };
         if self.by_id.remove(&client.id).is_some() {
-            self.by_wire[client.wire().index()] -= 1;
+            self.by_wire[client.wire()] -= 1;
         }
     }
 

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 /// (`RUST_LOG=hubcast::tls=off`), not for this module, which only counts: TLS handshakes
 /// that fail,
 pub(crate) const TLS: &str = "hubcast::tls";
-/// WebSocket upgrades refused and WebSocket clients closed for what they sent,
-pub(crate) const WEBSOCKET: &str = "hubcast::websocket";
-/// other clients closed for breaking the rules (a frame too large, no handshake in time, a
-/// failed authentication),
+/// clients closed for breaking the rules (a frame too large, no handshake in time, a
+/// failed authentication): this one, and for what a wire's clients send it, the wire's
+/// (`Wire::log_target`: `hubcast::websocket` for WebSocket upgrades refused and WebSocket
+/// clients closed for what they sent),
 pub(crate) const CLIENTS: &str = "hubcast::clients";
 /// connections refused at the door.
 pub(crate) const ADMISSION: &str = "hubcast::admission";

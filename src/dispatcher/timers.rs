@@ -52,7 +52,7 @@ impl Dispatcher {
                 Verdict::Close => self.close(slot),
                 Verdict::Ping(wire) => {
                     if let Some(ping) = &self.ping {
-                        let ping = ping[wire.index()].clone();
+                        let ping = ping[wire].clone();
                         self.enqueue(slot, Piece::Chunk(&ping));
                     }
                 }
@@ -69,7 +69,8 @@ impl Dispatcher {
         };
         // Input the hub has not read yet (reads paused for a full subscription, or the
         // read budget used up) is a sign of life: the wait is the hub's, not the client's.
-        let silent = if client.read_pending {
+        // A client whose wire has it send nothing is never silent.
+        let silent = if client.read_pending || client.wire().listen_only() {
             Duration::ZERO
         } else {
             now.saturating_duration_since(client.last_read)

@@ -1,7 +1,8 @@
 //! The WebSocket phase of a connection (feature `websocket`): the upgrade request and its
 //! answer, the host's authenticator seeing the request, inbound frames, and the close
-//! handshake both ways. The codec itself is in `transport::websocket`; this file is what
-//! the dispatcher does with what it decodes.
+//! handshake both ways. What bytes mean (the request, frames, the answers they are owed) is
+//! the wire's (`wire::Wire::open`, `wire::Session`); this file is what the dispatcher does
+//! with it. It serves every wire that opens with an HTTP request.
 //!
 //! ```text
 //! Handshake: request head ─► Origin, path, version checked ─► authenticator ─► 101 ─► Live
@@ -13,39 +14,14 @@
 //!       leave for any reason with a close code ─► close frame queued past the bound ─► Closing
 //! ```
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::inbound::Cut;
-use super::{storm, Dispatcher};
+use super::Dispatcher;
 use crate::client::{Closing, Phase};
 use crate::queue::{Chunk, Piece};
-use crate::transport::websocket::{
-    self, close_payload, encode_into, Head, Inbound, Opcode, Refused, Upgrade, WsError,
-};
-use crate::{AuthRequest, ClientId, DisconnectReason, Framing};
-
-/// The close code a client leaving for `reason` is told, if it can be told anything.
-/// 1000–1015 are RFC 6455's; 4000–4999 are private, for reasons without an RFC code.
-pub(crate) fn close_code(reason: DisconnectReason) -> Option<u16> {
-    match reason {
-        DisconnectReason::PeerClosed => Some(1000),
-        DisconnectReason::Shutdown | DisconnectReason::Idle => Some(1001),
-        DisconnectReason::Protocol => Some(1002),
-        DisconnectReason::FrameTooLarge => Some(1009),
-        DisconnectReason::Slow => Some(4000),
-        DisconnectReason::Kicked => Some(4001),
-        DisconnectReason::Unresponsive => Some(4002),
-        // The connection is gone: nothing can be sent.
-        DisconnectReason::Reset | DisconnectReason::Io(_) => None,
-    }
-}
-
-/// One WebSocket frame, whole, as shareable bytes.
-pub(crate) fn frame(opcode: Opcode, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(websocket::encoded_len(payload.len()));
-    encode_into(&mut out, opcode, payload);
-    out.freeze()
-}
+use crate::wire::{self, Broken, Head, Input, Refused, Settings, Upgrade, Wire};
+use crate::{AuthRequest, ClientId, DisconnectReason};
 
 impl Dispatcher {
     /// Takes the upgrade request, or the WebSocket frame, at the front of `data`.
@@ -53,8 +29,10 @@ impl Dispatcher {
         let Some(client) = self.slots.get_mut(slot) else {
             return Cut::Gone;
         };
+        let wire = client.wire();
+        let settings = Settings::of(&self.config);
         if let Phase::Handshake(_) = client.phase {
-            return match websocket::parse_head(data, &self.config.websocket) {
+            return match wire.open(&settings, data) {
                 Head::Partial => Cut::Partial,
                 Head::Upgrade { upgrade, len } => {
                     if self.upgrade(slot, &upgrade) {
@@ -65,100 +43,66 @@ impl Dispatcher {
                 }
                 Head::Refused(refused) => {
                     self.misbehaved.record(
-                        storm::WEBSOCKET,
-                        "WebSocket upgrade refused",
+                        wire.log_target(),
+                        refused.kind,
                         self.now,
-                        format_args!(
-                            "{}: WebSocket upgrade refused, {} {}",
-                            client.addr, refused.status, refused.why
-                        ),
+                        format_args!("{}: {refused}", client.addr),
                     );
                     self.refuse_upgrade(slot, refused, false);
                     Cut::Gone
                 }
             };
         }
-        let Some(ws) = client.ws.as_mut() else {
+        let Some(session) = client.session.as_mut() else {
             return Cut::Gone;
         };
         let id = client.id;
         let mut unmasked = std::mem::take(&mut self.unmasked);
-        // What was decoded borrows `unmasked`, never the decoder: acting on it may use this
+        // What was read borrows `unmasked`, never the session: acting on it may use this
         // client's state (handing a message on, relayed back to its sender, or answering a
         // ping may make it leave, and leaving sends its close frame through that state).
-        let decoded = ws
-            .decoder
-            .decode(data, self.config.max_frame, &mut unmasked);
-        let cut = self.on_decoded(slot, id, decoded);
+        let read = session.read(&settings, data, &mut unmasked);
+        let cut = self.on_read(slot, id, wire, read);
         self.unmasked = unmasked;
         cut
     }
 
-    /// Acts on what the client's decoder made of its input.
-    fn on_decoded(
+    /// Acts on what the client's session made of its input.
+    fn on_read(
         &mut self,
         slot: usize,
         id: ClientId,
-        decoded: Result<Option<(Inbound<'_>, usize)>, WsError>,
+        wire: Wire,
+        read: Result<Option<(Input<'_>, usize)>, Broken>,
     ) -> Cut {
-        let (inbound, used) = match decoded {
+        let (input, used) = match read {
             Ok(None) => return Cut::Partial,
-            Ok(Some(decoded)) => decoded,
-            Err(err) => {
-                let reason = match err {
-                    WsError::TooBig => DisconnectReason::FrameTooLarge,
-                    WsError::Protocol(_) | WsError::InvalidUtf8 => DisconnectReason::Protocol,
-                };
+            Ok(Some(read)) => read,
+            Err(broken) => {
                 self.misbehaved.record(
-                    storm::WEBSOCKET,
-                    "broke the WebSocket protocol",
+                    wire.log_target(),
+                    broken.kind,
                     self.now,
-                    format_args!("client {id} broke the WebSocket protocol: {err:?}"),
+                    format_args!("client {id} {broken}"),
                 );
-                self.leave_with_code(slot, reason, err.close_code());
+                self.leave_with_code(slot, broken.reason, broken.code);
                 return Cut::Gone;
             }
         };
-        match inbound {
-            // A line-framed hub's message is one line: with a newline in it, a TCP client
-            // would read several, in which numbers and control lines of the protocol could
-            // be forged. One that ends in '\r' would reach line clients as a line ending
-            // "\r\n", which they read without its '\r': a TCP client cannot send it either.
-            Inbound::Message { payload, .. }
-                if self.config.framing == Framing::Lines
-                    && (payload.contains(&b'\n') || payload.last() == Some(&b'\r')) =>
-            {
-                self.misbehaved.record(
-                    storm::WEBSOCKET,
-                    "WebSocket message with a newline",
-                    self.now,
-                    format_args!(
-                        "client {id} sent a WebSocket message with a newline or a final \\r"
-                    ),
-                );
-                self.leave_with_code(slot, DisconnectReason::Protocol, 1007);
-                Cut::Gone
-            }
-            Inbound::Message { payload, .. } => {
+        match input {
+            Input::Message(payload) => {
                 self.tally.frames_in += 1;
                 self.deliver(slot, id, payload);
                 Cut::Took(used)
             }
-            Inbound::Ping(payload) => {
-                let pong = Chunk::raw(frame(Opcode::Pong, payload));
-                self.enqueue(slot, Piece::Chunk(&pong));
+            Input::Reply(reply) => {
+                self.enqueue(slot, Piece::Chunk(&Chunk::raw(reply)));
                 Cut::Took(used)
             }
-            // A sign of life; reading it was enough. A fragment was taken into the decoder,
-            // to make a message with those that follow.
-            Inbound::Pong | Inbound::Fragment => Cut::Took(used),
-            Inbound::Close { code, .. } => {
-                // Echo the client's code (RFC 6455 5.5.1), then leave once it is out.
-                let payload = code.map(|c| close_payload(c, "")).unwrap_or_default();
-                self.send_raw(slot, frame(Opcode::Close, &payload));
-                if let Some(ws) = self.slots.get_mut(slot).and_then(|c| c.ws.as_mut()) {
-                    ws.close_sent = true;
-                }
+            Input::Nothing => Cut::Took(used),
+            Input::Closed(echo) => {
+                // Leaves once its close is echoed.
+                self.send_raw(slot, echo);
                 let linger = self.deadline_in(self.config.linger);
                 self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
                 Cut::Gone
@@ -178,14 +122,14 @@ impl Dispatcher {
             upgrade: Some(upgrade),
         };
         let Some(name) = self.ask_authenticator(&request) else {
-            let refused = websocket::refusal(403, "rejected by the authenticator");
+            let refused = wire::refusal(403, "rejected by the authenticator");
             self.refuse_upgrade(slot, refused, true);
             return false;
         };
         // The answer goes first: every frame queued from now on follows it.
         self.send_raw(slot, Bytes::from(upgrade.response()));
         if let Some(client) = self.slots.get_mut(slot) {
-            client.ws = Some(Box::default());
+            client.session = client.wire().session();
         }
         self.go_live(slot, name);
         true
@@ -221,10 +165,10 @@ impl Dispatcher {
         let Some(client) = self.slots.get_mut(slot) else {
             return linger;
         };
-        let Some(ws) = client.ws.as_mut().filter(|ws| !ws.close_sent) else {
+        let session = client.session.as_mut();
+        let Some(close) = session.and_then(|session| session.close(code, reason)) else {
             return linger;
         };
-        ws.close_sent = true;
         let linger = match linger {
             Some(linger) => Some(linger),
             None => {
@@ -232,8 +176,7 @@ impl Dispatcher {
                 Some(self.deadline_in(self.config.linger))
             }
         };
-        let payload = close_payload(code, &reason.to_string());
-        self.send_raw(slot, frame(Opcode::Close, &payload));
+        self.send_raw(slot, close);
         linger
     }
 }

@@ -8,8 +8,6 @@ use mio::net::TcpStream;
 
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
-#[cfg(feature = "websocket")]
-pub(crate) mod websocket;
 
 /// A client connection as the dispatcher reads and writes it.
 #[derive(Debug)]

@@ -96,6 +96,8 @@ pub(crate) enum Head {
 
 /// A refused upgrade and the HTTP response that says so.
 pub(crate) struct Refused {
+    /// What was refused, for the log's counts.
+    pub(crate) kind: &'static str,
     /// The HTTP status.
     pub(crate) status: u16,
     /// Why, for the log and the response body.
@@ -110,6 +112,13 @@ impl fmt::Debug for Refused {
             .field("status", &self.status)
             .field("why", &self.why)
             .finish_non_exhaustive()
+    }
+}
+
+/// What was refused and why, for the log.
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}, {} {}", self.kind, self.status, self.why)
     }
 }
 
@@ -292,6 +301,7 @@ pub(crate) fn refusal(status: u16, why: &'static str) -> Refused {
         why.len() + 1
     ));
     Refused {
+        kind: "WebSocket upgrade refused",
         status,
         why,
         response: response.into_bytes(),
