@@ -246,8 +246,21 @@ impl Display for Reply<'_> {
                         write!(f, "{verb} needs one @topic")
                     }
                     BadRequest::Unknown(word) => {
-                        let word: String = word.chars().take(32).collect();
-                        write!(f, "unknown request {word:?}")
+                        // Quoted and escaped as Rust's `{:?}` does, cut after 32 characters
+                        // or 64 bytes of escapes, whichever comes first, so that the line
+                        // stays short whatever the word holds.
+                        f.write_str("unknown request \"")?;
+                        let mut room = 64;
+                        for (i, c) in word.chars().enumerate() {
+                            let shown = c.escape_debug().to_string();
+                            if i == 32 || shown.len() > room {
+                                f.write_str("...")?;
+                                break;
+                            }
+                            room -= shown.len();
+                            f.write_str(&shown)?;
+                        }
+                        f.write_char('"')
                     }
                 }
             }
@@ -349,6 +362,26 @@ mod tests {
         assert_eq!(escaped(&long), format!("{}...", "x".repeat(64)));
         let worst = "\t".repeat(70_000);
         assert!(escaped(&worst).len() <= 640);
+    }
+
+    #[test]
+    fn an_unknown_word_is_quoted_short_whatever_it_holds() {
+        // Found by the fuzz target: 32 escaped control characters made a 220-byte line.
+        let line = |word: &str| Reply::Error(BadRequest::Unknown(word)).to_string();
+        assert_eq!(line("bogus"), "#error unknown request \"bogus\"");
+        let long = "x".repeat(40);
+        assert_eq!(
+            line(&long),
+            format!("#error unknown request \"{}...\"", "x".repeat(32))
+        );
+        let control = "\u{7f}".repeat(40);
+        let escaped = line(&control);
+        assert_eq!(
+            escaped,
+            format!("#error unknown request \"{}...\"", "\\u{7f}".repeat(10))
+        );
+        check(&format!("\n{control}"));
+        check(&"é".repeat(100));
     }
 
     #[test]
@@ -478,7 +511,9 @@ mod tests {
         }
 
         #[test]
-        fn any_text_is_a_request_or_one_error_line(text in "\\PC{0,80}|[ a-z@*0-9]{0,40}") {
+        fn any_text_is_a_request_or_one_error_line(
+            text in "\\PC{0,80}|[ a-z@*0-9]{0,40}|[\\x00-\\x20\\x7f-\\u{a0}a#@]{0,80}"
+        ) {
             check(&text);
         }
     }
