@@ -85,6 +85,9 @@ pub(crate) struct Admission {
     reserve: Option<File>,
     next_id: u64,
     log: StormLog,
+    /// Clients closed for breaking the rules (a bad handshake, frame or message), logged
+    /// in aggregate.
+    pub(crate) misbehaved: StormLog,
 }
 
 impl Admission {
@@ -96,6 +99,7 @@ impl Admission {
             reserve: File::open("/dev/null").ok(),
             next_id: 1,
             log: StormLog::new(log::Level::Warn, "connections refused"),
+            misbehaved: StormLog::new(log::Level::Info, "clients closed for breaking the rules"),
         }
     }
 
@@ -131,18 +135,18 @@ impl Dispatcher {
     /// Accepts waiting connections, unless paused, backing off or shut down, at most
     /// [`ACCEPT_BATCH`] a round over all listeners.
     pub(super) fn accept(&mut self) {
-        if self.subs.is_paused() || !self.admission.ready(self.now, &self.listeners) {
+        if self.subs.is_paused() || !self.admission.ready(self.now, &self.io.listeners) {
             return;
         }
         let mut budget = ACCEPT_BATCH;
-        for i in 0..self.listeners.len() {
+        for i in 0..self.io.listeners.len() {
             if budget == 0
                 || self.subs.is_paused()
-                || !self.admission.ready(self.now, &self.listeners)
+                || !self.admission.ready(self.now, &self.io.listeners)
             {
                 return;
             }
-            if self.listeners[i].pending {
+            if self.io.listeners[i].pending {
                 self.accept_from(i, &mut budget);
             }
         }
@@ -153,7 +157,7 @@ impl Dispatcher {
     fn accept_from(&mut self, i: usize, budget: &mut usize) {
         while *budget > 0 {
             *budget -= 1;
-            let Some(listener) = self.listeners.get(i) else {
+            let Some(listener) = self.io.listeners.get(i) else {
                 return;
             };
             let transport = listener.transport;
@@ -166,7 +170,7 @@ impl Dispatcher {
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    self.listeners[i].pending = false;
+                    self.io.listeners[i].pending = false;
                     return;
                 }
                 Err(err) if is_transient_accept_error(&err) => {}
@@ -175,7 +179,7 @@ impl Dispatcher {
                     match self.shed_with_reserve(i) {
                         Shedding::Shed => continue,
                         Shedding::NothingWaiting => {
-                            self.listeners[i].pending = false;
+                            self.io.listeners[i].pending = false;
                             return;
                         }
                         Shedding::NoSpare => {}
@@ -205,7 +209,7 @@ impl Dispatcher {
             return Shedding::NoSpare;
         };
         drop(reserve);
-        let accepted = self.listeners.get(i).map(|l| l.socket.accept());
+        let accepted = self.io.listeners.get(i).map(|l| l.socket.accept());
         // Close the shed connection before taking the spare back: at the limit, its
         // descriptor is the one the spare needs.
         let shed = match accepted {
@@ -267,6 +271,7 @@ impl Dispatcher {
         let slot = self.slots.vacant();
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(err) = self
+            .io
             .poll
             .registry()
             .register(&mut stream, Token(slot), interest)

@@ -22,8 +22,8 @@
 use std::ops::Range;
 
 use super::slots::Slots;
-use crate::command::{Frames, Target};
-use crate::queue::Piece;
+use crate::command::{Batch, Frames, Target};
+use crate::queue::{Chunk, Piece};
 use crate::topics::members::Topics;
 use crate::topics::TopicId;
 use crate::wire::{PerWire, Wire};
@@ -33,6 +33,31 @@ use crate::ClientId;
 const MAX_BATCHES: usize = 64;
 /// The most marks (8 bytes each) a plan holds before it must be delivered.
 const MAX_MARKS: usize = 1 << 19;
+
+/// The dispatcher's fan-out state.
+#[derive(Debug)]
+pub(super) struct FanOut {
+    /// Batches on their way to the clients' queues: gathered while host commands run if
+    /// they are for named clients, else delivered at once.
+    pub(super) plan: Plan,
+    /// Whether host commands are running (batches for named clients are gathered).
+    pub(super) gathering: bool,
+    /// Frames relayed from clients this round, fanned out together.
+    pub(super) relay: Batch,
+    /// The heartbeat ping, encoded once for each wire.
+    pub(super) ping: Option<PerWire<Chunk>>,
+}
+
+impl FanOut {
+    pub(super) fn new(ping: Option<PerWire<Chunk>>) -> FanOut {
+        FanOut {
+            plan: Plan::default(),
+            gathering: false,
+            relay: Batch::default(),
+            ping,
+        }
+    }
+}
 
 /// Who a target names: the dispatcher's clients and topics, as the engine reads them.
 pub(super) trait Resolve {
@@ -373,7 +398,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::command::Batch;
     use crate::Framing;
 
     /// Clients by slot (each with its wire, or `None` if the slot holds none) and topics.

@@ -27,7 +27,7 @@ impl Dispatcher {
     /// Reads every client that may have input, unless subscribers need to catch up first
     /// or a client is busy, then fans out what they relayed.
     pub(super) fn read_all(&mut self) {
-        let mut pending = std::mem::take(&mut self.read_pending);
+        let mut pending = std::mem::take(&mut self.slots.read_pending);
         // Stop reading while a client is busy: frames read now (relayed, or answered by the
         // host) would grow its queue; publishing clients are held back by TCP instead.
         let mut i = 0;
@@ -41,8 +41,8 @@ impl Dispatcher {
         }
         // Clients not reached keep their place, ahead of those added meanwhile.
         pending.drain(..i);
-        pending.append(&mut self.read_pending);
-        self.read_pending = pending;
+        pending.append(&mut self.slots.read_pending);
+        self.slots.read_pending = pending;
         self.flush_relay();
     }
 
@@ -62,7 +62,7 @@ impl Dispatcher {
             let Some(client) = self.slots.get_mut(slot) else {
                 return;
             };
-            let result = client.conn.read(&mut self.scratch);
+            let result = client.conn.read(&mut self.io.scratch);
             if let Ok(n) = result {
                 client.last_read = self.now;
                 budget = budget.saturating_sub(n);
@@ -155,7 +155,7 @@ impl Dispatcher {
     /// Takes the `n` bytes just read into the scratch buffer. Returns `false` if the
     /// connection takes no more input (it left or was closed).
     fn take_input(&mut self, slot: usize, n: usize) -> bool {
-        let scratch = std::mem::take(&mut self.scratch);
+        let scratch = std::mem::take(&mut self.io.scratch);
         let more = match self.slots.get_mut(slot) {
             Some(client) if client.rbuf.is_empty() => {
                 // The usual case: frames straight from the scratch buffer, and only a
@@ -176,7 +176,7 @@ impl Dispatcher {
             }
             None => false,
         };
-        self.scratch = scratch;
+        self.io.scratch = scratch;
         more
     }
 
@@ -260,7 +260,7 @@ impl Dispatcher {
             }
             Ok(None) => Cut::Partial,
             Err(FrameTooLarge) => {
-                self.misbehaved.record(
+                self.admission.misbehaved.record(
                     storm::CLIENTS,
                     "frame too large",
                     self.now,
@@ -342,19 +342,19 @@ impl Dispatcher {
             self.fan_out(&Frames::one(frame, target));
             return;
         }
-        if self.relay.len() + len > self.config.batch_max {
+        if self.fanout.relay.len() + len > self.config.batch_max {
             self.flush_relay();
         }
-        if self.relay.is_empty() {
-            self.relay.buf_mut().reserve(self.config.batch_max);
+        if self.fanout.relay.is_empty() {
+            self.fanout.relay.buf_mut().reserve(self.config.batch_max);
         }
-        self.relay.push(framing, payload, target);
+        self.fanout.relay.push(framing, payload, target);
     }
 
     /// Fans out the frames relayed since the last call.
     pub(super) fn flush_relay(&mut self) {
-        if !self.relay.is_empty() {
-            let frames = self.relay.take();
+        if !self.fanout.relay.is_empty() {
+            let frames = self.fanout.relay.take();
             self.fan_out(&frames);
         }
     }
@@ -399,7 +399,7 @@ impl Dispatcher {
             Auth::Accept => Some(None),
             Auth::AcceptAs(name) => Some(Some(name)),
             Auth::Reject => {
-                self.misbehaved.record(
+                self.admission.misbehaved.record(
                     storm::CLIENTS,
                     "authentication failed",
                     self.now,

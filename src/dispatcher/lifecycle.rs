@@ -17,6 +17,22 @@ use crate::client::{CloseStep, Closing, Phase};
 use crate::shared::Registered;
 use crate::{DisconnectReason, Event, ShutdownReport, Undelivered};
 
+/// A shutdown, once begun.
+#[derive(Debug, Default)]
+pub(super) struct Shutdown {
+    /// Set once a shutdown began, with its deadline (`None`: until every queue is out).
+    pub(super) deadline: Option<Option<Instant>>,
+    /// What the shutdown did, for `Hub::shutdown`.
+    pub(super) report: ShutdownReport,
+}
+
+impl Shutdown {
+    /// Whether a shutdown has begun.
+    pub(super) fn begun(&self) -> bool {
+        self.deadline.is_some()
+    }
+}
+
 impl Dispatcher {
     /// The connection becomes a client: it gets broadcasts and subscribers hear of it.
     pub(super) fn go_live(&mut self, slot: usize, name: Option<String>) {
@@ -68,7 +84,7 @@ impl Dispatcher {
                 } else {
                     client.wire().log_target()
                 };
-                self.misbehaved.record(
+                self.admission.misbehaved.record(
                     target,
                     "handshake failed",
                     self.now,
@@ -160,7 +176,7 @@ impl Dispatcher {
             self.now,
         );
         if linger.is_some() {
-            self.closing.push(slot);
+            self.slots.closing.push(slot);
         } else {
             self.close(slot);
         }
@@ -169,7 +185,7 @@ impl Dispatcher {
     /// Closes leaving clients whose queues are empty or whose time is up.
     pub(super) fn finish_closing(&mut self) {
         let now = self.now;
-        let mut closing = std::mem::take(&mut self.closing);
+        let mut closing = std::mem::take(&mut self.slots.closing);
         closing.retain(|&slot| {
             // A slot closed another way may already hold a new client: leave that alone.
             let Some(client) = self.slots.get(slot) else {
@@ -178,7 +194,7 @@ impl Dispatcher {
             let Phase::Closing(closing) = client.phase else {
                 return false;
             };
-            match closing.step(now, client.has_output(), self.shutdown.is_some()) {
+            match closing.step(now, client.has_output(), self.shutdown.begun()) {
                 CloseStep::Wait => true,
                 CloseStep::Linger(deadline) => {
                     if let Some(client) = self.slots.get_mut(slot) {
@@ -197,13 +213,14 @@ impl Dispatcher {
                 }
             }
         });
-        closing.append(&mut self.closing);
-        self.closing = closing;
+        closing.append(&mut self.slots.closing);
+        self.slots.closing = closing;
     }
 
     /// The nearest deadline of a leaving client.
     pub(super) fn closing_deadline(&self) -> Option<Instant> {
-        self.closing
+        self.slots
+            .closing
             .iter()
             .filter_map(|&slot| match self.slots.get(slot)?.phase {
                 Phase::Closing(closing) => closing.deadline,
@@ -218,16 +235,16 @@ impl Dispatcher {
             return;
         };
         if client.flow.is_high() {
-            self.high.retain(|&s| s != slot);
+            self.busy.high.retain(|&s| s != slot);
         }
         match client.phase {
             Phase::Handshake(_) => self.admission.handshaking -= 1,
             // Counted when it was refused; never a client.
             Phase::Closing(Closing { refused: true, .. }) => {}
-            Phase::Live | Phase::Closing(_) if self.shutdown.is_some() => {
+            Phase::Live | Phase::Closing(_) if self.shutdown.begun() => {
                 match client.queue.backlog() {
-                    (0, _) => self.report.flushed += 1,
-                    (frames, bytes) => self.report.undelivered.push(Undelivered {
+                    (0, _) => self.shutdown.report.flushed += 1,
+                    (frames, bytes) => self.shutdown.report.undelivered.push(Undelivered {
                         client: client.id,
                         frames,
                         bytes,
@@ -237,7 +254,7 @@ impl Dispatcher {
             Phase::Live | Phase::Closing(_) => {}
         }
         self.admission.forget(client.addr);
-        let _ = self.poll.registry().deregister(client.conn.socket());
+        let _ = self.io.poll.registry().deregister(client.conn.socket());
         client.conn.shutdown_write();
         client.conn.discard_input();
     }
@@ -245,15 +262,15 @@ impl Dispatcher {
     /// Stops accepting and makes every client leave, writing out its queue until `deadline`
     /// (`None`: until it is written out, or `write_timeout` finds the client stuck).
     pub(super) fn begin_shutdown(&mut self, deadline: Option<Instant>) {
-        if self.shutdown.is_some() {
+        if self.shutdown.begun() {
             return;
         }
-        self.shutdown = Some(deadline);
-        for mut listener in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut listener.socket);
+        self.shutdown.deadline = Some(deadline);
+        for mut listener in self.io.listeners.drain(..) {
+            let _ = self.io.poll.registry().deregister(&mut listener.socket);
         }
-        self.report.clients = self.slots.live();
-        let clients = self.report.clients;
+        self.shutdown.report.clients = self.slots.live();
+        let clients = self.shutdown.report.clients;
         log::info!(
             "hubcast shutting down, {clients} {} connected",
             if clients == 1 { "client" } else { "clients" }
@@ -282,6 +299,6 @@ impl Dispatcher {
         self.subs.finish(&self.shared);
         self.tally.publish(&self.shared.counters);
         log::info!("hubcast stopped");
-        std::mem::take(&mut self.report)
+        std::mem::take(&mut self.shutdown.report)
     }
 }

@@ -8,9 +8,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Dispatcher;
+use crate::topics::members::Topics;
+use crate::topics::order::Applied;
+use crate::topics::stream::Stream;
 use crate::topics::TopicId;
 use crate::wire::control::Reply;
 use crate::ClientId;
+
+/// Topics as the dispatcher applies them, and every numbered stream.
+#[derive(Debug)]
+pub(super) struct Streams {
+    /// Topic membership, in command order, with each topic's stream.
+    pub(super) topics: Topics,
+    /// The hub-wide stream's numbers and replay ring.
+    pub(super) hub: Stream,
+    /// When replay rings next have messages past their age.
+    pub(super) prune_at: Option<Instant>,
+    /// Which host joins and leaves were applied (see `host_topic_op`).
+    pub(super) host_ops: Applied,
+    /// The kept topics' count and bytes as last published in the counters.
+    pub(super) kept_published: (usize, usize),
+}
+
+impl Streams {
+    pub(super) fn new() -> Streams {
+        let topics = Topics::default();
+        let hub = Stream::new(topics.ring_total());
+        Streams {
+            topics,
+            hub,
+            prune_at: None,
+            host_ops: Applied::default(),
+            kept_published: (0, 0),
+        }
+    }
+}
 
 /// The most often replay rings are pruned (see `Dispatcher::prune_rings`).
 const PRUNE_PERIOD: Duration = Duration::from_secs(1);
@@ -26,7 +58,10 @@ impl Dispatcher {
         let Some(live) = self.slots.get_mut(slot) else {
             return;
         };
-        let (stream, created, replaced) = self.topics.add(id, Arc::clone(&name), (slot, client));
+        let (stream, created, replaced) =
+            self.streams
+                .topics
+                .add(id, Arc::clone(&name), (slot, client));
         let position = (stream.epoch, stream.seq);
         if !live.topics.iter().any(|&(t, _)| t == id) {
             live.topics.push((id, position.1));
@@ -57,13 +92,13 @@ impl Dispatcher {
         live.topics.retain(|&(t, _)| t != id);
         let was_member = live.topics.len() < before;
         if self.config.sequenced && was_member {
-            if let Some(name) = self.topics.name_of(id) {
+            if let Some(name) = self.streams.topics.name_of(id) {
                 let topic = name.to_owned();
                 self.reply(slot, Reply::Left { topic: &topic });
             }
         }
         let kept_at = self.kept_at();
-        if let Some(name) = self.topics.remove(id, client, kept_at) {
+        if let Some(name) = self.streams.topics.remove(id, client, kept_at) {
             self.release(vec![(id, name)]);
         }
         self.bound_kept();
@@ -74,7 +109,7 @@ impl Dispatcher {
     /// (a later resume of it is answered `epoch`).
     pub(super) fn topic_evicted(&mut self, id: TopicId) {
         self.shared.counters.topics_evicted.fetch_add(1, Relaxed);
-        if let Some(name) = self.topics.evict(id) {
+        if let Some(name) = self.streams.topics.evict(id) {
             log::debug!("kept topic {name} is evicted: the topic table is full");
             self.topic_freed(name);
         }
@@ -83,7 +118,10 @@ impl Dispatcher {
     /// Evicts kept topics, the one left longest ago first, while their rings hold more than
     /// `replay_kept_bytes`. Costs a comparison when under it.
     pub(super) fn bound_kept(&mut self) {
-        let evicted = self.topics.evict_over(self.config.replay_kept_bytes);
+        let evicted = self
+            .streams
+            .topics
+            .evict_over(self.config.replay_kept_bytes);
         if evicted.is_empty() {
             return;
         }
@@ -104,14 +142,17 @@ impl Dispatcher {
     /// Costs a comparison when under it.
     pub(super) fn bound_rings(&mut self) {
         let (total, bound) = (
-            self.topics.ring_total().get(),
+            self.streams.topics.ring_total().get(),
             self.config.replay_total_bytes,
         );
         if total <= bound {
             return;
         }
         let excess = total - (bound - bound / 16);
-        let trimmed = self.topics.trim_largest(&mut self.hub_stream, excess);
+        let trimmed = self
+            .streams
+            .topics
+            .trim_largest(&mut self.streams.hub, excess);
         self.shared
             .counters
             .replay_trimmed
@@ -146,10 +187,13 @@ impl Dispatcher {
             .slot_of(client)
             .and_then(|s| self.slots.get_mut(s))
         {
-            Some(live) => self.host_topic_ops.admit(&mut live.topic_fences, topic, op),
+            Some(live) => self
+                .streams
+                .host_ops
+                .admit(&mut live.topic_fences, topic, op),
             None => {
                 // It left meanwhile: nothing to apply, but the decision has arrived.
-                self.host_topic_ops.arrived(op);
+                self.streams.host_ops.arrived(op);
                 false
             }
         }
@@ -160,7 +204,8 @@ impl Dispatcher {
     /// must not undo it.
     pub(super) fn fence_host_topic_ops(&mut self, slot: usize, topic: TopicId, ops: (u64, u64)) {
         if let Some(live) = self.slots.get_mut(slot) {
-            self.host_topic_ops
+            self.streams
+                .host_ops
                 .fence(&mut live.topic_fences, topic, ops);
         }
     }
@@ -175,7 +220,7 @@ impl Dispatcher {
         let id = client.id;
         let mut freed = Vec::new();
         for (topic, _) in std::mem::take(&mut client.topics) {
-            if let Some(name) = self.topics.remove(topic, id, kept_at) {
+            if let Some(name) = self.streams.topics.remove(topic, id, kept_at) {
                 freed.push((topic, name));
             }
         }
@@ -187,7 +232,7 @@ impl Dispatcher {
             // the table made for a host join that never reached this client here (nothing
             // here holds them), which would otherwise be listed for ever.
             for topic in emptied {
-                if !self.config.sequenced || self.topics.name_of(topic).is_none() {
+                if !self.config.sequenced || self.streams.topics.name_of(topic).is_none() {
                     registry.topics.free(topic);
                 }
             }
@@ -205,7 +250,7 @@ impl Dispatcher {
             .age
             .and_then(|age| self.now.checked_add(age))
         {
-            self.prune_at = Some(self.prune_at.map_or(at, |t| t.min(at)));
+            self.streams.prune_at = Some(self.streams.prune_at.map_or(at, |t| t.min(at)));
         }
     }
 
@@ -226,8 +271,8 @@ impl Dispatcher {
     /// ages out every round, where each look goes over every topic.
     pub(super) fn prune_rings(&mut self) -> Option<Instant> {
         let limits = self.config.ring_limits;
-        let hub = self.hub_stream.prune(self.now, &limits);
-        let (freed, topics) = self.topics.prune(self.now, &limits);
+        let hub = self.streams.hub.prune(self.now, &limits);
+        let (freed, topics) = self.streams.topics.prune(self.now, &limits);
         self.release(freed);
         let next = [hub, topics].into_iter().flatten().min()?;
         let period = limits
@@ -238,31 +283,5 @@ impl Dispatcher {
                 .checked_add(period)
                 .map_or(next, |soonest| next.max(soonest)),
         )
-    }
-
-    /// A topic got its first local member: a cluster node starts receiving it.
-    fn topic_created(&mut self, _name: &Arc<str>) {
-        #[cfg(feature = "nats")]
-        {
-            // Counted by name: a topic evicted or replaced may be dropped here after a new
-            // topic of the same name was made, and must not unsubscribe that one.
-            let count = self.cluster_topics.entry(Arc::clone(_name)).or_insert(0);
-            *count += 1;
-            if *count == 1 {
-                self.cluster_subscribe(Arc::clone(_name), true);
-            }
-        }
-    }
-
-    /// A topic was freed here: a cluster node stops receiving it.
-    fn topic_freed(&mut self, _name: Arc<str>) {
-        #[cfg(feature = "nats")]
-        if let Some(count) = self.cluster_topics.get_mut(&_name) {
-            *count -= 1;
-            if *count == 0 {
-                self.cluster_topics.remove(&_name);
-                self.cluster_subscribe(_name, false);
-            }
-        }
     }
 }

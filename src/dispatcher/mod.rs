@@ -24,22 +24,21 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::command::{Batch, Command};
+use crate::command::Command;
 use crate::config::Config;
-use crate::queue::Chunk;
 use crate::shared::{lock, Shared};
 use crate::stats::Tally;
 use crate::wire::{PerWire, Settings};
 use crate::{ShutdownReport, Transport};
 
 mod admission;
-#[cfg(feature = "nats")]
 mod cluster;
 mod fanout;
 mod inbound;
 mod lifecycle;
 mod membership;
 mod outbound;
+mod polling;
 mod protocol;
 mod resume;
 mod slots;
@@ -50,6 +49,7 @@ mod timers;
 mod websocket;
 
 use admission::{Admission, Listener};
+pub(crate) use cluster::Backplane;
 use slots::Slots;
 use subscribers::Subscribers;
 use timers::Timers;
@@ -64,8 +64,6 @@ fn listener_token(i: usize) -> Token {
 
 /// Host commands run per round before the loop turns to sockets again.
 const COMMAND_BATCH: usize = 1024;
-/// Size of the one read buffer all clients share.
-const SCRATCH: usize = 64 * 1024;
 /// The dispatcher thread's name (Linux keeps 15 bytes).
 const THREAD_NAME: &str = "hubcast-loop";
 
@@ -77,7 +75,7 @@ pub(crate) type Outcome = Result<ShutdownReport, String>;
 pub(crate) fn spawn(
     config: Config,
     listeners: Vec<(TcpListener, Transport)>,
-    #[cfg(feature = "nats")] bridge: Option<crate::cluster::Bridge>,
+    backplane: Backplane,
 ) -> io::Result<(Arc<Shared>, Sender<Command>, JoinHandle<Outcome>)> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
@@ -89,81 +87,44 @@ pub(crate) fn spawn(
     // Unbounded, because the budget in `Shared` bounds it: a reservation made there is
     // never refused by the channel, so no sender ever waits inside it.
     let (tx, rx) = crossbeam_channel::unbounded();
-    #[allow(unused_mut)]
-    let mut dispatcher = Dispatcher::new(config, poll, listeners, Arc::clone(&shared), rx)?;
-    #[cfg(feature = "nats")]
-    {
-        dispatcher.bridge = bridge;
-    }
+    let dispatcher = Dispatcher::new(config, poll, listeners, Arc::clone(&shared), rx, backplane)?;
     let thread = std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .spawn(move || dispatcher.run_guarded())?;
     Ok((shared, tx, thread))
 }
 
+/// The dispatcher: the one thread that owns every socket, as a few owned parts, each in
+/// the file of its concern, so that a function can borrow the parts it needs side by side.
 pub(crate) struct Dispatcher {
-    poll: Poll,
-    /// Emptied when a shutdown begins.
-    listeners: Vec<Listener>,
+    /// The poll, the listeners and the read buffers (`io`).
+    io: polling::Io,
+    /// What the host's handles share with the dispatcher.
     shared: Arc<Shared>,
+    /// The host's commands.
     commands: Receiver<Command>,
     config: Config,
+    /// Every connection, and those with work pending (`slots`).
     slots: Slots,
+    /// The host's subscriptions (`subscribers`).
     subs: Subscribers,
+    /// Accepting, limits and the storm logs of refused and misbehaving clients.
     admission: Admission,
+    /// Per-client deadlines and heartbeats.
     timers: Timers,
-    /// Clients closed for breaking the rules (a bad handshake, frame or message), logged
-    /// in aggregate.
-    misbehaved: storm::StormLog,
-    /// Clients with queued output that the socket may take now.
-    dirty: Vec<usize>,
-    /// Clients that may have unread input (budget used up, or reading paused).
-    read_pending: Vec<usize>,
-    /// Clients that left and are writing out their queues until their deadline.
-    closing: Vec<usize>,
-    /// Clients over the high-water mark of their queue (see `client::flow`).
-    high: Vec<usize>,
-    /// Topic membership, in command order.
-    topics: crate::topics::members::Topics,
-    /// The hub-wide stream's numbers and replay ring.
-    hub_stream: crate::topics::stream::Stream,
-    /// When replay rings next have messages past their age.
-    prune_at: Option<Instant>,
-    /// Which host joins and leaves were applied (see `host_topic_op`).
-    host_topic_ops: crate::topics::order::Applied,
-    /// Where messages for the other nodes of the cluster go (feature `nats`).
-    #[cfg(feature = "nats")]
-    bridge: Option<crate::cluster::Bridge>,
-    /// Topics here by name, with how many of them (a topic evicted here may still be
-    /// dropped after a new one of its name was made): subscribed while any.
-    #[cfg(feature = "nats")]
-    cluster_topics: std::collections::HashMap<Arc<str>, usize>,
-    /// The kept topics' count and bytes as last published in the counters.
-    kept_published: (usize, usize),
-    /// Batches on their way to the clients' queues (see `fanout`): gathered while host
-    /// commands run if they are for named clients, else delivered at once.
-    plan: fanout::Plan,
-    gathering: bool,
-    /// Whether some high client was busy, as of the last look (see `any_busy`).
-    busy_memo: Option<bool>,
-    /// Whether some client was busy when last looked at, to count episodes.
-    was_busy: bool,
-    /// When some client's writes last made progress (see `client::flow`).
-    progress: Instant,
-    /// Frames relayed from clients this round, fanned out together.
-    relay: Batch,
-    scratch: Vec<u8>,
+    /// Topics and numbered streams (`membership`).
+    streams: membership::Streams,
+    /// Batches on their way to the queues, and relayed frames (`fanout`).
+    fanout: fanout::FanOut,
+    /// Which clients hold the others back (`outbound`).
+    busy: outbound::Busy,
+    /// The other nodes of a cluster (`cluster`).
+    backplane: cluster::Backplane,
+    /// A shutdown, once begun (`lifecycle`).
+    shutdown: lifecycle::Shutdown,
     tally: Tally,
-    /// Set once a shutdown began, with its deadline (`None`: until every queue is out).
-    shutdown: Option<Option<Instant>>,
-    report: ShutdownReport,
     /// The time this round started: a coarse clock for per-client timestamps.
     now: Instant,
-    /// The heartbeat ping, encoded once for each wire.
-    ping: Option<PerWire<Chunk>>,
-    /// Where an unfragmented WebSocket frame's payload is unmasked, for any client.
-    #[cfg(feature = "websocket")]
-    unmasked: Vec<u8>,
 }
 
 impl Dispatcher {
@@ -173,6 +134,7 @@ impl Dispatcher {
         listeners: Vec<(TcpListener, Transport)>,
         shared: Arc<Shared>,
         commands: Receiver<Command>,
+        backplane: cluster::Backplane,
     ) -> io::Result<Self> {
         let mut registered = Vec::new();
         for (i, (mut socket, transport)) in listeners.into_iter().enumerate() {
@@ -189,48 +151,21 @@ impl Dispatcher {
             PerWire::new(|wire| wire.ping(&settings))
         });
         let now = Instant::now();
-        let topics = crate::topics::members::Topics::default();
-        let hub_stream = crate::topics::stream::Stream::new(topics.ring_total());
         Ok(Dispatcher {
-            poll,
-            listeners: registered,
+            io: polling::Io::new(poll, registered),
             shared,
             commands,
             slots: Slots::default(),
             subs: Subscribers::default(),
             admission: Admission::new(),
             timers: Timers::new(config.tick, now),
-            misbehaved: storm::StormLog::new(
-                log::Level::Info,
-                "clients closed for breaking the rules",
-            ),
-            dirty: Vec::new(),
-            read_pending: Vec::new(),
-            closing: Vec::new(),
-            high: Vec::new(),
-            topics,
-            hub_stream,
-            prune_at: None,
-            host_topic_ops: Default::default(),
-            #[cfg(feature = "nats")]
-            bridge: None,
-            #[cfg(feature = "nats")]
-            cluster_topics: std::collections::HashMap::new(),
-            kept_published: (0, 0),
-            plan: fanout::Plan::default(),
-            gathering: false,
-            busy_memo: None,
-            was_busy: false,
-            progress: now,
-            relay: Batch::default(),
-            scratch: vec![0; SCRATCH],
+            streams: membership::Streams::new(),
+            fanout: fanout::FanOut::new(ping),
+            busy: outbound::Busy::new(now),
+            backplane,
+            shutdown: lifecycle::Shutdown::default(),
             tally: Tally::default(),
-            shutdown: None,
-            report: ShutdownReport::default(),
             now,
-            ping,
-            #[cfg(feature = "websocket")]
-            unmasked: Vec::new(),
             config,
         })
     }
@@ -254,12 +189,12 @@ impl Dispatcher {
         let mut events = Events::with_capacity(1024);
         let mut timeout = None;
         loop {
-            match self.poll.poll(&mut events, timeout) {
+            match self.io.poll.poll(&mut events, timeout) {
                 Err(err) if err.kind() != io::ErrorKind::Interrupted => return Err(err),
                 _ => {}
             }
             self.now = Instant::now();
-            self.busy_memo = None;
+            self.busy.memo = None;
             if !self.run_commands() {
                 // The `Hub` is gone: shut down as its `Drop` would have.
                 self.begin_shutdown(self.deadline_in(self.config.linger));
@@ -288,8 +223,8 @@ impl Dispatcher {
             }
             // Rings are pruned before reading, so a resume read this round never replays
             // a message past replay_age.
-            if self.config.sequenced && self.prune_at.is_some_and(|t| self.now >= t) {
-                self.prune_at = self.prune_rings();
+            if self.config.sequenced && self.streams.prune_at.is_some_and(|t| self.now >= t) {
+                self.streams.prune_at = self.prune_rings();
             }
             self.accept();
             self.read_all();
@@ -301,7 +236,7 @@ impl Dispatcher {
             self.tally.publish(&self.shared.counters);
             self.publish_rings();
             self.slots.recycle();
-            if self.shutdown.is_some() && self.slots.is_empty() {
+            if self.shutdown.begun() && self.slots.is_empty() {
                 return Ok(());
             }
             timeout = self.next_timeout();
@@ -313,11 +248,11 @@ impl Dispatcher {
     fn publish_rings(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
         let counters = &self.shared.counters;
-        let total = self.topics.ring_total().get() as u64;
+        let total = self.streams.topics.ring_total().get() as u64;
         counters.replay_bytes.store(total, Relaxed);
-        let kept = self.topics.kept();
-        if kept != self.kept_published {
-            self.kept_published = kept;
+        let kept = self.streams.topics.kept();
+        if kept != self.streams.kept_published {
+            self.streams.kept_published = kept;
             counters.kept_topics.store(kept.0 as u64, Relaxed);
             counters.kept_bytes.store(kept.1 as u64, Relaxed);
         }
@@ -334,7 +269,7 @@ impl Dispatcher {
         self.shared.clear_notified();
         let (mut taken, mut bytes) = (0, 0);
         let mut alive = true;
-        self.gathering = true;
+        self.fanout.gathering = true;
         for _ in 0..COMMAND_BATCH {
             // Look again after every fan-out: one round's commands could otherwise pass
             // the bound of clients that are keeping up.
@@ -356,16 +291,16 @@ impl Dispatcher {
                 }
             }
         }
-        self.gathering = false;
+        self.fanout.gathering = false;
         self.fan_out_gathered();
         let held = gated && self.any_busy();
         self.shared.set_flow_held(held);
         self.shared.release(taken, bytes);
-        alive || self.shutdown.is_some()
+        alive || self.shutdown.begun()
     }
 
     fn run_command(&mut self, command: Command) {
-        if self.shutdown.is_some() {
+        if self.shutdown.begun() {
             if let Command::Batch { batch, .. } = &command {
                 lock(batch).taken = true;
             }
@@ -387,14 +322,8 @@ impl Dispatcher {
             }
             Command::Send(frames) => self.fan_out(&frames),
             #[cfg(feature = "nats")]
-            // From other nodes: to local clients, never forwarded again.
-            Command::Remote(frames) => self.fan_out_local(&frames),
-            #[cfg(feature = "nats")]
-            Command::Forward(topic, payload) => self.forward_topic(topic, payload),
-            #[cfg(feature = "nats")]
-            Command::Cluster(state) => {
-                let event = crate::Event::Cluster { state };
-                self.subs.emit(event, &self.shared, self.now);
+            command @ (Command::Remote(_) | Command::Forward(..) | Command::Cluster(_)) => {
+                self.run_cluster_command(command)
             }
             Command::Disconnect(id) => {
                 if let Some(slot) = self.slots.slot_of(id) {
@@ -424,7 +353,7 @@ impl Dispatcher {
     /// The listener a token stands for.
     fn listener_at(&mut self, token: Token) -> Option<&mut Listener> {
         let i = (usize::MAX - 1).checked_sub(token.0)?;
-        self.listeners.get_mut(i)
+        self.io.listeners.get_mut(i)
     }
 
     /// `now + after`, or `None` if that is too far away to be represented.
@@ -436,24 +365,25 @@ impl Dispatcher {
     /// deadline, else for ever.
     fn next_timeout(&self) -> Option<Duration> {
         let commands_waiting = !self.commands.is_empty();
-        let reads_waiting = !self.read_pending.is_empty() && !self.subs.is_paused();
+        let reads_waiting = !self.slots.read_pending.is_empty() && !self.subs.is_paused();
         let held = (commands_waiting && self.config.flow_control || reads_waiting)
-            && self.busy_memo == Some(true);
+            && self.busy.memo == Some(true);
         let busy = (commands_waiting || reads_waiting) && !held
-            || (!self.subs.is_paused() && self.admission.ready(self.now, &self.listeners));
+            || (!self.subs.is_paused() && self.admission.ready(self.now, &self.io.listeners));
         if busy {
             return Some(Duration::ZERO);
         }
         let deadlines = [
             self.closing_deadline(),
             held.then(|| self.busy_recheck()).flatten(),
-            self.timers
-                .next(self.slots.live() + self.admission.handshaking + self.closing.len() > 0),
+            self.timers.next(
+                self.slots.live() + self.admission.handshaking + self.slots.closing.len() > 0,
+            ),
             self.admission
-                .retry_at(!self.subs.is_paused() && self.listeners.iter().any(|l| l.pending)),
+                .retry_at(!self.subs.is_paused() && self.io.listeners.iter().any(|l| l.pending)),
             self.subs.recheck_at(),
-            self.misbehaved.next(),
-            self.prune_at,
+            self.admission.misbehaved.next(),
+            self.streams.prune_at,
         ];
         let deadline = deadlines.into_iter().flatten().min()?;
         Some(deadline.saturating_duration_since(Instant::now()))

@@ -19,11 +19,34 @@ use crate::queue::{Chunk, Enqueued, Piece};
 use crate::wire::{PerWire, Settings};
 use crate::DisconnectReason;
 
+/// Which clients may hold the others back, and whether they do (see `client::flow`).
+#[derive(Debug)]
+pub(super) struct Busy {
+    /// Clients over the high-water mark of their queue.
+    pub(super) high: Vec<usize>,
+    /// Whether some high client was busy, as of the last look (see `any_busy`).
+    pub(super) memo: Option<bool>,
+    /// Whether some client was busy when last looked at, to count episodes.
+    pub(super) was: bool,
+    /// When some client's writes last made progress.
+    pub(super) progress: Instant,
+}
+
+impl Busy {
+    pub(super) fn new(now: Instant) -> Busy {
+        Busy {
+            high: Vec::new(),
+            memo: None,
+            was: false,
+            progress: now,
+        }
+    }
+}
+
 impl Dispatcher {
     /// Queues `frames`, made on this node, for the clients they are for; in a cluster, also
     /// hands them to the other nodes.
     pub(super) fn fan_out(&mut self, frames: &Frames) {
-        #[cfg(feature = "nats")]
         self.forward(frames);
         self.fan_out_local(frames);
     }
@@ -56,15 +79,15 @@ impl Dispatcher {
                 own.unwrap_or_else(|| m.clone())
             }),
         });
-        let gather = self.gathering && fanout::is_gatherable(frames);
-        if !gather || !self.plan.has_room_for(frames) {
+        let gather = self.fanout.gathering && fanout::is_gatherable(frames);
+        if !gather || !self.fanout.plan.has_room_for(frames) {
             self.fan_out_gathered();
         }
         let audience = Audience {
             slots: &self.slots,
-            topics: &self.topics,
+            topics: &self.streams.topics,
         };
-        self.plan.add(framed, &audience);
+        self.fanout.plan.add(framed, &audience);
         if !gather {
             self.fan_out_gathered();
         }
@@ -72,10 +95,10 @@ impl Dispatcher {
 
     /// Fans out every batch of the plan, client by client.
     pub(super) fn fan_out_gathered(&mut self) {
-        if self.plan.is_empty() {
+        if self.fanout.plan.is_empty() {
             return;
         }
-        let mut plan = std::mem::take(&mut self.plan);
+        let mut plan = std::mem::take(&mut self.fanout.plan);
         let mut deliveries = plan.deliveries(self.slots.len());
         while let Some((slot, pieces)) =
             deliveries.next(|slot| self.slots.get(slot).map(|c| c.wire()))
@@ -86,8 +109,8 @@ impl Dispatcher {
         }
         plan.clear();
         // Keeps its buffers, unless something was planned meanwhile (it goes next).
-        if self.plan.is_empty() {
-            self.plan = plan;
+        if self.fanout.plan.is_empty() {
+            self.fanout.plan = plan;
         }
     }
 
@@ -140,11 +163,11 @@ impl Dispatcher {
         };
         match client.flow.update(queued, bound, self.now) {
             Some(true) => {
-                self.high.push(slot);
+                self.busy.high.push(slot);
                 // A new high client may be busy: look again.
-                self.busy_memo = None;
+                self.busy.memo = None;
             }
-            Some(false) => self.high.retain(|&s| s != slot),
+            Some(false) => self.busy.high.retain(|&s| s != slot),
             None => {}
         }
     }
@@ -154,35 +177,36 @@ impl Dispatcher {
     /// high (the only way, within a round, that a client becomes busy), so loops over
     /// commands and reads do not scan the high clients at every step.
     pub(super) fn any_busy(&mut self) -> bool {
-        if let Some(busy) = self.busy_memo {
+        if let Some(busy) = self.busy.memo {
             return busy;
         }
         let now = self.now;
         let mut busy = false;
-        for &slot in &self.high {
+        for &slot in &self.busy.high {
             if let Some(client) = self.slots.get_mut(slot) {
                 // Every high client is looked at, so each one's busy time is kept exact.
                 busy |= client
                     .flow
-                    .is_busy(now, client.stalled_since, self.progress);
+                    .is_busy(now, client.stalled_since, self.busy.progress);
             }
         }
-        self.busy_memo = Some(busy);
-        if busy && !self.was_busy {
+        self.busy.memo = Some(busy);
+        if busy && !self.busy.was {
             self.shared.counters.held_back.fetch_add(1, Relaxed);
         }
-        self.was_busy = busy;
+        self.busy.was = busy;
         busy
     }
 
     /// When a busy client may stop being busy by itself: its busy time runs out, or its
     /// writes have been stuck long enough to count as stalled.
     pub(super) fn busy_recheck(&self) -> Option<Instant> {
-        self.high
+        self.busy
+            .high
             .iter()
             .filter_map(|&slot| self.slots.get(slot))
             .filter_map(|c| {
-                let stall = c.flow.stalled_at(c.stalled_since, self.progress);
+                let stall = c.flow.stalled_at(c.stalled_since, self.busy.progress);
                 [c.flow.busy_until(), stall].into_iter().flatten().min()
             })
             .min()
@@ -198,7 +222,7 @@ impl Dispatcher {
         let before = self.tally.bytes_out;
         let flushed = client.flush(&mut self.tally, self.now);
         if self.tally.bytes_out > before {
-            self.progress = self.now;
+            self.busy.progress = self.now;
         }
         match flushed {
             Ok(()) => true,
@@ -222,7 +246,7 @@ impl Dispatcher {
         if let Some(client) = self.slots.get_mut(slot) {
             if client.writable && client.has_output() && !client.dirty {
                 client.dirty = true;
-                self.dirty.push(slot);
+                self.slots.dirty.push(slot);
             }
         }
     }
@@ -231,14 +255,14 @@ impl Dispatcher {
         if let Some(client) = self.slots.get_mut(slot) {
             if !client.read_pending {
                 client.read_pending = true;
-                self.read_pending.push(slot);
+                self.slots.read_pending.push(slot);
             }
         }
     }
 
     /// Writes out the queues of clients whose sockets may take more.
     pub(super) fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.slots.dirty);
         for &slot in &dirty {
             let Some(client) = self.slots.get_mut(slot) else {
                 continue;
@@ -249,7 +273,7 @@ impl Dispatcher {
         }
         dirty.clear();
         // Failures above may have queued nothing new, but keep whatever they did.
-        dirty.append(&mut self.dirty);
-        self.dirty = dirty;
+        dirty.append(&mut self.slots.dirty);
+        self.slots.dirty = dirty;
     }
 }

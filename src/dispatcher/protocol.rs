@@ -71,8 +71,12 @@ impl Dispatcher {
                 let payload = frames.payload(i, framing);
                 let start = out.len();
                 let numbered = match &stream_of {
-                    StreamOf::Hub => Some((&mut self.hub_stream, None)),
-                    StreamOf::Topic(t) => self.topics.stream_mut(*t).map(|(s, n)| (s, Some(n))),
+                    StreamOf::Hub => Some((&mut self.streams.hub, None)),
+                    StreamOf::Topic(t) => self
+                        .streams
+                        .topics
+                        .stream_mut(*t)
+                        .map(|(s, n)| (s, Some(n))),
                     StreamOf::Direct => None,
                 };
                 let mut marker = false;
@@ -167,7 +171,7 @@ impl Dispatcher {
 
     /// A new client learns where the hub-wide stream starts for it.
     pub(super) fn greet(&mut self, slot: usize) {
-        let (epoch, seq) = (self.hub_stream.epoch, self.hub_stream.seq);
+        let (epoch, seq) = (self.streams.hub.epoch, self.streams.hub.seq);
         if let Some(client) = self.slots.get_mut(slot) {
             client.hub_start = seq;
         }
@@ -311,7 +315,7 @@ impl Dispatcher {
                     // applied yet (it will not now): the client still gets its answer.
                     if !self.leave_topic(id, topic_id) {
                         self.reply(slot, Reply::Left { topic });
-                        if self.topics.name_of(topic_id).is_none() {
+                        if self.streams.topics.name_of(topic_id).is_none() {
                             // The table made the topic for that join, and nothing here holds
                             // it (no member, no ring): freed, not listed as kept forever.
                             self.shared.registry().topics.free(topic_id);

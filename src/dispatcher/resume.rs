@@ -53,7 +53,7 @@ impl Dispatcher {
             StreamName::Hub => {
                 let upto = replay_end(
                     self.slots.get(slot).map_or(0, |c| c.hub_start),
-                    self.hub_stream.seq,
+                    self.streams.hub.seq,
                 );
                 (None, upto)
             }
@@ -63,7 +63,7 @@ impl Dispatcher {
                 let start = self.slots.get(slot).and_then(|c| {
                     c.topics
                         .iter()
-                        .find(|&&(t, _)| self.topics.name_of(t) == Some(topic))
+                        .find(|&&(t, _)| self.streams.topics.name_of(t) == Some(topic))
                         .map(|&(_, start)| start)
                 });
                 if start.is_none() && !self.client_topic(slot, id, topic, true) {
@@ -71,7 +71,8 @@ impl Dispatcher {
                     return;
                 }
                 let topic_id = self.shared.registry().topics.id(topic);
-                let Some((t, s)) = topic_id.and_then(|t| Some((t, self.topics.stream(t)?))) else {
+                let Some((t, s)) = topic_id.and_then(|t| Some((t, self.streams.topics.stream(t)?)))
+                else {
                     self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                     return;
                 };
@@ -140,8 +141,8 @@ impl Dispatcher {
     /// The hub-wide stream (`None`), or a topic's if the id is current.
     fn stream_of(&self, topic: Option<TopicId>) -> Option<&Stream> {
         match topic {
-            None => Some(&self.hub_stream),
-            Some(t) => self.topics.stream(t),
+            None => Some(&self.streams.hub),
+            Some(t) => self.streams.topics.stream(t),
         }
     }
 

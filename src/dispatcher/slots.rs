@@ -11,9 +11,17 @@ use crate::client::Client;
 use crate::wire::{PerWire, Wire};
 use crate::ClientId;
 
+/// Every connection, and the dispatcher's lists of those with work pending.
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
     clients: Vec<Option<Client>>,
+    /// Clients with queued output that the socket may take now.
+    pub(crate) dirty: Vec<usize>,
+    /// Clients that may have unread input (budget used up, or reading paused).
+    pub(crate) read_pending: Vec<usize>,
+    /// Connections closing, writing out their queues until their deadline.
+    pub(crate) closing: Vec<usize>,
+
     /// Empty slots that may be filled now.
     free: Vec<usize>,
     /// Slots emptied this round: free from the next one.

@@ -36,7 +36,7 @@ impl Dispatcher {
     /// Runs the tick when it is due: closes connections past a deadline and sends pings.
     pub(super) fn housekeeping(&mut self) {
         self.admission.tick(self.now);
-        self.misbehaved.tick(self.now);
+        self.admission.misbehaved.tick(self.now);
         let Some(tick) = self.timers.tick else {
             return;
         };
@@ -51,7 +51,7 @@ impl Dispatcher {
                 Verdict::HandshakeTimedOut => self.drop_unaccepted(slot, false),
                 Verdict::Close => self.close(slot),
                 Verdict::Ping(wire) => {
-                    if let Some(ping) = &self.ping {
+                    if let Some(ping) = &self.fanout.ping {
                         let ping = ping[wire].clone();
                         self.enqueue(slot, Piece::Chunk(&ping));
                     }
@@ -81,7 +81,7 @@ impl Dispatcher {
         match client.phase {
             Phase::Handshake(_) if client.read_pending => Verdict::Keep,
             Phase::Handshake(Some(deadline)) if now >= deadline => {
-                self.misbehaved.record(
+                self.admission.misbehaved.record(
                     storm::CLIENTS,
                     "no handshake in time",
                     now,

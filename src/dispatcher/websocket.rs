@@ -42,7 +42,7 @@ impl Dispatcher {
                     }
                 }
                 Head::Refused(refused) => {
-                    self.misbehaved.record(
+                    self.admission.misbehaved.record(
                         wire.log_target(),
                         refused.kind,
                         self.now,
@@ -57,13 +57,13 @@ impl Dispatcher {
             return Cut::Gone;
         };
         let id = client.id;
-        let mut unmasked = std::mem::take(&mut self.unmasked);
+        let mut unmasked = std::mem::take(&mut self.io.unmasked);
         // What was read borrows `unmasked`, never the session: acting on it may use this
         // client's state (handing a message on, relayed back to its sender, or answering a
         // ping may make it leave, and leaving sends its close frame through that state).
         let read = session.read(&settings, data, &mut unmasked);
         let cut = self.on_read(slot, id, wire, read);
-        self.unmasked = unmasked;
+        self.io.unmasked = unmasked;
         cut
     }
 
@@ -79,7 +79,7 @@ impl Dispatcher {
             Ok(None) => return Cut::Partial,
             Ok(Some(read)) => read,
             Err(broken) => {
-                self.misbehaved.record(
+                self.admission.misbehaved.record(
                     wire.log_target(),
                     broken.kind,
                     self.now,
@@ -147,7 +147,7 @@ impl Dispatcher {
                 self.admission.handshaking -= 1;
             }
             client.phase = Closing::phase(deadline, true);
-            self.closing.push(slot);
+            self.slots.closing.push(slot);
         }
     }
 

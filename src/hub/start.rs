@@ -52,13 +52,12 @@ impl Hub {
             Some(((bridge, receiver), c)) => (Some(bridge), Some((receiver, c))),
             None => (None, None),
         };
-        let (shared, tx, thread) = dispatcher::spawn(
-            config,
-            listeners,
-            #[cfg(feature = "nats")]
-            bridge,
-        )
-        .map_err(Error::Start)?;
+        #[cfg(feature = "nats")]
+        let backplane = dispatcher::Backplane::new(bridge);
+        #[cfg(not(feature = "nats"))]
+        let backplane = dispatcher::Backplane::default();
+        let (shared, tx, thread) =
+            dispatcher::spawn(config, listeners, backplane).map_err(Error::Start)?;
         #[cfg(feature = "nats")]
         let cluster_thread = match cluster {
             Some((receiver, c)) => Some(
