@@ -1,5 +1,6 @@
 //! How clients leave: closing, half-closing with a backlog, resetting (idle or while the
-//! hub writes to them), being kicked; and what the host may still address afterwards.
+//! hub writes to them), being kicked, each for every wire where it applies to all (TCP
+//! lines, TCP length-prefixed, WebSocket); and what the host may still address afterwards.
 
 mod util;
 
@@ -7,8 +8,8 @@ use std::time::Duration;
 
 use hubcast::{ClientId, DisconnectReason, Error, Event, Framing, Hub};
 use util::{
-    assert_stats_add_up, broadcast_numbered, healthy_pair, healthy_still_served, join, seq_of,
-    EventLog, Peer, LOCAL, SEND_BUFFER, TIMEOUT, TINY,
+    assert_stats_add_up, broadcast_numbered, healthy_beside, healthy_pair, healthy_still_served,
+    join, per_wire, seq_of, EventLog, Peer, Wire, LOCAL, SEND_BUFFER, TIMEOUT, TINY,
 };
 
 /// Messages that make a backlog for a client that does not read: 1000 of 1000 bytes are
@@ -17,17 +18,17 @@ use util::{
 const BACKLOG: usize = 1000;
 const BACKLOG_LEN: usize = 1000;
 
-/// A hub that writes to clients with [`SEND_BUFFER`], queues up to 8 MiB for each, never
-/// gives up on a stalled writer, and lets a leaving client have what was queued for it
-/// for up to [`TIMEOUT`].
-fn backlog_hub() -> Hub {
-    Hub::builder()
-        .send_buffer(Some(SEND_BUFFER))
-        .queue_bytes(8 << 20)
-        .write_timeout(None)
-        .linger(TIMEOUT)
-        .bind(LOCAL)
-        .expect("bind")
+/// A hub for clients of `wire` that writes to clients with [`SEND_BUFFER`], queues up to
+/// 8 MiB for each, never gives up on a stalled writer, and lets a leaving client have what
+/// was queued for it for up to [`TIMEOUT`].
+fn backlog_hub(wire: Wire) -> Hub {
+    wire.bind(
+        Hub::builder()
+            .send_buffer(Some(SEND_BUFFER))
+            .queue_bytes(8 << 20)
+            .write_timeout(None)
+            .linger(TIMEOUT),
+    )
 }
 
 /// After `id` has left with `reason` (and no one else has): the stats count it exactly
@@ -68,7 +69,7 @@ fn assert_left_once(
 /// broadcast, but still writes out what was queued (within `linger`), then closes cleanly.
 #[test]
 fn half_close_is_one_peer_closed_and_the_backlog_is_still_delivered() {
-    let hub = backlog_hub();
+    let hub = backlog_hub(Wire::Lines);
     let mut events = EventLog::subscribe(&hub);
     let healthy = healthy_pair(&hub, &mut events, Framing::Lines);
     let mut closer = Peer::connect_rcvbuf(hub.local_addr(), TINY);
@@ -117,22 +118,22 @@ fn half_close_is_one_peer_closed_and_the_backlog_is_still_delivered() {
     assert_left_once(&hub, &mut events, id, DisconnectReason::PeerClosed, 2);
 }
 
-#[test]
-fn dropping_the_socket_is_one_peer_closed() {
-    let hub = Hub::bind(LOCAL).unwrap();
+/// A client that drops its connection (a FIN; on WebSocket without a close frame) is one
+/// `PeerClosed`.
+fn dropping_the_connection_is_one_peer_closed(wire: Wire) {
+    let hub = wire.bind(Hub::builder());
     let mut events = EventLog::subscribe(&hub);
-    let (peer, id) = join(&hub, &mut events);
-    drop(peer);
+    let (client, id) = wire.join(&hub, &mut events);
+    drop(client);
     assert_eq!(events.expect_disconnected(id), DisconnectReason::PeerClosed);
     assert_left_once(&hub, &mut events, id, DisconnectReason::PeerClosed, 0);
 }
 
-#[test]
-fn reset_is_one_reset() {
-    let hub = Hub::bind(LOCAL).unwrap();
+fn reset_is_one_reset(wire: Wire) {
+    let hub = wire.bind(Hub::builder());
     let mut events = EventLog::subscribe(&hub);
-    let (peer, id) = join(&hub, &mut events);
-    peer.reset();
+    let (client, id) = wire.join(&hub, &mut events);
+    client.reset();
     assert_eq!(events.expect_disconnected(id), DisconnectReason::Reset);
     assert_left_once(&hub, &mut events, id, DisconnectReason::Reset, 0);
 }
@@ -140,13 +141,11 @@ fn reset_is_one_reset() {
 /// A client resets its connection while its socket is full and a backlog is queued for it,
 /// and the host keeps broadcasting. Whether the hub notices on a read or on a write, it is
 /// one `Reset`, and the other clients get everything, before and after.
-#[test]
-fn reset_while_the_hub_is_writing_is_one_reset() {
-    let hub = backlog_hub();
+fn reset_while_the_hub_is_writing_is_one_reset(wire: Wire) {
+    let hub = backlog_hub(wire);
     let mut events = EventLog::subscribe(&hub);
-    let healthy = healthy_pair(&hub, &mut events, Framing::Lines);
-    let resetter = Peer::connect_rcvbuf(hub.local_addr(), TINY);
-    let id = events.connected(resetter.addr());
+    let healthy = healthy_beside(&hub, &mut events, wire);
+    let (resetter, id) = wire.join_rcvbuf(&hub, &mut events, TINY);
 
     broadcast_numbered(&hub, 0..BACKLOG, BACKLOG_LEN);
     for client in &healthy {
@@ -170,36 +169,46 @@ fn reset_while_the_hub_is_writing_is_one_reset() {
         client.expect_numbered(BACKLOG..2 * BACKLOG, BACKLOG_LEN);
     }
     healthy_still_served(&hub, &healthy, 2 * BACKLOG);
-    let stats = hub.stats();
-    assert_eq!(stats.disconnects(DisconnectReason::Reset), 1, "{stats:?}");
     assert_stats_add_up(&hub, &[(DisconnectReason::Reset, 1)]);
     assert_eq!(events.departures(), vec![(id, DisconnectReason::Reset)]);
 }
 
-#[test]
-fn kicked_client_gets_what_was_sent_before_then_eof() {
-    let hub = Hub::bind(LOCAL).unwrap();
+/// A kicked client (a raw one and a real client library's) gets what was sent to it
+/// before, then its close (on WebSocket 4001, "disconnected by host"); the others get
+/// what is broadcast after, and the kicks are the next events, in order.
+fn a_kicked_client_gets_what_was_sent_before_then_its_close(wire: Wire) {
+    let hub = wire.bind(Hub::builder());
     let mut events = EventLog::subscribe(&hub);
-    let (mut peer, id) = join(&hub, &mut events);
-    let (mut other, _) = join(&hub, &mut events);
+    let (raw, raw_id) = wire.join(&hub, &mut events);
+    let (library, library_id) = wire.join_library(&hub, &mut events);
+    let (mut other, _) = wire.join(&hub, &mut events);
 
     hub.broadcast("to everyone").unwrap();
-    hub.send_to(id, "goodbye").unwrap();
-    hub.disconnect(id).unwrap();
+    for id in [raw_id, library_id] {
+        hub.send_to(id, "goodbye").unwrap();
+        hub.disconnect(id).unwrap();
+    }
     hub.broadcast("after the kick").unwrap();
 
-    assert_eq!(events.expect_disconnected(id), DisconnectReason::Kicked);
-    assert_eq!(peer.read_line(), b"to everyone");
-    assert_eq!(peer.read_line(), b"goodbye");
-    peer.expect_closed();
-    assert_eq!(other.read_line(), b"to everyone");
-    assert_eq!(other.read_line(), b"after the kick");
-
-    let stats = hub.stats();
-    assert_eq!(stats.disconnects(DisconnectReason::Kicked), 1, "{stats:?}");
-    assert_eq!(stats.disconnects.total(), 1, "{stats:?}");
+    for id in [raw_id, library_id] {
+        assert_eq!(events.expect_disconnected(id), DisconnectReason::Kicked);
+    }
+    for mut kicked in [raw, library] {
+        // What was queued first is still delivered, then the close.
+        kicked.expect_messages(&[b"to everyone", b"goodbye"]);
+        kicked.expect_close(DisconnectReason::Kicked);
+    }
+    other.expect_messages(&[b"to everyone", b"after the kick"]);
+    assert_stats_add_up(&hub, &[(DisconnectReason::Kicked, 2)]);
     assert_eq!(hub.clients().len(), 1);
 }
+
+per_wire!(
+    dropping_the_connection_is_one_peer_closed,
+    reset_is_one_reset,
+    reset_while_the_hub_is_writing_is_one_reset,
+    a_kicked_client_gets_what_was_sent_before_then_its_close,
+);
 
 #[test]
 fn unknown_client_ids_are_errors() {

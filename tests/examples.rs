@@ -189,26 +189,19 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
     let (epoch, _) = expect_joined(&mut nc, "lobby");
 
     // A WebSocket client as the page is one (without an Origin: not a browser's page).
-    let stream = Peer::connect(ws).stream;
-    let (mut browser, _) = tungstenite::client::client(format!("ws://{ws}/"), stream)
-        .unwrap_or_else(|err| panic!("WebSocket handshake with {ws}: {err}"));
-    // Its next text message (tungstenite answers pings by itself).
-    let next_text = |browser: &mut tungstenite::WebSocket<std::net::TcpStream>| loop {
-        match browser.read().expect("a WebSocket message") {
-            Message::Text(text) => return text.to_string(),
-            other @ (Message::Binary(_) | Message::Close(_)) => panic!("expected text: {other:?}"),
-            _ => {}
-        }
-    };
-    assert!(next_text(&mut browser).starts_with("#at * "));
-    assert_eq!(next_text(&mut browser), format!("#joined @lobby {epoch} 0"));
+    let mut browser = util::ws_connect(ws);
+    assert!(util::text(&mut browser).starts_with("#at * "));
+    assert_eq!(
+        util::text(&mut browser),
+        format!("#joined @lobby {epoch} 0")
+    );
     browser
         .send(Message::text("hi from a browser"))
         .expect("send");
-    assert_eq!(next_text(&mut browser), "#own @lobby 1");
+    assert_eq!(util::text(&mut browser), "#own @lobby 1");
     assert_eq!(nc.read_text_line(), "1@lobby hi from a browser");
     nc.write(b"hi from nc\n");
-    assert_eq!(next_text(&mut browser), "2@lobby hi from nc");
+    assert_eq!(util::text(&mut browser), "2@lobby hi from nc");
     assert_eq!(nc.read_text_line(), "#own @lobby 2");
 
     // A refused upgrade is logged under `hubcast::websocket`, and each arrival once.

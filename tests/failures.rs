@@ -4,150 +4,94 @@
 
 mod util;
 
-use std::panic;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use hubcast::{Auth, Error, Event, Hub, Protocol, WouldBlock};
-use util::{join, EventLog, Peer, TIMEOUT};
+use util::{
+    assert_counters, join, panic_as, per_wire, Counter, EventLog, Peer, Wire, LOCAL, PANICS,
+    TIMEOUT,
+};
 
+/// An accept filter that panics, in each of the ways of [`PANICS`], costs the connection
+/// it was deciding and nothing else: it is refused, and the hub serves on.
 #[test]
-fn a_panicking_accept_filter_costs_one_connection_not_the_hub() {
+fn a_panicking_accept_filter_costs_one_connection_each_not_the_hub() {
     let calls = AtomicUsize::new(0);
     let hub = Hub::builder()
-        .accept_filter(move |_| {
-            if calls.fetch_add(1, SeqCst) == 0 {
-                panic!("a bug in the host's filter");
-            }
-            true
+        .accept_filter(move |_| match PANICS.get(calls.fetch_add(1, SeqCst)) {
+            Some(how) => panic_as(how),
+            None => true,
         })
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .unwrap();
     let mut events = EventLog::subscribe(&hub);
-    let mut first = Peer::connect(hub.local_addr());
-    first.expect_closed();
-    let (mut second, _) = join(&hub, &mut events);
-    hub.broadcast("still serving").unwrap();
-    assert_eq!(second.read_line(), b"still serving");
-    let stats = hub.stats();
-    assert_eq!(
-        (stats.refused, stats.callback_panics, stats.accepted),
-        (1, 1, 1),
-        "{stats:?}"
-    );
-    assert!(!hub.is_closed());
-}
-
-#[test]
-fn a_panicking_authenticator_costs_one_connection_not_the_hub() {
-    let hub = Hub::builder()
-        .authenticate(|request| match request.frame() {
-            Some(b"boom") => panic!("a bug in the host's authenticator"),
-            _ => Auth::Accept,
-        })
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let mut events = EventLog::subscribe(&hub);
-    let mut bad = Peer::connect(hub.local_addr());
-    bad.write(b"boom\n");
-    bad.expect_closed();
-    let mut good = Peer::connect(hub.local_addr());
-    good.write(b"hello\n");
-    events.expect_connected();
-    hub.broadcast("still serving").unwrap();
-    assert_eq!(good.read_line(), b"still serving");
-    let stats = hub.stats();
-    assert_eq!(
-        (stats.rejected, stats.callback_panics, stats.accepted),
-        (1, 1, 1),
-        "{stats:?}"
-    );
-}
-
-/// A panic payload whose own drop panics: with a message, or (`again`) with another such
-/// payload, whose drop would panic in turn. Dropped where the panic was caught, it used to
-/// take the whole hub down (`Error::Failed`).
-struct PanicOnDrop {
-    again: bool,
-}
-
-impl Drop for PanicOnDrop {
-    fn drop(&mut self) {
-        if self.again {
-            panic::panic_any(PanicOnDrop { again: false });
-        }
-        panic!("dropping the panic's payload panics too");
-    }
-}
-
-#[test]
-fn an_accept_filter_panicking_with_a_payload_that_panics_on_drop_costs_one_connection() {
-    let calls = AtomicUsize::new(0);
-    let hub = Hub::builder()
-        .accept_filter(move |_| match calls.fetch_add(1, SeqCst) {
-            0 => panic::panic_any(PanicOnDrop { again: false }),
-            1 => panic::panic_any(PanicOnDrop { again: true }),
-            _ => true,
-        })
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let mut events = EventLog::subscribe(&hub);
-    for _ in 0..2 {
+    for _ in PANICS {
         Peer::connect(hub.local_addr()).expect_closed();
     }
     let (mut good, _) = join(&hub, &mut events);
     hub.broadcast("still serving").unwrap();
     assert_eq!(good.read_line(), b"still serving");
-    let stats = hub.stats();
-    assert_eq!(
-        (stats.refused, stats.callback_panics, stats.accepted),
-        (2, 2, 1),
-        "{stats:?}"
+    let panics = PANICS.len() as u64;
+    assert_counters(
+        &hub,
+        &[
+            (Counter::Refused, panics),
+            (Counter::CallbackPanics, panics),
+            (Counter::Accepted, 1),
+        ],
     );
     assert!(!hub.is_closed());
 }
 
-#[test]
-fn an_authenticator_panicking_with_a_payload_that_panics_on_drop_costs_one_connection() {
-    let hub = Hub::builder()
-        .authenticate(|request| match request.frame() {
-            Some(b"once") => panic::panic_any(PanicOnDrop { again: false }),
-            Some(b"twice") => panic::panic_any(PanicOnDrop { again: true }),
-            _ => Auth::Accept,
-        })
-        .bind("127.0.0.1:0")
-        .unwrap();
+/// An authenticator that panics, in each of the ways of [`PANICS`], costs the connection
+/// it was deciding and nothing else, on every wire: it is rejected (on WebSocket answered
+/// 403) and never connected, and the hub serves on.
+fn a_panicking_authenticator_costs_one_connection_each_not_the_hub(wire: Wire) {
+    let hub =
+        wire.bind(Hub::builder().authenticate(
+            |request| match Wire::token_of(request).as_deref() {
+                Some("good") => Auth::Accept,
+                Some(how) if PANICS.contains(&how) => panic_as(how),
+                _ => Auth::Reject,
+            },
+        ));
     let mut events = EventLog::subscribe(&hub);
-    for frame in [&b"once\n"[..], b"twice\n"] {
-        let mut bad = Peer::connect(hub.local_addr());
-        bad.write(frame);
-        bad.expect_closed();
+    for how in PANICS {
+        wire.expect_refused_with_token(&hub, how, 403);
     }
-    let mut good = Peer::connect(hub.local_addr());
-    good.write(b"hello\n");
-    events.expect_connected();
+    let (mut good, good_id) = wire.join_with_token(&hub, &mut events, "good");
+    // No event before it: the refused connections never connected.
+    events.drain();
+    assert_eq!(events.seen.len(), 1, "{:?}", events.seen);
     hub.broadcast("still serving").unwrap();
-    assert_eq!(good.read_line(), b"still serving");
-    let stats = hub.stats();
-    assert_eq!(
-        (stats.rejected, stats.callback_panics, stats.accepted),
-        (2, 2, 1),
-        "{stats:?}"
+    good.expect_messages(&[b"still serving"]);
+    assert!(hub.client(good_id).is_some());
+    let panics = PANICS.len() as u64;
+    assert_counters(
+        &hub,
+        &[
+            (Counter::Rejected, panics),
+            (Counter::CallbackPanics, panics),
+            (Counter::HandshakeFailed, 0),
+            (Counter::Accepted, 1),
+        ],
     );
     assert!(!hub.is_closed());
 }
+
+per_wire!(a_panicking_authenticator_costs_one_connection_each_not_the_hub);
 
 #[test]
 fn a_client_topics_closure_panicking_with_a_payload_that_panics_on_drop_refuses_the_request() {
     let hub = Hub::builder()
         .protocol(Protocol::Sequenced)
         .client_topics(|request| match request.topic() {
-            "once" => panic::panic_any(PanicOnDrop { again: false }),
-            "twice" => panic::panic_any(PanicOnDrop { again: true }),
+            how @ ("once" | "twice") => panic_as(how),
             _ => true,
         })
-        .bind("127.0.0.1:0")
+        .bind(LOCAL)
         .unwrap();
     let mut events = EventLog::subscribe(&hub);
     let (mut peer, id) = join(&hub, &mut events);

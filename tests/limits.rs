@@ -1,12 +1,12 @@
-//! Limits that protect the hub: max_clients, max_frame, queue_bytes, and configuration
-//! checks.
+//! Limits that protect the hub: max_clients, max_frame (for every wire), queue_bytes, and
+//! configuration checks.
 
 mod util;
 
 use hubcast::{DisconnectReason, Error, Framing, Hub};
 use util::{
-    assert_stats_add_up, broadcast_numbered, healthy_pair, healthy_still_served, join, numbered,
-    EventLog, Peer, LOCAL, MSG_LEN,
+    assert_counters, assert_stats_add_up, broadcast_numbered, healthy_beside, healthy_still_served,
+    join, numbered, per_wire, Counter, EventLog, Peer, Wire, LOCAL, MSG_LEN,
 };
 
 #[test]
@@ -18,10 +18,14 @@ fn connection_over_max_clients_is_closed_and_counted() {
 
     let mut extra = Peer::connect(hub.local_addr());
     extra.expect_closed();
-    let stats = hub.stats();
-    assert_eq!(stats.refused, 1, "{stats:?}");
-    assert_eq!(stats.accepted, 2, "{stats:?}");
-    assert_eq!(stats.connected, 2, "{stats:?}");
+    assert_counters(
+        &hub,
+        &[
+            (Counter::Refused, 1),
+            (Counter::Accepted, 2),
+            (Counter::Connected, 2),
+        ],
+    );
     assert_eq!(hub.clients().len(), 2);
 
     // The refused connection made no event: the next one is a's leaving. Then there is
@@ -39,27 +43,24 @@ fn connection_over_max_clients_is_closed_and_counted() {
     assert_eq!(hub.stats().refused, 1);
 }
 
-/// A frame of exactly `max_frame` bytes is accepted; one byte more is `FrameTooLarge` and
-/// the connection is closed, while two healthy clients are served throughout:
+/// A message of exactly `max_frame` bytes is accepted; one byte more is `FrameTooLarge`
+/// and the connection is closed (on WebSocket with 1009, "frame too large"), while two
+/// healthy clients are served throughout:
 /// - a too-long line is refused as soon as its byte `max_frame + 1` arrives, before any
 ///   newline, even when it comes in many small writes;
-/// - a length prefix over the limit is refused before any payload arrives, whether one
-///   over, 1 GiB (the hub must not wait for or allocate the payload) or `u32::MAX` (no
-///   overflow).
-fn max_frame_boundary(framing: Framing) {
+/// - a length prefix or a WebSocket frame's header over the limit is refused before any
+///   payload arrives, whether one over, 64 KiB and more (WebSocket's 64-bit length), 1 GiB
+///   (the hub must not wait for or allocate the payload) or `u32::MAX` (no overflow).
+fn max_frame_is_accepted_and_one_more_is_too_large(wire: Wire) {
     const MAX: usize = 1000;
-    let hub = Hub::builder()
-        .framing(framing)
-        .max_frame(MAX)
-        .bind(LOCAL)
-        .expect("bind");
+    let hub = wire.bind(Hub::builder().max_frame(MAX));
     let mut events = EventLog::subscribe(&hub);
-    let healthy = healthy_pair(&hub, &mut events, framing);
-    let (mut exact, exact_id) = join(&hub, &mut events);
+    let healthy = healthy_beside(&hub, &mut events, wire);
+    let (mut exact, exact_id) = wire.join(&hub, &mut events);
 
-    exact.send(framing, &[b'a'; MAX]);
+    exact.send(&[b'a'; MAX]);
     let mut accepted = vec![vec![b'a'; MAX]];
-    if framing == Framing::Lines {
+    if wire == Wire::Lines {
         // "\r\n" is framing, not payload: still exactly MAX.
         let mut crlf = vec![b'b'; MAX];
         crlf.extend_from_slice(b"\r\n");
@@ -72,31 +73,31 @@ fn max_frame_boundary(framing: Framing) {
         client.expect_numbered(0..10, MSG_LEN);
     }
     for i in 0..10 {
-        assert_eq!(exact.next_frame(framing), Some(numbered(i, MSG_LEN)));
+        assert_eq!(exact.read_message(), numbered(i, MSG_LEN));
     }
 
-    // One byte over: a whole frame in lines; the prefix alone, length-prefixed.
-    match framing {
-        Framing::LengthPrefixed => exact.write(&(MAX as u32 + 1).to_be_bytes()),
-        _ => exact.send(framing, &[b'c'; MAX + 1]),
+    // One byte over: a whole line; the prefix or header alone, where there is one.
+    match wire.header_of(MAX + 1) {
+        Some(header) => exact.write(&header),
+        None => exact.send(&[b'c'; MAX + 1]),
     }
     assert_eq!(
         events.disconnected(exact_id),
         DisconnectReason::FrameTooLarge
     );
     assert_eq!(events.messages_from(exact_id).len(), accepted.len());
-    exact.expect_closed();
+    exact.expect_close(DisconnectReason::FrameTooLarge);
 
-    // Over the limit without a delimiter, or with a huge prefix and no payload.
-    let floods: Vec<Vec<u8>> = match framing {
-        Framing::LengthPrefixed => vec![
-            (1u32 << 30).to_be_bytes().to_vec(),
-            u32::MAX.to_be_bytes().to_vec(),
-        ],
-        _ => vec![vec![b'd'; MAX + 1]],
+    // Over the limit without a delimiter, or with a huge length and no payload.
+    let floods: Vec<Vec<u8>> = match wire {
+        Wire::Lines => vec![vec![b'd'; MAX + 1]],
+        _ => [70_000, 1 << 30, u32::MAX as usize]
+            .into_iter()
+            .filter_map(|len| wire.header_of(len))
+            .collect(),
     };
     for flood in &floods {
-        let (mut flooder, id) = join(&hub, &mut events);
+        let (mut flooder, id) = wire.join(&hub, &mut events);
         // In small writes, so the line spans many reads. The hub can only decide once the
         // last byte is in, so every write succeeds.
         for part in flood.chunks(10) {
@@ -104,7 +105,7 @@ fn max_frame_boundary(framing: Framing) {
         }
         assert_eq!(events.disconnected(id), DisconnectReason::FrameTooLarge);
         assert!(events.messages_from(id).is_empty());
-        flooder.expect_closed();
+        flooder.expect_close(DisconnectReason::FrameTooLarge);
     }
 
     healthy_still_served(&hub, &healthy, 10);
@@ -112,15 +113,7 @@ fn max_frame_boundary(framing: Framing) {
     assert_stats_add_up(&hub, &[(DisconnectReason::FrameTooLarge, too_large)]);
 }
 
-#[test]
-fn max_frame_is_accepted_and_one_more_is_too_large_in_lines() {
-    max_frame_boundary(Framing::Lines);
-}
-
-#[test]
-fn max_frame_is_accepted_and_one_more_is_too_large_length_prefixed() {
-    max_frame_boundary(Framing::LengthPrefixed);
-}
+per_wire!(max_frame_is_accepted_and_one_more_is_too_large);
 
 #[test]
 fn message_larger_than_queue_bytes_is_refused() {

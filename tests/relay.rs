@@ -1,55 +1,11 @@
 //! Relay mode: what clients send reaches the other clients, batched, in order, exactly
-//! once, within every bound, and the host's events stay in order around it.
+//! once, within every bound. (A client cut as slow by the relay of its own messages, on
+//! every wire, is in `tests/slow_client.rs`.)
 
 mod util;
 
-use hubcast::{DisconnectReason, Event, Hub, Relay};
-use util::{EventLog, Peer, TIMEOUT, TINY};
-
-/// A client that floods and never reads is cut as slow by the relay of its own frames
-/// (`Relay::All` sends them back to it). Its `Disconnected` must still be its last event:
-/// subscribers used to see it before its last `Message`.
-#[test]
-fn no_event_of_a_client_follows_its_disconnect() {
-    let hub = Hub::builder()
-        .relay(Relay::All)
-        .queue_bytes(64 * 1024)
-        .max_frame(1024)
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let mut events = EventLog::subscribe(&hub);
-    let mut flooder = Peer::connect_rcvbuf(hub.local_addr(), TINY);
-    let id = events.expect_connected();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let line = [vec![b'f'; 1000], b"\n".to_vec()].concat();
-        // Stops when the hub closes the connection.
-        for _ in 0..10_000 {
-            if flooder.stream.write_all(&line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut messages = 0;
-    loop {
-        match events.next() {
-            Event::Message { client, .. } if client == id => messages += 1,
-            Event::Disconnected { client, reason, .. } if client == id => {
-                assert_eq!(reason, DisconnectReason::Slow);
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert!(messages > 0);
-    writer.join().expect("writer");
-    hub.shutdown(TIMEOUT).unwrap();
-    let after: Vec<Event> = events.until_end();
-    assert!(
-        after.is_empty(),
-        "events after the client's Disconnected: {after:?}"
-    );
-}
+use hubcast::{Hub, Relay};
+use util::{stats_when, EventLog, Peer, TINY};
 
 /// A line from publisher `p` with sequence number `seq`, padded to `len` bytes.
 fn line(p: usize, seq: usize, len: usize) -> Vec<u8> {
@@ -199,17 +155,4 @@ fn drops_inside_relayed_batches_are_counted_per_frame() {
     assert_eq!(received + dropped, LINES as u64);
     let stats = hub.stats();
     assert_eq!(stats.dropped, dropped, "{stats:?}");
-}
-
-/// The hub's counters once `done` holds for them (they are published once per dispatcher
-/// round, so they may trail what clients already received by a moment).
-fn stats_when(hub: &Hub, done: impl Fn(&hubcast::Stats) -> bool) -> hubcast::Stats {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let stats = hub.stats();
-        if done(&stats) || std::time::Instant::now() >= deadline {
-            return stats;
-        }
-        std::thread::yield_now();
-    }
 }

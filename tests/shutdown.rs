@@ -1,5 +1,5 @@
 //! Shutting down: what is flushed, what is reported, what fails afterwards, and dropping
-//! the hub without shutting it down.
+//! the hub without shutting it down (how every client is closed, for every wire).
 
 mod util;
 
@@ -7,7 +7,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use hubcast::{DisconnectReason, Error, Hub};
-use util::{join, numbered, seq_of, EventLog, Peer, LOCAL, SEND_BUFFER, TIMEOUT, TINY};
+use util::{
+    assert_stats_add_up, join, numbered, per_wire, seq_of, EventLog, Peer, Wire, LOCAL,
+    SEND_BUFFER, TIMEOUT, TINY,
+};
 
 #[test]
 fn calls_after_shutdown_are_closed() {
@@ -90,13 +93,8 @@ fn shutdown_flushes_every_queued_message_to_every_client_then_closes() {
             "{left:?}"
         );
     }
+    assert_stats_add_up(&hub, &[(DisconnectReason::Shutdown, CLIENTS as u64)]);
     let stats = hub.stats();
-    assert_eq!(
-        stats.disconnects(DisconnectReason::Shutdown),
-        CLIENTS as u64,
-        "{stats:?}"
-    );
-    assert_eq!(stats.disconnects.total(), CLIENTS as u64, "{stats:?}");
     assert_eq!(stats.frames_out, (CLIENTS * N) as u64, "{stats:?}");
     assert_eq!(
         stats.bytes_out,
@@ -204,27 +202,49 @@ fn undelivered_frames_exclude_frames_already_written() {
     );
 }
 
-#[test]
-fn dropping_the_hub_closes_every_client_after_what_was_queued() {
-    let hub = Hub::bind(LOCAL).unwrap();
+/// Shutting a hub down, or dropping it, closes every client (a raw one and a real client
+/// library's) after what was queued for it, then with its close (on WebSocket 1001, "hub
+/// shut down"); each leaves once, as `Shutdown`.
+fn every_client_is_closed_after_what_was_queued(wire: Wire, drop_the_hub: bool) {
+    let hub = wire.bind(Hub::builder());
     let mut events = EventLog::subscribe(&hub);
-    let (mut a, a_id) = join(&hub, &mut events);
-    let (mut b, b_id) = join(&hub, &mut events);
-    hub.broadcast("last").unwrap();
-    drop(hub);
+    let (raw, raw_id) = wire.join(&hub, &mut events);
+    let (library, library_id) = wire.join_library(&hub, &mut events);
+    hub.broadcast("last words").unwrap();
+    if drop_the_hub {
+        drop(hub);
+    } else {
+        let report = hub.shutdown(TIMEOUT).expect("shutdown");
+        assert_eq!((report.clients, report.flushed), (2, 2), "{report:?}");
+        assert!(report.is_complete(), "{report:?}");
+        assert_stats_add_up(&hub, &[(DisconnectReason::Shutdown, 2)]);
+    }
 
-    for peer in [&mut a, &mut b] {
-        assert_eq!(peer.read_line(), b"last");
-        peer.expect_closed();
+    for mut client in [raw, library] {
+        client.expect_messages(&[b"last words"]);
+        client.expect_close(DisconnectReason::Shutdown);
     }
     let left = events.until_end();
     assert_eq!(left.len(), 2, "{left:?}");
-    for id in [a_id, b_id] {
+    for id in [raw_id, library_id] {
         assert!(left
             .iter()
             .any(|e| util::departure(e) == Some((id, DisconnectReason::Shutdown))));
     }
 }
+
+fn shutdown_closes_every_client_after_what_was_queued(wire: Wire) {
+    every_client_is_closed_after_what_was_queued(wire, false);
+}
+
+fn dropping_the_hub_closes_every_client_after_what_was_queued(wire: Wire) {
+    every_client_is_closed_after_what_was_queued(wire, true);
+}
+
+per_wire!(
+    shutdown_closes_every_client_after_what_was_queued,
+    dropping_the_hub_closes_every_client_after_what_was_queued,
+);
 
 #[test]
 fn shutdown_with_no_clients_is_empty_and_complete() {

@@ -1,9 +1,11 @@
-//! Per-client deadlines: `idle_timeout`, `heartbeat` and `write_timeout`.
+//! Per-client deadlines: `idle_timeout`, `heartbeat` and `write_timeout`, each scenario
+//! for every wire (TCP lines, TCP length-prefixed, WebSocket).
 //!
-//! Short timeouts (100-200 ms) are used only where the assertion is "eventually
+//! Short timeouts (200-250 ms) are used only where the assertion is "eventually
 //! disconnected". Where a client must stay connected, the deadline is long compared with
-//! what the client has to do in time (answer a ping, send a frame every 20 ms), so a
-//! loaded machine cannot make it miss.
+//! what the client has to do in time (answer a ping within a second or, beside a silent
+//! one, within two intervals of 250 ms; send a message every 20 ms), so a loaded machine
+//! cannot make it miss.
 
 mod util;
 
@@ -12,191 +14,197 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hubcast::{DisconnectReason, Event, Framing, Hub, HubBuilder, SlowClientPolicy};
+use hubcast::{DisconnectReason, Event, Hub, HubBuilder, SlowClientPolicy};
 use util::{
-    assert_stats_add_up, broadcast_numbered, healthy_pair, healthy_still_served, numbered,
-    spawn_reader, EventLog, Got, Peer, LOCAL, MSG_LEN, SEND_BUFFER, TIMEOUT, TINY,
+    assert_stats_add_up, broadcast_numbered, healthy_beside, healthy_still_served, numbered,
+    per_wire, EventLog, Item, Peer, Wire, LOCAL, MSG_LEN, SEND_BUFFER, TIMEOUT, TINY,
 };
 
 /// Clients that go quiet are `Idle` after `idle_timeout`, however they went quiet: saying
-/// nothing at all (like a peer that vanished without a FIN, which loopback cannot make),
-/// one frame and then nothing, or stopping inside a frame (a length prefix with no payload,
-/// or a line with no end). Nothing of a torn frame is delivered. Meanwhile two healthy
-/// clients that send a frame every 20 ms, far inside the 2 s limit, stay connected and
-/// keep getting every broadcast.
-fn quiet_clients_are_idle_and_talking_ones_stay(framing: Framing) {
-    let hub = Hub::builder()
-        .framing(framing)
-        .idle_timeout(Some(Duration::from_secs(2)))
-        .write_timeout(None)
-        .bind(LOCAL)
-        .expect("bind");
+/// nothing at all (like a peer that vanished without a FIN, which loopback cannot make; a
+/// raw one and a real client library's), one message and then nothing, or stopping inside
+/// a frame (a line with no end, a length prefix or a WebSocket header with no payload).
+/// Nothing of a torn frame is delivered, and none is closed before its time. Meanwhile two
+/// healthy clients that send a message every 20 ms, far inside the 2 s limit, stay
+/// connected and keep getting every broadcast. Each quiet one gets the broadcasts made
+/// while it was connected, then its close (on WebSocket 1001, "idle too long") and a clean
+/// end of stream.
+fn quiet_clients_are_idle_and_talking_ones_stay(wire: Wire) {
+    const IDLE: Duration = Duration::from_secs(2);
+    let hub = wire.bind(Hub::builder().idle_timeout(Some(IDLE)).write_timeout(None));
     let mut events = EventLog::subscribe(&hub);
-    let mut healthy = healthy_pair(&hub, &mut events, framing);
+    let mut healthy = healthy_beside(&hub, &mut events, wire);
     for client in &mut healthy {
         client.keep_alive(Duration::from_millis(20));
     }
-    let mut silent = Peer::connect_rcvbuf(hub.local_addr(), TINY);
-    let silent_id = events.connected(silent.addr());
-    let mut quiet = Peer::connect(hub.local_addr());
-    let quiet_id = events.connected(quiet.addr());
-    quiet.send(framing, b"one frame, then nothing");
-    let mut torn = Peer::connect(hub.local_addr());
-    let torn_id = events.connected(torn.addr());
-    match framing {
-        Framing::LengthPrefixed => torn.write(&100u32.to_be_bytes()),
-        _ => torn.write(b"a line with no end"),
-    }
+    let start = Instant::now();
+    let (silent, silent_id) = wire.join_rcvbuf(&hub, &mut events, TINY);
+    let (library, library_id) = wire.join_library(&hub, &mut events);
+    let (mut quiet, quiet_id) = wire.join(&hub, &mut events);
+    quiet.send(b"one message, then nothing");
+    let (mut torn, torn_id) = wire.join(&hub, &mut events);
+    torn.write(&wire.torn_frame());
 
     broadcast_numbered(&hub, 0..100, MSG_LEN);
     for client in &healthy {
         client.expect_numbered(0..100, MSG_LEN);
     }
-    for id in [silent_id, quiet_id, torn_id] {
+    let quiet_ones = [silent_id, library_id, quiet_id, torn_id];
+    for id in quiet_ones {
         assert_eq!(events.disconnected(id), DisconnectReason::Idle, "{id}");
+        assert!(
+            start.elapsed() >= IDLE,
+            "closed after {:?}",
+            start.elapsed()
+        );
     }
     assert_eq!(
         events.messages_from(quiet_id),
-        vec![&b"one frame, then nothing"[..]]
+        vec![&b"one message, then nothing"[..]]
     );
-    assert!(events.messages_from(silent_id).is_empty());
-    assert!(events.messages_from(torn_id).is_empty());
+    for id in [silent_id, library_id, torn_id] {
+        assert!(events.messages_from(id).is_empty(), "{id}");
+    }
     healthy_still_served(&hub, &healthy, 100);
-    assert_stats_add_up(&hub, &[(DisconnectReason::Idle, 3)]);
+    assert_stats_add_up(&hub, &[(DisconnectReason::Idle, quiet_ones.len() as u64)]);
 
-    // Each got the broadcasts made while it was connected, then a clean end of stream.
-    for peer in [&mut silent, &mut quiet, &mut torn] {
+    for mut client in [silent, library, quiet, torn] {
         for i in 0..100 {
-            let frame = peer.next_frame(framing).expect("a broadcast");
-            assert!(frame == numbered(i, MSG_LEN), "message {i}: {frame:?}");
+            let message = client.read_message();
+            assert!(message == numbered(i, MSG_LEN), "message {i}: {message:?}");
         }
-        peer.expect_fin();
+        let end = client.expect_close(DisconnectReason::Idle);
+        assert_eq!(end, None, "closed with a reset, not a FIN");
     }
 }
 
-#[test]
-fn quiet_clients_are_idle_and_talking_ones_stay_in_lines() {
-    quiet_clients_are_idle_and_talking_ones_stay(Framing::Lines);
-}
-
-#[test]
-fn quiet_clients_are_idle_and_talking_ones_stay_length_prefixed() {
-    quiet_clients_are_idle_and_talking_ones_stay(Framing::LengthPrefixed);
-}
-
-/// A client that answers every ping with an empty frame stays connected across several
-/// intervals; the pings are empty frames, and the answers never reach subscribers.
-fn answering_client_stays_connected(framing: Framing) {
+/// A client that answers every heartbeat stays connected across several intervals. The
+/// heartbeats are empty frames on TCP and empty ping frames on WebSocket, answered with an
+/// empty frame or a pong, and the answers never reach subscribers: the client's only
+/// message is the one it sends after them. (On TCP an answer is a frame in, read and
+/// counted though not delivered; a pong is no message in.)
+fn answering_heartbeats_keeps_a_client_connected(wire: Wire) {
+    const PINGS: usize = 4;
     // Long enough that the client, which answers at once, has a whole second to spare.
     let interval = Duration::from_secs(1);
-    let hub = Hub::builder()
-        .framing(framing)
-        .heartbeat(Some(interval))
-        .bind(LOCAL)
-        .expect("bind");
+    let hub = wire.bind(Hub::builder().heartbeat(Some(interval)));
     let mut events = EventLog::subscribe(&hub);
-    let peer = Peer::connect(hub.local_addr());
-    let id = events.connected(peer.addr());
-    let mut answers = Peer::new(peer.stream.try_clone().expect("clone"));
-    let (frames, reader) = spawn_reader(peer, framing);
+    let (mut client, id) = wire.join(&hub, &mut events);
 
     hub.broadcast("between pings").expect("broadcast");
     let mut pings = 0;
     let mut other = Vec::new();
-    while pings < 4 {
-        match frames.recv_timeout(TIMEOUT).expect("a ping") {
-            Got::Frame(frame) if frame.is_empty() => {
-                answers.send(framing, b"");
+    while pings < PINGS {
+        match client.next_item() {
+            Some(Item::Ping) => {
+                client.answer_ping();
                 pings += 1;
             }
-            Got::Frame(frame) => other.push(frame),
-            Got::End(end) => panic!("disconnected after {pings} pings: {end:?}"),
+            Some(Item::Message(message)) => other.push(message),
+            end => panic!("disconnected after {pings} pings: {end:?}"),
         }
         events.drain();
     }
     assert_eq!(other, vec![b"between pings".to_vec()]);
-    // The hub has read the four answers (they count as frames in, though not delivered).
-    events.wait_until("the answers to be read", || hub.stats().frames_in >= 4);
+    // Read after the answers: once it is delivered, the hub has read them all.
+    client.send(b"after the answers");
+    assert_eq!(events.messages(id, 1), vec![&b"after the answers"[..]]);
+    let answers_in = if wire.is_websocket() { 0 } else { PINGS as u64 };
+    events.wait_until("the answers to be counted", || {
+        hub.stats().frames_in > answers_in
+    });
+    assert_eq!(hub.stats().frames_in, answers_in + 1);
     assert!(
-        hub.clients().iter().any(|c| c.id == id),
+        hub.client(id).is_some(),
         "the answering client was disconnected: {:?}",
         events.seen
     );
     events.drain();
     assert!(!events.has_left(id), "{:?}", events.seen);
-    assert!(
-        events.messages_from(id).is_empty(),
-        "ping answers were delivered as messages"
+    assert_eq!(
+        events.messages_from(id),
+        vec![&b"after the answers"[..]],
+        "answers were delivered as messages"
     );
+    // Nothing else happened: its arrival and its one message.
+    assert_eq!(events.seen.len(), 2, "{:?}", events.seen);
     assert_stats_add_up(&hub, &[]);
     hub.shutdown(TIMEOUT).expect("shutdown");
-    reader.join().expect("reader");
 }
 
-#[test]
-fn answering_pings_keeps_a_client_connected_in_lines() {
-    answering_client_stays_connected(Framing::Lines);
-}
-
-#[test]
-fn answering_pings_keeps_a_client_connected_length_prefixed() {
-    answering_client_stays_connected(Framing::LengthPrefixed);
-}
-
-/// A client that reads but never answers is `Unresponsive` after two intervals; everything
-/// it received was pings.
-fn silent_client_is_unresponsive(framing: Framing) {
-    let hub = Hub::builder()
-        .framing(framing)
-        .heartbeat(Some(Duration::from_millis(100)))
-        .bind(LOCAL)
-        .expect("bind");
+/// With heartbeats on, answering is a sign of life: a client that answers (tungstenite by
+/// itself on WebSocket) outlives three times the silence that makes one that neither reads
+/// nor answers `Unresponsive` after two intervals. Everything the silent one received was
+/// heartbeats, at least one, then its close (on WebSocket 4002, "missed heartbeats").
+fn a_silent_client_is_unresponsive_and_an_answering_one_stays(wire: Wire) {
+    const INTERVAL: Duration = Duration::from_millis(250);
+    const PINGS: usize = 6;
+    let hub = wire.bind(Hub::builder().heartbeat(Some(INTERVAL)));
     let mut events = EventLog::subscribe(&hub);
-    let mut peer = Peer::connect(hub.local_addr());
-    let id = events.connected(peer.addr());
-    assert_eq!(events.disconnected(id), DisconnectReason::Unresponsive);
-    let mut pings = 0;
-    while let Some(frame) = peer.next_frame(framing) {
-        assert!(frame.is_empty(), "not a ping: {frame:?}");
-        pings += 1;
-    }
-    assert!(pings >= 1, "disconnected without a ping");
-    assert_stats_add_up(&hub, &[(DisconnectReason::Unresponsive, 1)]);
+    let (silent, silent_id) = wire.join(&hub, &mut events);
+    let (mut answering, answering_id) = wire.join_library(&hub, &mut events);
+    let answerer = thread::spawn(move || {
+        for _ in 0..PINGS {
+            match answering.next_item() {
+                Some(Item::Ping) => answering.answer_ping(),
+                other => panic!("expected a heartbeat, got {other:?}"),
+            }
+        }
+        // Then it leaves by itself: its departure's reason says whether it lived so long.
+        answering.leave();
+    });
+    assert_eq!(
+        events.disconnected(silent_id),
+        DisconnectReason::Unresponsive
+    );
+    answerer.join().expect("the answering client");
+    assert_eq!(
+        events.disconnected(answering_id),
+        DisconnectReason::PeerClosed
+    );
+
+    let pings = silent
+        .read_to_end()
+        .closed_for(DisconnectReason::Unresponsive);
+    assert!(!pings.is_empty(), "disconnected without a heartbeat");
+    assert!(pings.iter().all(|p| *p == Item::Ping), "{pings:?}");
+    assert_stats_add_up(
+        &hub,
+        &[
+            (DisconnectReason::Unresponsive, 1),
+            (DisconnectReason::PeerClosed, 1),
+        ],
+    );
 }
 
-#[test]
-fn silent_client_is_unresponsive_in_lines() {
-    silent_client_is_unresponsive(Framing::Lines);
-}
-
-#[test]
-fn silent_client_is_unresponsive_length_prefixed() {
-    silent_client_is_unresponsive(Framing::LengthPrefixed);
-}
+per_wire!(
+    quiet_clients_are_idle_and_talking_ones_stay,
+    answering_heartbeats_keeps_a_client_connected,
+    a_silent_client_is_unresponsive_and_an_answering_one_stays,
+    write_timeout_finds_a_stalled_reader_whose_queue_is_not_full,
+);
 
 /// A client that stopped reading (like a peer that vanished: writes stop making progress)
 /// is `Slow` after `write_timeout` even though its queue is far from full: with
 /// `DropNewest` a full queue would drop frames, not disconnect, and nothing is dropped.
 /// The healthy clients beside it are not, even if their reader threads are descheduled for
 /// longer than the timeout: the burst fits in their kernel buffers.
-#[test]
-fn write_timeout_finds_a_stalled_reader_whose_queue_is_not_full() {
+fn write_timeout_finds_a_stalled_reader_whose_queue_is_not_full(wire: Wire) {
     // 400 KB: more than the stalled client's socket buffers (the hub's 256 KiB, doubled
     // from `SEND_BUFFER`, and a tiny receive buffer), about 5% of its queue, and less than
     // a healthy client's socket buffers even where `rmem_max` caps `ROOMY` at 208 KiB.
     const N: usize = 400;
     const LEN: usize = 1000;
-    let hub = Hub::builder()
-        .send_buffer(Some(SEND_BUFFER))
-        .queue_bytes(8 << 20)
-        .slow_client_policy(SlowClientPolicy::DropNewest)
-        .write_timeout(Some(Duration::from_millis(200)))
-        .bind(LOCAL)
-        .expect("bind");
+    let hub = wire.bind(
+        Hub::builder()
+            .send_buffer(Some(SEND_BUFFER))
+            .queue_bytes(8 << 20)
+            .slow_client_policy(SlowClientPolicy::DropNewest)
+            .write_timeout(Some(Duration::from_millis(200))),
+    );
     let mut events = EventLog::subscribe(&hub);
-    let healthy = healthy_pair(&hub, &mut events, Framing::Lines);
-    let stalled = Peer::connect_rcvbuf(hub.local_addr(), TINY);
-    let id = events.connected(stalled.addr());
+    let healthy = healthy_beside(&hub, &mut events, wire);
+    let (stalled, id) = wire.join_rcvbuf(&hub, &mut events, TINY);
     broadcast_numbered(&hub, 0..N, LEN);
     for client in &healthy {
         client.expect_numbered(0..N, LEN);

@@ -5,64 +5,18 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 
-use hubcast::rustls::{self, pki_types::ServerName, ClientConfig, ClientConnection, StreamOwned};
 use hubcast::Hub;
-use util::{numbered, EventLog, Peer, LOCAL, MSG_LEN, TIMEOUT};
-
-struct Certificate {
-    cert_pem: String,
-    key_pem: String,
-    der: rustls::pki_types::CertificateDer<'static>,
-}
-
-fn certificate(expired: bool) -> Certificate {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-    }
-    let cert = params.self_signed(&key).expect("self-signed");
-    Certificate {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        der: cert.der().clone(),
-    }
-}
-
-fn client_config(trusted: Option<&Certificate>) -> Arc<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(cert) = trusted {
-        roots.add(cert.der.clone()).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
+use util::{
+    certificate, client_config, numbered, tls_connect, Certificate, EventLog, Peer, LOCAL, MSG_LEN,
+    TIMEOUT,
+};
 
 fn tls_hub(cert: &Certificate) -> Hub {
     Hub::builder()
         .tls_pem(cert.cert_pem.clone(), cert.key_pem.clone())
         .bind(LOCAL)
         .expect("bind")
-}
-
-fn connect(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-) -> StreamOwned<ClientConnection, TcpStream> {
-    // Reads and writes on the socket time out after `TIMEOUT`.
-    let sock = Peer::connect(addr).stream;
-    let name = ServerName::try_from("localhost").expect("name");
-    let conn = ClientConnection::new(config, name).expect("client connection");
-    StreamOwned::new(conn, sock)
 }
 
 /// Waits until the hub has counted `n` failed handshakes, and asserts that none of them
@@ -78,7 +32,7 @@ fn broadcast_and_messages_flow_over_tls() {
     let cert = certificate(false);
     let hub = tls_hub(&cert);
     let mut events = EventLog::subscribe(&hub);
-    let mut client = connect(hub.local_addr(), client_config(Some(&cert)));
+    let mut client = tls_connect(hub.local_addr(), client_config(Some(&cert)));
     // The handshake completes as the client writes its first record.
     client.write_all(b"hello over tls\n").expect("write");
     let id = events.expect_connected();
@@ -106,7 +60,7 @@ fn untrusted_certificate_fails_the_handshake_and_never_connects() {
     let cert = certificate(false);
     let hub = tls_hub(&cert);
     let mut events = EventLog::subscribe(&hub);
-    let mut client = connect(hub.local_addr(), client_config(None));
+    let mut client = tls_connect(hub.local_addr(), client_config(None));
     let err = client
         .write_all(b"x\n")
         .and_then(|()| client.flush())
@@ -127,7 +81,7 @@ fn expired_certificate_is_refused_by_the_client() {
     let cert = certificate(true);
     let hub = tls_hub(&cert);
     let mut events = EventLog::subscribe(&hub);
-    let mut client = connect(hub.local_addr(), client_config(Some(&cert)));
+    let mut client = tls_connect(hub.local_addr(), client_config(Some(&cert)));
     let mut byte = [0u8; 1];
     let err = client
         .write_all(b"x\n")
@@ -203,7 +157,7 @@ fn a_hub_serves_tcp_and_tls_listeners_at_once() {
     let mut events = EventLog::subscribe(&hub);
     let mut plain = Peer::connect(addrs[0].addr);
     events.expect_connected();
-    let mut secure = BufReader::new(connect(addrs[1].addr, client_config(Some(&cert))));
+    let mut secure = BufReader::new(tls_connect(addrs[1].addr, client_config(Some(&cert))));
     // The TLS handshake completes when the client first reads or writes.
     secure.get_mut().write_all(b"hello\n").expect("tls write");
     let id = events.expect_connected();
