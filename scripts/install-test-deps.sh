@@ -15,7 +15,7 @@
 #     scripts/check_msrv.py;
 #   - timeout (coreutils): CI limits each step with it.
 # A test that needs one of these skips with a message where it is missing, and fails when
-# CI is set (tests/util/mod.rs, `require_program`).
+# CI is set (tests/util/programs.rs, `require_program`).
 #
 # Idempotent: what is already there, at the pinned version for PyPI packages, is left
 # alone, so on a machine that has everything it installs nothing and needs no network.
