@@ -120,7 +120,7 @@ pub(crate) struct Client {
     /// Received bytes that do not yet make a whole frame, or whole frames not yet handed
     /// on because subscribers are full. Empty (no allocation) whenever it holds nothing.
     pub(crate) rbuf: Vec<u8>,
-    /// How much of `rbuf` is known to hold no frame end (see `wire::framed::decode`).
+    /// How much of `rbuf` is known to hold no frame end (see `wire::codec::decode`).
     pub(crate) scanned: usize,
     pub(crate) dropped: Arc<AtomicU64>,
     /// When the client last sent anything (the dispatcher's round time).

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::topics::TopicId;
-use crate::wire::framed;
+use crate::wire::codec;
 use crate::{ClientId, Framing};
 
 /// Messages that frame to fewer bytes than this are appended to a shared [`Batch`]; longer
@@ -74,7 +74,7 @@ impl Frames {
 
     /// The payload of frame `i`, framed with `framing`.
     pub(crate) fn payload(&self, i: usize, framing: Framing) -> &[u8] {
-        framed::payload_of(
+        codec::payload_of(
             framing,
             &self.bytes[self.start_of(i)..self.ends[i] as usize],
         )
@@ -110,9 +110,9 @@ impl Batch {
     }
 
     /// Appends `payload`, framed, for `target`. The caller has checked that it can be
-    /// framed (`framed::encoded_len`) and that the batch stays under `u32::MAX` bytes.
+    /// framed (`codec::encoded_len`) and that the batch stays under `u32::MAX` bytes.
     pub(crate) fn push(&mut self, framing: Framing, payload: &[u8], target: Target) {
-        framed::encode_into(framing, payload, &mut self.buf);
+        codec::encode_into(framing, payload, &mut self.buf);
         self.push_end(target);
     }
 

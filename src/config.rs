@@ -11,6 +11,7 @@ use crate::command::{BATCH_BELOW, BATCH_MAX};
 use crate::options::WebSocketSettings;
 use crate::topics::stream::RingLimits;
 use crate::topics::TopicLimits;
+use crate::wire::Settings;
 use crate::{Framing, Relay, SlowClientPolicy, Transport};
 
 /// A hub's settings, valid, with the values derived from them. Field names are the
@@ -117,12 +118,13 @@ pub(crate) fn ring_age(age: Duration) -> Option<Duration> {
     std::time::Instant::now().checked_add(age).map(|_| age)
 }
 
-#[cfg(test)]
 impl Config {
-    /// The configuration of a hub with every setting at its default.
-    pub(crate) fn defaults() -> Config {
-        crate::HubBuilder::new()
-            .into_config()
-            .expect("the defaults are valid")
+    /// What the wires frame and read by.
+    pub(crate) fn wire(&self) -> Settings<'_> {
+        Settings {
+            framing: self.framing,
+            max_frame: self.max_frame,
+            websocket: &self.websocket,
+        }
     }
 }

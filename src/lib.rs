@@ -217,7 +217,7 @@ pub use crate::subscription::{
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::wire::framed;
+    use crate::wire::codec;
     use crate::Framing;
 
     /// Feeds `data` to the decoder in chunks cut at `cuts`, as reads would deliver it, and
@@ -237,14 +237,14 @@ pub mod fuzzing {
             rest = tail;
             buf.extend_from_slice(chunk);
             loop {
-                match framed::decode(framing, &buf, max_frame, &mut scanned) {
+                match codec::decode(framing, &buf, max_frame, &mut scanned) {
                     Ok(Some(frame)) => {
                         assert!(frame.payload.len() <= max_frame);
                         assert!(frame.payload.end <= frame.len && frame.len <= buf.len());
                         buf.drain(..frame.len);
                     }
                     Ok(None) => break,
-                    Err(framed::FrameTooLarge) => return,
+                    Err(codec::FrameTooLarge) => return,
                 }
             }
             if rest.is_empty() {

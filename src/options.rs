@@ -157,3 +157,16 @@ pub(crate) struct WebSocketSettings {
     /// Whether every message goes in a binary frame.
     pub(crate) binary: bool,
 }
+
+impl Default for WebSocketSettings {
+    /// Same origin, any path, no subprotocol, 8 KiB heads, text frames for UTF-8.
+    fn default() -> Self {
+        WebSocketSettings {
+            path: None,
+            origins: Origins::SameOrigin,
+            protocols: Vec::new(),
+            max_head: 8 * 1024,
+            binary: false,
+        }
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::callbacks::{AcceptFilter, Authenticator, Callback, TopicCheck};
 use crate::config::ListenSpec;
 use crate::options::WebSocketSettings;
-use crate::{Framing, Hub, Origins, Protocol, Relay, Result, SlowClientPolicy, Transport};
+use crate::{Framing, Hub, Protocol, Relay, Result, SlowClientPolicy, Transport};
 
 mod clients;
 mod listeners;
@@ -112,13 +112,7 @@ impl Default for HubBuilder {
             tls: None,
             transport: None,
             listen: Vec::new(),
-            websocket: WebSocketSettings {
-                path: None,
-                origins: Origins::SameOrigin,
-                protocols: Vec::new(),
-                max_head: 8 * 1024,
-                binary: false,
-            },
+            websocket: WebSocketSettings::default(),
             max_topics: 10_000,
             max_topics_per_client: 64,
             max_topic_len: 64,

@@ -8,7 +8,7 @@ use crate::config::{self, Config, MAX_FRAME_LEN};
 use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
 use crate::topics::stream::RingLimits;
 use crate::topics::TopicLimits;
-use crate::wire::{framed, Settings, Wire};
+use crate::wire::{codec, Settings, Wire};
 use crate::{Error, Framing, Protocol, Relay, Result, Transport};
 
 impl HubBuilder {
@@ -19,7 +19,7 @@ impl HubBuilder {
     ///
     /// [`Error::Config`] if a setting is out of range, [`Error::Tls`] if the TLS
     /// certificate or key cannot be used.
-    pub(crate) fn into_config(self) -> Result<Config> {
+    pub(super) fn into_config(self) -> Result<Config> {
         self.validate()?;
         let main_transport = self.main_transport();
         let tick = config::tick([
@@ -206,7 +206,7 @@ impl HubBuilder {
         }
         if self.relay != Relay::Off {
             // Every frame a client may send must fit in a queue once relayed.
-            let framed = framed::encoded_len_of(self.framing, self.max_frame);
+            let framed = codec::encoded_len_of(self.framing, self.max_frame);
             let max = self.queue_bytes.min(MAX_FRAME_LEN);
             if framed.map_or(true, |len| len > max) {
                 return fail(format!(

@@ -27,7 +27,7 @@ use super::unreachable::{causes, Outage};
 use super::{subject_for, BridgeReceiver, Cluster, Out};
 use crate::command::{Batch, Command, Frames, Target};
 use crate::shared::Shared;
-use crate::wire::framed;
+use crate::wire::codec;
 use crate::{ClusterState, Framing};
 
 /// A message received from another node.
@@ -327,7 +327,7 @@ impl Node {
                 .collect()
         };
         let framed =
-            |m: &Received| framed::encoded_len(self.framing, &m.payload).unwrap_or(m.payload.len());
+            |m: &Received| codec::encoded_len(self.framing, &m.payload).unwrap_or(m.payload.len());
         let total: usize = messages.iter().map(framed).sum();
         let mut batch = Batch::with_capacity(total.min(self.batch_max));
         for (message, target) in messages.iter().zip(targets) {

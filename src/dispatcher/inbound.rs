@@ -15,8 +15,8 @@ use bytes::Bytes;
 use super::{storm, Dispatcher};
 use crate::client::Phase;
 use crate::command::{Frames, Target, BATCH_BELOW};
+use crate::wire::codec::{self, FrameTooLarge};
 use crate::wire::control::{BadRequest, Reply};
-use crate::wire::framed::{self, FrameTooLarge};
 use crate::wire::Wire;
 use crate::{Auth, AuthRequest, ClientId, DisconnectReason, Event, Relay};
 
@@ -242,7 +242,7 @@ impl Dispatcher {
         let Some(client) = self.slots.get_mut(slot) else {
             return Cut::Gone;
         };
-        match framed::decode(framing, data, max_frame, &mut client.scanned) {
+        match codec::decode(framing, data, max_frame, &mut client.scanned) {
             Ok(Some(frame)) => {
                 let payload = &data[frame.payload];
                 self.tally.frames_in += 1;
@@ -333,12 +333,12 @@ impl Dispatcher {
     fn relay_to(&mut self, target: Target, payload: &[u8]) {
         let framing = self.config.framing;
         // `bind` checked that every inbound frame can be framed within queue_bytes.
-        let Some(len) = framed::encoded_len(framing, payload) else {
+        let Some(len) = codec::encoded_len(framing, payload) else {
             return;
         };
         if len >= BATCH_BELOW {
             self.flush_relay();
-            let frame = framed::encode(framing, payload, len);
+            let frame = codec::encode(framing, payload, len);
             self.fan_out(&Frames::one(frame, target));
             return;
         }

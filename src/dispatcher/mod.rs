@@ -28,7 +28,7 @@ use crate::command::Command;
 use crate::config::Config;
 use crate::shared::{lock, Shared};
 use crate::stats::Tally;
-use crate::wire::{PerWire, Settings};
+use crate::wire::PerWire;
 use crate::{ShutdownReport, Transport};
 
 mod admission;
@@ -147,7 +147,7 @@ impl Dispatcher {
             });
         }
         let ping = config.heartbeat.map(|_| {
-            let settings = Settings::of(&config);
+            let settings = config.wire();
             PerWire::new(|wire| wire.ping(&settings))
         });
         let now = Instant::now();

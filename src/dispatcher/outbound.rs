@@ -16,7 +16,7 @@ use super::fanout::{self, Audience, Framed};
 use super::Dispatcher;
 use crate::command::Frames;
 use crate::queue::{Chunk, Enqueued, Piece};
-use crate::wire::{PerWire, Settings};
+use crate::wire::PerWire;
 use crate::DisconnectReason;
 
 /// Which clients may hold the others back, and whether they do (see `client::flow`).
@@ -68,7 +68,7 @@ impl Dispatcher {
     fn fan_out_framed(&mut self, frames: &Frames, markers: Option<&Frames>) {
         // Framed again for each wire that frames otherwise and has live clients; a wire
         // without live clients is never used: it gets the frames as they are.
-        let settings = Settings::of(&self.config);
+        let settings = self.config.wire();
         let live = |wire| self.slots.live_on(wire) > 0;
         let mut reframed = PerWire::reframe(&settings, frames, live);
         let mut reframed_markers = markers.map(|m| PerWire::reframe(&settings, m, live));

@@ -15,8 +15,8 @@ use super::Dispatcher;
 use crate::command::{Frames, Target};
 use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::{check_name, TopicId};
+use crate::wire::codec;
 use crate::wire::control::{Reply, Request, StreamName, TopicRefusal};
-use crate::wire::{framed, Settings};
 use crate::{ClientId, Event, TopicRequest};
 
 /// What a client's unread control messages (answers to its own requests, `#resumed`,
@@ -89,7 +89,7 @@ impl Dispatcher {
                             Some(name) => write!(header, "{seq}@{name} "),
                             None => write!(header, "{seq} "),
                         };
-                        framed::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
+                        codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
                         let kept = Bytes::copy_from_slice(&out[start..]);
                         stream.keep(seq, kept, now, &limits);
                         if excluding {
@@ -101,14 +101,14 @@ impl Dispatcher {
                     }
                     // No stream: a direct message, or a topic that has gone (nobody gets it).
                     None if matches!(stream_of, StreamOf::Direct) => {
-                        framed::encode_parts_into(framing, &[b"- ", payload], &mut out);
+                        codec::encode_parts_into(framing, &[b"- ", payload], &mut out);
                     }
                     None => {}
                 }
                 ends.push(frame_end(&out));
                 if let Some(markers) = markers.as_mut() {
                     if marker {
-                        framed::encode_into(framing, own.as_bytes(), markers);
+                        codec::encode_into(framing, own.as_bytes(), markers);
                     }
                     marker_ends.push(frame_end(markers));
                 }
@@ -146,7 +146,7 @@ impl Dispatcher {
         let Some(client) = self.slots.get(slot).filter(|c| c.is_live()) else {
             return false;
         };
-        let settings = Settings::of(&self.config);
+        let settings = self.config.wire();
         let bytes = client
             .wire()
             .encode(&settings, reply.to_string().as_bytes());

@@ -10,7 +10,6 @@ use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::stream::Stream;
 use crate::topics::{check_name, TopicId};
 use crate::wire::control::{Reply, StreamName};
-use crate::wire::Settings;
 use crate::{ClientId, Event, ResumeRefusal};
 
 /// The most replays a client may have queued and not yet read: past it a resume is
@@ -87,7 +86,7 @@ impl Dispatcher {
         };
         let position = (s.epoch, s.seq);
         // Sized before anything is copied: a refused replay costs a walk over the ring.
-        let settings = Settings::of(&self.config);
+        let settings = self.config.wire();
         let sized = s.replay(epoch, after, upto, clock).map(|range| {
             let len: usize = s
                 .frames(range.clone())
@@ -120,7 +119,7 @@ impl Dispatcher {
             // Shared with the ring where the wire takes kept frames as they are (`Framed`):
             // a restart storm of clients resuming one stream costs a queue entry per
             // message and client, not a copy.
-            let parts = wire.replay(&Settings::of(&self.config), s.frames(range), len);
+            let parts = wire.replay(&self.config.wire(), s.frames(range), len);
             if let Some(client) = self.slots.live_mut(slot) {
                 client.queue.push_replay(parts);
                 self.mark_dirty(slot);

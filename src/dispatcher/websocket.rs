@@ -20,7 +20,7 @@ use super::inbound::Cut;
 use super::Dispatcher;
 use crate::client::{Closing, Phase};
 use crate::queue::{Chunk, Piece};
-use crate::wire::{self, Broken, Head, Input, Refused, Settings, Upgrade, Wire};
+use crate::wire::{self, Broken, Head, Input, Refused, Upgrade, Wire};
 use crate::{AuthRequest, ClientId, DisconnectReason};
 
 impl Dispatcher {
@@ -30,7 +30,7 @@ impl Dispatcher {
             return Cut::Gone;
         };
         let wire = client.wire();
-        let settings = Settings::of(&self.config);
+        let settings = self.config.wire();
         if let Phase::Handshake(_) = client.phase {
             return match wire.open(&settings, data) {
                 Head::Partial => Cut::Partial,

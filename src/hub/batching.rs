@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use super::Hub;
 use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
 use crate::shared::lock;
-use crate::wire::framed;
+use crate::wire::codec;
 #[cfg(feature = "nats")]
 use crate::ClientId;
 use crate::{Error, Result};
@@ -38,7 +38,7 @@ impl Hub {
         }
         let wait = wait && !self.shared.on_dispatcher_thread();
         // A large message is framed before taking the lock, into its own frame.
-        let mut large = (len >= BATCH_BELOW).then(|| framed::encode(self.framing, msg, len));
+        let mut large = (len >= BATCH_BELOW).then(|| codec::encode(self.framing, msg, len));
         let reserve = if large.is_some() { len } else { self.batch_max };
         let stale = std::cell::Cell::new(false);
         let append = |open: &mut Option<SharedBatch>| {
@@ -138,7 +138,7 @@ impl Hub {
 
     /// The framed length of `msg`, if the hub can send it.
     fn frame_len(&self, msg: &[u8]) -> Result<usize> {
-        let len = framed::encoded_len(self.framing, msg).ok_or(Error::MessageTooLarge {
+        let len = codec::encoded_len(self.framing, msg).ok_or(Error::MessageTooLarge {
             len: msg.len(),
             max: u32::MAX as usize,
         })?;

@@ -24,13 +24,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::command::{Frames, Target};
-use crate::config::Config;
 use crate::options::WebSocketSettings;
 use crate::queue::Chunk;
 use crate::{Framing, Transport};
 
+pub(crate) mod codec;
 pub(crate) mod control;
-pub(crate) mod framed;
+mod framed;
 #[cfg(feature = "websocket")]
 pub(crate) mod websocket;
 
@@ -233,7 +233,7 @@ trait Kind {
 
     /// See [`Wire::replay_len`].
     fn replay_len(s: &Settings<'_>, kept: &[u8]) -> usize {
-        Self::encoded_len(s, framed::payload_of(s.framing, kept)).unwrap_or(0)
+        Self::encoded_len(s, codec::payload_of(s.framing, kept)).unwrap_or(0)
     }
 
     /// See [`Wire::replay_entries`]: one, as [`replay`](Self::replay) frames every message
@@ -251,7 +251,7 @@ trait Kind {
         let mut out = BytesMut::with_capacity(len);
         let mut ends = Vec::new();
         for frame in kept {
-            Self::encode_into(s, framed::payload_of(s.framing, frame), &mut out);
+            Self::encode_into(s, codec::payload_of(s.framing, frame), &mut out);
             ends.push(frame_end(&out));
         }
         let frames = Frames {
@@ -294,13 +294,15 @@ pub(crate) struct Settings<'a> {
     pub(crate) websocket: &'a WebSocketSettings,
 }
 
-impl Settings<'_> {
-    /// The settings of a hub's `config`.
-    pub(crate) fn of(config: &Config) -> Settings<'_> {
+#[cfg(test)]
+impl Settings<'static> {
+    /// The default settings with `framing`.
+    pub(crate) fn with(framing: Framing) -> Settings<'static> {
+        static WEBSOCKET: std::sync::OnceLock<WebSocketSettings> = std::sync::OnceLock::new();
         Settings {
-            framing: config.framing,
-            max_frame: config.max_frame,
-            websocket: &config.websocket,
+            framing,
+            max_frame: 64 * 1024,
+            websocket: WEBSOCKET.get_or_init(WebSocketSettings::default),
         }
     }
 }
@@ -372,13 +374,6 @@ mod tests {
     use crate::command::Batch;
     use crate::{ClientId, Framing};
 
-    fn settings(config: &Config, framing: Framing) -> Settings<'_> {
-        Settings {
-            framing,
-            ..Settings::of(config)
-        }
-    }
-
     #[test]
     fn per_wire_is_indexed_by_wire() {
         let mut counts = PerWire::<usize>::default();
@@ -395,7 +390,6 @@ mod tests {
 
     #[test]
     fn every_transport_has_a_wire_or_names_its_feature() {
-        let config = Config::defaults();
         for transport in [
             Transport::Tcp,
             Transport::Tls,
@@ -403,7 +397,7 @@ mod tests {
             Transport::WebSocketTls,
         ] {
             let wire = Wire::of(transport);
-            match Wire::check(transport, &Settings::of(&config)) {
+            match Wire::check(transport, &Settings::with(Framing::Lines)) {
                 Ok(()) => assert_eq!(wire.opens_with_http(), transport.is_websocket()),
                 Err(why) => assert!(why.ends_with("needs the `websocket` feature"), "{why}"),
             }
@@ -413,15 +407,14 @@ mod tests {
 
     #[test]
     fn the_framed_wire_shares_what_it_is_given() {
-        let config = Config::defaults();
         for framing in [Framing::Lines, Framing::LengthPrefixed, Framing::Raw] {
-            let s = settings(&config, framing);
+            let s = Settings::with(framing);
             let mut batch = Batch::with_capacity(64);
             batch.push(framing, b"one", Target::All);
             batch.push(framing, b"two", Target::One(ClientId(1)));
             let frames = batch.take();
             assert!(Wire::Framed.reframe(&s, &frames).is_none());
-            let kept = [framed::encode(framing, b"hi", 8)];
+            let kept = [codec::encode(framing, b"hi", 8)];
             let len = Wire::Framed.replay_len(&s, &kept[0]);
             assert_eq!(len, kept[0].len());
             assert_eq!(Wire::Framed.replay_entries(5), 5);
@@ -429,16 +422,15 @@ mod tests {
             assert_eq!(parts.len(), 1);
             assert_eq!(parts[0].frames(), 1);
             let reply = Wire::Framed.encode(&s, b"#at 1 0");
-            assert_eq!(framed::payload_of(framing, &reply), b"#at 1 0");
+            assert_eq!(codec::payload_of(framing, &reply), b"#at 1 0");
         }
-        let s = settings(&config, Framing::Lines);
+        let s = Settings::with(Framing::Lines);
         assert_eq!(Wire::Framed.ping(&s).frames(), 1);
     }
 
     #[test]
     fn only_live_wires_that_frame_otherwise_are_reframed() {
-        let config = Config::defaults();
-        let s = Settings::of(&config);
+        let s = Settings::with(Framing::Lines);
         let mut batch = Batch::with_capacity(64);
         batch.push(s.framing, b"x", Target::All);
         let frames = batch.take();

@@ -1,7 +1,7 @@
 //! WebSocket frames (RFC 6455 section 5), server side: cutting a client's masked frames into
 //! messages and control frames, and encoding the server's unmasked frames.
 //!
-//! Frames are cut in place from the caller's bytes, as `framed::decode` cuts the other
+//! Frames are cut in place from the caller's bytes, as `codec::decode` cuts the other
 //! framings: a partial frame stays with the caller, and nothing is allocated for a frame
 //! before its header has been checked against the limit. Only a fragmented message is
 //! assembled here, in a buffer that is given back as soon as the message is complete.

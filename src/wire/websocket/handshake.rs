@@ -351,13 +351,7 @@ mod tests {
 
     /// The default settings: same origin, any path, no subprotocol.
     fn settings() -> WebSocketSettings {
-        WebSocketSettings {
-            path: None,
-            origins: Origins::SameOrigin,
-            protocols: Vec::new(),
-            max_head: 8192,
-            binary: false,
-        }
+        WebSocketSettings::default()
     }
 
     /// The upgrade in `buf`, which must be accepted.

@@ -145,7 +145,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::wire::websocket::close_code;
 
     /// A masked client frame (mask 0: the payload as it is).
@@ -161,11 +160,7 @@ mod tests {
         framing: Framing,
         data: &[u8],
     ) -> Result<Input<'static>, Broken> {
-        let config = Config::defaults();
-        let s = Settings {
-            framing,
-            ..Settings::of(&config)
-        };
+        let s = Settings::with(framing);
         let mut unmasked = Vec::new();
         let read = session.read(&s, data, &mut unmasked)?;
         let (input, used) = read.expect("a whole frame");
