@@ -1,6 +1,6 @@
 //! What the host sees when its own code misbehaves: closures that panic, calls made from
 //! inside the hub's closures, calls that must not wait, and addresses that cannot be bound.
-//! The dispatcher dying outright is tested in `src/hub.rs`, where a panic can be injected.
+//! The dispatcher dying outright is tested in `src/hub/mod.rs`, where a panic can be injected.
 
 mod util;
 
