@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::Transport;
+
 /// What an [authenticator](crate::HubBuilder::authenticate) decides about a new connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -29,6 +31,8 @@ pub enum Auth {
 #[derive(Debug)]
 pub struct AuthRequest<'a> {
     pub(crate) addr: SocketAddr,
+    /// What its listener speaks.
+    pub(crate) transport: Transport,
     pub(crate) frame: Option<&'a [u8]>,
     #[cfg(feature = "websocket")]
     pub(crate) upgrade: Option<&'a crate::wire::Upgrade>,
@@ -50,10 +54,7 @@ impl AuthRequest<'_> {
 
     /// Whether this is a WebSocket upgrade request.
     pub fn is_websocket(&self) -> bool {
-        #[cfg(feature = "websocket")]
-        return self.upgrade.is_some();
-        #[cfg(not(feature = "websocket"))]
-        false
+        self.transport.is_websocket()
     }
 
     /// The path of a WebSocket upgrade request, without its query string (`"/chat"`).

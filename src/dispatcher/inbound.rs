@@ -367,6 +367,7 @@ impl Dispatcher {
         };
         let request = AuthRequest {
             addr: client.addr,
+            transport: client.transport,
             frame: Some(frame),
             #[cfg(feature = "websocket")]
             upgrade: None,

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! Handshake ──auth / TLS / upgrade done──► Live ──leave──► Closing ──queue out or deadline──► closed
-//!     ├──── upgrade refused ──► Refusing ──HTTP answer out or deadline──────────────────────► closed
+//!     ├──── upgrade refused ──► Closing (refused) ──HTTP answer out or deadline─────────────► closed
 //!     └──── refused, timed out, failed ─────────────────────────────────────────────────────► closed
 //! ```
+//!
+//! A closing connection whose peer still sends once its queue is written lingers,
+//! half-closed, until its end of stream (`Closing::step`).
 
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;

@@ -2,11 +2,18 @@
 //! socket. This file holds the loop, the order of one round and the host's commands; each
 //! other concern has its own file:
 //!
-//! - `slots`: clients by token, and the one rule for stale tokens;
+//! - `polling`: the poll, the listeners and the read buffers every client shares;
+//! - `slots`: clients by token, the one rule for stale tokens, the lists of pending work;
 //! - `admission`: accepting, limits, the accept filter, the spare descriptor, back-off;
 //! - `inbound`: reading, cutting frames, authentication, relaying;
-//! - `outbound`: fan-out into queues, flushing, and holding back for busy clients (which
+//! - `websocket`: the I/O of a wire that opens with HTTP (feature `websocket`);
+//! - `fanout`: the fan-out engine: which pieces of which batches each client gets (pure);
+//! - `outbound`: queueing those pieces, flushing, and holding back for busy clients (which
 //!   clients are busy is `client::flow`, a small type with the clock passed in);
+//! - `protocol`: numbering messages as they fan out, and clients' `#` requests;
+//! - `resume`: replaying a stream to a client that comes back;
+//! - `membership`: applying joins and leaves, bounding and pruning replay rings;
+//! - `cluster`: the other nodes of a cluster (the backplane; empty without `nats`);
 //! - `subscribers`: delivering events, and pausing reads while a subscription is full;
 //! - `timers`: per-client deadlines, heartbeats and timed logs;
 //! - `storm`: logging what a storm of bad connections causes once a second, not per client;

@@ -1,12 +1,10 @@
-//! Fan-out: putting frames into the queues of the clients they are for, writing queues
-//! out, and holding the hub back while a client is busy (see `flow`).
+//! Putting frames into the queues of the clients they are for, writing queues out, and
+//! holding the hub back while a client is busy (see `client::flow`).
 //!
 //! A fan-out takes [`Frames`]: whole frames in one shared buffer, each run of frames with
-//! its target. A client gets a piece per stretch of consecutive frames that are for it:
-//! when every frame is for everyone that is one chunk per client, however many frames, and
-//! only the clients a target names (the sender a relay skips, the one client of a
-//! `send_to`, a topic's members) get cuts of their own; batches only for named clients
-//! are gathered first (see `gather`). Chunks share the buffer; only cuts under
+//! its target, framed again once for each wire with live clients; which pieces each
+//! client gets is the engine's (`fanout`), and queueing them, under each client's bound and
+//! policy, is this file's. Pieces share the buffer; only cuts under
 //! [`COPY_BELOW`](crate::queue::COPY_BELOW) bytes are copied, into the client's own buffer.
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -8,7 +8,7 @@
 //! Handshake: request head ─► Origin, path, version checked ─► authenticator ─► 101 ─► Live
 //!                  │ refused (400, 403, 404, 426, 431)         │ rejected: 403
 //!                  ▼                                           ▼
-//!               Refusing: the answer is written, then closed (never Connected)
+//!               Closing (refused): the answer is written, then closed (never Connected)
 //! Live: frames ─► messages delivered and relayed, pings answered, pongs as signs of life
 //!       close from the client ─► close echoed, PeerClosed ─► Closing
 //!       leave for any reason with a close code ─► close frame queued past the bound ─► Closing
@@ -118,6 +118,7 @@ impl Dispatcher {
         };
         let request = AuthRequest {
             addr: client.addr,
+            transport: client.transport,
             frame: None,
             upgrade: Some(upgrade),
         };

@@ -206,7 +206,7 @@ trait Kind {
     fn ping(s: &Settings<'_>) -> Chunk;
 
     /// Whether it can carry every message the hub's settings allow (say, each grown by its
-    /// framing within `hub::MAX_FRAME_LEN`); if not, why, after its transport's name.
+    /// framing within `config::MAX_FRAME_LEN`); if not, why, after its transport's name.
     fn check(_s: &Settings<'_>) -> Result<(), &'static str> {
         Ok(())
     }
@@ -276,7 +276,7 @@ trait Kind {
 }
 
 /// Where the last frame of `out` ends. Offsets are 32-bit: a batch is at most 64 KiB of
-/// frames, and one frame at most `hub::MAX_FRAME_LEN` bytes before any wire's framing.
+/// frames, and one frame at most `config::MAX_FRAME_LEN` bytes before any wire's framing.
 fn frame_end(out: &BytesMut) -> u32 {
     u32::try_from(out.len()).unwrap_or(u32::MAX)
 }
