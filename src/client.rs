@@ -49,6 +49,37 @@ pub(crate) struct Closing {
     pub(crate) lingering: bool,
 }
 
+/// What the end of a connection's input means for it (see [`Phase::ended`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It never became a client: it is dropped (a failed handshake).
+    Unaccepted,
+    /// A client: it leaves.
+    Leave,
+    /// Closing already: closed now.
+    Close,
+    /// Closing already, and its peer has stopped sending: closed once its queue is
+    /// written, with no more lingering.
+    Drained,
+}
+
+impl Phase {
+    /// What the end of the connection's input means in this phase: its peer's end of
+    /// stream (`error` false), or a socket error.
+    pub(crate) fn ended(&mut self, error: bool) -> Ended {
+        match self {
+            Phase::Handshake(_) => Ended::Unaccepted,
+            Phase::Live => Ended::Leave,
+            Phase::Closing(_) if error => Ended::Close,
+            Phase::Closing(closing) => {
+                closing.peer_sent = false;
+                closing.lingering = false;
+                Ended::Drained
+            }
+        }
+    }
+}
+
 /// What to do with a closing connection now (see [`Closing::step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseStep {
@@ -243,6 +274,23 @@ mod tests {
             peer_sent,
             lingering,
         }
+    }
+
+    #[test]
+    fn the_end_of_input_means_what_the_phase_says() {
+        let now = Instant::now();
+        assert_eq!(Phase::Handshake(None).ended(false), Ended::Unaccepted);
+        assert_eq!(Phase::Handshake(Some(now)).ended(true), Ended::Unaccepted);
+        assert_eq!(Phase::Live.ended(false), Ended::Leave);
+        assert_eq!(Phase::Live.ended(true), Ended::Leave);
+        let lingering = Phase::Closing(closing(Some(now), true, true));
+        // A socket error closes it at once.
+        let mut failed = lingering;
+        assert_eq!(failed.ended(true), Ended::Close);
+        // Its end of stream ends the wait for it: closed once its queue is written.
+        let mut ended = lingering;
+        assert_eq!(ended.ended(false), Ended::Drained);
+        assert_eq!(ended, Phase::Closing(closing(Some(now), false, false)));
     }
 
     #[test]

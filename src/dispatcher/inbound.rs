@@ -13,7 +13,7 @@ use std::io;
 use bytes::Bytes;
 
 use super::{storm, Dispatcher};
-use crate::client::Phase;
+use crate::client::{Ended, Phase};
 use crate::command::{Frames, Target, BATCH_BELOW};
 use crate::wire::codec::{self, FrameTooLarge};
 use crate::wire::control::{BadRequest, Reply};
@@ -113,24 +113,17 @@ impl Dispatcher {
 
     /// The peer closed its sending side.
     fn end_of_stream(&mut self, slot: usize) {
-        let Some(client) = self.slots.get(slot) else {
+        let Some(client) = self.slots.get_mut(slot) else {
             return;
         };
-        match client.phase {
-            Phase::Handshake(_) => self.drop_unaccepted(slot, false),
-            Phase::Live => {
+        match client.phase.ended(false) {
+            Ended::Unaccepted => self.drop_unaccepted(slot, false),
+            Ended::Leave => {
                 let linger = self.deadline_in(self.config.linger);
                 self.leave(slot, DisconnectReason::PeerClosed, Some(linger));
             }
-            Phase::Closing(_) => {
-                // Nothing more to wait for: closed once its queue is written.
-                if let Some(Phase::Closing(closing)) =
-                    self.slots.get_mut(slot).map(|c| &mut c.phase)
-                {
-                    closing.peer_sent = false;
-                    closing.lingering = false;
-                }
-            }
+            Ended::Close => self.close(slot),
+            Ended::Drained => {}
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{storm, Dispatcher};
-use crate::client::{CloseStep, Closing, Phase};
+use crate::client::{CloseStep, Closing, Ended, Phase};
 use crate::shared::Registered;
 use crate::{DisconnectReason, Event, ShutdownReport, Undelivered};
 
@@ -75,11 +75,11 @@ impl Dispatcher {
 
     /// A socket error: the client leaves at once with the matching reason.
     pub(super) fn fail(&mut self, slot: usize, err: &io::Error) {
-        let Some(client) = self.slots.get(slot) else {
+        let Some(client) = self.slots.get_mut(slot) else {
             return;
         };
-        match client.phase {
-            Phase::Handshake(_) => {
+        match client.phase.ended(true) {
+            Ended::Unaccepted => {
                 // TLS errors come as socket errors; so does a failed read before a
                 // WebSocket upgrade or an authentication frame.
                 let target = if client.transport.is_tls() {
@@ -95,11 +95,11 @@ impl Dispatcher {
                 );
                 self.drop_unaccepted(slot, false);
             }
-            Phase::Live => {
+            Ended::Leave => {
                 log::debug!("client {} failed: {err}", client.id);
                 self.leave(slot, DisconnectReason::from_io(err), None);
             }
-            Phase::Closing(_) => self.close(slot),
+            Ended::Close | Ended::Drained => self.close(slot),
         }
     }
 
