@@ -7,8 +7,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::topics::TopicId;
-use crate::wire::codec;
-use crate::{ClientId, Framing};
+use crate::ClientId;
 
 /// Messages that frame to fewer bytes than this are appended to a shared [`Batch`]; longer
 /// ones travel as their own frame.
@@ -72,12 +71,9 @@ impl Frames {
         }
     }
 
-    /// The payload of frame `i`, framed with `framing`.
-    pub(crate) fn payload(&self, i: usize, framing: Framing) -> &[u8] {
-        codec::payload_of(
-            framing,
-            &self.bytes[self.start_of(i)..self.ends[i] as usize],
-        )
+    /// Frame `i`, as framed (its payload is `wire::codec`'s `Frames::payload`).
+    pub(crate) fn frame(&self, i: usize) -> &[u8] {
+        &self.bytes[self.start_of(i)..self.ends[i] as usize]
     }
 }
 
@@ -107,13 +103,6 @@ impl Batch {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.ends.is_empty()
-    }
-
-    /// Appends `payload`, framed, for `target`. The caller has checked that it can be
-    /// framed (`codec::encoded_len`) and that the batch stays under `u32::MAX` bytes.
-    pub(crate) fn push(&mut self, framing: Framing, payload: &[u8], target: Target) {
-        codec::encode_into(framing, payload, &mut self.buf);
-        self.push_end(target);
     }
 
     /// Records that the bytes appended to [`buf_mut`](Self::buf_mut) since the last frame
@@ -208,6 +197,7 @@ impl Command {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Framing;
 
     #[test]
     fn a_batch_keeps_runs_of_targets() {

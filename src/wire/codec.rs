@@ -7,7 +7,25 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::command::{Batch, Frames, Target};
 use crate::Framing;
+
+/// Framing batches is the codec's: `command` holds the buffers, and knows no framing.
+impl Batch {
+    /// Appends `payload`, framed, for `target`. The caller has checked that it can be
+    /// framed ([`encoded_len`]) and that the batch stays under `u32::MAX` bytes.
+    pub(crate) fn push(&mut self, framing: Framing, payload: &[u8], target: Target) {
+        encode_into(framing, payload, self.buf_mut());
+        self.push_end(target);
+    }
+}
+
+impl Frames {
+    /// The payload of frame `i`, framed with `framing`.
+    pub(crate) fn payload(&self, i: usize, framing: Framing) -> &[u8] {
+        payload_of(framing, self.frame(i))
+    }
+}
 
 /// Bytes of the length prefix in [`Framing::LengthPrefixed`].
 const LEN_PREFIX: usize = 4;
