@@ -198,6 +198,27 @@ fn dropped_messages_are_counted_and_reach_nobody() {
 }
 
 #[test]
+fn control_requests_count_but_are_never_dropped() {
+    let limit = RateLimit::new()
+        .messages(0.01, 1)
+        .policy(RateLimitPolicy::Drop);
+    let hub = util::rooms().rate_limit(limit).bind(LOCAL).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, id) = join(&hub, &mut events);
+    util::read_at(&mut peer);
+
+    // The one message allowed, then a request over the limit (answered, and paid for), then
+    // data over the limit (dropped), then a data message that starts with '#' (data: dropped).
+    peer.write(b"hello\n#join @room\nmore\n##hash\n");
+    assert_eq!(events.expect_message(id), b"hello");
+    let joined = peer.read_text_line();
+    assert!(joined.starts_with("#joined @room "), "{joined}");
+    let stats = stats_when(&hub, |s| s.rate_dropped == 2);
+    assert_eq!(stats.rate_dropped, 2, "{stats:?}");
+    assert_eq!(events.messages_from(id).len(), 1);
+}
+
+#[test]
 fn a_client_over_its_limit_is_disconnected_as_rate_limited() {
     let limit = RateLimit::new()
         .bytes(1.0, 100)
