@@ -42,7 +42,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Event, Hub, Protocol, Relay};
+use hubcast::{Event, Hub, Protocol, RateLimit, RateLimitPolicy, Relay};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
@@ -72,6 +72,16 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
         // `#refused` if those fail. The events below reach this thread later, so a client
         // that joins a room the moment it connects is logged joining before it arrives.
         .client_topics(|request| common::any_room(request, LOBBY))
+        // A person typing never reaches these (50 messages a second, 100 at once, 1 MiB a
+        // second); a script flooding the room does, and is held back: the hub stops reading
+        // it until it is under the limit again, so TCP slows it down and nothing is lost,
+        // while everyone else chats on. See the README's "Rate limits".
+        .rate_limit(
+            RateLimit::new()
+                .messages(50.0, 100)
+                .bytes(1024.0 * 1024.0, 1 << 20)
+                .policy(RateLimitPolicy::HoldBack),
+        )
         .bind(addr)?;
     let hub = Arc::new(hub);
     let events = hub.subscribe();

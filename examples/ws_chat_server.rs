@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Event, Hub, Origins, Protocol, Relay, Transport};
+use hubcast::{Event, Hub, Origins, Protocol, RateLimit, RateLimitPolicy, Relay, Transport};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
@@ -63,6 +63,16 @@ fn run(tcp: &str, ws: &str) -> Result<(), Box<dyn Error>> {
         // Any room, for anyone (the hub still checks names and the per-client limit). The
         // closure runs on the hub's thread: it only decides and logs.
         .client_topics(|request| common::any_room(request, LOBBY))
+        // A person typing never reaches these (50 messages a second, 100 at once, 1 MiB a
+        // second); a script flooding the room does, and is held back: the hub stops reading
+        // it until it is under the limit again, so TCP slows it down and nothing is lost,
+        // while everyone else chats on. See the README's "Rate limits".
+        .rate_limit(
+            RateLimit::new()
+                .messages(50.0, 100)
+                .bytes(1024.0 * 1024.0, 1 << 20)
+                .policy(RateLimitPolicy::HoldBack),
+        )
         .listen(ws, Transport::WebSocket)
         .websocket_origins(Origins::List(vec!["null".to_owned()]))
         .bind(tcp)?;

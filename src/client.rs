@@ -16,6 +16,7 @@ use crate::wire::Wire;
 use crate::{ClientId, Transport};
 
 mod flow;
+pub(crate) mod rate;
 
 use flow::Flow;
 
@@ -175,6 +176,11 @@ pub(crate) struct Client {
     /// few bytes while idle.
     #[cfg(feature = "websocket")]
     pub(crate) session: Option<Box<crate::wire::Session>>,
+    /// Its inbound rate limit's allowances, if the hub has one (set when it goes live).
+    pub(crate) rate: Option<rate::Bucket>,
+    /// Held back for its rate limit: it is not read until then (the dispatcher's `held`
+    /// list wakes it).
+    pub(crate) held_until: Option<Instant>,
 }
 
 impl Client {
@@ -208,6 +214,8 @@ impl Client {
             hub_start: 0,
             #[cfg(feature = "websocket")]
             session: None,
+            rate: None,
+            held_until: None,
         }
     }
 

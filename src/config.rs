@@ -12,7 +12,7 @@ use crate::options::WebSocketSettings;
 use crate::topics::stream::RingLimits;
 use crate::topics::TopicLimits;
 use crate::wire::Settings;
-use crate::{Framing, Relay, SlowClientPolicy, Transport};
+use crate::{Framing, RateLimit, Relay, SlowClientPolicy, Transport};
 
 /// A hub's settings, valid, with the values derived from them. Field names are the
 /// builder's where the meaning is the same; see each `HubBuilder` method for what a setting
@@ -56,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) send_buffer: Option<usize>,
     pub(crate) accept_filter: Option<Callback<AcceptFilter>>,
     pub(crate) authenticator: Option<Callback<Authenticator>>,
+    /// Each client's inbound rate limit, valid, if any.
+    pub(crate) rate_limit: Option<RateLimit>,
 
     // Deadlines.
     pub(crate) idle_timeout: Option<Duration>,

@@ -52,13 +52,16 @@ pub enum DisconnectReason {
     /// The client broke the transport's protocol: for example a corrupt TLS record, or a
     /// WebSocket message with a newline on a hub with [`Framing::Lines`](crate::Framing::Lines).
     Protocol,
+    /// The client sent faster than its [`rate_limit`](crate::HubBuilder::rate_limit)
+    /// under [`RateLimitPolicy::Disconnect`](crate::RateLimitPolicy::Disconnect).
+    RateLimited,
     /// Any other I/O error on the client's socket.
     Io(io::ErrorKind),
 }
 
 impl DisconnectReason {
     /// Every reason without a payload, in the order [`Stats`](crate::Stats) counts them.
-    pub(crate) const COUNT: usize = 10;
+    pub(crate) const COUNT: usize = 11;
     /// Their names, in that order.
     pub(crate) const NAMES: [&'static str; Self::COUNT] = [
         "PeerClosed",
@@ -70,6 +73,7 @@ impl DisconnectReason {
         "Idle",
         "Unresponsive",
         "Protocol",
+        "RateLimited",
         "Io",
     ];
 
@@ -84,7 +88,8 @@ impl DisconnectReason {
             DisconnectReason::Idle => 6,
             DisconnectReason::Unresponsive => 7,
             DisconnectReason::Protocol => 8,
-            DisconnectReason::Io(_) => 9,
+            DisconnectReason::RateLimited => 9,
+            DisconnectReason::Io(_) => 10,
         }
     }
 
@@ -112,6 +117,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Idle => f.write_str("idle too long"),
             DisconnectReason::Unresponsive => f.write_str("missed heartbeats"),
             DisconnectReason::Protocol => f.write_str("protocol violation"),
+            DisconnectReason::RateLimited => f.write_str("sent too fast (rate limit)"),
             DisconnectReason::Io(kind) => write!(f, "i/o error: {kind}"),
         }
     }

@@ -203,7 +203,8 @@ pub use crate::error::{Error, Result, WouldBlock};
 pub use crate::event::{ClientId, ClusterState, DisconnectReason, Event, ResumeRefusal};
 pub use crate::hub::Hub;
 pub use crate::options::{
-    Framing, ListenAddr, Origins, Protocol, Relay, SlowClientPolicy, Transport,
+    Framing, ListenAddr, Origins, Protocol, RateLimit, RateLimitPolicy, Relay, SlowClientPolicy,
+    Transport,
 };
 pub use crate::stats::{
     ClientInfo, ClusterStats, Disconnects, ShutdownReport, Stats, TopicInfo, Undelivered,

@@ -170,3 +170,89 @@ impl Default for WebSocketSettings {
         }
     }
 }
+
+/// What happens to a client that sends faster than its [`RateLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum RateLimitPolicy {
+    /// Stop reading the client until its allowance has refilled, the default: its
+    /// messages wait in its socket, TCP tells it to slow down, and nothing is lost. Other
+    /// clients are read as usual.
+    #[default]
+    HoldBack,
+    /// Read on, but drop the messages over the limit: they reach no subscriber and no
+    /// client, and are counted in [`Stats::rate_dropped`](crate::Stats::rate_dropped).
+    /// Control requests of [`Protocol::Sequenced`] (`#join`, `#resume`, …) are never
+    /// dropped: they are answered, and still use up the allowance.
+    Drop,
+    /// Disconnect the client with
+    /// [`DisconnectReason::RateLimited`](crate::DisconnectReason::RateLimited) (WebSocket
+    /// close code 1008, policy violation) at its first message over the limit.
+    Disconnect,
+}
+
+/// A limit on what each client may send, for
+/// [`HubBuilder::rate_limit`](crate::HubBuilder::rate_limit): messages per second, bytes per
+/// second, or both, each a token bucket with a burst, and what to do with a client over it.
+///
+/// Each client has an allowance of messages and one of bytes, full when it connects,
+/// refilled continuously at the rate up to the burst. A message is taken while both
+/// allowances hold at least one (message, byte); it uses one message and its payload's
+/// bytes. A message larger than what is left (even larger than the byte burst) is taken
+/// and overdraws the byte allowance, which must refill above zero before the next one:
+/// no message size leaves a client stuck, and over time the rate holds.
+///
+/// What counts: every message a client sends once it is a client, control requests of
+/// [`Protocol::Sequenced`] included. Not the authentication frame, heartbeat answers
+/// (empty frames while [`heartbeat`](crate::HubBuilder::heartbeat) is on), or WebSocket
+/// control frames (pings, pongs, close).
+///
+/// ```
+/// use hubcast::{RateLimit, RateLimitPolicy};
+///
+/// // 50 messages a second with bursts of 100, and 1 MiB a second with bursts of 2 MiB.
+/// let limit = RateLimit::new()
+///     .messages(50.0, 100)
+///     .bytes(1024.0 * 1024.0, 2 << 20)
+///     .policy(RateLimitPolicy::HoldBack);
+/// let hub = hubcast::Hub::builder().rate_limit(limit).bind("127.0.0.1:0")?;
+/// # drop(hub);
+/// # Ok::<(), hubcast::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RateLimit {
+    /// Messages per second and burst, if limited.
+    pub(crate) messages: Option<(f64, u64)>,
+    /// Bytes per second and burst, if limited.
+    pub(crate) bytes: Option<(f64, u64)>,
+    pub(crate) policy: RateLimitPolicy,
+}
+
+impl RateLimit {
+    /// No limit yet, with [`RateLimitPolicy::HoldBack`]: set
+    /// [`messages`](Self::messages), [`bytes`](Self::bytes) or both (`bind` refuses a
+    /// limit with neither).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most `per_second` messages a second on average (from 0.001 to 10^9; fractions
+    /// are fine: 0.5 is one every two seconds), and `burst` at once (from 1 to 2^32).
+    pub fn messages(mut self, per_second: f64, burst: u64) -> Self {
+        self.messages = Some((per_second, burst));
+        self
+    }
+
+    /// At most `per_second` payload bytes a second on average (from 0.001 to 10^15), and
+    /// `burst` at once (from 1 to 2^50; a single message may be larger, see above).
+    pub fn bytes(mut self, per_second: f64, burst: u64) -> Self {
+        self.bytes = Some((per_second, burst));
+        self
+    }
+
+    /// What happens to a client over the limit. Default: [`RateLimitPolicy::HoldBack`].
+    pub fn policy(mut self, policy: RateLimitPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+}

@@ -57,6 +57,15 @@ pub struct Stats {
     /// call) — never for more than a second at once. Counted once per such stretch, as the
     /// dispatcher noticed it.
     pub held_back: u64,
+    /// Times a client over its [`rate_limit`](crate::HubBuilder::rate_limit) was held back
+    /// under [`RateLimitPolicy::HoldBack`](crate::RateLimitPolicy::HoldBack): the hub
+    /// stopped reading it until its allowance refilled. Counted once per stop.
+    pub rate_held: u64,
+    /// Messages over a client's [`rate_limit`](crate::HubBuilder::rate_limit) dropped
+    /// under [`RateLimitPolicy::Drop`](crate::RateLimitPolicy::Drop). (Clients disconnected
+    /// for it are counted in `disconnects`, as
+    /// [`RateLimited`](crate::DisconnectReason::RateLimited).)
+    pub rate_dropped: u64,
     /// Times a host closure ([`accept_filter`](crate::HubBuilder::accept_filter),
     /// [`authenticate`](crate::HubBuilder::authenticate),
     /// [`client_topics`](crate::HubBuilder::client_topics)) panicked; each cost one
@@ -239,6 +248,8 @@ pub(crate) struct Counters {
     pub(crate) pauses: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
     pub(crate) held_back: AtomicU64,
+    pub(crate) rate_held: AtomicU64,
+    pub(crate) rate_dropped: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
     pub(crate) replayed: AtomicU64,
@@ -283,6 +294,8 @@ impl Counters {
             pauses: self.pauses.load(Relaxed),
             callback_panics: self.callback_panics.load(Relaxed),
             held_back: self.held_back.load(Relaxed),
+            rate_held: self.rate_held.load(Relaxed),
+            rate_dropped: self.rate_dropped.load(Relaxed),
             resumes: self.resumes.load(Relaxed),
             resumes_refused: self.resumes_refused.load(Relaxed),
             replayed: self.replayed.load(Relaxed),

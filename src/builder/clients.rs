@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::HubBuilder;
 use crate::callbacks::Callback;
-use crate::{Auth, AuthRequest, Framing, Relay, SlowClientPolicy};
+use crate::{Auth, AuthRequest, Framing, RateLimit, Relay, SlowClientPolicy};
 #[cfg(doc)]
 use crate::{Hub, Protocol};
 
@@ -65,6 +65,25 @@ impl HubBuilder {
     /// Whether messages from clients are relayed to other clients. Default: [`Relay::Off`].
     pub fn relay(mut self, relay: Relay) -> Self {
         self.relay = relay;
+        self
+    }
+
+    /// Limits what each client may send: messages and bytes per second, with bursts, and
+    /// what happens to a client over it: held back (not read: TCP slows it down, nothing
+    /// is lost), its excess dropped, or disconnected as
+    /// [`RateLimited`](crate::DisconnectReason::RateLimited). See [`RateLimit`] for what
+    /// counts. Default: `None`, no limit.
+    ///
+    /// Held back, a client's unread messages wait in its socket and it is read again when
+    /// its allowance has refilled, without any event; other clients are read as usual.
+    /// Counted in [`Stats::rate_held`](crate::Stats::rate_held) and
+    /// [`Stats::rate_dropped`](crate::Stats::rate_dropped).
+    ///
+    /// `bind` refuses, with [`Error::Config`](crate::Error::Config), a limit with neither
+    /// messages nor bytes set, a rate that is not a number within its bounds, or a burst of
+    /// zero or over its bound (see [`RateLimit::messages`] and [`RateLimit::bytes`]).
+    pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.rate_limit = limit.into();
         self
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::callbacks::{AcceptFilter, Authenticator, Callback, TopicCheck};
 use crate::config::ListenSpec;
 use crate::options::WebSocketSettings;
-use crate::{Framing, Hub, Protocol, Relay, Result, SlowClientPolicy, Transport};
+use crate::{Framing, Hub, Protocol, RateLimit, Relay, Result, SlowClientPolicy, Transport};
 
 mod clients;
 mod listeners;
@@ -63,6 +63,7 @@ pub struct HubBuilder {
     max_clients_per_ip: Option<usize>,
     accept_filter: Option<Callback<AcceptFilter>>,
     authenticator: Option<Callback<Authenticator>>,
+    rate_limit: Option<RateLimit>,
     #[cfg(feature = "tls")]
     tls: Option<crate::transport::tls::TlsSetting>,
     /// The transport of the address given to `bind`, if set.
@@ -108,6 +109,7 @@ impl Default for HubBuilder {
             max_clients_per_ip: None,
             accept_filter: None,
             authenticator: None,
+            rate_limit: None,
             #[cfg(feature = "tls")]
             tls: None,
             transport: None,

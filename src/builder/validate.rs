@@ -9,7 +9,7 @@ use crate::shared::{MAX_BUDGET_BYTES, MAX_BUDGET_COMMANDS};
 use crate::topics::stream::RingLimits;
 use crate::topics::TopicLimits;
 use crate::wire::{codec, Settings, Wire};
-use crate::{Error, Framing, Protocol, Relay, Result, Transport};
+use crate::{Error, Framing, Protocol, RateLimit, Relay, Result, Transport};
 
 impl HubBuilder {
     /// The hub's [`Config`]: the settings checked, the TLS configuration loaded, and every
@@ -57,6 +57,7 @@ impl HubBuilder {
             send_buffer: self.send_buffer,
             accept_filter: self.accept_filter,
             authenticator: self.authenticator,
+            rate_limit: self.rate_limit,
             idle_timeout: self.idle_timeout,
             heartbeat: self.heartbeat,
             write_timeout: self.write_timeout,
@@ -201,6 +202,11 @@ impl HubBuilder {
                 ));
             }
         }
+        if let Some(limit) = &self.rate_limit {
+            if let Err(why) = check_rate_limit(limit) {
+                return fail(format!("rate_limit: {why}"));
+            }
+        }
         if self.websocket.max_head < 256 {
             return fail("websocket_max_head must be at least 256 bytes".into());
         }
@@ -256,6 +262,51 @@ impl HubBuilder {
         }
     }
 }
+
+/// Checks a [`RateLimit`]: a limit set, every rate a finite number within its bounds,
+/// every burst at least 1 and within its bound (so no refill or wait can overflow).
+fn check_rate_limit(limit: &RateLimit) -> std::result::Result<(), String> {
+    let limits = [
+        (
+            "messages",
+            limit.messages,
+            MAX_MESSAGE_RATE,
+            MAX_MESSAGE_BURST,
+        ),
+        ("bytes", limit.bytes, MAX_BYTE_RATE, MAX_BYTE_BURST),
+    ];
+    if limits.iter().all(|(_, set, _, _)| set.is_none()) {
+        return Err("neither messages nor bytes is limited (RateLimit::messages, ::bytes)".into());
+    }
+    for (name, set, max_rate, max_burst) in limits {
+        let Some((rate, burst)) = set else {
+            continue;
+        };
+        // Written so that NaN fails too.
+        if !(rate >= MIN_RATE && rate <= max_rate) {
+            return Err(format!(
+                "{name} per second is {rate}, not within {MIN_RATE} and {max_rate:e}"
+            ));
+        }
+        if burst == 0 || burst > max_burst {
+            return Err(format!(
+                "the {name} burst is {burst}, not within 1 and {max_burst}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The slowest rate a [`RateLimit`] takes: one a thousand seconds.
+const MIN_RATE: f64 = 0.001;
+/// The fastest message rate a [`RateLimit`] takes.
+const MAX_MESSAGE_RATE: f64 = 1e9;
+/// The fastest byte rate a [`RateLimit`] takes.
+const MAX_BYTE_RATE: f64 = 1e15;
+/// The largest message burst a [`RateLimit`] takes.
+const MAX_MESSAGE_BURST: u64 = 1 << 32;
+/// The largest byte burst a [`RateLimit`] takes (exact as a float).
+const MAX_BYTE_BURST: u64 = 1 << 50;
 
 /// The shortest [`HubBuilder::heartbeat`]: the finest interval deadlines are checked at.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);

@@ -9,16 +9,20 @@
 //! client, not one per frame.
 
 use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::{storm, Dispatcher};
-use crate::client::{Ended, Phase};
+use crate::client::{rate, Ended, Phase};
 use crate::command::{Frames, Target, BATCH_BELOW};
 use crate::wire::codec::{self, FrameTooLarge};
 use crate::wire::control::{BadRequest, Reply};
 use crate::wire::Wire;
-use crate::{Auth, AuthRequest, ClientId, DisconnectReason, Event, Relay};
+use crate::{
+    Auth, AuthRequest, ClientId, DisconnectReason, Event, RateLimit, RateLimitPolicy, Relay,
+};
 
 /// Bytes read from one client per round, so one chatty client cannot starve the others.
 const READ_BUDGET: usize = 256 * 1024;
@@ -49,12 +53,17 @@ impl Dispatcher {
     /// Reads one client up to its budget: frames go to subscribers (and other clients in
     /// relay mode); end of stream and errors make it leave.
     fn read_client(&mut self, slot: usize) {
-        // Frames held back by a pause come first.
-        if !self.take_buffered(slot) {
+        // Frames held back by a pause (or a rate limit) come first.
+        if self.is_held(slot) || !self.take_buffered(slot) {
             return;
         }
         let mut budget = READ_BUDGET;
         loop {
+            // Held back for its rate limit: what it sent waits in its socket, and the
+            // `held` list reads it again once its allowance has refilled.
+            if self.is_held(slot) {
+                return;
+            }
             if self.subs.is_paused() || budget == 0 {
                 self.mark_read_pending(slot);
                 return;
@@ -214,6 +223,9 @@ impl Dispatcher {
                 }
                 Phase::Handshake(_) | Phase::Live => {}
             }
+            if !self.may_cut(slot) {
+                return Some(used);
+            }
             let step = match wire {
                 Wire::Framed => self.cut_framed(slot, &data[used..]),
                 // Every other wire opens with an HTTP request (`websocket`).
@@ -274,6 +286,12 @@ impl Dispatcher {
     /// `Disconnected` (relaying to itself may make it leave as slow).
     pub(super) fn deliver(&mut self, slot: usize, id: ClientId, payload: &[u8]) {
         log::trace!("client {id} sent {payload:?}");
+        // Control requests count too ("##" starts a data message).
+        let control =
+            self.config.sequenced && payload.starts_with(b"#") && !payload.starts_with(b"##");
+        if !self.within_rate(slot, id, payload.len(), control) {
+            return;
+        }
         let payload = match payload {
             // With the protocol on, a message that starts with '#' is a control message,
             // and "##" stands for a data message that starts with '#'.
@@ -319,6 +337,127 @@ impl Dispatcher {
             }
         };
         self.relay_to(target, payload);
+    }
+
+    /// Whether the live client in `slot` may have its next message cut: under
+    /// [`RateLimitPolicy::HoldBack`], not while its allowance is spent. It is then held back
+    /// until the allowance has refilled.
+    fn may_cut(&mut self, slot: usize) -> bool {
+        if !matches!(
+            self.config.rate_limit,
+            Some(RateLimit {
+                policy: RateLimitPolicy::HoldBack,
+                ..
+            })
+        ) {
+            return true;
+        }
+        let now = self.now;
+        let Some(client) = self.slots.live_mut(slot) else {
+            return true;
+        };
+        let Some(bucket) = &mut client.rate else {
+            return true;
+        };
+        let wait = bucket.wait(now);
+        if wait.is_zero() {
+            return true;
+        }
+        // A wait too long to represent is cut short: the client is simply asked again.
+        let until = now
+            .checked_add(wait)
+            .unwrap_or(now + Duration::from_secs(1));
+        if client.held_until.replace(until).is_none() {
+            let id = client.id;
+            self.slots.held.push(slot);
+            self.shared.counters.rate_held.fetch_add(1, Relaxed);
+            log::trace!("client {id} held back for {wait:?}");
+        }
+        false
+    }
+
+    /// Whether the live client in `slot` is held back for its rate limit.
+    fn is_held(&self, slot: usize) -> bool {
+        self.slots
+            .get(slot)
+            .is_some_and(|c| c.held_until.is_some() && c.is_live())
+    }
+
+    /// Reads again the clients held back for their rate limit whose time has come.
+    pub(super) fn release_held(&mut self) {
+        let mut i = 0;
+        while i < self.slots.held.len() {
+            let slot = self.slots.held[i];
+            let due = match self.slots.get_mut(slot) {
+                // Still waiting.
+                Some(client) if client.held_until.is_some_and(|t| t > self.now) => false,
+                Some(client) => {
+                    client.held_until = None;
+                    true
+                }
+                // Gone (a later client in the slot has its own entry if it is held).
+                None => false,
+            };
+            if due {
+                self.mark_read_pending(slot);
+            }
+            if due
+                || self
+                    .slots
+                    .get(slot)
+                    .map_or(true, |c| c.held_until.is_none())
+            {
+                self.slots.held.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// When the first client held back for its rate limit is due to be read again.
+    pub(super) fn held_until(&self) -> Option<Instant> {
+        let slots = &self.slots;
+        slots
+            .held
+            .iter()
+            .filter_map(|&slot| slots.get(slot).and_then(|c| c.held_until))
+            .min()
+    }
+
+    /// Applies the client's rate limit, if any, to its message of `len` bytes (`control`:
+    /// a control request of the protocol). Returns whether the message is handed on; if
+    /// not, it was dropped and counted, or the client left as `RateLimited`.
+    fn within_rate(&mut self, slot: usize, id: ClientId, len: usize, control: bool) -> bool {
+        let Some(limit) = self.config.rate_limit else {
+            return true;
+        };
+        let now = self.now;
+        let Some(bucket) = self.slots.get_mut(slot).and_then(|c| c.rate.as_mut()) else {
+            return true;
+        };
+        match rate::verdict(limit.policy, bucket, now, len, control) {
+            rate::Verdict::Deliver => true,
+            rate::Verdict::Drop => {
+                self.shared.counters.rate_dropped.fetch_add(1, Relaxed);
+                self.admission.misbehaved.record(
+                    storm::CLIENTS,
+                    "messages over the rate limit dropped",
+                    now,
+                    format_args!("client {id} sent over its rate limit: dropping the excess"),
+                );
+                false
+            }
+            rate::Verdict::Disconnect => {
+                self.admission.misbehaved.record(
+                    storm::CLIENTS,
+                    "over the rate limit",
+                    now,
+                    format_args!("client {id} sent over its rate limit: disconnecting it"),
+                );
+                self.leave(slot, DisconnectReason::RateLimited, None);
+                false
+            }
+        }
     }
 
     /// Relays a client's message to `target`, batched with the round's other relayed

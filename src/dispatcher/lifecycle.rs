@@ -46,6 +46,11 @@ impl Dispatcher {
             self.admission.handshaking -= 1;
         }
         client.phase = Phase::Live;
+        // Its allowances start full as it becomes a client.
+        client.rate = self
+            .config
+            .rate_limit
+            .map(|limit| crate::client::rate::Bucket::new(&limit, self.now));
         let (id, addr, transport) = (client.id, client.addr, client.transport);
         let dropped = Arc::clone(&client.dropped);
         self.shared.registry().clients.insert(

@@ -218,6 +218,12 @@ impl Dispatcher {
                             continue;
                         };
                         let slot = token.0;
+                        if event.is_error() && client.held_until.is_some() && client.is_live() {
+                            // Held back for its rate limit, it is not read: a broken
+                            // connection leaves now, not once the hold is over.
+                            self.leave(slot, crate::DisconnectReason::Reset, None);
+                            continue;
+                        }
                         if event.is_writable() {
                             client.writable = true;
                             self.mark_dirty(slot);
@@ -234,6 +240,7 @@ impl Dispatcher {
                 self.streams.prune_at = self.prune_rings();
             }
             self.accept();
+            self.release_held();
             self.read_all();
             self.housekeeping();
             self.flush_dirty();
@@ -391,6 +398,7 @@ impl Dispatcher {
             self.subs.recheck_at(),
             self.admission.misbehaved.next(),
             self.streams.prune_at,
+            self.held_until(),
         ];
         let deadline = deadlines.into_iter().flatten().min()?;
         Some(deadline.saturating_duration_since(Instant::now()))

@@ -21,6 +21,8 @@ pub(crate) struct Slots {
     pub(crate) read_pending: Vec<usize>,
     /// Connections closing, writing out their queues until their deadline.
     pub(crate) closing: Vec<usize>,
+    /// Clients held back for their rate limit, each until its `held_until`.
+    pub(crate) held: Vec<usize>,
 
     /// Empty slots that may be filled now.
     free: Vec<usize>,

@@ -70,11 +70,13 @@ impl Dispatcher {
         // Input the hub has not read yet (reads paused for a full subscription, or the
         // read budget used up) is a sign of life: the wait is the hub's, not the client's.
         // A client whose wire has it send nothing is never silent.
-        let silent = if client.read_pending || client.wire().listen_only() {
-            Duration::ZERO
-        } else {
-            now.saturating_duration_since(client.last_read)
-        };
+        // So is being held back for its rate limit.
+        let silent =
+            if client.read_pending || client.held_until.is_some() || client.wire().listen_only() {
+                Duration::ZERO
+            } else {
+                now.saturating_duration_since(client.last_read)
+            };
         let stuck = config
             .write_timeout
             .is_some_and(|t| client.has_output() && client.is_stalled_for(now, t));

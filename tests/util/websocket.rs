@@ -29,6 +29,7 @@ pub(crate) fn close_for(reason: DisconnectReason) -> (u16, &'static str) {
         DisconnectReason::Idle => (1001, "idle too long"),
         DisconnectReason::FrameTooLarge => (1009, "frame too large"),
         DisconnectReason::Protocol => (1002, "protocol violation"),
+        DisconnectReason::RateLimited => (1008, "sent too fast (rate limit)"),
         other => panic!("no close frame is sent for {other:?}"),
     }
 }

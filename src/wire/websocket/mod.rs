@@ -78,6 +78,7 @@ pub(crate) fn close_code(reason: DisconnectReason) -> Option<u16> {
         DisconnectReason::PeerClosed => Some(1000),
         DisconnectReason::Shutdown | DisconnectReason::Idle => Some(1001),
         DisconnectReason::Protocol => Some(1002),
+        DisconnectReason::RateLimited => Some(1008),
         DisconnectReason::FrameTooLarge => Some(1009),
         DisconnectReason::Slow => Some(4000),
         DisconnectReason::Kicked => Some(4001),
