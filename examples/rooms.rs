@@ -42,7 +42,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Event, Hub, Protocol, RateLimit, RateLimitPolicy, Relay};
+use hubcast::{Event, Hub, Protocol, RateLimit, Relay};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
@@ -50,19 +50,19 @@ const LOBBY: &str = "lobby";
 mod common;
 
 /// The usage, for `--help` and for a bad command line.
-const USAGE: &str = "usage: rooms [ADDR]
-  ADDR  where to listen, HOST:PORT (default 127.0.0.1:9999; port 0 lets the system choose)";
+const USAGE: &str = "usage: rooms [--rate MSGS] [ADDR]
+  ADDR        where to listen, HOST:PORT (default 127.0.0.1:9999; port 0 lets the system choose)
+  --rate MSGS messages a second each client may send, held back past it (default 50; 0: no limit)";
 
 /// Runs the example; see `common` for how it answers `--help`, a bad command line and a
 /// failure.
 fn main() -> ExitCode {
-    let args = common::Args::parse(USAGE, 1, &[]);
-    common::exit(run(&args.addr(0, "127.0.0.1:9999")))
+    let args = common::Args::parse(USAGE, 1, &["--rate"]);
+    common::init_logging("info");
+    common::exit(run(&args.addr(0, "127.0.0.1:9999"), args.rate_limit()))
 }
 
-fn run(addr: &str) -> Result<(), Box<dyn Error>> {
-    common::init_logging("info");
-
+fn run(addr: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
     let hub = Hub::builder()
         .protocol(Protocol::Sequenced)
         .relay(Relay::Topics)
@@ -72,16 +72,9 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
         // `#refused` if those fail. The events below reach this thread later, so a client
         // that joins a room the moment it connects is logged joining before it arrives.
         .client_topics(|request| common::any_room(request, LOBBY))
-        // A person typing never reaches these (50 messages a second, 100 at once, 1 MiB a
-        // second); a script flooding the room does, and is held back: the hub stops reading
-        // it until it is under the limit again, so TCP slows it down and nothing is lost,
-        // while everyone else chats on. See the README's "Rate limits".
-        .rate_limit(
-            RateLimit::new()
-                .messages(50.0, 100)
-                .bytes(1024.0 * 1024.0, 1 << 20)
-                .policy(RateLimitPolicy::HoldBack),
-        )
+        // Per client, 50 messages a second unless `--rate` says otherwise: see
+        // `common::Args::rate_limit` and the README's "Rate limits".
+        .rate_limit(rate)
         .bind(addr)?;
     let hub = Arc::new(hub);
     let events = hub.subscribe();

@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Event, Hub, Origins, Protocol, RateLimit, RateLimitPolicy, Relay, Transport};
+use hubcast::{Event, Hub, Origins, Protocol, RateLimit, Relay, Transport};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
@@ -40,39 +40,32 @@ const LOBBY: &str = "lobby";
 mod common;
 
 /// The usage, for `--help` and for a bad command line.
-const USAGE: &str = "usage: ws_chat_server [TCP_ADDR [WS_ADDR]]
-  TCP_ADDR  where `nc` clients connect, HOST:PORT (default 127.0.0.1:9999)
-  WS_ADDR   where browsers connect, HOST:PORT (default 127.0.0.1:8080)
+const USAGE: &str = "usage: ws_chat_server [--rate MSGS] [TCP_ADDR [WS_ADDR]]
+  TCP_ADDR    where `nc` clients connect, HOST:PORT (default 127.0.0.1:9999)
+  WS_ADDR     where browsers connect, HOST:PORT (default 127.0.0.1:8080)
+  --rate MSGS messages a second each client may send, held back past it (default 50; 0: no limit)
   (port 0 lets the system choose)";
 
 /// Runs the example; see `common` for how it answers `--help`, a bad command line and a
 /// failure.
 fn main() -> ExitCode {
-    let args = common::Args::parse(USAGE, 2, &[]);
+    let args = common::Args::parse(USAGE, 2, &["--rate"]);
     let tcp = args.addr(0, "127.0.0.1:9999");
     let ws = args.addr(1, "127.0.0.1:8080");
-    common::exit(run(&tcp, &ws))
+    common::init_logging("info");
+    common::exit(run(&tcp, &ws, args.rate_limit()))
 }
 
-fn run(tcp: &str, ws: &str) -> Result<(), Box<dyn Error>> {
-    common::init_logging("info");
-
+fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
     let hub = Hub::builder()
         .protocol(Protocol::Sequenced)
         .relay(Relay::Topics)
         // Any room, for anyone (the hub still checks names and the per-client limit). The
         // closure runs on the hub's thread: it only decides and logs.
         .client_topics(|request| common::any_room(request, LOBBY))
-        // A person typing never reaches these (50 messages a second, 100 at once, 1 MiB a
-        // second); a script flooding the room does, and is held back: the hub stops reading
-        // it until it is under the limit again, so TCP slows it down and nothing is lost,
-        // while everyone else chats on. See the README's "Rate limits".
-        .rate_limit(
-            RateLimit::new()
-                .messages(50.0, 100)
-                .bytes(1024.0 * 1024.0, 1 << 20)
-                .policy(RateLimitPolicy::HoldBack),
-        )
+        // Per client, 50 messages a second unless `--rate` says otherwise: see
+        // `common::Args::rate_limit` and the README's "Rate limits".
+        .rate_limit(rate)
         .listen(ws, Transport::WebSocket)
         .websocket_origins(Origins::List(vec!["null".to_owned()]))
         .bind(tcp)?;

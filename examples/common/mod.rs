@@ -119,6 +119,32 @@ impl Args {
             .map(|(_, value)| value.as_str())
     }
 
+    /// The rate limit of `--rate MSGS` (messages a second per client, default 50; 0 turns
+    /// it off): a burst of twice as many, 1 MiB a second, and clients over it held back.
+    /// A person typing never reaches 50 messages a second; a script flooding a room does,
+    /// and the hub then stops reading it until it is under the limit again, so TCP slows
+    /// it down and nothing is lost, while everyone else chats on (README, "Rate limits").
+    /// Logs which; exits with status 2 for a rate that is not a whole number.
+    #[allow(dead_code)] // Not every example takes `--rate`.
+    pub(crate) fn rate_limit(&self) -> Option<hubcast::RateLimit> {
+        let rate = match self.option("--rate").map(str::parse::<u32>) {
+            None => 50,
+            Some(Ok(rate)) => rate,
+            Some(Err(_)) => self.refuse("--rate takes a whole number of messages a second"),
+        };
+        if rate == 0 {
+            log::info!("clients are not rate-limited");
+            return None;
+        }
+        log::info!("clients are held back past {rate} messages a second (--rate 0: no limit)");
+        Some(
+            hubcast::RateLimit::new()
+                .messages(f64::from(rate), 2 * u64::from(rate))
+                .bytes(1024.0 * 1024.0, 1 << 20)
+                .policy(hubcast::RateLimitPolicy::HoldBack),
+        )
+    }
+
     /// Says `problem` with the usage on stderr and exits with status 2, for a command line
     /// that parses but does not make sense (a certificate without its key).
     pub(crate) fn refuse(&self, problem: &str) -> ! {
