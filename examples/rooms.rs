@@ -1,7 +1,9 @@
 //! A chat with rooms over plain lines, for `nc`: the hub speaks its protocol
 //! (`Protocol::Sequenced`, see `docs/PROTOCOL.md`), relays what a client says to the other
 //! members of its rooms (`Relay::Topics`), and lets clients join and leave any room
-//! themselves (`HubBuilder::client_topics`). Every client starts in `lobby`.
+//! themselves (`HubBuilder::client_topics`). Every client starts in `lobby`, put there as it
+//! is admitted (`HubBuilder::admit`), so a line it sends the moment it connects reaches the
+//! room.
 //!
 //! ```text
 //! cargo run --release --example rooms -- [ADDR]     # default 127.0.0.1:9999
@@ -12,7 +14,7 @@
 //!
 //! ```text
 //! > #at * 5938244913513 0                  the hub-wide stream starts after message 0
-//! > #joined @lobby 2784716001147 0         the host put you in lobby
+//! > #joined @lobby 2784716001147 0         the host put you in lobby as you connected
 //! < hello, anyone here?
 //! > #own @lobby 1                          lobby's message 1 was yours: not sent back
 //! > 2@lobby hi!                            from another client in lobby
@@ -42,7 +44,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Event, Hub, Protocol, RateLimit, Relay};
+use hubcast::{Admit, Event, Hub, Protocol, RateLimit, Relay};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
@@ -66,6 +68,11 @@ fn run(addr: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
     let hub = Hub::builder()
         .protocol(Protocol::Sequenced)
         .relay(Relay::Topics)
+        // Every client is in lobby from its first line on: the hub joins it as it admits it,
+        // before reading anything it sent. (Joining it from the `Connected` event below
+        // would come later: lines sent at once would reach nobody.) Should lobby be refused
+        // (the hub's topic limits), the hub logs it and the client starts in no room.
+        .admit(|_| Admit::new().topic(LOBBY))
         // Any room, for anyone. The closure sees every `#join` and `#leave` (and every
         // `#resume` of a room the client is not in); it runs on the hub's thread, so it only
         // decides and logs. The hub still checks names and the per-client limit, and answers
@@ -96,26 +103,26 @@ fn run(addr: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
     // Only now, with the signal handler in place, tell the world we are ready.
     println!("listening on {}", hub.local_addr());
 
+    // The client whose `Connected` came last, while its admission's `TopicJoined` events
+    // (which follow it at once) come in: they are logged with its arrival, not again.
+    let mut admitting = None;
     for event in events {
+        let just_admitted = admitting.take();
         match event {
             Event::Connected { client, addr, .. } => {
-                // The client hears `#joined @lobby` and chats at once. It may have left
-                // already, or be shut down with the hub: then there is nobody to put in.
-                match hub.join(client, LOBBY) {
-                    Ok(()) => log::info!("{client} connected from {addr}, put in @{LOBBY}"),
-                    Err(err) => {
-                        log::info!("{client} connected from {addr}, not put in @{LOBBY}: {err}")
-                    }
-                }
+                // It was sent `#joined @lobby` first, and may chat at once.
+                log::info!("{client} connected from {addr}, put in @{LOBBY}");
+                admitting = Some(client);
+            }
+            Event::TopicJoined { client, .. } if just_admitted == Some(client) => {
+                admitting = just_admitted;
             }
             Event::Disconnected { client, reason, .. } => {
                 log::info!("{client} left: {reason}");
             }
-            // Its own `#join` and `#leave`, as applied. A `#leave @lobby` read after the
-            // join above was decided wins over it, even if the join had not reached the
-            // client yet: this is how the host learns it. The events come after this
-            // thread's own calls may have changed the client's rooms again, so the rooms it
-            // is in are read from the hub's table, which is always right.
+            // Its own `#join` and `#leave`, as applied. The events come after the client
+            // may have changed its rooms again, so the rooms it is in are read from the
+            // hub's table, which is always right.
             Event::TopicJoined { client, topic, .. } => {
                 log::info!("{client} joined @{topic}; in {}", rooms_of(&hub, client));
             }

@@ -17,8 +17,9 @@
 //! listeners, so the page numbers what it gets and, after a dropped connection, resumes
 //! every stream it had: a browser that loses its connection for a moment misses nothing
 //! (the hub keeps the last 1,024 messages of each stream, for up to 2 minutes, by default).
-//! Rooms are topics: every client starts in `lobby`, so `nc` users chat with browsers at
-//! once; any client may join or leave any room (`#join @rust`, `#leave @lobby` in `nc`;
+//! Rooms are topics: every client starts in `lobby` (put there as it is admitted:
+//! `HubBuilder::admit`, so even a message sent with the upgrade request reaches the room),
+//! and `nc` users chat with browsers at once; any client may join or leave any room (`#join @rust`, `#leave @lobby` in `nc`;
 //! the page's room picker), and what it says reaches the other members of its rooms
 //! (`Relay::Topics`). `examples/rooms.rs` shows an `nc` session.
 //!
@@ -32,7 +33,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Event, Hub, Origins, Protocol, RateLimit, Relay, Transport};
+use hubcast::{Admit, Event, Hub, Origins, Protocol, RateLimit, Relay, Transport};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
@@ -60,6 +61,10 @@ fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error
     let hub = Hub::builder()
         .protocol(Protocol::Sequenced)
         .relay(Relay::Topics)
+        // TCP and WebSocket clients alike start in lobby, so `nc` users and browsers meet:
+        // joined as each is admitted (a WebSocket client at its upgrade), before anything
+        // it sent is read. The hub logs a refusal (its topic limits) itself.
+        .admit(|_| Admit::new().topic(LOBBY))
         // Any room, for anyone (the hub still checks names and the per-client limit). The
         // closure runs on the hub's thread: it only decides and logs.
         .client_topics(|request| common::any_room(request, LOBBY))
@@ -95,14 +100,7 @@ fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error
     for event in events {
         match event {
             Event::Connected { client, addr, .. } => {
-                // TCP and WebSocket clients alike, so `nc` users and browsers meet. It may
-                // have left already, or be shut down with the hub: nobody to put in then.
-                match hub.join(client, LOBBY) {
-                    Ok(()) => log::info!("{client} connected from {addr}, put in @{LOBBY}"),
-                    Err(err) => {
-                        log::info!("{client} connected from {addr}, not put in @{LOBBY}: {err}")
-                    }
-                }
+                log::info!("{client} connected from {addr}, put in @{LOBBY}");
             }
             Event::Disconnected { client, reason, .. } => log::info!("{client} left: {reason}"),
             Event::Message {

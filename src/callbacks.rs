@@ -18,16 +18,71 @@ pub enum Auth {
     /// Close it. It never appears as [`Event::Connected`](crate::Event::Connected) and
     /// is counted in [`Stats::rejected`](crate::Stats::rejected).
     Reject,
+    /// Let it in as [`Admit`] says: its name, and the topics it is in from its first
+    /// message on. This is the whole decision: the [`admit`](crate::HubBuilder::admit)
+    /// hook, if set, is not called for this connection.
+    Admit(Admit),
 }
 
-/// What an [authenticator](crate::HubBuilder::authenticate) is shown of a new connection.
+/// How a connection is let in: its name and the topics it is in as it becomes a client.
+///
+/// Returned by an [authenticator](crate::HubBuilder::authenticate) as [`Auth::Admit`], or
+/// by the [`admit`](crate::HubBuilder::admit) hook. The topics are joined in the same step
+/// as the client is admitted, before its first message is read: a message it sends at once
+/// reaches the topics' other members, and with
+/// [`Protocol::Sequenced`](crate::Protocol::Sequenced) it is sent `#joined` for each
+/// before any of the topic's messages.
+///
+/// A topic that cannot be joined (a name no topic can have, or over
+/// [`max_topics`](crate::HubBuilder::max_topics) or
+/// [`max_topics_per_client`](crate::HubBuilder::max_topics_per_client)) is skipped, logged
+/// at `warn` and counted in [`Stats::admit_topics_refused`](crate::Stats::admit_topics_refused);
+/// the client is admitted all the same.
+///
+/// ```
+/// use hubcast::Admit;
+///
+/// let admit = Admit::new().name("bob").topic("lobby").topic("news");
+/// # drop(admit);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admit {
+    pub(crate) name: Option<String>,
+    pub(crate) topics: Vec<String>,
+}
+
+impl Admit {
+    /// Lets the connection in with no name and in no topic (what [`Auth::Accept`] does).
+    pub fn new() -> Admit {
+        Admit::default()
+    }
+
+    /// The client's name, shown in [`ClientInfo::name`](crate::ClientInfo::name).
+    pub fn name(mut self, name: impl Into<String>) -> Admit {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A topic the client is in from the start, as if the host had called
+    /// [`Hub::join`](crate::Hub::join) before anything else of the client happened.
+    /// Joined in the order given; a topic given twice is joined once.
+    pub fn topic(mut self, topic: impl Into<String>) -> Admit {
+        self.topics.push(topic.into());
+        self
+    }
+}
+
+/// What an [authenticator](crate::HubBuilder::authenticate), and the
+/// [`admit`](crate::HubBuilder::admit) hook, are shown of a new connection.
 ///
 /// Passed by reference and valid only during the call.
 ///
 /// A TCP or TLS connection is shown with its first frame; a WebSocket connection with its
 /// upgrade request (path, query string, headers such as `Cookie` and `Authorization`),
 /// before it is answered: browsers cannot send custom headers on a WebSocket, so they carry
-/// credentials in a cookie or the query string.
+/// credentials in a cookie or the query string. Without an authenticator, the `admit` hook
+/// sees a TCP or TLS connection with no frame (as it is accepted, or once its TLS
+/// handshake is done).
 #[derive(Debug)]
 pub struct AuthRequest<'a> {
     pub(crate) addr: SocketAddr,
@@ -46,8 +101,9 @@ impl AuthRequest<'_> {
 
     /// The connection's first frame (its payload, without framing), which is its
     /// authentication frame and is not delivered as a message. `Some` for TCP and TLS
-    /// connections; `None` for WebSocket connections, which are shown their upgrade request
-    /// instead.
+    /// connections shown to an authenticator; `None` for WebSocket connections, which are
+    /// shown their upgrade request instead, and for TCP and TLS connections shown to the
+    /// [`admit`](crate::HubBuilder::admit) hook of a hub without an authenticator.
     pub fn frame(&self) -> Option<&[u8]> {
         self.frame
     }
@@ -115,6 +171,7 @@ impl TopicRequest<'_> {
 /// The host's decision functions, shared with the dispatcher thread.
 pub(crate) type AcceptFilter = dyn Fn(SocketAddr) -> bool + Send + Sync;
 pub(crate) type Authenticator = dyn Fn(&AuthRequest<'_>) -> Auth + Send + Sync;
+pub(crate) type AdmitHook = dyn Fn(&AuthRequest<'_>) -> Admit + Send + Sync;
 pub(crate) type TopicCheck = dyn Fn(&TopicRequest<'_>) -> bool + Send + Sync;
 
 /// A host closure, printable in `Debug` output.

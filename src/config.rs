@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::callbacks::{AcceptFilter, Authenticator, Callback, TopicCheck};
+use crate::callbacks::{AcceptFilter, AdmitHook, Authenticator, Callback, TopicCheck};
 use crate::command::{BATCH_BELOW, BATCH_MAX};
 use crate::options::WebSocketSettings;
 use crate::topics::stream::RingLimits;
@@ -56,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) send_buffer: Option<usize>,
     pub(crate) accept_filter: Option<Callback<AcceptFilter>>,
     pub(crate) authenticator: Option<Callback<Authenticator>>,
+    /// The host's `admit` hook: a client's name and topics as it becomes one.
+    pub(crate) admit: Option<Callback<AdmitHook>>,
     /// Each client's inbound rate limit, valid, if any.
     pub(crate) rate_limit: Option<RateLimit>,
 

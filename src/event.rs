@@ -135,7 +135,9 @@ impl fmt::Display for DisconnectReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A client connected and will receive broadcasts from now on.
+    /// A client connected and will receive broadcasts from now on. It is already in the
+    /// topics it was admitted to, each told in a [`TopicJoined`](Event::TopicJoined) that
+    /// follows.
     #[non_exhaustive]
     Connected {
         /// The new client.
@@ -176,6 +178,12 @@ pub enum Event {
     /// was not in ([`Protocol::Sequenced`](crate::Protocol::Sequenced) with
     /// [`client_topics`](crate::HubBuilder::client_topics)). Sent only when the request
     /// made it a member; never for [`Hub::join`](crate::Hub::join).
+    ///
+    /// Also sent right after [`Connected`](Event::Connected) for each topic the client was
+    /// put in as it was admitted ([`Admit::topic`](crate::Admit::topic), from the
+    /// [authenticator](crate::HubBuilder::authenticate) or the
+    /// [`admit`](crate::HubBuilder::admit) hook), whatever the protocol: the host learns
+    /// which of them it is in (one that could not be joined is skipped).
     ///
     /// Joins and leaves are decided in one order, the host's when its call returns, a
     /// client's when the hub reads it, and the last decided wins: a `Hub::leave` of this

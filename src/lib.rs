@@ -47,7 +47,7 @@
 //! silently: [`Hub::is_closed`] turns true, every call returns [`Error::Failed`] at once,
 //! every [`Subscription`] ends, and [`Hub::shutdown`] reports the cause. A panic in one of
 //! the host's closures ([`HubBuilder::accept_filter`], [`HubBuilder::authenticate`],
-//! [`HubBuilder::client_topics`]) costs only the connection or the topic request it was
+//! [`HubBuilder::admit`], [`HubBuilder::client_topics`]) costs only the connection or the topic request it was
 //! called for.
 //!
 //! # Blocking
@@ -195,7 +195,7 @@ pub use bytes::Bytes;
 pub use rustls;
 
 pub use crate::builder::HubBuilder;
-pub use crate::callbacks::{Auth, AuthRequest, TopicRequest};
+pub use crate::callbacks::{Admit, Auth, AuthRequest, TopicRequest};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use crate::cluster::Cluster;

@@ -66,8 +66,22 @@ pub struct Stats {
     /// for it are counted in `disconnects`, as
     /// [`RateLimited`](crate::DisconnectReason::RateLimited).)
     pub rate_dropped: u64,
+    /// Messages a client sent in relay mode that reached no other client of this hub:
+    /// under [`Relay::Topics`](crate::Relay::Topics) its sender was in no topic, or in
+    /// topics with no other member; under [`Relay::All`](crate::Relay::All) and
+    /// [`Relay::Others`](crate::Relay::Others), no other client was connected. Subscribers
+    /// still got each as [`Event::Message`](crate::Event::Message); in a cluster, other
+    /// nodes may have. A client put in its topics at connect
+    /// ([`HubBuilder::admit`](crate::HubBuilder::admit)) never sends one of these by
+    /// racing its own join.
+    pub relayed_to_nobody: u64,
+    /// Topics an [`Admit`](crate::Admit) named that the client could not be put in: an
+    /// invalid name, or over a topic limit. Each is skipped (and logged at `warn`); the
+    /// client is admitted all the same.
+    pub admit_topics_refused: u64,
     /// Times a host closure ([`accept_filter`](crate::HubBuilder::accept_filter),
     /// [`authenticate`](crate::HubBuilder::authenticate),
+    /// [`admit`](crate::HubBuilder::admit),
     /// [`client_topics`](crate::HubBuilder::client_topics)) panicked; each cost one
     /// connection, or one topic request for `client_topics`.
     pub callback_panics: u64,
@@ -250,6 +264,8 @@ pub(crate) struct Counters {
     pub(crate) held_back: AtomicU64,
     pub(crate) rate_held: AtomicU64,
     pub(crate) rate_dropped: AtomicU64,
+    pub(crate) relayed_to_nobody: AtomicU64,
+    pub(crate) admit_topics_refused: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
     pub(crate) replayed: AtomicU64,
@@ -296,6 +312,8 @@ impl Counters {
             held_back: self.held_back.load(Relaxed),
             rate_held: self.rate_held.load(Relaxed),
             rate_dropped: self.rate_dropped.load(Relaxed),
+            relayed_to_nobody: self.relayed_to_nobody.load(Relaxed),
+            admit_topics_refused: self.admit_topics_refused.load(Relaxed),
             resumes: self.resumes.load(Relaxed),
             resumes_refused: self.resumes_refused.load(Relaxed),
             replayed: self.replayed.load(Relaxed),
@@ -325,15 +343,22 @@ pub(crate) struct Tally {
     pub(crate) bytes_in: u64,
     pub(crate) frames_out: u64,
     pub(crate) bytes_out: u64,
+    pub(crate) relayed_to_nobody: u64,
 }
 
 impl Tally {
     pub(crate) fn publish(&mut self, counters: &Counters) {
-        if self.frames_in | self.bytes_in | self.frames_out | self.bytes_out != 0 {
+        let any = self.frames_in | self.bytes_in | self.frames_out | self.bytes_out;
+        if any | self.relayed_to_nobody != 0 {
             counters.frames_in.fetch_add(self.frames_in, Relaxed);
             counters.bytes_in.fetch_add(self.bytes_in, Relaxed);
             counters.frames_out.fetch_add(self.frames_out, Relaxed);
             counters.bytes_out.fetch_add(self.bytes_out, Relaxed);
+            if self.relayed_to_nobody != 0 {
+                counters
+                    .relayed_to_nobody
+                    .fetch_add(self.relayed_to_nobody, Relaxed);
+            }
             *self = Tally::default();
         }
     }

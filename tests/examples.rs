@@ -158,12 +158,13 @@ fn rooms_keeps_rooms_apart_and_exits_on_sigterm() {
     assert_eq!(carol.read_text_line(), "1@other #both rooms");
 
     // Dave asks for lobby himself as he connects, as the Python client with
-    // `topics=["lobby"]` does: in lobby once, at its position, whoever came first.
+    // `topics=["lobby"]` does: in lobby once, at its position, as the host put him there
+    // before reading his request (which is answered where he already is).
     let mut dave = Peer::connect(addr);
     dave.write(b"#join @lobby\n");
     expect_at(&mut dave);
     assert_eq!(expect_joined(&mut dave, "lobby").1, 3);
-    // The host hears of him on its own thread, and puts him where he is already.
+    assert_eq!(expect_joined(&mut dave, "lobby").1, 3);
     server.wait_for_stderr("#4 connected from");
 
     // Each arrival logged once, with where the host put it; the moves as asked.

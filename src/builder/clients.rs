@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::HubBuilder;
 use crate::callbacks::Callback;
-use crate::{Auth, AuthRequest, Framing, RateLimit, Relay, SlowClientPolicy};
+use crate::{Admit, Auth, AuthRequest, Framing, RateLimit, Relay, SlowClientPolicy};
 #[cfg(doc)]
 use crate::{Hub, Protocol};
 
@@ -320,6 +320,59 @@ impl HubBuilder {
         authenticate: impl Fn(&AuthRequest<'_>) -> Auth + Send + Sync + 'static,
     ) -> Self {
         self.authenticator = Some(Callback(Arc::new(authenticate)));
+        self
+    }
+
+    /// Decides each new client's name and topics as it becomes a client, before its first
+    /// message is read, so that a message it sends the moment it connects already reaches
+    /// its topics (with [`Relay::Topics`]) and is already numbered in them. Joining from the
+    /// host's [`Event::Connected`](crate::Event::Connected) handler instead comes later: the
+    /// client's first messages may be read before it is in.
+    ///
+    /// `admit` is shown the connection's [`AuthRequest`] (its address and transport; a
+    /// WebSocket connection's upgrade request, path, query string and headers) and is
+    /// called for every connection as it becomes a client: a TCP connection as it is
+    /// accepted, a TLS one once its handshake is done, a WebSocket one at its upgrade.
+    /// The topics of its [`Admit`] are joined with the same limits as
+    /// [`Hub::join`](crate::Hub::join), in the same step as the client is admitted; one that
+    /// cannot be joined is skipped (see [`Admit`]). Subscribers get
+    /// [`Event::Connected`](crate::Event::Connected), then
+    /// [`Event::TopicJoined`](crate::Event::TopicJoined) for each topic joined.
+    ///
+    /// With an [authenticator](Self::authenticate) as well, the authenticator decides:
+    /// its [`Auth::Admit`] is the whole answer and `admit` is not called; after
+    /// [`Auth::Accept`] or [`Auth::AcceptAs`], `admit` is called with the same request
+    /// and its topics are joined, under the name `AcceptAs` gave if it gave one (else
+    /// `admit`'s).
+    ///
+    /// It runs on the dispatcher thread, under the rules of
+    /// [`authenticate`](Self::authenticate): a panic in it costs that connection (it is
+    /// rejected: counted in [`Stats::rejected`](crate::Stats::rejected) and
+    /// [`Stats::callback_panics`](crate::Stats::callback_panics), logged at `error`; a
+    /// WebSocket upgrade is answered 403), never the hub.
+    ///
+    /// ```
+    /// use hubcast::{Admit, Hub, Relay};
+    ///
+    /// // Everyone starts in "lobby"; browsers asking for `/news` in "news" too.
+    /// let hub = Hub::builder()
+    ///     .relay(Relay::Topics)
+    ///     .admit(|request| {
+    ///         let admit = Admit::new().topic("lobby");
+    ///         match request.path() {
+    ///             Some("/news") => admit.topic("news"),
+    ///             _ => admit,
+    ///         }
+    ///     })
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn admit(
+        mut self,
+        admit: impl Fn(&AuthRequest<'_>) -> Admit + Send + Sync + 'static,
+    ) -> Self {
+        self.admit = Some(Callback(Arc::new(admit)));
         self
     }
 }

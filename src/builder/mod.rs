@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
-use crate::callbacks::{AcceptFilter, Authenticator, Callback, TopicCheck};
+use crate::callbacks::{AcceptFilter, AdmitHook, Authenticator, Callback, TopicCheck};
 use crate::config::ListenSpec;
 use crate::options::WebSocketSettings;
 use crate::{Framing, Hub, Protocol, RateLimit, Relay, Result, SlowClientPolicy, Transport};
@@ -63,6 +63,7 @@ pub struct HubBuilder {
     max_clients_per_ip: Option<usize>,
     accept_filter: Option<Callback<AcceptFilter>>,
     authenticator: Option<Callback<Authenticator>>,
+    admit: Option<Callback<AdmitHook>>,
     rate_limit: Option<RateLimit>,
     #[cfg(feature = "tls")]
     tls: Option<crate::transport::tls::TlsSetting>,
@@ -109,6 +110,7 @@ impl Default for HubBuilder {
             max_clients_per_ip: None,
             accept_filter: None,
             authenticator: None,
+            admit: None,
             rate_limit: None,
             #[cfg(feature = "tls")]
             tls: None,

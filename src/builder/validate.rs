@@ -57,6 +57,7 @@ impl HubBuilder {
             send_buffer: self.send_buffer,
             accept_filter: self.accept_filter,
             authenticator: self.authenticator,
+            admit: self.admit,
             rate_limit: self.rate_limit,
             idle_timeout: self.idle_timeout,
             heartbeat: self.heartbeat,

@@ -21,7 +21,7 @@ use crate::wire::codec::{self, FrameTooLarge};
 use crate::wire::control::{BadRequest, Reply};
 use crate::wire::Wire;
 use crate::{
-    Auth, AuthRequest, ClientId, DisconnectReason, Event, RateLimit, RateLimitPolicy, Relay,
+    Admit, Auth, AuthRequest, ClientId, DisconnectReason, Event, RateLimit, RateLimitPolicy, Relay,
 };
 
 /// Bytes read from one client per round, so one chatty client cannot starve the others.
@@ -150,7 +150,7 @@ impl Dispatcher {
             && !client.conn.is_handshaking()
             && self.config.authenticator.is_none()
         {
-            self.go_live(slot, None);
+            self.admit_framed(slot);
         }
     }
 
@@ -218,7 +218,9 @@ impl Dispatcher {
                 Phase::Handshake(_)
                     if wire == Wire::Framed && self.config.authenticator.is_none() =>
                 {
-                    self.go_live(slot, None);
+                    if !self.admit_framed(slot) {
+                        return None;
+                    }
                     continue;
                 }
                 Phase::Handshake(_) | Phase::Live => {}
@@ -328,14 +330,24 @@ impl Dispatcher {
             Relay::Topics => {
                 // To each of its topics' other members: once per topic. Relaying changes
                 // nobody's topics, so they are walked in place.
-                let mut i = 0;
+                let (mut i, mut reached) = (0, false);
                 while let Some(&(topic, _)) = self.slots.get(slot).and_then(|c| c.topics.get(i)) {
+                    // The sender is a member: someone else is if there are two (a length,
+                    // no scan of the members).
+                    reached |= self.streams.topics.members(topic).len() > 1;
                     self.relay_to(Target::TopicExcept(topic, id), payload);
                     i += 1;
+                }
+                if !reached {
+                    self.tally.relayed_to_nobody += 1;
                 }
                 return;
             }
         };
+        // The sender is live: nobody else is if it is the only one.
+        if self.slots.live() <= 1 {
+            self.tally.relayed_to_nobody += 1;
+        }
         self.relay_to(target, payload);
     }
 
@@ -504,9 +516,9 @@ impl Dispatcher {
             #[cfg(feature = "websocket")]
             upgrade: None,
         };
-        match self.ask_authenticator(&request) {
-            Some(name) => {
-                self.go_live(slot, name);
+        match self.ask_admission(&request) {
+            Some(admit) => {
+                self.go_live(slot, admit);
                 true
             }
             None => {
@@ -516,31 +528,76 @@ impl Dispatcher {
         }
     }
 
-    /// Runs the host's authenticator, if any, on `request`: `Some(name)` lets the
-    /// connection in. A panic in it turns the connection away, as `Reject` does (the caller
-    /// counts it as rejected).
-    pub(super) fn ask_authenticator(
-        &mut self,
-        request: &AuthRequest<'_>,
-    ) -> Option<Option<String>> {
-        let Some(authenticator) = self.config.authenticator.clone() else {
-            return Some(None);
+    /// A framed connection with no authentication frame to wait for (no authenticator)
+    /// becomes a client, as the `admit` hook, if any, says. Returns `false` if it was turned
+    /// away (the hook panicked).
+    pub(super) fn admit_framed(&mut self, slot: usize) -> bool {
+        let Some(client) = self.slots.get(slot) else {
+            return false;
         };
-        let addr = request.addr;
-        let what = format_args!("the authenticator panicked on {addr}, rejecting it");
-        match self.call_host(|| (authenticator.0)(request), what)? {
-            Auth::Accept => Some(None),
-            Auth::AcceptAs(name) => Some(Some(name)),
-            Auth::Reject => {
-                self.admission.misbehaved.record(
-                    storm::CLIENTS,
-                    "authentication failed",
-                    self.now,
-                    format_args!("rejected {addr}: authentication failed"),
-                );
-                None
+        let request = AuthRequest {
+            addr: client.addr,
+            transport: client.transport,
+            frame: None,
+            #[cfg(feature = "websocket")]
+            upgrade: None,
+        };
+        match self.ask_admission(&request) {
+            Some(admit) => {
+                self.go_live(slot, admit);
+                true
+            }
+            None => {
+                self.drop_unaccepted(slot, true);
+                false
             }
         }
+    }
+
+    /// Asks the host's authenticator, then its `admit` hook, about `request` (either may
+    /// be unset): `Some` lets the connection in, with a name and topics. The authenticator's
+    /// `Auth::Admit` is the whole answer; after `Accept` or `AcceptAs`, the hook gives the
+    /// topics (and the name, unless `AcceptAs` gave one). A panic in either turns the
+    /// connection away, as `Reject` does (the caller counts it as rejected).
+    pub(super) fn ask_admission(&mut self, request: &AuthRequest<'_>) -> Option<Admit> {
+        let addr = request.addr;
+        let name = match self.config.authenticator.clone() {
+            None => None,
+            Some(authenticator) => {
+                let what = format_args!("the authenticator panicked on {addr}, rejecting it");
+                match self.call_host(|| (authenticator.0)(request), what)? {
+                    Auth::Admit(admit) => return Some(admit),
+                    Auth::Accept => None,
+                    Auth::AcceptAs(name) => Some(name),
+                    Auth::Reject => {
+                        self.reject_logged(addr);
+                        return None;
+                    }
+                }
+            }
+        };
+        let Some(hook) = self.config.admit.clone() else {
+            return Some(Admit {
+                name,
+                topics: Vec::new(),
+            });
+        };
+        let what = format_args!("the admit hook panicked on {addr}, rejecting it");
+        let mut admit = self.call_host(|| (hook.0)(request), what)?;
+        if name.is_some() {
+            admit.name = name;
+        }
+        Some(admit)
+    }
+
+    /// Logs a connection the authenticator rejected (through the storm log).
+    fn reject_logged(&mut self, addr: std::net::SocketAddr) {
+        self.admission.misbehaved.record(
+            storm::CLIENTS,
+            "authentication failed",
+            self.now,
+            format_args!("rejected {addr}: authentication failed"),
+        );
     }
 }
 

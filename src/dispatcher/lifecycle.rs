@@ -18,7 +18,8 @@ use std::time::Instant;
 use super::{storm, Dispatcher};
 use crate::client::{CloseStep, Closing, Ended, Phase};
 use crate::shared::Registered;
-use crate::{DisconnectReason, Event, ShutdownReport, Undelivered};
+use crate::topics::check_name;
+use crate::{Admit, DisconnectReason, Event, ShutdownReport, Undelivered};
 
 /// A shutdown, once begun.
 #[derive(Debug, Default)]
@@ -37,8 +38,12 @@ impl Shutdown {
 }
 
 impl Dispatcher {
-    /// The connection becomes a client: it gets broadcasts and subscribers hear of it.
-    pub(super) fn go_live(&mut self, slot: usize, name: Option<String>) {
+    /// The connection becomes a client: it gets broadcasts and subscribers hear of it. It
+    /// is in the topics `admit` names from now on: the registry entry and the table's joins
+    /// are made under one lock, and the dispatcher's membership (with `#joined` under the
+    /// protocol) is applied here, before any of its input is cut. A topic that cannot be
+    /// joined is skipped, logged and counted.
+    pub(super) fn go_live(&mut self, slot: usize, admit: Admit) {
         let Some(client) = self.slots.get_mut(slot) else {
             return;
         };
@@ -53,29 +58,84 @@ impl Dispatcher {
             .map(|limit| crate::client::rate::Bucket::new(&limit, self.now));
         let (id, addr, transport) = (client.id, client.addr, client.transport);
         let dropped = Arc::clone(&client.dropped);
-        self.shared.registry().clients.insert(
-            id,
-            Registered {
-                addr,
-                name,
-                dropped,
-                topics: Vec::new(),
-            },
-        );
+        let Admit { name, topics } = admit;
+        let limits = self.config.topic_limits;
+        // Joined in the table: (topic, its name, the kept topic evicted for it).
+        let mut joined = Vec::new();
+        let mut refused = Vec::new();
+        {
+            let mut registry = self.shared.registry();
+            let registry = &mut *registry;
+            let mut mine = Vec::new();
+            for topic in &topics {
+                let result = check_name(topic, limits.max_name)
+                    .and_then(|()| registry.topics.join(topic, &mut mine, &limits));
+                match result {
+                    Ok((topic_id, true, evicted)) => {
+                        let name = registry
+                            .topics
+                            .name(topic_id)
+                            .map_or_else(|| Arc::from(topic.as_str()), Arc::clone);
+                        // Numbered like a client's own decision. No fence is needed: no
+                        // host decision about this client can predate its registration.
+                        registry.decisions.client();
+                        joined.push((topic_id, name, evicted));
+                    }
+                    // Named twice.
+                    Ok((_, false, _)) => {}
+                    Err(err) => refused.push(err),
+                }
+            }
+            registry.clients.insert(
+                id,
+                Registered {
+                    addr,
+                    name,
+                    dropped,
+                    topics: mine,
+                },
+            );
+        }
         self.slots.add_live(slot);
         let counters = &self.shared.counters;
         counters.accepted.fetch_add(1, Relaxed);
         counters.connected.fetch_add(1, Relaxed);
-        log::debug!("client {id} connected from {addr} ({transport:?})");
-        if self.config.sequenced {
-            // Its first message: where the hub-wide stream starts for it.
-            self.greet(slot);
+        if !refused.is_empty() {
+            counters
+                .admit_topics_refused
+                .fetch_add(refused.len() as u64, Relaxed);
+            for err in &refused {
+                log::warn!("client {id} admitted without a topic: {err}");
+            }
         }
+        log::debug!("client {id} connected from {addr} ({transport:?})");
         self.subs.emit(
             Event::Connected { client: id, addr },
             &self.shared,
             self.now,
         );
+        if self.config.sequenced {
+            // Its first message: where the hub-wide stream starts for it.
+            self.greet(slot);
+        }
+        for (topic_id, name, evicted) in &joined {
+            if let Some(evicted) = *evicted {
+                self.topic_evicted(evicted);
+            }
+            self.join_topic(id, *topic_id, Arc::clone(name));
+        }
+        // Cut for not reading its `#joined` (only with a tiny queue bound): it has left,
+        // and said so.
+        if !self.slots.get(slot).is_some_and(|c| c.is_live()) || !self.subs.any(&self.shared) {
+            return;
+        }
+        for (_, name, _) in joined {
+            let event = Event::TopicJoined {
+                client: id,
+                topic: name.to_string(),
+            };
+            self.subs.emit(event, &self.shared, self.now);
+        }
     }
 
     /// A socket error: the client leaves at once with the matching reason.

@@ -122,7 +122,7 @@ impl Dispatcher {
             frame: None,
             upgrade: Some(upgrade),
         };
-        let Some(name) = self.ask_authenticator(&request) else {
+        let Some(admit) = self.ask_admission(&request) else {
             let refused = wire::refusal(403, "rejected by the authenticator");
             self.refuse_upgrade(slot, refused, true);
             return false;
@@ -132,7 +132,7 @@ impl Dispatcher {
         if let Some(client) = self.slots.get_mut(slot) {
             client.session = client.wire().session();
         }
-        self.go_live(slot, name);
+        self.go_live(slot, admit);
         true
     }
 
