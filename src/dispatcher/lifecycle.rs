@@ -105,7 +105,7 @@ impl Dispatcher {
                 .admit_topics_refused
                 .fetch_add(refused.len() as u64, Relaxed);
             for err in &refused {
-                log::warn!("client {id} admitted without a topic: {err}");
+                log::warn!("client {id} admitted, not put in a topic it was given: {err}");
             }
         }
         log::debug!("client {id} connected from {addr} ({transport:?})");
