@@ -11,6 +11,7 @@
 //! - `outbound`: queueing those pieces, flushing, and holding back for busy clients (which
 //!   clients are busy is `client::flow`, a small type with the clock passed in);
 //! - `protocol`: numbering messages as they fan out, and clients' `#` requests;
+//! - `rate`: holding back, dropping or cutting clients past their rate limit;
 //! - `resume`: replaying a stream to a client that comes back;
 //! - `membership`: applying joins and leaves, bounding and pruning replay rings;
 //! - `cluster`: the other nodes of a cluster (the backplane; empty without `nats`);
@@ -47,6 +48,7 @@ mod membership;
 mod outbound;
 mod polling;
 mod protocol;
+mod rate;
 mod resume;
 mod slots;
 mod storm;
