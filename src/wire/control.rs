@@ -246,13 +246,17 @@ impl Display for Reply<'_> {
                         write!(f, "{verb} needs one @topic")
                     }
                     BadRequest::Unknown(word) => {
-                        // Quoted and escaped as Rust's `{:?}` does, cut after 32 characters
-                        // or 64 bytes of escapes, whichever comes first, so that the line
-                        // stays short whatever the word holds.
+                        // Quoted and escaped as Rust's `{:?}` of a string does (which leaves
+                        // `'` alone), cut after 32 characters or 64 bytes of escapes,
+                        // whichever comes first, so that the line stays short whatever the
+                        // word holds.
                         f.write_str("unknown request \"")?;
                         let mut room = 64;
                         for (i, c) in word.chars().enumerate() {
-                            let shown = c.escape_debug().to_string();
+                            let shown = match c {
+                                '\'' => c.to_string(),
+                                c => c.escape_debug().to_string(),
+                            };
                             if i == 32 || shown.len() > room {
                                 f.write_str("...")?;
                                 break;
@@ -369,6 +373,10 @@ mod tests {
         // Found by the fuzz target: 32 escaped control characters made a 220-byte line.
         let line = |word: &str| Reply::Error(BadRequest::Unknown(word)).to_string();
         assert_eq!(line("bogus"), "#error unknown request \"bogus\"");
+        // As `{:?}` writes a short word.
+        for word in ["it's", "a\"b\\c", "tab\there", "e\u{301}", "\u{7f}"] {
+            assert_eq!(line(word), format!("#error unknown request {word:?}"));
+        }
         let long = "x".repeat(40);
         assert_eq!(
             line(&long),
