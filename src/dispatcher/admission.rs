@@ -303,7 +303,7 @@ impl Dispatcher {
         let client = Client::new(id, addr, conn, transport, phase, self.now);
         self.slots.fill(slot, client);
         if !handshake {
-            self.admit_framed(slot);
+            self.admit_framed(slot, None);
         }
     }
 

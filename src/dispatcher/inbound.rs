@@ -146,7 +146,7 @@ impl Dispatcher {
             && !client.conn.is_handshaking()
             && self.config.authenticator.is_none()
         {
-            self.admit_framed(slot);
+            self.admit_framed(slot, None);
         }
     }
 
@@ -214,7 +214,7 @@ impl Dispatcher {
                 Phase::Handshake(_)
                     if wire == Wire::Framed && self.config.authenticator.is_none() =>
                 {
-                    if !self.admit_framed(slot) {
+                    if !self.admit_framed(slot, None) {
                         return None;
                     }
                     continue;
@@ -251,7 +251,7 @@ impl Dispatcher {
                 self.tally.frames_in += 1;
                 let id = client.id;
                 if !client.is_live() {
-                    if !self.authenticate(slot, payload) {
+                    if !self.admit_framed(slot, Some(payload)) {
                         return Cut::Gone;
                     }
                 } else if payload.is_empty() && self.config.heartbeat.is_some() {
@@ -378,42 +378,17 @@ impl Dispatcher {
         }
     }
 
-    /// Hands a connection's first frame to the authenticator. Returns `false` if the
-    /// connection was turned away.
-    fn authenticate(&mut self, slot: usize, frame: &[u8]) -> bool {
+    /// A framed connection becomes a client, as the authenticator (shown its first
+    /// `frame`) or, without one, the `admit` hook says. Returns `false` if it was turned
+    /// away (rejected, or a closure panicked).
+    pub(super) fn admit_framed(&mut self, slot: usize, frame: Option<&[u8]>) -> bool {
         let Some(client) = self.slots.get(slot) else {
             return false;
         };
         let request = AuthRequest {
             addr: client.addr,
             transport: client.transport,
-            frame: Some(frame),
-            #[cfg(feature = "websocket")]
-            upgrade: None,
-        };
-        match self.ask_admission(&request) {
-            Some(admit) => {
-                self.go_live(slot, admit);
-                true
-            }
-            None => {
-                self.drop_unaccepted(slot, true);
-                false
-            }
-        }
-    }
-
-    /// A framed connection with no authentication frame to wait for (no authenticator)
-    /// becomes a client, as the `admit` hook, if any, says. Returns `false` if it was turned
-    /// away (the hook panicked).
-    pub(super) fn admit_framed(&mut self, slot: usize) -> bool {
-        let Some(client) = self.slots.get(slot) else {
-            return false;
-        };
-        let request = AuthRequest {
-            addr: client.addr,
-            transport: client.transport,
-            frame: None,
+            frame,
             #[cfg(feature = "websocket")]
             upgrade: None,
         };
