@@ -8,12 +8,44 @@ use std::sync::{Arc, Mutex};
 use super::Hub;
 use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
 use crate::shared::lock;
+use crate::topics::{check_name, TopicId, TopicTable};
 use crate::wire::codec;
-#[cfg(feature = "nats")]
-use crate::ClientId;
-use crate::{Error, Result};
+use crate::{ClientId, Error, Result};
 
 impl Hub {
+    /// A host join or leave of `topic` for `client`, decided under the registry's lock in
+    /// its place among every other call: `decide` changes the topic table and the client's
+    /// topics and says which command carries the change, given the decision's number (see
+    /// `topics::order`); `None` if nothing changed. Messages sent after the call go in a
+    /// later batch, so the change applies from exactly there.
+    pub(super) fn topic_decision<C: FnOnce(u64) -> Command>(
+        &self,
+        client: ClientId,
+        topic: &str,
+        mut decide: impl FnMut(&mut TopicTable, &mut Vec<TopicId>) -> Result<Option<C>>,
+    ) -> Result<()> {
+        check_name(topic, self.topic_limits.max_name)?;
+        let wait = !self.shared.on_dispatcher_thread();
+        self.send_in_order(
+            0,
+            wait,
+            |_| false,
+            |open| {
+                let mut registry = self.shared.registry();
+                let registry = &mut *registry;
+                let entry = registry
+                    .clients
+                    .get_mut(&client)
+                    .ok_or(Error::UnknownClient(client))?;
+                let Some(command) = decide(&mut registry.topics, &mut entry.topics)? else {
+                    return Ok(None);
+                };
+                *open = None;
+                Ok(Some(command(registry.decisions.host())))
+            },
+        )
+    }
+
     /// Frames `msg` for `target` and hands it to the dispatcher, waiting for room if `wait`
     /// (and not on the dispatcher's own thread, where waiting would never end).
     pub(super) fn submit(&self, target: Target, msg: &[u8], wait: bool) -> Result<()> {

@@ -301,37 +301,14 @@ impl Hub {
     /// hub holds [`max_topics`](HubBuilder::max_topics) topics and all have members (a kept
     /// topic with none is evicted to make room); otherwise as `broadcast`.
     pub fn join(&self, client: ClientId, topic: &str) -> Result<()> {
-        crate::topics::check_name(topic, self.topic_limits.max_name)?;
-        let wait = !self.shared.on_dispatcher_thread();
-        self.send_in_order(
-            0,
-            wait,
-            |_| false,
-            |open| {
-                let mut registry = self.shared.registry();
-                let registry = &mut *registry;
-                let entry = registry
-                    .clients
-                    .get_mut(&client)
-                    .ok_or(Error::UnknownClient(client))?;
-                let (id, new, evicted) =
-                    registry
-                        .topics
-                        .join(topic, &mut entry.topics, &self.topic_limits)?;
-                if !new {
-                    return Ok(None);
-                }
-                // Messages published after this call go in a later batch: the client gets
-                // them, not those published before.
-                *open = None;
-                let name = registry
-                    .topics
-                    .name(id)
-                    .map_or_else(|| topic.into(), Arc::clone);
-                let op = registry.decisions.host();
-                Ok(Some(Command::Join(client, id, name, op, evicted)))
-            },
-        )
+        self.topic_decision(client, topic, |table, topics| {
+            let (id, new, evicted) = table.join(topic, topics, &self.topic_limits)?;
+            if !new {
+                return Ok(None);
+            }
+            let name = table.name(id).map_or_else(|| topic.into(), Arc::clone);
+            Ok(Some(move |op| Command::Join(client, id, name, op, evicted)))
+        })
     }
 
     /// Takes `client` out of `topic`. Blocks as [`broadcast`](Self::broadcast) does.
@@ -349,34 +326,15 @@ impl Hub {
     /// [`Error::UnknownClient`] if `client` is not connected; [`Error::InvalidTopic`] for a
     /// name no topic can have; otherwise as `broadcast`.
     pub fn leave(&self, client: ClientId, topic: &str) -> Result<()> {
-        crate::topics::check_name(topic, self.topic_limits.max_name)?;
-        let wait = !self.shared.on_dispatcher_thread();
-        self.send_in_order(
-            0,
-            wait,
-            |_| false,
-            |open| {
-                let mut registry = self.shared.registry();
-                let registry = &mut *registry;
-                let entry = registry
-                    .clients
-                    .get_mut(&client)
-                    .ok_or(Error::UnknownClient(client))?;
-                let Some(id) = registry
-                    .topics
-                    .id(topic)
-                    .filter(|id| entry.topics.contains(id))
-                else {
-                    return Ok(None);
-                };
-                if registry.topics.leave(id, &mut entry.topics) && !self.keeps_rings {
-                    registry.topics.free(id);
-                }
-                *open = None;
-                let op = registry.decisions.host();
-                Ok(Some(Command::Leave(client, id, op)))
-            },
-        )
+        self.topic_decision(client, topic, |table, topics| {
+            let Some(id) = table.id(topic).filter(|id| topics.contains(id)) else {
+                return Ok(None);
+            };
+            if table.leave(id, topics) && !self.keeps_rings {
+                table.free(id);
+            }
+            Ok(Some(move |op| Command::Leave(client, id, op)))
+        })
     }
 
     /// Sends `msg` to every member of `topic`. Blocks as [`broadcast`](Self::broadcast)
