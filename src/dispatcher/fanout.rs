@@ -240,15 +240,22 @@ impl Plan {
             ..
         } = self;
         sorted.clear();
-        if marks.len() < slots / 4 || marks.iter().any(|&(s, _)| s as usize >= slots) {
+        let stable_sort = |sorted: &mut Vec<(u32, Mark)>| {
             sorted.extend_from_slice(marks);
             sorted.sort_by_key(|&(slot, _)| slot);
-            return;
+        };
+        if marks.len() < slots / 4 {
+            return stable_sort(sorted);
         }
         counts.clear();
         counts.resize(slots + 1, 0);
         for &(slot, _) in marks.iter() {
-            counts[slot as usize + 1] += 1;
+            // Slots never shrink, so every mark is below `slots`; were one not, it is
+            // sorted all the same, not indexed out of bounds.
+            match counts.get_mut(slot as usize + 1) {
+                Some(count) => *count += 1,
+                None => return stable_sort(sorted),
+            }
         }
         for i in 1..counts.len() {
             counts[i] += counts[i - 1];
