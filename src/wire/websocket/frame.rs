@@ -80,13 +80,18 @@ pub(crate) enum Inbound<'a> {
 
 /// Inbound frames of one client (RFC 6455, server side: client frames must be masked).
 ///
-/// Holds nothing but a fragmented data message in progress; an idle decoder is one null
-/// pointer and owns no memory, so idle clients cost nothing here.
+/// Holds nothing but a fragmented data message in progress and how much of a text frame
+/// still arriving is known to be UTF-8; an idle decoder owns no memory, so idle clients
+/// cost nothing here.
 #[derive(Default)]
 pub(crate) struct Decoder {
     /// The fragmented data message in progress. Boxed so that the many idle clients pay
     /// for a pointer, not for the assembly state.
     message: Option<Box<Assembly>>,
+    /// Bytes of the payload of the text frame at the front of the caller's data, not all
+    /// of it arrived yet, known to be valid UTF-8 ending on a character boundary; 0 once
+    /// the frame is whole.
+    checked: usize,
 }
 
 /// A fragmented data message being put together.
@@ -191,8 +196,10 @@ impl Decoder {
     /// with `unmasked`, so the decoder is idle again as soon as the message is returned.
     /// What is returned borrows `unmasked` alone, never the decoder.
     ///
-    /// Text is checked fragment by fragment: invalid UTF-8 fails with the first fragment
-    /// that proves it, but a frame is looked at only once all of it has arrived.
+    /// Text is checked as it arrives: invalid UTF-8 fails with the call whose data holds
+    /// the first byte that proves it, even in the middle of a frame (Autobahn 6.4.3 and
+    /// 6.4.4), not at the end of its frame or message. Each byte of a frame still arriving
+    /// is checked once (but a character split between reads, at most 3 bytes, again).
     ///
     /// `max_message` bounds a whole message (all fragments), checked from each frame header
     /// before any payload is looked at; nothing allocated for one message exceeds it.
@@ -212,6 +219,7 @@ impl Decoder {
         if result.is_err() {
             // The connection is over: give the memory back while it closes.
             self.message = None;
+            self.checked = 0;
         }
         result
     }
@@ -257,8 +265,17 @@ impl Decoder {
                 return Err(WsError::TooBig);
             }
             let Some(frame) = head.frame_len().and_then(|end| rest.get(..end)) else {
+                let text = match &self.message {
+                    Some(message) => message.text,
+                    None => opcode == Data::Text,
+                };
+                if text {
+                    let arrived = rest.get(head.header_len..).unwrap_or_default();
+                    self.check_arriving(arrived, head.mask, unmasked)?;
+                }
                 return Ok(absorbed(used));
             };
+            self.checked = 0;
             let payload = &frame[head.header_len..];
             used += frame.len();
             match self.message.take() {
@@ -309,6 +326,45 @@ impl Decoder {
                 }
             }
         }
+    }
+
+    /// Checks the part of a text frame that has `arrived` (its payload so far, still
+    /// masked) from where the last call stopped, using `scratch` to unmask it: fails at
+    /// the first invalid byte rather than when the frame is whole. A character the frame
+    /// continues from the message's previous fragment is checked with its start.
+    fn check_arriving(
+        &mut self,
+        arrived: &[u8],
+        mask: [u8; 4],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), WsError> {
+        let start = self.checked;
+        if arrived.len() <= start {
+            return Ok(());
+        }
+        let carry = match &self.message {
+            Some(message) if start == 0 => &message.payload[message.valid..],
+            _ => &[],
+        };
+        let carried = carry.len();
+        scratch.clear();
+        // Exactly: `extend` may double, past the message limit (the carry, at most 3
+        // bytes, is part of the message so far, so this stays within it).
+        scratch.reserve_exact(carried + arrived.len() - start);
+        scratch.extend_from_slice(carry);
+        scratch.extend_from_slice(&arrived[start..]);
+        // The mask repeats every 4 bytes of the payload: line it up with `start`.
+        let mask = std::array::from_fn(|i| mask[(start + i) % 4]);
+        apply_mask(&mut scratch[carried..], mask);
+        self.checked = match std::str::from_utf8(scratch) {
+            Ok(_) => arrived.len(),
+            // The bytes end inside a character: the rest of the frame may complete it.
+            Err(err) if err.error_len().is_none() => (start + err.valid_up_to())
+                .saturating_sub(carried)
+                .max(start),
+            Err(_) => return Err(WsError::InvalidUtf8),
+        };
+        Ok(())
     }
 
     /// Whether it holds no partial message, and so no memory.
@@ -817,6 +873,39 @@ mod tests {
         );
     }
 
+    /// How many bytes of `wire`, delivered one at a time, the decoder takes before it
+    /// fails; `None` if it never does.
+    fn fails_after(wire: &[u8]) -> Option<usize> {
+        let chunks: Vec<&[u8]> = wire.chunks(1).collect();
+        (1..=wire.len()).find(|&n| decode_chunks(&chunks[..n], 64).is_err())
+    }
+
+    #[test]
+    fn invalid_utf8_fails_as_it_arrives_inside_a_frame() {
+        // Autobahn 6.4.3/6.4.4: the frame is valid so far, then comes the byte that makes
+        // it invalid (0x90 cannot follow 0xf4), then the rest, which may never come.
+        let payload = [&b"caf\xc3\xa9 "[..], b"\xf4\x90\x80\x80", b" and more"].concat();
+        let wire = frame(FIN | 1, &payload, MASK);
+        let header = wire.len() - payload.len();
+        assert_eq!(fails_after(&wire), Some(header + 8), "at the 0x90");
+        // The same in the second fragment, whose character began in the first.
+        let first = frame(1, b"ok \xe2\x82", MASK);
+        let wire = [first.clone(), frame(FIN, b"\xac fine \x28", MASK)].concat();
+        assert_eq!(fails_after(&wire), None, "a euro sign, then ASCII");
+        let wire = [first.clone(), frame(FIN, b"\x28 not a euro", MASK)].concat();
+        let header = frame(FIN, b"", MASK).len();
+        assert_eq!(
+            fails_after(&wire),
+            Some(first.len() + header + 1),
+            "at the 0x28"
+        );
+        // A character split between reads, and a mask that does not start at offset 0.
+        let wire = frame(FIN | 1, "añb€c\u{1F600}".as_bytes(), [1, 2, 3, 4]);
+        assert_eq!(fails_after(&wire), None);
+        // Binary is never checked.
+        assert_eq!(fails_after(&frame(FIN | 2, b"\xff\xfe", MASK)), None);
+    }
+
     #[test]
     fn an_error_gives_the_message_memory_back() {
         let wire = [frame(1, b"abc", MASK), frame(FIN | 0x40, b"d", MASK)].concat();
@@ -972,9 +1061,13 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_decoder_is_one_pointer() {
-        // Every WebSocket client carries one; only a fragmented message costs more.
-        assert_eq!(std::mem::size_of::<Decoder>(), std::mem::size_of::<usize>());
+    fn an_idle_decoder_is_two_words() {
+        // Every WebSocket client carries one (a pointer and a count) and it owns no memory;
+        // only a fragmented message costs more.
+        assert_eq!(
+            std::mem::size_of::<Decoder>(),
+            2 * std::mem::size_of::<usize>()
+        );
         assert!(Decoder::default().is_idle());
     }
 
