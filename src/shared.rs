@@ -507,6 +507,43 @@ mod tests {
         assert!(matches!(s.check(), Err(Error::Failed { .. })));
     }
 
+    /// The user index keeps one key per user, shared by its clients' entries, lists ids in
+    /// ascending order whatever the order they went live in, and forgets a user with its
+    /// last client.
+    #[test]
+    fn the_user_index_is_freed_as_clients_leave() {
+        let mut registry = Registry::default();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        for id in [3, 1, 2] {
+            let id = ClientId(id);
+            let user = registry.add_user("alice", id);
+            registry.clients.insert(
+                id,
+                Registered {
+                    addr,
+                    name: None,
+                    dropped: Arc::default(),
+                    topics: Vec::new(),
+                    user: Some(user),
+                },
+            );
+        }
+        assert_eq!(
+            registry.users["alice"],
+            [ClientId(1), ClientId(2), ClientId(3)]
+        );
+        let (key, _) = registry.users.get_key_value("alice").unwrap();
+        for client in registry.clients.values() {
+            assert!(Arc::ptr_eq(client.user.as_ref().unwrap(), key));
+        }
+        registry.remove(ClientId(2));
+        assert_eq!(registry.user_len("alice"), 2);
+        registry.remove(ClientId(1));
+        registry.remove(ClientId(3));
+        assert!(registry.users.is_empty());
+        assert!(registry.clients.is_empty());
+    }
+
     #[test]
     fn only_the_dispatcher_thread_is_recognised() {
         let s = Arc::new(shared(10, 10));
