@@ -358,11 +358,11 @@ impl HubBuilder {
         self
     }
 
-    /// Decides each new client's name and topics as it becomes a client, before its first
-    /// message is read, so that a message it sends the moment it connects already reaches
-    /// its topics (with [`Relay::Topics`]) and is already numbered in them. Joining from the
-    /// host's [`Event::Connected`](crate::Event::Connected) handler instead comes later: the
-    /// client's first messages may be read before it is in.
+    /// Decides each new client's name, user and topics as it becomes a client, before its
+    /// first message is read, so that a message it sends the moment it connects already
+    /// reaches its topics (with [`Relay::Topics`]) and is already numbered in them. Joining
+    /// from the host's [`Event::Connected`](crate::Event::Connected) handler instead comes
+    /// later: the client's first messages may be read before it is in.
     ///
     /// `admit` is shown the connection's [`AuthRequest`] (its address and transport; a
     /// WebSocket connection's upgrade request, path, query string and headers) and is
@@ -377,7 +377,7 @@ impl HubBuilder {
     /// With an [authenticator](Self::authenticate) as well, the authenticator decides:
     /// its [`Auth::Admit`] is the whole answer and `admit` is not called; after
     /// [`Auth::Accept`] or [`Auth::AcceptAs`], `admit` is called with the same request
-    /// and its topics are joined, under the name `AcceptAs` gave if it gave one (else
+    /// and its topics and user apply, under the name `AcceptAs` gave if it gave one (else
     /// `admit`'s).
     ///
     /// It runs on the dispatcher thread, under the rules of

@@ -411,9 +411,10 @@ impl Dispatcher {
     }
 
     /// Asks the host's authenticator, then its `admit` hook, about `request` (either may
-    /// be unset): `Some` lets the connection in, with a name, user and topics. The authenticator's
-    /// `Auth::Admit` is the whole answer; after `Accept` or `AcceptAs`, the hook gives the
-    /// topics (and the name, unless `AcceptAs` gave one). A panic in either turns the
+    /// be unset): `Some` lets the connection in, with a name, a user and topics (the user
+    /// is checked after, by `check_user`). The authenticator's `Auth::Admit` is the whole
+    /// answer; after `Accept` or `AcceptAs`, the hook gives the topics and the user (and
+    /// the name, unless `AcceptAs` gave one). A panic in either turns the
     /// connection away, as `Reject` does (the caller counts it as rejected).
     pub(super) fn ask_admission(&mut self, request: &AuthRequest<'_>) -> Option<Admit> {
         let addr = request.addr;

@@ -54,7 +54,10 @@ impl Dispatcher {
                 storm::CLIENTS,
                 "invalid user key",
                 self.now,
-                format_args!("rejected {addr}: a user key of {len} bytes (1 to 256 allowed)"),
+                format_args!(
+                    "rejected {addr}: a user key of {len} bytes (1 to {} allowed)",
+                    Admit::MAX_USER_LEN
+                ),
             );
             return Some(UserRefusal::Invalid);
         }
