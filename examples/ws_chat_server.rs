@@ -23,6 +23,14 @@
 //! the page's room picker), and what it says reaches the other members of its rooms
 //! (`Relay::Topics`). `examples/rooms.rs` shows an `nc` session.
 //!
+//! A browser that connects to `ws://HOST:PORT/?user=NAME` is admitted as user `NAME`
+//! (`Admit::user`): its tabs are one user, at most 8 of them at once
+//! (`max_clients_per_user`; a ninth tab's upgrade is answered `429 Too Many Requests`), and
+//! the log says whose each client is. Open the page as
+//! `index.html?ws=ws://127.0.0.1:8080/?user=alice` in several tabs to see it. The name is
+//! taken as the query gives it (1 to 256 bytes); a real server would take the user from
+//! its session cookie instead.
+//!
 //! The page is opened from a file, so browsers send it as origin `null`; the hub allows that
 //! origin here, and requests without an origin (clients that are not browsers). A hub that
 //! serves its page from a web site lists that site's origin instead (`Origins::List`).
@@ -37,6 +45,8 @@ use hubcast::{Admit, Event, Hub, Origins, Protocol, RateLimit, Relay, Transport}
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
+/// The most tabs (connections) of one user at once.
+const MAX_TABS: usize = 8;
 
 mod common;
 
@@ -64,7 +74,15 @@ fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error
         // TCP and WebSocket clients alike start in lobby, so `nc` users and browsers meet:
         // joined as each is admitted (a WebSocket client at its upgrade), before anything
         // it sent is read. The hub logs a refusal (its topic limits) itself.
-        .admit(|_| Admit::new().topic(LOBBY))
+        // A browser may say who it is (`?user=NAME`): its tabs are then one user.
+        .admit(|request| {
+            let admit = Admit::new().topic(LOBBY);
+            match user_of(request.query()) {
+                Some(user) => admit.user(user),
+                None => admit,
+            }
+        })
+        .max_clients_per_user(Some(MAX_TABS))
         // Any room, for anyone (the hub still checks names and the per-client limit). The
         // closure runs on the hub's thread: it only decides and logs.
         .client_topics(|request| common::any_room(request, LOBBY))
@@ -99,9 +117,15 @@ fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error
 
     for event in events {
         match event {
-            Event::Connected { client, addr, .. } => {
-                log::info!("{client} connected from {addr}, put in @{LOBBY}");
-            }
+            Event::Connected {
+                client, addr, user, ..
+            } => match user {
+                Some(user) => log::info!(
+                    "{client} connected from {addr} as user {user} ({} of theirs), put in @{LOBBY}",
+                    common::count(hub.user_clients(&user).len() as u64, "tab", "tabs")
+                ),
+                None => log::info!("{client} connected from {addr}, put in @{LOBBY}"),
+            },
             Event::Disconnected { client, reason, .. } => log::info!("{client} left: {reason}"),
             Event::Message {
                 client, payload, ..
@@ -128,4 +152,13 @@ fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error
         common::count(hub.stats().accepted, "client", "clients")
     );
     Ok(())
+}
+
+/// The `user=` parameter of an upgrade request's query string, as it is (not
+/// percent-decoded): `/?user=alice` is user `alice`.
+fn user_of(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("user="))
+        .filter(|user| !user.is_empty())
 }

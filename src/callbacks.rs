@@ -24,7 +24,8 @@ pub enum Auth {
     Admit(Admit),
 }
 
-/// How a connection is let in: its name and the topics it is in as it becomes a client.
+/// How a connection is let in: its name, its user and the topics it is in as it becomes a
+/// client.
 ///
 /// Returned by an [authenticator](crate::HubBuilder::authenticate) as [`Auth::Admit`], or
 /// by the [`admit`](crate::HubBuilder::admit) hook. The topics are joined in the same step
@@ -42,13 +43,15 @@ pub enum Auth {
 /// ```
 /// use hubcast::Admit;
 ///
-/// let admit = Admit::new().name("bob").topic("lobby").topic("news");
+/// let admit = Admit::new().name("bob").user("user-42").topic("lobby").topic("news");
 /// # drop(admit);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Admit {
     pub(crate) name: Option<String>,
     pub(crate) topics: Vec<String>,
+    /// The user key, checked by the dispatcher as the client is admitted.
+    pub(crate) user: Option<String>,
 }
 
 impl Admit {
@@ -60,6 +63,46 @@ impl Admit {
     /// The client's name, shown in [`ClientInfo::name`](crate::ClientInfo::name).
     pub fn name(mut self, name: impl Into<String>) -> Admit {
         self.name = Some(name.into());
+        self
+    }
+
+    /// The longest [user key](Self::user), in bytes: 256.
+    pub const MAX_USER_LEN: usize = 256;
+
+    /// The user this connection belongs to: a key of the host's choosing (an account id, a
+    /// session's user), shared by every connection of that user — each tab of a browser,
+    /// say — so the host can address them together with
+    /// [`Hub::send_to_user`](crate::Hub::send_to_user),
+    /// [`Hub::disconnect_user`](crate::Hub::disconnect_user) and
+    /// [`Hub::user_clients`](crate::Hub::user_clients), and cap them with
+    /// [`max_clients_per_user`](crate::HubBuilder::max_clients_per_user). Shown in
+    /// [`ClientInfo::user`](crate::ClientInfo::user) and
+    /// [`Event::Connected`](crate::Event::Connected). Default: no user.
+    ///
+    /// Any UTF-8 of 1 to [`MAX_USER_LEN`](Self::MAX_USER_LEN) bytes; keys are compared
+    /// byte for byte. A connection given an empty or longer key is turned away as if the
+    /// [authenticator](crate::HubBuilder::authenticate) had rejected it: counted in
+    /// [`Stats::rejected`](crate::Stats::rejected), logged (at `info`, through the storm
+    /// log: one line a second in a flood), answered `403` on WebSocket — never a panic.
+    ///
+    /// Users are per hub: in a cluster, each hub knows only the users of its own clients.
+    ///
+    /// ```
+    /// use hubcast::{Admit, Hub};
+    ///
+    /// // A WebSocket page connects to `/chat?user=42`; each tab is one connection.
+    /// let hub = Hub::builder()
+    ///     .admit(|request| match request.query().and_then(|q| q.strip_prefix("user=")) {
+    ///         Some(user) => Admit::new().user(user),
+    ///         None => Admit::new(),
+    ///     })
+    ///     .max_clients_per_user(Some(8))
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn user(mut self, key: impl Into<String>) -> Admit {
+        self.user = Some(key.into());
         self
     }
 

@@ -51,6 +51,8 @@ pub(crate) struct Config {
     // Admission.
     pub(crate) max_clients: usize,
     pub(crate) max_clients_per_ip: Option<usize>,
+    /// The most clients of one user key at once (`Admit::user`).
+    pub(crate) max_clients_per_user: Option<usize>,
     pub(crate) nodelay: bool,
     pub(crate) keepalive: Option<Duration>,
     pub(crate) send_buffer: Option<usize>,

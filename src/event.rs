@@ -144,6 +144,11 @@ pub enum Event {
         client: ClientId,
         /// The client's address as the listener saw it.
         addr: SocketAddr,
+        /// Its [user key](crate::Admit::user), if it was admitted with one: the same as
+        /// [`ClientInfo::user`](crate::ClientInfo::user), without asking
+        /// [`Hub::client`](crate::Hub::client) (which may already have forgotten a client
+        /// that left at once).
+        user: Option<String>,
     },
     /// A client sent one complete frame.
     #[non_exhaustive]

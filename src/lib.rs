@@ -106,12 +106,13 @@
 //! Through the [`log`](https://docs.rs/log) facade:
 //! - `error`: the dispatcher died (the hub fails, see above); a host closure panicked;
 //! - `warn`: `accept` failing (for example out of file descriptors); connections refused
-//!   (at `max_clients`, `max_clients_per_ip`, by the accept filter, out of descriptors):
-//!   the first at once, then one line a second with the counts; a subscription full for a
-//!   second; a shutdown or drop that could not deliver everything;
+//!   (at `max_clients`, `max_clients_per_ip`, `max_clients_per_user`, by the accept
+//!   filter, out of descriptors): the first at once, then one line a second with the
+//!   counts; a subscription full for a second; a shutdown or drop that could not deliver
+//!   everything;
 //! - `info`: the hub starting, shutting down and stopping; clients sending oversized
-//!   frames; failed authentication; failed or timed-out handshakes (TLS included); a pause
-//!   for a full subscription ending after it was warned about;
+//!   frames; failed authentication (and invalid user keys); failed or timed-out handshakes
+//!   (TLS included); a pause for a full subscription ending after it was warned about;
 //! - `debug`: clients connecting and leaving with their reason, slow-client drops, pauses
 //!   for full subscriptions;
 //! - `trace`: every inbound payload (the only level that logs payload bytes).
@@ -119,7 +120,7 @@
 //! # Defences
 //!
 //! Every resource has a limit with a finite default, on [`HubBuilder`]: outbound queue
-//! bytes, inbound frame size, clients, clients per IP, an [accept
+//! bytes, inbound frame size, clients, clients per IP and per user, an [accept
 //! filter](HubBuilder::accept_filter), an [authentication hook](HubBuilder::authenticate)
 //! with a [handshake deadline](HubBuilder::handshake_timeout), [idle
 //! timeout](HubBuilder::idle_timeout), [heartbeats](HubBuilder::heartbeat) and a

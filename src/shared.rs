@@ -46,13 +46,21 @@ pub(crate) struct Registered {
     pub(crate) dropped: Arc<AtomicU64>,
     /// The topics it is in, as the host's calls left them.
     pub(crate) topics: Vec<TopicId>,
+    /// Its user key: the same allocation as its key in `Registry::users`.
+    pub(crate) user: Option<Arc<str>>,
 }
 
 /// The connected clients and the topics, under one lock so that membership is exact: a
 /// client joins a topic only while it is connected, and leaves every topic as it leaves.
+/// The same holds for users: a client is in `users` exactly while it is in `clients`.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     pub(crate) clients: HashMap<ClientId, Registered>,
+    /// The clients of each user key (`Admit::user`), in ascending id order, never empty: a
+    /// user whose last client leaves is removed, so the index holds only connected users.
+    /// Written only by the dispatcher (as clients become live and leave), which is what
+    /// makes its check of `max_clients_per_user` and the admission that follows one step.
+    pub(crate) users: HashMap<Arc<str>, Vec<ClientId>>,
     pub(crate) topics: TopicTable,
     /// Every join and leave decided here, by the host or by a client, numbered in the
     /// order it was decided.
@@ -60,12 +68,15 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Forgets a client that left, and takes it out of its topics. Returns the topics it
-    /// left empty (to free, or keep for their replay ring).
+    /// Forgets a client that left, and takes it out of its topics and its user. Returns the
+    /// topics it left empty (to free, or keep for their replay ring).
     pub(crate) fn remove(&mut self, id: ClientId) -> Vec<TopicId> {
         let Some(mut client) = self.clients.remove(&id) else {
             return Vec::new();
         };
+        if let Some(user) = client.user.take() {
+            self.forget_user(&user, id);
+        }
         let mut emptied = Vec::new();
         while let Some(&topic) = client.topics.last() {
             if self.topics.leave(topic, &mut client.topics) {
@@ -73,6 +84,40 @@ impl Registry {
             }
         }
         emptied
+    }
+
+    /// How many clients `user` has now.
+    pub(crate) fn user_len(&self, user: &str) -> usize {
+        self.users.get(user).map_or(0, Vec::len)
+    }
+
+    /// Files client `id` under `user` and returns the key to keep in its entry: the
+    /// index's own, so a user's key is allocated once however many clients it has.
+    pub(crate) fn add_user(&mut self, user: &str, id: ClientId) -> Arc<str> {
+        let key = match self.users.get_key_value(user) {
+            Some((key, _)) => Arc::clone(key),
+            None => Arc::from(user),
+        };
+        let ids = self.users.entry(Arc::clone(&key)).or_default();
+        // Ids grow with time but clients may go live out of order (handshakes differ).
+        let at = ids.partition_point(|&other| other < id);
+        ids.insert(at, id);
+        key
+    }
+
+    /// Takes client `id` out of `user`'s clients, and the user out of the index with its
+    /// last client.
+    fn forget_user(&mut self, user: &str, id: ClientId) {
+        let Some(ids) = self.users.get_mut(user) else {
+            return;
+        };
+        ids.retain(|&other| other != id);
+        if ids.is_empty() {
+            self.users.remove(user);
+        } else if ids.capacity() > 4 * ids.len() {
+            // A user who had many clients once keeps no more room than it needs now.
+            ids.shrink_to_fit();
+        }
     }
 }
 
@@ -146,6 +191,7 @@ impl Registered {
             name: self.name.clone(),
             dropped: self.dropped.load(Relaxed),
             topics: names,
+            user: self.user.as_deref().map(str::to_owned),
         }
     }
 }
@@ -459,6 +505,43 @@ mod tests {
         }
         assert!(s.is_closed());
         assert!(matches!(s.check(), Err(Error::Failed { .. })));
+    }
+
+    /// The user index keeps one key per user, shared by its clients' entries, lists ids in
+    /// ascending order whatever the order they went live in, and forgets a user with its
+    /// last client.
+    #[test]
+    fn the_user_index_is_freed_as_clients_leave() {
+        let mut registry = Registry::default();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        for id in [3, 1, 2] {
+            let id = ClientId(id);
+            let user = registry.add_user("alice", id);
+            registry.clients.insert(
+                id,
+                Registered {
+                    addr,
+                    name: None,
+                    dropped: Arc::default(),
+                    topics: Vec::new(),
+                    user: Some(user),
+                },
+            );
+        }
+        assert_eq!(
+            registry.users["alice"],
+            [ClientId(1), ClientId(2), ClientId(3)]
+        );
+        let (key, _) = registry.users.get_key_value("alice").unwrap();
+        for client in registry.clients.values() {
+            assert!(Arc::ptr_eq(client.user.as_ref().unwrap(), key));
+        }
+        registry.remove(ClientId(2));
+        assert_eq!(registry.user_len("alice"), 2);
+        registry.remove(ClientId(1));
+        registry.remove(ClientId(3));
+        assert!(registry.users.is_empty());
+        assert!(registry.clients.is_empty());
     }
 
     #[test]

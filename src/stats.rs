@@ -24,7 +24,8 @@ pub struct Stats {
     /// out of file descriptors.
     pub refused: u64,
     /// Connections the [authenticator](crate::HubBuilder::authenticate) rejected (or
-    /// that it panicked on).
+    /// that it panicked on), and those admitted with an invalid
+    /// [user key](crate::Admit::user).
     pub rejected: u64,
     /// Connections closed before becoming clients: TLS handshake failed, no authentication
     /// frame within [`handshake_timeout`](crate::HubBuilder::handshake_timeout), or closed
@@ -111,6 +112,10 @@ pub struct Stats {
     /// room for a new topic when the hub held
     /// [`max_topics`](crate::HubBuilder::max_topics). A resume of one is answered `epoch`.
     pub topics_evicted: u64,
+    /// Connections refused because their [user](crate::Admit::user) had
+    /// [`max_clients_per_user`](crate::HubBuilder::max_clients_per_user) clients already.
+    /// Counted here only, not in `refused` or `rejected`.
+    pub user_cap_refused: u64,
     /// The cluster connection (feature `nats`; all zero without a cluster).
     pub cluster: ClusterStats,
 }
@@ -199,6 +204,28 @@ pub struct ClientInfo {
     pub dropped: u64,
     /// The topics it is in, by name.
     pub topics: Vec<String>,
+    /// Its [user key](crate::Admit::user), if it was admitted with one; also
+    /// [`ClientInfo::user`].
+    pub user: Option<String>,
+}
+
+impl ClientInfo {
+    /// Its [user key](crate::Admit::user), if it was admitted with one.
+    ///
+    /// ```
+    /// use hubcast::{Admit, Event, Hub};
+    /// use std::net::TcpStream;
+    ///
+    /// let hub = Hub::builder().admit(|_| Admit::new().user("alice")).bind("127.0.0.1:0")?;
+    /// let events = hub.subscribe();
+    /// let _tab = TcpStream::connect(hub.local_addr())?;
+    /// let Ok(Event::Connected { client, .. }) = events.recv() else { panic!() };
+    /// assert_eq!(hub.client(client).unwrap().user(), Some("alice"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
 }
 
 /// One topic, from [`Hub::topics`](crate::Hub::topics).
@@ -266,6 +293,7 @@ pub(crate) struct Counters {
     pub(crate) rate_dropped: AtomicU64,
     pub(crate) relayed_to_nobody: AtomicU64,
     pub(crate) admit_topics_refused: AtomicU64,
+    pub(crate) user_cap_refused: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
     pub(crate) replayed: AtomicU64,
@@ -322,6 +350,7 @@ impl Counters {
             replay_bytes: self.replay_bytes.load(Relaxed),
             replay_trimmed: self.replay_trimmed.load(Relaxed),
             topics_evicted: self.topics_evicted.load(Relaxed),
+            user_cap_refused: self.user_cap_refused.load(Relaxed),
             cluster: ClusterStats {
                 connected: self.cluster_connected.load(Relaxed),
                 partitioned: self.cluster_partitioned.load(Relaxed),

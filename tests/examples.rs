@@ -215,12 +215,22 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
         "{stderr}"
     );
 
+    // Two tabs of one user (`?user=`), each logged as theirs once the hub has it.
+    let request = util::request("/?user=alice", &ws.to_string(), &[], &[]);
+    let mut tabs = Vec::new();
+    for logged in ["(1 tab of theirs)", "(2 tabs of theirs)"] {
+        let mut tab = Peer::connect(ws);
+        util::send_request(&mut tab, &request).assert_switching();
+        server.wait_for_stderr(&format!("as user alice {logged}"));
+        tabs.push(tab);
+    }
+
     // Each arrival logged once, with where the host put it.
     let stderr = stops_on_sigterm(server);
-    assert_eq!(stderr.matches("put in @lobby").count(), 2, "{stderr}");
+    assert_eq!(stderr.matches("put in @lobby").count(), 4, "{stderr}");
     assert!(!stderr.contains("joins @lobby"), "{stderr}");
     assert!(
-        stderr.contains("stopped after serving 2 clients"),
+        stderr.contains("stopped after serving 4 clients"),
         "{stderr}"
     );
 }

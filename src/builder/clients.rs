@@ -253,6 +253,41 @@ impl HubBuilder {
         self
     }
 
+    /// The most clients of one [user](crate::Admit::user) at once (its tabs, say); a
+    /// connection of a user who has that many already is refused as it would be admitted.
+    /// Default: `None`, no limit tighter than [`max_clients`](Self::max_clients).
+    /// `Some(0)` is an [`Error::Config`](crate::Error::Config). Clients without a user key
+    /// are not limited by it.
+    ///
+    /// The count and the admission are one step of the dispatcher, so however many
+    /// connections of one user arrive at once, exactly this many are admitted; once one of
+    /// them has left (its [`Event::Disconnected`](crate::Event::Disconnected) is emitted),
+    /// a new one is admitted. A connection refused for it never appears as
+    /// [`Event::Connected`](crate::Event::Connected), is counted in
+    /// [`Stats::user_cap_refused`](crate::Stats::user_cap_refused) (only there) and logged
+    /// at `warn` with the other refusals (one line a second in a flood). A TCP or TLS
+    /// connection is closed; a WebSocket upgrade is answered `429 Too Many Requests`, so
+    /// a page can tell "too many tabs" from a failed authentication (`403`).
+    ///
+    /// ```
+    /// use hubcast::{Admit, Auth, Hub};
+    ///
+    /// // The first frame is the user's token; at most 3 tabs each.
+    /// let hub = Hub::builder()
+    ///     .authenticate(|request| match request.frame() {
+    ///         Some(token) => Auth::Admit(Admit::new().user(String::from_utf8_lossy(token))),
+    ///         None => Auth::Reject,
+    ///     })
+    ///     .max_clients_per_user(Some(3))
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn max_clients_per_user(mut self, clients: Option<usize>) -> Self {
+        self.max_clients_per_user = clients;
+        self
+    }
+
     /// A filter run on every new connection's address before anything else; `false`
     /// closes it at once and counts it in [`Stats::refused`](crate::Stats::refused).
     ///
@@ -323,11 +358,11 @@ impl HubBuilder {
         self
     }
 
-    /// Decides each new client's name and topics as it becomes a client, before its first
-    /// message is read, so that a message it sends the moment it connects already reaches
-    /// its topics (with [`Relay::Topics`]) and is already numbered in them. Joining from the
-    /// host's [`Event::Connected`](crate::Event::Connected) handler instead comes later: the
-    /// client's first messages may be read before it is in.
+    /// Decides each new client's name, user and topics as it becomes a client, before its
+    /// first message is read, so that a message it sends the moment it connects already
+    /// reaches its topics (with [`Relay::Topics`]) and is already numbered in them. Joining
+    /// from the host's [`Event::Connected`](crate::Event::Connected) handler instead comes
+    /// later: the client's first messages may be read before it is in.
     ///
     /// `admit` is shown the connection's [`AuthRequest`] (its address and transport; a
     /// WebSocket connection's upgrade request, path, query string and headers) and is
@@ -342,7 +377,7 @@ impl HubBuilder {
     /// With an [authenticator](Self::authenticate) as well, the authenticator decides:
     /// its [`Auth::Admit`] is the whole answer and `admit` is not called; after
     /// [`Auth::Accept`] or [`Auth::AcceptAs`], `admit` is called with the same request
-    /// and its topics are joined, under the name `AcceptAs` gave if it gave one (else
+    /// and its topics and user apply, under the name `AcceptAs` gave if it gave one (else
     /// `admit`'s).
     ///
     /// It runs on the dispatcher thread, under the rules of

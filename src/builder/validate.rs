@@ -52,6 +52,7 @@ impl HubBuilder {
             max_framed_len: self.queue_bytes.min(MAX_FRAME_LEN),
             max_clients: self.max_clients,
             max_clients_per_ip: self.max_clients_per_ip,
+            max_clients_per_user: self.max_clients_per_user,
             nodelay: self.nodelay,
             keepalive: self.keepalive,
             send_buffer: self.send_buffer,
@@ -93,6 +94,10 @@ impl HubBuilder {
             ("command_capacity", self.command_capacity),
             ("send_buffer", self.send_buffer.unwrap_or(1)),
             ("max_clients_per_ip", self.max_clients_per_ip.unwrap_or(1)),
+            (
+                "max_clients_per_user",
+                self.max_clients_per_user.unwrap_or(1),
+            ),
             ("max_topic_len", self.max_topic_len),
         ];
         if let Some((name, _)) = at_least_1.iter().find(|(_, v)| *v == 0) {

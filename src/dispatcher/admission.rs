@@ -120,6 +120,16 @@ impl Admission {
         self.log.tick(now);
     }
 
+    /// Logs a connection refused (the first of a storm, then counts by `kind`).
+    pub(crate) fn refuse_logged(
+        &mut self,
+        kind: &'static str,
+        now: Instant,
+        line: std::fmt::Arguments<'_>,
+    ) {
+        self.log.record(storm::ADMISSION, kind, now, line);
+    }
+
     /// A connection from `addr` closed.
     pub(crate) fn forget(&mut self, addr: SocketAddr) {
         if let Some(count) = self.per_ip.get_mut(&addr.ip()) {
@@ -228,12 +238,8 @@ impl Dispatcher {
     fn refuse(&mut self, addr: SocketAddr, why: Refusal) {
         self.shared.counters.refused.fetch_add(1, Relaxed);
         let kind = why.kind();
-        self.admission.log.record(
-            storm::ADMISSION,
-            kind,
-            self.now,
-            format_args!("refused {addr}: {kind}"),
-        );
+        self.admission
+            .refuse_logged(kind, self.now, format_args!("refused {addr}: {kind}"));
     }
 
     /// Applies the admission rules to a new connection and registers it if they pass.

@@ -392,8 +392,14 @@ impl Dispatcher {
             #[cfg(feature = "websocket")]
             upgrade: None,
         };
+        let addr = request.addr;
         match self.ask_admission(&request) {
             Some(admit) => {
+                if self.check_user(addr, &admit).is_some() {
+                    // Counted there.
+                    self.close(slot);
+                    return false;
+                }
                 self.go_live(slot, admit);
                 true
             }
@@ -405,9 +411,10 @@ impl Dispatcher {
     }
 
     /// Asks the host's authenticator, then its `admit` hook, about `request` (either may
-    /// be unset): `Some` lets the connection in, with a name and topics. The authenticator's
-    /// `Auth::Admit` is the whole answer; after `Accept` or `AcceptAs`, the hook gives the
-    /// topics (and the name, unless `AcceptAs` gave one). A panic in either turns the
+    /// be unset): `Some` lets the connection in, with a name, a user and topics (the user
+    /// is checked after, by `check_user`). The authenticator's `Auth::Admit` is the whole
+    /// answer; after `Accept` or `AcceptAs`, the hook gives the topics and the user (and
+    /// the name, unless `AcceptAs` gave one). A panic in either turns the
     /// connection away, as `Reject` does (the caller counts it as rejected).
     pub(super) fn ask_admission(&mut self, request: &AuthRequest<'_>) -> Option<Admit> {
         let addr = request.addr;
@@ -429,7 +436,7 @@ impl Dispatcher {
         let Some(hook) = self.config.admit.clone() else {
             return Some(Admit {
                 name,
-                topics: Vec::new(),
+                ..Admit::default()
             });
         };
         let what = format_args!("the admit hook panicked on {addr}, rejecting it");

@@ -58,7 +58,7 @@ impl Dispatcher {
             .map(|limit| crate::client::rate::Bucket::new(&limit, self.now));
         let (id, addr, transport) = (client.id, client.addr, client.transport);
         let dropped = Arc::clone(&client.dropped);
-        let Admit { name, topics } = admit;
+        let Admit { name, topics, user } = admit;
         let limits = self.config.topic_limits;
         // Joined in the table: (topic, its name, the kept topic evicted for it).
         let mut joined = Vec::new();
@@ -86,6 +86,8 @@ impl Dispatcher {
                     Err(err) => refused.push(err),
                 }
             }
+            // Checked by `check_user` just before.
+            let key = user.as_deref().map(|user| registry.add_user(user, id));
             registry.clients.insert(
                 id,
                 Registered {
@@ -93,6 +95,7 @@ impl Dispatcher {
                     name,
                     dropped,
                     topics: mine,
+                    user: key,
                 },
             );
         }
@@ -110,7 +113,11 @@ impl Dispatcher {
         }
         log::debug!("client {id} connected from {addr} ({transport:?})");
         self.subs.emit(
-            Event::Connected { client: id, addr },
+            Event::Connected {
+                client: id,
+                addr,
+                user,
+            },
             &self.shared,
             self.now,
         );

@@ -54,6 +54,7 @@ mod slots;
 mod storm;
 mod subscribers;
 mod timers;
+mod users;
 #[cfg(feature = "websocket")]
 mod websocket;
 

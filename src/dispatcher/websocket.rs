@@ -5,9 +5,10 @@
 //! with it. It serves every wire that opens with an HTTP request.
 //!
 //! ```text
-//! Handshake: request head ─► Origin, path, version checked ─► authenticator ─► 101 ─► Live
-//!                  │ refused (400, 403, 404, 426, 431)         │ rejected: 403
-//!                  ▼                                           ▼
+//! Handshake: request head ─► Origin, path, version checked ─► authenticator ─► user ─► 101 ─► Live
+//!                  │ refused (400, 403, 404, 426, 431)         │ rejected: 403 │ bad key: 403,
+//!                  │                                           │               │ over its cap: 429
+//!                  ▼                                           ▼               ▼
 //!               Closing (refused): the answer is written, then closed (never Connected)
 //! Live: frames ─► messages delivered and relayed, pings answered, pongs as signs of life
 //!       close from the client ─► close echoed, PeerClosed ─► Closing
@@ -127,6 +128,12 @@ impl Dispatcher {
             self.refuse_upgrade(slot, refused, true);
             return false;
         };
+        // Before the answer: a user over its cap, or with a bad key, is refused in HTTP.
+        if let Some(why) = self.check_user(request.addr, &admit) {
+            // Counted there.
+            self.answer_refused(slot, why.refusal());
+            return false;
+        }
         // The answer goes first: every frame queued from now on follows it.
         self.send_raw(slot, Bytes::from(upgrade.response()));
         if let Some(client) = self.slots.get_mut(slot) {
@@ -141,6 +148,11 @@ impl Dispatcher {
     /// failed handshake.
     fn refuse_upgrade(&mut self, slot: usize, refused: Refused, rejected: bool) {
         self.count_unaccepted(rejected);
+        self.answer_refused(slot, refused);
+    }
+
+    /// [`refuse_upgrade`](Self::refuse_upgrade) for a refusal counted already.
+    fn answer_refused(&mut self, slot: usize, refused: Refused) {
         self.send_raw(slot, Bytes::from(refused.response));
         let deadline = self.deadline_in(self.config.linger);
         if let Some(client) = self.slots.get_mut(slot) {

@@ -169,7 +169,7 @@ impl Hub {
     }
 
     /// The framed length of `msg`, if the hub can send it.
-    fn frame_len(&self, msg: &[u8]) -> Result<usize> {
+    pub(super) fn frame_len(&self, msg: &[u8]) -> Result<usize> {
         let len = codec::encoded_len(self.framing, msg).ok_or(Error::MessageTooLarge {
             len: msg.len(),
             max: u32::MAX as usize,

@@ -26,6 +26,7 @@ use crate::{
 
 mod batching;
 mod start;
+mod users;
 
 pub(crate) use start::given_addr;
 
@@ -236,6 +237,11 @@ impl Hub {
     /// called from one of the hub's closures when it would have had to wait.
     pub fn disconnect(&self, client: ClientId) -> Result<()> {
         self.check_client(client)?;
+        self.kick(client)
+    }
+
+    /// Hands the dispatcher a `Disconnect` of `client` (which may have left), in call order.
+    fn kick(&self, client: ClientId) -> Result<()> {
         let wait = !self.shared.on_dispatcher_thread();
         self.send_in_order(
             0,
