@@ -239,6 +239,9 @@ struct Run {
     p50: u64,
     p99: u64,
     max: u64,
+    /// The median over the run's seconds of each second's p99: what a stall of the
+    /// machine in one second (another process's) does not move.
+    p99_robust: u64,
     /// How late the sender thread wrote messages against their schedule (p99).
     send_late_p99: u64,
     /// The flooder's messages the median chatter received: in all, and per second once
@@ -434,6 +437,8 @@ fn chat(
     };
 
     let mut hist = Hist::new();
+    // One more per second of the run, by receive time (the drain in the last).
+    let mut seconds = vec![Hist::new(); (secs.ceil() as usize).max(1)];
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 256 * 1024];
     let mut cost: Option<(Cost, u64)> = None;
@@ -466,7 +471,8 @@ fn chat(
             let ch = &mut chatters[i];
             let was_done = ch.dead || ch.got >= ch.expected;
             let window = (steady, end);
-            if let Err(e) = read_chatter(i, ch, &mut scratch, &mut hist, window, run) {
+            let hists = (&mut hist, &mut seconds[..], t0);
+            if let Err(e) = read_chatter(i, ch, &mut scratch, hists, window, run) {
                 ch.dead = true;
                 errors.push(e);
             }
@@ -528,6 +534,12 @@ fn chat(
     run.p50 = hist.quantile(0.5);
     run.p99 = hist.quantile(0.99);
     run.max = hist.max();
+    let p99s = seconds
+        .iter()
+        .filter(|h| h.max() > 0)
+        .map(|h| h.quantile(0.99) as f64)
+        .collect();
+    run.p99_robust = median(p99s).unwrap_or(0.0) as u64;
     run.rss_start_kib = cost.pre.rss_kib;
     run.rss_end_kib = cost.post.rss_kib;
     run.rss_peak_kib = cost.post.hwm_kib;
@@ -559,7 +571,7 @@ fn read_chatter(
     i: usize,
     ch: &mut Chatter,
     scratch: &mut [u8],
-    hist: &mut Hist,
+    (hist, seconds, t0): (&mut Hist, &mut [Hist], u64),
     (steady, end): (u64, u64),
     run: &mut Run,
 ) -> Result<(), String> {
@@ -603,7 +615,10 @@ fn read_chatter(
                 run.bad += 1;
             } else if sender as usize != i {
                 // (Under `Relay::All` a chatter also gets its own: not a delivery.)
-                hist.record(now.saturating_sub(ts));
+                let latency = now.saturating_sub(ts);
+                hist.record(latency);
+                let second = (now.saturating_sub(t0) / 1_000_000_000) as usize;
+                seconds[second.min(seconds.len() - 1)].record(latency);
                 ch.got += 1;
                 let next = &mut ch.next[sender as usize];
                 if number == *next {
@@ -735,27 +750,27 @@ fn flood(mut w: TcpStream, t0: u64, end: u64) -> Flooded {
     out
 }
 
-/// The mode's Markdown: what ran, then a row per run.
+/// The mode's Markdown: what ran, then a row per run, then (with repeats) a summary.
 fn render(bench: &Bench, secs: f64, runs: &[Run]) -> String {
     let lim = &bench.opts.limit;
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "Flood-limit: {} chatters, each sending {} messages/s of {SIZE} bytes on a fixed schedule (stamped as written; *sender late*: how far the bench's sender thread ran behind that schedule, a measure of the machine's noise) and reading everyone else's, in a relay-mode hub with `rate_limit(RateLimit::new().messages({}, {}).policy(P))`; with one more client flooding lines as fast as TCP allows for {secs} s, or without it. Latency: write → read by another chatter. *flooder relayed*: the flooder's messages the median chatter received per second from {} s into the run to its end (the burst spent), ÷ the limit. RSS: the server process at the flood's start and end (peak between). Ratios compare runs of the same invocation and relay; the machine is shared, so compare within a table, not across tables.\n",
+        "Flood-limit: {} chatters, each sending {} messages/s of {SIZE} bytes on a fixed schedule (stamped as written; *sender late*: how far the bench's sender thread ran behind that schedule, a measure of the machine's noise) and reading everyone else's, in a relay-mode hub with `rate_limit(RateLimit::new().messages({}, {}).policy(P))`; with one more client flooding lines as fast as TCP allows for {secs} s, or without it. Latency: write → read by another chatter; *per-second p99*: the median over the run's seconds of each second's p99, which a stall of the machine in one second does not move. Ratios: to the run without the flooder of the same relay and repeat. *flooder relayed*: the flooder's messages the median chatter received per second from {} s into the run to its end (the burst spent), ÷ the limit. RSS: the server process at the flood's start and end (peak between).\n",
         lim.chatters,
         lim.chat_rate,
         lim.rate,
         lim.burst,
         (1.0f64).min(secs / 4.0),
     );
-    let _ = writeln!(t, "| relay | flooder | rep | chatter messages received | p50 | p99 | max | p99 ÷ without flooder | flooder relayed msg/s | ÷ limit | flooder relayed / written | rate_held / rate_dropped / RateLimited | flooder disconnected after | server RSS MiB start → end (peak) | server CPU % (dispatcher) | other processes' CPU % | notes |");
+    let _ = writeln!(t, "| relay | flooder | rep | chatter messages received | p50 | p99 | max | p99 ÷ without | per-second p99 | ÷ without | flooder relayed msg/s | ÷ limit | flooder relayed / written | rate_held / rate_dropped / RateLimited | flooder disconnected after | server RSS MiB start → end (peak) | server CPU % (dispatcher) | other processes' CPU % | notes |");
     let _ = writeln!(
         t,
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     );
     for r in runs {
-        let ratio = match (r.policy, p99_ratio(runs, r)) {
-            (None, _) => "1 (base)".to_string(),
+        let ratio = |f: fn(&Run) -> u64| match (r.policy, ratio_to_base(runs, r, f)) {
+            (None, _) => "1".to_string(),
             (Some(_), Some(x)) => format!("{x:.2}×"),
             _ => "–".into(),
         };
@@ -786,7 +801,7 @@ fn render(bench: &Bench, secs: f64, runs: &[Run]) -> String {
         let mib = |k: u64| k as f64 / 1024.0;
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} of {} | {} | {} | {} | {ratio} | {rate} | {vs} | {relayed} | {} / {} / {} | {disconnected} | {:.1} → {:.1} ({:.1}) | {:.0} ({:.0}) | {:.0} | {} |",
+            "| {} | {} | {} | {} of {} | {} | {} | {} | {} | {} | {} | {rate} | {vs} | {relayed} | {} / {} / {} | {disconnected} | {:.1} → {:.1} ({:.1}) | {:.0} ({:.0}) | {:.0} | {} |",
             r.relay,
             r.policy.map_or("none", Policy::name),
             r.rep,
@@ -795,6 +810,9 @@ fn render(bench: &Bench, secs: f64, runs: &[Run]) -> String {
             lat(r.p50),
             lat(r.p99),
             lat(r.max),
+            ratio(|r| r.p99),
+            lat(r.p99_robust),
+            ratio(|r| r.p99_robust),
             r.held,
             r.dropped,
             r.limited,
@@ -813,13 +831,13 @@ fn render(bench: &Bench, secs: f64, runs: &[Run]) -> String {
     t
 }
 
-/// A run's p99 ÷ that of the run without the flooder of the same relay and repeat.
-fn p99_ratio(runs: &[Run], r: &Run) -> Option<f64> {
+/// A run's figure `f` ÷ that of the run without the flooder of the same relay and repeat.
+fn ratio_to_base(runs: &[Run], r: &Run, f: fn(&Run) -> u64) -> Option<f64> {
     let base = runs
         .iter()
         .find(|b| b.policy.is_none() && b.relay == r.relay && b.rep == r.rep)
-        .filter(|b| b.error.is_none() && b.p99 > 0)?;
-    (r.error.is_none()).then(|| r.p99 as f64 / base.p99 as f64)
+        .filter(|b| b.error.is_none() && f(b) > 0)?;
+    (r.error.is_none()).then(|| f(r) as f64 / f(base) as f64)
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -832,16 +850,17 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
 }
 
-/// Over the repeats: per relay and policy, the median p99 with the flooder ÷ the median
-/// without (less at the mercy of one noisy baseline than each repeat's ratio, whose range
-/// is shown), and the flooder's rate ÷ the limit.
+/// Over the repeats, per relay and policy: medians of p50, p99 and per-second p99, each
+/// p99's median ÷ the median without the flooder (less at the mercy of one noisy
+/// baseline than each repeat's ratio, whose range is shown), and the flooder's rate ÷
+/// the limit.
 fn summary(t: &mut String, runs: &[Run], limit: f64) {
     let _ = writeln!(
         t,
-        "\nOver the repeats: medians (and the range over the repeats).\n"
+        "\nOver the repeats: medians, ratios of medians (and the range of each repeat's ratio).\n"
     );
-    let _ = writeln!(t, "| relay | flooder | runs | p50 | p99 | p99 without flooder | median p99 ÷ median p99 without (range of each repeat's ratio) | flooder relayed ÷ limit |");
-    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(t, "| relay | flooder | runs | p50 | p50 without | p99 | p99 without | p99 ratio | per-second p99 | without | per-second p99 ratio | flooder relayed ÷ limit |");
+    let _ = writeln!(t, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut keys: Vec<(&str, Policy)> = Vec::new();
     for r in runs {
         if let Some(p) = r.policy {
@@ -869,17 +888,18 @@ fn summary(t: &mut String, runs: &[Run], limit: f64) {
             )
             .unwrap_or(0.0)
         };
-        let (p50, p99, base) = (
-            med(Some(policy), |r| r.p50),
-            med(Some(policy), |r| r.p99),
-            med(None, |r| r.p99),
-        );
-        let ratios: Vec<f64> = group.iter().filter_map(|r| p99_ratio(runs, r)).collect();
-        let ratio = if base > 0.0 && !ratios.is_empty() {
-            let (lo, hi) = range(&ratios);
-            format!("{:.2}× ({lo:.2}–{hi:.2})", p99 / base)
-        } else {
-            "–".into()
+        let ratio = |f: fn(&Run) -> u64| {
+            let ratios: Vec<f64> = group
+                .iter()
+                .filter_map(|r| ratio_to_base(runs, r, f))
+                .collect();
+            let base = med(None, f);
+            if base > 0.0 && !ratios.is_empty() {
+                let (lo, hi) = range(&ratios);
+                format!("{:.2}× ({lo:.2}–{hi:.2})", med(Some(policy), f) / base)
+            } else {
+                "–".into()
+            }
         };
         let rates: Vec<f64> = group.iter().map(|r| r.flood_rate / limit).collect();
         let rate = match median(rates.clone()) {
@@ -891,12 +911,17 @@ fn summary(t: &mut String, runs: &[Run], limit: f64) {
         };
         let _ = writeln!(
             t,
-            "| {relay} | {} | {} | {} | {} | {} | {ratio} | {rate} |",
+            "| {relay} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {rate} |",
             policy.name(),
             group.len(),
-            lat(p50 as u64),
-            lat(p99 as u64),
-            lat(base as u64),
+            lat(med(Some(policy), |r| r.p50) as u64),
+            lat(med(None, |r| r.p50) as u64),
+            lat(med(Some(policy), |r| r.p99) as u64),
+            lat(med(None, |r| r.p99) as u64),
+            ratio(|r| r.p99),
+            lat(med(Some(policy), |r| r.p99_robust) as u64),
+            lat(med(None, |r| r.p99_robust) as u64),
+            ratio(|r| r.p99_robust),
         );
     }
 }
