@@ -1214,7 +1214,7 @@ impl Bench {
     }
 
     fn run_mode(&mut self, mode: Mode) {
-        if mode == Mode::FloodLimit {
+        if mode == Mode::FloodLimit && self.opts.systems.contains(&System::HubcastLimit) {
             // Its own shape: runs per relay and policy, not cells of systems.
             let table = format!("{}\n\n{}", self.header, limit::run(self));
             println!("\n{table}");
