@@ -3,7 +3,8 @@
 //! publishing, or (relay modes) a client publishing and the server relaying its lines to
 //! the other clients, as in a chat. WebSocket modes put hubcast's WebSocket transport
 //! against a no-logic WebSocket ceiling, Node's `ws` and tokio-tungstenite; topic mode
-//! compares publishing to topics with broadcasting; replay mode measures resume and rings.
+//! compares publishing to topics with broadcasting; replay mode measures resume and rings;
+//! flood-limit mode measures inbound rate limits against a flooding client (issue 16).
 //!
 //! `cargo bench --bench fanout -- --help` lists the options; docs/BENCHMARKS.md explains
 //! the method and holds the results.
@@ -11,6 +12,7 @@
 mod gen;
 #[allow(dead_code)] // shared with benches/cluster, which uses other parts
 mod hist;
+mod limit;
 mod peers;
 mod proto;
 mod relay;
@@ -46,8 +48,8 @@ fanout: fan-out benchmark for hubcast (see docs/BENCHMARKS.md)
 usage: cargo bench --bench fanout -- [options]
 
   --mode M          flood | rate | stall | conns | relay | relay-flood | relay-stall |
-                    relay-rate | ws | ws-flood | ws-conns | topics | replay | all, or a
-                    comma-separated list                            (default: flood)
+                    relay-rate | ws | ws-flood | ws-conns | topics | replay |
+                    flood-limit | all, or a comma-separated list    (default: flood)
                     relay = relay-flood + relay-stall + relay-rate: the publisher is a
                     TCP client of the server, which relays its lines to the others
                     ws = ws-flood + ws-conns: WebSocket clients (hubcast-ws needs
@@ -57,6 +59,8 @@ usage: cargo bench --bench fanout -- [options]
                     to each topic in turn, against a broadcast to the same clients
                     replay = resume + rings: 1,000 clients resuming 1,000 messages
                     each; the memory of replay rings of 1,000 messages (100 topics)
+                    flood-limit: chatters at a fixed rate in a relay-mode hub with a
+                    rate limit, with and without one client flooding, per policy
   --systems LIST    any of hubcast,hubcast-default,thread,ceiling (host publishes),
                     hubcast-relay,hubcast-hostrelay,thread-relay,ceiling-relay (a
                     client publishes), nats,redis (both), hubcast-ws,ceiling-ws,
@@ -78,10 +82,17 @@ usage: cargo bench --bench fanout -- [options]
                     ws-conns: 10000)
   --topic-size K    clients per topic in topics mode                     (default: 10)
   --queue-bytes B   hubcast queue_bytes                                  (default: 67108864)
+  --limit-rate R    flood-limit: the limit, messages per second          (default: 1000)
+  --limit-burst B   flood-limit: the limit's burst                       (default: 100)
+  --chatters C      flood-limit: clients chatting                        (default: 100)
+  --chat-rate R     flood-limit: messages per second each chatter sends  (default: 10)
+  --relays LIST     flood-limit: any of others,all,topics       (default: others,topics)
+                    (flood-limit runs --duration seconds, default 5, quick 2; S = 64)
   --out DIR         where CSV and Markdown results go        (default: target/fanout)
   --self-test       check the histogram and protocol parsers, then exit
 
-internal: --serve SYSTEM [--max-clients C] [--queue-bytes B]
+internal: --serve SYSTEM [--max-clients C] [--queue-bytes B] [--limit-rate R
+          --limit-burst B --limit-policy P --limit-relay X]
 ";
 
 /// Above this much CPU used by other processes during a round (% of one core, jiffy
@@ -128,9 +139,11 @@ enum System {
     HubcastTopics,
     /// `hubcast` with `Protocol::Sequenced`: replay mode only.
     HubcastSeq,
+    /// The relay-mode chat hub with a rate limit: flood-limit mode only.
+    HubcastLimit,
 }
 
-const ALL: [System; 16] = [
+const ALL: [System; 17] = [
     System::Hubcast,
     System::HubcastDefault,
     System::Thread,
@@ -147,6 +160,7 @@ const ALL: [System; 16] = [
     System::TokioWs,
     System::HubcastTopics,
     System::HubcastSeq,
+    System::HubcastLimit,
 ];
 
 /// The systems of the WebSocket modes, in the order they run in a cell.
@@ -212,6 +226,7 @@ impl System {
             System::TokioWs => "tokio-ws",
             System::HubcastTopics => "hubcast-topics",
             System::HubcastSeq => "hubcast-seq",
+            System::HubcastLimit => "hubcast-limit",
         }
     }
 
@@ -253,6 +268,7 @@ impl System {
                 | System::HubcastWs
                 | System::HubcastTopics
                 | System::HubcastSeq
+                | System::HubcastLimit
         )
     }
 
@@ -285,6 +301,8 @@ enum Mode {
     Resume,
     /// Memory of replay rings.
     Rings,
+    /// Chatters in a rate-limited relay hub, with and without a flooding client.
+    FloodLimit,
 }
 
 impl Mode {
@@ -302,6 +320,7 @@ impl Mode {
             Mode::Topics => "topics",
             Mode::Resume => "resume",
             Mode::Rings => "rings",
+            Mode::FloodLimit => "flood-limit",
         }
     }
 
@@ -338,6 +357,7 @@ impl Mode {
             Mode::WsFlood | Mode::WsConns => WS_SYSTEMS,
             Mode::Topics => TOPIC_SYSTEMS,
             Mode::Resume | Mode::Rings => &[System::HubcastSeq],
+            Mode::FloodLimit => &[System::HubcastLimit],
         }
     }
 }
@@ -364,6 +384,10 @@ struct Opts {
     conns_given: bool,
     topic_size: usize,
     queue_bytes: usize,
+    /// Whether `--duration` was given (flood-limit otherwise runs 5 s, quick 2 s).
+    duration_given: bool,
+    /// Flood-limit mode's options.
+    limit: limit::LimitOpts,
     out: PathBuf,
 }
 
@@ -419,6 +443,8 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         conns_given: false,
         topic_size: 10,
         queue_bytes: 64 << 20,
+        duration_given: false,
+        limit: limit::LimitOpts::default(),
         out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fanout"),
     };
     let mut it = args.iter();
@@ -448,6 +474,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                         "replay" => &[Mode::Resume, Mode::Rings],
                         "resume" => &[Mode::Resume],
                         "rings" => &[Mode::Rings],
+                        "flood-limit" => &[Mode::FloodLimit],
                         "all" => &[
                             Mode::Flood,
                             Mode::Rate,
@@ -461,6 +488,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                             Mode::Topics,
                             Mode::Resume,
                             Mode::Rings,
+                            Mode::FloodLimit,
                         ],
                         other => return Err(format!("unknown mode {other:?}")),
                     };
@@ -497,7 +525,15 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
             "--timeout" => o.timeout = num(val()?)? as u64,
             "--progress" => o.progress = num(val()?)? as u64,
             "--rate" => o.rate = num(val()?)?,
-            "--duration" => o.duration = num(val()?)?,
+            "--duration" => {
+                o.duration = num(val()?)?;
+                o.duration_given = true;
+            }
+            "--limit-rate" => o.limit.rate = num(val()?)?,
+            "--limit-burst" => o.limit.burst = num(val()?)?.max(1.0) as u64,
+            "--chatters" => o.limit.chatters = num(val()?)?.max(2.0) as usize,
+            "--chat-rate" => o.limit.chat_rate = num(val()?)?,
+            "--relays" => o.limit.relays = limit::parse_relays(&val()?)?,
             "--stalled" => o.stalled = Some(num(val()?)? as usize),
             "--stall-mib" => o.stall_mib = num(val()?)?.max(1.0) as usize,
             "--stall-repeat" => o.stall_repeat = num(val()?)?.max(1.0) as usize,
@@ -535,6 +571,7 @@ fn main() {
                 queue_bytes: opt("--queue-bytes", 64 << 20),
                 replay_messages: opt("--replay-messages", 0),
                 replay_bytes: opt("--replay-bytes", 1 << 20),
+                limit: limit::ServeLimit::from_args(&args),
             },
         ));
     }
@@ -1151,6 +1188,8 @@ impl Bench {
             // N clients resume; N topics hold a ring each.
             Mode::Resume => vec![(1000, 64), (1000, 1024)],
             Mode::Rings => vec![(100, 64), (100, 1024)],
+            // Run by `limit::run`, not by cells.
+            Mode::FloodLimit => Vec::new(),
         }
     }
 
@@ -1175,6 +1214,18 @@ impl Bench {
     }
 
     fn run_mode(&mut self, mode: Mode) {
+        if mode == Mode::FloodLimit && self.opts.systems.contains(&System::HubcastLimit) {
+            // Its own shape: runs per relay and policy, not cells of systems.
+            let table = format!("{}\n\n{}", self.header, limit::run(self));
+            println!("\n{table}");
+            let _ = std::fs::write(self.opts.out.join(format!("{}.md", mode.name())), &table);
+            eprintln!(
+                "fanout: wrote {}/{}.md",
+                self.opts.out.display(),
+                mode.name()
+            );
+            return;
+        }
         let cells = self.cells(mode);
         let systems: Vec<System> = mode
             .systems()
@@ -1387,7 +1438,9 @@ impl Bench {
                 let m = ((self.opts.stall_mib as u64) << 20) / s.max(1) as u64;
                 ((m / 50).max(20), m.max(20))
             }
-            Mode::Conns | Mode::WsConns | Mode::Resume | Mode::Rings => unreachable!(),
+            Mode::Conns | Mode::WsConns | Mode::Resume | Mode::Rings | Mode::FloodLimit => {
+                unreachable!()
+            }
         };
         let rate = row.rate;
         let job = Job {
@@ -2162,8 +2215,13 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
                 );
             }
         }
-        Mode::Relay | Mode::RelayStall | Mode::RelayRate | Mode::Resume | Mode::Rings => {
-            unreachable!("rendered above")
+        Mode::Relay
+        | Mode::RelayStall
+        | Mode::RelayRate
+        | Mode::Resume
+        | Mode::Rings
+        | Mode::FloodLimit => {
+            unreachable!("rendered above or by limit::run")
         }
     }
     t

@@ -76,27 +76,7 @@ pub(crate) fn start(name: &str, max_clients: usize) -> io::Result<(Running, u16)
                     .bind("127.0.0.1:0")
                     .map_err(io::Error::other)?,
             );
-            let events = hub.subscribe();
-            std::thread::Builder::new()
-                .name(HOST_THREAD.into())
-                .spawn(move || {
-                    for event in events {
-                        match event {
-                            Event::Connected { client, addr, .. } => {
-                                log::info!("{client} joined from {addr}")
-                            }
-                            Event::Disconnected { client, reason, .. } => {
-                                log::info!("{client} left: {reason}")
-                            }
-                            Event::Message {
-                                client, payload, ..
-                            } => {
-                                log::debug!("{client}: {}", String::from_utf8_lossy(&payload));
-                            }
-                            _ => {}
-                        }
-                    }
-                })?;
+            watch_events(&hub)?;
             let port = hub.local_addr().port();
             Ok((Running::Hub(hub), port))
         }
@@ -171,6 +151,34 @@ pub(crate) fn start(name: &str, max_clients: usize) -> io::Result<(Running, u16)
         }
         other => Err(io::Error::other(format!("unknown system {other:?}"))),
     }
+}
+
+/// The host thread of a relay-mode hub, as examples/chat_server.rs has it: subscribes and
+/// drains every event, matching on each with the example's `log` calls (no logger is
+/// installed, so they cost what the example's filtered `debug!` costs).
+pub(crate) fn watch_events(hub: &Hub) -> io::Result<()> {
+    let events = hub.subscribe();
+    std::thread::Builder::new()
+        .name(HOST_THREAD.into())
+        .spawn(move || {
+            for event in events {
+                match event {
+                    Event::Connected { client, addr, .. } => {
+                        log::info!("{client} joined from {addr}")
+                    }
+                    Event::Disconnected { client, reason, .. } => {
+                        log::info!("{client} left: {reason}")
+                    }
+                    Event::Message {
+                        client, payload, ..
+                    } => {
+                        log::debug!("{client}: {}", String::from_utf8_lossy(&payload));
+                    }
+                    _ => {}
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// The tutorial's chat server: every client in one list, a thread per client.
@@ -515,6 +523,9 @@ impl CeilingRelay {
 pub(crate) struct LinePub {
     stream: TcpStream,
     received: Arc<AtomicU64>,
+    /// When the drain thread saw the connection end (end of stream or an error), in
+    /// `now_ns` time; 0 while it has not.
+    closed_at: Arc<AtomicU64>,
     drain: Option<JoinHandle<()>>,
 }
 
@@ -526,6 +537,8 @@ impl LinePub {
         let received = Arc::new(AtomicU64::new(0));
         let mut reader = stream.try_clone()?;
         let r = Arc::clone(&received);
+        let closed_at = Arc::new(AtomicU64::new(0));
+        let closed = Arc::clone(&closed_at);
         let drain = std::thread::Builder::new()
             .name("fanout-pub-drain".into())
             .spawn(move || {
@@ -540,12 +553,24 @@ impl LinePub {
                         Err(_) => break,
                     }
                 }
+                closed.store(now_ns(), Relaxed);
             })?;
         Ok(LinePub {
             stream,
             received,
+            closed_at,
             drain: Some(drain),
         })
+    }
+
+    /// The publisher's connection, for a publisher of another shape than [`Job`]s.
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// When the connection ended (the server closed it, or it failed), if it has.
+    pub(crate) fn closed_at(&self) -> Option<u64> {
+        Some(self.closed_at.load(Relaxed)).filter(|&t| t > 0)
     }
 
     /// Starts writing `job` on a thread of this process.

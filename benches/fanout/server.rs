@@ -14,6 +14,7 @@
 //! the upgrade) and `tokio-ws` ([`crate::tokio_ws`]); `node-ws` is `node/server.js`, which
 //! speaks the same control protocol. `hubcast-topics` is the `hubcast` hub, and
 //! `hubcast-seq` the same with `Protocol::Sequenced` and `--replay-messages R`.
+//! `hubcast-limit` is the relay-mode chat hub with a rate limit ([`crate::limit`]).
 //!
 //! Control protocol, one line each way on stdin/stdout:
 //! - at start the child prints `port P`;
@@ -190,6 +191,8 @@ pub(crate) struct ServeOpts {
     pub(crate) replay_messages: usize,
     /// `hubcast-seq`: the replay ring's bound in bytes.
     pub(crate) replay_bytes: usize,
+    /// `hubcast-limit`: the rate limit and relay of the hub.
+    pub(crate) limit: crate::limit::ServeLimit,
 }
 
 pub(crate) fn say(out: &Out, line: &str) {
@@ -254,7 +257,7 @@ impl System {
             System::Hub(hub, ..) | System::Relay(Running::Hub(hub)) => {
                 let s = hub.stats();
                 format!(
-                    "stats connected={} accepted={} refused={} frames_out={} bytes_out={} dropped={} slow={} reset={} peer_closed={} io={} resumes={} resumes_refused={} replayed={}",
+                    "stats connected={} accepted={} refused={} frames_out={} bytes_out={} dropped={} slow={} reset={} peer_closed={} io={} resumes={} resumes_refused={} replayed={} rate_held={} rate_dropped={} rate_limited={}",
                     s.connected,
                     s.accepted,
                     s.refused,
@@ -268,6 +271,9 @@ impl System {
                     s.resumes,
                     s.resumes_refused,
                     s.replayed,
+                    s.rate_held,
+                    s.rate_dropped,
+                    s.disconnects(DisconnectReason::RateLimited),
                 )
             }
             System::Async(a) => format!(
@@ -552,6 +558,10 @@ fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> 
                 },
                 port,
             ))
+        }
+        "hubcast-limit" => {
+            let (running, port) = crate::limit::start(opts.limit, max_clients)?;
+            Ok((System::Relay(running), port))
         }
         relay if relay.ends_with("-relay") || relay == "hubcast-hostrelay" => {
             let (running, port) = crate::relay::start(relay, max_clients)?;
