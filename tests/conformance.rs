@@ -1,8 +1,8 @@
 //! The Autobahn WebSocket conformance suite against `examples/ws_echo.rs`, driven by
 //! kosoku (Autobahn's own case files run from Python 3; the classic runner is Python 2).
 //! Every case of groups 1 to 11 must be OK or NON-STRICT (a SHOULD not followed); groups 12
-//! and 13 test permessage-deflate, which hubcast does not offer. Two groups of cases are
-//! listed below with the reason they cannot be OK.
+//! and 13 test permessage-deflate, which hubcast does not offer. The cases that cannot be
+//! OK are listed below with the reason.
 //!
 //! Needs `kosoku` and `python3` (to read the report): `scripts/install-test-deps.sh`
 //! installs them. About 15 s on an idle 2-core machine.
@@ -29,14 +29,12 @@ const RUN_LIMIT: Duration = Duration::from_secs(240);
 /// 65535), so they cannot be OK.
 const INFORMATIONAL: &[&str] = &["7.1.6", "7.13.1", "7.13.2"];
 
-/// Binary messages whose payload happens to be valid UTF-8 (empty, or all `*`): hubcast's
-/// `Event::Message` does not say whether a message came as text or binary, and a payload
-/// that is valid UTF-8 goes out in a text frame, so ws_echo answers these with text and the
-/// case fails. Each must fail in exactly that way; once hubcast keeps a message's kind, they
-/// pass and the test says to remove them from here.
-const TEXT_FOR_BINARY: &[&str] = &[
-    "1.2.1", "9.4.2", "9.4.3", "9.4.4", "9.4.5", "9.4.6", "9.4.7", "9.4.8", "9.4.9", "9.8.1",
-];
+/// Cases allowed to fail only by answering text where binary was expected. None since
+/// hubcast keeps a message's kind (#16): ws_echo answers each message with the kind it came
+/// with, so binary messages whose payload happens to be UTF-8 (1.2.1, 9.4.2 to 9.4.9,
+/// 9.8.1: empty, or all `*`) come back binary and pass. A case listed here must fail in
+/// exactly that way; once it passes, the test says to remove it.
+const TEXT_FOR_BINARY: &[&str] = &[];
 
 /// Reads kosoku's report (Autobahn's format: `index.json` names a JSON file per case) and
 /// prints one line per case, in case order, with tab-separated fields: id, behavior,
