@@ -7,18 +7,17 @@
 //!
 //! Prints `listening on ws://ADDR/` once ready and exits cleanly on Ctrl-C or SIGTERM. Any
 //! origin is accepted and messages of up to 16 MiB, as the suites send. Messages are framed
-//! length-prefixed inside the hub, so every payload comes back byte for byte. Its kind does
-//! not: the hub's events do not say whether a message came as text or binary, so a payload
-//! that is valid UTF-8 goes back in a text frame and any other in a binary frame. A binary
-//! message that happens to be valid UTF-8 (an empty one, or Autobahn's 4 MiB of `*`) comes
-//! back as text, which fails 10 of Autobahn's cases: `tests/conformance.rs` lists them.
+//! length-prefixed inside the hub, so every payload comes back byte for byte, and with its
+//! kind: `Event::Message` says whether it came as text or binary, and the echo is a
+//! `Message` of that kind, so a binary message that happens to be valid UTF-8 (an empty one,
+//! or Autobahn's 4 MiB of `*`) comes back binary.
 
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Event, Framing, Hub, Origins, Transport};
+use hubcast::{Event, Framing, Hub, Message, Origins, Transport};
 
 mod common;
 
@@ -52,10 +51,20 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
 
     for event in events {
         if let Event::Message {
-            client, payload, ..
+            client,
+            payload,
+            kind,
+            ..
         } = event
         {
-            match hub.send_to(client, payload) {
+            let sent = match kind {
+                // A text message's payload was checked as it came in, and is checked again
+                // here: it cannot fail.
+                Some(kind) => hub.send_to(client, Message::new(kind, payload)?),
+                // Only WebSocket clients connect here: every message has a kind.
+                None => hub.send_to(client, payload),
+            };
+            match sent {
                 // The client left, or the hub is shutting down: nothing to echo to.
                 Ok(()) | Err(hubcast::Error::UnknownClient(_) | hubcast::Error::Closed) => {}
                 Err(err) => return Err(err.into()),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::topics::TopicId;
-use crate::ClientId;
+use crate::{ClientId, MessageKind};
 
 /// Messages that frame to fewer bytes than this are appended to a shared [`Batch`]; longer
 /// ones travel as their own frame.
@@ -39,16 +39,49 @@ pub(crate) struct Frames {
     /// Runs of consecutive frames with one target: (index of the run's first frame,
     /// target), the first run starting at frame 0.
     pub(crate) runs: Box<[(u32, Target)]>,
+    /// Each frame's kind, if any has one.
+    pub(crate) kinds: Kinds,
+}
+
+/// The [`MessageKind`] of each frame of a [`Frames`], as its sender gave it (`None`: the
+/// sender gave none, and the WebSocket wire guesses). Untyped frames are the common case
+/// (every host call with plain bytes, every TCP client's message): a batch of only those
+/// stores nothing, and costs one `None` check to read; once one frame has a kind, every
+/// frame has an entry, a byte each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Kinds(Option<Arc<[Option<MessageKind>]>>);
+
+impl Kinds {
+    /// No frame has a kind.
+    pub(crate) const UNTYPED: Kinds = Kinds(None);
+
+    /// Frame `i`'s kind.
+    pub(crate) fn get(&self, i: usize) -> Option<MessageKind> {
+        self.0
+            .as_ref()
+            .and_then(|kinds| kinds.get(i).copied().flatten())
+    }
+
+    /// The kinds of a batch's frames, from one per frame (or none: all untyped).
+    fn from_slice(kinds: &[Option<MessageKind>]) -> Kinds {
+        Kinds((!kinds.is_empty()).then(|| kinds.into()))
+    }
+
+    /// One frame's kind.
+    fn one(kind: Option<MessageKind>) -> Kinds {
+        Kinds(kind.map(|kind| Arc::from([Some(kind)])))
+    }
 }
 
 impl Frames {
-    /// One frame for `target`.
-    pub(crate) fn one(frame: Bytes, target: Target) -> Frames {
+    /// One frame for `target`, of `kind`.
+    pub(crate) fn one(frame: Bytes, target: Target, kind: Option<MessageKind>) -> Frames {
         let end = u32::try_from(frame.len()).unwrap_or(u32::MAX);
         Frames {
             bytes: frame,
             ends: Arc::new([end]),
             runs: Box::new([(0, target)]),
+            kinds: Kinds::one(kind),
         }
     }
 
@@ -84,6 +117,9 @@ pub(crate) struct Batch {
     buf: BytesMut,
     ends: Vec<u32>,
     runs: Vec<(u32, Target)>,
+    /// Each frame's kind, from the first frame that has one on (`None` for those before
+    /// it): empty while no frame has a kind (see [`Kinds`]).
+    kinds: Vec<Option<MessageKind>>,
     /// Set by the dispatcher when it takes the batch: nothing may be added after that.
     pub(crate) taken: bool,
 }
@@ -106,11 +142,16 @@ impl Batch {
     }
 
     /// Records that the bytes appended to [`buf_mut`](Self::buf_mut) since the last frame
-    /// are one frame for `target`.
-    pub(crate) fn push_end(&mut self, target: Target) {
+    /// are one frame for `target`, of `kind`.
+    pub(crate) fn push_end(&mut self, target: Target, kind: Option<MessageKind>) {
         let index = self.ends.len() as u32;
         if self.runs.last().map(|r| r.1) != Some(target) {
             self.runs.push((index, target));
+        }
+        if kind.is_some() || !self.kinds.is_empty() {
+            // The first typed frame gives every frame before it an entry.
+            self.kinds.resize(index as usize, None);
+            self.kinds.push(kind);
         }
         self.ends.push(self.buf.len() as u32);
     }
@@ -134,7 +175,16 @@ impl Batch {
             bytes,
             ends: std::mem::take(&mut self.ends).into(),
             runs: std::mem::take(&mut self.runs).into(),
+            kinds: self.take_kinds(),
         }
+    }
+
+    /// The kinds of the frames taken, keeping the buffer's room for the next batch (the
+    /// dispatcher's relay batch is used again every round).
+    fn take_kinds(&mut self) -> Kinds {
+        let kinds = Kinds::from_slice(&self.kinds);
+        self.kinds.clear();
+        kinds
     }
 }
 
@@ -154,7 +204,7 @@ pub(crate) enum Command {
     Remote(Frames),
     /// A message for a topic with no local member: only other nodes may have some.
     #[cfg(feature = "nats")]
-    Forward(Arc<str>, Bytes),
+    Forward(Arc<str>, Bytes, Option<MessageKind>),
     /// The cluster's connection changed: tell the host.
     #[cfg(feature = "nats")]
     Cluster(crate::ClusterState),
@@ -183,7 +233,7 @@ impl Command {
             #[cfg(feature = "nats")]
             Command::Remote(frames) => Some(frames.bytes.len()),
             #[cfg(feature = "nats")]
-            Command::Forward(_, payload) => Some(payload.len()),
+            Command::Forward(_, payload, _) => Some(payload.len()),
             #[cfg(feature = "nats")]
             Command::Cluster(_) => None,
             Command::Disconnect(_) | Command::Join(..) | Command::Leave(..) => Some(0),
@@ -203,10 +253,10 @@ mod tests {
     fn a_batch_keeps_runs_of_targets() {
         let mut batch = Batch::with_capacity(64);
         let (a, b) = (ClientId(1), ClientId(2));
-        batch.push(Framing::Lines, b"x", Target::All);
-        batch.push(Framing::Lines, b"y", Target::All);
-        batch.push(Framing::Lines, b"z", Target::AllExcept(a));
-        batch.push(Framing::Lines, b"w", Target::One(b));
+        batch.push(Framing::Lines, b"x", Target::All, None);
+        batch.push(Framing::Lines, b"y", Target::All, None);
+        batch.push(Framing::Lines, b"z", Target::AllExcept(a), None);
+        batch.push(Framing::Lines, b"w", Target::One(b), None);
         let frames = batch.take();
         assert_eq!(&frames.bytes[..], b"x\ny\nz\nw\n");
         assert_eq!(&frames.ends[..], &[2, 4, 6, 8]);
@@ -222,5 +272,34 @@ mod tests {
         assert_eq!(frames.run_frames(2), 3..4);
         assert_eq!(frames.start_of(2), 4);
         assert!(batch.is_empty());
+        assert_eq!(
+            frames.kinds,
+            Kinds::UNTYPED,
+            "untyped frames store no kinds"
+        );
+    }
+
+    #[test]
+    fn kinds_are_stored_from_the_first_typed_frame() {
+        use MessageKind::{Binary, Text};
+        let mut batch = Batch::with_capacity(64);
+        batch.push(Framing::Lines, b"a", Target::All, None);
+        batch.push(Framing::Lines, b"b", Target::All, None);
+        batch.push(Framing::Lines, b"", Target::All, Some(Binary));
+        batch.push(Framing::Lines, b"d", Target::All, None);
+        batch.push(Framing::Lines, b"e", Target::All, Some(Text));
+        let frames = batch.take();
+        let kinds: Vec<_> = (0..5).map(|i| frames.kinds.get(i)).collect();
+        assert_eq!(kinds, [None, None, Some(Binary), None, Some(Text)]);
+        assert_eq!(frames.kinds.get(9), None, "past the end: none");
+        // Taken: the next batch starts untyped.
+        batch.push(Framing::Lines, b"f", Target::All, None);
+        assert_eq!(batch.take().kinds, Kinds::UNTYPED);
+        let one = Frames::one(Bytes::from_static(b"x\n"), Target::All, Some(Text));
+        assert_eq!(one.kinds.get(0), Some(Text));
+        assert_eq!(
+            Frames::one(Bytes::new(), Target::All, None).kinds,
+            Kinds::UNTYPED
+        );
     }
 }

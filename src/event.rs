@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::MessageKind;
+
 /// Identifies one client connection for the lifetime of its hub.
 ///
 /// Ids are handed out in accept order and never reused, so a stale id can never address a
@@ -159,6 +161,27 @@ pub enum Event {
         /// not necessarily UTF-8. A copy of exactly these bytes: holding it pins no other
         /// memory.
         payload: Bytes,
+        /// The kind it came as: [`Text`](MessageKind::Text) or
+        /// [`Binary`](MessageKind::Binary) from a WebSocket client (the opcode of its
+        /// frames; a text payload is valid UTF-8), `None` from a TCP or TLS client, whose
+        /// framing has no kinds. Relayed messages keep it; to send one on with it, use
+        /// [`Message::new`](crate::Message::new).
+        ///
+        /// ```
+        /// # #[allow(dead_code)]
+        /// # fn echo(hub: &hubcast::Hub, event: hubcast::Event) -> Result<(), Box<dyn std::error::Error>> {
+        /// use hubcast::{Event, Message};
+        ///
+        /// if let Event::Message { client, payload, kind, .. } = event {
+        ///     match kind {
+        ///         Some(kind) => hub.send_to(client, Message::new(kind, payload)?)?,
+        ///         None => hub.send_to(client, payload)?,
+        ///     }
+        /// }
+        /// # Ok(())
+        /// # }
+        /// ```
+        kind: Option<MessageKind>,
     },
     /// A client left; it receives nothing more and its id will not come back.
     #[non_exhaustive]

@@ -138,7 +138,9 @@
 //!   configured with `HubBuilder::tls` or `HubBuilder::tls_pem`. Frames are still encoded
 //!   once and shared; each client's copy is encrypted as it is written.
 //! - `websocket`: WebSocket clients (`ws://`, and `wss://` with `tls`) beside TCP clients,
-//!   on listeners added with [`HubBuilder::listen`].
+//!   on listeners added with [`HubBuilder::listen`]. Each message keeps its
+//!   [`MessageKind`] (text or binary) on its way to them: a [`Message`] from the host, or
+//!   what a WebSocket client sent, relayed with its opcode.
 //! - `nats`: several hubs sharing broadcasts, relayed messages and topics through NATS,
 //!   configured with `HubBuilder::cluster`.
 //!
@@ -178,6 +180,7 @@ mod dispatcher;
 mod error;
 mod event;
 mod hub;
+mod message;
 mod options;
 mod queue;
 mod random;
@@ -203,6 +206,7 @@ pub use crate::cluster::Cluster;
 pub use crate::error::{Error, Result, WouldBlock};
 pub use crate::event::{ClientId, ClusterState, DisconnectReason, Event, ResumeRefusal};
 pub use crate::hub::Hub;
+pub use crate::message::{AsMessage, Message, MessageKind};
 pub use crate::options::{
     Framing, ListenAddr, Origins, Protocol, RateLimit, RateLimitPolicy, Relay, SlowClientPolicy,
     Transport,
@@ -331,5 +335,7 @@ mod tests {
         assert_send_sync::<Subscription>();
         assert_send_sync::<Event>();
         assert_send_sync::<Stats>();
+        assert_send_sync::<Message>();
+        assert_send_sync::<MessageKind>();
     }
 }

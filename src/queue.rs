@@ -86,6 +86,12 @@ impl Chunk {
         u64::from(self.count)
     }
 
+    /// Its bytes, for tests of what the wires make.
+    #[cfg(all(test, feature = "websocket"))]
+    pub(crate) fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
     /// How many frames lie wholly within the first `offset` bytes.
     fn frames_before(&self, offset: usize) -> u64 {
         if offset >= self.bytes.len() {
@@ -525,7 +531,7 @@ mod tests {
     fn frames(payloads: &[&[u8]]) -> Frames {
         let mut batch = Batch::with_capacity(64);
         for p in payloads {
-            batch.push(Framing::Lines, p, Target::All);
+            batch.push(Framing::Lines, p, Target::All, None);
         }
         batch.take()
     }

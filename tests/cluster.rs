@@ -1075,6 +1075,70 @@ fn a_hub_given_several_urls_connects_through_a_live_one() {
     b1.expect(&[b"across"]);
 }
 
+// ------------------------------------------------------------------------------ kinds
+
+/// A message's kind crosses the backplane (a one-letter NATS header): a WebSocket client
+/// on hub B gets what a WebSocket client on hub A sent, and what A's host broadcast and
+/// published (to a topic with no member on A), each in a frame of its kind. A binary
+/// message that is UTF-8, empty or ASCII, stays binary; plain bytes keep the guess.
+#[cfg(feature = "websocket")]
+#[test]
+fn kinds_cross_the_backplane() {
+    use hubcast::{Message, Transport};
+    use tungstenite::Message as Ws;
+    use util::{next_message, ws_join};
+
+    if !Nats::available() {
+        return;
+    }
+    let nats = Nats::start();
+    let mut nodes = nodes(&nats, 2, |c| {
+        plain(c)
+            .relay(Relay::Others)
+            .listen(LOCAL, Transport::WebSocket)
+    });
+    let (mut alice, _) = {
+        let a = &mut nodes[0];
+        ws_join(&a.hub, &mut a.events)
+    };
+    let (mut bob, bob_id) = {
+        let b = &mut nodes[1];
+        ws_join(&b.hub, &mut b.events)
+    };
+
+    let relayed = [
+        Ws::binary(Vec::new()),
+        Ws::binary(b"**".to_vec()),
+        Ws::text("t"),
+        Ws::binary(vec![0xff]),
+        Ws::binary(vec![b'*'; 8 * 1024]),
+    ];
+    for message in &relayed {
+        alice.send(message.clone()).unwrap();
+    }
+    for message in &relayed {
+        assert_eq!(&next_message(&mut bob), message, "relayed across");
+    }
+
+    let a = &nodes[0].hub;
+    a.broadcast(Message::binary(&b"##"[..])).unwrap();
+    a.broadcast(Message::text("text")).unwrap();
+    a.broadcast("plain").unwrap();
+    assert_eq!(next_message(&mut bob), Ws::binary(b"##".to_vec()));
+    assert_eq!(next_message(&mut bob), Ws::text("text"));
+    assert_eq!(next_message(&mut bob), Ws::text("plain"));
+
+    nodes[1].hub.join(bob_id, "room").unwrap();
+    nats.wait_subscribed("hubcast.t.room", 1);
+    let a = &nodes[0].hub;
+    a.publish("room", Message::binary(&b""[..])).unwrap();
+    a.publish("room", Message::text("pub")).unwrap();
+    a.publish("room", vec![0xfe]).unwrap();
+    assert_eq!(next_message(&mut bob), Ws::binary(Vec::new()));
+    assert_eq!(next_message(&mut bob), Ws::text("pub"));
+    assert_eq!(next_message(&mut bob), Ws::binary(vec![0xfe]));
+}
+
 // -------------------------------------------------------------------------- settings
 
 /// The error `bind` gives for these settings, which must be `Error::Config`.

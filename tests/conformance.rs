@@ -38,31 +38,11 @@ const ECHO_BEHIND_ERROR: &[&str] = &[
     "3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5", "5.15",
 ];
 
-/// Binary messages whose payload happens to be valid UTF-8 (empty, or all `*`): hubcast's
-/// `Event::Message` does not say whether a message came as text or binary, and a payload
-/// that is valid UTF-8 goes out in a text frame, so ws_echo answers these with text and the
-/// case fails. Each must fail in exactly that way; once hubcast keeps a message's kind, they
-/// pass and the test says to remove them from here.
-const TEXT_FOR_BINARY: &[&str] = &[
-    "1.2.1", "9.4.2", "9.4.3", "9.4.4", "9.4.5", "9.4.6", "9.4.7", "9.4.8", "9.4.9", "9.8.1",
-];
-
 /// Reads kosoku's report (Autobahn's format: `index.json` names a JSON file per case) and
 /// prints one line per case, in case order, with tab-separated fields: id, behavior,
-/// behaviorClose, whether a text message came where binary was expected (1 or 0),
-/// description, result, resultClose.
+/// behaviorClose, description, result, resultClose.
 const FLATTEN_REPORT: &str = r#"
 import json, os, sys
-
-def text_for_binary(case):
-    # The 9.x cases record no events; their verdict says it ("got binary = False", and
-    # Autobahn's "Expected binary message with payload, but got binary.").
-    if "got binary = False" in case["result"] or case["result"].endswith("but got binary."):
-        return True
-    # The others: the events differ from an expected list only in binary flags, set there.
-    received = case["received"]
-    as_binary = [e[:2] + [True] if e[0] == "message" else e for e in received]
-    return any(received != exp and as_binary == exp for exp in case["expected"].values())
 
 def flat(text):
     return " ".join(str(text).split())
@@ -75,7 +55,6 @@ for agent, cases in index.items():
         with open(os.path.join(report, cases[case_id]["reportfile"])) as f:
             case = json.load(f)
         fields = [case_id, case["behavior"], case["behaviorClose"],
-                  "1" if text_for_binary(case) else "0",
                   flat(case["description"]), flat(case["result"]), flat(case["resultClose"])]
         print("\t".join(fields))
 "#;
@@ -86,7 +65,6 @@ struct Outcome {
     id: String,
     behavior: String,
     close: String,
-    text_for_binary: bool,
     description: String,
     result: String,
     result_close: String,
@@ -101,15 +79,6 @@ impl Outcome {
             let fine = matches!(behavior, "OK" | "NON-STRICT" | "INFORMATIONAL")
                 && matches!(close, "OK" | "INFORMATIONAL");
             return (!fine).then(|| "not even informational".to_owned());
-        }
-        if TEXT_FOR_BINARY.contains(&id) {
-            return match (behavior, self.text_for_binary) {
-                ("FAILED", true) => None,
-                ("OK" | "NON-STRICT", _) if close == "OK" => Some(format!(
-                    "passes now: remove {id} from TEXT_FOR_BINARY in tests/conformance.rs"
-                )),
-                _ => Some("fails, and not only for text in place of binary".to_owned()),
-            };
         }
         if ECHO_BEHIND_ERROR.contains(&id) {
             let fine = matches!(behavior, "OK" | "NON-STRICT") && close == "OK";
@@ -138,17 +107,14 @@ fn read_report(dir: &Path) -> Vec<Outcome> {
     let text = String::from_utf8(output.stdout).expect("the report is UTF-8");
     text.lines()
         .map(|line| {
-            let fields: Vec<&str> = line.splitn(7, '\t').collect();
-            let [id, behavior, close, text_for_binary, description, result, result_close] =
-                fields[..]
-            else {
+            let fields: Vec<&str> = line.splitn(6, '\t').collect();
+            let [id, behavior, close, description, result, result_close] = fields[..] else {
                 panic!("not a case line: {line:?}");
             };
             Outcome {
                 id: id.to_owned(),
                 behavior: behavior.to_owned(),
                 close: close.to_owned(),
-                text_for_binary: text_for_binary == "1",
                 description: description.to_owned(),
                 result: result.to_owned(),
                 result_close: result_close.to_owned(),

@@ -193,9 +193,10 @@ fn relay_all_between_tcp_and_websocket_includes_the_sender() {
     relay_between_wires(Relay::All);
 }
 
-/// What a WebSocket client is sent is decided by the payload, whatever wire or opcode it
-/// came in on: text for UTF-8 and binary otherwise, or binary always with
-/// `websocket_binary(true)`.
+/// The kind of frame a WebSocket client is sent a message without a kind in (the host's
+/// plain bytes, a TCP client's message) is decided by the payload: text for UTF-8 and
+/// binary otherwise, or binary always with `websocket_binary(true)`. A WebSocket client's
+/// message keeps its kind, whatever the setting (`tests/kinds.rs` has every path).
 fn message_kinds(always_binary: bool) {
     let hub = mixed(
         Hub::builder()
@@ -220,15 +221,16 @@ fn message_kinds(always_binary: bool) {
         assert_eq!(next_message(&mut bob), kind(payload));
         assert_eq!(nc.read_line(), payload);
     }
-    // From a WebSocket client: a binary message that is UTF-8 reaches the others as text.
+    // From a WebSocket client: each message reaches the others in its own kind (a binary
+    // message that is UTF-8 stays binary, a text message stays text).
     for (message, payload) in [
         (Message::binary(utf8.to_vec()), utf8),
         (Message::binary(not_utf8.to_vec()), not_utf8),
         (Message::text("ünïcode"), "ünïcode".as_bytes()),
     ] {
-        alice.send(message).unwrap();
+        alice.send(message.clone()).unwrap();
         assert_eq!(events.expect_message(alice_id), payload);
-        assert_eq!(next_message(&mut bob), kind(payload));
+        assert_eq!(next_message(&mut bob), message);
         assert_eq!(nc.read_line(), payload);
     }
     // From a TCP client.

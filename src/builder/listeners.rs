@@ -113,9 +113,25 @@ impl HubBuilder {
         self
     }
 
-    /// Whether messages to WebSocket clients go in binary frames always. Default: `false`:
-    /// a message that is valid UTF-8 goes in a text frame (what browsers read as a string)
-    /// and any other in a binary frame, so no text frame ever carries invalid UTF-8.
+    /// Whether messages without a [`MessageKind`](crate::MessageKind) go to WebSocket
+    /// clients in binary frames always. Default: `false`: such a message that is valid
+    /// UTF-8 goes in a text frame (what browsers read as a string) and any other in a
+    /// binary frame, so no text frame ever carries invalid UTF-8.
+    ///
+    /// Messages without a kind are the host's plain bytes (`hub.broadcast("…")`), TCP and
+    /// TLS clients' messages, and the protocol's control messages. A message with a kind
+    /// goes in a frame of its kind whatever this says (the explicit kind wins): a
+    /// [`Message`](crate::Message) from the host, and a WebSocket client's message, relayed
+    /// or replayed with the opcode it came with.
+    ///
+    /// ```
+    /// use hubcast::{Hub, Message};
+    ///
+    /// let hub = Hub::builder().websocket_binary(true).bind("127.0.0.1:0")?;
+    /// hub.broadcast("binary to WebSocket clients")?;
+    /// hub.broadcast(Message::text("text all the same"))?;
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
     pub fn websocket_binary(mut self, binary: bool) -> Self {
         self.websocket.binary = binary;
         self

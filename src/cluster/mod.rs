@@ -15,6 +15,13 @@
 //! P.t.<topic>      a topic's messages (the name escaped; see `subject_for`)
 //! P.probe.<node>   the end-to-end probe of one node (a second connection receives it)
 //! ```
+//!
+//! A message's payload is published as it is. Its kind, if it has one ([`MessageKind`]),
+//! rides in one NATS header, `K: t` (text) or `K: b` (binary): 18 bytes with the header
+//! block, and none at all for a message without a kind (the common case: a TCP client's, or
+//! a host's plain bytes), which is published without headers. A node that does not know the
+//! header, or a value it does not know, takes the message as having no kind. A text kind
+//! received is trusted only for a payload that is UTF-8 (see [`kind_received`]).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -22,6 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+
+use crate::MessageKind;
 
 mod connect;
 pub(crate) mod nats;
@@ -221,10 +230,10 @@ pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(365 * 24 * 6
 /// What the dispatcher hands the backplane thread.
 #[derive(Debug)]
 pub(crate) enum Out {
-    /// A message for every client of every node.
-    All(Bytes),
-    /// A message for a topic's members on every node.
-    Topic(Arc<str>, Bytes),
+    /// A message for every client of every node, with its kind if it has one.
+    All(Bytes, Option<MessageKind>),
+    /// A message for a topic's members on every node, with its kind if it has one.
+    Topic(Arc<str>, Bytes, Option<MessageKind>),
     /// The first local member joined a topic: receive its messages.
     Subscribe(Arc<str>),
     /// The last local member left: stop.
@@ -275,7 +284,7 @@ impl Bridge {
     /// buffer is full (counted as lost by the caller) or the thread is gone.
     pub(crate) fn forward(&self, out: Out) -> bool {
         let bytes = match &out {
-            Out::All(payload) | Out::Topic(_, payload) => payload.len(),
+            Out::All(payload, _) | Out::Topic(_, payload, _) => payload.len(),
             Out::Subscribe(_) | Out::Unsubscribe(_) => 0,
         };
         if bytes > 0 {
@@ -290,6 +299,29 @@ impl Bridge {
             self.pending.fetch_sub(bytes, SeqCst);
         }
         sent
+    }
+}
+
+/// The NATS header that carries a message's kind (see the module's documentation).
+pub(crate) const KIND_HEADER: &str = "K";
+
+/// The value of [`KIND_HEADER`] for `kind`.
+pub(crate) fn kind_value(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Text => "t",
+        MessageKind::Binary => "b",
+    }
+}
+
+/// The kind of a message received with `value` in its [`KIND_HEADER`] (if it had one):
+/// `None` for a value this node does not know, and for a text kind whose payload is not
+/// UTF-8 (another publisher on the subject could send one; a text frame must never carry
+/// it, so the WebSocket wire then decides as for any message without a kind).
+pub(crate) fn kind_received(value: Option<&str>, payload: &[u8]) -> Option<MessageKind> {
+    match value? {
+        "t" if std::str::from_utf8(payload).is_ok() => Some(MessageKind::Text),
+        "b" => Some(MessageKind::Binary),
+        _ => None,
     }
 }
 
@@ -337,11 +369,32 @@ mod tests {
     #[test]
     fn the_bridge_is_bounded_in_bytes() {
         let (bridge, mut receiver) = bridge(10);
-        assert!(bridge.forward(Out::All(Bytes::from_static(b"123456"))));
-        assert!(!bridge.forward(Out::All(Bytes::from_static(b"123456"))));
+        let all = || Out::All(Bytes::from_static(b"123456"), None);
+        assert!(bridge.forward(all()));
+        assert!(!bridge.forward(all()));
         assert!(bridge.forward(Out::Subscribe(Arc::from("t"))));
-        assert!(matches!(receiver.rx.try_recv(), Ok(Out::All(_))));
+        assert!(matches!(receiver.rx.try_recv(), Ok(Out::All(..))));
         receiver.pending.fetch_sub(6, SeqCst);
-        assert!(bridge.forward(Out::All(Bytes::from_static(b"123456"))));
+        assert!(bridge.forward(all()));
+    }
+
+    #[test]
+    fn kinds_cross_the_backplane_in_one_short_header() {
+        for kind in [MessageKind::Text, MessageKind::Binary] {
+            assert_eq!(kind_received(Some(kind_value(kind)), b"ok"), Some(kind));
+            assert_eq!(kind_value(kind).len(), 1);
+        }
+        assert_eq!(kind_received(None, b"ok"), None, "no header: no kind");
+        assert_eq!(kind_received(Some("x"), b"ok"), None, "unknown: no kind");
+        assert_eq!(
+            kind_received(Some("t"), b"\xff"),
+            None,
+            "text that is not UTF-8 is not trusted"
+        );
+        assert_eq!(
+            kind_received(Some("b"), b""),
+            Some(MessageKind::Binary),
+            "an empty binary message stays binary"
+        );
     }
 }

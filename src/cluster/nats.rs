@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_nats::{Client, Event as NatsEvent, RequestErrorKind};
+use async_nats::{Client, Event as NatsEvent, HeaderMap, RequestErrorKind};
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
@@ -24,17 +24,19 @@ use tokio::sync::mpsc;
 
 use super::connect::{connected, options, probe_client};
 use super::unreachable::{causes, Outage};
-use super::{subject_for, BridgeReceiver, Cluster, Out};
+use super::{kind_received, kind_value, subject_for, BridgeReceiver, Cluster, Out, KIND_HEADER};
 use crate::command::{Batch, Command, Frames, Target};
 use crate::shared::Shared;
 use crate::wire::codec;
-use crate::{ClusterState, Framing};
+use crate::{ClusterState, Framing, MessageKind};
 
 /// A message received from another node.
 struct Received {
     /// `None`: every client; else the topic.
     topic: Option<Arc<str>>,
     payload: Bytes,
+    /// From its header (see `cluster`'s documentation).
+    kind: Option<MessageKind>,
 }
 
 /// How long the backplane thread may go on publishing once the dispatcher is gone: what
@@ -92,7 +94,7 @@ pub(crate) fn spawn(
             rx.close();
             let mut lost = u64::from(publishing.load(SeqCst));
             while let Ok(out) = rx.try_recv() {
-                if matches!(out, Out::All(_) | Out::Topic(..)) {
+                if matches!(out, Out::All(..) | Out::Topic(..)) {
                     lost += 1;
                 }
             }
@@ -193,19 +195,19 @@ impl Node {
                         break;
                     };
                     match out {
-                        Out::All(payload) | Out::Topic(_, payload) if !connected(&client) => {
+                        Out::All(payload, _) | Out::Topic(_, payload, _) if !connected(&client) => {
                             pending.fetch_sub(payload.len(), SeqCst);
                             counters.cluster_lost.fetch_add(1, Relaxed);
                         }
-                        Out::All(payload) => {
+                        Out::All(payload, kind) => {
                             let len = payload.len();
-                            self.publish(&client, all_subject.clone(), payload).await;
+                            self.publish(&client, all_subject.clone(), payload, kind).await;
                             pending.fetch_sub(len, SeqCst);
                         }
-                        Out::Topic(topic, payload) => {
+                        Out::Topic(topic, payload, kind) => {
                             let len = payload.len();
                             let subject = subject_for(&self.prefix, &topic);
-                            self.publish(&client, subject, payload).await;
+                            self.publish(&client, subject, payload, kind).await;
                             pending.fetch_sub(len, SeqCst);
                         }
                         Out::Subscribe(topic) => {
@@ -244,10 +246,25 @@ impl Node {
         let _ = tokio::time::timeout(GIVE_UP_AFTER, client.flush()).await;
     }
 
-    async fn publish(&self, client: &Client, subject: String, payload: Bytes) {
+    /// Publishes one message, with its kind in a header if it has one (without one, no
+    /// header at all: see `cluster`'s documentation).
+    async fn publish(
+        &self,
+        client: &Client,
+        subject: String,
+        payload: Bytes,
+        kind: Option<MessageKind>,
+    ) {
         let counters = &self.shared.counters;
         self.publishing.store(true, SeqCst);
-        let published = client.publish(subject, payload).await;
+        let published = match kind {
+            None => client.publish(subject, payload).await,
+            Some(kind) => {
+                let mut headers = HeaderMap::new();
+                headers.insert(KIND_HEADER, kind_value(kind));
+                client.publish_with_headers(subject, headers, payload).await
+            }
+        };
         self.publishing.store(false, SeqCst);
         match published {
             Ok(()) => {
@@ -291,9 +308,12 @@ impl Node {
                     shared.counters.cluster_lost.fetch_add(1, Relaxed);
                     continue;
                 }
+                let value = message.headers.as_ref().and_then(|h| h.get(KIND_HEADER));
+                let kind = kind_received(value.map(|v| v.as_str()), &message.payload);
                 let received = Received {
                     topic: topic.clone(),
                     payload: message.payload,
+                    kind,
                 };
                 if inbound.tx.send(received).is_err() {
                     return;
@@ -338,7 +358,7 @@ impl Node {
                 }
                 batch = Batch::with_capacity(total.min(self.batch_max));
             }
-            batch.push(self.framing, &message.payload, target);
+            batch.push(self.framing, &message.payload, target, message.kind);
         }
         if !batch.is_empty() {
             self.hand_over(batch.take()).await;

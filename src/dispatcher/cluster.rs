@@ -111,9 +111,10 @@ mod nats {
             for i in frames.run_frames(run) {
                 // A slice of the shared buffer, not a copy.
                 let payload = frames.bytes.slice_ref(frames.payload(i, framing));
+                let kind = frames.kinds.get(i);
                 let out = match &topic {
-                    None => Out::All(payload),
-                    Some(name) => Out::Topic(Arc::clone(name), payload),
+                    None => Out::All(payload, kind),
+                    Some(name) => Out::Topic(Arc::clone(name), payload, kind),
                 };
                 if !bridge.forward(out) {
                     lost += 1;
@@ -126,9 +127,14 @@ mod nats {
     }
 
     /// A publish to a topic with no local member: only other nodes may have members.
-    fn forward_topic(d: &mut Dispatcher, topic: Arc<str>, payload: Bytes) {
+    fn forward_topic(
+        d: &mut Dispatcher,
+        topic: Arc<str>,
+        payload: Bytes,
+        kind: Option<crate::MessageKind>,
+    ) {
         if let Some(bridge) = &d.backplane.bridge {
-            if !bridge.forward(Out::Topic(topic, payload)) {
+            if !bridge.forward(Out::Topic(topic, payload, kind)) {
                 d.shared.counters.cluster_lost.fetch_add(1, Relaxed);
             }
         }
@@ -152,7 +158,7 @@ mod nats {
             match command {
                 // From other nodes: to local clients, never forwarded again.
                 Command::Remote(frames) => self.fan_out_local(&frames),
-                Command::Forward(topic, payload) => forward_topic(self, topic, payload),
+                Command::Forward(topic, payload, kind) => forward_topic(self, topic, payload, kind),
                 Command::Cluster(state) => {
                     let event = crate::Event::Cluster { state };
                     self.subs.emit(event, &self.shared, self.now);

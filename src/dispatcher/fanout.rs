@@ -441,7 +441,7 @@ mod tests {
         let mut i = 0;
         for &(target, frames) in runs {
             for _ in 0..frames {
-                batch.push(Framing::Lines, format!("{tag}{i}").as_bytes(), target);
+                batch.push(Framing::Lines, format!("{tag}{i}").as_bytes(), target, None);
                 i += 1;
             }
         }

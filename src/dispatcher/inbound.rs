@@ -18,7 +18,7 @@ use crate::command::{Frames, Target, BATCH_BELOW};
 use crate::wire::codec::{self, FrameTooLarge};
 use crate::wire::control::{BadRequest, Reply};
 use crate::wire::Wire;
-use crate::{Admit, Auth, AuthRequest, ClientId, DisconnectReason, Event, Relay};
+use crate::{Admit, Auth, AuthRequest, ClientId, DisconnectReason, Event, MessageKind, Relay};
 
 /// Bytes read from one client per round, so one chatty client cannot starve the others.
 const READ_BUDGET: usize = 256 * 1024;
@@ -257,7 +257,8 @@ impl Dispatcher {
                 } else if payload.is_empty() && self.config.heartbeat.is_some() {
                     // A heartbeat answer: it already counted as a sign of life.
                 } else {
-                    self.deliver(slot, id, payload);
+                    // The hub's framing has no kinds.
+                    self.deliver(slot, id, payload, None);
                 }
                 Cut::Took(frame.len)
             }
@@ -281,8 +282,15 @@ impl Dispatcher {
 
     /// A message from the live client `id` in `slot`: subscribers get it first, then the
     /// other clients in relay mode, so no event of the client can follow its
-    /// `Disconnected` (relaying to itself may make it leave as slow).
-    pub(super) fn deliver(&mut self, slot: usize, id: ClientId, payload: &[u8]) {
+    /// `Disconnected` (relaying to itself may make it leave as slow). `kind` is the one it
+    /// came with (WebSocket), relayed with it.
+    pub(super) fn deliver(
+        &mut self,
+        slot: usize,
+        id: ClientId,
+        payload: &[u8],
+        kind: Option<MessageKind>,
+    ) {
         log::trace!("client {id} sent {payload:?}");
         // Control requests count too ("##" starts a data message).
         let control =
@@ -316,6 +324,7 @@ impl Dispatcher {
             let event = Event::Message {
                 client: id,
                 payload,
+                kind,
             };
             self.subs.emit(event, &self.shared, self.now);
         }
@@ -331,7 +340,7 @@ impl Dispatcher {
                     // The sender is a member: someone else is if there are two (a length,
                     // no scan of the members).
                     reached |= self.streams.topics.members(topic).len() > 1;
-                    self.relay_to(Target::TopicExcept(topic, id), payload);
+                    self.relay_to(Target::TopicExcept(topic, id), payload, kind);
                     i += 1;
                 }
                 if !reached {
@@ -344,12 +353,12 @@ impl Dispatcher {
         if self.slots.live() <= 1 {
             self.tally.relayed_to_nobody += 1;
         }
-        self.relay_to(target, payload);
+        self.relay_to(target, payload, kind);
     }
 
-    /// Relays a client's message to `target`, batched with the round's other relayed
-    /// frames.
-    fn relay_to(&mut self, target: Target, payload: &[u8]) {
+    /// Relays a client's message to `target`, of `kind`, batched with the round's other
+    /// relayed frames.
+    fn relay_to(&mut self, target: Target, payload: &[u8], kind: Option<MessageKind>) {
         let framing = self.config.framing;
         // `bind` checked that every inbound frame can be framed within queue_bytes.
         let Some(len) = codec::encoded_len(framing, payload) else {
@@ -358,7 +367,7 @@ impl Dispatcher {
         if len >= BATCH_BELOW {
             self.flush_relay();
             let frame = codec::encode(framing, payload, len);
-            self.fan_out(&Frames::one(frame, target));
+            self.fan_out(&Frames::one(frame, target, kind));
             return;
         }
         if self.fanout.relay.len() + len > self.config.batch_max {
@@ -367,7 +376,7 @@ impl Dispatcher {
         if self.fanout.relay.is_empty() {
             self.fanout.relay.buf_mut().reserve(self.config.batch_max);
         }
-        self.fanout.relay.push(framing, payload, target);
+        self.fanout.relay.push(framing, payload, target, kind);
     }
 
     /// Fans out the frames relayed since the last call.

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use bytes::{Bytes, BytesMut};
 
 use super::Dispatcher;
-use crate::command::{Frames, Target};
+use crate::command::{Frames, Kinds, Target};
 use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::{check_name, TopicId};
 use crate::wire::codec;
@@ -91,7 +91,9 @@ impl Dispatcher {
                         };
                         codec::encode_parts_into(framing, &[header.as_bytes(), payload], &mut out);
                         let kept = Bytes::copy_from_slice(&out[start..]);
-                        stream.keep(seq, kept, now, &limits);
+                        // Replayed with the kind it went out with. (The header is ASCII:
+                        // a text payload numbered is still UTF-8.)
+                        stream.keep(seq, kept, frames.kinds.get(i), now, &limits);
                         if excluding {
                             own.clear();
                             let stream = topic.map_or(StreamName::Hub, StreamName::Topic);
@@ -124,11 +126,14 @@ impl Dispatcher {
                 bytes: out.freeze(),
                 ends: ends.into(),
                 runs: frames.runs.clone(),
+                kinds: frames.kinds.clone(),
             },
+            // `#own` markers are control messages: untyped, as every reply.
             markers: markers.map(|m| Frames {
                 bytes: m.freeze(),
                 ends: marker_ends.into(),
                 runs: frames.runs.clone(),
+                kinds: Kinds::UNTYPED,
             }),
         }
     }

@@ -90,7 +90,7 @@ impl Dispatcher {
         let sized = s.replay(epoch, after, upto, clock).map(|range| {
             let len: usize = s
                 .frames(range.clone())
-                .map(|f| wire.replay_len(&settings, f))
+                .map(|(f, _)| wire.replay_len(&settings, f))
                 .sum();
             (range, len)
         });

@@ -91,9 +91,9 @@ impl Dispatcher {
             }
         };
         match input {
-            Input::Message(payload) => {
+            Input::Message(payload, kind) => {
                 self.tally.frames_in += 1;
-                self.deliver(slot, id, payload);
+                self.deliver(slot, id, payload, Some(kind));
                 Cut::Took(used)
             }
             Input::Reply(reply) => {

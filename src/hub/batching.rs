@@ -10,7 +10,7 @@ use crate::command::{Batch, Command, Frames, SharedBatch, Target, BATCH_BELOW};
 use crate::shared::lock;
 use crate::topics::{check_name, TopicId, TopicTable};
 use crate::wire::codec;
-use crate::{ClientId, Error, Result};
+use crate::{AsMessage, ClientId, Error, MessageKind, Result};
 
 impl Hub {
     /// A host join or leave of `topic` for `client`, decided under the registry's lock in
@@ -46,10 +46,13 @@ impl Hub {
         )
     }
 
-    /// Frames `msg` for `target` and hands it to the dispatcher, waiting for room if `wait`
-    /// (and not on the dispatcher's own thread, where waiting would never end).
-    pub(super) fn submit(&self, target: Target, msg: &[u8], wait: bool) -> Result<()> {
-        self.submit_while(target, msg, wait, || true).map(drop)
+    /// Frames `msg` for `target` and hands it to the dispatcher with its kind (if it has
+    /// one: see `command::Kinds`), waiting for room if `wait` (and not on the dispatcher's
+    /// own thread, where waiting would never end).
+    pub(super) fn submit(&self, target: Target, msg: &impl AsMessage, wait: bool) -> Result<()> {
+        let (msg, kind) = msg.parts();
+        self.submit_while(target, msg, kind, wait, || true)
+            .map(drop)
     }
 
     /// As [`submit`](Self::submit), if `current` holds under the batch lock, where the
@@ -59,6 +62,7 @@ impl Hub {
         &self,
         target: Target,
         msg: &[u8],
+        kind: Option<MessageKind>,
         wait: bool,
         current: impl Fn() -> bool,
     ) -> Result<bool> {
@@ -84,7 +88,7 @@ impl Hub {
             let mut batch = lock(batch);
             let fits = !batch.taken && batch.len() + len <= self.batch_max;
             if fits {
-                batch.push(self.framing, msg, target);
+                batch.push(self.framing, msg, target, kind);
             }
             fits
         };
@@ -97,12 +101,12 @@ impl Hub {
                 Some(frame) => {
                     // Small messages sent after this one go in a later batch.
                     *open = None;
-                    Command::Send(Frames::one(frame, target))
+                    Command::Send(Frames::one(frame, target, kind))
                 }
                 None => {
                     // Start small and grow: at low rates a batch holds one message.
                     let mut batch = Batch::with_capacity((len * 8).clamp(512, self.batch_max));
-                    batch.push(self.framing, msg, target);
+                    batch.push(self.framing, msg, target, kind);
                     let batch = Arc::new(Mutex::new(batch));
                     *open = Some(Arc::clone(&batch));
                     Command::Batch {
@@ -188,12 +192,13 @@ impl Hub {
         topic: &str,
         except: Option<ClientId>,
         msg: &[u8],
+        kind: Option<MessageKind>,
     ) -> Result<()> {
         loop {
             let Some(id) = self.shared.registry().topics.id(topic) else {
                 // No member here: only other nodes may have some. (A topic created here
                 // after this call misses it, as a member who joins after a publish does.)
-                return self.forward_topic(topic, msg);
+                return self.forward_topic(topic, msg, kind);
             };
             let target = match except {
                 Some(client) => Target::TopicExcept(id, client),
@@ -205,7 +210,7 @@ impl Hub {
             // So the id must still be the topic's under the lock, or it is looked up
             // again.
             let current = || self.shared.registry().topics.id(topic) == Some(id);
-            if self.submit_while(target, msg, true, current)? {
+            if self.submit_while(target, msg, kind, true, current)? {
                 return Ok(());
             }
         }
@@ -214,7 +219,7 @@ impl Hub {
     /// A message for a topic with no member here: only other nodes of the cluster may have
     /// some.
     #[cfg(feature = "nats")]
-    fn forward_topic(&self, topic: &str, msg: &[u8]) -> Result<()> {
+    fn forward_topic(&self, topic: &str, msg: &[u8], kind: Option<MessageKind>) -> Result<()> {
         self.shared.check()?;
         // The same limit as for a publish with local members: other nodes frame it too.
         self.frame_len(msg)?;
@@ -228,7 +233,11 @@ impl Hub {
             |_| false,
             |open| {
                 *open = None;
-                Ok(Some(Command::Forward(Arc::clone(&topic), payload.clone())))
+                Ok(Some(Command::Forward(
+                    Arc::clone(&topic),
+                    payload.clone(),
+                    kind,
+                )))
             },
         )
     }

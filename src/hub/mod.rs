@@ -20,8 +20,8 @@ use crate::command::{Command, SharedBatch, Target};
 use crate::dispatcher::{panic_into_message, Outcome};
 use crate::shared::{lock, NewSubscriber, Shared, Tail};
 use crate::{
-    ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result, ShutdownReport, Stats,
-    Subscription, TopicInfo, WouldBlock,
+    AsMessage, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result,
+    ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
 };
 
 mod batching;
@@ -148,6 +148,13 @@ impl Hub {
     /// Sends `msg` to every connected client. Waits only if the dispatcher is behind, or
     /// under [`flow_control`](HubBuilder::flow_control); never for a client otherwise.
     ///
+    /// `msg` is any bytes (`&str`, `String`, `Vec<u8>`, `&[u8]`, [`Bytes`](crate::Bytes)…)
+    /// or a [`Message`](crate::Message), which says its [kind](crate::MessageKind): what
+    /// WebSocket clients get it as (text or binary). Plain bytes go to them as text if
+    /// they are UTF-8 (unless [`websocket_binary`](HubBuilder::websocket_binary)), else as
+    /// binary; TCP and TLS clients get the bytes either way. The same holds for every
+    /// sending method ([`send_to`](Self::send_to), [`publish`](Self::publish)…).
+    ///
     /// The message is framed once, here, and the frame is shared by every client's queue;
     /// messages under 4 KiB framed go into a batch that the dispatcher takes whole. Returns
     /// as soon as the dispatcher has it. `Ok` promises order, not delivery: every client
@@ -166,8 +173,8 @@ impl Hub {
     /// [`queue_bytes`](HubBuilder::queue_bytes) or than 4 GiB; [`Error::Closed`] once the
     /// hub is shutting down; [`Error::Failed`] if the hub died; [`Error::WouldBlock`] if
     /// called from one of the hub's closures when it would have had to wait.
-    pub fn broadcast(&self, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.submit(Target::All, msg.as_ref(), true)
+    pub fn broadcast(&self, msg: impl AsMessage) -> Result<()> {
+        self.submit(Target::All, &msg, true)
     }
 
     /// Sends `msg` to every connected client if that needs no waiting; never blocks.
@@ -195,8 +202,8 @@ impl Hub {
     /// }
     /// # Ok::<(), hubcast::Error>(())
     /// ```
-    pub fn try_broadcast(&self, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.submit(Target::All, msg.as_ref(), false)
+    pub fn try_broadcast(&self, msg: impl AsMessage) -> Result<()> {
+        self.submit(Target::All, &msg, false)
     }
 
     /// Sends `msg` to every connected client except `client`, for example to relay what that
@@ -206,8 +213,8 @@ impl Hub {
     /// # Errors
     ///
     /// As [`broadcast`](Self::broadcast).
-    pub fn broadcast_except(&self, client: ClientId, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.submit(Target::AllExcept(client), msg.as_ref(), true)
+    pub fn broadcast_except(&self, client: ClientId, msg: impl AsMessage) -> Result<()> {
+        self.submit(Target::AllExcept(client), &msg, true)
     }
 
     /// Sends `msg` to one client, in order with the broadcasts it receives. Blocks as
@@ -218,9 +225,9 @@ impl Hub {
     /// [`Error::UnknownClient`] if `client` is not connected, otherwise as
     /// [`broadcast`](Self::broadcast). A client that leaves after this call returns simply
     /// does not get the message.
-    pub fn send_to(&self, client: ClientId, msg: impl AsRef<[u8]>) -> Result<()> {
+    pub fn send_to(&self, client: ClientId, msg: impl AsMessage) -> Result<()> {
         self.check_client(client)?;
-        self.submit(Target::One(client), msg.as_ref(), true)
+        self.submit(Target::One(client), &msg, true)
     }
 
     /// Disconnects a client with [`DisconnectReason::Kicked`](crate::DisconnectReason::Kicked).
@@ -356,8 +363,8 @@ impl Hub {
     /// # Errors
     ///
     /// [`Error::InvalidTopic`] for a name no topic can have; otherwise as `broadcast`.
-    pub fn publish(&self, topic: &str, msg: impl AsRef<[u8]>) -> Result<()> {
-        self.publish_to(topic, None, msg.as_ref())
+    pub fn publish(&self, topic: &str, msg: impl AsMessage) -> Result<()> {
+        self.publish_to(topic, None, &msg)
     }
 
     /// Sends `msg` to every member of `topic` except `client`, for example to relay what
@@ -366,20 +373,21 @@ impl Hub {
     /// # Errors
     ///
     /// As [`publish`](Self::publish).
-    pub fn publish_except(
-        &self,
-        topic: &str,
-        client: ClientId,
-        msg: impl AsRef<[u8]>,
-    ) -> Result<()> {
-        self.publish_to(topic, Some(client), msg.as_ref())
+    pub fn publish_except(&self, topic: &str, client: ClientId, msg: impl AsMessage) -> Result<()> {
+        self.publish_to(topic, Some(client), &msg)
     }
 
-    fn publish_to(&self, topic: &str, except: Option<ClientId>, msg: &[u8]) -> Result<()> {
+    fn publish_to(
+        &self,
+        topic: &str,
+        except: Option<ClientId>,
+        msg: &impl AsMessage,
+    ) -> Result<()> {
         crate::topics::check_name(topic, self.topic_limits.max_name)?;
         #[cfg(feature = "nats")]
         if self.clustered {
-            return self.publish_clustered(topic, except, msg);
+            let (msg, kind) = msg.parts();
+            return self.publish_clustered(topic, except, msg, kind);
         }
         let id = self.shared.registry().topics.id(topic);
         let Some(id) = id else {

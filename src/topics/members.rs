@@ -338,6 +338,7 @@ mod tests {
         stream.keep(
             seq,
             bytes::Bytes::from(vec![b'x'; bytes]),
+            None,
             Instant::now(),
             &limits,
         );
@@ -378,6 +379,7 @@ mod tests {
         stream.keep(
             seq,
             bytes::Bytes::from(vec![b'y'; 300]),
+            None,
             Instant::now(),
             &limits,
         );
@@ -426,7 +428,7 @@ mod tests {
         let fill = |stream: &mut Stream, n: usize| {
             for _ in 0..n {
                 let seq = stream.next();
-                stream.keep(seq, bytes::Bytes::from(vec![b'x'; 100]), now, &limits);
+                stream.keep(seq, bytes::Bytes::from(vec![b'x'; 100]), None, now, &limits);
             }
         };
         let big = with_ring(&mut topics, 0, 1, 100);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::random::random_u64;
-use crate::ResumeRefusal;
+use crate::{MessageKind, ResumeRefusal};
 
 /// How much a replay ring keeps.
 #[derive(Debug, Clone, Copy)]
@@ -26,13 +26,15 @@ pub(crate) struct RingLimits {
     pub(crate) age: Option<Duration>,
 }
 
-/// One message kept for replay: its number, when it was sent, and its framed bytes (a copy,
-/// so the ring pins nothing else).
+/// One message kept for replay: its number, when it was sent, its framed bytes (a copy,
+/// so the ring pins nothing else) and its kind, so that a WebSocket client is replayed the
+/// message with the opcode it first went out with.
 #[derive(Debug)]
 struct Kept {
     seq: u64,
     at: Instant,
     frame: Bytes,
+    kind: Option<MessageKind>,
 }
 
 /// What a kept frame of `len` bytes costs in memory: its allocation, rounded as allocators
@@ -110,8 +112,15 @@ impl Stream {
         self.seq
     }
 
-    /// Keeps message `seq` for replay, dropping the oldest past the limits.
-    pub(crate) fn keep(&mut self, seq: u64, frame: Bytes, now: Instant, limits: &RingLimits) {
+    /// Keeps message `seq`, of `kind`, for replay, dropping the oldest past the limits.
+    pub(crate) fn keep(
+        &mut self,
+        seq: u64,
+        frame: Bytes,
+        kind: Option<MessageKind>,
+        now: Instant,
+        limits: &RingLimits,
+    ) {
         let cost = frame_cost(frame.len());
         if limits.messages == 0 || cost > limits.bytes {
             // It can never be replayed; neither can anything before it, in order.
@@ -123,6 +132,7 @@ impl Stream {
                 seq,
                 at: now,
                 frame,
+                kind,
             });
             while self.ring.len() > limits.messages || self.ring_bytes > limits.bytes {
                 self.pop();
@@ -250,9 +260,13 @@ impl Stream {
         Ok(first..end.max(first))
     }
 
-    /// The framed messages at `range`, as [`replay`](Self::replay) gave it.
-    pub(crate) fn frames(&self, range: Range<usize>) -> impl Iterator<Item = &Bytes> + Clone {
-        self.ring.range(range).map(|k| &k.frame)
+    /// The framed messages at `range`, as [`replay`](Self::replay) gave it, each with its
+    /// kind.
+    pub(crate) fn frames(
+        &self,
+        range: Range<usize>,
+    ) -> impl Iterator<Item = (&Bytes, Option<MessageKind>)> + Clone {
+        self.ring.range(range).map(|k| (&k.frame, k.kind))
     }
 }
 
@@ -277,7 +291,7 @@ mod tests {
     fn kept(stream: &mut Stream, n: usize, len: usize, at: Instant) {
         for _ in 0..n {
             let seq = stream.next();
-            stream.keep(seq, Bytes::from(vec![b'x'; len]), at, &LIMITS);
+            stream.keep(seq, Bytes::from(vec![b'x'; len]), None, at, &LIMITS);
         }
     }
 
@@ -369,11 +383,12 @@ mod tests {
         let (mut a, mut b) = (Stream::new(&total), Stream::new(&total));
         for i in 0..500 {
             let seq = a.next();
-            a.keep(seq, Bytes::from(vec![b'a'; i % 300]), t, &limits);
+            a.keep(seq, Bytes::from(vec![b'a'; i % 300]), None, t, &limits);
             let seq = b.next();
             b.keep(
                 seq,
                 Bytes::from(vec![b'b'; 50]),
+                Some(MessageKind::Binary),
                 t + Duration::from_secs(5),
                 &limits,
             );
@@ -403,6 +418,22 @@ mod tests {
         assert_eq!(total.get(), b.cost());
         drop(b);
         assert_eq!(total.get(), 0);
+    }
+
+    #[test]
+    fn the_ring_keeps_each_message_kind() {
+        use MessageKind::{Binary, Text};
+        let t = Instant::now();
+        let mut s = Stream::new(&RingTotal::default());
+        for kind in [Some(Binary), None, Some(Text)] {
+            let seq = s.next();
+            s.keep(seq, Bytes::from_static(b"1 \n"), kind, t, &LIMITS);
+        }
+        let kinds: Vec<_> = s
+            .frames(s.replay(s.epoch, 0, 3, (t, None)).unwrap())
+            .map(|(_, kind)| kind)
+            .collect();
+        assert_eq!(kinds, [Some(Binary), None, Some(Text)]);
     }
 
     #[test]

@@ -8,15 +8,21 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::command::{Batch, Frames, Target};
-use crate::Framing;
+use crate::{Framing, MessageKind};
 
 /// Framing batches is the codec's: `command` holds the buffers, and knows no framing.
 impl Batch {
-    /// Appends `payload`, framed, for `target`. The caller has checked that it can be
-    /// framed ([`encoded_len`]) and that the batch stays under `u32::MAX` bytes.
-    pub(crate) fn push(&mut self, framing: Framing, payload: &[u8], target: Target) {
+    /// Appends `payload`, framed, for `target`, of `kind`. The caller has checked that it
+    /// can be framed ([`encoded_len`]) and that the batch stays under `u32::MAX` bytes.
+    pub(crate) fn push(
+        &mut self,
+        framing: Framing,
+        payload: &[u8],
+        target: Target,
+        kind: Option<MessageKind>,
+    ) {
         encode_into(framing, payload, self.buf_mut());
-        self.push_end(target);
+        self.push_end(target, kind);
     }
 }
 

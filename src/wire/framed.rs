@@ -10,6 +10,7 @@ use super::codec::{encode, encode_into, encoded_len};
 use super::{Kind, Settings};
 use crate::command::{Frames, Target};
 use crate::queue::Chunk;
+use crate::MessageKind;
 
 /// The framed wire's [`Kind`].
 pub(super) struct Framed;
@@ -26,7 +27,8 @@ impl Kind for Framed {
         encoded_len(s.framing, payload)
     }
 
-    fn encode_into(s: &Settings<'_>, payload: &[u8], out: &mut BytesMut) {
+    /// The kind is not on this wire: its clients get the bytes alone.
+    fn encode_into(s: &Settings<'_>, payload: &[u8], _: Option<MessageKind>, out: &mut BytesMut) {
         encode_into(s.framing, payload, out);
     }
 
@@ -34,7 +36,7 @@ impl Kind for Framed {
     /// `Framing::Raw` has no empty frame, so `bind` refuses heartbeats with it).
     fn ping(s: &Settings<'_>) -> Chunk {
         let len = encoded_len(s.framing, b"").unwrap_or(0);
-        Chunk::whole(&Frames::one(encode(s.framing, b"", len), Target::All))
+        Chunk::whole(&Frames::one(encode(s.framing, b"", len), Target::All, None))
     }
 
     fn reframe(_: &Settings<'_>, _: &Frames) -> Option<Frames> {
@@ -54,9 +56,9 @@ impl Kind for Framed {
     /// entry per message and client, not a copy.
     fn replay<'a>(
         _: &Settings<'_>,
-        kept: impl Iterator<Item = &'a Bytes>,
+        kept: impl Iterator<Item = (&'a Bytes, Option<MessageKind>)>,
         _len: usize,
     ) -> Vec<Chunk> {
-        kept.cloned().map(Chunk::frame).collect()
+        kept.map(|(frame, _)| Chunk::frame(frame.clone())).collect()
     }
 }

@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use crate::command::{Frames, Target};
 use crate::options::WebSocketSettings;
 use crate::queue::Chunk;
-use crate::{Framing, Transport};
+use crate::{Framing, MessageKind, Transport};
 
 pub(crate) mod codec;
 pub(crate) mod control;
@@ -130,17 +130,19 @@ impl Wire {
         with_kind!(self, K => K::LOG_TARGET)
     }
 
-    /// One message (a control reply), framed whole into its own buffer.
+    /// One message (a control reply), framed whole into its own buffer, without a kind (as
+    /// text on WebSocket, being ASCII, unless `websocket_binary`).
     pub(crate) fn encode(self, s: &Settings<'_>, payload: &[u8]) -> Bytes {
         with_kind!(self, K => {
             let mut out = BytesMut::with_capacity(K::encoded_len(s, payload).unwrap_or(0));
-            K::encode_into(s, payload, &mut out);
+            K::encode_into(s, payload, None, &mut out);
             out.freeze()
         })
     }
 
     /// `frames`, in the hub's framing, framed for this wire: `None` if this wire takes them
-    /// as they are. Every frame keeps its index and the runs are the same.
+    /// as they are. Every frame keeps its index, its kind (framed as its kind says) and the
+    /// runs are the same.
     pub(crate) fn reframe(self, s: &Settings<'_>, frames: &Frames) -> Option<Frames> {
         with_kind!(self, K => K::reframe(s, frames))
     }
@@ -160,12 +162,13 @@ impl Wire {
         with_kind!(self, K => K::replay_entries(messages))
     }
 
-    /// The queue entries that replay `kept` (frames in the hub's framing) on this wire,
-    /// `len` bytes in all (the sum of their [`replay_len`](Self::replay_len)).
+    /// The queue entries that replay `kept` (frames in the hub's framing, each with its
+    /// kind) on this wire, `len` bytes in all (the sum of their
+    /// [`replay_len`](Self::replay_len)).
     pub(crate) fn replay<'a>(
         self,
         s: &Settings<'_>,
-        kept: impl Iterator<Item = &'a Bytes>,
+        kept: impl Iterator<Item = (&'a Bytes, Option<MessageKind>)>,
         len: usize,
     ) -> Vec<Chunk> {
         with_kind!(self, K => K::replay(s, kept, len))
@@ -199,8 +202,9 @@ trait Kind {
     /// The size of `payload` framed as one message, or `None` if it cannot be framed.
     fn encoded_len(s: &Settings<'_>, payload: &[u8]) -> Option<usize>;
 
-    /// Appends `payload` framed as one message. It must be encodable (see `encoded_len`).
-    fn encode_into(s: &Settings<'_>, payload: &[u8], out: &mut BytesMut);
+    /// Appends `payload` framed as one message of `kind` (`None`: untyped). It must be
+    /// encodable (see `encoded_len`); if its kind is text, it must be UTF-8.
+    fn encode_into(s: &Settings<'_>, payload: &[u8], kind: Option<MessageKind>, out: &mut BytesMut);
 
     /// See [`Wire::ping`].
     fn ping(s: &Settings<'_>) -> Chunk;
@@ -211,8 +215,8 @@ trait Kind {
         Ok(())
     }
 
-    /// See [`Wire::reframe`]: every payload cut out by the hub's framing and framed again,
-    /// into one buffer sized first.
+    /// See [`Wire::reframe`]: every payload cut out by the hub's framing and framed again
+    /// with its kind, into one buffer sized first.
     fn reframe(s: &Settings<'_>, frames: &Frames) -> Option<Frames> {
         let payloads = || (0..frames.ends.len()).map(|i| frames.payload(i, s.framing));
         let len = payloads()
@@ -220,14 +224,15 @@ trait Kind {
             .sum();
         let mut out = BytesMut::with_capacity(len);
         let mut ends = Vec::with_capacity(frames.ends.len());
-        for payload in payloads() {
-            Self::encode_into(s, payload, &mut out);
+        for (i, payload) in payloads().enumerate() {
+            Self::encode_into(s, payload, frames.kinds.get(i), &mut out);
             ends.push(frame_end(&out));
         }
         Some(Frames {
             bytes: out.freeze(),
             ends: Arc::from(ends),
             runs: frames.runs.clone(),
+            kinds: frames.kinds.clone(),
         })
     }
 
@@ -242,22 +247,24 @@ trait Kind {
         1
     }
 
-    /// See [`Wire::replay`]: the messages framed anew into one buffer of `len` bytes.
+    /// See [`Wire::replay`]: the messages framed anew, each as its kind, into one buffer
+    /// of `len` bytes.
     fn replay<'a>(
         s: &Settings<'_>,
-        kept: impl Iterator<Item = &'a Bytes>,
+        kept: impl Iterator<Item = (&'a Bytes, Option<MessageKind>)>,
         len: usize,
     ) -> Vec<Chunk> {
         let mut out = BytesMut::with_capacity(len);
         let mut ends = Vec::new();
-        for frame in kept {
-            Self::encode_into(s, codec::payload_of(s.framing, frame), &mut out);
+        for (frame, kind) in kept {
+            Self::encode_into(s, codec::payload_of(s.framing, frame), kind, &mut out);
             ends.push(frame_end(&out));
         }
         let frames = Frames {
             bytes: out.freeze(),
             ends: ends.into(),
             runs: Box::new([(0, Target::All)]),
+            kinds: crate::command::Kinds::UNTYPED,
         };
         vec![Chunk::whole(&frames)]
     }
@@ -410,15 +417,15 @@ mod tests {
         for framing in [Framing::Lines, Framing::LengthPrefixed, Framing::Raw] {
             let s = Settings::with(framing);
             let mut batch = Batch::with_capacity(64);
-            batch.push(framing, b"one", Target::All);
-            batch.push(framing, b"two", Target::One(ClientId(1)));
+            batch.push(framing, b"one", Target::All, None);
+            batch.push(framing, b"two", Target::One(ClientId(1)), None);
             let frames = batch.take();
             assert!(Wire::Framed.reframe(&s, &frames).is_none());
             let kept = [codec::encode(framing, b"hi", 8)];
             let len = Wire::Framed.replay_len(&s, &kept[0]);
             assert_eq!(len, kept[0].len());
             assert_eq!(Wire::Framed.replay_entries(5), 5);
-            let parts = Wire::Framed.replay(&s, kept.iter(), len);
+            let parts = Wire::Framed.replay(&s, kept.iter().map(|k| (k, None)), len);
             assert_eq!(parts.len(), 1);
             assert_eq!(parts[0].frames(), 1);
             let reply = Wire::Framed.encode(&s, b"#at 1 0");
@@ -432,7 +439,7 @@ mod tests {
     fn only_live_wires_that_frame_otherwise_are_reframed() {
         let s = Settings::with(Framing::Lines);
         let mut batch = Batch::with_capacity(64);
-        batch.push(s.framing, b"x", Target::All);
+        batch.push(s.framing, b"x", Target::All, None);
         let frames = batch.take();
         let none = PerWire::reframe(&s, &frames, |_| false);
         for wire in Wire::ALL {

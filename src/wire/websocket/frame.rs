@@ -498,13 +498,21 @@ pub(crate) enum Opcode {
 }
 
 impl Opcode {
-    /// The frame a hub message goes in: binary if `binary` (`websocket_binary`) or if it is
-    /// not UTF-8, else text, so no text frame carries anything but UTF-8.
-    pub(crate) fn for_message(payload: &[u8], binary: bool) -> Opcode {
-        if binary || std::str::from_utf8(payload).is_err() {
-            Opcode::Binary
-        } else {
-            Opcode::Text
+    /// The frame a hub message of `kind` goes in: its kind's, if it has one (its sender
+    /// made sure a text message is UTF-8: a `String`, or a text frame the decoder checked).
+    /// Without one: binary if `binary` (`websocket_binary`) or if it is not UTF-8, else
+    /// text, so no text frame carries anything but UTF-8.
+    pub(crate) fn for_message(
+        payload: &[u8],
+        kind: Option<crate::MessageKind>,
+        binary: bool,
+    ) -> Opcode {
+        use crate::MessageKind;
+        match kind {
+            Some(MessageKind::Text) => Opcode::Text,
+            Some(MessageKind::Binary) => Opcode::Binary,
+            None if binary || std::str::from_utf8(payload).is_err() => Opcode::Binary,
+            None => Opcode::Text,
         }
     }
 }

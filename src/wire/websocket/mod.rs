@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Kind, Settings};
 use crate::queue::Chunk;
-use crate::DisconnectReason;
+use crate::{DisconnectReason, MessageKind};
 
 mod frame;
 mod handshake;
@@ -41,12 +41,18 @@ impl Kind for WebSocket {
         Some(encoded_len(payload.len()))
     }
 
-    /// One unmasked final frame: a text frame for a payload that is UTF-8 (unless
-    /// `websocket_binary`), a binary frame otherwise, so no text frame carries anything
-    /// else. With `Framing::Lines` a message's payload is its line, so a message that
-    /// itself ends in `\n` reaches WebSocket clients without it.
-    fn encode_into(s: &Settings<'_>, payload: &[u8], out: &mut BytesMut) {
-        let opcode = Opcode::for_message(payload, s.websocket.binary);
+    /// One unmasked final frame: of the message's kind if it has one; without, a text
+    /// frame for a payload that is UTF-8 (unless `websocket_binary`), a binary frame
+    /// otherwise, so no text frame carries anything else. With `Framing::Lines` a
+    /// message's payload is its line, so a message that itself ends in `\n` reaches
+    /// WebSocket clients without it.
+    fn encode_into(
+        s: &Settings<'_>,
+        payload: &[u8],
+        kind: Option<MessageKind>,
+        out: &mut BytesMut,
+    ) {
+        let opcode = Opcode::for_message(payload, kind, s.websocket.binary);
         encode_into(out, opcode, payload);
     }
 
@@ -100,6 +106,70 @@ mod tests {
         match parse_head(read, settings) {
             Head::Upgrade { upgrade, len } => (upgrade, len),
             other => panic!("not accepted: {other:?}"),
+        }
+    }
+
+    /// The first byte of every frame in `frames`: FIN and the opcode.
+    fn first_bytes(frames: &crate::command::Frames) -> Vec<u8> {
+        (0..frames.ends.len()).map(|i| frames.frame(i)[0]).collect()
+    }
+
+    /// Each message goes in a frame of its kind; one without a kind is guessed from its
+    /// bytes, unless `websocket_binary`, which an explicit kind overrides. Replays too.
+    #[test]
+    fn messages_are_framed_as_their_kind() {
+        use crate::command::{Batch, Target};
+        use crate::wire::{codec, Settings, Wire};
+        use crate::{Framing, MessageKind::*};
+
+        let (text, binary) = (0x81, 0x82);
+        for forced in [false, true] {
+            let websocket = Box::leak(Box::new(WebSocketSettings {
+                binary: forced,
+                ..WebSocketSettings::default()
+            }));
+            let s = Settings {
+                websocket,
+                ..Settings::with(Framing::LengthPrefixed)
+            };
+            let messages: [(&[u8], _); 6] = [
+                (b"", Some(Binary)),
+                (b"****", Some(Binary)),
+                (b"hi", Some(Text)),
+                (b"", Some(Text)),
+                (b"plain", None),
+                (b"\xff", None),
+            ];
+            let guess = if forced { binary } else { text };
+            let expected = [binary, binary, text, text, guess, binary];
+            let mut batch = Batch::with_capacity(64);
+            for (payload, kind) in messages {
+                batch.push(s.framing, payload, Target::All, kind);
+            }
+            let frames = Wire::WebSocket.reframe(&s, &batch.take()).unwrap();
+            assert_eq!(first_bytes(&frames), expected, "forced binary: {forced}");
+
+            let kept: Vec<_> = messages
+                .iter()
+                .map(|(payload, kind)| {
+                    (codec::encode(s.framing, payload, payload.len() + 4), *kind)
+                })
+                .collect();
+            let len = kept
+                .iter()
+                .map(|(k, _)| Wire::WebSocket.replay_len(&s, k))
+                .sum();
+            let parts = Wire::WebSocket.replay(&s, kept.iter().map(|(k, kind)| (k, *kind)), len);
+            let mut replayed = Vec::new();
+            for part in &parts {
+                let bytes = part.bytes();
+                let mut at = 0;
+                while at < bytes.len() {
+                    replayed.push(bytes[at]);
+                    at += 2 + usize::from(bytes[at + 1]);
+                }
+            }
+            assert_eq!(replayed, expected, "replayed, forced binary: {forced}");
         }
     }
 

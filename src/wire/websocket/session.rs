@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::control_frame;
 use super::frame::{close_payload, Decoder, Inbound, Opcode, WsError};
 use crate::wire::Settings;
-use crate::{DisconnectReason, Framing};
+use crate::{DisconnectReason, Framing, MessageKind};
 
 /// A WebSocket client's protocol state: a few bytes while idle.
 #[derive(Debug, Default)]
@@ -22,8 +22,9 @@ pub(crate) struct Session {
 /// What [`Session::read`] took from a client.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Input<'a> {
-    /// A message for the hub: its payload.
-    Message(&'a [u8]),
+    /// A message for the hub: its payload, and its kind (the opcode it came with; a text
+    /// message's payload was checked to be UTF-8).
+    Message(&'a [u8], MessageKind),
     /// Bytes to queue for the client, a protocol answer (a pong to its ping).
     Reply(Bytes),
     /// Nothing to act on: a pong (a sign of life; reading it was enough), or a fragment taken
@@ -115,7 +116,14 @@ impl Session {
             {
                 return Err(Broken::NEWLINE);
             }
-            Inbound::Message { payload, .. } => Input::Message(payload),
+            Inbound::Message { text, payload } => {
+                let kind = if text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                Input::Message(payload, kind)
+            }
             Inbound::Ping(payload) => Input::Reply(control_frame(Opcode::Pong, payload)),
             Inbound::Pong | Inbound::Fragment => Input::Nothing,
             Inbound::Close { code, .. } => {
@@ -166,7 +174,7 @@ mod tests {
         let (input, used) = read.expect("a whole frame");
         assert_eq!(used, data.len());
         Ok(match input {
-            Input::Message(payload) => Input::Message(payload.to_vec().leak()),
+            Input::Message(payload, kind) => Input::Message(payload.to_vec().leak(), kind),
             Input::Reply(bytes) => Input::Reply(bytes),
             Input::Nothing => Input::Nothing,
             Input::Closed(bytes) => Input::Closed(bytes),
@@ -179,7 +187,7 @@ mod tests {
         let lines = Framing::Lines;
         assert_eq!(
             read_one(&mut session, lines, &masked(0x81, b"hi")),
-            Ok(Input::Message(b"hi"))
+            Ok(Input::Message(b"hi", MessageKind::Text))
         );
         assert_eq!(
             read_one(&mut session, lines, &masked(0x89, b"p")),
@@ -195,7 +203,16 @@ mod tests {
         );
         assert_eq!(
             read_one(&mut session, lines, &masked(0x80, b"b")),
-            Ok(Input::Message(b"ab"))
+            Ok(Input::Message(b"ab", MessageKind::Text))
+        );
+        // Binary keeps its kind, even empty or ASCII.
+        assert_eq!(
+            read_one(&mut session, lines, &masked(0x82, b"")),
+            Ok(Input::Message(b"", MessageKind::Binary))
+        );
+        assert_eq!(
+            read_one(&mut session, lines, &masked(0x82, b"**")),
+            Ok(Input::Message(b"**", MessageKind::Binary))
         );
         let echo = control_frame(Opcode::Close, &close_payload(1001, ""));
         assert_eq!(
@@ -223,7 +240,7 @@ mod tests {
                 Framing::LengthPrefixed,
                 &masked(0x81, b"a\nb")
             ),
-            Ok(Input::Message(b"a\nb"))
+            Ok(Input::Message(b"a\nb", MessageKind::Text))
         );
         let unmasked = [0x81, 0x01, b'x'];
         let broken = read_one(&mut session, Framing::Lines, &unmasked).unwrap_err();
