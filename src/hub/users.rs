@@ -4,7 +4,7 @@
 
 use super::Hub;
 use crate::command::Target;
-use crate::{ClientId, Result};
+use crate::{AsMessage, ClientId, Result};
 
 impl Hub {
     /// The clients of `user` connected now, in ascending id order (empty for a user with
@@ -81,14 +81,13 @@ impl Hub {
     /// assert_eq!(line, "you have mail\n");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn send_to_user(&self, user: &str, msg: impl AsRef<[u8]>) -> Result<usize> {
-        let msg = msg.as_ref();
+    pub fn send_to_user(&self, user: &str, msg: impl AsMessage) -> Result<usize> {
         self.shared.check()?;
         // The same errors for a user with no client as with some.
-        self.frame_len(msg)?;
+        self.frame_len(msg.parts().0)?;
         let clients = self.user_clients(user);
         for &client in &clients {
-            self.submit(Target::One(client), msg, true)?;
+            self.submit(Target::One(client), &msg, true)?;
         }
         Ok(clients.len())
     }
