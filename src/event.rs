@@ -269,6 +269,11 @@ pub enum ResumeRefusal {
     TooMuch,
     /// A topic the client is not in and may not join.
     NotMember,
+    /// The host's [`client_topics`](crate::HubBuilder::client_topics) closure refused the
+    /// member this topic's history ([`TopicAction::Resume`](crate::TopicAction::Resume)).
+    /// The client is a member all the same, and gets the topic's messages from the
+    /// position it was told on.
+    Denied,
 }
 
 impl ResumeRefusal {
@@ -279,12 +284,13 @@ impl ResumeRefusal {
             ResumeRefusal::TooOld => "old",
             ResumeRefusal::TooMuch => "much",
             ResumeRefusal::NotMember => "member",
+            ResumeRefusal::Denied => "denied",
         }
     }
 }
 
-/// The word the protocol sends for it in `#noresume` (`epoch`, `old`, `much`, `member`),
-/// so that a log line reads as what the client was told.
+/// The word the protocol sends for it in `#noresume` (`epoch`, `old`, `much`, `member`,
+/// `denied`), so that a log line reads as what the client was told.
 ///
 /// ```
 /// assert_eq!(hubcast::ResumeRefusal::Epoch.to_string(), "epoch");

@@ -195,7 +195,7 @@ pub use bytes::Bytes;
 pub use rustls;
 
 pub use crate::builder::HubBuilder;
-pub use crate::callbacks::{Admit, Auth, AuthRequest, TopicRequest};
+pub use crate::callbacks::{Admit, Auth, AuthRequest, TopicAction, TopicRequest};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use crate::cluster::Cluster;

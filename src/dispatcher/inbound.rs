@@ -323,6 +323,13 @@ impl Dispatcher {
             Relay::Off => return,
             Relay::All => Target::All,
             Relay::Others => Target::AllExcept(id),
+            // The host decides who may write where (`permissions`).
+            Relay::Topics if self.config.client_topics.is_some() => {
+                if let Some(allow) = self.config.client_topics.clone() {
+                    self.relay_permitted(slot, id, payload, &allow);
+                }
+                return;
+            }
             Relay::Topics => {
                 // To each of its topics' other members: once per topic. Relaying changes
                 // nobody's topics, so they are walked in place.
@@ -340,6 +347,11 @@ impl Dispatcher {
                 return;
             }
         };
+        if let Some(allow) = self.config.client_topics.clone() {
+            if !self.may_publish_hub(slot, id, &allow) {
+                return;
+            }
+        }
         // The sender is live: nobody else is if it is the only one.
         if self.slots.live() <= 1 {
             self.tally.relayed_to_nobody += 1;
@@ -349,7 +361,7 @@ impl Dispatcher {
 
     /// Relays a client's message to `target`, batched with the round's other relayed
     /// frames.
-    fn relay_to(&mut self, target: Target, payload: &[u8]) {
+    pub(super) fn relay_to(&mut self, target: Target, payload: &[u8]) {
         let framing = self.config.framing;
         // `bind` checked that every inbound frame can be framed within queue_bytes.
         let Some(len) = codec::encoded_len(framing, payload) else {
