@@ -232,3 +232,30 @@ impl<F: ?Sized> fmt::Debug for Callback<F> {
         f.write_str("<closure>")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{TopicAction, TopicRequest};
+    use crate::ClientId;
+
+    #[test]
+    fn is_join_is_true_for_a_join_only() {
+        let actions = [
+            TopicAction::Join,
+            TopicAction::Leave,
+            TopicAction::Publish,
+            TopicAction::Resume,
+        ];
+        for action in actions {
+            let request = TopicRequest {
+                client: ClientId(1),
+                topic: "news",
+                action,
+            };
+            assert_eq!(request.is_join(), action == TopicAction::Join);
+            assert_eq!(request.action(), action);
+        }
+        let words: Vec<&str> = actions.iter().map(|a| a.word()).collect();
+        assert_eq!(words, ["join", "leave", "publish", "resume"]);
+    }
+}

@@ -145,7 +145,10 @@ pub enum Event {
         /// The client's address as the listener saw it.
         addr: SocketAddr,
     },
-    /// A client sent one complete frame.
+    /// A client sent one complete frame. Every one is delivered here, whether or not it
+    /// was relayed to other clients: what the
+    /// [`client_topics`](crate::HubBuilder::client_topics) closure refuses to relay
+    /// ([`TopicAction::Publish`](crate::TopicAction::Publish)) still reaches the host.
     #[non_exhaustive]
     Message {
         /// Who sent it.

@@ -113,7 +113,8 @@
 //!   frames; failed authentication; failed or timed-out handshakes (TLS included); a pause
 //!   for a full subscription ending after it was warned about;
 //! - `debug`: clients connecting and leaving with their reason, slow-client drops, pauses
-//!   for full subscriptions;
+//!   for full subscriptions, messages not relayed to a topic the
+//!   [`client_topics`](HubBuilder::client_topics) closure refused;
 //! - `trace`: every inbound payload (the only level that logs payload bytes).
 //!
 //! # Defences
