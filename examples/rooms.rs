@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! cargo run --release --example rooms -- [ADDR]     # default 127.0.0.1:9999
+//! cargo run --release --example rooms -- --news-every 2 --rate 0 127.0.0.1:0
 //! nc 127.0.0.1 9999                                  # in two or more terminals
 //! ```
 //!
@@ -30,8 +31,25 @@
 //! > #own @rust 7                           (others in rust get `7@rust #hashtag`)
 //! ```
 //!
-//! What a client says reaches every room it is in; `#leave @lobby` to talk in one room
-//! only. Room names are 1 to 64 bytes with no whitespace; any room may be joined, up to 64
+//! `news` is a read-only room: any client may `#join @news` and read it, and the host posts
+//! the time there every 10 s (`--news-every SECS`), but what a client says is not relayed
+//! there (the `client_topics` closure refuses `TopicAction::Publish` to it). A line sent by
+//! a client in `news` only is answered `#refused publish @news denied`; from a client also
+//! in `lobby` it reaches `lobby` alone. The host still reads every line (and logs it at
+//! `debug`).
+//!
+//! ```text
+//! < #join @news
+//! > #joined @news 3310585011322 12
+//! > 13@news the time is 21:50:10 UTC
+//! < #leave @lobby
+//! > #left @lobby
+//! < can I post here?
+//! > #refused publish @news denied
+//! ```
+//!
+//! What a client says reaches every room it is in (but `news`); `#leave @lobby` to talk in
+//! one room only. Room names are 1 to 64 bytes with no whitespace; any room may be joined, up to 64
 //! per client. A client that reconnects can get what it missed with `#resume` (see the
 //! protocol's docs); `nc` users simply see numbered lines.
 //!
@@ -41,30 +59,48 @@
 
 use std::error::Error;
 use std::process::ExitCode;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hubcast::{Admit, Event, Hub, Protocol, RateLimit, Relay};
+use hubcast::{Admit, Event, Hub, Protocol, RateLimit, Relay, TopicAction};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
+/// The read-only room: clients join and read it; only the host writes there.
+const NEWS: &str = "news";
 
 mod common;
 
 /// The usage, for `--help` and for a bad command line.
-const USAGE: &str = "usage: rooms [--rate MSGS] [ADDR]
+const USAGE: &str = "usage: rooms [--rate MSGS] [--news-every SECS] [ADDR]
   ADDR        where to listen, HOST:PORT (default 127.0.0.1:9999; port 0 lets the system choose)
-  --rate MSGS messages a second each client may send, held back past it (default 50; 0: no limit)";
+  --rate MSGS messages a second each client may send, held back past it (default 50; 0: no limit)
+  --news-every SECS
+              how often the host posts the time to the read-only room news (default 10;
+              a decimal number of seconds, over 0)";
 
 /// Runs the example; see `common` for how it answers `--help`, a bad command line and a
 /// failure.
 fn main() -> ExitCode {
-    let args = common::Args::parse(USAGE, 1, &["--rate"]);
+    let args = common::Args::parse(USAGE, 1, &["--rate", "--news-every"]);
     common::init_logging("info");
-    common::exit(run(&args.addr(0, "127.0.0.1:9999"), args.rate_limit()))
+    let news_every = match args.option("--news-every") {
+        None => Duration::from_secs(10),
+        Some(secs) => match secs.parse().map(Duration::try_from_secs_f64) {
+            Ok(Ok(every)) if !every.is_zero() => every,
+            _ => args.refuse("--news-every takes a number of seconds over 0, such as 10 or 0.5"),
+        },
+    };
+    common::exit(run(
+        &args.addr(0, "127.0.0.1:9999"),
+        args.rate_limit(),
+        news_every,
+    ))
 }
 
-fn run(addr: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
+fn run(addr: &str, rate: Option<RateLimit>, news_every: Duration) -> Result<(), Box<dyn Error>> {
     let hub = Hub::builder()
         .protocol(Protocol::Sequenced)
         .relay(Relay::Topics)
@@ -78,7 +114,14 @@ fn run(addr: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
         // decides and logs. The hub still checks names and the per-client limit, and answers
         // `#refused` if those fail. The events below reach this thread later, so a client
         // that joins a room the moment it connects is logged joining before it arrives.
-        .client_topics(|request| common::any_room(request, LOBBY))
+        //
+        // It is also asked, for each line a client sends, about each room the line would go
+        // to (`TopicAction::Publish`): `news` is read-only, so a line is not relayed there.
+        // The host's own `publish` to it is not asked.
+        .client_topics(|request| match request.action() {
+            TopicAction::Publish if request.topic() == NEWS => false,
+            _ => common::any_room(request, LOBBY),
+        })
         // Per client, 50 messages a second unless `--rate` says otherwise: see
         // `common::Args::rate_limit` and the README's "Rate limits".
         .rate_limit(rate)
@@ -102,6 +145,14 @@ fn run(addr: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
     })?;
     // Only now, with the signal handler in place, tell the world we are ready.
     println!("listening on {}", hub.local_addr());
+    // The host posts to news until the hub closes, or until this thread drops `stop`.
+    let (stop, stopped) = mpsc::channel::<()>();
+    let poster = {
+        let hub = Arc::clone(&hub);
+        thread::Builder::new()
+            .name("news".into())
+            .spawn(move || post_news(&hub, news_every, &stopped))?
+    };
 
     // The client whose `Connected` came last, while its admission's `TopicJoined` events
     // (which follow it at once) come in: they are logged with its arrival, not again.
@@ -132,10 +183,10 @@ fn run(addr: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
             Event::Message {
                 client, payload, ..
             } if log::log_enabled!(log::Level::Debug) => {
-                // Which rooms it reached: those the client is in now, as far as the hub's
-                // table tells (it may have moved since, or left).
-                let to = rooms_of(&hub, client);
-                log::debug!("{client} to {to}: {}", String::from_utf8_lossy(&payload));
+                // The rooms the client is in now, as far as the hub's table tells (it may
+                // have moved since, or left); the line reached them but news.
+                let rooms = rooms_of(&hub, client);
+                log::debug!("{client} in {rooms}: {}", String::from_utf8_lossy(&payload));
             }
             Event::Resumed {
                 client,
@@ -152,14 +203,42 @@ fn run(addr: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error>> {
             _ => {}
         }
     }
+    // The events end once the hub has shut down: the poster ends now, if it has not.
+    drop(stop);
+    if poster.join().is_err() {
+        log::error!("the news thread panicked");
+    }
     let stats = hub.stats();
     log::info!(
-        "stopped: {} served, {} in, {}",
+        "stopped: {} served, {} in, {}, {} not relayed to news",
         common::count(stats.accepted, "client", "clients"),
         common::count(stats.frames_in, "message", "messages"),
-        common::count(stats.frames_out, "delivery", "deliveries")
+        common::count(stats.frames_out, "delivery", "deliveries"),
+        stats.publish_refused
     );
     Ok(())
+}
+
+/// Posts the time to news every `every`, until the hub closes or `stop` is dropped: each
+/// wait is bounded by `every`, and a closed hub ends the loop at its next post.
+fn post_news(hub: &Hub, every: Duration, stop: &mpsc::Receiver<()>) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let line = format!("the time is {} UTC", time_of_day(SystemTime::now()));
+        match hub.publish(NEWS, line) {
+            Ok(()) => {}
+            Err(hubcast::Error::Closed) => return,
+            Err(err) => {
+                log::error!("posting to @{NEWS}: {err}");
+                return;
+            }
+        }
+    }
+}
+
+/// The time of day of `now` in UTC, `HH:MM:SS` (no date library needed for that).
+fn time_of_day(now: SystemTime) -> String {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// The rooms a client is in now, as the hub's table says: `@lobby @x`, or `no room`.

@@ -185,13 +185,49 @@ impl AuthRequest<'_> {
     }
 }
 
-/// A client's request to join or leave a topic, shown to the host's
+/// What a client asks to do with a topic, in a [`TopicRequest`].
+///
+/// Later versions may add actions: match with a wildcard arm, and decide there what an
+/// action you do not know gets (`false` keeps a hub closed to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TopicAction {
+    /// `#join @topic`, or a `#resume @topic` of a topic the client is not in (asked before
+    /// its [`Resume`](TopicAction::Resume)).
+    Join,
+    /// `#leave @topic`.
+    Leave,
+    /// A message the client sent, about to be relayed to the topic's other members
+    /// ([`Relay::Topics`](crate::Relay::Topics)); asked once per message and topic the
+    /// client is in. Under [`Relay::All`](crate::Relay::All) and
+    /// [`Relay::Others`](crate::Relay::Others) it is asked once per message with the topic
+    /// `"*"`, the hub-wide stream's name.
+    Publish,
+    /// `#resume @topic` by a member: it asks for the topic's history (the replay ring).
+    Resume,
+}
+
+impl TopicAction {
+    /// The action as a word: `join`, `leave`, `publish`, `resume`.
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            TopicAction::Join => "join",
+            TopicAction::Leave => "leave",
+            TopicAction::Publish => "publish",
+            TopicAction::Resume => "resume",
+        }
+    }
+}
+
+/// A client's request to join, leave, write to or resume a topic, shown to the host's
 /// [`client_topics`](crate::HubBuilder::client_topics) closure.
+///
+/// Passed by reference and valid only during the call.
 #[derive(Debug)]
 pub struct TopicRequest<'a> {
     pub(crate) client: crate::ClientId,
     pub(crate) topic: &'a str,
-    pub(crate) join: bool,
+    pub(crate) action: TopicAction,
 }
 
 impl TopicRequest<'_> {
@@ -200,14 +236,22 @@ impl TopicRequest<'_> {
         self.client
     }
 
-    /// The topic's name.
+    /// The topic's name (without `@`), or `"*"` for a [`Publish`](TopicAction::Publish)
+    /// under [`Relay::All`](crate::Relay::All) or [`Relay::Others`](crate::Relay::Others).
     pub fn topic(&self) -> &str {
         self.topic
     }
 
-    /// Whether it asks to join (`true`) or to leave.
+    /// What the client asks to do.
+    pub fn action(&self) -> TopicAction {
+        self.action
+    }
+
+    /// Whether it asks to join ([`TopicAction::Join`]). `false` for every other action:
+    /// a closure written before [`action`](Self::action) existed, which took `false` to
+    /// mean a leave, should match on `action` instead.
     pub fn is_join(&self) -> bool {
-        self.join
+        self.action == TopicAction::Join
     }
 }
 
@@ -229,5 +273,32 @@ impl<F: ?Sized> Clone for Callback<F> {
 impl<F: ?Sized> fmt::Debug for Callback<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<closure>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TopicAction, TopicRequest};
+    use crate::ClientId;
+
+    #[test]
+    fn is_join_is_true_for_a_join_only() {
+        let actions = [
+            TopicAction::Join,
+            TopicAction::Leave,
+            TopicAction::Publish,
+            TopicAction::Resume,
+        ];
+        for action in actions {
+            let request = TopicRequest {
+                client: ClientId(1),
+                topic: "news",
+                action,
+            };
+            assert_eq!(request.is_join(), action == TopicAction::Join);
+            assert_eq!(request.action(), action);
+        }
+        let words: Vec<&str> = actions.iter().map(|a| a.word()).collect();
+        assert_eq!(words, ["join", "leave", "publish", "resume"]);
     }
 }

@@ -152,7 +152,10 @@ pub enum Event {
         /// that left at once).
         user: Option<String>,
     },
-    /// A client sent one complete frame.
+    /// A client sent one complete frame. Every one is delivered here, whether or not it
+    /// was relayed to other clients: what the
+    /// [`client_topics`](crate::HubBuilder::client_topics) closure refuses to relay
+    /// ([`TopicAction::Publish`](crate::TopicAction::Publish)) still reaches the host.
     #[non_exhaustive]
     Message {
         /// Who sent it.
@@ -297,6 +300,11 @@ pub enum ResumeRefusal {
     TooMuch,
     /// A topic the client is not in and may not join.
     NotMember,
+    /// The host's [`client_topics`](crate::HubBuilder::client_topics) closure refused the
+    /// member this topic's history ([`TopicAction::Resume`](crate::TopicAction::Resume)).
+    /// The client is a member all the same, and gets the topic's messages from the
+    /// position it was told on.
+    Denied,
 }
 
 impl ResumeRefusal {
@@ -307,12 +315,13 @@ impl ResumeRefusal {
             ResumeRefusal::TooOld => "old",
             ResumeRefusal::TooMuch => "much",
             ResumeRefusal::NotMember => "member",
+            ResumeRefusal::Denied => "denied",
         }
     }
 }
 
-/// The word the protocol sends for it in `#noresume` (`epoch`, `old`, `much`, `member`),
-/// so that a log line reads as what the client was told.
+/// The word the protocol sends for it in `#noresume` (`epoch`, `old`, `much`, `member`,
+/// `denied`), so that a log line reads as what the client was told.
 ///
 /// ```
 /// assert_eq!(hubcast::ResumeRefusal::Epoch.to_string(), "epoch");

@@ -114,7 +114,8 @@
 //!   frames; failed authentication (and invalid user keys); failed or timed-out handshakes
 //!   (TLS included); a pause for a full subscription ending after it was warned about;
 //! - `debug`: clients connecting and leaving with their reason, slow-client drops, pauses
-//!   for full subscriptions;
+//!   for full subscriptions, messages not relayed to a topic the
+//!   [`client_topics`](HubBuilder::client_topics) closure refused;
 //! - `trace`: every inbound payload (the only level that logs payload bytes).
 //!
 //! # Defences
@@ -199,7 +200,7 @@ pub use bytes::Bytes;
 pub use rustls;
 
 pub use crate::builder::HubBuilder;
-pub use crate::callbacks::{Admit, Auth, AuthRequest, TopicRequest};
+pub use crate::callbacks::{Admit, Auth, AuthRequest, TopicAction, TopicRequest};
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub use crate::cluster::Cluster;

@@ -279,6 +279,10 @@ pub(crate) struct Shared {
     pub(crate) inbox: Mutex<Inbox>,
     /// Whether `inbox.pending` may be non-empty; spares the dispatcher a lock per event.
     pub(crate) inbox_pending: AtomicBool,
+    /// The number of the host's last join or leave decision (`Decisions::host`), stored
+    /// under the registry's lock as it is made: the dispatcher's publish check compares it
+    /// with the last it applied to learn, without that lock, whether one is on its way.
+    pub(crate) host_decided: AtomicU64,
 }
 
 impl Shared {
@@ -303,6 +307,7 @@ impl Shared {
             registry: Mutex::new(Registry::default()),
             inbox: Mutex::new(Inbox::default()),
             inbox_pending: AtomicBool::new(false),
+            host_decided: AtomicU64::new(0),
         }
     }
 

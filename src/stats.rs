@@ -80,11 +80,20 @@ pub struct Stats {
     /// invalid name, or over a topic limit. Each is skipped (and logged at `warn`); the
     /// client is admitted all the same.
     pub admit_topics_refused: u64,
+    /// Messages the [`client_topics`](crate::HubBuilder::client_topics) closure refused to
+    /// relay ([`TopicAction::Publish`](crate::TopicAction::Publish)), counted once per
+    /// message and topic refused (a message refused in two of its sender's topics counts
+    /// twice; under [`Relay::All`](crate::Relay::All) and
+    /// [`Relay::Others`](crate::Relay::Others), once per message). Subscribers still got
+    /// each as [`Event::Message`](crate::Event::Message). A message refused everywhere is
+    /// counted here, not in `relayed_to_nobody`.
+    pub publish_refused: u64,
     /// Times a host closure ([`accept_filter`](crate::HubBuilder::accept_filter),
     /// [`authenticate`](crate::HubBuilder::authenticate),
     /// [`admit`](crate::HubBuilder::admit),
     /// [`client_topics`](crate::HubBuilder::client_topics)) panicked; each cost one
-    /// connection, or one topic request for `client_topics`.
+    /// connection, or one request (or one message's relay to one topic) for
+    /// `client_topics`.
     pub callback_panics: u64,
     /// Streams clients resumed ([`Protocol::Sequenced`](crate::Protocol::Sequenced)).
     pub resumes: u64,
@@ -294,6 +303,7 @@ pub(crate) struct Counters {
     pub(crate) relayed_to_nobody: AtomicU64,
     pub(crate) admit_topics_refused: AtomicU64,
     pub(crate) user_cap_refused: AtomicU64,
+    pub(crate) publish_refused: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
     pub(crate) replayed: AtomicU64,
@@ -342,6 +352,7 @@ impl Counters {
             rate_dropped: self.rate_dropped.load(Relaxed),
             relayed_to_nobody: self.relayed_to_nobody.load(Relaxed),
             admit_topics_refused: self.admit_topics_refused.load(Relaxed),
+            publish_refused: self.publish_refused.load(Relaxed),
             resumes: self.resumes.load(Relaxed),
             resumes_refused: self.resumes_refused.load(Relaxed),
             replayed: self.replayed.load(Relaxed),

@@ -3,7 +3,9 @@
 //!
 //! - `chat_server`: a line reaches the other client.
 //! - `rooms`: clients start in `lobby`, chat there, and one that moves to another room
-//!   hears nothing more of `lobby`; all over plain lines, as with `nc`.
+//!   hears nothing more of `lobby`; all over plain lines, as with `nc`. `news` is
+//!   read-only: a client there reads the host's time posts, and what it writes is refused
+//!   (`#refused publish @news denied`).
 //! - `ws_chat_server` (feature `websocket`): an `nc`-like client and a WebSocket client
 //!   meet in `lobby` and chat both ways.
 //!
@@ -174,6 +176,41 @@ fn rooms_keeps_rooms_apart_and_exits_on_sigterm() {
     assert_eq!(stderr.matches("leaves @lobby").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("joins @other").count(), 2, "{stderr}");
     assert!(stderr.contains("stopped: 4 clients served"), "{stderr}");
+}
+
+#[test]
+fn rooms_news_is_read_only_and_gets_the_time() {
+    // Posts every 50 ms, not every 10 s.
+    let mut server = start("rooms", &["--news-every", "0.05", LOCAL]);
+    let addr = listening(&mut server, "listening on ", "");
+    let mut reader = Peer::connect(addr);
+    expect_at(&mut reader);
+    expect_joined(&mut reader, "lobby");
+    reader.write(b"#leave @lobby\n#join @news\n");
+    assert_eq!(reader.read_text_line(), "#left @lobby");
+    expect_joined(&mut reader, "news");
+    // In news only, it may not write there: told so, between the host's posts.
+    reader.write(b"can I post here?\n");
+    let (mut refused, mut posts) = (false, 0);
+    while !refused || posts == 0 {
+        let line = reader.read_text_line();
+        if line == "#refused publish @news denied" {
+            assert!(!refused, "refused twice");
+            refused = true;
+            continue;
+        }
+        let (head, text) = line.split_once(' ').unwrap_or_default();
+        assert!(
+            head.ends_with("@news") && text.starts_with("the time is ") && text.ends_with(" UTC"),
+            "{line}"
+        );
+        posts += 1;
+    }
+    let stderr = stops_on_sigterm(server);
+    assert!(
+        stderr.contains("stopped: 1 client served") && stderr.contains("1 not relayed to news"),
+        "{stderr}"
+    );
 }
 
 #[cfg(feature = "websocket")]

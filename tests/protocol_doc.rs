@@ -511,3 +511,33 @@ fn no_payload_from_a_line_ends_in_a_carriage_return() {
     let messages = events.messages(id, 3);
     assert_eq!(messages, [&b"hi"[..], b"\r\rx", b""]);
 }
+
+/// "Who may write where", and its example: in a read-only room, a client also in `lobby`
+/// reaches `lobby` only (its `#own`, no answer); in the room alone, its message is
+/// answered `#refused publish @news denied`; a resume the host refuses is answered
+/// `#noresume @news denied` with the room's position, and the client reads on live.
+#[test]
+fn a_read_only_room_as_the_example_shows() {
+    use hubcast::TopicAction;
+    let builder = sequenced()
+        .relay(hubcast::Relay::Topics)
+        .client_topics(|request| match request.action() {
+            TopicAction::Publish | TopicAction::Resume => request.topic() != "news",
+            _ => true,
+        });
+    let (hub, mut peer, _, _) = with_client(builder);
+    peer.write(b"#join @lobby\n#join @news\n");
+    joined(&text(&mut peer), "lobby");
+    let (news, _) = joined(&text(&mut peer), "news");
+    hub.publish("news", "the time is 21:50:10 UTC").unwrap();
+    assert_eq!(text(&mut peer), "1@news the time is 21:50:10 UTC");
+    peer.write(b"hello\n#leave @lobby\nhello?\n");
+    assert_eq!(text(&mut peer), "#own @lobby 1");
+    assert_eq!(text(&mut peer), "#left @lobby");
+    assert_eq!(text(&mut peer), "#refused publish @news denied");
+    peer.write(format!("#resume @news {news} 0\n").as_bytes());
+    assert_eq!(text(&mut peer), format!("#noresume @news denied {news} 1"));
+    hub.publish("news", "later").unwrap();
+    assert_eq!(text(&mut peer), "2@news later");
+    assert_eq!(hub.stats().publish_refused, 2);
+}

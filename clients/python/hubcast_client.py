@@ -137,7 +137,10 @@ class NoResume(NamedTuple):
     the protocol allows, and reports ``much`` only if it still does not fit after a few
     tries, when its queue held nothing else), ``member`` (a topic the client is
     not in and may not join: the client stops following it; ``new`` is then what the hub
-    said, ``(0, 0)`` today); or the client's own ``gap`` (the hub answered a resume without
+    said, ``(0, 0)`` today), ``denied`` (the client is in the topic but the host does not
+    let it have the topic's history: like ``member``, never asked again, but the client
+    stays in the topic and follows it live from ``new``, without resuming it, joining it
+    again on the next connection); or the client's own ``gap`` (the hub answered a resume without
     filling the gap, which a hub that implements the protocol does not do)."""
 
     stream: str
@@ -161,7 +164,10 @@ class Left(NamedTuple):
 
 
 class Refused(NamedTuple):
-    """A request was refused (``#refused``): ``request`` is ``join`` or ``leave``."""
+    """A request was refused (``#refused``): ``request`` is ``join`` or ``leave``; or
+    ``publish``: a message this client sent was relayed to nobody, because the host does
+    not let it write to ``stream`` (``"@name"``, or ``"*"`` on a hub that relays to
+    everyone), ``reason`` ``denied``. Not resent: show it to the user."""
 
     request: str
     stream: str
@@ -602,6 +608,16 @@ class Session:
             # Not in the topic and may not join it: stop following it.
             del self._streams[name]
             return
+        if reason == "denied":
+            # In the topic, but not allowed its history: never asked again. Followed live
+            # from the position given, without an epoch (so never resumed), and joined
+            # again on the next connection, which drops streams without one.
+            fresh = self._streams[name] = _Stream(name, None, seq)
+            if name != HUB:
+                self._wanted.add(name)
+            for held_seq, body in sorted(stream.held, key=lambda item: item[0]):
+                self._take(fresh, held_seq, body)
+            return
         stream.pending = False
         stream.epoch, stream.seq = epoch, seq
         stream.asked_after, stream.fruitless, stream.much = -1, 0, 0
@@ -668,8 +684,9 @@ class Client:
     ``max_backoff``. A resume unanswered for ``timeout`` counts as a failed connection,
     and so does a connection silent for ``idle_timeout`` (use it with the hub's heartbeats).
 
-    ``on_noresume`` is called with each :class:`NoResume` event and ``on_event`` with every
-    event, as it arrives; :meth:`recv` returns them too. ``rcvbuf`` sets ``SO_RCVBUF``.
+    ``on_noresume`` is called with each :class:`NoResume` event, ``on_refused`` with each
+    :class:`Refused` (among them ``publish``: a message sent was relayed to nobody) and
+    ``on_event`` with every event, as it arrives; :meth:`recv` returns them too. ``rcvbuf`` sets ``SO_RCVBUF``.
     """
 
     def __init__(
@@ -690,6 +707,7 @@ class Client:
         rcvbuf: Optional[int] = None,
         on_noresume: Optional[Callable[[NoResume], None]] = None,
         on_event: Optional[Callable[[Event], None]] = None,
+        on_refused: Optional[Callable[[Refused], None]] = None,
     ) -> None:
         self.address = _parse_address(address)
         self.auth = auth.encode() if isinstance(auth, str) else auth
@@ -701,6 +719,7 @@ class Client:
         self.idle_timeout = idle_timeout
         self.rcvbuf = rcvbuf
         self.on_noresume = on_noresume
+        self.on_refused = on_refused
         self.on_event = on_event
         self.session = Session(positions, topics)
         self._framer = make_framer(framing, max_frame)
@@ -874,6 +893,8 @@ class Client:
                 self.on_event(event)
             if isinstance(event, NoResume) and self.on_noresume is not None:
                 self.on_noresume(event)
+            if isinstance(event, Refused) and self.on_refused is not None:
+                self.on_refused(event)
             self._events.append(event)
 
     def _step(self, deadline: float) -> None:

@@ -125,26 +125,106 @@ impl HubBuilder {
         self
     }
 
-    /// Lets clients join and leave topics themselves ([`Protocol::Sequenced`]'s `#join`
-    /// and `#leave`), each request checked by `allow`, which runs on the dispatcher thread
-    /// under the same rules as the [authenticator](Self::authenticate). Default: clients
-    /// may not choose topics; only the host puts them in ([`Hub::join`]).
+    /// Decides who may do what with which topic: lets clients join and leave topics
+    /// themselves ([`Protocol::Sequenced`]'s `#join` and `#leave`), and checks who may
+    /// write to a topic and resume it. `allow` is asked about one client, topic and
+    /// [`TopicAction`](crate::TopicAction) at a time and answers whether to allow it; it
+    /// runs on the dispatcher thread under the same rules as the
+    /// [authenticator](Self::authenticate), so it should only decide (read your own state)
+    /// and never block. Default: none. Clients may not choose topics (only the host puts
+    /// them in, [`Hub::join`]), every member may write to its topics, and every member may
+    /// resume them.
     ///
-    /// `allow` sees only requests that would change the client's topics: a `#join` of a
-    /// topic the client is in, or a `#leave` of one it is not in, is answered at once. Each
-    /// change a request makes is reported as
-    /// [`Event::TopicJoined`](crate::Event::TopicJoined) or
-    /// [`Event::TopicLeft`](crate::Event::TopicLeft); see [`Hub::join`] for the order of
-    /// the host's and the clients' changes.
+    /// It is asked for:
+    ///
+    /// - [`Join`](crate::TopicAction::Join) and [`Leave`](crate::TopicAction::Leave): a
+    ///   `#join` or `#leave` that would change the client's topics (a `#join` of a topic
+    ///   the client is in, or a `#leave` of one it is not in, is answered at once). Each
+    ///   change a request makes is reported as
+    ///   [`Event::TopicJoined`](crate::Event::TopicJoined) or
+    ///   [`Event::TopicLeft`](crate::Event::TopicLeft); see [`Hub::join`] for the order of
+    ///   the host's and the clients' changes. Refused: `#refused join @<topic> denied`.
+    /// - [`Resume`](crate::TopicAction::Resume): a `#resume @<topic>`, a member asking for
+    ///   the messages it missed. A client not in the topic is asked `Join` first (the
+    ///   resume joins it), then `Resume`. Refused: `#noresume @<topic> denied <epoch>
+    ///   <seq>` with the topic's position (the client is a member and reads live messages
+    ///   from there) and [`Event::ResumeRefused`](crate::Event::ResumeRefused) with
+    ///   [`ResumeRefusal::Denied`](crate::ResumeRefusal::Denied). The hub-wide stream's
+    ///   resume (`#resume *`) is not asked.
+    /// - [`Publish`](crate::TopicAction::Publish): each message a client sends, before it
+    ///   is relayed. Under [`Relay::Topics`](crate::Relay::Topics), once per topic the
+    ///   client is in (not per recipient), and the message goes to the topics allowed;
+    ///   under [`Relay::All`](crate::Relay::All) and [`Relay::Others`](crate::Relay::Others)
+    ///   once, with the topic `"*"` (the hub-wide stream's name), so a host can mute a
+    ///   client in a plain chat; under [`Relay::Off`](crate::Relay::Off), never. Whatever
+    ///   the answer, subscribers get the message as
+    ///   [`Event::Message`](crate::Event::Message): relaying is what other clients get, not
+    ///   what the host reads. Each refused (message, topic) pair is counted in
+    ///   [`Stats::publish_refused`](crate::Stats::publish_refused) and logged at `debug`.
+    ///   A message refused everywhere it would go is answered, with
+    ///   [`Protocol::Sequenced`], `#refused publish @<topic> denied` for each topic (or
+    ///   `#refused publish * denied`); with [`Protocol::None`] there are no control
+    ///   messages, and it is only counted. A refused message reaches no client.
+    ///
+    /// **When a change applies.** The closure is asked as each message (or request) is
+    /// read, so it may read state the host changes at run time (an `Arc<RwLock<..>>`, an
+    /// atomic): a change the host made before the hub read a client's message applies to
+    /// that message. What "before" means: the host's write returned before the client
+    /// sent it (say, the host mutes a client, then tells it so; whatever it sends after
+    /// hearing it is refused). A message already read when the change was made may still be
+    /// relayed. A message is relayed to the topics the client is in when it is read, as
+    /// decided: after a [`Hub::leave`] returns, a message the hub reads next does not reach
+    /// that topic, even if the leave has not reached the client yet (it is still sent the
+    /// topic's messages until then); after a [`Hub::join`] returns, one it reads next does.
+    ///
+    /// A panic in the closure refuses what it was asked (counted in
+    /// [`Stats::callback_panics`](crate::Stats::callback_panics) and logged at `error`);
+    /// the hub goes on.
+    ///
+    /// The closure costs a call per message and topic of its sender; without one, relaying
+    /// costs what it always did.
     ///
     /// ```
-    /// use hubcast::{Hub, Protocol};
+    /// use hubcast::{Hub, Protocol, Relay, TopicAction};
     ///
-    /// // Any client may join any room but "admin".
+    /// // Any client may join any room but "admin", and write anywhere but "news", which is
+    /// // read-only: only the host publishes there (`Hub::publish`).
     /// let hub = Hub::builder()
     ///     .protocol(Protocol::Sequenced)
-    ///     .client_topics(|request| request.topic() != "admin")
+    ///     .relay(Relay::Topics)
+    ///     .client_topics(|request| match request.action() {
+    ///         TopicAction::Publish => request.topic() != "news",
+    ///         _ => request.topic() != "admin",
+    ///     })
     ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    ///
+    /// Muting a client at run time, in a plain chat: the closure reads the host's set of
+    /// muted clients.
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use std::sync::{Arc, RwLock};
+    /// use hubcast::{ClientId, Hub, Relay, TopicAction};
+    ///
+    /// let muted: Arc<RwLock<HashSet<ClientId>>> = Arc::default();
+    /// let check = Arc::clone(&muted);
+    /// let hub = Hub::builder()
+    ///     .relay(Relay::Others)
+    ///     .client_topics(move |request| {
+    ///         // `topic()` is "*" here: the hub-wide stream. A poisoned lock mutes nobody.
+    ///         request.action() != TopicAction::Publish
+    ///             || !check.read().is_ok_and(|m| m.contains(&request.client()))
+    ///     })
+    ///     .bind("127.0.0.1:0")?;
+    /// # let client: Option<ClientId> = None;
+    /// // Later, on a moderator's word: this client's next message reaches nobody (the host
+    /// // still gets it as `Event::Message`).
+    /// if let (Some(client), Ok(mut muted)) = (client, muted.write()) {
+    ///     muted.insert(client);
+    /// }
     /// # drop(hub);
     /// # Ok::<(), hubcast::Error>(())
     /// ```

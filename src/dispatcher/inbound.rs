@@ -332,6 +332,13 @@ impl Dispatcher {
             Relay::Off => return,
             Relay::All => Target::All,
             Relay::Others => Target::AllExcept(id),
+            // The host decides who may write where (`permissions`).
+            Relay::Topics if self.config.client_topics.is_some() => {
+                if let Some(allow) = self.config.client_topics.clone() {
+                    self.relay_permitted(slot, id, payload, kind, &allow);
+                }
+                return;
+            }
             Relay::Topics => {
                 // To each of its topics' other members: once per topic. Relaying changes
                 // nobody's topics, so they are walked in place.
@@ -349,6 +356,11 @@ impl Dispatcher {
                 return;
             }
         };
+        if let Some(allow) = self.config.client_topics.clone() {
+            if !self.may_publish_hub(slot, id, &allow) {
+                return;
+            }
+        }
         // The sender is live: nobody else is if it is the only one.
         if self.slots.live() <= 1 {
             self.tally.relayed_to_nobody += 1;
@@ -358,7 +370,7 @@ impl Dispatcher {
 
     /// Relays a client's message to `target`, of `kind`, batched with the round's other
     /// relayed frames.
-    fn relay_to(&mut self, target: Target, payload: &[u8], kind: Option<MessageKind>) {
+    pub(super) fn relay_to(&mut self, target: Target, payload: &[u8], kind: Option<MessageKind>) {
         let framing = self.config.framing;
         // `bind` checked that every inbound frame can be framed within queue_bytes.
         let Some(len) = codec::encoded_len(framing, payload) else {

@@ -28,6 +28,9 @@ pub(super) struct Streams {
     pub(super) host_ops: Applied,
     /// The kept topics' count and bytes as last published in the counters.
     pub(super) kept_published: (usize, usize),
+    /// The topics a message is checked for, kept between messages so a check allocates
+    /// nothing (`permissions`).
+    pub(super) publish_to: Vec<super::permissions::PublishTo>,
 }
 
 impl Streams {
@@ -40,6 +43,7 @@ impl Streams {
             prune_at: None,
             host_ops: Applied::default(),
             kept_published: (0, 0),
+            publish_to: Vec::new(),
         }
     }
 }

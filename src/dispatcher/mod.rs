@@ -11,6 +11,7 @@
 //! - `outbound`: queueing those pieces, flushing, and holding back for busy clients (which
 //!   clients are busy is `client::flow`, a small type with the clock passed in);
 //! - `protocol`: numbering messages as they fan out, and clients' `#` requests;
+//! - `permissions`: who may write where, and resume what (the host's `client_topics`);
 //! - `rate`: holding back, dropping or cutting clients past their rate limit;
 //! - `resume`: replaying a stream to a client that comes back;
 //! - `membership`: applying joins and leaves, bounding and pruning replay rings;
@@ -46,6 +47,7 @@ mod inbound;
 mod lifecycle;
 mod membership;
 mod outbound;
+mod permissions;
 mod polling;
 mod protocol;
 mod rate;

@@ -17,7 +17,7 @@ use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::{check_name, TopicId};
 use crate::wire::codec;
 use crate::wire::control::{Reply, Request, StreamName, TopicRefusal};
-use crate::{ClientId, Event, TopicRequest};
+use crate::{ClientId, Event, TopicAction};
 
 /// What a client's unread control messages (answers to its own requests, `#resumed`,
 /// `#error`…, and the `#joined`/`#left` of the host's changes) may hold beyond its queue
@@ -283,15 +283,12 @@ impl Dispatcher {
             return match outcome {
                 Outcome::Gone => false,
                 Outcome::Ask => {
-                    let asking = TopicRequest {
-                        client: id,
-                        topic,
-                        join,
+                    let action = if join {
+                        TopicAction::Join
+                    } else {
+                        TopicAction::Leave
                     };
-                    let what = format_args!(
-                        "the client_topics closure panicked on {id} and @{topic}, refusing"
-                    );
-                    if !self.call_host(|| (allow.0)(&asking), what).unwrap_or(false) {
+                    if !self.ask_topic(&allow, id, StreamName::Topic(topic), action) {
                         return refuse(self, TopicRefusal::Denied);
                     }
                     asked = true;

@@ -1,7 +1,8 @@
 //! Resume (`#resume`, [`Protocol::Sequenced`](crate::Protocol)): in one step of the
 //! dispatcher, the messages a client missed from a stream's replay ring, sized for its wire
 //! and checked against what its queue already holds, then the live stream; or why not
-//! (`#noresume`), and where the stream is.
+//! (`#noresume`), and where the stream is. A member's resume of a topic is the host's to
+//! allow (`client_topics`, asked `Resume`; a non-member is asked `Join` first).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -10,7 +11,7 @@ use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::stream::Stream;
 use crate::topics::{check_name, TopicId};
 use crate::wire::control::{Reply, StreamName};
-use crate::{ClientId, Event, ResumeRefusal};
+use crate::{ClientId, Event, ResumeRefusal, TopicAction};
 
 /// The most replays a client may have queued and not yet read: past it a resume is
 /// answered `much`, however small.
@@ -78,6 +79,16 @@ impl Dispatcher {
                 // Joined now: its live messages begin after the last one, so a <next> it holds
                 // is from before (a `#left` crossed its gap repair): all up to the join.
                 let upto = replay_end(start.unwrap_or(s.seq), s.seq);
+                // A member now: may it have the topic's history? If not, it is told where
+                // the topic is, and reads on live from there.
+                let position = (s.epoch, s.seq);
+                if let Some(allow) = self.config.client_topics.clone() {
+                    let stream = StreamName::Topic(topic);
+                    if !self.ask_topic(&allow, id, stream, TopicAction::Resume) {
+                        let reason = ResumeRefusal::Denied;
+                        return self.refuse_resume(slot, id, stream, reason, Some(position));
+                    }
+                }
                 (Some(t), upto)
             }
         };

@@ -41,7 +41,13 @@ impl Hub {
                     return Ok(None);
                 };
                 *open = None;
-                Ok(Some(command(registry.decisions.host())))
+                let op = registry.decisions.host();
+                // Before the command is sent: a message the dispatcher reads from now on is
+                // relayed as this decision says (`dispatcher/permissions.rs`).
+                self.shared
+                    .host_decided
+                    .store(op, std::sync::atomic::Ordering::SeqCst);
+                Ok(Some(command(op)))
             },
         )
     }

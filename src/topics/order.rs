@@ -64,6 +64,12 @@ impl Applied {
         !superseded
     }
 
+    /// The number of the last host decision that reached the dispatcher: while it is the
+    /// host's last decision, every host join and leave has been applied.
+    pub(crate) fn last(&self) -> u64 {
+        self.host
+    }
+
     /// The host's decision `op` reached the dispatcher (applied or not).
     pub(crate) fn arrived(&mut self, op: u64) {
         self.host = op;

@@ -189,6 +189,9 @@ pub(crate) enum Reply<'a> {
         topic: &'a str,
         why: TopicRefusal,
     },
+    /// `#refused publish <stream> denied`: the host's closure refused the client's
+    /// message to this stream (`*` under `Relay::All`/`Others`), and it went nowhere.
+    PublishRefused { stream: StreamName<'a> },
     /// `#error <text>`
     Error(BadRequest<'a>),
 }
@@ -230,6 +233,7 @@ impl Display for Reply<'_> {
                     _ => write!(f, "#refused {request} @{topic} {word}"),
                 }
             }
+            Reply::PublishRefused { stream } => write!(f, "#refused publish {stream} denied"),
             Reply::Error(bad) => {
                 f.write_str("#error ")?;
                 match bad {
@@ -479,6 +483,26 @@ mod tests {
                     why: TopicRefusal::Denied,
                 },
                 "#refused leave @x denied",
+            ),
+            (
+                Reply::PublishRefused { stream: topic },
+                "#refused publish @lobby denied",
+            ),
+            (
+                Reply::PublishRefused {
+                    stream: StreamName::Hub,
+                },
+                "#refused publish * denied",
+            ),
+            (
+                Reply::NoResume {
+                    stream: topic,
+                    invalid: false,
+                    reason: ResumeRefusal::Denied,
+                    epoch: 5,
+                    seq: 9,
+                },
+                "#noresume @lobby denied 5 9",
             ),
             (
                 Reply::Error(BadRequest::Unknown("\"hi\"")),

@@ -183,6 +183,42 @@ class Topics(unittest.TestCase):
         self.assertIn(hc.NoResume("@t", "member", (5, 3), (0, 0)), events)
         self.assertEqual(s.topics, [])
 
+    def test_publish_refusals_are_surfaced_and_change_nothing(self):
+        s, _ = session(b"#joined @news 5 0")
+        events = s.receive(b"#refused publish @news denied") + s.receive(b"#refused publish * denied")
+        self.assertEqual(
+            [e for e in events if isinstance(e, hc.Refused)],
+            [hc.Refused("publish", "@news", "denied"), hc.Refused("publish", "*", "denied")],
+        )
+        self.assertEqual(s.topics, ["@news"])
+        self.assertEqual(s.data_to_send(), [], "nothing is resent")
+        self.assertEqual(delivered(s.receive(b"1@news x"), "@news"), [(1, b"x")])
+
+    def test_denied_history_is_not_asked_again_and_the_topic_is_followed_live(self):
+        s, _ = session(positions={"*": (E, 0), "@news": (5, 3)})
+        self.assertEqual(s.data_to_send(), [b"#resume @news 5 3"])
+        # Its resume joins it; a live message comes before the answer, and is held.
+        events = s.receive(b"#joined @news 5 9") + s.receive(b"10@news live")
+        events += s.receive(b"#noresume @news denied 5 9")
+        self.assertIn(hc.NoResume("@news", "denied", (5, 3), (5, 9)), events)
+        self.assertEqual(delivered(events, "@news"), [(10, b"live")])
+        self.assertEqual(s.topics, ["@news"])
+        # A jump in numbers is not repaired with a resume: there is no history to ask for.
+        events = s.receive(b"12@news later")
+        self.assertEqual(delivered(events, "@news"), [(12, b"later")])
+        self.assertEqual(s.data_to_send(), [])
+        # On the next connection it joins the topic again instead of resuming it.
+        s.connection_lost()
+        s.connection_made()
+        s.receive(b"#at * 77 0")
+        self.assertEqual(s.data_to_send(), [b"#join @news"])
+
+    def test_the_client_calls_on_refused(self):
+        seen = []
+        client = hc.Client(("127.0.0.1", 1), on_refused=seen.append, reconnect=False)
+        client._emit([hc.Refused("publish", "@news", "denied"), hc.Left("@x")])
+        self.assertEqual(seen, [hc.Refused("publish", "@news", "denied")])
+
 
 class Other(unittest.TestCase):
     def test_errors_unknowns_and_heartbeats(self):
