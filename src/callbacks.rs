@@ -226,6 +226,7 @@ impl TopicAction {
 #[derive(Debug)]
 pub struct TopicRequest<'a> {
     pub(crate) client: crate::ClientId,
+    pub(crate) user: Option<&'a str>,
     pub(crate) topic: &'a str,
     pub(crate) action: TopicAction,
 }
@@ -234,6 +235,13 @@ impl TopicRequest<'_> {
     /// The client asking.
     pub fn client(&self) -> crate::ClientId {
         self.client
+    }
+
+    /// The client's user key, if it was admitted with one
+    /// ([`Admit::user`](crate::Admit::user)): the same for every tab of one user, so a
+    /// check can go by the user's rights rather than by the connection.
+    pub fn user(&self) -> Option<&str> {
+        self.user
     }
 
     /// The topic's name (without `@`), or `"*"` for a [`Publish`](TopicAction::Publish)
@@ -292,10 +300,12 @@ mod tests {
         for action in actions {
             let request = TopicRequest {
                 client: ClientId(1),
+                user: Some("ada"),
                 topic: "news",
                 action,
             };
             assert_eq!(request.is_join(), action == TopicAction::Join);
+            assert_eq!(request.user(), Some("ada"));
             assert_eq!(request.action(), action);
         }
         let words: Vec<&str> = actions.iter().map(|a| a.word()).collect();

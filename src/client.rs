@@ -178,6 +178,9 @@ pub(crate) struct Client {
     pub(crate) session: Option<Box<crate::wire::Session>>,
     /// Its inbound rate limit's allowances, if the hub has one (set when it goes live).
     pub(crate) rate: Option<rate::Bucket>,
+    /// Its user key (`Admit::user`), shown to the `client_topics` closure: the registry's
+    /// own allocation, shared.
+    pub(crate) user: Option<Arc<str>>,
     /// Held back for its rate limit: it is not read until then (the dispatcher's `held`
     /// list wakes it).
     pub(crate) held_until: Option<Instant>,
@@ -215,6 +218,7 @@ impl Client {
             #[cfg(feature = "websocket")]
             session: None,
             rate: None,
+            user: None,
             held_until: None,
         }
     }

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use hubcast::{ClientId, Event, Hub, Protocol, Relay, ResumeRefusal, TopicAction};
+use hubcast::{Admit, Auth, ClientId, Event, Hub, Protocol, Relay, ResumeRefusal, TopicAction};
 use util::*;
 
 /// A client of a sequenced hub that has read its `#at`, with its id.
@@ -382,4 +382,45 @@ fn without_a_closure_everyone_writes_everywhere() {
     assert_eq!(writer.read_text_line(), "#own @news 1");
     assert_eq!(writer.read_text_line(), "#refused join @other off");
     assert_eq!(hub.stats().publish_refused, 0);
+}
+
+#[test]
+fn the_check_sees_the_users_key() {
+    // Only user "editor" may write to news, from any of its connections; the first frame
+    // names the user.
+    let hub = sequenced()
+        .relay(Relay::Topics)
+        .authenticate(|request| {
+            let user = String::from_utf8_lossy(request.frame().unwrap_or_default());
+            Auth::Admit(Admit::new().user(user).topic("news"))
+        })
+        .client_topics(|request| {
+            request.action() != TopicAction::Publish || request.user() == Some("editor")
+        })
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let mut arrive_as = |user: &str| {
+        let mut peer = Peer::connect(hub.local_addr());
+        peer.write(format!("{user}\n").as_bytes());
+        events.connected(peer.addr());
+        read_at(&mut peer);
+        let line = peer.read_text_line();
+        assert!(line.starts_with("#joined @news "), "{line}");
+        peer
+    };
+    let mut tab1 = arrive_as("editor");
+    let mut tab2 = arrive_as("editor");
+    let mut reader = arrive_as("reader");
+
+    tab1.write(b"from tab 1\n");
+    assert_eq!(reader.read_text_line(), "1@news from tab 1");
+    assert_eq!(tab2.read_text_line(), "1@news from tab 1");
+    assert_eq!(tab1.read_text_line(), "#own @news 1");
+    tab2.write(b"from tab 2\n");
+    assert_eq!(reader.read_text_line(), "2@news from tab 2");
+    assert_eq!(tab1.read_text_line(), "2@news from tab 2");
+    reader.write(b"not an editor\n");
+    assert_eq!(reader.read_text_line(), "#refused publish @news denied");
+    assert_eq!(hub.stats().publish_refused, 1);
 }

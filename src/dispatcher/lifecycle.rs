@@ -88,6 +88,9 @@ impl Dispatcher {
             }
             // Checked by `check_user` just before.
             let key = user.as_deref().map(|user| registry.add_user(user, id));
+            if let Some(client) = self.slots.get_mut(slot) {
+                client.user = key.clone();
+            }
             registry.clients.insert(
                 id,
                 Registered {

@@ -52,12 +52,13 @@ impl Answers {
 }
 
 impl Dispatcher {
-    /// Asks the host's closure whether client `id` may do `action` with `stream` (a topic,
-    /// or `*` for the hub-wide stream). A panic in it refuses (counted and logged by
-    /// `call_host`).
+    /// Asks the host's closure whether client `id` (in `slot`) may do `action` with
+    /// `stream` (a topic, or `*` for the hub-wide stream). A panic in it refuses (counted
+    /// and logged by `call_host`).
     pub(super) fn ask_topic(
         &self,
         allow: &Callback<TopicCheck>,
+        slot: usize,
         id: ClientId,
         stream: StreamName<'_>,
         action: TopicAction,
@@ -68,6 +69,7 @@ impl Dispatcher {
         };
         let request = TopicRequest {
             client: id,
+            user: self.slots.get(slot).and_then(|c| c.user.as_deref()),
             topic,
             action,
         };
@@ -99,7 +101,13 @@ impl Dispatcher {
                 Some(name) => &**name,
                 None => self.streams.topics.name_of(*topic).unwrap_or_default(),
             };
-            let allowed = self.ask_topic(allow, id, StreamName::Topic(name), TopicAction::Publish);
+            let allowed = self.ask_topic(
+                allow,
+                slot,
+                id,
+                StreamName::Topic(name),
+                TopicAction::Publish,
+            );
             answers.add(allowed);
             *refused = !allowed;
             if allowed {
@@ -147,7 +155,7 @@ impl Dispatcher {
         id: ClientId,
         allow: &Callback<TopicCheck>,
     ) -> bool {
-        if self.ask_topic(allow, id, StreamName::Hub, TopicAction::Publish) {
+        if self.ask_topic(allow, slot, id, StreamName::Hub, TopicAction::Publish) {
             return true;
         }
         log::debug!("{id} may not publish to *: not relayed");

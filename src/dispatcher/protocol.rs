@@ -288,7 +288,7 @@ impl Dispatcher {
                     } else {
                         TopicAction::Leave
                     };
-                    if !self.ask_topic(&allow, id, StreamName::Topic(topic), action) {
+                    if !self.ask_topic(&allow, slot, id, StreamName::Topic(topic), action) {
                         return refuse(self, TopicRefusal::Denied);
                     }
                     asked = true;

@@ -84,7 +84,7 @@ impl Dispatcher {
                 let position = (s.epoch, s.seq);
                 if let Some(allow) = self.config.client_topics.clone() {
                     let stream = StreamName::Topic(topic);
-                    if !self.ask_topic(&allow, id, stream, TopicAction::Resume) {
+                    if !self.ask_topic(&allow, slot, id, stream, TopicAction::Resume) {
                         let reason = ResumeRefusal::Denied;
                         return self.refuse_resume(slot, id, stream, reason, Some(position));
                     }
