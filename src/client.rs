@@ -184,6 +184,10 @@ pub(crate) struct Client {
     /// Held back for its rate limit: it is not read until then (the dispatcher's `held`
     /// list wakes it).
     pub(crate) held_until: Option<Instant>,
+    /// Under `RateLimitPolicy::Drop`, its last read went over its limit: it is read once a
+    /// round, a little at a time (a client whose excess is dropped must not take the
+    /// dispatcher from the others by sending as fast as TCP allows).
+    pub(crate) dropping: bool,
 }
 
 impl Client {
@@ -220,6 +224,7 @@ impl Client {
             rate: None,
             user: None,
             held_until: None,
+            dropping: false,
         }
     }
 

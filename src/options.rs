@@ -183,7 +183,10 @@ pub enum RateLimitPolicy {
     /// Read on, but drop the messages over the limit: they reach no subscriber and no
     /// client, and are counted in [`Stats::rate_dropped`](crate::Stats::rate_dropped).
     /// Control requests of [`Protocol::Sequenced`] (`#join`, `#resume`, …) are never
-    /// dropped: they are answered, and still use up the allowance.
+    /// dropped: they are answered, and still use up the allowance. While a client's reads
+    /// go over its limit, it is read 4 KiB at a time, once per round of the hub, so that
+    /// one sending as fast as TCP allows slows down rather than take the hub's time from
+    /// the others.
     Drop,
     /// Disconnect the client with
     /// [`DisconnectReason::RateLimited`](crate::DisconnectReason::RateLimited) (WebSocket

@@ -23,6 +23,11 @@ use crate::{Admit, Auth, AuthRequest, ClientId, DisconnectReason, Event, Message
 /// Bytes read from one client per round, so one chatty client cannot starve the others.
 const READ_BUDGET: usize = 256 * 1024;
 
+/// Bytes read per round from a client whose last read went over its rate limit under
+/// `RateLimitPolicy::Drop`: reading it at full speed only to drop what it sent would take
+/// the dispatcher from everyone else.
+const DROPPING_READ: usize = 4 * 1024;
+
 impl Dispatcher {
     /// Reads every client that may have input, unless subscribers need to catch up first
     /// or a client is busy, then fans out what they relayed.
@@ -54,20 +59,27 @@ impl Dispatcher {
             return;
         }
         let mut budget = READ_BUDGET;
+        let mut reads = 0;
         loop {
             // Held back for its rate limit: what it sent waits in its socket, and the
             // `held` list reads it again once its allowance has refilled.
             if self.is_held(slot) {
                 return;
             }
-            if self.subs.is_paused() || budget == 0 {
+            // Over its rate limit under `Drop` in its last read: one small read a round,
+            // so that its excess costs the others little and TCP slows it down.
+            let dropping = self.slots.get(slot).is_some_and(|c| c.dropping);
+            if self.subs.is_paused() || budget == 0 || (dropping && reads > 0) {
                 self.mark_read_pending(slot);
                 return;
             }
+            reads += 1;
             let Some(client) = self.slots.get_mut(slot) else {
                 return;
             };
-            let result = client.conn.read(&mut self.io.scratch);
+            let len = if dropping { DROPPING_READ } else { self.io.scratch.len() };
+            client.dropping = false;
+            let result = client.conn.read(&mut self.io.scratch[..len]);
             if let Ok(n) = result {
                 client.last_read = self.now;
                 budget = budget.saturating_sub(n);

@@ -116,6 +116,9 @@ impl Dispatcher {
             rate::Verdict::Deliver => true,
             rate::Verdict::Drop => {
                 self.shared.counters.rate_dropped.fetch_add(1, Relaxed);
+                if let Some(client) = self.slots.get_mut(slot) {
+                    client.dropping = true;
+                }
                 self.admission.misbehaved.record(
                     storm::CLIENTS,
                     "messages over the rate limit dropped",
