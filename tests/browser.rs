@@ -409,7 +409,7 @@ fn the_page_says_what_a_refused_resume_means() {
     let end = start + page[start..].find("\n}\n").expect("its end") + 3;
     let cases = r#"[
         ["epoch", "*", 0], ["epoch", "*", 1], ["epoch", "@lobby", 3],
-        ["old", "@lobby", 9], ["much", "*", 9], ["other", "@rust", 9]
+        ["old", "@lobby", 9], ["much", "*", 9], ["denied", "@news", 9], ["other", "@rust", 9]
     ]"#;
     let script = format!(
         "<!doctype html><body><script>{}\n\
@@ -440,6 +440,7 @@ fn the_page_says_what_a_refused_resume_means() {
             r#""the hub restarted, or lobby emptied and started again: earlier history is gone; 3 messages said since are not shown","#,
             r#""missed messages in lobby: the hub no longer keeps them","#,
             r#""missed messages: too many for the hub to send again","#,
+            r#""missed messages in news: the hub does not let you read them","#,
             r#""missed messages in rust (other)"]"#,
         )
     );
