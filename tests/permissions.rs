@@ -424,3 +424,29 @@ fn the_check_sees_the_users_key() {
     assert_eq!(reader.read_text_line(), "#refused publish @news denied");
     assert_eq!(hub.stats().publish_refused, 1);
 }
+
+#[test]
+fn without_a_closure_a_message_sent_after_a_host_leave_returned_stays_out() {
+    // Written after `leave` returned, each message is read after the decision: whether or
+    // not its command has reached the dispatcher, it must not reach the room. The join
+    // that follows likewise lets the next one in. Nothing can hold the dispatcher here to
+    // force the command to come late (the test with a closure above does, through the
+    // same code); this guards the rule as the usual timing meets it.
+    let hub = sequenced().relay(Relay::Topics).bind(LOCAL).expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let (mut writer, writer_id) = arrive(&hub, &mut events);
+    let (mut reader, reader_id) = arrive(&hub, &mut events);
+    hub.join(reader_id, "room").unwrap();
+    assert!(reader.read_text_line().starts_with("#joined @room "));
+    hub.join(writer_id, "room").unwrap();
+    let mut seq = 0;
+    for round in 0..200 {
+        hub.leave(writer_id, "room").unwrap();
+        writer.write(format!("out {round}\n").as_bytes());
+        host_gets(&mut events, writer_id, format!("out {round}").as_bytes());
+        hub.join(writer_id, "room").unwrap();
+        writer.write(format!("in {round}\n").as_bytes());
+        seq += 1;
+        assert_eq!(reader.read_text_line(), format!("{seq}@room in {round}"));
+    }
+}

@@ -77,7 +77,11 @@ impl Dispatcher {
             let Some(client) = self.slots.get_mut(slot) else {
                 return;
             };
-            let len = if dropping { DROPPING_READ } else { self.io.scratch.len() };
+            let len = if dropping {
+                DROPPING_READ
+            } else {
+                self.io.scratch.len()
+            };
             client.dropping = false;
             let result = client.conn.read(&mut self.io.scratch[..len]);
             if let Ok(n) = result {
@@ -344,11 +348,13 @@ impl Dispatcher {
             Relay::Off => return,
             Relay::All => Target::All,
             Relay::Others => Target::AllExcept(id),
-            // The host decides who may write where (`permissions`).
-            Relay::Topics if self.config.client_topics.is_some() => {
-                if let Some(allow) = self.config.client_topics.clone() {
-                    self.relay_permitted(slot, id, payload, kind, &allow);
-                }
+            // The host decides who may write where (`permissions`); and a host join or
+            // leave decided but not applied yet changes where it goes.
+            Relay::Topics
+                if self.config.client_topics.is_some() || self.host_decision_pending() =>
+            {
+                let allow = self.config.client_topics.clone();
+                self.relay_permitted(slot, id, payload, kind, allow.as_ref());
                 return;
             }
             Relay::Topics => {

@@ -4,14 +4,16 @@
 //! costs a count (`Stats::publish_refused`), a `debug` line and, with the protocol on, a
 //! `#refused publish` for a message that went nowhere.
 //!
-//! Without the closure none of this runs: `inbound::deliver` relays as it always did.
-//!
 //! Which topics a message goes to is the client's membership **as decided**, not as
 //! applied: a `Hub::leave` decided before the message was read keeps it out of that topic
 //! even if its command has not reached the dispatcher yet. The dispatcher's own list
 //! (`Client::topics`) is that membership whenever every host decision has been applied,
 //! which one atomic tells (`Shared::host_decided`); only while one is on its way does the
-//! check read the registry, under its lock.
+//! relay read the registry, under its lock.
+//!
+//! Without the closure, and with no host decision on its way, none of this runs:
+//! `inbound::deliver` relays over `Client::topics` in place. With a decision on its way,
+//! the relay comes here as with a closure that allows everything.
 
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
@@ -82,7 +84,8 @@ impl Dispatcher {
     }
 
     /// A message of client `id` (in `slot`), of `kind`, under `Relay::Topics`, with a
-    /// closure: relayed to each topic it is in (as decided) that the closure allows,
+    /// closure, or while a host decision is on its way (`allow` is `None`: every topic
+    /// allows it): relayed to each topic it is in (as decided) that the closure allows,
     /// counted in `relayed_to_nobody` if none of those has another member; if every topic
     /// refused it, the client is told (with the protocol on) once per topic.
     pub(super) fn relay_permitted(
@@ -91,7 +94,7 @@ impl Dispatcher {
         id: ClientId,
         payload: &[u8],
         kind: Option<MessageKind>,
-        allow: &Callback<TopicCheck>,
+        allow: Option<&Callback<TopicCheck>>,
     ) {
         let mut topics = std::mem::take(&mut self.streams.publish_to);
         self.decided_topics(slot, id, &mut topics);
@@ -101,13 +104,15 @@ impl Dispatcher {
                 Some(name) => &**name,
                 None => self.streams.topics.name_of(*topic).unwrap_or_default(),
             };
-            let allowed = self.ask_topic(
-                allow,
-                slot,
-                id,
-                StreamName::Topic(name),
-                TopicAction::Publish,
-            );
+            let allowed = allow.map_or(true, |allow| {
+                self.ask_topic(
+                    allow,
+                    slot,
+                    id,
+                    StreamName::Topic(name),
+                    TopicAction::Publish,
+                )
+            });
             answers.add(allowed);
             *refused = !allowed;
             if allowed {
@@ -164,13 +169,19 @@ impl Dispatcher {
         false
     }
 
+    /// Whether a host join or leave was decided and its command not applied yet: the
+    /// dispatcher's lists of topics may not be the clients' memberships as decided.
+    pub(super) fn host_decision_pending(&self) -> bool {
+        // Stored before a host decision's command is sent: equal, none is on its way.
+        self.shared.host_decided.load(SeqCst) != self.streams.host_ops.last()
+    }
+
     /// The topics client `id` is in as decided, into `out` (cleared first): the
     /// dispatcher's own list while every host decision has been applied, else the
     /// registry's.
     fn decided_topics(&self, slot: usize, id: ClientId, out: &mut Vec<PublishTo>) {
         out.clear();
-        // Stored before a host decision's command is sent: equal, none is on its way.
-        if self.shared.host_decided.load(SeqCst) == self.streams.host_ops.last() {
+        if !self.host_decision_pending() {
             if let Some(client) = self.slots.get(slot) {
                 out.extend(client.topics.iter().map(|&(t, _)| (t, None, false)));
             }
