@@ -77,7 +77,11 @@ impl Dispatcher {
             let Some(client) = self.slots.get_mut(slot) else {
                 return;
             };
-            let len = if dropping { DROPPING_READ } else { self.io.scratch.len() };
+            let len = if dropping {
+                DROPPING_READ
+            } else {
+                self.io.scratch.len()
+            };
             client.dropping = false;
             let result = client.conn.read(&mut self.io.scratch[..len]);
             if let Ok(n) = result {
@@ -339,6 +343,9 @@ impl Dispatcher {
                 kind,
             };
             self.subs.emit(event, &self.shared, self.now);
+            if let Some(client) = self.slots.get_mut(slot) {
+                client.last_message = self.subs.emitted();
+            }
         }
         let target = match self.config.relay {
             Relay::Off => return,
