@@ -26,11 +26,17 @@ fn message_then_bad_frame(message: &[u8]) -> Vec<u8> {
     .concat()
 }
 
+/// A raw WebSocket client of `hub`, upgraded, and the length of its request.
+fn upgraded_with_len(hub: &Hub) -> (Peer, usize) {
+    let mut peer = Peer::connect(ws_addr(hub));
+    let request = valid_request(hub);
+    send_request(&mut peer, &request).assert_switching();
+    (peer, request.len())
+}
+
 /// A raw WebSocket client of `hub`, upgraded.
 fn upgraded(hub: &Hub) -> Peer {
-    let mut peer = Peer::connect(ws_addr(hub));
-    send_request(&mut peer, &valid_request(hub)).assert_switching();
-    peer
+    upgraded_with_len(hub).0
 }
 
 /// The next event of `sub` (within `TIMEOUT`).
@@ -143,11 +149,10 @@ fn without_subscribers_the_close_is_at_once() {
 fn a_failing_client_is_not_read() {
     let hub = mixed(Hub::builder().linger(Duration::from_secs(30)));
     let sub = hub.subscribe();
-    let mut peer = upgraded(&hub);
+    let (mut peer, request) = upgraded_with_len(&hub);
     let Event::Connected { client: id, .. } = next(&sub) else {
         panic!("not Connected first");
     };
-    let read_before = hub.stats().bytes_in;
     let wire = message_then_bad_frame(b"hello");
     peer.write(&wire);
     // The host has the message and is handling it: the hub has read the bad frame.
@@ -164,5 +169,40 @@ fn a_failing_client_is_not_read() {
         Event::Disconnected { client, reason: DisconnectReason::Protocol, .. } if client == id
     ));
     expect_close(&mut peer, 1002);
-    assert_eq!(hub.stats().bytes_in - read_before, wire.len() as u64);
+    // The only client: its request and the write with the bad frame, nothing after.
+    assert_eq!(hub.stats().bytes_in, (request + wire.len()) as u64);
+}
+
+/// A host that is done with the message already when the bad frame is read (it answered
+/// and came back for more) is not waited for: the answer, then the close, come at once
+/// (the bound is set long here, so that waiting for it would show).
+#[test]
+fn a_host_done_already_lets_the_client_go_at_once() {
+    let hub = mixed(Hub::builder().linger(Duration::from_secs(30)));
+    let sub = hub.subscribe();
+    let mut peer = upgraded(&hub);
+    let Event::Connected { client: id, .. } = next(&sub) else {
+        panic!("not Connected first");
+    };
+    peer.write(&masked(TEXT, b"hello"));
+    let Event::Message { payload, .. } = next(&sub) else {
+        panic!("not the message");
+    };
+    hub.send_to(id, payload).unwrap();
+    // Back for more: done with the message.
+    assert!(sub.try_recv().is_err());
+    assert_eq!(read_frame(&mut peer), Frame::whole(TEXT, b"hello"));
+    let start = Instant::now();
+    peer.write(&client_frame(true, 4, TEXT, b"x", Some(MASK)));
+    expect_close(&mut peer, 1002);
+    // The bound is 1 s: a wait for it would take that long.
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(
+        next(&sub),
+        Event::Disconnected { client, reason: DisconnectReason::Protocol, .. } if client == id
+    ));
 }

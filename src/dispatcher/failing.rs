@@ -29,9 +29,15 @@ use crate::{ClientId, DisconnectReason};
 const FAILING_MAX: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
-    /// The live client in `slot` broke its protocol: it leaves with `code` at once, or, if
-    /// a subscriber has not finished with a message of its yet, once it has (or at the
-    /// deadline), and is read no more meanwhile.
+    /// The live client in `slot` broke its protocol: it leaves with `code` at once if no
+    /// message of its was ever handed to subscribers; otherwise it is read no more and
+    /// leaves once every subscriber is done with its messages (or at the deadline).
+    ///
+    /// Even when they are done already, it waits for the next round: the host may have
+    /// answered (`send_to`) and come back for more *after* this round drained its
+    /// commands, so the answer may still be in the channel. The next round reads the
+    /// counts, drains the commands, and only then lets it leave (see the file's header);
+    /// the loop is woken for that round.
     pub(super) fn broke_protocol(&mut self, slot: usize, reason: DisconnectReason, code: u16) {
         let Some(client) = self.slots.live_mut(slot) else {
             return;
@@ -41,31 +47,26 @@ impl Dispatcher {
             self.leave_with_code(slot, reason, code);
             return;
         }
+        let deadline = self.now.checked_add(self.config.linger.min(FAILING_MAX));
+        log::debug!(
+            "client {} broke its protocol: it leaves once the host is done with its messages",
+            client.id
+        );
+        client.failing = Some(Failing {
+            code,
+            reason,
+            mark,
+            deadline,
+        });
         // Counted as waiting first, then the counts are read: the fence pairs with the
         // subscription's (`Subscription::came_back`), so either a count published before
-        // is seen here, or the subscription sees this client waiting and wakes the loop.
+        // is seen here (and the loop woken for its next round), or the subscription sees
+        // this client waiting and wakes the loop itself.
         self.slots.failing.push(slot);
         self.publish_failing();
         fence(SeqCst);
         if self.subs.done_with(mark) {
-            self.slots.failing.pop();
-            self.publish_failing();
-            self.leave_with_code(slot, reason, code);
-            return;
-        }
-        let deadline = self.deadline_in(self.config.linger.min(FAILING_MAX));
-        if let Some(client) = self.slots.live_mut(slot) {
-            log::debug!(
-                "client {} broke its protocol: it leaves once the host is done with its \
-                 messages",
-                client.id
-            );
-            client.failing = Some(Failing {
-                code,
-                reason,
-                mark,
-                deadline,
-            });
+            self.shared.wake();
         }
     }
 
