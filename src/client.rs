@@ -188,6 +188,25 @@ pub(crate) struct Client {
     /// round, a little at a time (a client whose excess is dropped must not take the
     /// dispatcher from the others by sending as fast as TCP allows).
     pub(crate) dropping: bool,
+    /// The mark (`Subscribers::emitted`) of its last message handed to subscribers.
+    pub(crate) last_message: u64,
+    /// It broke its protocol right behind messages the host has not finished with: it is
+    /// read no more, and leaves once the host has (see `Dispatcher::broke_protocol`).
+    pub(crate) failing: Option<Failing>,
+}
+
+/// A client that broke its protocol and waits, still live and unread, for every subscriber
+/// to be done with its messages, so that the host's answers to them (`send_to`) reach it
+/// before its close frame. Bounded: it leaves at the deadline in any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failing {
+    /// Its close code and why it leaves.
+    pub(crate) code: u16,
+    pub(crate) reason: crate::DisconnectReason,
+    /// The mark of its last message (`Subscribers::done_with`).
+    pub(crate) mark: u64,
+    /// It leaves by then whatever the host does.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl Client {
@@ -225,6 +244,8 @@ impl Client {
             user: None,
             held_until: None,
             dropping: false,
+            last_message: 0,
+            failing: None,
         }
     }
 

@@ -53,6 +53,13 @@ pub enum DisconnectReason {
     Unresponsive,
     /// The client broke the transport's protocol: for example a corrupt TLS record, or a
     /// WebSocket message with a newline on a hub with [`Framing::Lines`](crate::Framing::Lines).
+    ///
+    /// A WebSocket client that breaks the protocol right behind messages of its own that a
+    /// subscription's host has not finished with (it has not come back for more events
+    /// since) is read no more, but leaves only once every host has, or after
+    /// [`linger`](crate::HubBuilder::linger) (at most 1 s): so answers sent to those
+    /// messages with [`Hub::send_to`](crate::Hub::send_to) reach it before its close
+    /// frame, and this event may come that much after the violation.
     Protocol,
     /// The client sent faster than its [`rate_limit`](crate::HubBuilder::rate_limit)
     /// under [`RateLimitPolicy::Disconnect`](crate::RateLimitPolicy::Disconnect).

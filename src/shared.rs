@@ -135,6 +135,11 @@ pub(crate) struct Tail {
     /// a full one would never be sent to again, and its failed send never seen: the
     /// dispatcher looks at this instead.
     gone: AtomicBool,
+    /// How many events the subscription's host has finished with: every event it took
+    /// before it came back for more with its batch used up. Monotonic; written once per
+    /// batch, not per event (see `Subscription::take`). A failing client waits on it
+    /// (`dispatcher::subscribers`).
+    pub(crate) done: AtomicU64,
 }
 
 impl Tail {
@@ -144,6 +149,7 @@ impl Tail {
             queued: AtomicUsize::new(0),
             capacity,
             gone: AtomicBool::new(false),
+            done: AtomicU64::new(0),
         }
     }
 
@@ -283,6 +289,10 @@ pub(crate) struct Shared {
     /// under the registry's lock as it is made: the dispatcher's publish check compares it
     /// with the last it applied to learn, without that lock, whether one is on its way.
     pub(crate) host_decided: AtomicU64,
+    /// How many clients broke their protocol and wait, still live, for subscribers to be
+    /// done with their messages before they leave: while any do, a subscription that
+    /// publishes its `Tail::done` wakes the dispatcher.
+    pub(crate) failing: AtomicUsize,
 }
 
 impl Shared {
@@ -308,6 +318,7 @@ impl Shared {
             inbox: Mutex::new(Inbox::default()),
             inbox_pending: AtomicBool::new(false),
             host_decided: AtomicU64::new(0),
+            failing: AtomicUsize::new(0),
         }
     }
 

@@ -65,12 +65,15 @@ pub struct Subscription {
     shared: Arc<Shared>,
 }
 
-/// The rest of the last batch, and how many events were taken since the count shared with
-/// the dispatcher was last lowered.
+/// The rest of the last batch, how many events were taken since the count shared with
+/// the dispatcher was last lowered, and how many were taken in all (and of those, how many
+/// were last published as done, `Tail::done`).
 #[derive(Default)]
 struct Local {
     events: VecDeque<Event>,
     taken: usize,
+    total: u64,
+    published: u64,
 }
 
 /// The shared count is lowered every this many events, or when a batch is used up: once
@@ -115,6 +118,7 @@ impl Subscription {
             return Err(TryRecvError::Empty);
         };
         if local.events.is_empty() {
+            self.came_back(&mut local);
             match self.rx.try_recv() {
                 Ok(batch) => local.events.extend(batch),
                 Err(crossbeam_channel::TryRecvError::Empty) => return Err(TryRecvError::Empty),
@@ -192,8 +196,12 @@ impl Subscription {
     /// woken. The fence pairs with the dispatcher's (see `dispatcher::subscribers`): either
     /// it sees the room made here, or this sees its flag.
     fn take(&self, local: &mut Local) -> Option<Event> {
-        let event = local.events.pop_front()?;
+        let Some(event) = local.events.pop_front() else {
+            self.came_back(local);
+            return None;
+        };
         local.taken += 1;
+        local.total += 1;
         if local.taken >= RELEASE_EVERY || local.events.is_empty() {
             let queued = self.tail.queued.fetch_sub(local.taken, SeqCst) - local.taken;
             local.taken = 0;
@@ -203,6 +211,27 @@ impl Subscription {
             }
         }
         Some(event)
+    }
+}
+
+impl Subscription {
+    /// The host came back for more with its batch used up: it has finished with every
+    /// event it took, which is published in `Tail::done` (once per batch, like the count
+    /// of queued events, never per event). A client that broke its protocol right behind
+    /// its messages waits for that before it leaves, so that the host's answers to them go
+    /// out before its close: if one waits, the dispatcher is woken. The fence pairs with
+    /// the dispatcher's (`Dispatcher::broke_protocol`): either it sees this count, or this sees the
+    /// waiting client.
+    fn came_back(&self, local: &mut Local) {
+        if local.total == local.published {
+            return;
+        }
+        local.published = local.total;
+        self.tail.done.store(local.total, SeqCst);
+        fence(SeqCst);
+        if self.shared.failing.load(SeqCst) > 0 {
+            self.shared.wake();
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Autobahn WebSocket conformance suite against `examples/ws_echo.rs`, driven by
 //! kosoku (Autobahn's own case files run from Python 3; the classic runner is Python 2).
 //! Every case of groups 1 to 11 must be OK; groups 12 and 13 test permessage-deflate, which
-//! hubcast does not offer. The cases listed below cannot be OK, each for the reason given.
+//! hubcast does not offer. The cases listed below cannot be OK, for the reason given.
 //!
 //! Needs `kosoku` and `python3` (to read the report): `scripts/install-test-deps.sh`
 //! installs them. About 15 s on an idle 2-core machine.
@@ -27,16 +27,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(240);
 /// whatever the server does (a message then a close back to back, close codes 5000 and
 /// 65535), so they cannot be OK.
 const INFORMATIONAL: &[&str] = &["7.1.6", "7.13.1", "7.13.2"];
-
-/// A message, then a frame that breaks the protocol at once behind it: hubcast fails the
-/// connection (close 1002) when it reads the bad frame, and ws_echo's echo of the message,
-/// which its host thread sends after receiving the message's event, comes too late to go
-/// out before the close frame. An echo server that answers each frame before reading the
-/// next gets OK; Autobahn rates this NON-STRICT (RFC 6455 lets a failing endpoint drop
-/// what it would still have sent). Each must be OK or exactly that.
-const ECHO_BEHIND_ERROR: &[&str] = &[
-    "3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5", "5.15",
-];
 
 /// Reads kosoku's report (Autobahn's format: `index.json` names a JSON file per case) and
 /// prints one line per case, in case order, with tab-separated fields: id, behavior,
@@ -79,10 +69,6 @@ impl Outcome {
             let fine = matches!(behavior, "OK" | "NON-STRICT" | "INFORMATIONAL")
                 && matches!(close, "OK" | "INFORMATIONAL");
             return (!fine).then(|| "not even informational".to_owned());
-        }
-        if ECHO_BEHIND_ERROR.contains(&id) {
-            let fine = matches!(behavior, "OK" | "NON-STRICT") && close == "OK";
-            return (!fine).then(|| "neither OK nor NON-STRICT".to_owned());
         }
         let fine = behavior == "OK" && close == "OK";
         (!fine).then(|| "not OK".to_owned())

@@ -343,6 +343,9 @@ impl Dispatcher {
                 kind,
             };
             self.subs.emit(event, &self.shared, self.now);
+            if let Some(client) = self.slots.get_mut(slot) {
+                client.last_message = self.subs.emitted();
+            }
         }
         let target = match self.config.relay {
             Relay::Off => return,

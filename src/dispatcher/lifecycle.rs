@@ -219,7 +219,7 @@ impl Dispatcher {
         self.depart(slot, reason, None, Some(code));
     }
 
-    fn depart(
+    pub(super) fn depart(
         &mut self,
         slot: usize,
         reason: DisconnectReason,
@@ -230,6 +230,8 @@ impl Dispatcher {
             return;
         };
         let id = client.id;
+        #[cfg(feature = "websocket")]
+        self.forget_failing(slot);
         #[cfg(feature = "websocket")]
         let linger = match code {
             Some(code) => self.close_websocket(slot, code, reason, linger),

@@ -42,6 +42,8 @@ use crate::{ShutdownReport, Transport};
 
 mod admission;
 mod cluster;
+#[cfg(feature = "websocket")]
+mod failing;
 mod fanout;
 mod inbound;
 mod lifecycle;
@@ -223,9 +225,10 @@ impl Dispatcher {
                             continue;
                         };
                         let slot = token.0;
-                        if event.is_error() && client.held_until.is_some() && client.is_live() {
-                            // Held back for its rate limit, it is not read: a broken
-                            // connection leaves now, not once the hold is over.
+                        let unread = client.held_until.is_some() || client.failing.is_some();
+                        if event.is_error() && unread && client.is_live() {
+                            // Held back for its rate limit, or failing, it is not read: a
+                            // broken connection leaves now, not once the hold is over.
                             self.leave(slot, crate::DisconnectReason::Reset, None);
                             continue;
                         }
@@ -283,11 +286,20 @@ impl Dispatcher {
         let gated = self.config.flow_control && !self.shared.is_closed();
         if gated && self.any_busy() {
             self.shared.set_flow_held(true);
+            #[cfg(feature = "websocket")]
+            self.leave_failing(&[], false);
             return true;
         }
         self.shared.clear_notified();
+        // Which failing clients' subscribers are done, read after the flag is cleared (a
+        // count published later wakes the loop again) and before the commands are drained:
+        // a host that answered them and came back for more sent its answers first, so they
+        // are queued below, ahead of the close frame.
+        #[cfg(feature = "websocket")]
+        let done = self.failing_done();
         let (mut taken, mut bytes) = (0, 0);
         let mut alive = true;
+        let mut drained = false;
         self.fanout.gathering = true;
         for _ in 0..COMMAND_BATCH {
             // Look again after every fan-out: one round's commands could otherwise pass
@@ -303,9 +315,13 @@ impl Dispatcher {
                     }
                     self.run_command(command);
                 }
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) => {
+                    drained = true;
+                    break;
+                }
                 Err(TryRecvError::Disconnected) => {
                     alive = false;
+                    drained = true;
                     break;
                 }
             }
@@ -315,6 +331,10 @@ impl Dispatcher {
         let held = gated && self.any_busy();
         self.shared.set_flow_held(held);
         self.shared.release(taken, bytes);
+        #[cfg(feature = "websocket")]
+        self.leave_failing(&done, drained);
+        #[cfg(not(feature = "websocket"))]
+        let _ = drained;
         alive || self.shutdown.begun()
     }
 
@@ -404,6 +424,8 @@ impl Dispatcher {
             self.admission.misbehaved.next(),
             self.streams.prune_at,
             self.held_until(),
+            #[cfg(feature = "websocket")]
+            self.failing_deadline(),
         ];
         let deadline = deadlines.into_iter().flatten().min()?;
         Some(deadline.saturating_duration_since(Instant::now()))

@@ -47,11 +47,12 @@ impl Dispatcher {
         false
     }
 
-    /// Whether the live client in `slot` is held back for its rate limit.
+    /// Whether the live client in `slot` is held back for its rate limit, or is not read
+    /// because it broke its protocol (`failing`).
     pub(super) fn is_held(&self, slot: usize) -> bool {
         self.slots
             .get(slot)
-            .is_some_and(|c| c.held_until.is_some() && c.is_live())
+            .is_some_and(|c| (c.held_until.is_some() || c.failing.is_some()) && c.is_live())
     }
 
     /// Reads again the clients held back for their rate limit whose time has come.

@@ -23,6 +23,10 @@ pub(crate) struct Slots {
     pub(crate) closing: Vec<usize>,
     /// Clients held back for their rate limit, each until its `held_until`.
     pub(crate) held: Vec<usize>,
+    /// Clients that broke their protocol and wait for subscribers before they leave
+    /// (`failing`; only a WebSocket client can now).
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) failing: Vec<usize>,
 
     /// Empty slots that may be filled now.
     free: Vec<usize>,

@@ -39,6 +39,10 @@ struct Subscriber {
     /// again: it is read once per batch, not per event (the receiver writes that count).
     budget: usize,
     overflow: VecDeque<Event>,
+    /// How many events had been emitted (`Subscribers::emitted`) when it was adopted: it
+    /// gets every one after, so the hub's `n`th event is its `n - base`th.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    base: u64,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +53,9 @@ pub(crate) struct Subscribers {
     /// When the current pause began, and whether it has been logged.
     paused_since: Option<Instant>,
     warned: bool,
+    /// Events emitted so far (monotonic): a mark that subscribers' `Tail::done` is
+    /// compared with (see [`done_with`](Self::done_with)).
+    emitted: u64,
 }
 
 impl Subscribers {
@@ -67,6 +74,7 @@ impl Subscribers {
     /// subscriptions that were dropped.
     pub(crate) fn emit(&mut self, event: Event, shared: &Shared, now: Instant) {
         self.adopt(shared);
+        self.emitted += 1;
         let before = self.list.len();
         // Every subscription but the last gets a clone (payloads are shared, not copied).
         let last = before.saturating_sub(1);
@@ -91,6 +99,21 @@ impl Subscribers {
         if self.backlogged > 0 || overflowing {
             self.update_paused(shared, now);
         }
+    }
+
+    /// How many events have been emitted so far: the mark of the last one.
+    pub(crate) fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    /// Whether every subscription's host has finished with the events up to `mark` (see
+    /// `Tail::done`). A dropped subscription counts as done, and so does one adopted after
+    /// them; with no subscription, all are done.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) fn done_with(&self, mark: u64) -> bool {
+        self.list.iter().all(|sub| {
+            sub.base >= mark || sub.tail.is_gone() || sub.tail.done.load(SeqCst) >= mark - sub.base
+        })
     }
 
     /// Sends every subscription what was gathered for it, at the end of a round.
@@ -132,12 +155,14 @@ impl Subscribers {
         // shared flag's cache line each time.
         if shared.inbox_pending.load(Relaxed) && shared.inbox_pending.swap(false, SeqCst) {
             let pending = std::mem::take(&mut shared.inbox().pending);
+            let base = self.emitted;
             self.list.extend(pending.into_iter().map(|new| Subscriber {
                 tx: new.tx,
                 tail: new.tail,
                 batch: Vec::new(),
                 budget: 0,
                 overflow: VecDeque::new(),
+                base,
             }));
         }
     }

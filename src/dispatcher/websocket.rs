@@ -86,7 +86,8 @@ impl Dispatcher {
                     self.now,
                     format_args!("client {id} {broken}"),
                 );
-                self.leave_with_code(slot, broken.reason, broken.code);
+                // Answers to its messages may still be on their way from the host.
+                self.broke_protocol(slot, broken.reason, broken.code);
                 return Cut::Gone;
             }
         };
