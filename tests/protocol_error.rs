@@ -9,7 +9,7 @@ mod util;
 
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hubcast::{DisconnectReason, Event, Hub, Subscription};
 use util::{
