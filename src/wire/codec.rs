@@ -110,6 +110,17 @@ pub(crate) fn encode(framing: Framing, payload: &[u8], len: usize) -> Bytes {
     out.freeze()
 }
 
+/// Splits `data` at the given cut points (taken modulo its length), as reads would: the
+/// property tests of every wire's decoder feed their input in such chunks.
+#[cfg(test)]
+pub(crate) fn chunk<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+    points.push(0);
+    points.push(data.len());
+    points.sort_unstable();
+    points.windows(2).map(|w| &data[w[0]..w[1]]).collect()
+}
+
 /// A complete frame at the front of a buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Decoded {
@@ -301,15 +312,6 @@ mod tests {
     fn raw_chunks_are_capped_at_max_frame() {
         let frames = decode_all(Framing::Raw, &[b"abcdefg"], 3).unwrap();
         assert_eq!(frames, vec![&b"abc"[..], b"def", b"g"]);
-    }
-
-    /// Splits `data` at the given cut points (taken modulo its length).
-    fn chunk<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-        points.push(0);
-        points.push(data.len());
-        points.sort_unstable();
-        points.windows(2).map(|w| &data[w[0]..w[1]]).collect()
     }
 
     proptest! {

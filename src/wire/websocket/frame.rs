@@ -581,6 +581,7 @@ pub(crate) fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::codec::chunk;
     use proptest::prelude::*;
 
     const FIN: u8 = 0x80;
@@ -1120,15 +1121,6 @@ mod tests {
                 }),
             prop::collection::vec(any::<u8>(), 0..=125).prop_map(Part::Ping),
         ]
-    }
-
-    /// Splits `data` at the given cut points (taken modulo its length).
-    fn chunk<'a>(data: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-        points.push(0);
-        points.push(data.len());
-        points.sort_unstable();
-        points.windows(2).map(|w| &data[w[0]..w[1]]).collect()
     }
 
     /// The wire bytes of `parts`, and what decoding them must give.
