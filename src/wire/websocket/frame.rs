@@ -275,7 +275,8 @@ impl Decoder {
                 }
                 return Ok(absorbed(used));
             };
-            self.checked = 0;
+            // Text checked as the frame arrived: it is not checked again.
+            let checked = std::mem::take(&mut self.checked);
             let payload = &frame[head.header_len..];
             used += frame.len();
             match self.message.take() {
@@ -283,7 +284,9 @@ impl Decoder {
                 None if head.is_final => {
                     unmask_into(unmasked, payload, head.mask);
                     let text = opcode == Data::Text;
-                    if text && std::str::from_utf8(unmasked).is_err() {
+                    // A message in one frame carries no character over: `checked` ends on a
+                    // character boundary of the payload.
+                    if text && std::str::from_utf8(&unmasked[checked..]).is_err() {
                         return Err(WsError::InvalidUtf8);
                     }
                     let unmasked: &'a [u8] = unmasked;
@@ -301,12 +304,12 @@ impl Decoder {
                         payload: Vec::new(),
                         valid: 0,
                     });
-                    message.append(payload, head.mask, max_message);
+                    message.append(payload, head.mask, max_message, checked);
                     message.check_utf8(false)?;
                     self.message = Some(message);
                 }
                 Some(mut message) => {
-                    message.append(payload, head.mask, max_message);
+                    message.append(payload, head.mask, max_message, checked);
                     message.check_utf8(head.is_final)?;
                     if head.is_final {
                         // Hand the assembled message over and keep nothing: an idle client
@@ -417,8 +420,11 @@ fn close_code_allowed(code: u16) -> bool {
 
 impl Assembly {
     /// Appends a fragment's payload, unmasked. The caller checked that the message stays
-    /// within `max_message`, which bounds the buffer too.
-    fn append(&mut self, payload: &[u8], mask: [u8; 4], max_message: usize) {
+    /// within `max_message`, which bounds the buffer too. `checked`: how much of the
+    /// fragment was found valid UTF-8 as it arrived (`Decoder::checked`, with the character
+    /// carried over from the fragment before), so [`check_utf8`](Self::check_utf8) starts
+    /// after it.
+    fn append(&mut self, payload: &[u8], mask: [u8; 4], max_message: usize, checked: usize) {
         let start = self.payload.len();
         let needed = start + payload.len();
         if needed > self.payload.capacity() {
@@ -429,6 +435,9 @@ impl Assembly {
         }
         self.payload.extend_from_slice(payload);
         apply_mask(&mut self.payload[start..], mask);
+        if checked > 0 {
+            self.valid = start + checked;
+        }
     }
 
     /// Checks the text appended since the last call, so that invalid UTF-8 fails with the
@@ -1157,6 +1166,40 @@ mod tests {
     }
 
     proptest! {
+        /// Text checked as it arrives, then not again: whatever the bytes (mostly UTF-8,
+        /// some not), the fragments and the reads, a text message is delivered exactly when
+        /// it is valid UTF-8 and fails as `InvalidUtf8` otherwise.
+        #[test]
+        fn text_is_delivered_exactly_when_it_is_utf8(
+            chars in prop::collection::vec(any::<char>(), 0..40),
+            flip in prop::option::of((any::<prop::sample::Index>(), any::<u8>())),
+            splits in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+            cuts in prop::collection::vec(0usize..400, 0..12),
+        ) {
+            let mut payload = chars.iter().collect::<String>().into_bytes();
+            if let (Some((at, byte)), false) = (flip, payload.is_empty()) {
+                let at = at.index(payload.len());
+                payload[at] = byte;
+            }
+            let mut ends: Vec<usize> = splits.iter().map(|s| s.index(payload.len() + 1)).collect();
+            ends.push(payload.len());
+            ends.sort_unstable();
+            ends.dedup();
+            let (mut wire, mut start) = (Vec::new(), 0);
+            for (i, &end) in ends.iter().enumerate() {
+                let opcode = if i == 0 { 1 } else { 0 };
+                let fin = if i + 1 == ends.len() { FIN } else { 0 };
+                wire.extend(frame(fin | opcode, &payload[start..end], MASK));
+                start = end;
+            }
+            let got = decode_chunks(&chunk(&wire, &cuts), 1024);
+            if std::str::from_utf8(&payload).is_ok() {
+                prop_assert_eq!(got, Ok(vec![Got::Message(true, payload)]));
+            } else {
+                prop_assert_eq!(got, Err(WsError::InvalidUtf8));
+            }
+        }
+
         #[test]
         fn every_cut_decodes_to_the_same_messages(
             parts in prop::collection::vec(part(), 0..12),
