@@ -122,7 +122,7 @@ impl Admit {
 ///
 /// A TCP or TLS connection is shown with its first frame; a WebSocket connection with its
 /// upgrade request (path, query string, headers such as `Cookie` and `Authorization`),
-/// before it is answered: browsers cannot send custom headers on a WebSocket, so they carry
+/// and an event stream with its `GET`, before it is answered: browsers cannot send custom headers on a WebSocket, so they carry
 /// credentials in a cookie or the query string. Without an authenticator, the `admit` hook
 /// sees a TCP or TLS connection with no frame (as it is accepted, or once its TLS
 /// handshake is done).
@@ -151,12 +151,32 @@ impl AuthRequest<'_> {
         self.frame
     }
 
-    /// Whether this is a WebSocket upgrade request.
-    pub fn is_websocket(&self) -> bool {
-        self.transport.is_websocket()
+    /// What the listener the connection came in on speaks.
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
-    /// The path of a WebSocket upgrade request, without its query string (`"/chat"`).
+    /// Whether this is a WebSocket upgrade request.
+    pub fn is_websocket(&self) -> bool {
+        #[cfg(feature = "websocket")]
+        return self.upgrade.is_some_and(|u| u.is_websocket());
+        #[cfg(not(feature = "websocket"))]
+        false
+    }
+
+    /// Whether this is the `GET` of a server-sent event stream (see
+    /// [`HubBuilder::sse_path`](crate::HubBuilder::sse_path)); its path, query string and
+    /// headers are shown as an upgrade's are. Browsers cannot set headers on an
+    /// `EventSource`: credentials come in a cookie or the query string.
+    pub fn is_event_stream(&self) -> bool {
+        #[cfg(feature = "websocket")]
+        return self.upgrade.is_some_and(|u| !u.is_websocket());
+        #[cfg(not(feature = "websocket"))]
+        false
+    }
+
+    /// The path of a WebSocket upgrade request, or of an event stream's `GET`, without its
+    /// query string (`"/chat"`).
     pub fn path(&self) -> Option<&str> {
         #[cfg(feature = "websocket")]
         return self.upgrade.map(|u| u.path());
@@ -164,7 +184,8 @@ impl AuthRequest<'_> {
         None
     }
 
-    /// The query string of a WebSocket upgrade request, without the `?`.
+    /// The query string of a WebSocket upgrade request (or an event stream's `GET`),
+    /// without the `?`.
     pub fn query(&self) -> Option<&str> {
         #[cfg(feature = "websocket")]
         return self.upgrade.and_then(|u| u.query());
@@ -172,8 +193,9 @@ impl AuthRequest<'_> {
         None
     }
 
-    /// A header of a WebSocket upgrade request (its first value; names are compared without
-    /// regard to case), such as `"cookie"` or `"authorization"`.
+    /// A header of a WebSocket upgrade request or an event stream's `GET` (its first value;
+    /// names are compared without regard to case), such as `"cookie"` or
+    /// `"authorization"`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         #[cfg(feature = "websocket")]
         return self.upgrade.and_then(|u| u.header(name));

@@ -141,6 +141,9 @@ pub(crate) struct Client {
     pub(crate) conn: Conn,
     /// What its listener speaks.
     pub(crate) transport: Transport,
+    /// How its messages are framed: its listener's wire, until its opening request makes
+    /// it an event stream.
+    pub(crate) wire: Wire,
     pub(crate) phase: Phase,
     pub(crate) queue: Queue,
     /// Edge-triggered readiness: `false` once a write returned `WouldBlock`.
@@ -223,6 +226,7 @@ impl Client {
             addr,
             conn,
             transport,
+            wire: Wire::of(transport),
             phase,
             queue: Queue::default(),
             writable: true,
@@ -260,7 +264,7 @@ impl Client {
 
     /// How its messages are framed.
     pub(crate) fn wire(&self) -> Wire {
-        Wire::of(self.transport)
+        self.wire
     }
 
     /// Whether anything waits to be written: queued frames, or bytes the transport holds.

@@ -127,10 +127,12 @@ pub(crate) fn ring_age(age: Duration) -> Option<Duration> {
 impl Config {
     /// What the wires frame and read by.
     pub(crate) fn wire(&self) -> Settings<'_> {
-        Settings {
-            framing: self.framing,
-            max_frame: self.max_frame,
-            websocket: &self.websocket,
-        }
+        Settings::new(
+            self.framing,
+            self.max_frame,
+            self.sequenced,
+            self.queue_bytes,
+            &self.websocket,
+        )
     }
 }

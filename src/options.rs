@@ -156,6 +156,93 @@ pub(crate) struct WebSocketSettings {
     pub(crate) max_head: usize,
     /// Whether every message goes in a binary frame.
     pub(crate) binary: bool,
+    /// What else the listener answers over HTTP: event streams, pages, metrics, health.
+    pub(crate) http: HttpSettings,
+}
+
+/// The HTTP side of WebSocket listeners beside upgrades: server-sent events, fixed pages,
+/// the metrics text and health (see `wire::http` for the routing).
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    /// Server-sent events at this path (the hub-wide stream) and below it (`/<topic>`).
+    pub(crate) sse_path: Option<String>,
+    /// How often an idle event stream gets a comment line, if ever.
+    pub(crate) sse_keepalive: Option<std::time::Duration>,
+    /// The reconnection delay sent to event streams (`retry:`).
+    pub(crate) sse_retry: std::time::Duration,
+    /// Whether binary messages go to event streams in base64 (else they are skipped).
+    pub(crate) sse_base64: bool,
+    /// Fixed responses, by exact path.
+    pub(crate) pages: Vec<Page>,
+    /// Where the Prometheus text is served, if anywhere.
+    pub(crate) metrics_path: Option<String>,
+    /// Where liveness is served, if anywhere.
+    pub(crate) live_path: Option<String>,
+    /// Where readiness is served, if anywhere.
+    pub(crate) ready_path: Option<String>,
+}
+
+impl Default for HttpSettings {
+    /// Nothing served but upgrades; for event streams once on, a comment every 15 s (well
+    /// under the 60 s proxies such as nginx wait for a byte) and a 2 s reconnection delay.
+    fn default() -> Self {
+        HttpSettings {
+            sse_path: None,
+            sse_keepalive: Some(std::time::Duration::from_secs(15)),
+            sse_retry: std::time::Duration::from_secs(2),
+            sse_base64: false,
+            pages: Vec::new(),
+            metrics_path: None,
+            live_path: None,
+            ready_path: None,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Whether anything but WebSocket upgrades is served.
+    pub(crate) fn serves_http(&self) -> bool {
+        self.sse_path.is_some()
+            || !self.pages.is_empty()
+            || self.metrics_path.is_some()
+            || self.live_path.is_some()
+            || self.ready_path.is_some()
+    }
+
+    /// Every path configured, with the knob that set it (for checks at `bind`).
+    pub(crate) fn paths(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+        let named = [
+            ("sse_path", &self.sse_path),
+            ("metrics_path", &self.metrics_path),
+            ("liveness_path", &self.live_path),
+            ("readiness_path", &self.ready_path),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(knob, path)| Some((knob, path.as_deref()?)))
+            .chain(self.pages.iter().map(|page| ("page", page.path.as_str())))
+    }
+}
+
+/// A fixed response the host registered ([`HubBuilder::page`](crate::HubBuilder::page)).
+#[derive(Clone)]
+pub(crate) struct Page {
+    /// The exact path it answers (without a query string).
+    pub(crate) path: String,
+    /// Its `Content-Type`.
+    pub(crate) content_type: String,
+    /// Its body, shared by every response.
+    pub(crate) body: bytes::Bytes,
+}
+
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("path", &self.path)
+            .field("content_type", &self.content_type)
+            .field("len", &self.body.len())
+            .finish()
+    }
 }
 
 impl Default for WebSocketSettings {
@@ -167,6 +254,7 @@ impl Default for WebSocketSettings {
             protocols: Vec::new(),
             max_head: 8 * 1024,
             binary: false,
+            http: HttpSettings::default(),
         }
     }
 }

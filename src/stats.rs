@@ -125,6 +125,16 @@ pub struct Stats {
     /// [`max_clients_per_user`](crate::HubBuilder::max_clients_per_user) clients already.
     /// Counted here only, not in `refused` or `rejected`.
     pub user_cap_refused: u64,
+    /// Plain HTTP requests a WebSocket listener answered and closed: pages, the metrics,
+    /// health, and 404 or 405 for what it does not serve (not upgrades or event streams,
+    /// which become clients, nor malformed requests, counted in `handshake_failed`).
+    pub http_requests: u64,
+    /// Event streams opened (server-sent events: clients counted in `accepted` too).
+    pub sse_opened: u64,
+    /// Binary messages not sent to event streams, which carry text (counted once per
+    /// message and wire of event streams, not per client; see
+    /// [`HubBuilder::sse_binary_base64`](crate::HubBuilder::sse_binary_base64)).
+    pub sse_binary_skipped: u64,
     /// The cluster connection (feature `nats`; all zero without a cluster).
     pub cluster: ClusterStats,
 }
@@ -303,6 +313,9 @@ pub(crate) struct Counters {
     pub(crate) relayed_to_nobody: AtomicU64,
     pub(crate) admit_topics_refused: AtomicU64,
     pub(crate) user_cap_refused: AtomicU64,
+    pub(crate) http_requests: AtomicU64,
+    pub(crate) sse_opened: AtomicU64,
+    pub(crate) sse_binary_skipped: AtomicU64,
     pub(crate) publish_refused: AtomicU64,
     pub(crate) resumes: AtomicU64,
     pub(crate) resumes_refused: AtomicU64,
@@ -362,6 +375,9 @@ impl Counters {
             replay_trimmed: self.replay_trimmed.load(Relaxed),
             topics_evicted: self.topics_evicted.load(Relaxed),
             user_cap_refused: self.user_cap_refused.load(Relaxed),
+            http_requests: self.http_requests.load(Relaxed),
+            sse_opened: self.sse_opened.load(Relaxed),
+            sse_binary_skipped: self.sse_binary_skipped.load(Relaxed),
             cluster: ClusterStats {
                 connected: self.cluster_connected.load(Relaxed),
                 partitioned: self.cluster_partitioned.load(Relaxed),

@@ -136,4 +136,121 @@ impl HubBuilder {
         self.websocket.binary = binary;
         self
     }
+
+    /// Serves server-sent events on the WebSocket listeners (plain and TLS) at this path: a
+    /// `GET` of `path` that is not a WebSocket upgrade becomes a receive-only client of the
+    /// hub-wide stream, and one of `path/<topic>` (the name percent-decoded) a client of that
+    /// topic, put in it as a `#join` would (the [`client_topics`](Self::client_topics)
+    /// closure is asked; without one, only a topic the [`admit`](Self::admit) hook gives
+    /// it). `None`, the default: no event streams.
+    ///
+    /// Each message goes out as one event (`data:` before each line of it); with
+    /// [`Protocol::Sequenced`](crate::Protocol::Sequenced), messages of the connection's
+    /// stream carry `id: <epoch>-<seq>`, so a browser's `EventSource` that reconnects by
+    /// itself sends `Last-Event-ID` and gets what it missed, with no code in the page.
+    /// `docs/PROTOCOL.md` ("Server-sent events") has the whole mapping. The connection is
+    /// checked as an upgrade is (`Origin`, the authenticator, which sees the request's
+    /// path, query string and cookies), and obeys the same queue bound and slow-client
+    /// policy.
+    ///
+    /// ```
+    /// use hubcast::{Hub, Protocol, Transport};
+    ///
+    /// let hub = Hub::builder()
+    ///     .transport(Transport::WebSocket)
+    ///     .protocol(Protocol::Sequenced)
+    ///     .sse_path(Some("/events"))
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn sse_path(mut self, path: Option<&str>) -> Self {
+        self.websocket.http.sse_path = path.map(str::to_owned);
+        self
+    }
+
+    /// How often an event stream with nothing to send gets a comment line (`:`), so that
+    /// proxies and load balancers, which cut a connection silent for 60 s or so, keep it,
+    /// or `None` for never. Default: 15 s. From 10 ms; shorter is an
+    /// [`Error::Config`](crate::Error::Config).
+    pub fn sse_keepalive(mut self, interval: Option<std::time::Duration>) -> Self {
+        self.websocket.http.sse_keepalive = interval;
+        self
+    }
+
+    /// How long a browser waits before it reconnects a cut event stream (`retry:`, sent
+    /// once as the stream opens). Default: 2 s. From 1 ms to 1 hour; outside that is an
+    /// [`Error::Config`](crate::Error::Config).
+    pub fn sse_retry(mut self, delay: std::time::Duration) -> Self {
+        self.websocket.http.sse_retry = delay;
+        self
+    }
+
+    /// Whether binary messages (a [`MessageKind::Binary`](crate::MessageKind::Binary), or
+    /// bytes without a kind that are not UTF-8) go to event streams as base64, in an event
+    /// of type `binary`. Default: `false`: event streams carry text only, so such a
+    /// message is skipped there (its `id:` still goes, so a resume does not fetch it) and
+    /// counted in [`Stats::sse_binary_skipped`](crate::Stats::sse_binary_skipped).
+    pub fn sse_binary_base64(mut self, base64: bool) -> Self {
+        self.websocket.http.sse_base64 = base64;
+        self
+    }
+
+    /// Answers `GET` (and `HEAD`) of exactly `path` on the WebSocket listeners with `body`,
+    /// of type `content_type`: the page of a chat, served by the hub itself so that the
+    /// page and its WebSocket share an origin. Call it once per page; a path registered
+    /// twice keeps the last body. Not a web framework: exact paths only (the query string
+    /// does not count), no request bodies, one request per connection (`Connection:
+    /// close`). Other paths that are not an upgrade, an event stream, the metrics or health
+    /// get 404, and methods other than `GET` and `HEAD` 405.
+    ///
+    /// `bind` fails with [`Error::Config`](crate::Error::Config) if `path` does not start
+    /// with `/`, holds a `?`, `#`, white space or control character, or is another knob's
+    /// path, or if `content_type` is empty or not visible ASCII and spaces.
+    ///
+    /// ```
+    /// use hubcast::{Hub, Transport};
+    ///
+    /// let hub = Hub::builder()
+    ///     .transport(Transport::WebSocket)
+    ///     .websocket_path(Some("/ws"))
+    ///     .page("/", "text/html; charset=utf-8", "<!doctype html><p>hello</p>")
+    ///     .bind("127.0.0.1:0")?;
+    /// # drop(hub);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn page(mut self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        let pages = &mut self.websocket.http.pages;
+        pages.retain(|page| page.path != path);
+        pages.push(crate::options::Page {
+            path: path.to_owned(),
+            content_type: content_type.to_owned(),
+            body: body.into().into(),
+        });
+        self
+    }
+
+    /// Serves [`Hub::metrics`], the Prometheus text, at this path of the WebSocket
+    /// listeners (`"/metrics"`), or nowhere with `None`, the default. Anyone who can reach
+    /// the listener can read it: counts, not contents, but keep it off public listeners
+    /// unless that is fine.
+    pub fn metrics_path(mut self, path: Option<&str>) -> Self {
+        self.websocket.http.metrics_path = path.map(str::to_owned);
+        self
+    }
+
+    /// Serves liveness ([`Hub::health`]'s `live`) at this path of the WebSocket listeners
+    /// (`"/livez"`): `200 ok`, or `503` with why. `None`, the default: not served.
+    pub fn liveness_path(mut self, path: Option<&str>) -> Self {
+        self.websocket.http.live_path = path.map(str::to_owned);
+        self
+    }
+
+    /// Serves readiness ([`Hub::health`]'s `ready`: live, not lagging, and the backplane
+    /// connected when there is one) at this path of the WebSocket listeners (`"/readyz"`):
+    /// `200 ok`, or `503` with why. `None`, the default: not served.
+    pub fn readiness_path(mut self, path: Option<&str>) -> Self {
+        self.websocket.http.ready_path = path.map(str::to_owned);
+        self
+    }
 }

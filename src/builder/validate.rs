@@ -27,6 +27,11 @@ impl HubBuilder {
             self.heartbeat,
             self.write_timeout,
             self.has_handshake().then_some(self.handshake_timeout),
+            self.websocket
+                .http
+                .sse_path
+                .as_ref()
+                .and(self.websocket.http.sse_keepalive),
         ]);
         Ok(Config {
             framing: self.framing,
@@ -216,6 +221,9 @@ impl HubBuilder {
         if self.websocket.max_head < 256 {
             return fail("websocket_max_head must be at least 256 bytes".into());
         }
+        if let Err(why) = self.check_http() {
+            return fail(why);
+        }
         if self.relay != Relay::Off {
             // Every frame a client may send must fit in a queue once relayed.
             let framed = codec::encoded_len_of(self.framing, self.max_frame);
@@ -226,6 +234,63 @@ impl HubBuilder {
                     self.max_frame, self.queue_bytes
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Checks the HTTP knobs of WebSocket listeners: paths well formed and distinct, page
+    /// types valid header values, event-stream timings within bounds, and a WebSocket
+    /// listener to serve them on.
+    fn check_http(&self) -> std::result::Result<(), String> {
+        let http = &self.websocket.http;
+        if !http.serves_http() {
+            return Ok(());
+        }
+        if !self.transports().any(Transport::is_websocket) {
+            return Err(
+                "sse_path, page, metrics_path and the health paths are served on WebSocket \
+                 listeners: add one (Transport::WebSocket or WebSocketTls)"
+                    .into(),
+            );
+        }
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        let websocket = self
+            .websocket
+            .path
+            .as_deref()
+            .map(|p| ("websocket_path", p));
+        for (knob, path) in http.paths().chain(websocket) {
+            let bad = |c: char| c == '?' || c == '#' || c.is_whitespace() || c.is_control();
+            if !path.starts_with('/') || path.contains(bad) {
+                return Err(format!(
+                    "{knob} {path:?}: a path starts with / and has no ?, #, white space or \
+                     control character"
+                ));
+            }
+            if let Some((other, _)) = seen.iter().find(|(_, p)| *p == path) {
+                return Err(format!("{knob} {path:?} is also {other}'s path"));
+            }
+            seen.push((knob, path));
+        }
+        for page in &http.pages {
+            let visible = |c: char| c == ' ' || c.is_ascii_graphic();
+            if page.content_type.is_empty() || !page.content_type.chars().all(visible) {
+                return Err(format!(
+                    "page {:?}: content type {:?} is not visible ASCII",
+                    page.path, page.content_type
+                ));
+            }
+        }
+        if let Some(interval) = http.sse_keepalive.filter(|&i| i < MIN_HEARTBEAT) {
+            return Err(format!(
+                "the sse_keepalive interval ({interval:?}) must be at least {MIN_HEARTBEAT:?}"
+            ));
+        }
+        if !(MIN_SSE_RETRY..=MAX_SSE_RETRY).contains(&http.sse_retry) {
+            return Err(format!(
+                "sse_retry ({:?}) must be within {MIN_SSE_RETRY:?} and {MAX_SSE_RETRY:?}",
+                http.sse_retry
+            ));
         }
         Ok(())
     }
@@ -261,11 +326,13 @@ impl HubBuilder {
 
     /// What the wires frame and read by, as set.
     fn wire_settings(&self) -> Settings<'_> {
-        Settings {
-            framing: self.framing,
-            max_frame: self.max_frame,
-            websocket: &self.websocket,
-        }
+        Settings::new(
+            self.framing,
+            self.max_frame,
+            self.protocol == Protocol::Sequenced,
+            self.queue_bytes,
+            &self.websocket,
+        )
     }
 }
 
@@ -316,6 +383,10 @@ const MAX_BYTE_BURST: u64 = 1 << 50;
 
 /// The shortest [`HubBuilder::heartbeat`]: the finest interval deadlines are checked at.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// The shortest [`HubBuilder::sse_retry`].
+const MIN_SSE_RETRY: Duration = Duration::from_millis(1);
+/// The longest [`HubBuilder::sse_retry`].
+const MAX_SSE_RETRY: Duration = Duration::from_secs(3600);
 /// The shortest [`HubBuilder::keepalive`] idle time the kernel takes (whole seconds).
 const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
 

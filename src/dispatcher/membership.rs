@@ -289,3 +289,21 @@ impl Dispatcher {
         )
     }
 }
+
+/// The streams' epochs, for the wires that name them (`wire::Epochs`).
+#[derive(Debug)]
+#[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+pub(super) struct EpochsOf<'a> {
+    pub(super) hub: u64,
+    pub(super) topics: &'a Topics,
+}
+
+impl crate::wire::Epochs for EpochsOf<'_> {
+    fn hub(&self) -> u64 {
+        self.hub
+    }
+
+    fn topic(&self, id: TopicId) -> Option<u64> {
+        self.topics.stream(id).map(|s| s.epoch)
+    }
+}

@@ -7,6 +7,7 @@
 //! - `admission`: accepting, limits, the accept filter, the spare descriptor, back-off;
 //! - `inbound`: reading, cutting frames, authentication, relaying;
 //! - `websocket`: the I/O of a wire that opens with HTTP (feature `websocket`);
+//! - `http`: what else such a listener answers: event streams, pages, metrics, health;
 //! - `fanout`: the fan-out engine: which pieces of which batches each client gets (pure);
 //! - `outbound`: queueing those pieces, flushing, and holding back for busy clients (which
 //!   clients are busy is `client::flow`, a small type with the clock passed in);
@@ -45,6 +46,8 @@ mod cluster;
 #[cfg(feature = "websocket")]
 mod failing;
 mod fanout;
+#[cfg(feature = "websocket")]
+mod http;
 mod inbound;
 mod lifecycle;
 mod membership;
@@ -160,10 +163,12 @@ impl Dispatcher {
                 pending: false,
             });
         }
-        let ping = config.heartbeat.map(|_| {
-            let settings = config.wire();
-            PerWire::new(|wire| wire.ping(&settings))
-        });
+        // Made once for every wire if some wire pings (heartbeats, event streams' comments).
+        let settings = config.wire();
+        let pings = crate::wire::Wire::ALL
+            .iter()
+            .any(|wire| wire.ping_interval(&settings, config.heartbeat).is_some());
+        let ping = pings.then(|| PerWire::new(|wire| wire.ping(&settings)));
         let now = Instant::now();
         Ok(Dispatcher {
             io: polling::Io::new(poll, registered),

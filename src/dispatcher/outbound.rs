@@ -66,9 +66,24 @@ impl Dispatcher {
     fn fan_out_framed(&mut self, frames: &Frames, markers: Option<&Frames>) {
         // Framed again for each wire that frames otherwise and has live clients; a wire
         // without live clients is never used: it gets the frames as they are.
-        let settings = self.config.wire();
+        let epochs = super::membership::EpochsOf {
+            hub: self.streams.hub.epoch,
+            topics: &self.streams.topics,
+        };
+        let mut settings = self.config.wire();
+        settings.epochs = Some(&epochs);
         let live = |wire| self.slots.live_on(wire) > 0;
         let mut reframed = PerWire::reframe(&settings, frames, live);
+        #[cfg(feature = "websocket")]
+        {
+            use crate::wire::Wire;
+            let streams = [Wire::Sse, Wire::SseTopic].into_iter().filter(|&w| live(w));
+            let skipped = streams.count() as u64 * crate::wire::sse_skipped(&settings, frames);
+            if skipped > 0 {
+                let counter = &self.shared.counters.sse_binary_skipped;
+                counter.fetch_add(skipped, Relaxed);
+            }
+        }
         let mut reframed_markers = markers.map(|m| PerWire::reframe(&settings, m, live));
         let framed = PerWire::new(|wire| Framed {
             frames: reframed[wire].take().unwrap_or_else(|| frames.clone()),

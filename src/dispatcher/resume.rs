@@ -97,7 +97,9 @@ impl Dispatcher {
         };
         let position = (s.epoch, s.seq);
         // Sized before anything is copied: a refused replay costs a walk over the ring.
-        let settings = self.config.wire();
+        let mut settings = self.config.wire();
+        // Event streams name each replayed message by its stream's epoch.
+        settings.replaying = Some(position.0);
         let sized = s.replay(epoch, after, upto, clock).map(|range| {
             let len: usize = s
                 .frames(range.clone())
@@ -130,7 +132,9 @@ impl Dispatcher {
             // Shared with the ring where the wire takes kept frames as they are (`Framed`):
             // a restart storm of clients resuming one stream costs a queue entry per
             // message and client, not a copy.
-            let parts = wire.replay(&self.config.wire(), s.frames(range), len);
+            let mut settings = self.config.wire();
+            settings.replaying = Some(s.epoch);
+            let parts = wire.replay(&settings, s.frames(range), len);
             if let Some(client) = self.slots.live_mut(slot) {
                 client.queue.push_replay(parts);
                 self.mark_dirty(slot);

@@ -106,7 +106,10 @@ impl Dispatcher {
                 Verdict::Leave(DisconnectReason::Unresponsive)
             }
             Phase::Live if stuck => Verdict::Leave(DisconnectReason::Slow),
-            Phase::Live => match config.heartbeat {
+            Phase::Live => match client
+                .wire()
+                .ping_interval(&config.wire(), config.heartbeat)
+            {
                 Some(interval) if now.saturating_duration_since(client.last_ping) >= interval => {
                     client.last_ping = now;
                     Verdict::Ping(client.wire())

@@ -42,6 +42,18 @@ impl Dispatcher {
                         Cut::Gone
                     }
                 }
+                Head::Events(events) => {
+                    if self.open_events(slot, events) {
+                        // An event stream sends nothing more: what follows is discarded.
+                        Cut::Took(data.len())
+                    } else {
+                        Cut::Gone
+                    }
+                }
+                Head::Serve(serve) => {
+                    self.serve(slot, serve);
+                    Cut::Gone
+                }
                 Head::Refused(refused) => {
                     self.admission.misbehaved.record(
                         wire.log_target(),
@@ -52,6 +64,13 @@ impl Dispatcher {
                     self.refuse_upgrade(slot, refused, false);
                     Cut::Gone
                 }
+            };
+        }
+        if wire.is_sse() {
+            // An event stream's client has nothing to say: its input is discarded.
+            return match data.len() {
+                0 => Cut::Partial,
+                n => Cut::Took(n),
             };
         }
         let Some(session) = client.session.as_mut() else {
@@ -147,14 +166,20 @@ impl Dispatcher {
     /// Answers a refused upgrade and closes the connection once the answer is out (or its
     /// time is up). It never became a client: counted as rejected (by the host) or as a
     /// failed handshake.
-    fn refuse_upgrade(&mut self, slot: usize, refused: Refused, rejected: bool) {
+    pub(super) fn refuse_upgrade(&mut self, slot: usize, refused: Refused, rejected: bool) {
         self.count_unaccepted(rejected);
         self.answer_refused(slot, refused);
     }
 
     /// [`refuse_upgrade`](Self::refuse_upgrade) for a refusal counted already.
-    fn answer_refused(&mut self, slot: usize, refused: Refused) {
+    pub(super) fn answer_refused(&mut self, slot: usize, refused: Refused) {
         self.send_raw(slot, Bytes::from(refused.response));
+        self.close_answered(slot);
+    }
+
+    /// Closes a connection that was answered in HTTP and never became a client, once the
+    /// answer is out (or its time is up).
+    pub(super) fn close_answered(&mut self, slot: usize) {
         let deadline = self.deadline_in(self.config.linger);
         if let Some(client) = self.slots.get_mut(slot) {
             if let Phase::Handshake(_) = client.phase {

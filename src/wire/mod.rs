@@ -32,10 +32,18 @@ pub(crate) mod codec;
 pub(crate) mod control;
 mod framed;
 #[cfg(feature = "websocket")]
+pub(crate) mod http;
+#[cfg(feature = "websocket")]
+mod sse;
+#[cfg(feature = "websocket")]
 pub(crate) mod websocket;
 
 #[cfg(feature = "websocket")]
-pub(crate) use websocket::{refusal, Broken, Head, Input, Refused, Session, Upgrade};
+pub(crate) use http::{Events, Head, Serve, Served};
+#[cfg(feature = "websocket")]
+pub(crate) use sse::{position as sse_position, skipped as sse_skipped};
+#[cfg(feature = "websocket")]
+pub(crate) use websocket::{refusal, Broken, Input, Refused, Session, Upgrade};
 
 /// How a client's messages are put on the wire. A kind whose feature is off has no variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +53,13 @@ pub(crate) enum Wire {
     /// One WebSocket message per hub message, after an HTTP upgrade (feature `websocket`).
     #[cfg(feature = "websocket")]
     WebSocket,
+    /// Server-sent events bound to the hub-wide stream, after a `GET` on a WebSocket
+    /// listener (feature `websocket`).
+    #[cfg(feature = "websocket")]
+    Sse,
+    /// Server-sent events bound to a topic.
+    #[cfg(feature = "websocket")]
+    SseTopic,
 }
 
 /// `$body` with `$kind` naming the type that implements [`Kind`] for `$wire`: the one place
@@ -61,19 +76,33 @@ macro_rules! with_kind {
                 type $kind = websocket::WebSocket;
                 $body
             }
+            #[cfg(feature = "websocket")]
+            Wire::Sse => {
+                type $kind = sse::Sse<false>;
+                $body
+            }
+            #[cfg(feature = "websocket")]
+            Wire::SseTopic => {
+                type $kind = sse::Sse<true>;
+                $body
+            }
         }
     };
 }
 
 impl Wire {
     /// How many kinds are built in.
-    pub(crate) const COUNT: usize = 1 + cfg!(feature = "websocket") as usize;
+    pub(crate) const COUNT: usize = 1 + 3 * cfg!(feature = "websocket") as usize;
 
     /// Every kind built in, in [`index`](Self::index) order.
     pub(crate) const ALL: [Wire; Wire::COUNT] = [
         Wire::Framed,
         #[cfg(feature = "websocket")]
         Wire::WebSocket,
+        #[cfg(feature = "websocket")]
+        Wire::Sse,
+        #[cfg(feature = "websocket")]
+        Wire::SseTopic,
     ];
 
     /// Its place in a [`PerWire`].
@@ -82,6 +111,10 @@ impl Wire {
             Wire::Framed => 0,
             #[cfg(feature = "websocket")]
             Wire::WebSocket => 1,
+            #[cfg(feature = "websocket")]
+            Wire::Sse => 2,
+            #[cfg(feature = "websocket")]
+            Wire::SseTopic => 3,
         }
     }
 
@@ -123,6 +156,26 @@ impl Wire {
     /// no sign of a dead peer (`idle_timeout` and unanswered heartbeats do not apply).
     pub(crate) fn listen_only(self) -> bool {
         with_kind!(self, K => K::LISTEN_ONLY)
+    }
+
+    /// How often its live clients get the heartbeat [`ping`](Self::ping), if ever: the
+    /// hub's `heartbeat`, or an event stream's keep-alive comment.
+    pub(crate) fn ping_interval(
+        self,
+        s: &Settings<'_>,
+        heartbeat: Option<std::time::Duration>,
+    ) -> Option<std::time::Duration> {
+        if self.listen_only() {
+            s.websocket.http.sse_keepalive
+        } else {
+            heartbeat
+        }
+    }
+
+    /// Whether its clients are event streams (bound to the hub-wide stream or a topic).
+    #[cfg(feature = "websocket")]
+    pub(crate) fn is_sse(self) -> bool {
+        self.listen_only()
     }
 
     /// The log target for what its clients do wrong (a refused opening, a broken rule).
@@ -296,9 +349,52 @@ pub(crate) struct Settings<'a> {
     /// The largest message a client may send.
     #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     pub(crate) max_frame: usize,
-    /// The WebSocket knobs (feature `websocket`).
+    /// Whether messages carry the protocol (`Protocol::Sequenced`).
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) sequenced: bool,
+    /// The most a client's queue holds.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) queue_bytes: usize,
+    /// The WebSocket knobs, and the HTTP side of WebSocket listeners (feature `websocket`).
     #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     pub(crate) websocket: &'a WebSocketSettings,
+    /// The streams' epochs, where numbered frames are reframed for a wire that names them
+    /// (event streams' ids); `None` elsewhere.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) epochs: Option<&'a dyn Epochs>,
+    /// The epoch of the stream whose kept frames are being replayed, for the same.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    pub(crate) replaying: Option<u64>,
+}
+
+impl<'a> Settings<'a> {
+    /// The settings of a hub, with no epochs.
+    pub(crate) fn new(
+        framing: Framing,
+        max_frame: usize,
+        sequenced: bool,
+        queue_bytes: usize,
+        websocket: &'a WebSocketSettings,
+    ) -> Settings<'a> {
+        Settings {
+            framing,
+            max_frame,
+            sequenced,
+            queue_bytes,
+            websocket,
+            epochs: None,
+            replaying: None,
+        }
+    }
+}
+
+/// The epochs of the streams, as the dispatcher holds them (only event streams read them).
+#[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+pub(crate) trait Epochs: fmt::Debug {
+    /// The hub-wide stream's.
+    fn hub(&self) -> u64;
+    /// Topic `id`'s, if it has a stream.
+    fn topic(&self, id: crate::topics::TopicId) -> Option<u64>;
 }
 
 #[cfg(test)]
@@ -306,11 +402,13 @@ impl Settings<'static> {
     /// The default settings with `framing`.
     pub(crate) fn with(framing: Framing) -> Settings<'static> {
         static WEBSOCKET: std::sync::OnceLock<WebSocketSettings> = std::sync::OnceLock::new();
-        Settings {
+        Settings::new(
             framing,
-            max_frame: 64 * 1024,
-            websocket: WEBSOCKET.get_or_init(WebSocketSettings::default),
-        }
+            64 * 1024,
+            false,
+            4 << 20,
+            WEBSOCKET.get_or_init(WebSocketSettings::default),
+        )
     }
 }
 

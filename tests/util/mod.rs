@@ -11,6 +11,7 @@
 //!   WebSocket), for scenarios written once and run for each ([`per_wire!`]);
 //! - [`websocket`] (feature `websocket`): tungstenite clients, raw WebSocket frames and
 //!   upgrade requests;
+//! - [`sse`] (feature `websocket`): a server-sent events client, as `curl -N` is one;
 //! - [`tls`] (feature `tls`): certificates made at run time and a rustls client;
 //! - [`protocol`]: hubs of the numbered-stream protocol;
 //! - [`panics`]: the ways a host's closure panics;
@@ -33,6 +34,8 @@ pub(crate) mod peer;
 pub(crate) mod process;
 pub(crate) mod programs;
 pub(crate) mod protocol;
+#[cfg(feature = "websocket")]
+pub(crate) mod sse;
 pub(crate) mod stats;
 #[cfg(feature = "tls")]
 pub(crate) mod tls;
@@ -45,11 +48,11 @@ pub(crate) mod wire;
 #[cfg(feature = "tls")]
 #[allow(unused_imports)]
 pub(crate) use self::tls::*;
-#[cfg(feature = "websocket")]
-#[allow(unused_imports)]
-pub(crate) use self::websocket::*;
 #[allow(unused_imports)]
 pub(crate) use self::{
     events::*, healthy::*, numbered::*, panics::*, peer::*, process::*, programs::*, protocol::*,
     stats::*, wait::*, wire::*,
 };
+#[cfg(feature = "websocket")]
+#[allow(unused_imports)]
+pub(crate) use self::{sse::*, websocket::*};

@@ -23,11 +23,29 @@ pub(crate) struct Upgrade {
     request: Box<Request>,
     /// The subprotocol chosen, also named in `response`.
     protocol: Option<String>,
-    /// The `101 Switching Protocols` response, with the accept key.
+    /// The `101 Switching Protocols` response, with the accept key (or, for an event
+    /// stream, its `200`).
     response: Vec<u8>,
+    /// A WebSocket upgrade; `false`: the `GET` of an event stream (see `wire::http`).
+    websocket: bool,
 }
 
 impl Upgrade {
+    /// The `GET` of an event stream, answered with `response`.
+    pub(crate) fn events(request: Request, response: Vec<u8>) -> Upgrade {
+        Upgrade {
+            request: Box::new(request),
+            protocol: None,
+            response,
+            websocket: false,
+        }
+    }
+
+    /// Whether it is a WebSocket upgrade (not an event stream's `GET`).
+    pub(crate) fn is_websocket(&self) -> bool {
+        self.websocket
+    }
+
     /// The path requested, without the query string (not percent-decoded).
     pub(crate) fn path(&self) -> &str {
         self.request.uri().path()
@@ -183,6 +201,7 @@ fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Ref
         request: Box::new(request),
         protocol: protocol.map(str::to_owned),
         response: bytes,
+        websocket: true,
     })
 }
 
@@ -214,7 +233,7 @@ fn refused_because(err: &Error) -> (u16, &'static str) {
 
 /// Whether the request's `Origin` passes the policy. Browsers always send one, so this is
 /// what keeps other sites' pages from connecting with the user's cookies.
-fn origin_allowed(origins: &Origins, request: &Request) -> bool {
+pub(crate) fn origin_allowed(origins: &Origins, request: &Request) -> bool {
     let mut values = request.headers().get_all(ORIGIN).iter();
     let Some(origin) = values.next() else {
         return true;

@@ -18,14 +18,13 @@ use crate::queue::Chunk;
 use crate::{DisconnectReason, MessageKind};
 
 mod frame;
-mod handshake;
+pub(super) mod handshake;
 mod session;
 
 use frame::{encode_into, encoded_len, Opcode};
 #[cfg(fuzzing)]
 pub(crate) use frame::{Decoder, Inbound};
-use handshake::parse_head;
-pub(crate) use handshake::{refusal, Head, Refused, Upgrade};
+pub(crate) use handshake::{refusal, Refused, Upgrade};
 pub(crate) use session::{Broken, Input, Session};
 
 /// The WebSocket wire's [`Kind`].
@@ -61,8 +60,9 @@ impl Kind for WebSocket {
         Chunk::raw(control_frame(Opcode::Ping, b""))
     }
 
-    fn open(s: &Settings<'_>, data: &[u8]) -> Head {
-        parse_head(data, s.websocket)
+    /// An upgrade, or what else the listener serves over HTTP (see `http`).
+    fn open(s: &Settings<'_>, data: &[u8]) -> super::http::Head {
+        super::http::route(data, s.websocket)
     }
 
     fn session() -> Option<Box<Session>> {
@@ -103,8 +103,8 @@ mod tests {
 
     /// The upgrade in `read`, which must be accepted.
     fn accept(read: &[u8], settings: &WebSocketSettings) -> (Upgrade, usize) {
-        match parse_head(read, settings) {
-            Head::Upgrade { upgrade, len } => (upgrade, len),
+        match handshake::parse_head(read, settings) {
+            handshake::Head::Upgrade { upgrade, len } => (upgrade, len),
             other => panic!("not accepted: {other:?}"),
         }
     }
@@ -183,6 +183,7 @@ mod tests {
             protocols: vec!["chat".into()],
             max_head: 4096,
             binary: false,
+            http: Default::default(),
         };
         let mut read = b"GET /feed?since=42 HTTP/1.1\r\n\
             Host: hub.example:9000\r\n\
@@ -234,8 +235,8 @@ mod tests {
         let mut head = read[..len].to_vec();
         head.splice(0..9, b"GET /else".iter().copied());
         assert!(matches!(
-            parse_head(&head, &settings),
-            Head::Refused(Refused { status: 404, .. })
+            handshake::parse_head(&head, &settings),
+            handshake::Head::Refused(Refused { status: 404, .. })
         ));
         assert_eq!(WsError::TooBig.close_code(), 1009);
     }
