@@ -29,7 +29,7 @@ pub(crate) const LAG_LIMIT: Duration = Duration::from_secs(2);
 /// assert_eq!(health.backplane, None);
 /// # Ok::<(), hubcast::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Health {
     /// The dispatcher thread is running: it has neither stopped after a
