@@ -370,6 +370,8 @@ fn a_dispatcher_stuck_in_a_closure_lags_and_recovers() {
     events.connected(peer.addr());
     let health = health_when(&hub, "ready again", |h| h.ready);
     assert!(health.live && health.lag < Health::LAG_LIMIT, "{health:?}");
+    // Waiting for work in `poll` is not lagging at all.
+    health_when(&hub, "idle", |h| h.lag.is_zero() && h.ready);
     drop(peer);
 }
 
