@@ -7,6 +7,8 @@
 # Beyond a Rust toolchain with cargo (which this script checks for but cannot install):
 #   - chromium (Debian package): tests/browser.rs runs the chat page in headless Chromium;
 #   - kosoku (PyPI, pinned): tests/conformance.rs runs the Autobahn WebSocket cases with it;
+#   - prometheus_client (PyPI, pinned): tests/metrics.rs parses the hub's metrics with its
+#     parser;
 #   - nats-server (Debian package): tests/cluster.rs runs the hubs of a cluster (feature
 #     `nats`) against it, killing, freezing and restarting it (the tests look in /usr/sbin
 #     too, where Debian installs it);
@@ -31,9 +33,11 @@ NEEDED=(
   "nats-server nats-server"
 )
 # "command package version" triples: add a test prerequisite from PyPI here, pinned, so
-# that a new release cannot change what the tests check.
+# that a new release cannot change what the tests check. A library, which installs no
+# command, has "-" for its command.
 PYPI=(
   "kosoku kosoku 0.1.0"
+  "- prometheus_client 0.26.0"
 )
 
 if ! command -v cargo >/dev/null; then
@@ -69,7 +73,8 @@ EOF
 pip_missing=()
 for triple in "${PYPI[@]}"; do
   read -r cmd package version <<<"$triple"
-  if ! command -v "$cmd" >/dev/null || [ "$(pypi_version "$package")" != "$version" ]; then
+  if { [ "$cmd" != - ] && ! command -v "$cmd" >/dev/null; } \
+    || [ "$(pypi_version "$package")" != "$version" ]; then
     pip_missing+=("$package==$version")
   fi
 done
@@ -83,7 +88,7 @@ if [ ${#pip_missing[@]} -gt 0 ]; then
   fi
   for triple in "${PYPI[@]}"; do
     read -r cmd _ _ <<<"$triple"
-    if ! command -v "$cmd" >/dev/null; then
+    if [ "$cmd" != - ] && ! command -v "$cmd" >/dev/null; then
       echo "install-test-deps: $cmd installed but not on PATH ($PATH)" >&2
       exit 1
     fi

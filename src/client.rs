@@ -196,6 +196,9 @@ pub(crate) struct Client {
     /// It broke its protocol right behind messages the host has not finished with: it is
     /// read no more, and leaves once the host has (see `Dispatcher::broke_protocol`).
     pub(crate) failing: Option<Failing>,
+    /// The index of the listener it came through (`Shared::listeners`), set as it is
+    /// accepted.
+    pub(crate) listener: usize,
 }
 
 /// A client that broke its protocol and waits, still live and unread, for every subscriber
@@ -250,6 +253,7 @@ impl Client {
             dropping: false,
             last_message: 0,
             failing: None,
+            listener: 0,
         }
     }
 

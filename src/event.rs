@@ -86,6 +86,22 @@ impl DisconnectReason {
         "Io",
     ];
 
+    /// Their names as metric labels (`hubcast_disconnects_total{reason="…"}`), in that
+    /// order: stable, snake_case (all [`DisconnectReason::Io`] kinds share `io`).
+    pub(crate) const LABELS: [&'static str; Self::COUNT] = [
+        "peer_closed",
+        "reset",
+        "slow",
+        "frame_too_large",
+        "shutdown",
+        "kicked",
+        "idle",
+        "unresponsive",
+        "protocol",
+        "rate_limited",
+        "io",
+    ];
+
     pub(crate) fn index(self) -> usize {
         match self {
             DisconnectReason::PeerClosed => 0,

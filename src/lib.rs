@@ -180,8 +180,10 @@ mod config;
 mod dispatcher;
 mod error;
 mod event;
+mod health;
 mod hub;
 mod message;
+mod metrics;
 mod options;
 mod queue;
 mod random;
@@ -206,6 +208,7 @@ pub use crate::callbacks::{Admit, Auth, AuthRequest, TopicAction, TopicRequest};
 pub use crate::cluster::Cluster;
 pub use crate::error::{Error, Result, WouldBlock};
 pub use crate::event::{ClientId, ClusterState, DisconnectReason, Event, ResumeRefusal};
+pub use crate::health::Health;
 pub use crate::hub::Hub;
 pub use crate::message::{AsMessage, Message, MessageKind};
 pub use crate::options::{

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use mio::Waker;
@@ -16,7 +16,7 @@ use mio::Waker;
 use crate::stats::Counters;
 use crate::topics::order::Decisions;
 use crate::topics::{TopicId, TopicTable};
-use crate::{ClientId, ClientInfo, Error, Event, Result, WouldBlock};
+use crate::{ClientId, ClientInfo, Error, Event, Result, Transport, WouldBlock};
 
 /// The hub takes work.
 const RUNNING: u8 = 0;
@@ -261,6 +261,15 @@ impl Budget {
     }
 }
 
+/// One listener as the metrics show it: its address, what it speaks, and how many live
+/// clients came through it (written by the dispatcher as they go live and leave).
+#[derive(Debug)]
+pub(crate) struct ListenerGauge {
+    pub(crate) addr: SocketAddr,
+    pub(crate) transport: Transport,
+    pub(crate) clients: AtomicU64,
+}
+
 /// State shared by the [`Hub`](crate::Hub) handle, [`Subscription`](crate::Subscription)s
 /// and the dispatcher thread.
 #[derive(Debug)]
@@ -293,6 +302,17 @@ pub(crate) struct Shared {
     /// done with their messages before they leave: while any do, a subscription that
     /// publishes its `Tail::done` wakes the dispatcher.
     pub(crate) failing: AtomicUsize,
+    /// Every listener, in the dispatcher's order (a client's `listener` indexes it), with
+    /// its live clients. Set before the dispatcher starts.
+    pub(crate) listeners: Vec<ListenerGauge>,
+    /// Whether the hub has a backplane (feature `nats`): only then do its cluster
+    /// counters mean anything. Set before the dispatcher starts.
+    pub(crate) clustered: bool,
+    /// When the dispatcher's current round began, in nanoseconds since `epoch` plus one; 0
+    /// while it waits in `poll` (idle, not lagging) or once it has stopped.
+    round_since: AtomicU64,
+    /// The dispatcher thread has returned (after a shutdown, or failing).
+    stopped: AtomicBool,
 }
 
 impl Shared {
@@ -319,6 +339,10 @@ impl Shared {
             inbox_pending: AtomicBool::new(false),
             host_decided: AtomicU64::new(0),
             failing: AtomicUsize::new(0),
+            listeners: Vec::new(),
+            clustered: false,
+            round_since: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -374,6 +398,9 @@ impl Shared {
         self.state.store(FAILED, SeqCst);
         *lock(&self.registry) = Registry::default();
         self.counters.connected.store(0, SeqCst);
+        for listener in &self.listeners {
+            listener.clients.store(0, SeqCst);
+        }
         self.close_inbox();
         self.set_paused(false);
         self.notify_room();
@@ -471,6 +498,41 @@ impl Shared {
         if self.flow_held.load(SeqCst) != held {
             self.flow_held.store(held, SeqCst);
         }
+    }
+
+    /// Called by the dispatcher as a round begins (`poll` returned) at `now`.
+    pub(crate) fn round_begins(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.epoch).as_nanos();
+        let since = u64::try_from(since).unwrap_or(u64::MAX - 1) + 1;
+        self.round_since.store(since, Relaxed);
+    }
+
+    /// Called by the dispatcher before it waits in `poll`: it is idle, not lagging.
+    pub(crate) fn round_ends(&self) {
+        self.round_since.store(0, Relaxed);
+    }
+
+    /// How long the dispatcher's current round has been running: zero while it waits for
+    /// work in `poll`, and once it has stopped.
+    pub(crate) fn lag(&self) -> Duration {
+        match self.round_since.load(Relaxed) {
+            0 => Duration::ZERO,
+            since => {
+                let since = self.epoch + Duration::from_nanos(since - 1);
+                Instant::now().saturating_duration_since(since)
+            }
+        }
+    }
+
+    /// Called as the dispatcher thread returns, whatever the reason.
+    pub(crate) fn set_stopped(&self) {
+        self.round_ends();
+        self.stopped.store(true, SeqCst);
+    }
+
+    /// Whether the dispatcher thread is running: it has not returned and has not failed.
+    pub(crate) fn is_running(&self) -> bool {
+        !self.stopped.load(SeqCst) && self.state.load(SeqCst) != FAILED
     }
 
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {

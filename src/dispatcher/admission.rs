@@ -170,11 +170,10 @@ impl Dispatcher {
             let Some(listener) = self.io.listeners.get(i) else {
                 return;
             };
-            let transport = listener.transport;
             match listener.socket.accept() {
                 Ok((stream, addr)) => {
                     self.admission.backoff = None;
-                    self.admit(stream, addr, transport);
+                    self.admit(stream, addr, i);
                     if self.subs.is_paused() {
                         return;
                     }
@@ -243,7 +242,8 @@ impl Dispatcher {
     }
 
     /// Applies the admission rules to a new connection and registers it if they pass.
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, transport: Transport) {
+    /// `listener` is the index of the listener it came through.
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr, listener: usize) {
         let config = &self.config;
         let per_ip = self.admission.per_ip.get(&addr.ip()).copied().unwrap_or(0);
         let refusal = if self.slots.live() + self.admission.handshaking >= config.max_clients {
@@ -255,7 +255,7 @@ impl Dispatcher {
         };
         match refusal {
             Some(why) => self.refuse(addr, why),
-            None => self.register(stream, addr, transport),
+            None => self.register(stream, addr, listener),
         }
     }
 
@@ -270,7 +270,8 @@ impl Dispatcher {
         }
     }
 
-    fn register(&mut self, mut stream: TcpStream, addr: SocketAddr, transport: Transport) {
+    fn register(&mut self, mut stream: TcpStream, addr: SocketAddr, listener: usize) {
+        let transport = self.io.listeners[listener].transport;
         if let Err(err) = self.configure(&stream) {
             log::warn!("could not set socket options for {addr}: {err}");
         }
@@ -306,7 +307,8 @@ impl Dispatcher {
         let id = ClientId(self.admission.next_id);
         self.admission.next_id += 1;
         *self.admission.per_ip.entry(addr.ip()).or_insert(0) += 1;
-        let client = Client::new(id, addr, conn, transport, phase, self.now);
+        let mut client = Client::new(id, addr, conn, transport, phase, self.now);
+        client.listener = listener;
         self.slots.fill(slot, client);
         if !handshake {
             self.admit_framed(slot, None);

@@ -57,6 +57,7 @@ impl Dispatcher {
             .rate_limit
             .map(|limit| crate::client::rate::Bucket::new(&limit, self.now));
         let (id, addr, transport) = (client.id, client.addr, client.transport);
+        let listener = client.listener;
         let dropped = Arc::clone(&client.dropped);
         let Admit { name, topics, user } = admit;
         let limits = self.config.topic_limits;
@@ -106,6 +107,9 @@ impl Dispatcher {
         let counters = &self.shared.counters;
         counters.accepted.fetch_add(1, Relaxed);
         counters.connected.fetch_add(1, Relaxed);
+        if let Some(gauge) = self.shared.listeners.get(listener) {
+            gauge.clients.fetch_add(1, Relaxed);
+        }
         if !refused.is_empty() {
             counters
                 .admit_topics_refused
@@ -229,7 +233,7 @@ impl Dispatcher {
         let Some(client) = self.slots.live_mut(slot) else {
             return;
         };
-        let id = client.id;
+        let (id, listener) = (client.id, client.listener);
         #[cfg(feature = "websocket")]
         self.forget_failing(slot);
         #[cfg(feature = "websocket")]
@@ -248,6 +252,9 @@ impl Dispatcher {
         self.leave_all_topics(slot);
         let counters = &self.shared.counters;
         counters.connected.fetch_sub(1, Relaxed);
+        if let Some(gauge) = self.shared.listeners.get(listener) {
+            gauge.clients.fetch_sub(1, Relaxed);
+        }
         counters.disconnects[reason.index()].fetch_add(1, Relaxed);
         log::debug!("client {id} left: {reason}");
         self.subs.emit(

@@ -26,6 +26,7 @@ use std::any::Any;
 use std::io;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::command::Command;
 use crate::config::Config;
-use crate::shared::{lock, Shared};
+use crate::shared::{lock, ListenerGauge, Shared};
 use crate::stats::Tally;
 use crate::wire::PerWire;
 use crate::{ShutdownReport, Transport};
@@ -96,11 +97,19 @@ pub(crate) fn spawn(
 ) -> io::Result<(Arc<Shared>, Sender<Command>, JoinHandle<Outcome>)> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
-    let shared = Arc::new(Shared::new(
-        waker,
-        config.queue_bytes,
-        config.command_capacity,
-    ));
+    let mut shared = Shared::new(waker, config.queue_bytes, config.command_capacity);
+    for (socket, transport) in &listeners {
+        shared.listeners.push(ListenerGauge {
+            addr: socket.local_addr()?,
+            transport: *transport,
+            clients: AtomicU64::new(0),
+        });
+    }
+    #[cfg(feature = "nats")]
+    {
+        shared.clustered = config.cluster.is_some();
+    }
+    let shared = Arc::new(shared);
     // Unbounded, because the budget in `Shared` bounds it: a reservation made there is
     // never refused by the channel, so no sender ever waits inside it.
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -193,13 +202,19 @@ impl Dispatcher {
     /// dropped, so that the host learns of it as subscriptions end.
     fn run_guarded(mut self) -> Outcome {
         self.shared.enter_dispatcher();
+        let shared = Arc::clone(&self.shared);
         let cause = match panic::catch_unwind(AssertUnwindSafe(|| self.run())) {
-            Ok(Ok(())) => return Ok(self.finish()),
+            Ok(Ok(())) => {
+                let report = self.finish();
+                shared.set_stopped();
+                return Ok(report);
+            }
             Ok(Err(err)) => format!("the event loop failed: {err}"),
             Err(panic) => format!("the dispatcher panicked: {}", panic_into_message(panic)),
         };
         log::error!("hubcast failed, every client is dropped: {cause}");
         self.shared.fail(cause.clone());
+        shared.set_stopped();
         Err(cause)
     }
 
@@ -208,11 +223,14 @@ impl Dispatcher {
         let mut events = Events::with_capacity(1024);
         let mut timeout = None;
         loop {
+            // Waiting for work is not lagging: `health` measures only rounds.
+            self.shared.round_ends();
             match self.io.poll.poll(&mut events, timeout) {
                 Err(err) if err.kind() != io::ErrorKind::Interrupted => return Err(err),
                 _ => {}
             }
             self.now = Instant::now();
+            self.shared.round_begins(self.now);
             self.busy.memo = None;
             if !self.run_commands() {
                 // The `Hub` is gone: shut down as its `Drop` would have.

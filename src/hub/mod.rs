@@ -426,6 +426,41 @@ impl Hub {
         self.shared.counters.snapshot(self.shared.epoch)
     }
 
+    /// The hub's metrics as Prometheus text (exposition format 0.0.4, served as
+    /// `text/plain; version=0.0.4`): `# HELP` and `# TYPE` lines and the samples of every
+    /// counter of [`stats`](Self::stats) and a few gauges, such as the clients connected
+    /// through each listener and how long the dispatcher's current round has run. Every
+    /// name starts with `hubcast_`; `docs/METRICS.md` lists them. Never blocks.
+    ///
+    /// ```
+    /// let hub = hubcast::Hub::bind("127.0.0.1:0")?;
+    /// hub.broadcast("hello")?;
+    /// let text = hub.metrics();
+    /// assert!(text.contains("# TYPE hubcast_clients_connected gauge\nhubcast_clients_connected 0\n"));
+    /// assert!(text.contains("hubcast_disconnects_total{reason=\"slow\"} 0\n"));
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn metrics(&self) -> String {
+        crate::metrics::text(&self.shared)
+    }
+
+    /// Whether the hub is alive and ready to serve, for liveness and readiness probes; see
+    /// [`Health`](crate::Health). Never blocks.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let hub = hubcast::Hub::bind("127.0.0.1:0")?;
+    /// assert!(hub.health().ready);
+    /// hub.shutdown(Duration::from_secs(1))?;
+    /// let health = hub.health();
+    /// assert!(!health.live && !health.ready);
+    /// # Ok::<(), hubcast::Error>(())
+    /// ```
+    pub fn health(&self) -> crate::Health {
+        crate::health::check(&self.shared)
+    }
+
     /// Whether the hub takes no more work: [`shutdown`](Self::shutdown) was called, or the
     /// dispatcher stopped or [failed](Error::Failed).
     pub fn is_closed(&self) -> bool {

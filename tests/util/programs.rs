@@ -25,6 +25,31 @@ pub(crate) fn require_program(name: &str) -> bool {
     false
 }
 
+/// Whether python3 can import `module` (a PyPI package the tests need, such as
+/// `prometheus_client`), for a test that runs Python with it. Missing, it skips or fails as
+/// [`require_program`] does: the test should return at once.
+pub(crate) fn require_python_module(module: &str) -> bool {
+    if !require_program("python3") {
+        return false;
+    }
+    let mut command = std::process::Command::new("python3");
+    command.arg("-c").arg(format!("import {module}"));
+    if super::ChildProcess::spawn(command).wait().success() {
+        return true;
+    }
+    let ci = std::env::var("CI").unwrap_or_default();
+    if !matches!(ci.as_str(), "" | "false" | "0") {
+        panic!(
+            "python3 cannot import {module}, and CI={ci}: scripts/install-test-deps.sh installs it"
+        );
+    }
+    let _ = writeln!(
+        io::stderr(),
+        "skipping: python3 cannot import {module}; install it with scripts/install-test-deps.sh"
+    );
+    false
+}
+
 /// The path of the executable `name` on `PATH`, or in `/usr/sbin` or `/sbin`, where
 /// Debian installs daemons such as `nats-server` and which a user's `PATH` often lacks.
 pub(crate) fn find_program(name: &str) -> Option<std::path::PathBuf> {
