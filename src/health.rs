@@ -100,7 +100,7 @@ pub(crate) fn check(shared: &Shared) -> Health {
 /// and what is wrong, such as `not ready: backplane disconnected`. The body is one line of
 /// text.
 // The WebSocket listeners' HTTP front answers the probes with it.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(not(any(test, feature = "websocket")), allow(dead_code))]
 pub(crate) fn response(health: &Health, ready: bool) -> (u16, String) {
     if ready {
         let why = health.not_ready();

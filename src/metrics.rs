@@ -41,6 +41,8 @@ enum Source {
     ByReason,
     /// One sample per listener, labelled `listener` (its address) and `transport`.
     ByListener,
+    /// One sample per wire kind built in, labelled `wire`.
+    ByWire,
     /// How long the dispatcher's current round has been running, in seconds.
     Lag,
     /// One sample from the cluster's stats, exported only by a hub with a backplane.
@@ -110,6 +112,12 @@ const METRICS: &[Metric] = &[
         kind: Kind::Gauge,
         help: "Clients connected now, by the listener they came through.",
         source: Source::ByListener,
+    },
+    Metric {
+        name: "hubcast_wire_clients",
+        kind: Kind::Gauge,
+        help: "Clients connected now, by wire: framed (TCP, TLS), websocket, sse, sse_topic.",
+        source: Source::ByWire,
     },
     stat!(
         "hubcast_clients_accepted_total",
@@ -286,6 +294,24 @@ const METRICS: &[Metric] = &[
         "Bytes of memory the kept topics' replay rings hold now."
     ),
     stat!(
+        "hubcast_http_requests_total",
+        Counter,
+        http_requests,
+        "Plain HTTP requests answered and closed: pages, metrics, health, 404 and 405."
+    ),
+    stat!(
+        "hubcast_sse_opened_total",
+        Counter,
+        sse_opened,
+        "Event streams (server-sent events) opened."
+    ),
+    stat!(
+        "hubcast_sse_binary_skipped_total",
+        Counter,
+        sse_binary_skipped,
+        "Binary messages not sent to event streams, once per message and event-stream wire."
+    ),
+    stat!(
         "hubcast_topics_evicted_total",
         Counter,
         topics_evicted,
@@ -360,6 +386,17 @@ pub(crate) fn text(shared: &Shared) -> String {
                 for (i, label) in DisconnectReason::LABELS.iter().enumerate() {
                     let count = shared.counters.disconnects[i].load(Relaxed);
                     sample(&mut out, metric.name, &[("reason", label)], count as f64);
+                }
+            }
+            Source::ByWire => {
+                for (wire, clients) in shared.wires.iter() {
+                    let clients = clients.load(Relaxed);
+                    sample(
+                        &mut out,
+                        metric.name,
+                        &[("wire", wire.label())],
+                        clients as f64,
+                    );
                 }
             }
             Source::ByListener => {

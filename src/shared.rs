@@ -305,6 +305,8 @@ pub(crate) struct Shared {
     /// Every listener, in the dispatcher's order (a client's `listener` indexes it), with
     /// its live clients. Set before the dispatcher starts.
     pub(crate) listeners: Vec<ListenerGauge>,
+    /// Live clients by wire (written by the dispatcher as they go live and leave).
+    pub(crate) wires: crate::wire::PerWire<AtomicU64>,
     /// Whether the hub has a backplane (feature `nats`): only then do its cluster
     /// counters mean anything. Set before the dispatcher starts.
     pub(crate) clustered: bool,
@@ -340,6 +342,7 @@ impl Shared {
             host_decided: AtomicU64::new(0),
             failing: AtomicUsize::new(0),
             listeners: Vec::new(),
+            wires: crate::wire::PerWire::default(),
             clustered: false,
             round_since: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
@@ -400,6 +403,9 @@ impl Shared {
         self.counters.connected.store(0, SeqCst);
         for listener in &self.listeners {
             listener.clients.store(0, SeqCst);
+        }
+        for (_, clients) in self.wires.iter() {
+            clients.store(0, SeqCst);
         }
         self.close_inbox();
         self.set_paused(false);

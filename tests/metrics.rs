@@ -165,6 +165,9 @@ fn plain_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
         ("hubcast_kept_topics", stats.kept_topics),
         ("hubcast_kept_bytes", stats.kept_bytes),
         ("hubcast_topics_evicted_total", stats.topics_evicted),
+        ("hubcast_http_requests_total", stats.http_requests),
+        ("hubcast_sse_opened_total", stats.sse_opened),
+        ("hubcast_sse_binary_skipped_total", stats.sse_binary_skipped),
     ]
 }
 
@@ -273,8 +276,14 @@ fn the_text_parses_and_holds_the_stats() {
         !text.contains("hubcast_cluster_"),
         "no backplane, no cluster metrics"
     );
-    // Every sample is accounted for: the plain ones, 11 reasons, 2 listeners, the lag.
-    assert_eq!(samples.len(), plain_counters(&stats).len() + 11 + 2 + 2);
+    assert_eq!(value(&samples, "hubcast_wire_clients", "wire=framed"), 3);
+    // Every sample is accounted for: the plain ones, 11 reasons, 2 listeners, the paused
+    // time and the lag, and one per wire built in.
+    let wires = if cfg!(feature = "websocket") { 4 } else { 1 };
+    assert_eq!(
+        samples.len(),
+        plain_counters(&stats).len() + 11 + 2 + 2 + wires
+    );
 }
 
 /// The listener gauges go back to zero as the clients leave at a shutdown, and a stopped

@@ -462,3 +462,46 @@ fn pages_are_served_exactly_and_other_paths_are_404_or_405() {
     let (ws, _) = tungstenite::connect(format!("ws://{addr}/ws")).expect("upgrade");
     drop(ws);
 }
+
+#[test]
+fn metrics_and_health_are_served_on_the_same_listener() {
+    let hub = builder()
+        .metrics_path(Some("/metrics"))
+        .liveness_path(Some("/livez"))
+        .readiness_path(Some("/readyz"))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let _stream = open(&hub, &mut events, "/events", &[]);
+    let addr = http_addr(&hub);
+    let body = |target: &str| {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (mut peer, head) = http_exchange(addr, request.as_bytes());
+        let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+        let mut body = Vec::new();
+        while body.len() < len {
+            body.extend(peer.next_frame(hubcast::Framing::Raw).expect("the body"));
+        }
+        (head, String::from_utf8(body).unwrap())
+    };
+    let (head, text) = body("/metrics");
+    assert_eq!(head[0], "HTTP/1.1 200 OK");
+    assert!(header(&head, "content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    assert!(text.starts_with("# HELP hubcast_"), "{text}");
+    assert!(
+        text.contains("\nhubcast_wire_clients{wire=\"sse\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nhubcast_sse_opened_total 1\n"), "{text}");
+    for path in ["/livez", "/readyz"] {
+        let (head, text) = body(path);
+        assert_eq!(
+            (head[0].as_str(), text.as_str()),
+            ("HTTP/1.1 200 OK", "ok\n")
+        );
+    }
+    let stats = stats_when(&hub, |s| s.http_requests == 3);
+    assert_eq!(stats.http_requests, 3);
+}

@@ -199,11 +199,11 @@ impl Dispatcher {
 
     /// The metrics text served at `metrics_path`.
     fn metrics_text(&self) -> String {
-        String::new()
+        crate::metrics::text(&self.shared)
     }
 
     /// The status and text served at the liveness or readiness path.
-    fn health_text(&self, _ready: bool) -> (u16, String) {
-        (200, "ok\n".into())
+    fn health_text(&self, ready: bool) -> (u16, String) {
+        crate::health::response(&crate::health::check(&self.shared), ready)
     }
 }

@@ -110,6 +110,9 @@ impl Dispatcher {
         if let Some(gauge) = self.shared.listeners.get(listener) {
             gauge.clients.fetch_add(1, Relaxed);
         }
+        if let Some(client) = self.slots.get(slot) {
+            self.shared.wires[client.wire()].fetch_add(1, Relaxed);
+        }
         if !refused.is_empty() {
             counters
                 .admit_topics_refused
@@ -254,6 +257,9 @@ impl Dispatcher {
         counters.connected.fetch_sub(1, Relaxed);
         if let Some(gauge) = self.shared.listeners.get(listener) {
             gauge.clients.fetch_sub(1, Relaxed);
+        }
+        if let Some(client) = self.slots.get(slot) {
+            self.shared.wires[client.wire()].fetch_sub(1, Relaxed);
         }
         counters.disconnects[reason.index()].fetch_add(1, Relaxed);
         log::debug!("client {id} left: {reason}");

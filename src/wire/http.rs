@@ -113,7 +113,7 @@ pub(crate) fn route(buf: &[u8], settings: &WebSocketSettings) -> Head {
         h.name.eq_ignore_ascii_case("upgrade")
             && h.value
                 .split(|&b| b == b',')
-                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+                .any(|token| trim(token).eq_ignore_ascii_case(b"websocket"))
     });
     if upgrade {
         return handshake(buf, settings);
@@ -204,13 +204,7 @@ fn events(window: &[u8], settings: &WebSocketSettings, topic: Option<&str>, quer
         let value = value.as_bytes().to_ascii_lowercase();
         value
             .split(|&b| b == b',')
-            .map(|media| {
-                media
-                    .split(|&b| b == b';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim_ascii()
-            })
+            .map(|media| trim(media.split(|&b| b == b';').next().unwrap_or_default()))
             .any(|media| matches!(media, b"text/event-stream" | b"text/*" | b"*/*"))
     });
     if !accepts {
@@ -266,6 +260,24 @@ fn response_head(settings: &WebSocketSettings, request: &Request) -> Vec<u8> {
         settings.http.sse_retry.as_millis()
     ));
     head.into_bytes()
+}
+
+/// `bytes` without the ASCII white space at either end (`<[u8]>::trim_ascii` is newer
+/// than the crate's MSRV).
+fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = bytes {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        bytes = rest;
+    }
+    while let [rest @ .., last] = bytes {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        bytes = rest;
+    }
+    bytes
 }
 
 /// `<epoch>-<seq>` as the hub writes ids, or `None`.
@@ -338,8 +350,10 @@ mod tests {
     use crate::options::Page;
 
     fn settings() -> WebSocketSettings {
-        let mut s = WebSocketSettings::default();
-        s.path = Some("/ws".into());
+        let mut s = WebSocketSettings {
+            path: Some("/ws".into()),
+            ..WebSocketSettings::default()
+        };
         s.http.sse_path = Some("/events".into());
         s.http.metrics_path = Some("/metrics".into());
         s.http.live_path = Some("/livez".into());

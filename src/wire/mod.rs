@@ -178,6 +178,19 @@ impl Wire {
         self.listen_only()
     }
 
+    /// Its name as a metric's label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Wire::Framed => "framed",
+            #[cfg(feature = "websocket")]
+            Wire::WebSocket => "websocket",
+            #[cfg(feature = "websocket")]
+            Wire::Sse => "sse",
+            #[cfg(feature = "websocket")]
+            Wire::SseTopic => "sse_topic",
+        }
+    }
+
     /// The log target for what its clients do wrong (a refused opening, a broken rule).
     pub(crate) fn log_target(self) -> &'static str {
         with_kind!(self, K => K::LOG_TARGET)
