@@ -505,3 +505,39 @@ fn metrics_and_health_are_served_on_the_same_listener() {
     let stats = stats_when(&hub, |s| s.http_requests == 3);
     assert_eq!(stats.http_requests, 3);
 }
+
+#[test]
+fn bad_http_settings_are_config_errors() {
+    let fails = |builder: HubBuilder, says: &str| match builder.bind("127.0.0.1:0") {
+        Err(hubcast::Error::Config(why)) => assert!(why.contains(says), "{why}"),
+        other => panic!("{says}: {other:?}"),
+    };
+    fails(Hub::builder().sse_path(Some("/events")), "add one");
+    fails(builder().page("nope", "text/html", ""), "starts with /");
+    fails(builder().page("/a?b", "text/html", ""), "starts with /");
+    fails(builder().page("/a b", "text/html", ""), "starts with /");
+    fails(
+        builder().page("/x", "text/html\r\nX: y", ""),
+        "visible ASCII",
+    );
+    fails(builder().page("/x", "", ""), "visible ASCII");
+    fails(builder().metrics_path(Some("/events")), "also sse_path's");
+    fails(builder().page("/ws", "text/html", ""), "also");
+    fails(builder().sse_retry(Duration::ZERO), "sse_retry");
+    fails(builder().sse_retry(Duration::from_secs(7200)), "sse_retry");
+    fails(
+        builder().sse_keepalive(Some(Duration::from_millis(1))),
+        "sse_keepalive",
+    );
+    fails(builder().queue_bytes(1 << 30), "512 MiB");
+    // A path registered twice keeps its last body; no knob set, nothing checked.
+    builder()
+        .page("/", "text/plain", "a")
+        .page("/", "text/plain", "b")
+        .bind("127.0.0.1:0")
+        .unwrap();
+    Hub::builder()
+        .sse_keepalive(None)
+        .bind("127.0.0.1:0")
+        .unwrap();
+}

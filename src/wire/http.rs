@@ -8,7 +8,7 @@
 //! request head ──► Upgrade: websocket ───────────────► handshake ──► 101 or a refusal
 //!              ──► GET <sse_path>[/<topic>] ─────────► Events (Origin, Accept checked) ──► 200
 //!              ──► GET|HEAD <page|metrics|health> ───► Serve (the dispatcher answers, closes)
-//!              ──► the WebSocket path, not an upgrade ► handshake's refusal (400, 426)
+//!              ──► websocket_path, not an upgrade ──► handshake's refusal (400, 426)
 //!              ──► anything else ────────────────────► 404 / 405, closed
 //! ```
 //!
@@ -132,7 +132,7 @@ pub(crate) fn route(buf: &[u8], settings: &WebSocketSettings) -> Head {
         }
         return events(window, settings, topic, query);
     }
-    if settings.path.as_deref().map_or(true, |p| p == path) {
+    if settings.path.as_deref() == Some(path) {
         // The WebSocket endpoint, not asked for an upgrade: the handshake says why.
         return handshake(buf, settings);
     }
@@ -493,6 +493,30 @@ mod tests {
             b"\xff",
         ] {
             assert_eq!(position(bad), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes, cut anywhere: an answer or a wait for more, never a panic; a head
+        /// that passes `max_head` is never left waiting.
+        #[test]
+        fn any_bytes_get_an_answer(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            prefix in proptest::prop_oneof![
+                proptest::strategy::Just(&b""[..]),
+                proptest::strategy::Just(&b"GET /events/"[..]),
+                proptest::strategy::Just(&b"GET / HTTP/1.1\r\nHost: x\r\n"[..]),
+                proptest::strategy::Just(&b"HEAD /metrics HTTP/1.1\r\n"[..]),
+            ],
+        ) {
+            let mut s = settings();
+            s.max_head = 256;
+            let mut buf = prefix.to_vec();
+            buf.extend_from_slice(&bytes);
+            let head = route(&buf, &s);
+            if buf.len() > s.max_head {
+                proptest::prop_assert!(!matches!(head, Head::Partial));
+            }
         }
     }
 

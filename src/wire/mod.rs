@@ -143,7 +143,15 @@ impl Wire {
             return Err(format!("{transport:?} needs the `{feature}` feature"));
         }
         with_kind!(Wire::of(transport), K => K::check(s))
-            .map_err(|why| format!("{transport:?} {why}"))
+            .map_err(|why| format!("{transport:?} {why}"))?;
+        // Its event streams, if it serves them.
+        #[cfg(feature = "websocket")]
+        if transport.is_websocket() && s.websocket.http.sse_path.is_some() {
+            for wire in [Wire::Sse, Wire::SseTopic] {
+                with_kind!(wire, K => K::check(s)).map_err(|why| format!("{transport:?} {why}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether a connection opens with an HTTP request that the hub answers before it is a
