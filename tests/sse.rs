@@ -531,12 +531,12 @@ fn bad_http_settings_are_config_errors() {
     );
     fails(builder().queue_bytes(1 << 30), "512 MiB");
     // A path registered twice keeps its last body; no knob set, nothing checked.
-    builder()
+    let _hub = builder()
         .page("/", "text/plain", "a")
         .page("/", "text/plain", "b")
         .bind("127.0.0.1:0")
         .unwrap();
-    Hub::builder()
+    let _hub = Hub::builder()
         .sse_keepalive(None)
         .bind("127.0.0.1:0")
         .unwrap();
