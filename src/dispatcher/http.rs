@@ -21,7 +21,7 @@ use super::Dispatcher;
 use crate::topics::check_name;
 use crate::wire::control::StreamName;
 use crate::wire::{self, http, Events, Serve, Served, Wire};
-use crate::{AuthRequest, TopicAction};
+use crate::TopicAction;
 
 impl Dispatcher {
     /// Answers a plain request and closes the connection once the answer is out.
@@ -89,28 +89,16 @@ impl Dispatcher {
         let Some(client) = self.slots.get(slot) else {
             return false;
         };
-        let (id, addr, transport) = (client.id, client.addr, client.transport);
+        let id = client.id;
         if let Some(topic) = &topic {
             if check_name(topic, self.config.topic_limits.max_name).is_err() {
                 self.refuse_upgrade(slot, wire::refusal(404, "not a topic name"), false);
                 return false;
             }
         }
-        let auth = AuthRequest {
-            addr,
-            transport,
-            frame: None,
-            upgrade: Some(&request),
-        };
-        let Some(mut admit) = self.ask_admission(&auth) else {
-            let refused = wire::refusal(403, "rejected by the authenticator");
-            self.refuse_upgrade(slot, refused, true);
+        let Some(mut admit) = self.admit_request(slot, &request) else {
             return false;
         };
-        if let Some(why) = self.check_user(addr, &admit) {
-            self.answer_refused(slot, why.refusal());
-            return false;
-        }
         if let Some(topic) = &topic {
             if !admit.topics.contains(topic) {
                 if !self.may_join(slot, id, admit.user.as_deref(), topic) {

@@ -22,7 +22,7 @@ use super::Dispatcher;
 use crate::client::{Closing, Phase};
 use crate::queue::{Chunk, Piece};
 use crate::wire::{self, Broken, Head, Input, Refused, Upgrade, Wire};
-use crate::{AuthRequest, ClientId, DisconnectReason};
+use crate::{Admit, AuthRequest, ClientId, DisconnectReason};
 
 impl Dispatcher {
     /// Takes the upgrade request, or the WebSocket frame, at the front of `data`.
@@ -134,26 +134,9 @@ impl Dispatcher {
     /// A valid upgrade request: the authenticator sees it, then the connection is answered
     /// `101` and goes live, or `403` and is refused. Returns whether it went live.
     fn upgrade(&mut self, slot: usize, upgrade: &Upgrade) -> bool {
-        let Some(client) = self.slots.get(slot) else {
+        let Some(admit) = self.admit_request(slot, upgrade) else {
             return false;
         };
-        let request = AuthRequest {
-            addr: client.addr,
-            transport: client.transport,
-            frame: None,
-            upgrade: Some(upgrade),
-        };
-        let Some(admit) = self.ask_admission(&request) else {
-            let refused = wire::refusal(403, "rejected by the authenticator");
-            self.refuse_upgrade(slot, refused, true);
-            return false;
-        };
-        // Before the answer: a user over its cap, or with a bad key, is refused in HTTP.
-        if let Some(why) = self.check_user(request.addr, &admit) {
-            // Counted there.
-            self.answer_refused(slot, why.refusal());
-            return false;
-        }
         // The answer goes first: every frame queued from now on follows it.
         self.send_raw(slot, Bytes::from(upgrade.response()));
         if let Some(client) = self.slots.get_mut(slot) {
@@ -161,6 +144,31 @@ impl Dispatcher {
         }
         self.go_live(slot, admit);
         true
+    }
+
+    /// The host's authenticator and `admit` hook on an opening request (an upgrade or an
+    /// event stream's `GET`), then the user they give: `None` if the connection was turned
+    /// away, answered (403, or 429 for a user at its cap) and counted.
+    pub(super) fn admit_request(&mut self, slot: usize, request: &Upgrade) -> Option<Admit> {
+        let client = self.slots.get(slot)?;
+        let auth = AuthRequest {
+            addr: client.addr,
+            transport: client.transport,
+            frame: None,
+            upgrade: Some(request),
+        };
+        let Some(admit) = self.ask_admission(&auth) else {
+            let refused = wire::refusal(403, "rejected by the authenticator");
+            self.refuse_upgrade(slot, refused, true);
+            return None;
+        };
+        // Before the answer: a user over its cap, or with a bad key, is refused in HTTP.
+        if let Some(why) = self.check_user(auth.addr, &admit) {
+            // Counted there.
+            self.answer_refused(slot, why.refusal());
+            return None;
+        }
+        Some(admit)
     }
 
     /// Answers a refused upgrade and closes the connection once the answer is out (or its
