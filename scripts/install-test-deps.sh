@@ -6,6 +6,7 @@
 #
 # Beyond a Rust toolchain with cargo (which this script checks for but cannot install):
 #   - chromium (Debian package): tests/browser.rs runs the chat page in headless Chromium;
+#   - curl (Debian package): tests/sse.rs reads an event stream with `curl -N`;
 #   - kosoku (PyPI, pinned): tests/conformance.rs runs the Autobahn WebSocket cases with it;
 #   - prometheus_client (PyPI, pinned): tests/metrics.rs parses the hub's metrics with its
 #     parser;
@@ -30,6 +31,7 @@ NEEDED=(
   "python3 python3"
   "timeout coreutils"
   "chromium chromium"
+  "curl curl"
   "nats-server nats-server"
 )
 # "command package version" triples: add a test prerequisite from PyPI here, pinned, so

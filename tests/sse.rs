@@ -541,3 +541,62 @@ fn bad_http_settings_are_config_errors() {
         .bind("127.0.0.1:0")
         .unwrap();
 }
+
+/// `curl -N`, a real client that knows nothing of hubcast: the stream arrives as it is
+/// sent (not buffered), and a reconnect with the last id gets what was missed.
+#[test]
+fn curl_reads_the_stream_and_resumes_with_the_last_id() {
+    if !util::require_program("curl") {
+        return;
+    }
+    let hub = builder()
+        .protocol(Protocol::Sequenced)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let url = format!("http://{}/events", http_addr(&hub));
+    let curl = |extra: &[&str]| {
+        let mut command = std::process::Command::new("curl");
+        command.args([
+            "-sSN",
+            "--max-time",
+            "60",
+            "-H",
+            "Accept: text/event-stream",
+        ]);
+        for header in extra {
+            command.args(["-H", header]);
+        }
+        command.arg(&url);
+        util::ChildProcess::spawn(command)
+    };
+    let mut first = curl(&[]);
+    events.wait_for("curl connected", |event| {
+        matches!(event, hubcast::Event::Connected { .. }).then_some(())
+    });
+    hub.broadcast("one").unwrap();
+    let mut lines = Vec::new();
+    while lines.last().map(String::as_str) != Some("data: one") {
+        lines.push(first.next_line());
+    }
+    let id = lines
+        .iter()
+        .rev()
+        .find_map(|line| line.strip_prefix("id: "))
+        .expect("an id before the data")
+        .to_owned();
+    drop(first);
+    hub.broadcast("two").unwrap();
+    hub.broadcast("three").unwrap();
+    let mut again = curl(&[&format!("Last-Event-ID: {id}")]);
+    let mut data = Vec::new();
+    while data.len() < 2 {
+        let line = again.next_line();
+        if let Some(payload) = line.strip_prefix("data: ") {
+            if !payload.starts_with('#') {
+                data.push(payload.to_owned());
+            }
+        }
+    }
+    assert_eq!(data, ["two", "three"]);
+}
