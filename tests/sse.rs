@@ -600,3 +600,42 @@ fn curl_reads_the_stream_and_resumes_with_the_last_id() {
     }
     assert_eq!(data, ["two", "three"]);
 }
+
+/// Event streams and pages over TLS (`Transport::WebSocketTls`, feature `tls`): `https://`.
+#[cfg(feature = "tls")]
+mod https {
+    use std::io::{BufRead, BufReader, Write};
+
+    use super::*;
+    use util::{certificate, client_config, tls_connect, LOCAL};
+
+    #[test]
+    fn an_event_stream_over_tls() {
+        let cert = certificate(false);
+        let hub = Hub::builder()
+            .tls_pem(cert.cert_pem.clone(), cert.key_pem.clone())
+            .transport(Transport::WebSocketTls)
+            .protocol(Protocol::Sequenced)
+            .sse_path(Some("/events"))
+            .bind(LOCAL)
+            .unwrap();
+        let mut events = EventLog::subscribe(&hub);
+        let mut tls = tls_connect(hub.local_addr(), client_config(Some(&cert)));
+        tls.write_all(&util::sse_request("/events", &[])).unwrap();
+        let local = tls.sock.local_addr().unwrap();
+        let mut reader = BufReader::new(tls);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "HTTP/1.1 200 OK\r\n");
+        events.connected(local);
+        hub.broadcast("secret news").unwrap();
+        let mut lines = Vec::new();
+        while lines.last().map(String::as_str) != Some("data: secret news\n") {
+            line.clear();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "{lines:?}");
+            lines.push(line.clone());
+        }
+        let id = &lines[lines.len() - 2];
+        assert!(id.starts_with("id: ") && id.ends_with("-1\n"), "{lines:?}");
+    }
+}
