@@ -1,13 +1,23 @@
 //! A real browser as a WebSocket client: headless Chromium opens the chat page,
-//! `examples/ws_chat/index.html`, from the file system against a hub in this process set up
-//! as `examples/ws_chat_server.rs` is (the protocol, rooms, every client put in `lobby`),
-//! which also has a TCP client. What one says in `lobby` reaches the other both ways; when
-//! the hub kicks the browser, the page reconnects by itself and resumes its streams, so
-//! what was said while it was away reaches it, exactly once.
+//! `examples/ws_chat/index.html`, served by a hub in this process set up as
+//! `examples/ws_chat_server.rs` is (the page at `/`, WebSocket at `/ws`, the protocol,
+//! rooms, every client put in `lobby`), which also has a TCP client. Loaded from the hub,
+//! the page has the hub's origin: the default same-origin check lets it in. What one says
+//! in `lobby` reaches the other both ways; when the hub kicks the browser, the page
+//! reconnects by itself and resumes its streams, so what was said while it was away
+//! reaches it, exactly once.
 //!
 //! The page's test hooks do the talking: it says [`HELLO`] in its room on every connect,
 //! and sends back every message it shows as `ack:` + message, so the TCP client hears what
 //! the page has shown, in order.
+//!
+//! Read-only, over server-sent events (`?transport=sse`, what the page falls back to when
+//! its WebSocket cannot connect): the page reads `lobby` through an `EventSource`, the hub
+//! cuts it while the host publishes, and the browser reconnects by itself, sending the last
+//! id it saw (`Last-Event-ID`): the hub sends exactly what it missed, with no resume code
+//! in the page. Read-only, the page cannot say anything in the room, so its hooks report
+//! over a WebSocket of their own (`?ack=ws://…`, the same hub here): the host hears, in
+//! order, what the page has shown.
 //!
 //! And the page's words for a refused resume (`#noresume`), run in Chromium on their own:
 //! after a hub restart it says the hub restarted, and whether anything was said since,
@@ -26,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hubcast::{ClientId, DisconnectReason, Event, Hub, Origins, Protocol, Relay, Transport};
+use hubcast::{Admit, ClientId, DisconnectReason, Event, Hub, Protocol, Relay, Transport};
 use util::{require_program, ChildProcess, EventLog, Peer, TempDir, LOCAL, PACE, TIMEOUT};
 
 /// How long Chromium may take to start and connect: its first start on a busy machine is
@@ -36,22 +46,15 @@ const BROWSER_START: Duration = Duration::from_secs(60);
 const HELLO: &[u8] = b"hello-from-browser";
 /// The room every client is put in, as `ws_chat_server` does, and the page's room.
 const LOBBY: &str = "lobby";
+/// The chat page, served by the test's hubs at `/` as `ws_chat_server` serves it.
+const PAGE: &str = include_str!("../examples/ws_chat/index.html");
 
-/// The chat page as a `file://` URL (its path percent-encoded), with the test hooks:
-/// connect to `ws`, send [`HELLO`] on every connect, send back each message as `ack:` + it.
-fn page_url(ws: SocketAddr) -> String {
-    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ws_chat/index.html");
-    let path = page.to_str().expect("the page's path is UTF-8");
-    let mut url = String::from("file://");
-    for byte in path.bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
-            url.push(char::from(byte));
-        } else {
-            url.push_str(&format!("%{byte:02X}"));
-        }
-    }
+/// The chat page served by the hub listening on `web`, with the test hooks: send [`HELLO`]
+/// on every connect, send back each message as `ack:` + it. It connects to the hub that
+/// served it (`ws://<web>/ws`) by itself.
+fn page_url(web: SocketAddr) -> String {
     let hello = std::str::from_utf8(HELLO).expect("ASCII");
-    url + &format!("?ws=ws://{ws}/&autosend={hello}&echo=1")
+    format!("http://{web}/?autosend={hello}&echo=1")
 }
 
 /// Headless Chromium on a page, with everything it writes in a directory of its own: its
@@ -227,9 +230,9 @@ fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
         return;
     }
     let started = Instant::now();
-    // As examples/ws_chat_server.rs (a page opened from a file has the origin `null`), with
-    // a gate: while `away` is set, new connections are refused, so the page stays away
-    // for as long as the test needs, whatever its backoff.
+    // As examples/ws_chat_server.rs (the page served at `/`, WebSocket at `/ws`, the
+    // default origin check), with a gate: while `away` is set, new connections are
+    // refused, so the page stays away for as long as the test needs, whatever its backoff.
     let away = Arc::new(AtomicBool::new(false));
     let gate = Arc::clone(&away);
     let hub = Hub::builder()
@@ -238,7 +241,8 @@ fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
         .client_topics(|_| true)
         .accept_filter(move |_| !gate.load(SeqCst))
         .listen(LOCAL, Transport::WebSocket)
-        .websocket_origins(Origins::List(vec!["null".into()]))
+        .page("/", "text/html; charset=utf-8", PAGE)
+        .websocket_path(Some("/ws"))
         .bind(LOCAL)
         .expect("bind");
     let ws = hub.local_addrs()[1].addr;
@@ -388,6 +392,193 @@ fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
     println!(
         "Chromium connected after {connected_after:.1?}, came back {reconnected_after:.1?} \
          after the kick; {:.1?} in all",
+        started.elapsed()
+    );
+}
+
+/// The user key the SSE test's hub gives event streams, to tell them from the page's
+/// report socket (a WebSocket) in `Event::Connected`.
+const EVENT_STREAM: &str = "event-stream";
+/// The user key of the page's report socket.
+const REPORTS: &str = "reports";
+
+/// Read-only, over server-sent events. The page is told to use them (`transport=sse`) and
+/// to report over a WebSocket of its own (`ack=ws://…/ws`): in read-only mode it cannot
+/// write to the room, and a WebSocket keeps its reports in the order the page made them,
+/// which the host reads as `Event::Message`s of that socket. The hub tells the two
+/// connections apart as it admits them (`AuthRequest::is_event_stream`, shown in
+/// `Event::Connected` as a user key). The report socket is in no room, so its reports go
+/// to the host only.
+///
+/// The host publishes numbered messages to `lobby`: some live, some while the hub has cut
+/// the event stream and refuses new connections, some after the browser reconnected by
+/// itself (after the 200 ms `retry:` the hub gave it). The page must show every one exactly
+/// once, in order: what it missed comes back because the browser sends `Last-Event-ID`,
+/// and the page has no code for it.
+#[test]
+fn chromium_reads_a_room_over_server_sent_events_and_resumes_by_itself() {
+    if !require_program("chromium") {
+        return;
+    }
+    let started = Instant::now();
+    let away = Arc::new(AtomicBool::new(false));
+    let gate = Arc::clone(&away);
+    let hub = Hub::builder()
+        .transport(Transport::WebSocket)
+        .protocol(Protocol::Sequenced)
+        .relay(Relay::Topics)
+        .client_topics(|_| true)
+        .admit(|request| {
+            let user = if request.is_event_stream() {
+                EVENT_STREAM
+            } else {
+                REPORTS
+            };
+            Admit::new().user(user)
+        })
+        .accept_filter(move |_| !gate.load(SeqCst))
+        .page("/", "text/html; charset=utf-8", PAGE)
+        .websocket_path(Some("/ws"))
+        .sse_path(Some("/events"))
+        .sse_retry(Duration::from_millis(200))
+        .bind(LOCAL)
+        .expect("bind");
+    let web = hub.local_addr();
+    let mut events = EventLog::subscribe(&hub);
+    let hello = std::str::from_utf8(HELLO).expect("ASCII");
+    let url = format!(
+        "http://{web}/?transport=sse&room={LOBBY}&ack=ws://{web}/ws&autosend={hello}&echo=1"
+    );
+    let browser = Browser::launch(&url);
+
+    // An event stream of the page, other than `known`; and its report socket.
+    let stream_opens = |events: &mut EventLog, limit: Duration, known: &[ClientId]| {
+        wait_event(
+            events,
+            &browser,
+            limit,
+            "the page's event stream",
+            |e| match e {
+                Event::Connected {
+                    client,
+                    user: Some(user),
+                    ..
+                } if user == EVENT_STREAM && !known.contains(client) => Some(*client),
+                _ => None,
+            },
+        )
+    };
+    let (mut stream, mut reports) = (None, None);
+    while stream.is_none() || reports.is_none() {
+        let (id, user) = wait_event(
+            &mut events,
+            &browser,
+            BROWSER_START,
+            "the page's connections",
+            |e| match e {
+                Event::Connected { client, user, .. } => Some((*client, user.clone())),
+                _ => None,
+            },
+        );
+        match user.as_deref() {
+            Some(EVENT_STREAM) => stream = Some(id),
+            Some(REPORTS) => reports = Some(id),
+            other => panic!("a connection of user {other:?}"),
+        }
+    }
+    let (first, reports) = (stream.expect("stream"), reports.expect("reports"));
+    let connected_after = started.elapsed();
+
+    // What the page reports, in order, kept whatever the test waits for meanwhile.
+    let mut heard: Vec<String> = Vec::new();
+    let report = |e: &Event, heard: &mut Vec<String>| {
+        if let Event::Message {
+            client, payload, ..
+        } = e
+        {
+            if *client == reports {
+                heard.push(String::from_utf8(payload.to_vec()).expect("UTF-8"));
+            }
+        }
+    };
+    let page_reports = |events: &mut EventLog, heard: &mut Vec<String>, n: usize| {
+        wait_event(events, &browser, TIMEOUT, "the page's reports", |e| {
+            report(e, heard);
+            (heard.len() >= n).then_some(())
+        });
+    };
+    // The page says hello once its event stream is in lobby (`#joined`).
+    page_reports(&mut events, &mut heard, 1);
+    let publish = |range: std::ops::RangeInclusive<u32>| {
+        for n in range {
+            hub.publish(LOBBY, format!("m{n}")).expect("publish");
+        }
+    };
+    publish(1..=3);
+    page_reports(&mut events, &mut heard, 4);
+
+    // Cut, and kept away until the gate opens: the browser retries every 200 ms, refused.
+    away.store(true, SeqCst);
+    hub.disconnect(first).expect("disconnect");
+    assert_eq!(events.disconnected(first), DisconnectReason::Kicked);
+    let cut_at = Instant::now();
+    publish(4..=8);
+    away.store(false, SeqCst);
+
+    // Back by itself, with the id of m3: the hub sends m4 to m8 again.
+    let second = stream_opens(&mut events, TIMEOUT, &[first]);
+    let reconnected_after = cut_at.elapsed();
+    let replayed = wait_event(
+        &mut events,
+        &browser,
+        TIMEOUT,
+        "the event stream to resume",
+        |e| {
+            report(e, &mut heard);
+            match e {
+                Event::Resumed {
+                    client,
+                    stream,
+                    replayed,
+                    ..
+                } if *client == second => Some((stream.clone(), *replayed)),
+                Event::ResumeRefused { client, .. } if *client == second => {
+                    panic!("the event stream could not resume: {e:?}")
+                }
+                _ => None,
+            }
+        },
+    );
+    assert_eq!(replayed, ("@lobby".to_owned(), 5));
+    publish(9..=10);
+    // Hello again as the new stream joins lobby, before what it missed; then the rest.
+    page_reports(&mut events, &mut heard, 12);
+    let mut expected = vec![hello.to_owned()];
+    expected.extend((1..=3).map(|n| format!("ack:m{n}")));
+    expected.push(hello.to_owned());
+    expected.extend((4..=10).map(|n| format!("ack:m{n}")));
+    assert_eq!(heard, expected, "what the page showed, in order");
+
+    drop(browser);
+    for id in [second, reports] {
+        let reason = events.disconnected(id);
+        assert!(
+            matches!(
+                reason,
+                DisconnectReason::PeerClosed | DisconnectReason::Reset
+            ),
+            "{id} left with {reason:?}"
+        );
+    }
+    // Nothing more came before it left: no message shown twice.
+    assert_eq!(
+        events.messages_from(reports).len(),
+        expected.len(),
+        "{heard:?}"
+    );
+    println!(
+        "Chromium's event stream opened after {connected_after:.1?}, came back \
+         {reconnected_after:.1?} after the cut; {:.1?} in all",
         started.elapsed()
     );
 }
