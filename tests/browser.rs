@@ -396,11 +396,190 @@ fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
     );
 }
 
-/// The user key the SSE test's hub gives event streams, to tell them from the page's
+/// The user key the read-only tests' hubs give event streams, to tell them from the page's
 /// report socket (a WebSocket) in `Event::Connected`.
 const EVENT_STREAM: &str = "event-stream";
 /// The user key of the page's report socket.
 const REPORTS: &str = "reports";
+
+/// A hub for the page read-only, as `ws_chat_server`'s web listener (the page at `/`,
+/// WebSocket at `/ws`, event streams at `/events`), keeping `replay` messages a stream, with
+/// a browser's retry delay of 200 ms and a gate: while `away` is set, new connections are
+/// refused, so the browser stays away for as long as the test needs. It gives event
+/// streams the user key [`EVENT_STREAM`], and WebSocket clients [`REPORTS`].
+fn read_only_hub(away: &Arc<AtomicBool>, replay: usize) -> Hub {
+    let gate = Arc::clone(away);
+    Hub::builder()
+        .transport(Transport::WebSocket)
+        .protocol(Protocol::Sequenced)
+        .relay(Relay::Topics)
+        .replay_messages(replay)
+        .client_topics(|_| true)
+        .admit(|request| {
+            let user = if request.is_event_stream() {
+                EVENT_STREAM
+            } else {
+                REPORTS
+            };
+            Admit::new().user(user)
+        })
+        .accept_filter(move |_| !gate.load(SeqCst))
+        .page("/", "text/html; charset=utf-8", PAGE)
+        .websocket_path(Some("/ws"))
+        .sse_path(Some("/events"))
+        .sse_retry(Duration::from_millis(200))
+        .bind(LOCAL)
+        .expect("bind")
+}
+
+/// The page read-only in Chromium, seen from the host: its event stream and its report
+/// socket, and what it has reported, in order, kept whatever the test waits for meanwhile.
+struct ReadOnlyPage {
+    browser: Browser,
+    stream: ClientId,
+    reports: ClientId,
+    heard: Vec<String>,
+}
+
+impl ReadOnlyPage {
+    /// Chromium on the page of the hub at `web` with `query` (which makes it read-only),
+    /// told to report over `ws://<web>/ws`; returns once both its connections are in.
+    fn open(web: SocketAddr, query: &str, events: &mut EventLog) -> ReadOnlyPage {
+        let hello = std::str::from_utf8(HELLO).expect("ASCII");
+        let url = format!("http://{web}/?{query}&ack=ws://{web}/ws&autosend={hello}&echo=1");
+        let browser = Browser::launch(&url);
+        let (mut stream, mut reports) = (None, None);
+        while stream.is_none() || reports.is_none() {
+            let (id, user) = wait_event(
+                events,
+                &browser,
+                BROWSER_START,
+                "the page's connections",
+                |e| match e {
+                    Event::Connected { client, user, .. } => Some((*client, user.clone())),
+                    _ => None,
+                },
+            );
+            match user.as_deref() {
+                Some(EVENT_STREAM) => stream = Some(id),
+                Some(REPORTS) => reports = Some(id),
+                other => panic!("a connection of user {other:?}"),
+            }
+        }
+        ReadOnlyPage {
+            browser,
+            stream: stream.expect("stream"),
+            reports: reports.expect("reports"),
+            heard: Vec::new(),
+        }
+    }
+
+    /// Receives events until `pick` picks one (for at most [`TIMEOUT`]), keeping the
+    /// page's reports on the way.
+    fn wait<T>(
+        &mut self,
+        events: &mut EventLog,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let (reports, heard) = (self.reports, &mut self.heard);
+        wait_event(events, &self.browser, TIMEOUT, what, |e| {
+            if let Event::Message {
+                client, payload, ..
+            } = e
+            {
+                if *client == reports {
+                    heard.push(String::from_utf8(payload.to_vec()).expect("UTF-8"));
+                }
+            }
+            pick(e)
+        })
+    }
+
+    /// Waits until the page has reported `n` things in all.
+    fn reported(&mut self, events: &mut EventLog, n: usize) {
+        if self.heard.len() >= n {
+            return;
+        }
+        let reports = self.reports;
+        let mut count = self.heard.len();
+        self.wait(events, "the page's reports", |e| {
+            if matches!(e, Event::Message { client, .. } if *client == reports) {
+                count += 1;
+            }
+            (count >= n).then_some(())
+        });
+    }
+
+    /// Cuts the page's event stream while `away` refuses new connections and `meanwhile`
+    /// runs; waits for the browser to open a new one by itself, and returns it with the
+    /// hub's answer to its `Last-Event-ID`: the messages replayed, or why not.
+    fn cut(
+        &mut self,
+        hub: &Hub,
+        events: &mut EventLog,
+        away: &AtomicBool,
+        meanwhile: impl FnOnce(),
+    ) -> Result<u64, String> {
+        away.store(true, SeqCst);
+        hub.disconnect(self.stream).expect("disconnect");
+        assert_eq!(events.disconnected(self.stream), DisconnectReason::Kicked);
+        meanwhile();
+        away.store(false, SeqCst);
+        let old = self.stream;
+        self.stream = self.wait(events, "a new event stream", |e| match e {
+            Event::Connected {
+                client,
+                user: Some(user),
+                ..
+            } if user == EVENT_STREAM && *client != old => Some(*client),
+            _ => None,
+        });
+        let new = self.stream;
+        self.wait(events, "the event stream to resume", |e| match e {
+            Event::Resumed {
+                client,
+                stream,
+                replayed,
+                ..
+            } if *client == new => {
+                assert_eq!(stream, "@lobby");
+                Some(Ok(*replayed))
+            }
+            Event::ResumeRefused { client, reason, .. } if *client == new => {
+                Some(Err(format!("{reason:?}")))
+            }
+            _ => None,
+        })
+    }
+
+    /// Closes the browser and checks that its connections closed, and that it reported
+    /// nothing more than the test has seen.
+    fn close(self, events: &mut EventLog) {
+        let ReadOnlyPage {
+            browser,
+            stream,
+            reports,
+            heard,
+        } = self;
+        drop(browser);
+        for id in [stream, reports] {
+            let reason = events.disconnected(id);
+            assert!(
+                matches!(
+                    reason,
+                    DisconnectReason::PeerClosed | DisconnectReason::Reset
+                ),
+                "{id} left with {reason:?}"
+            );
+        }
+        assert_eq!(
+            events.messages_from(reports).len(),
+            heard.len(),
+            "{heard:?}"
+        );
+    }
+}
 
 /// Read-only, over server-sent events. The page is told to use them (`transport=sse`) and
 /// to report over a WebSocket of its own (`ack=ws://…/ws`): in read-only mode it cannot
@@ -422,165 +601,78 @@ fn chromium_reads_a_room_over_server_sent_events_and_resumes_by_itself() {
     }
     let started = Instant::now();
     let away = Arc::new(AtomicBool::new(false));
-    let gate = Arc::clone(&away);
-    let hub = Hub::builder()
-        .transport(Transport::WebSocket)
-        .protocol(Protocol::Sequenced)
-        .relay(Relay::Topics)
-        .client_topics(|_| true)
-        .admit(|request| {
-            let user = if request.is_event_stream() {
-                EVENT_STREAM
-            } else {
-                REPORTS
-            };
-            Admit::new().user(user)
-        })
-        .accept_filter(move |_| !gate.load(SeqCst))
-        .page("/", "text/html; charset=utf-8", PAGE)
-        .websocket_path(Some("/ws"))
-        .sse_path(Some("/events"))
-        .sse_retry(Duration::from_millis(200))
-        .bind(LOCAL)
-        .expect("bind");
-    let web = hub.local_addr();
+    let hub = read_only_hub(&away, 1024);
     let mut events = EventLog::subscribe(&hub);
-    let hello = std::str::from_utf8(HELLO).expect("ASCII");
-    let url = format!(
-        "http://{web}/?transport=sse&room={LOBBY}&ack=ws://{web}/ws&autosend={hello}&echo=1"
-    );
-    let browser = Browser::launch(&url);
-
-    // An event stream of the page, other than `known`; and its report socket.
-    let stream_opens = |events: &mut EventLog, limit: Duration, known: &[ClientId]| {
-        wait_event(
-            events,
-            &browser,
-            limit,
-            "the page's event stream",
-            |e| match e {
-                Event::Connected {
-                    client,
-                    user: Some(user),
-                    ..
-                } if user == EVENT_STREAM && !known.contains(client) => Some(*client),
-                _ => None,
-            },
-        )
-    };
-    let (mut stream, mut reports) = (None, None);
-    while stream.is_none() || reports.is_none() {
-        let (id, user) = wait_event(
-            &mut events,
-            &browser,
-            BROWSER_START,
-            "the page's connections",
-            |e| match e {
-                Event::Connected { client, user, .. } => Some((*client, user.clone())),
-                _ => None,
-            },
-        );
-        match user.as_deref() {
-            Some(EVENT_STREAM) => stream = Some(id),
-            Some(REPORTS) => reports = Some(id),
-            other => panic!("a connection of user {other:?}"),
-        }
-    }
-    let (first, reports) = (stream.expect("stream"), reports.expect("reports"));
+    let mut page = ReadOnlyPage::open(hub.local_addr(), "transport=sse&room=lobby", &mut events);
     let connected_after = started.elapsed();
-
-    // What the page reports, in order, kept whatever the test waits for meanwhile.
-    let mut heard: Vec<String> = Vec::new();
-    let report = |e: &Event, heard: &mut Vec<String>| {
-        if let Event::Message {
-            client, payload, ..
-        } = e
-        {
-            if *client == reports {
-                heard.push(String::from_utf8(payload.to_vec()).expect("UTF-8"));
-            }
-        }
-    };
-    let page_reports = |events: &mut EventLog, heard: &mut Vec<String>, n: usize| {
-        wait_event(events, &browser, TIMEOUT, "the page's reports", |e| {
-            report(e, heard);
-            (heard.len() >= n).then_some(())
-        });
-    };
-    // The page says hello once its event stream is in lobby (`#joined`).
-    page_reports(&mut events, &mut heard, 1);
     let publish = |range: std::ops::RangeInclusive<u32>| {
         for n in range {
             hub.publish(LOBBY, format!("m{n}")).expect("publish");
         }
     };
+    // The page says hello once its event stream is in lobby (`#joined`).
+    page.reported(&mut events, 1);
     publish(1..=3);
-    page_reports(&mut events, &mut heard, 4);
+    page.reported(&mut events, 4);
 
-    // Cut, and kept away until the gate opens: the browser retries every 200 ms, refused.
-    away.store(true, SeqCst);
-    hub.disconnect(first).expect("disconnect");
-    assert_eq!(events.disconnected(first), DisconnectReason::Kicked);
+    // Cut, and kept away while m4 to m8 are said: the browser retries every 200 ms,
+    // refused. Back by itself, with the id of m3, it gets them again.
     let cut_at = Instant::now();
-    publish(4..=8);
-    away.store(false, SeqCst);
-
-    // Back by itself, with the id of m3: the hub sends m4 to m8 again.
-    let second = stream_opens(&mut events, TIMEOUT, &[first]);
+    let resumed = page.cut(&hub, &mut events, &away, || publish(4..=8));
     let reconnected_after = cut_at.elapsed();
-    let replayed = wait_event(
-        &mut events,
-        &browser,
-        TIMEOUT,
-        "the event stream to resume",
-        |e| {
-            report(e, &mut heard);
-            match e {
-                Event::Resumed {
-                    client,
-                    stream,
-                    replayed,
-                    ..
-                } if *client == second => Some((stream.clone(), *replayed)),
-                Event::ResumeRefused { client, .. } if *client == second => {
-                    panic!("the event stream could not resume: {e:?}")
-                }
-                _ => None,
-            }
-        },
-    );
-    assert_eq!(replayed, ("@lobby".to_owned(), 5));
+    assert_eq!(resumed, Ok(5));
     publish(9..=10);
     // Hello again as the new stream joins lobby, before what it missed; then the rest.
-    page_reports(&mut events, &mut heard, 12);
+    page.reported(&mut events, 12);
+    let hello = std::str::from_utf8(HELLO).expect("ASCII");
     let mut expected = vec![hello.to_owned()];
     expected.extend((1..=3).map(|n| format!("ack:m{n}")));
     expected.push(hello.to_owned());
     expected.extend((4..=10).map(|n| format!("ack:m{n}")));
-    assert_eq!(heard, expected, "what the page showed, in order");
-
-    drop(browser);
-    for id in [second, reports] {
-        let reason = events.disconnected(id);
-        assert!(
-            matches!(
-                reason,
-                DisconnectReason::PeerClosed | DisconnectReason::Reset
-            ),
-            "{id} left with {reason:?}"
-        );
-    }
-    // Nothing more came before it left: no message shown twice.
-    assert_eq!(
-        events.messages_from(reports).len(),
-        expected.len(),
-        "{heard:?}"
-    );
+    assert_eq!(page.heard, expected, "what the page showed, in order");
+    page.close(&mut events);
     println!(
         "Chromium's event stream opened after {connected_after:.1?}, came back \
          {reconnected_after:.1?} after the cut; {:.1?} in all",
         started.elapsed()
     );
+}
+
+/// The page falls back to server-sent events by itself when its WebSocket cannot connect
+/// (here an address where the hub refuses upgrades: 404), reads its room, and when the hub
+/// cannot send again what it missed (its ring keeps 2 messages, 3 were said), shows the
+/// `reset` event (reported as `reset:` + its data), then goes on live.
+#[test]
+fn chromium_falls_back_to_server_sent_events_and_shows_a_reset() {
+    if !require_program("chromium") {
+        return;
+    }
+    let away = Arc::new(AtomicBool::new(false));
+    let hub = read_only_hub(&away, 2);
+    let web = hub.local_addr();
+    let mut events = EventLog::subscribe(&hub);
+    let mut page = ReadOnlyPage::open(web, &format!("ws=ws://{web}/nowhere"), &mut events);
+    page.reported(&mut events, 1);
+    hub.publish(LOBBY, "m1").expect("publish");
+    page.reported(&mut events, 2);
+    let resumed = page.cut(&hub, &mut events, &away, || {
+        for m in ["m2", "m3", "m4"] {
+            hub.publish(LOBBY, m).expect("publish");
+        }
+    });
+    assert!(resumed.is_err(), "{resumed:?}");
+    hub.publish(LOBBY, "m5").expect("publish");
+    page.reported(&mut events, 5);
+    let hello = std::str::from_utf8(HELLO).expect("ASCII");
+    let (start, end) = (&page.heard[..3], &page.heard[4..]);
+    assert_eq!(start, [hello, "ack:m1", hello], "{:?}", page.heard);
+    assert!(
+        page.heard[3].starts_with("reset:#noresume @lobby old "),
+        "{:?}",
+        page.heard
+    );
+    assert_eq!(end, ["ack:m5"], "{:?}", page.heard);
+    page.close(&mut events);
 }
 
 /// The page's `noresumeText`, run by Chromium on a page of its own: what the chat shows for
