@@ -140,20 +140,17 @@ fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error
         match event {
             Event::Connected {
                 client, addr, user, ..
-            } => {
-                // Where it is now: lobby, or for an event stream the room of its path.
-                let rooms = match hub.client(client) {
-                    Some(info) if info.topics.is_empty() => "in no room".to_owned(),
-                    Some(info) => format!("in @{}", info.topics.join(" @")),
-                    None => "gone already".to_owned(),
-                };
-                match user {
-                    Some(user) => log::info!(
-                        "{client} connected from {addr} as user {user} ({} of theirs), {rooms}",
-                        common::count(hub.user_clients(&user).len() as u64, "tab", "tabs")
-                    ),
-                    None => log::info!("{client} connected from {addr}, {rooms}"),
-                }
+            } => match user {
+                Some(user) => log::info!(
+                    "{client} connected from {addr} as user {user} ({} of theirs)",
+                    common::count(hub.user_clients(&user).len() as u64, "tab", "tabs")
+                ),
+                None => log::info!("{client} connected from {addr}"),
+            },
+            // Right after `Connected`, the room it was put in as it was admitted: lobby, or
+            // for an event stream the room of its path (`any_room` logs other rooms).
+            Event::TopicJoined { client, topic, .. } if topic == LOBBY => {
+                log::info!("{client} in @{LOBBY}");
             }
             Event::Disconnected { client, reason, .. } => log::info!("{client} left: {reason}"),
             Event::Message {
