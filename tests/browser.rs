@@ -1,13 +1,23 @@
 //! A real browser as a WebSocket client: headless Chromium opens the chat page,
-//! `examples/ws_chat/index.html`, from the file system against a hub in this process set up
-//! as `examples/ws_chat_server.rs` is (the protocol, rooms, every client put in `lobby`),
-//! which also has a TCP client. What one says in `lobby` reaches the other both ways; when
-//! the hub kicks the browser, the page reconnects by itself and resumes its streams, so
-//! what was said while it was away reaches it, exactly once.
+//! `examples/ws_chat/index.html`, served by a hub in this process set up as
+//! `examples/ws_chat_server.rs` is (the page at `/`, WebSocket at `/ws`, the protocol,
+//! rooms, every client put in `lobby`), which also has a TCP client. Loaded from the hub,
+//! the page has the hub's origin: the default same-origin check lets it in. What one says
+//! in `lobby` reaches the other both ways; when the hub kicks the browser, the page
+//! reconnects by itself and resumes its streams, so what was said while it was away
+//! reaches it, exactly once.
 //!
 //! The page's test hooks do the talking: it says [`HELLO`] in its room on every connect,
 //! and sends back every message it shows as `ack:` + message, so the TCP client hears what
 //! the page has shown, in order.
+//!
+//! Read-only, over server-sent events (`?transport=sse`, what the page falls back to when
+//! its WebSocket cannot connect): the page reads `lobby` through an `EventSource`, the hub
+//! cuts it while the host publishes, and the browser reconnects by itself, sending the last
+//! id it saw (`Last-Event-ID`): the hub sends exactly what it missed, with no resume code
+//! in the page. Read-only, the page cannot say anything in the room, so its hooks report
+//! over a WebSocket of their own (`?ack=ws://…`, the same hub here): the host hears, in
+//! order, what the page has shown.
 //!
 //! And the page's words for a refused resume (`#noresume`), run in Chromium on their own:
 //! after a hub restart it says the hub restarted, and whether anything was said since,
@@ -26,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hubcast::{ClientId, DisconnectReason, Event, Hub, Origins, Protocol, Relay, Transport};
+use hubcast::{Admit, ClientId, DisconnectReason, Event, Hub, Protocol, Relay, Transport};
 use util::{require_program, ChildProcess, EventLog, Peer, TempDir, LOCAL, PACE, TIMEOUT};
 
 /// How long Chromium may take to start and connect: its first start on a busy machine is
@@ -36,22 +46,15 @@ const BROWSER_START: Duration = Duration::from_secs(60);
 const HELLO: &[u8] = b"hello-from-browser";
 /// The room every client is put in, as `ws_chat_server` does, and the page's room.
 const LOBBY: &str = "lobby";
+/// The chat page, served by the test's hubs at `/` as `ws_chat_server` serves it.
+const PAGE: &str = include_str!("../examples/ws_chat/index.html");
 
-/// The chat page as a `file://` URL (its path percent-encoded), with the test hooks:
-/// connect to `ws`, send [`HELLO`] on every connect, send back each message as `ack:` + it.
-fn page_url(ws: SocketAddr) -> String {
-    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ws_chat/index.html");
-    let path = page.to_str().expect("the page's path is UTF-8");
-    let mut url = String::from("file://");
-    for byte in path.bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
-            url.push(char::from(byte));
-        } else {
-            url.push_str(&format!("%{byte:02X}"));
-        }
-    }
+/// The chat page served by the hub listening on `web`, with the test hooks: send [`HELLO`]
+/// on every connect, send back each message as `ack:` + it. It connects to the hub that
+/// served it (`ws://<web>/ws`) by itself.
+fn page_url(web: SocketAddr) -> String {
     let hello = std::str::from_utf8(HELLO).expect("ASCII");
-    url + &format!("?ws=ws://{ws}/&autosend={hello}&echo=1")
+    format!("http://{web}/?autosend={hello}&echo=1")
 }
 
 /// Headless Chromium on a page, with everything it writes in a directory of its own: its
@@ -227,9 +230,9 @@ fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
         return;
     }
     let started = Instant::now();
-    // As examples/ws_chat_server.rs (a page opened from a file has the origin `null`), with
-    // a gate: while `away` is set, new connections are refused, so the page stays away
-    // for as long as the test needs, whatever its backoff.
+    // As examples/ws_chat_server.rs (the page served at `/`, WebSocket at `/ws`, the
+    // default origin check), with a gate: while `away` is set, new connections are
+    // refused, so the page stays away for as long as the test needs, whatever its backoff.
     let away = Arc::new(AtomicBool::new(false));
     let gate = Arc::clone(&away);
     let hub = Hub::builder()
@@ -238,7 +241,8 @@ fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
         .client_topics(|_| true)
         .accept_filter(move |_| !gate.load(SeqCst))
         .listen(LOCAL, Transport::WebSocket)
-        .websocket_origins(Origins::List(vec!["null".into()]))
+        .page("/", "text/html; charset=utf-8", PAGE)
+        .websocket_path(Some("/ws"))
         .bind(LOCAL)
         .expect("bind");
     let ws = hub.local_addrs()[1].addr;
@@ -390,6 +394,285 @@ fn chromium_chats_with_a_tcp_client_and_resumes_after_a_kick() {
          after the kick; {:.1?} in all",
         started.elapsed()
     );
+}
+
+/// The user key the read-only tests' hubs give event streams, to tell them from the page's
+/// report socket (a WebSocket) in `Event::Connected`.
+const EVENT_STREAM: &str = "event-stream";
+/// The user key of the page's report socket.
+const REPORTS: &str = "reports";
+
+/// A hub for the page read-only, as `ws_chat_server`'s web listener (the page at `/`,
+/// WebSocket at `/ws`, event streams at `/events`), keeping `replay` messages a stream, with
+/// a browser's retry delay of 200 ms and a gate: while `away` is set, new connections are
+/// refused, so the browser stays away for as long as the test needs. It gives event
+/// streams the user key [`EVENT_STREAM`], and WebSocket clients [`REPORTS`].
+fn read_only_hub(away: &Arc<AtomicBool>, replay: usize) -> Hub {
+    let gate = Arc::clone(away);
+    Hub::builder()
+        .transport(Transport::WebSocket)
+        .protocol(Protocol::Sequenced)
+        .relay(Relay::Topics)
+        .replay_messages(replay)
+        .client_topics(|_| true)
+        .admit(|request| {
+            let user = if request.is_event_stream() {
+                EVENT_STREAM
+            } else {
+                REPORTS
+            };
+            Admit::new().user(user)
+        })
+        .accept_filter(move |_| !gate.load(SeqCst))
+        .page("/", "text/html; charset=utf-8", PAGE)
+        .websocket_path(Some("/ws"))
+        .sse_path(Some("/events"))
+        .sse_retry(Duration::from_millis(200))
+        .bind(LOCAL)
+        .expect("bind")
+}
+
+/// The page read-only in Chromium, seen from the host: its event stream and its report
+/// socket, and what it has reported, in order, kept whatever the test waits for meanwhile.
+struct ReadOnlyPage {
+    browser: Browser,
+    stream: ClientId,
+    reports: ClientId,
+    heard: Vec<String>,
+}
+
+impl ReadOnlyPage {
+    /// Chromium on the page of the hub at `web` with `query` (which makes it read-only),
+    /// told to report over `ws://<web>/ws`; returns once both its connections are in.
+    fn open(web: SocketAddr, query: &str, events: &mut EventLog) -> ReadOnlyPage {
+        let hello = std::str::from_utf8(HELLO).expect("ASCII");
+        let url = format!("http://{web}/?{query}&ack=ws://{web}/ws&autosend={hello}&echo=1");
+        let browser = Browser::launch(&url);
+        let (mut stream, mut reports) = (None, None);
+        while stream.is_none() || reports.is_none() {
+            let (id, user) = wait_event(
+                events,
+                &browser,
+                BROWSER_START,
+                "the page's connections",
+                |e| match e {
+                    Event::Connected { client, user, .. } => Some((*client, user.clone())),
+                    _ => None,
+                },
+            );
+            match user.as_deref() {
+                Some(EVENT_STREAM) => stream = Some(id),
+                Some(REPORTS) => reports = Some(id),
+                other => panic!("a connection of user {other:?}"),
+            }
+        }
+        ReadOnlyPage {
+            browser,
+            stream: stream.expect("stream"),
+            reports: reports.expect("reports"),
+            heard: Vec::new(),
+        }
+    }
+
+    /// Receives events until `pick` picks one (for at most [`TIMEOUT`]), keeping the
+    /// page's reports on the way.
+    fn wait<T>(
+        &mut self,
+        events: &mut EventLog,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let (reports, heard) = (self.reports, &mut self.heard);
+        wait_event(events, &self.browser, TIMEOUT, what, |e| {
+            if let Event::Message {
+                client, payload, ..
+            } = e
+            {
+                if *client == reports {
+                    heard.push(String::from_utf8(payload.to_vec()).expect("UTF-8"));
+                }
+            }
+            pick(e)
+        })
+    }
+
+    /// Waits until the page has reported `n` things in all.
+    fn reported(&mut self, events: &mut EventLog, n: usize) {
+        if self.heard.len() >= n {
+            return;
+        }
+        let reports = self.reports;
+        let mut count = self.heard.len();
+        self.wait(events, "the page's reports", |e| {
+            if matches!(e, Event::Message { client, .. } if *client == reports) {
+                count += 1;
+            }
+            (count >= n).then_some(())
+        });
+    }
+
+    /// Cuts the page's event stream while `away` refuses new connections and `meanwhile`
+    /// runs; waits for the browser to open a new one by itself, and returns it with the
+    /// hub's answer to its `Last-Event-ID`: the messages replayed, or why not.
+    fn cut(
+        &mut self,
+        hub: &Hub,
+        events: &mut EventLog,
+        away: &AtomicBool,
+        meanwhile: impl FnOnce(),
+    ) -> Result<u64, String> {
+        away.store(true, SeqCst);
+        hub.disconnect(self.stream).expect("disconnect");
+        assert_eq!(events.disconnected(self.stream), DisconnectReason::Kicked);
+        meanwhile();
+        away.store(false, SeqCst);
+        let old = self.stream;
+        self.stream = self.wait(events, "a new event stream", |e| match e {
+            Event::Connected {
+                client,
+                user: Some(user),
+                ..
+            } if user == EVENT_STREAM && *client != old => Some(*client),
+            _ => None,
+        });
+        let new = self.stream;
+        self.wait(events, "the event stream to resume", |e| match e {
+            Event::Resumed {
+                client,
+                stream,
+                replayed,
+                ..
+            } if *client == new => {
+                assert_eq!(stream, "@lobby");
+                Some(Ok(*replayed))
+            }
+            Event::ResumeRefused { client, reason, .. } if *client == new => {
+                Some(Err(format!("{reason:?}")))
+            }
+            _ => None,
+        })
+    }
+
+    /// Closes the browser and checks that its connections closed, and that it reported
+    /// nothing more than the test has seen.
+    fn close(self, events: &mut EventLog) {
+        let ReadOnlyPage {
+            browser,
+            stream,
+            reports,
+            heard,
+        } = self;
+        drop(browser);
+        for id in [stream, reports] {
+            let reason = events.disconnected(id);
+            assert!(
+                matches!(
+                    reason,
+                    DisconnectReason::PeerClosed | DisconnectReason::Reset
+                ),
+                "{id} left with {reason:?}"
+            );
+        }
+        assert_eq!(
+            events.messages_from(reports).len(),
+            heard.len(),
+            "{heard:?}"
+        );
+    }
+}
+
+/// Read-only, over server-sent events. The page is told to use them (`transport=sse`) and
+/// to report over a WebSocket of its own (`ack=ws://…/ws`): in read-only mode it cannot
+/// write to the room, and a WebSocket keeps its reports in the order the page made them,
+/// which the host reads as `Event::Message`s of that socket. The hub tells the two
+/// connections apart as it admits them (`AuthRequest::is_event_stream`, shown in
+/// `Event::Connected` as a user key). The report socket is in no room, so its reports go
+/// to the host only.
+///
+/// The host publishes numbered messages to `lobby`: some live, some while the hub has cut
+/// the event stream and refuses new connections, some after the browser reconnected by
+/// itself (after the 200 ms `retry:` the hub gave it). The page must show every one exactly
+/// once, in order: what it missed comes back because the browser sends `Last-Event-ID`,
+/// and the page has no code for it.
+#[test]
+fn chromium_reads_a_room_over_server_sent_events_and_resumes_by_itself() {
+    if !require_program("chromium") {
+        return;
+    }
+    let started = Instant::now();
+    let away = Arc::new(AtomicBool::new(false));
+    let hub = read_only_hub(&away, 1024);
+    let mut events = EventLog::subscribe(&hub);
+    let mut page = ReadOnlyPage::open(hub.local_addr(), "transport=sse&room=lobby", &mut events);
+    let connected_after = started.elapsed();
+    let publish = |range: std::ops::RangeInclusive<u32>| {
+        for n in range {
+            hub.publish(LOBBY, format!("m{n}")).expect("publish");
+        }
+    };
+    // The page says hello once its event stream is in lobby (`#joined`).
+    page.reported(&mut events, 1);
+    publish(1..=3);
+    page.reported(&mut events, 4);
+
+    // Cut, and kept away while m4 to m8 are said: the browser retries every 200 ms,
+    // refused. Back by itself, with the id of m3, it gets them again.
+    let cut_at = Instant::now();
+    let resumed = page.cut(&hub, &mut events, &away, || publish(4..=8));
+    let reconnected_after = cut_at.elapsed();
+    assert_eq!(resumed, Ok(5));
+    publish(9..=10);
+    // Hello again as the new stream joins lobby, before what it missed; then the rest.
+    page.reported(&mut events, 12);
+    let hello = std::str::from_utf8(HELLO).expect("ASCII");
+    let mut expected = vec![hello.to_owned()];
+    expected.extend((1..=3).map(|n| format!("ack:m{n}")));
+    expected.push(hello.to_owned());
+    expected.extend((4..=10).map(|n| format!("ack:m{n}")));
+    assert_eq!(page.heard, expected, "what the page showed, in order");
+    page.close(&mut events);
+    println!(
+        "Chromium's event stream opened after {connected_after:.1?}, came back \
+         {reconnected_after:.1?} after the cut; {:.1?} in all",
+        started.elapsed()
+    );
+}
+
+/// The page falls back to server-sent events by itself when its WebSocket cannot connect
+/// (here an address where the hub refuses upgrades: 404), reads its room, and when the hub
+/// cannot send again what it missed (its ring keeps 2 messages, 3 were said), shows the
+/// `reset` event (reported as `reset:` + its data), then goes on live.
+#[test]
+fn chromium_falls_back_to_server_sent_events_and_shows_a_reset() {
+    if !require_program("chromium") {
+        return;
+    }
+    let away = Arc::new(AtomicBool::new(false));
+    let hub = read_only_hub(&away, 2);
+    let web = hub.local_addr();
+    let mut events = EventLog::subscribe(&hub);
+    let mut page = ReadOnlyPage::open(web, &format!("ws=ws://{web}/nowhere"), &mut events);
+    page.reported(&mut events, 1);
+    hub.publish(LOBBY, "m1").expect("publish");
+    page.reported(&mut events, 2);
+    let resumed = page.cut(&hub, &mut events, &away, || {
+        for m in ["m2", "m3", "m4"] {
+            hub.publish(LOBBY, m).expect("publish");
+        }
+    });
+    assert!(resumed.is_err(), "{resumed:?}");
+    hub.publish(LOBBY, "m5").expect("publish");
+    page.reported(&mut events, 5);
+    let hello = std::str::from_utf8(HELLO).expect("ASCII");
+    let (start, end) = (&page.heard[..3], &page.heard[4..]);
+    assert_eq!(start, [hello, "ack:m1", hello], "{:?}", page.heard);
+    assert!(
+        page.heard[3].starts_with("reset:#noresume @lobby old "),
+        "{:?}",
+        page.heard
+    );
+    assert_eq!(end, ["ack:m5"], "{:?}", page.heard);
+    page.close(&mut events);
 }
 
 /// The page's `noresumeText`, run by Chromium on a page of its own: what the chat shows for

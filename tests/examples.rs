@@ -7,7 +7,9 @@
 //!   read-only: a client there reads the host's time posts, and what it writes is refused
 //!   (`#refused publish @news denied`).
 //! - `ws_chat_server` (feature `websocket`): an `nc`-like client and a WebSocket client
-//!   meet in `lobby` and chat both ways.
+//!   meet in `lobby` and chat both ways; its web listener serves the chat page at `/` (the
+//!   bytes of `examples/ws_chat/index.html`), Prometheus text at `/metrics`, health at
+//!   `/livez` and `/readyz`, and event streams at `/events`.
 //!
 //! And the command line of every example (`examples/common`): `--help` and `-h` print the
 //! usage and exit 0 before anything starts; an unknown option, one argument too many or an
@@ -220,14 +222,15 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
 
     let mut server = start("ws_chat_server", &[LOCAL, LOCAL]);
     let tcp = listening(&mut server, "listening on ", "");
-    let ws = listening(&mut server, "listening on ws://", "/");
+    let ws = listening(&mut server, "listening on ws://", "/ws");
+    assert_eq!(listening(&mut server, "open http://", "/"), ws);
 
     let mut nc = Peer::connect(tcp);
     expect_at(&mut nc);
     let (epoch, _) = expect_joined(&mut nc, "lobby");
 
     // A WebSocket client as the page is one (without an Origin: not a browser's page).
-    let mut browser = util::ws_connect(ws);
+    let mut browser = ws_at(ws, "/ws");
     assert!(util::text(&mut browser).starts_with("#at * "));
     assert_eq!(
         util::text(&mut browser),
@@ -243,7 +246,7 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
     assert_eq!(nc.read_text_line(), "#own @lobby 2");
 
     // A refused upgrade is logged under `hubcast::websocket`, and each arrival once.
-    Peer::connect(ws).write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    Peer::connect(ws).write(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
     let stderr = server.wait_for_stderr("WebSocket upgrade refused");
     assert!(
         stderr
@@ -253,7 +256,7 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
     );
 
     // Two tabs of one user (`?user=`), each logged as theirs once the hub has it.
-    let request = util::request("/?user=alice", &ws.to_string(), &[], &[]);
+    let request = util::request("/ws?user=alice", &ws.to_string(), &[], &[]);
     let mut tabs = Vec::new();
     for logged in ["(1 tab of theirs)", "(2 tabs of theirs)"] {
         let mut tab = Peer::connect(ws);
@@ -264,12 +267,113 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
 
     // Each arrival logged once, with where the host put it.
     let stderr = stops_on_sigterm(server);
-    assert_eq!(stderr.matches("put in @lobby").count(), 4, "{stderr}");
+    assert_eq!(stderr.matches(" in @lobby\n").count(), 4, "{stderr}");
     assert!(!stderr.contains("joins @lobby"), "{stderr}");
     assert!(
         stderr.contains("stopped after serving 4 clients"),
         "{stderr}"
     );
+}
+
+/// `ws_chat_server`'s web listener answers plain HTTP: the page it serves is the file's
+/// bytes, the metrics are Prometheus text, health is `ok`, and `/events/lobby` is an event
+/// stream in lobby (read-only: it gets what is said there, without the room's prefix).
+#[cfg(feature = "websocket")]
+#[test]
+fn ws_chat_server_serves_its_page_events_metrics_and_health() {
+    let mut server = start("ws_chat_server", &[LOCAL, LOCAL]);
+    let tcp = listening(&mut server, "listening on ", "");
+    let web = listening(&mut server, "listening on ws://", "/ws");
+    listening(&mut server, "open http://", "/");
+
+    let page = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ws_chat/index.html"),
+    )
+    .expect("the page");
+    let (head, body) = get(web, "/");
+    assert_eq!(head[0], "HTTP/1.1 200 OK", "{head:?}");
+    assert_eq!(
+        util::header(&head, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(body == page, "the page served is not the file");
+
+    let (head, body) = get(web, "/metrics");
+    assert_eq!(head[0], "HTTP/1.1 200 OK", "{head:?}");
+    assert!(
+        util::header(&head, "content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{head:?}"
+    );
+    let text = String::from_utf8(body).expect("UTF-8");
+    assert!(
+        text.contains("# TYPE hubcast_clients_accepted_total counter\n")
+            && text
+                .lines()
+                .any(|l| l.starts_with("hubcast_clients_connected ")),
+        "{text}"
+    );
+    for path in ["/livez", "/readyz"] {
+        let (head, _) = get(web, path);
+        assert_eq!(head[0], "HTTP/1.1 200 OK", "{path}: {head:?}");
+    }
+
+    // The hub-wide stream, and lobby's, whose messages carry their ids.
+    let (_hub_wide, head) = util::http_exchange(web, &util::sse_request("/events", &[]));
+    assert_eq!(head[0], "HTTP/1.1 200 OK", "{head:?}");
+    assert_eq!(
+        util::header(&head, "content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    let mut lobby = util::SseClient::open(web, "/events/lobby", &[]);
+    // Ready once it has the position its live messages start after (an id, no data).
+    loop {
+        let event = lobby.next_event();
+        if event.id.is_some() && event.data.is_none() {
+            break;
+        }
+    }
+    let mut nc = Peer::connect(tcp);
+    expect_at(&mut nc);
+    expect_joined(&mut nc, "lobby");
+    nc.write(b"hi from nc\n");
+    let event = loop {
+        let event = lobby.next_event();
+        if event.event.is_none() {
+            break event;
+        }
+    };
+    assert_eq!(event.data.as_deref(), Some("hi from nc"), "{event:?}");
+    assert!(
+        event.position().is_some_and(|(_, seq)| seq == 1),
+        "{event:?}"
+    );
+
+    let stderr = stops_on_sigterm(server);
+    // Each logged as it came: the event streams and nc; lobby's stream and nc in lobby.
+    assert_eq!(stderr.matches(" connected from ").count(), 3, "{stderr}");
+    assert_eq!(stderr.matches(" in @lobby\n").count(), 2, "{stderr}");
+}
+
+/// A WebSocket client of `addr` at `path` (no Origin: not a browser's page).
+#[cfg(feature = "websocket")]
+fn ws_at(addr: SocketAddr, path: &str) -> util::Ws {
+    let stream = Peer::connect(addr).stream;
+    let (ws, _) = tungstenite::client::client(format!("ws://{addr}{path}"), stream)
+        .unwrap_or_else(|err| panic!("WebSocket handshake with {addr}{path}: {err}"));
+    ws
+}
+
+/// `GET path` of `addr`: the response's head lines and its body (`Content-Length` bytes).
+#[cfg(feature = "websocket")]
+fn get(addr: SocketAddr, path: &str) -> (Vec<String>, Vec<u8>) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let (mut peer, head) = util::http_exchange(addr, request.as_bytes());
+    let len: usize = util::header(&head, "content-length")
+        .and_then(|len| len.parse().ok())
+        .unwrap_or_else(|| panic!("no Content-Length: {head:?}"));
+    let body = peer.read_exact(len);
+    (head, body)
 }
 
 // ------------------------------------------------------------------------ command lines
