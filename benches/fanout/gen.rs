@@ -59,7 +59,8 @@ struct Sub {
     queued: bool,
     /// The peer closed or the socket failed: read to the end, never stop at a short read.
     closing: bool,
-    /// WebSocket: the `Sec-WebSocket-Accept` the server must answer with, until it has.
+    /// WebSocket: the `Sec-WebSocket-Accept` the server must answer with, until it has;
+    /// event streams: empty, until the `200` is here.
     accept: Option<String>,
 }
 
@@ -241,10 +242,14 @@ impl Gen {
                     match (err, stream.peer_addr()) {
                         (None, Ok(_)) => {
                             let mut hello = std::borrow::Cow::Borrowed(self.proto.hello());
-                            if self.proto == Proto::Ws {
+                            if self.proto.is_ws() {
                                 let (request, accept) = crate::ws::upgrade_request(self.addr);
                                 hello = request.into();
                                 self.subs[i].accept = Some(accept);
+                            } else if self.proto == Proto::Sse {
+                                hello = crate::sse::request(self.addr).into();
+                                // No key to check: the head's status and type are.
+                                self.subs[i].accept = Some(String::new());
                             }
                             let stream = self.subs[i].stream.as_mut().expect("connected");
                             if !hello.is_empty() {
@@ -319,8 +324,12 @@ impl Gen {
                             sub.carry.extend_from_slice(data);
                             continue;
                         };
-                        crate::ws::check_response(&data[..end], accept)
-                            .map_err(|e| format!("subscriber #{i}: {e}"))?;
+                        if self.proto == Proto::Sse {
+                            crate::sse::check_response(&data[..end])
+                        } else {
+                            crate::ws::check_response(&data[..end], accept)
+                        }
+                        .map_err(|e| format!("subscriber #{i}: {e}"))?;
                         sub.accept = None;
                         sub.state = State::Ready;
                         pos = end;
@@ -576,7 +585,7 @@ impl Gen {
                     Parsed::Ctrl { len, kind } => {
                         pos += len;
                         match kind {
-                            Ctrl::Ping if proto == Proto::Ws => {
+                            Ctrl::Ping if proto.is_ws() => {
                                 // The pong echoes the ping's payload (after its 2-byte
                                 // header: control frames are at most 125 bytes).
                                 let ping = &data[pos - len + 2..pos];

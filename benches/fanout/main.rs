@@ -4,7 +4,9 @@
 //! the other clients, as in a chat. WebSocket modes put hubcast's WebSocket transport
 //! against a no-logic WebSocket ceiling, Node's `ws` and tokio-tungstenite; topic mode
 //! compares publishing to topics with broadcasting; replay mode measures resume and rings;
-//! flood-limit mode measures inbound rate limits against a flooding client (issue 16).
+//! flood-limit mode measures inbound rate limits against a flooding client (issue 16);
+//! SSE modes put server-sent events against the WebSocket and TCP clients of the same hub
+//! and a no-logic single-loop SSE writer, and measure idle event streams' memory (issue 17).
 //!
 //! `cargo bench --bench fanout -- --help` lists the options; docs/BENCHMARKS.md explains
 //! the method and holds the results.
@@ -18,6 +20,7 @@ mod proto;
 mod relay;
 mod replay;
 mod server;
+mod sse;
 #[allow(dead_code)] // shared with benches/cluster, which uses other parts
 mod sys;
 mod tokio_ws;
@@ -48,13 +51,19 @@ fanout: fan-out benchmark for hubcast (see docs/BENCHMARKS.md)
 usage: cargo bench --bench fanout -- [options]
 
   --mode M          flood | rate | stall | conns | relay | relay-flood | relay-stall |
-                    relay-rate | ws | ws-flood | ws-conns | topics | replay |
-                    flood-limit | all, or a comma-separated list    (default: flood)
+                    relay-rate | ws | ws-flood | ws-conns | sse | sse-flood | sse-conns |
+                    topics | replay | flood-limit | all, or a comma-separated list
+                                                                    (default: flood)
                     relay = relay-flood + relay-stall + relay-rate: the publisher is a
                     TCP client of the server, which relays its lines to the others
                     ws = ws-flood + ws-conns: WebSocket clients (hubcast-ws needs
                     `cargo bench --bench fanout --features websocket`; node-ws needs
                     node and `npm ci` in benches/fanout/node)
+                    sse = sse-flood + sse-conns: one hub (line framing, event streams
+                    on /events of its WebSocket listener, a TCP listener beside it)
+                    with SSE, WebSocket or TCP clients, against sse-ceiling, a
+                    single-loop SSE writer; ratios to sse-ceiling (needs
+                    `--features websocket`); sse-conns: 10,000 idle clients each
                     topics: N clients in topics of --topic-size, the host publishing
                     to each topic in turn, against a broadcast to the same clients
                     replay = resume + rings: 1,000 clients resuming 1,000 messages
@@ -64,7 +73,8 @@ usage: cargo bench --bench fanout -- [options]
   --systems LIST    any of hubcast,hubcast-default,thread,ceiling (host publishes),
                     hubcast-relay,hubcast-hostrelay,thread-relay,ceiling-relay (a
                     client publishes), nats,redis (both), hubcast-ws,ceiling-ws,
-                    node-ws,tokio-ws (WebSocket), hubcast-topics   (default: all)
+                    node-ws,tokio-ws (WebSocket), hubcast-sse,hubcast-sse-ws,
+                    hubcast-sse-tcp,sse-ceiling (SSE), hubcast-topics   (default: all)
   --cells LIST      cells to run, e.g. 'N=100,S=1024' or 'N=10,S=64;N=1000,S=16384'
   --n LIST          subscriber counts of the matrix           (default: 10,100,1000,10000)
   --s LIST          message sizes in bytes                    (default: 64,1024,16384)
@@ -79,7 +89,7 @@ usage: cargo bench --bench fanout -- [options]
   --stall-mib B     relay-stall: MiB sent to each subscriber          (default: 50; quick 16)
   --stall-repeat R  relay-stall: at least R pairs of runs with/without (default: 5; quick 2)
   --conns LIST      idle client counts in conns mode (default: 10000,19000,30000,50000,100000;
-                    ws-conns: 10000)
+                    ws-conns, sse-conns: 10000)
   --topic-size K    clients per topic in topics mode                     (default: 10)
   --queue-bytes B   hubcast queue_bytes                                  (default: 67108864)
   --limit-rate R    flood-limit: the limit, messages per second          (default: 1000)
@@ -141,9 +151,17 @@ enum System {
     HubcastSeq,
     /// The relay-mode chat hub with a rate limit: flood-limit mode only.
     HubcastLimit,
+    /// The SSE modes' hub, its clients event streams.
+    HubcastSse,
+    /// The same hub, its clients WebSocket.
+    HubcastSseWs,
+    /// The same hub, its clients TCP (lines).
+    HubcastSseTcp,
+    /// A single-loop event-stream writer: the SSE modes' ceiling.
+    CeilingSse,
 }
 
-const ALL: [System; 17] = [
+const ALL: [System; 21] = [
     System::Hubcast,
     System::HubcastDefault,
     System::Thread,
@@ -161,6 +179,19 @@ const ALL: [System; 17] = [
     System::HubcastTopics,
     System::HubcastSeq,
     System::HubcastLimit,
+    System::HubcastSse,
+    System::HubcastSseWs,
+    System::HubcastSseTcp,
+    System::CeilingSse,
+];
+
+/// The systems of the SSE modes, in the order they run in a cell: the three wires of one
+/// hub, the ceiling between them.
+const SSE_SYSTEMS: &[System] = &[
+    System::HubcastSse,
+    System::CeilingSse,
+    System::HubcastSseWs,
+    System::HubcastSseTcp,
 ];
 
 /// The systems of the WebSocket modes, in the order they run in a cell.
@@ -227,6 +258,10 @@ impl System {
             System::HubcastTopics => "hubcast-topics",
             System::HubcastSeq => "hubcast-seq",
             System::HubcastLimit => "hubcast-limit",
+            System::HubcastSse => "hubcast-sse",
+            System::HubcastSseWs => "hubcast-sse-ws",
+            System::HubcastSseTcp => "hubcast-sse-tcp",
+            System::CeilingSse => "sse-ceiling",
         }
     }
 
@@ -240,6 +275,9 @@ impl System {
             System::Redis => Proto::Redis,
             System::HubcastWs | System::CeilingWs | System::NodeWs | System::TokioWs => Proto::Ws,
             System::HubcastSeq => Proto::Seq,
+            System::HubcastSse | System::CeilingSse => Proto::Sse,
+            System::HubcastSseWs => Proto::WsText,
+            System::HubcastSseTcp => Proto::Lines,
             s if s.line_publisher() => Proto::Lines,
             _ => Proto::Lp,
         }
@@ -269,6 +307,17 @@ impl System {
                 | System::HubcastTopics
                 | System::HubcastSeq
                 | System::HubcastLimit
+                | System::HubcastSse
+                | System::HubcastSseWs
+                | System::HubcastSseTcp
+        )
+    }
+
+    /// Whether it is a hub over WebSocket listeners (feature `websocket`).
+    fn needs_websocket(self) -> bool {
+        matches!(
+            self,
+            System::HubcastWs | System::HubcastSse | System::HubcastSseWs | System::HubcastSseTcp
         )
     }
 
@@ -303,6 +352,10 @@ enum Mode {
     Rings,
     /// Chatters in a rate-limited relay hub, with and without a flooding client.
     FloodLimit,
+    /// Floods to event streams, WebSocket and TCP clients of one hub, and the SSE ceiling.
+    SseFlood,
+    /// Idle event streams, WebSocket and TCP clients of that hub.
+    SseConns,
 }
 
 impl Mode {
@@ -321,17 +374,21 @@ impl Mode {
             Mode::Resume => "resume",
             Mode::Rings => "rings",
             Mode::FloodLimit => "flood-limit",
+            Mode::SseFlood => "sse-flood",
+            Mode::SseConns => "sse-conns",
         }
     }
 
     fn is_conns(self) -> bool {
-        matches!(self, Mode::Conns | Mode::WsConns)
+        matches!(self, Mode::Conns | Mode::WsConns | Mode::SseConns)
     }
 
     /// The system ratios are taken to, cell by cell.
     fn base(self) -> &'static str {
         match self {
             Mode::WsFlood | Mode::WsConns => "hubcast-ws",
+            Mode::SseFlood => "sse-ceiling",
+            Mode::SseConns => "hubcast-sse",
             _ => "hubcast",
         }
     }
@@ -358,6 +415,7 @@ impl Mode {
             Mode::Topics => TOPIC_SYSTEMS,
             Mode::Resume | Mode::Rings => &[System::HubcastSeq],
             Mode::FloodLimit => &[System::HubcastLimit],
+            Mode::SseFlood | Mode::SseConns => SSE_SYSTEMS,
         }
     }
 }
@@ -380,7 +438,8 @@ struct Opts {
     stall_mib: usize,
     stall_repeat: usize,
     conns: Vec<usize>,
-    /// Whether `--conns` was given (ws-conns otherwise runs 10,000 clients only).
+    /// Whether `--conns` was given (ws-conns and sse-conns otherwise run 10,000 clients
+    /// only).
     conns_given: bool,
     topic_size: usize,
     queue_bytes: usize,
@@ -470,6 +529,9 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                         "ws" => &[Mode::WsFlood, Mode::WsConns],
                         "ws-flood" => &[Mode::WsFlood],
                         "ws-conns" => &[Mode::WsConns],
+                        "sse" => &[Mode::SseFlood, Mode::SseConns],
+                        "sse-flood" => &[Mode::SseFlood],
+                        "sse-conns" => &[Mode::SseConns],
                         "topics" => &[Mode::Topics],
                         "replay" => &[Mode::Resume, Mode::Rings],
                         "resume" => &[Mode::Resume],
@@ -485,6 +547,8 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                             Mode::RelayRate,
                             Mode::WsFlood,
                             Mode::WsConns,
+                            Mode::SseFlood,
+                            Mode::SseConns,
                             Mode::Topics,
                             Mode::Resume,
                             Mode::Rings,
@@ -579,6 +643,7 @@ fn main() {
         hist::self_test();
         proto::self_test();
         ws::self_test();
+        sse::self_test();
         println!("self-test passed");
         return;
     }
@@ -1124,9 +1189,10 @@ impl Bench {
                 Some(k) if peers::which(k.binary()).is_none() => {
                     Err(format!("{} not found on PATH", k.binary()))
                 }
-                _ if s == System::HubcastWs && !cfg!(feature = "websocket") => Err(
-                    "hubcast-ws needs hubcast's `websocket` feature: cargo bench --bench fanout --features websocket".into(),
-                ),
+                _ if s.needs_websocket() && !cfg!(feature = "websocket") => Err(format!(
+                    "{} needs hubcast's `websocket` feature: cargo bench --bench fanout --features websocket",
+                    s.name()
+                )),
                 _ if s == System::NodeWs => node_available(),
                 _ => Ok(()),
             };
@@ -1167,7 +1233,7 @@ impl Bench {
             return c.clone();
         }
         match mode {
-            Mode::Flood | Mode::Relay | Mode::WsFlood => {
+            Mode::Flood | Mode::Relay | Mode::WsFlood | Mode::SseFlood => {
                 let mut v = Vec::new();
                 for &s in &self.opts.ss {
                     for &n in &self.opts.ns {
@@ -1180,10 +1246,10 @@ impl Bench {
             Mode::RelayRate => vec![(100, 64)],
             Mode::Stall | Mode::RelayStall => vec![(100, 1024)],
             Mode::Conns => self.opts.conns.iter().map(|&c| (c, 64)).collect(),
-            Mode::WsConns if self.opts.conns_given => {
+            Mode::WsConns | Mode::SseConns if self.opts.conns_given => {
                 self.opts.conns.iter().map(|&c| (c, 64)).collect()
             }
-            Mode::WsConns => vec![(10_000, 64)],
+            Mode::WsConns | Mode::SseConns => vec![(10_000, 64)],
             Mode::Topics => vec![(10_000, 64), (10_000, 1024)],
             // N clients resume; N topics hold a ring each.
             Mode::Resume => vec![(1000, 64), (1000, 1024)],
@@ -1414,15 +1480,17 @@ impl Bench {
 
         // Warm-up round, which also calibrates the flood's message count for this system.
         let (pilot, m_max) = match mode {
-            Mode::Flood | Mode::WsFlood | Mode::Topics | Mode::Relay => match fixed_m {
-                // The count is set: the warm-up only has to warm up, and tell a system too
-                // slow for it (at most 300,000 deliveries, seconds for the slowest).
-                Some(m) => ((m / 20).min(300_000 / n as u64).max(20), m),
-                None => {
-                    let m = self.flood_m(n, s);
-                    ((m / 20).max(20), m)
+            Mode::Flood | Mode::WsFlood | Mode::SseFlood | Mode::Topics | Mode::Relay => {
+                match fixed_m {
+                    // The count is set: the warm-up only has to warm up, and tell a system too
+                    // slow for it (at most 300,000 deliveries, seconds for the slowest).
+                    Some(m) => ((m / 20).min(300_000 / n as u64).max(20), m),
+                    None => {
+                        let m = self.flood_m(n, s);
+                        ((m / 20).max(20), m)
+                    }
                 }
-            },
+            }
             Mode::Rate | Mode::RelayRate => {
                 let m = (self.opts.rate * self.opts.duration) as u64;
                 ((m / 8).max(20), m)
@@ -1438,7 +1506,12 @@ impl Bench {
                 let m = ((self.opts.stall_mib as u64) << 20) / s.max(1) as u64;
                 ((m / 50).max(20), m.max(20))
             }
-            Mode::Conns | Mode::WsConns | Mode::Resume | Mode::Rings | Mode::FloodLimit => {
+            Mode::Conns
+            | Mode::WsConns
+            | Mode::SseConns
+            | Mode::Resume
+            | Mode::Rings
+            | Mode::FloodLimit => {
                 unreachable!()
             }
         };
@@ -1471,7 +1544,7 @@ impl Bench {
         let too_slow = (m_max * n as u64) as f64 / rate_est > 10.0 * self.opts.target_secs;
         let m = match mode {
             // As many messages as fit in the target time, at the rate the warm-up showed.
-            Mode::Flood | Mode::WsFlood | Mode::Topics => fits,
+            Mode::Flood | Mode::WsFlood | Mode::SseFlood | Mode::Topics => fits,
             // The cell's count, once set; the first system sets it as above.
             Mode::Relay => match fixed_m {
                 Some(m) if too_slow => {
@@ -2057,6 +2130,7 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
     };
     match mode {
         Mode::WsFlood => t.push_str(&ws_summary(rows)),
+        Mode::SseFlood => t.push_str(&sse_summary(rows)),
         Mode::Topics => t.push_str(&topics_summary(rows, opts)),
         _ => {}
     }
@@ -2091,7 +2165,7 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
                 );
             }
         }
-        Mode::Flood | Mode::WsFlood | Mode::Topics => {
+        Mode::Flood | Mode::WsFlood | Mode::SseFlood | Mode::Topics => {
             let _ = writeln!(t, "| N | S | system | M | deliveries/s | ×{} | MB/s | s (publisher done) | p50 | p99 | p99.9 | lost | reord | peak RSS MiB | server CPU s | status / notes |", mode.base());
             let _ = writeln!(
                 t,
@@ -2186,7 +2260,7 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
                 );
             }
         }
-        Mode::Conns | Mode::WsConns => {
+        Mode::Conns | Mode::WsConns | Mode::SseConns => {
             let b = mode.base();
             let _ = writeln!(t, "| clients | system | connect s | server RSS MiB | server bytes/client | ×{b} | kernel bytes/client (both ends) | one broadcast to all, median ms | max ms | ×{b} | server CPU ms per broadcast | generator CPU % | lost | status / notes |");
             let _ = writeln!(
@@ -2278,6 +2352,70 @@ fn ws_summary(rows: &[Row]) -> String {
             rss("ceiling-ws"),
             rss("node-ws"),
             rss("tokio-ws"),
+        );
+    }
+    t.push('\n');
+    t
+}
+
+/// The SSE flood's summary: each wire of the hub against the single-loop SSE writer, with
+/// the target.
+fn sse_summary(rows: &[Row]) -> String {
+    let mut t = String::new();
+    let mut cells: Vec<(usize, usize)> = Vec::new();
+    for r in rows {
+        if !cells.contains(&(r.n, r.s)) {
+            cells.push((r.n, r.s));
+        }
+    }
+    let reps = rows.iter().map(|r| r.reps).max().unwrap_or(1);
+    let _ = writeln!(t, "SSE flood, median of {reps} run(s). Deliveries/s of each system ÷ sse-ceiling's in the same cell (hubcast-sse: target ≥ 0.8); hubcast-sse-ws and hubcast-sse-tcp are the same hub with WebSocket and TCP clients. A system's status instead of a ratio where it did not deliver everything in order. Server CPU per delivery: the server process's CPU time (publisher included) ÷ deliveries.\n");
+    let _ = writeln!(t, "| N | S | sse-ceiling deliveries/s | hubcast-sse ÷ ceiling | hubcast-sse-ws ÷ ceiling | hubcast-sse-tcp ÷ ceiling | hubcast-sse ÷ hubcast-sse-ws | p50 / p99: hubcast-sse | p50 / p99: sse-ceiling | server CPU ns per delivery: sse / ceiling / ws / tcp | peak RSS MiB: sse / ceiling / ws / tcp |");
+    let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for (n, s) in cells {
+        let find = |name: &str| {
+            rows.iter()
+                .find(|r| r.system == name && r.n == n && r.s == s)
+        };
+        let ceiling = find("sse-ceiling");
+        let vs = |name: &str, base: Option<&Row>| match (find(name), base) {
+            (Some(r), Some(b)) if r.ok() && b.ok() => ratio(r.dps, Some((b.dps, false))),
+            (Some(r), _) if !r.ok() => r.status.clone(),
+            (_, Some(b)) if !b.ok() => format!("(base {})", b.status),
+            _ => "–".into(),
+        };
+        let lats = |r: Option<&Row>| match r {
+            Some(r) if r.ok() => format!("{} / {}", lat(r.p50), lat(r.p99)),
+            _ => "–".into(),
+        };
+        let rss = |name: &str| {
+            find(name)
+                .filter(|r| r.peak_rss_kib > 0)
+                .map(|r| format!("{:.0}", r.peak_rss_kib as f64 / 1024.0))
+                .unwrap_or_else(|| "–".into())
+        };
+        let _ = writeln!(
+            t,
+            "| {n} | {s} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {} / {} / {} / {} |",
+            match ceiling {
+                Some(c) if c.ok() => si(c.dps),
+                Some(c) => c.status.clone(),
+                None => "–".into(),
+            },
+            vs("hubcast-sse", ceiling),
+            vs("hubcast-sse-ws", ceiling),
+            vs("hubcast-sse-tcp", ceiling),
+            vs("hubcast-sse", find("hubcast-sse-ws")),
+            lats(find("hubcast-sse")),
+            lats(ceiling),
+            cpu_per_delivery(find("hubcast-sse")),
+            cpu_per_delivery(ceiling),
+            cpu_per_delivery(find("hubcast-sse-ws")),
+            cpu_per_delivery(find("hubcast-sse-tcp")),
+            rss("hubcast-sse"),
+            rss("sse-ceiling"),
+            rss("hubcast-sse-ws"),
+            rss("hubcast-sse-tcp"),
         );
     }
     t.push('\n');

@@ -135,6 +135,14 @@ pub(crate) enum Proto {
     /// hubcast's `Protocol::Sequenced` (docs/PROTOCOL.md) in length-prefixed frames: data
     /// messages `<seq> <payload>` or `<seq>@<topic> <payload>`, control messages `#...`.
     Seq,
+    /// [`Proto::Ws`] with line-safe payloads ([`Stamp::Text`]), as text frames: the
+    /// WebSocket clients of `--mode sse`, whose hub frames lines.
+    WsText,
+    /// Server-sent events after the `200` (`text/event-stream`): each message one event of
+    /// one line, `data: <payload>\n\n`, its payload line-safe ([`Stamp::Text`]) and taken to
+    /// be `size` bytes, as for [`Proto::Lines`]; other fields (`retry:`, `id:`), comments
+    /// and blank lines skipped, `event:` logged.
+    Sse,
 }
 
 /// Control frames that are not benchmark messages.
@@ -197,7 +205,7 @@ impl Proto {
     /// upgrade request, made per connection by [`crate::ws::upgrade_request`]).
     pub(crate) fn hello(self) -> &'static [u8] {
         match self {
-            Proto::Lp | Proto::Lines | Proto::Ws | Proto::Seq => b"",
+            Proto::Lp | Proto::Lines | Proto::Ws | Proto::WsText | Proto::Seq | Proto::Sse => b"",
             Proto::Nats => {
                 b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB bench 1\r\nPING\r\n"
             }
@@ -206,7 +214,8 @@ impl Proto {
     }
 
     /// Whether a subscriber waits for the server before it counts as connected: NATS
-    /// `PONG`, Redis `subscribe`, the WebSocket `101`, hubcast's `#at`.
+    /// `PONG`, Redis `subscribe`, the WebSocket `101`, the event stream's `200`, hubcast's
+    /// `#at`.
     pub(crate) fn has_handshake(self) -> bool {
         !matches!(self, Proto::Lp | Proto::Lines)
     }
@@ -214,7 +223,7 @@ impl Proto {
     /// How this protocol's payloads are stamped.
     pub(crate) fn stamp(self) -> Stamp {
         match self {
-            Proto::Lines => Stamp::Text,
+            Proto::Lines | Proto::WsText | Proto::Sse => Stamp::Text,
             Proto::Lp | Proto::Nats | Proto::Redis | Proto::Ws | Proto::Seq => Stamp::Bin,
         }
     }
@@ -254,10 +263,74 @@ impl Proto {
             }
             Proto::Nats => parse_nats(buf),
             Proto::Redis => parse_redis(buf),
-            Proto::Ws => parse_ws(buf),
+            Proto::Ws | Proto::WsText => parse_ws(buf),
             Proto::Seq => parse_seq(buf),
+            Proto::Sse => parse_sse(buf, size),
         }
     }
+
+    /// Whether this is WebSocket (upgrade first, pings answered).
+    pub(crate) fn is_ws(self) -> bool {
+        matches!(self, Proto::Ws | Proto::WsText)
+    }
+}
+
+/// One line of an event stream: a one-line `data:` event of a `size`-byte payload (its end
+/// checked when it is in `buf`), or any other line taken whole.
+fn parse_sse(buf: &[u8], size: usize) -> Parsed {
+    use crate::sse::{DATA, END};
+    let Some(&first) = buf.first() else {
+        return Parsed::Need;
+    };
+    if first == b'd' {
+        if buf.len() < DATA.len() + HEADER {
+            return if DATA.starts_with(&buf[..buf.len().min(DATA.len())]) {
+                Parsed::Need
+            } else {
+                Parsed::Bad("unexpected event-stream line")
+            };
+        }
+        if !buf.starts_with(DATA) {
+            return Parsed::Bad("unexpected event-stream line");
+        }
+        let end = DATA.len() + size;
+        // What of the event's end is here must be its end.
+        let got = buf
+            .get(end..buf.len().min(end + END.len()))
+            .unwrap_or_default();
+        if got != &END[..got.len()] {
+            return Parsed::Bad("event is not `data: `, S bytes and a blank line");
+        }
+        return Parsed::Msg {
+            head: DATA.len(),
+            body: size,
+            tail: END.len(),
+        };
+    }
+    if first == b'\n' {
+        // The blank line that ends an event of other fields (`retry:` here).
+        return Parsed::Ctrl {
+            len: 1,
+            kind: Ctrl::Other,
+        };
+    }
+    let Some(eol) = buf.iter().take(MAX_LINE).position(|&b| b == b'\n') else {
+        return if buf.len() >= MAX_LINE {
+            Parsed::Bad("event-stream line too long")
+        } else {
+            Parsed::Need
+        };
+    };
+    let line = &buf[..eol];
+    let kind = if line.starts_with(b"event:") {
+        // Not sent without `Protocol::Sequenced`: say so.
+        Ctrl::Error
+    } else if line.starts_with(b":") || line.starts_with(b"retry:") || line.starts_with(b"id:") {
+        Ctrl::Other
+    } else {
+        return Parsed::Bad("unexpected event-stream line");
+    };
+    Parsed::Ctrl { len: eol + 1, kind }
 }
 
 /// One WebSocket frame from a server: 2 bytes, then a 16- or 64-bit length if the 7-bit one
@@ -564,6 +637,16 @@ pub(crate) fn self_test() {
     lines.push(b'\n');
     lines.extend_from_slice(&line);
     lines.push(b'\n');
+    // Event stream: hubcast's `retry:` event, a heartbeat comment, two events.
+    let mut sse = b"retry: 2000\n\n:\n\n".to_vec();
+    for _ in 0..2 {
+        sse.extend_from_slice(b"data: ");
+        sse.extend_from_slice(&line);
+        sse.extend_from_slice(b"\n\n");
+    }
+    // WebSocket text frames of line-safe payloads.
+    let mut ws_text = vec![0x81, 40];
+    ws_text.extend_from_slice(&line);
     for (proto, wire, want) in [
         (Proto::Lp, lp, vec!["msg"]),
         (Proto::Lines, lines, vec!["msg", "msg"]),
@@ -571,6 +654,12 @@ pub(crate) fn self_test() {
         (Proto::Redis, redis, vec!["Subscribed", "msg"]),
         (Proto::Ws, ws, vec!["Ping", "msg", "msg", "Other"]),
         (Proto::Seq, seq, vec!["At(123)", "msg", "msg", "Other"]),
+        (
+            Proto::Sse,
+            sse,
+            vec!["Other", "Other", "Other", "Other", "msg", "msg"],
+        ),
+        (Proto::WsText, ws_text, vec!["msg"]),
     ] {
         // Feed the stream as a subscriber does: parse what is there, keep the rest.
         for cut in 0..wire.len() {
@@ -619,5 +708,19 @@ pub(crate) fn self_test() {
     short.push(b'\n');
     short.extend_from_slice(&line);
     assert!(matches!(Proto::Lines.parse(&short, 40), Parsed::Bad(_)));
+    // So is an event of the wrong length, and a line that is no field.
+    let mut event = b"data: ".to_vec();
+    event.extend_from_slice(&line[..39]);
+    event.extend_from_slice(b"\n\ndata: ");
+    assert!(matches!(Proto::Sse.parse(&event, 40), Parsed::Bad(_)));
+    assert!(matches!(Proto::Sse.parse(b"oops\n", 40), Parsed::Bad(_)));
+    assert!(matches!(Proto::Sse.parse(b"dat", 40), Parsed::Need));
+    assert!(matches!(
+        Proto::Sse.parse(b"event: x\n", 40),
+        Parsed::Ctrl {
+            len: 9,
+            kind: Ctrl::Error
+        }
+    ));
     assert!(Stamp::Text.read(&line[1..], 1000).is_none());
 }

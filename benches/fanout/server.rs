@@ -16,6 +16,15 @@
 //! `hubcast-seq` the same with `Protocol::Sequenced` and `--replay-messages R`.
 //! `hubcast-limit` is the relay-mode chat hub with a rate limit ([`crate::limit`]).
 //!
+//! Server-sent events (`--mode sse`, feature `websocket`): one hub configuration,
+//! [`sse_hub`] (line framing, a WebSocket listener serving event streams on `/events`, and
+//! a TCP listener beside it), run as `hubcast-sse` (its clients open event streams; the
+//! child reports the WebSocket listener's port), `hubcast-sse-ws` (the same hub, its
+//! clients WebSocket, the same port) and `hubcast-sse-tcp` (the same hub, its clients TCP
+//! line clients: the TCP listener's port). Their payloads are line-safe ([`Stamp::Text`]).
+//! `sse-ceiling` is the ceiling answering each client's `GET` with a `200` and writing
+//! each message once into the shared batches as `data: <payload>\n\n`.
+//!
 //! Control protocol, one line each way on stdin/stdout:
 //! - at start the child prints `port P`;
 //! - `expect N MS` → `connected N` once N clients are registered (`error ...` after MS);
@@ -392,11 +401,12 @@ pub(crate) fn spawn_publisher(
 }
 
 /// The publisher thread of a hub: broadcasts, or once `topics` made topics, publishes to
-/// each in turn.
+/// each in turn. Broadcast payloads are stamped as `kind`.
 fn spawn_hub_publisher(
     out: &Out,
     hub: Arc<Hub>,
     topics: Arc<Mutex<Vec<String>>>,
+    kind: Stamp,
 ) -> io::Result<Sender<Job>> {
     let (tx, rx) = mpsc::channel::<Job>();
     let out = Arc::clone(out);
@@ -406,7 +416,9 @@ fn spawn_hub_publisher(
             for job in rx {
                 let names = topics.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let report = if names.is_empty() {
-                    publish_loop(&job, |msg| hub.broadcast(msg).map_err(io::Error::other))
+                    publish_loop_with(&job, kind, |msg| {
+                        hub.broadcast(msg).map_err(io::Error::other)
+                    })
                 } else {
                     publish_topics_loop(&job, &names, |topic, msg| {
                         hub.publish(topic, msg).map_err(io::Error::other)
@@ -461,7 +473,27 @@ fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> 
             let port = hub.local_addr().port();
             let hub = Arc::new(hub);
             let topics = Arc::new(Mutex::new(Vec::new()));
-            let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics))?;
+            let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics), Stamp::Bin)?;
+            Ok((System::Hub(hub, tx, topics), port))
+        }
+        "hubcast-sse" | "hubcast-sse-ws" | "hubcast-sse-tcp" => {
+            let hub = sse_hub(max_clients, queue_bytes)?;
+            // The WebSocket listener (event streams and upgrades) is the one given to
+            // `bind`, the TCP listener the one added with `listen`.
+            let want = if system == "hubcast-sse-tcp" {
+                Transport::Tcp
+            } else {
+                Transport::WebSocket
+            };
+            let port = hub
+                .local_addrs()
+                .iter()
+                .find(|l| l.transport == want)
+                .map(|l| l.addr.port())
+                .ok_or_else(|| io::Error::other("no listener of that transport"))?;
+            let hub = Arc::new(hub);
+            let topics = Arc::new(Mutex::new(Vec::new()));
+            let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics), Stamp::Text)?;
             Ok((System::Hub(hub, tx, topics), port))
         }
         "tokio-ws" => {
@@ -529,7 +561,7 @@ fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> 
             })?;
             Ok((System::Tutorial(t, tx), port))
         }
-        "ceiling" | "ceiling-ws" => {
+        "ceiling" | "ceiling-ws" | "sse-ceiling" => {
             let std_listener = listen()?;
             let port = std_listener.local_addr()?.port();
             std_listener.set_nonblocking(true)?;
@@ -545,7 +577,11 @@ fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> 
                 connected: Arc::clone(&connected),
                 jobs: rx,
                 out: Arc::clone(out),
-                ws: system == "ceiling-ws",
+                wire: match system {
+                    "ceiling-ws" => CeilingWire::Ws,
+                    "sse-ceiling" => CeilingWire::Sse,
+                    _ => CeilingWire::Lp,
+                },
             };
             std::thread::Builder::new()
                 .name(PUB_THREAD.into())
@@ -571,6 +607,26 @@ fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> 
     }
 }
 
+/// The hub of `--mode sse`, the same for its three systems: the `hubcast` configuration
+/// (`queue_bytes`, `flow_control(true)`) with `Framing::Lines` (what a TCP client of a
+/// text protocol reads; event streams and WebSocket text frames carry the line without its
+/// `\n`), a WebSocket listener on 127.0.0.1 serving event streams on `/events` (any
+/// origin; no keepalive, which a flood does not need) and a TCP listener beside it.
+fn sse_hub(max_clients: usize, queue_bytes: usize) -> io::Result<Hub> {
+    Hub::builder()
+        .framing(Framing::Lines)
+        .queue_bytes(queue_bytes)
+        .max_clients(max_clients)
+        .flow_control(true)
+        .transport(Transport::WebSocket)
+        .websocket_origins(Origins::Any)
+        .sse_path(Some(crate::sse::PATH))
+        .sse_keepalive(None)
+        .listen("127.0.0.1:0", Transport::Tcp)
+        .bind("127.0.0.1:0")
+        .map_err(io::Error::other)
+}
+
 /// A listener on 127.0.0.1 with an OS-chosen port and hubcast's default backlog (std's
 /// `TcpListener::bind` uses 128, which drops connections in a 10,000-client connect burst).
 pub(crate) fn listen() -> io::Result<TcpListener> {
@@ -592,8 +648,20 @@ struct Conn {
     off: usize,
     writable: bool,
     dead: bool,
-    /// `ceiling-ws`: the upgrade request read so far, until it is answered.
+    /// `ceiling-ws`, `sse-ceiling`: the request read so far, until it is answered.
     upgrade: Option<Vec<u8>>,
+}
+
+/// What the ceiling's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CeilingWire {
+    /// Length-prefixed frames, from the first byte.
+    Lp,
+    /// WebSocket: the upgrade answered, then binary frames.
+    Ws,
+    /// Server-sent events: the `GET` answered with a `200`, then `data: <payload>\n\n`
+    /// per message (line-safe payloads).
+    Sse,
 }
 
 /// The ceiling: accept, then write the same batches of frames to every socket.
@@ -605,8 +673,9 @@ struct Ceiling {
     jobs: Receiver<Job>,
     out: Out,
     /// WebSocket: answer each client's upgrade, then write binary frames (a 2-, 4- or
-    /// 10-byte header instead of the 4-byte length).
-    ws: bool,
+    /// 10-byte header instead of the 4-byte length); event streams: answer each `GET`,
+    /// then write events.
+    wire: CeilingWire,
 }
 
 impl Ceiling {
@@ -656,7 +725,8 @@ impl Ceiling {
                     let _ = sock.set_nodelay(true);
                     let _ = sock.set_send_buffer_size(SEND_BUFFER);
                     let token = Token(self.conns.len());
-                    let interest = if self.ws {
+                    let answers = self.wire != CeilingWire::Lp;
+                    let interest = if answers {
                         Interest::READABLE | Interest::WRITABLE
                     } else {
                         Interest::WRITABLE
@@ -675,9 +745,9 @@ impl Ceiling {
                         off: 0,
                         writable: true,
                         dead: false,
-                        upgrade: self.ws.then(Vec::new),
+                        upgrade: answers.then(Vec::new),
                     });
-                    if self.ws {
+                    if answers {
                         // The request may be here already; edge-triggered, so look now.
                         self.upgrade(self.conns.len() - 1);
                     } else {
@@ -723,7 +793,12 @@ impl Ceiling {
             return;
         };
         // A 129-byte answer into an empty socket buffer: never short.
-        let answered = crate::ws::accept_response(&buf[..end])
+        let response = if self.wire == CeilingWire::Sse {
+            crate::sse::accept_response(&buf[..end])
+        } else {
+            crate::ws::accept_response(&buf[..end])
+        };
+        let answered = response
             .ok()
             .and_then(|r| c.stream.write(&r).ok().filter(|&n| n == r.len()));
         c.upgrade = None;
@@ -751,14 +826,28 @@ impl Ceiling {
             // Not upgraded (never the case once the bench has seen N connected): left out.
             c.dead |= c.upgrade.is_some();
         }
-        let mut msg = payload(job.size);
+        let kind = if self.wire == CeilingWire::Sse {
+            Stamp::Text
+        } else {
+            Stamp::Bin
+        };
+        let mut msg = kind.payload(job.size);
         let (ws_head, ws_head_len) = crate::ws::binary_header(msg.len());
-        let head: &[u8] = if self.ws {
-            &ws_head[..ws_head_len]
+        let head: &[u8] = match self.wire {
+            CeilingWire::Ws => &ws_head[..ws_head_len],
+            CeilingWire::Sse => crate::sse::DATA,
+            CeilingWire::Lp => &[],
+        };
+        let tail: &[u8] = if self.wire == CeilingWire::Sse {
+            crate::sse::END
         } else {
             &[]
         };
-        let frame_len = if self.ws { head.len() } else { 4 } + msg.len();
+        let frame_len = match self.wire {
+            CeilingWire::Lp => 4,
+            _ => head.len(),
+        } + msg.len()
+            + tail.len();
         let mut produced = 0u64;
         // When the last message was made: the ceiling's "publisher done".
         let mut produced_at = 0u64;
@@ -790,13 +879,14 @@ impl Ceiling {
                         }
                         late.record(now - ts);
                     }
-                    stamp(&mut msg, job.start + produced, ts);
-                    if self.ws {
-                        batch.extend_from_slice(head);
-                    } else {
+                    kind.write(&mut msg, job.start + produced, ts);
+                    if self.wire == CeilingWire::Lp {
                         batch.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                    } else {
+                        batch.extend_from_slice(head);
                     }
                     batch.extend_from_slice(&msg);
+                    batch.extend_from_slice(tail);
                     produced += 1;
                 }
                 queued += batch.len();
