@@ -279,7 +279,7 @@ fn put_lines(text: &[u8], out: &mut impl Sink) {
     let mut rest = text;
     loop {
         out.put(b"data: ");
-        match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        match memchr::memchr2(b'\n', b'\r', rest) {
             Some(end) => {
                 out.put(&rest[..end]);
                 out.put(b"\n");
