@@ -448,6 +448,13 @@ impl Shared {
         self.budget.try_reserve(bytes)
     }
 
+    /// Whether a command of `bytes` frame bytes fits now (it may not by the time the
+    /// caller tries to reserve).
+    pub(crate) fn has_room(&self, bytes: usize) -> bool {
+        let budget = &self.budget;
+        budget.fits(budget.pending.load(SeqCst), bytes as u64)
+    }
+
     /// Why a reservation failed, for [`Error::WouldBlock`].
     pub(crate) fn would_block(&self) -> Error {
         if self.flow_held.load(SeqCst) {

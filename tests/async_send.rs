@@ -8,12 +8,12 @@ mod util;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc};
-use std::task::Poll;
+use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hubcast::{DisconnectReason, Error, Framing, Hub, Result};
+use hubcast::{DisconnectReason, Error, Framing, Hub, Result, WouldBlock};
 use tokio::runtime::{Builder, Runtime};
 use tokio::time::timeout;
 use util::{join, numbered, seq_of, EventLog, Peer, LOCAL, TIMEOUT, TINY};
@@ -291,4 +291,61 @@ fn every_async_send_reaches_the_right_clients() {
         ["1 all", "2 all but a", "3 b", "4 t", "5 t but a"]
     );
     assert_eq!(lines(&mut c), ["1 all", "2 all but a"]);
+}
+
+/// Polled on the dispatcher's own thread (in one of the hub's closures, here the accept
+/// filter) with the budget full, an async send does not wait for the thread it runs on: it
+/// completes at once with the `WouldBlock` error the blocking form gives there.
+#[test]
+fn an_async_send_in_a_closure_never_waits() {
+    /// A waker that only counts: the send must not need it.
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    let slot: Arc<OnceLock<Weak<Hub>>> = Arc::default();
+    let (tx, said) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let hub = {
+        let slot = Arc::clone(&slot);
+        Hub::builder()
+            .command_capacity(4)
+            .accept_filter(move |_| {
+                let hub = slot
+                    .get()
+                    .and_then(Weak::upgrade)
+                    .expect("the hub is bound");
+                // Messages of a command each, until the budget is full: the dispatcher
+                // cannot take them while it runs this closure.
+                let mut sent = 0;
+                while hub.try_broadcast(vec![b'x'; SIZE]).is_ok() {
+                    sent += 1;
+                    assert!(sent <= 4, "the budget holds 4 commands");
+                }
+                let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+                let mut send = Box::pin(hub.broadcast_async(vec![b'y'; SIZE]));
+                let polled = send.as_mut().poll(&mut Context::from_waker(&waker));
+                tx.lock().unwrap().send(polled).unwrap();
+                true
+            })
+            .bind(LOCAL)
+            .expect("bind")
+    };
+    let hub = Arc::new(hub);
+    slot.set(Arc::downgrade(&hub)).unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let peer = Peer::connect(hub.local_addr());
+    let polled = said.recv_timeout(TIMEOUT).expect("the accept filter ran");
+    assert!(
+        matches!(
+            polled,
+            Poll::Ready(Err(Error::WouldBlock(WouldBlock::Backlog)))
+        ),
+        "{polled:?}"
+    );
+    // The hub serves on.
+    events.connected(peer.addr());
+    hub.broadcast("after").expect("broadcast");
 }

@@ -79,6 +79,11 @@ impl Hub {
             return Ok(true);
         }
         let wait = wait && !self.shared.on_dispatcher_thread();
+        if !wait && len >= BATCH_BELOW && !self.shared.has_room(len) {
+            // A try that would fail for want of room: not worth framing (an async send
+            // tries again on every wake-up while it waits).
+            return Err(self.shared.would_block());
+        }
         // A large message is framed before taking the lock, into its own frame.
         let mut large = (len >= BATCH_BELOW).then(|| codec::encode(self.framing, msg, len));
         let reserve = if large.is_some() { len } else { self.batch_max };
@@ -151,11 +156,14 @@ impl Hub {
                         Some(command) => self.send(command).map(|()| true),
                         None => Ok(false),
                     });
-                    if !matches!(sent, Ok(true)) {
-                        self.shared.release(1, reserve);
-                    }
                     if sent.is_err() {
                         *open = None;
+                    }
+                    // After the lock: giving room back may wake async senders' wakers,
+                    // which must not run under it.
+                    drop(open);
+                    if !matches!(sent, Ok(true)) {
+                        self.shared.release(1, reserve);
                     }
                     return sent.map(drop);
                 }
