@@ -62,9 +62,11 @@ impl Hub {
     /// future is pending until the dispatcher makes room, and wakes then; the task's thread
     /// runs other tasks meanwhile. Otherwise it completes on its first poll. It makes the
     /// same promises as `broadcast` once it completes with `Ok`: the message is framed and
-    /// handed to the dispatcher in one step, ordered after every message whose send
-    /// completed before it was first polled (so one task's sends arrive in the order it
-    /// awaited them). Works with any executor (no runtime is needed); the future is `Send`,
+    /// handed to the dispatcher in one step, in the poll that completes the future, and
+    /// takes its place among every other call there — after every send that completed
+    /// before — so one task's sends arrive in the order it awaited them. (While it waits,
+    /// sends from other tasks and threads may go first, as with blocked threads.) Works
+    /// with any executor (no runtime is needed); the future is `Send` when the message is,
     /// so it can run in `tokio::spawn`.
     ///
     /// **Cancel-safe**: dropping the future before it completes sends nothing; the message
