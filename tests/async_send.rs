@@ -189,14 +189,38 @@ fn a_cancelled_send_sends_nothing_and_later_sends_follow_in_order() {
 }
 
 /// A send waiting for room when the hub shuts down completes with `Error::Closed` as the
-/// shutdown begins, without waiting for it to end.
+/// shutdown begins, without waiting for it to end. The dispatcher is held in the accept
+/// filter meanwhile, so that it cannot make room: the send is surely waiting, and the
+/// shutdown surely not over.
 #[test]
 fn a_shutdown_ends_a_waiting_send_with_closed() {
-    let (hub, slow, _events) = held_hub();
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let (entered_tx, released) = (Mutex::new(entered_tx), Mutex::new(released));
+    let hub = Hub::builder()
+        .command_capacity(4)
+        .accept_filter(move |_| {
+            entered_tx.lock().unwrap().send(()).unwrap();
+            // Until the test lets go: the dispatcher takes no command meanwhile.
+            let _ = released.lock().unwrap().recv_timeout(TIMEOUT);
+            true
+        })
+        .bind(LOCAL)
+        .expect("bind");
+    let hub = Arc::new(hub);
+    let _peer = Peer::connect(hub.local_addr());
+    entered
+        .recv_timeout(TIMEOUT)
+        .expect("the accept filter runs");
+    // Commands of a message each, until the budget is full.
+    let mut sent = 0;
+    while hub.try_broadcast(vec![b'x'; SIZE]).is_ok() {
+        sent += 1;
+        assert!(sent <= 4, "the budget holds 4 commands");
+    }
     let closer = one_worker().block_on(async {
-        let mut next = 0;
-        let send = send_until_pending(&hub, &mut next).await;
-        // The stalled client keeps the shutdown writing until it leaves (below).
+        let mut send = Box::pin(hub.broadcast_async(vec![b'y'; SIZE]));
+        assert!(poll_once(send.as_mut()).await.is_none(), "the send waits");
         let closer = thread::spawn({
             let hub = Arc::clone(&hub);
             move || hub.shutdown(TIMEOUT)
@@ -205,16 +229,13 @@ fn a_shutdown_ends_a_waiting_send_with_closed() {
             .await
             .expect("the waiting send completes");
         assert!(matches!(result, Err(Error::Closed)), "{result:?}");
-        assert!(
-            !closer.is_finished(),
-            "the send completed only once the shutdown had ended"
-        );
+        assert!(!closer.is_finished(), "the dispatcher is still held");
         // And every send from now on fails at once.
         let later = timeout(TIMEOUT, hub.broadcast_async("late")).await;
         assert!(matches!(later, Ok(Err(Error::Closed))), "{later:?}");
         closer
     });
-    drop(slow);
+    release.send(()).expect("the accept filter waits");
     closer
         .join()
         .expect("the shutdown thread")
