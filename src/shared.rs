@@ -401,6 +401,7 @@ impl Shared {
         self.state.store(FAILED, SeqCst);
         *lock(&self.registry) = Registry::default();
         self.counters.connected.store(0, SeqCst);
+        self.counters.adopted.store(0, SeqCst);
         for listener in &self.listeners {
             listener.clients.store(0, SeqCst);
         }

@@ -24,10 +24,14 @@ use crate::{
     ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
 };
 
+mod adopt;
 mod batching;
 mod start;
 mod users;
 
+pub use adopt::Adopted;
+#[cfg(feature = "websocket")]
+pub use adopt::{WebSocketAnswer, WebSocketRefusal};
 pub(crate) use start::given_addr;
 
 /// A running broadcast hub: its listening sockets, its clients and the dispatcher thread
@@ -84,6 +88,10 @@ pub struct Hub {
     /// and until its replay ring empties, and the dispatcher frees it then, never this
     /// handle.
     keeps_rings: bool,
+    /// The WebSocket settings, to check upgrades the host answers itself
+    /// (`Hub::websocket_answer`).
+    #[cfg(feature = "websocket")]
+    websocket: crate::options::WebSocketSettings,
 }
 
 impl Hub {
