@@ -64,7 +64,9 @@ usage: cargo bench --bench fanout -- [options]
   --systems LIST    any of hubcast,hubcast-default,thread,ceiling (host publishes),
                     hubcast-relay,hubcast-hostrelay,thread-relay,ceiling-relay (a
                     client publishes), nats,redis (both), hubcast-ws,ceiling-ws,
-                    node-ws,tokio-ws (WebSocket), hubcast-topics   (default: all)
+                    node-ws,tokio-ws,hubcast-adopt (WebSocket; hubcast-adopt: hubcast-ws
+                    clients accepted by the host and handed over, Hub::adopt),
+                    hubcast-topics   (default: all)
   --cells LIST      cells to run, e.g. 'N=100,S=1024' or 'N=10,S=64;N=1000,S=16384'
   --n LIST          subscriber counts of the matrix           (default: 10,100,1000,10000)
   --s LIST          message sizes in bytes                    (default: 64,1024,16384)
@@ -136,6 +138,9 @@ enum System {
     CeilingWs,
     NodeWs,
     TokioWs,
+    /// `hubcast-ws` whose clients a std listener of the server process accepts, answers
+    /// (`Hub::websocket_answer`) and hands over (`Hub::adopt`), as an axum app would.
+    HubcastAdopt,
     HubcastTopics,
     /// `hubcast` with `Protocol::Sequenced`: replay mode only.
     HubcastSeq,
@@ -143,7 +148,7 @@ enum System {
     HubcastLimit,
 }
 
-const ALL: [System; 17] = [
+const ALL: [System; 18] = [
     System::Hubcast,
     System::HubcastDefault,
     System::Thread,
@@ -158,6 +163,7 @@ const ALL: [System; 17] = [
     System::CeilingWs,
     System::NodeWs,
     System::TokioWs,
+    System::HubcastAdopt,
     System::HubcastTopics,
     System::HubcastSeq,
     System::HubcastLimit,
@@ -166,6 +172,7 @@ const ALL: [System; 17] = [
 /// The systems of the WebSocket modes, in the order they run in a cell.
 const WS_SYSTEMS: &[System] = &[
     System::HubcastWs,
+    System::HubcastAdopt,
     System::CeilingWs,
     System::NodeWs,
     System::TokioWs,
@@ -224,6 +231,7 @@ impl System {
             System::CeilingWs => "ceiling-ws",
             System::NodeWs => "node-ws",
             System::TokioWs => "tokio-ws",
+            System::HubcastAdopt => "hubcast-adopt",
             System::HubcastTopics => "hubcast-topics",
             System::HubcastSeq => "hubcast-seq",
             System::HubcastLimit => "hubcast-limit",
@@ -238,7 +246,11 @@ impl System {
         match self {
             System::Nats => Proto::Nats,
             System::Redis => Proto::Redis,
-            System::HubcastWs | System::CeilingWs | System::NodeWs | System::TokioWs => Proto::Ws,
+            System::HubcastWs
+            | System::HubcastAdopt
+            | System::CeilingWs
+            | System::NodeWs
+            | System::TokioWs => Proto::Ws,
             System::HubcastSeq => Proto::Seq,
             s if s.line_publisher() => Proto::Lines,
             _ => Proto::Lp,
@@ -266,6 +278,7 @@ impl System {
                 | System::HubcastRelay
                 | System::HubcastHostRelay
                 | System::HubcastWs
+                | System::HubcastAdopt
                 | System::HubcastTopics
                 | System::HubcastSeq
                 | System::HubcastLimit
@@ -1126,6 +1139,9 @@ impl Bench {
                 }
                 _ if s == System::HubcastWs && !cfg!(feature = "websocket") => Err(
                     "hubcast-ws needs hubcast's `websocket` feature: cargo bench --bench fanout --features websocket".into(),
+                ),
+                _ if s == System::HubcastAdopt && !cfg!(feature = "websocket") => Err(
+                    "hubcast-adopt needs hubcast's `websocket` feature: cargo bench --bench fanout --features websocket".into(),
                 ),
                 _ if s == System::NodeWs => node_available(),
                 _ => Ok(()),
