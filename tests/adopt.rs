@@ -130,10 +130,13 @@ fn ws_client(host: &Host, hub: &Hub, path: &str) -> util::Ws {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     let url = format!("ws://{addr}{path}");
-    let client = std::thread::spawn(move || tungstenite::client::client(url, stream));
+    let client = std::thread::spawn(move || {
+        tungstenite::client::client(url, stream)
+            .map(|(ws, _)| ws)
+            .map_err(|err| err.to_string())
+    });
     assert_eq!(host.adopt_websocket(hub, 0), None, "refused");
-    let (ws, _) = client.join().expect("client thread").expect("handshake");
-    ws
+    client.join().expect("client thread").expect("handshake")
 }
 
 #[test]

@@ -941,7 +941,10 @@ fn adopt_one(hub: &Hub, mut stream: TcpStream) -> io::Result<()> {
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = head.trim_end().split("\r\n");
     let mut first = lines.next().unwrap_or_default().split(' ');
-    let (method, target) = (first.next().unwrap_or_default(), first.next().unwrap_or("/"));
+    let (method, target) = (
+        first.next().unwrap_or_default(),
+        first.next().unwrap_or("/"),
+    );
     let headers: Vec<(&str, &str)> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim(), value.trim()))

@@ -84,7 +84,7 @@ impl Adopted {
     /// [`query`](crate::AuthRequest::query), [`header`](crate::AuthRequest::header);
     /// [`is_websocket`](crate::AuthRequest::is_websocket) is `true`). Ignored for a
     /// framed connection, which shows its first frame instead. A target or header that is
-    /// not valid HTTP makes [`Hub::adopt`] fail with [`Error::Config`].
+    /// not valid HTTP makes [`Hub::adopt`] fail with [`Error::Config`](crate::Error::Config).
     #[cfg(feature = "websocket")]
     #[must_use]
     pub fn request<K, V>(mut self, target: &str, headers: impl IntoIterator<Item = (K, V)>) -> Self
@@ -145,9 +145,31 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] once the hub is shutting down, [`Error::Failed`] if it died (the
-    /// socket is closed either way); [`Error::Config`] if the request given with
-    /// [`Adopted::request`] is not valid HTTP.
+    /// [`Error::Closed`](crate::Error::Closed) once the hub is shutting down,
+    /// [`Error::Failed`](crate::Error::Failed) if it died (the socket is closed either
+    /// way); [`Error::Config`](crate::Error::Config) if the request given with
+    /// `Adopted::request` is not valid HTTP.
+    ///
+    /// ```
+    /// use std::io::{BufRead, BufReader};
+    /// use std::net::{TcpListener, TcpStream};
+    /// use hubcast::{Adopted, Event, Hub};
+    ///
+    /// let hub = Hub::bind("127.0.0.1:0")?;
+    /// let events = hub.subscribe();
+    /// // The host's own listener, and a client of it.
+    /// let app = TcpListener::bind("127.0.0.1:0")?;
+    /// let client = TcpStream::connect(app.local_addr()?)?;
+    /// let (accepted, _) = app.accept()?;
+    /// hub.adopt(Adopted::framed(accepted))?;
+    /// assert!(matches!(events.recv(), Ok(Event::Connected { .. })));
+    /// hub.broadcast("hello")?;
+    ///
+    /// let mut line = String::new();
+    /// BufReader::new(client).read_line(&mut line)?;
+    /// assert_eq!(line, "hello\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn adopt(&self, conn: Adopted) -> Result<()> {
         self.shared.check()?;
         #[cfg(feature = "websocket")]
