@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker as TaskWaker;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -226,10 +227,22 @@ struct Budget {
     pending: AtomicU64,
     max_bytes: u64,
     max_commands: u64,
-    /// Host threads waiting for room, and where they wait.
+    /// Host threads and async sends waiting for room (`tasks` holds the latter), and
+    /// where the threads wait.
     waiters: AtomicUsize,
     room: Mutex<()>,
     freed: Condvar,
+    /// Async sends waiting for room (`hub/asynchronous.rs`): woken with the threads.
+    tasks: Mutex<Tasks>,
+}
+
+/// The wakers of async sends waiting for room, each under the number its future keeps to
+/// replace or remove it. Every waker here is counted in `Budget::waiters`, under this
+/// list's lock, so the dispatcher's one load of that count tells it whether anyone waits.
+#[derive(Debug, Default)]
+struct Tasks {
+    next: u64,
+    wakers: Vec<(u64, TaskWaker)>,
 }
 
 const COMMAND_SHIFT: u32 = 40;
@@ -333,6 +346,7 @@ impl Shared {
                 waiters: AtomicUsize::new(0),
                 room: Mutex::new(()),
                 freed: Condvar::new(),
+                tasks: Mutex::default(),
             },
             epoch: Instant::now(),
             counters: Counters::default(),
@@ -435,6 +449,13 @@ impl Shared {
         self.budget.try_reserve(bytes)
     }
 
+    /// Whether a command of `bytes` frame bytes fits now (it may not by the time the
+    /// caller tries to reserve).
+    pub(crate) fn has_room(&self, bytes: usize) -> bool {
+        let budget = &self.budget;
+        budget.fits(budget.pending.load(SeqCst), bytes as u64)
+    }
+
     /// Why a reservation failed, for [`Error::WouldBlock`].
     pub(crate) fn would_block(&self) -> Error {
         if self.flow_held.load(SeqCst) {
@@ -481,10 +502,58 @@ impl Shared {
         }
     }
 
-    /// Wakes host threads waiting for room (also when the hub stops).
+    /// Wakes host threads and async sends waiting for room (also when the hub stops).
     fn notify_room(&self) {
-        let _guard = lock(&self.budget.room);
-        self.budget.freed.notify_all();
+        {
+            let _guard = lock(&self.budget.room);
+            self.budget.freed.notify_all();
+        }
+        // Taken off the list as they are woken: each registers again if it still finds
+        // no room. Woken outside the lock (a waker may run anything).
+        let woken = {
+            let mut tasks = lock(&self.budget.tasks);
+            let woken = std::mem::take(&mut tasks.wakers);
+            self.budget.waiters.fetch_sub(woken.len(), SeqCst);
+            woken
+        };
+        for (_, waker) in woken {
+            waker.wake();
+        }
+    }
+
+    /// Files `waker` among the async sends waiting for room, under the number in `slot`
+    /// (given one if it has none, or if a wake-up took its entry off the list). The caller
+    /// then tries again before it returns `Pending`: the count is raised before that try
+    /// reads the budget, so either the try sees the room `release` made, or `release` sees
+    /// the count and wakes this waker (as with `wait_for_room`).
+    pub(crate) fn register_task(&self, slot: &mut Option<u64>, waker: &TaskWaker) {
+        let mut tasks = lock(&self.budget.tasks);
+        if let Some(id) = *slot {
+            if let Some((_, filed)) = tasks.wakers.iter_mut().find(|(at, _)| *at == id) {
+                if !filed.will_wake(waker) {
+                    filed.clone_from(waker);
+                }
+                return;
+            }
+        }
+        let id = tasks.next;
+        tasks.next += 1;
+        tasks.wakers.push((id, waker.clone()));
+        self.budget.waiters.fetch_add(1, SeqCst);
+        *slot = Some(id);
+    }
+
+    /// Takes the waker filed under `slot` off the list, if a wake-up has not already (a
+    /// send that finished, or a future dropped while waiting).
+    pub(crate) fn deregister_task(&self, slot: &mut Option<u64>) {
+        let Some(id) = slot.take() else {
+            return;
+        };
+        let mut tasks = lock(&self.budget.tasks);
+        if let Some(at) = tasks.wakers.iter().position(|(filed, _)| *filed == id) {
+            tasks.wakers.swap_remove(at);
+            self.budget.waiters.fetch_sub(1, SeqCst);
+        }
     }
 
     /// The pending budget's raw word (commands in the top bits), for tests.
@@ -590,6 +659,47 @@ mod tests {
         }
         assert!(s.is_closed());
         assert!(matches!(s.check(), Err(Error::Failed { .. })));
+    }
+
+    /// An async send's waker is woken by the room `release` makes and by a close, taken
+    /// off the list as it is woken, and leaves no count behind when deregistered.
+    #[test]
+    fn task_wakers_are_woken_with_the_room_and_counted_exactly() {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Wake;
+
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = TaskWaker::from(Arc::clone(&count));
+        let s = shared(10, 10);
+        assert!(s.try_reserve(10));
+        let mut slot = None;
+        s.register_task(&mut slot, &waker);
+        // Filed again under the same number: counted once.
+        s.register_task(&mut slot, &waker);
+        assert_eq!(s.budget.waiters.load(SeqCst), 1);
+        s.release(1, 10);
+        assert_eq!(count.0.load(SeqCst), 1);
+        assert_eq!(s.budget.waiters.load(SeqCst), 0, "woken means off the list");
+        // Deregistering after the wake-up changes nothing.
+        s.deregister_task(&mut slot);
+        assert_eq!(s.budget.waiters.load(SeqCst), 0);
+        // Registered, then dropped (cancelled): off the list, and no wake-up.
+        s.register_task(&mut slot, &waker);
+        s.deregister_task(&mut slot);
+        assert_eq!(s.budget.waiters.load(SeqCst), 0);
+        s.release(0, 0);
+        assert_eq!(count.0.load(SeqCst), 1);
+        // A close wakes it.
+        s.register_task(&mut slot, &waker);
+        s.close();
+        assert_eq!(count.0.load(SeqCst), 2);
+        assert_eq!(s.budget.waiters.load(SeqCst), 0);
     }
 
     /// The user index keeps one key per user, shared by its clients' entries, lists ids in

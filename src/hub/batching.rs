@@ -79,6 +79,11 @@ impl Hub {
             return Ok(true);
         }
         let wait = wait && !self.shared.on_dispatcher_thread();
+        if !wait && len >= BATCH_BELOW && !self.shared.has_room(len) {
+            // A try that would fail for want of room: not worth framing (an async send
+            // tries again on every wake-up while it waits).
+            return Err(self.shared.would_block());
+        }
         // A large message is framed before taking the lock, into its own frame.
         let mut large = (len >= BATCH_BELOW).then(|| codec::encode(self.framing, msg, len));
         let reserve = if large.is_some() { len } else { self.batch_max };
@@ -151,11 +156,14 @@ impl Hub {
                         Some(command) => self.send(command).map(|()| true),
                         None => Ok(false),
                     });
-                    if !matches!(sent, Ok(true)) {
-                        self.shared.release(1, reserve);
-                    }
                     if sent.is_err() {
                         *open = None;
+                    }
+                    // After the lock: giving room back may wake async senders' wakers,
+                    // which must not run under it.
+                    drop(open);
+                    if !matches!(sent, Ok(true)) {
+                        self.shared.release(1, reserve);
                     }
                     return sent.map(drop);
                 }
@@ -191,7 +199,8 @@ impl Hub {
         Ok(len)
     }
 
-    /// `publish_to` in a cluster: for the members here, and for the other nodes.
+    /// `publish_to` in a cluster: for the members here, and for the other nodes. Waits
+    /// for room if `wait`.
     #[cfg(feature = "nats")]
     pub(super) fn publish_clustered(
         &self,
@@ -199,12 +208,13 @@ impl Hub {
         except: Option<ClientId>,
         msg: &[u8],
         kind: Option<MessageKind>,
+        wait: bool,
     ) -> Result<()> {
         loop {
             let Some(id) = self.shared.registry().topics.id(topic) else {
                 // No member here: only other nodes may have some. (A topic created here
                 // after this call misses it, as a member who joins after a publish does.)
-                return self.forward_topic(topic, msg, kind);
+                return self.forward_topic(topic, msg, kind, wait);
             };
             let target = match except {
                 Some(client) => Target::TopicExcept(id, client),
@@ -216,21 +226,27 @@ impl Hub {
             // So the id must still be the topic's under the lock, or it is looked up
             // again.
             let current = || self.shared.registry().topics.id(topic) == Some(id);
-            if self.submit_while(target, msg, kind, true, current)? {
+            if self.submit_while(target, msg, kind, wait, current)? {
                 return Ok(());
             }
         }
     }
 
     /// A message for a topic with no member here: only other nodes of the cluster may have
-    /// some.
+    /// some. Waits for room if `wait`.
     #[cfg(feature = "nats")]
-    fn forward_topic(&self, topic: &str, msg: &[u8], kind: Option<MessageKind>) -> Result<()> {
+    fn forward_topic(
+        &self,
+        topic: &str,
+        msg: &[u8],
+        kind: Option<MessageKind>,
+        wait: bool,
+    ) -> Result<()> {
         self.shared.check()?;
         // The same limit as for a publish with local members: other nodes frame it too.
         self.frame_len(msg)?;
         let payload = bytes::Bytes::copy_from_slice(msg);
-        let wait = !self.shared.on_dispatcher_thread();
+        let wait = wait && !self.shared.on_dispatcher_thread();
         let reserve = payload.len();
         let topic: Arc<str> = Arc::from(topic);
         self.send_in_order(

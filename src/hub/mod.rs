@@ -5,7 +5,9 @@
 //! - `start`: binding the listeners and starting the threads, from the `Config`
 //!   `HubBuilder::bind` makes;
 //! - `batching`: how host calls become batched `Command`s, in call order, within the
-//!   budget of pending work.
+//!   budget of pending work;
+//! - `asynchronous`: the awaitable sends, which wait for room in that budget without
+//!   blocking a thread.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -25,6 +27,7 @@ use crate::{
 };
 
 mod adopt;
+mod asynchronous;
 mod batching;
 mod start;
 mod users;
@@ -372,7 +375,7 @@ impl Hub {
     ///
     /// [`Error::InvalidTopic`] for a name no topic can have; otherwise as `broadcast`.
     pub fn publish(&self, topic: &str, msg: impl AsMessage) -> Result<()> {
-        self.publish_to(topic, None, &msg)
+        self.publish_to(topic, None, &msg, true)
     }
 
     /// Sends `msg` to every member of `topic` except `client`, for example to relay what
@@ -382,20 +385,23 @@ impl Hub {
     ///
     /// As [`publish`](Self::publish).
     pub fn publish_except(&self, topic: &str, client: ClientId, msg: impl AsMessage) -> Result<()> {
-        self.publish_to(topic, Some(client), &msg)
+        self.publish_to(topic, Some(client), &msg, true)
     }
 
+    /// `publish` and `publish_except`; waits for room if `wait` (else the async forms'
+    /// try: see `asynchronous`).
     fn publish_to(
         &self,
         topic: &str,
         except: Option<ClientId>,
         msg: &impl AsMessage,
+        wait: bool,
     ) -> Result<()> {
         crate::topics::check_name(topic, self.topic_limits.max_name)?;
         #[cfg(feature = "nats")]
         if self.clustered {
             let (msg, kind) = msg.parts();
-            return self.publish_clustered(topic, except, msg, kind);
+            return self.publish_clustered(topic, except, msg, kind, wait);
         }
         let id = self.shared.registry().topics.id(topic);
         let Some(id) = id else {
@@ -408,7 +414,7 @@ impl Hub {
             Some(client) => Target::TopicExcept(id, client),
             None => Target::Topic(id),
         };
-        self.submit(target, msg, true)
+        self.submit(target, msg, wait)
     }
 
     /// Every topic, with its member count, by name: those with members, and those kept
