@@ -60,6 +60,10 @@ pub enum RecvTimeoutError {
 /// stopped — shut down, or [failed](crate::Error::Failed) — and every queued event has been
 /// received. Events the queue had no room for when the hub stopped come last; shutting down
 /// never waits for a subscriber.
+///
+/// In async code, [`recv_async`](Self::recv_async) waits without blocking a thread, under
+/// any executor; with feature `stream`, a `Subscription` is a `futures_core::Stream` of
+/// its events. The same events, order and back-pressure as [`recv`](Self::recv).
 pub struct Subscription {
     rx: Receiver<Vec<Event>>,
     /// The rest of the last batch received: events arrive in batches, a round of the

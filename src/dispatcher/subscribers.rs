@@ -10,7 +10,9 @@
 //! `Subscription::recv` wakes the dispatcher once its queue has half drained, and dropping
 //! a subscription wakes it to forget that one (`Tail::is_gone`): a dropped subscription's
 //! count never goes down, so its room alone would keep the hub paused for good. A pause
-//! that lasts is logged once, and `Stats` shows it.
+//! that lasts is logged once, and `Stats` shows it. Tasks awaiting a subscription
+//! (`Subscription::recv_async`) are woken after each batch sent to it and as it ends
+//! (`Tail::events_sent`): one fence and one load per batch while none awaits.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, Ordering::Relaxed, Ordering::SeqCst};
