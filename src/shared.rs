@@ -244,6 +244,12 @@ impl Tail {
         }
     }
 
+    /// Whether a task awaits the subscription, for tests.
+    #[cfg(test)]
+    pub(crate) fn is_awaited(&self) -> bool {
+        self.tasks.awaited.load(SeqCst)
+    }
+
     /// Wakes every registered task, outside the lock (a waker may run anything).
     fn wake_tasks(&self) {
         let mut wakers = lock(&self.tasks.wakers);

@@ -180,7 +180,17 @@ impl Subscription {
     pub fn len(&self) -> usize {
         // Events taken but not yet subtracted from the shared count. A thread waiting in
         // `recv` holds the lock only with none of them.
-        let taken = self.local.try_lock().map_or(0, |local| local.taken);
+        let local = match self.local.try_lock() {
+            Ok(local) => Some(local),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let taken = local.map_or(0, |local| {
+            let taken = local.taken;
+            // A task may have found it held meanwhile.
+            self.unlock(local);
+            taken
+        });
         self.tail.queued.load(SeqCst) - taken + self.tail.len()
     }
 
@@ -498,5 +508,111 @@ impl IntoIterator for Subscription {
 
     fn into_iter(self) -> IntoIter {
         IntoIter { sub: self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::thread::{self, Thread};
+    use std::time::{Duration, Instant};
+
+    use crate::shared::Tail;
+    use crate::{Event, Hub};
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Counts its wake-ups, and unparks a thread.
+    struct Counting(AtomicUsize, Thread);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+            self.1.unpark();
+        }
+    }
+
+    fn counting() -> (Arc<Counting>, Waker) {
+        let counter = Arc::new(Counting(AtomicUsize::new(0), thread::current()));
+        (Arc::clone(&counter), Waker::from(counter))
+    }
+
+    /// Polls `future` on this thread until it is ready, parking in between.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let (_, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            thread::park();
+        }
+    }
+
+    /// One waker per key (polling again replaces it), a forgotten key is not woken, and a
+    /// wake-up wakes every registered task once and empties the list.
+    #[test]
+    fn registered_tasks_are_woken_once_each() {
+        let tail = Tail::new(16);
+        let (a, a_waker) = counting();
+        let (b, b_waker) = counting();
+        let (c, c_waker) = counting();
+        let (mut ka, mut kb, mut kc) = (None, None, None);
+        tail.register(&mut ka, &a_waker, false);
+        tail.register(&mut ka, &a_waker, false);
+        tail.register(&mut kb, &b_waker, false);
+        tail.register(&mut kc, &c_waker, false);
+        assert!(ka.is_some() && ka != kb && kb != kc);
+        // Unlocking wakes only tasks locked out.
+        tail.unlocked();
+        assert_eq!(a.0.load(SeqCst) + b.0.load(SeqCst), 0);
+        tail.forget(kc.unwrap());
+        tail.events_sent();
+        assert_eq!(
+            [a.0.load(SeqCst), b.0.load(SeqCst), c.0.load(SeqCst)],
+            [1, 1, 0]
+        );
+        // Woken tasks are out of the list until they register again.
+        tail.events_sent();
+        assert_eq!(a.0.load(SeqCst), 1);
+        tail.register(&mut kb, &b_waker, true);
+        tail.unlocked();
+        assert_eq!([a.0.load(SeqCst), b.0.load(SeqCst)], [1, 2]);
+    }
+
+    /// A dispatcher that dies ends the subscriptions tasks await, adopted or not: every
+    /// waiting `recv_async` returns `Err`.
+    #[test]
+    fn a_dead_dispatcher_ends_awaiting_tasks() {
+        let hub = Hub::bind("127.0.0.1:0").unwrap();
+        let events = Arc::new(hub.subscribe());
+        let _client = std::net::TcpStream::connect(hub.local_addr()).unwrap();
+        assert!(matches!(
+            events.recv_timeout(TIMEOUT),
+            Ok(Event::Connected { .. })
+        ));
+        // Never adopted: no event is emitted between this and the panic.
+        let late = Arc::new(hub.subscribe());
+        let waiters: Vec<_> = [&events, &late]
+            .into_iter()
+            .map(|sub| {
+                let sub = Arc::clone(sub);
+                thread::spawn(move || block_on(sub.recv_async()))
+            })
+            .collect();
+        // Both wait (nothing announces it: look again until they do).
+        let deadline = Instant::now() + TIMEOUT;
+        while !(events.tail.is_awaited() && late.tail.is_awaited()) {
+            assert!(Instant::now() < deadline, "the tasks never waited");
+            thread::sleep(Duration::from_millis(1));
+        }
+        hub.inject_panic();
+        for waiter in waiters {
+            assert!(waiter.join().unwrap().is_err());
+        }
     }
 }

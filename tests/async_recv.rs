@@ -294,3 +294,50 @@ fn a_stream_dropped_by_its_task_ends_a_pause() {
     check_story(&events, LINES);
     drop(client.join().expect("client"));
 }
+
+/// A task and a thread blocked in `recv` on one subscription: whichever holds it when two
+/// events come in one batch, each gets one. A task that found the thread holding the
+/// subscription is woken when the thread lets go, though no batch follows.
+#[test]
+fn a_task_beside_a_thread_blocked_in_recv_gets_the_rest_of_the_batch() {
+    const ROUNDS: usize = 50;
+    let hub = Hub::bind(LOCAL).expect("bind");
+    let sub = Arc::new(hub.subscribe());
+    let mut client = Peer::connect(hub.local_addr());
+    assert!(matches!(
+        sub.recv_timeout(TIMEOUT),
+        Ok(Event::Connected { .. })
+    ));
+    let rt = runtime();
+    for round in 0..ROUNDS {
+        let (got_tx, got_rx) = mpsc::channel();
+        let thread = {
+            let (sub, got) = (Arc::clone(&sub), got_tx.clone());
+            thread::spawn(move || got.send(("thread", sub.recv())).expect("test thread"))
+        };
+        let task = {
+            let sub = Arc::clone(&sub);
+            rt.spawn(async move { got_tx.send(("task", sub.recv_async().await)) })
+        };
+        let lines = [numbered(2 * round, LEN), numbered(2 * round + 1, LEN)];
+        client.write(
+            &[
+                frame(Framing::Lines, &lines[0]),
+                frame(Framing::Lines, &lines[1]),
+            ]
+            .concat(),
+        );
+        let mut seqs: Vec<usize> = (0..2)
+            .map(
+                |_| match got_rx.recv_timeout(TIMEOUT).expect("both receive") {
+                    (_, Ok(Event::Message { payload, .. })) => seq_of(&payload),
+                    other => panic!("round {round}: unexpected {other:?}"),
+                },
+            )
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, [2 * round, 2 * round + 1], "round {round}");
+        thread.join().expect("thread");
+        rt.block_on(task).expect("task").expect("test thread");
+    }
+}
