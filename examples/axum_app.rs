@@ -19,9 +19,9 @@
 //!   then takes the connection back from hyper (`hyper::upgrade::on`, downcast to the
 //!   tokio `TcpStream`, with the bytes hyper read past the request) and adopts it.
 //! - `GET /api/stats`: a few of `Hub::stats` as JSON.
-//! - `POST /api/announce`: its body goes to every client (`Hub::broadcast`).
+//! - `POST /api/announce`: its body goes to every client (`Hub::broadcast_async`).
 //!
-//! An async task logs the hub's events. The app is served with hyper's HTTP/1 connection
+//! An async task logs the hub's events (`Subscription::recv_async`). The app is served with hyper's HTTP/1 connection
 //! builder, as axum's `serve-with-hyper` example does, rather than `axum::serve`: that one
 //! reads the first bytes of a connection to tell HTTP/1 from HTTP/2 and wraps the socket
 //! in a private type, so an upgraded connection no longer downcasts to the `TcpStream` the
@@ -114,12 +114,12 @@ async fn serve(addr: &str) -> Result<(), Box<dyn Error>> {
         .route("/api/announce", post(announce))
         .with_state(Arc::clone(&hub));
 
-    // The hub's events, logged by a task of their own; they end once the hub has shut
-    // down, and so does the app.
+    // The hub's events, logged by a task of their own (`recv_async`: no thread blocked);
+    // they end once the hub has shut down, and so does the app.
     let events = hub.subscribe();
     let (stopped, mut stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::task::spawn_blocking(move || {
-        for event in events {
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv_async().await {
             match event {
                 Event::Connected { client, addr, .. } => {
                     log::info!("{client} connected from {addr}");
@@ -236,7 +236,8 @@ async fn stats(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
 
 /// `POST /api/announce`: the body goes to every client.
 async fn announce(State(hub): State<Arc<Hub>>, body: String) -> impl IntoResponse {
-    match hub.broadcast(format!("announcement: {body}")) {
+    // Waits (without blocking a thread) only if the dispatcher is behind.
+    match hub.broadcast_async(format!("announcement: {body}")).await {
         Ok(()) => (StatusCode::ACCEPTED, "sent\n".to_owned()),
         Err(err) => (StatusCode::SERVICE_UNAVAILABLE, format!("{err}\n")),
     }

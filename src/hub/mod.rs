@@ -20,7 +20,7 @@ use crossbeam_channel::Sender;
 
 use crate::command::{Command, SharedBatch, Target};
 use crate::dispatcher::{panic_into_message, Outcome};
-use crate::shared::{lock, NewSubscriber, Shared, Tail};
+use crate::shared::{lock, NewSubscriber, Shared, Tail, WakeOnEnd};
 use crate::{
     AsMessage, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result,
     ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
@@ -148,8 +148,9 @@ impl Hub {
         let tail = Arc::new(Tail::new(self.event_capacity));
         let mut inbox = self.shared.inbox();
         if !inbox.closed {
+            let end = WakeOnEnd(Arc::clone(&tail));
             let tail = Arc::clone(&tail);
-            inbox.pending.push(NewSubscriber { tx, tail });
+            inbox.pending.push(NewSubscriber { tx, tail, end });
             self.shared.inbox_pending.store(true, SeqCst);
         }
         drop(inbox);
