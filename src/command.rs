@@ -188,6 +188,17 @@ impl Batch {
     }
 }
 
+/// A connection the host accepted itself, as `Hub::adopt` hands it over.
+#[derive(Debug)]
+pub(crate) struct Adoption {
+    pub(crate) stream: std::net::TcpStream,
+    /// Bytes the host read past what it parsed, processed first.
+    pub(crate) read: Vec<u8>,
+    /// The upgrade request the host answered (a WebSocket connection), or `None` (framed).
+    #[cfg(feature = "websocket")]
+    pub(crate) request: Option<Box<tungstenite::handshake::server::Request>>,
+}
+
 /// A batch shared between the host threads filling it and the dispatcher taking it.
 pub(crate) type SharedBatch = Arc<Mutex<Batch>>;
 
@@ -218,6 +229,8 @@ pub(crate) enum Command {
     Leave(ClientId, TopicId, u64),
     /// Begin the shutdown: write queues out until the deadline (none: until done).
     Shutdown(Option<Instant>),
+    /// Take over a connection the host accepted itself (`Hub::adopt`).
+    Adopt(Box<Adoption>),
     /// Makes the dispatcher panic, to test what the host sees when it dies.
     #[cfg(test)]
     Panic,
@@ -238,6 +251,8 @@ impl Command {
             Command::Cluster(_) => None,
             Command::Disconnect(_) | Command::Join(..) | Command::Leave(..) => Some(0),
             Command::Shutdown(_) => None,
+            // Not counted: it carries no frame, and the host's own accepting bounds it.
+            Command::Adopt(_) => None,
             #[cfg(test)]
             Command::Panic => None,
         }

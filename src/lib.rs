@@ -209,7 +209,9 @@ pub use crate::cluster::Cluster;
 pub use crate::error::{Error, Result, WouldBlock};
 pub use crate::event::{ClientId, ClusterState, DisconnectReason, Event, ResumeRefusal};
 pub use crate::health::Health;
-pub use crate::hub::Hub;
+pub use crate::hub::{Adopted, Hub};
+#[cfg(feature = "websocket")]
+pub use crate::hub::{WebSocketAnswer, WebSocketRefusal};
 pub use crate::message::{AsMessage, Message, MessageKind};
 pub use crate::options::{
     Framing, ListenAddr, Origins, Protocol, RateLimit, RateLimitPolicy, Relay, SlowClientPolicy,

@@ -113,6 +113,12 @@ const METRICS: &[Metric] = &[
         help: "Clients connected now, by the listener they came through.",
         source: Source::ByListener,
     },
+    stat!(
+        "hubcast_adopted_clients",
+        Gauge,
+        adopted,
+        "Clients connected now that the host accepted itself (Hub::adopt): no listener counts them."
+    ),
     Metric {
         name: "hubcast_wire_clients",
         kind: Kind::Gauge,

@@ -16,6 +16,9 @@ use crate::{ClientId, DisconnectReason};
 pub struct Stats {
     /// Clients connected now.
     pub connected: u64,
+    /// Of those, clients the host accepted itself and handed over with
+    /// [`Hub::adopt`](crate::Hub::adopt) (they belong to no listener).
+    pub adopted: u64,
     /// Connections accepted and registered as clients.
     pub accepted: u64,
     /// Connections closed at once: over [`max_clients`](crate::HubBuilder::max_clients) or
@@ -292,6 +295,8 @@ pub struct Undelivered {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) connected: AtomicU64,
+    /// Live clients of no listener (`Hub::adopt`).
+    pub(crate) adopted: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) rejected: AtomicU64,
@@ -346,6 +351,7 @@ impl Counters {
         };
         Stats {
             connected: self.connected.load(Relaxed),
+            adopted: self.adopted.load(Relaxed),
             accepted: self.accepted.load(Relaxed),
             refused: self.refused.load(Relaxed),
             rejected: self.rejected.load(Relaxed),

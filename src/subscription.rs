@@ -2,12 +2,17 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{fence, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+#[cfg(feature = "stream")]
+use crate::shared::STREAM_KEY;
 use crate::shared::{lock, Shared, Tail};
 use crate::Event;
 
@@ -55,6 +60,10 @@ pub enum RecvTimeoutError {
 /// stopped — shut down, or [failed](crate::Error::Failed) — and every queued event has been
 /// received. Events the queue had no room for when the hub stopped come last; shutting down
 /// never waits for a subscriber.
+///
+/// In async code, [`recv_async`](Self::recv_async) waits without blocking a thread, under
+/// any executor; with feature `stream`, a `Subscription` is a `futures_core::Stream` of
+/// its events. The same events, order and back-pressure as [`recv`](Self::recv).
 pub struct Subscription {
     rx: Receiver<Vec<Event>>,
     /// The rest of the last batch received: events arrive in batches, a round of the
@@ -96,38 +105,31 @@ impl Subscription {
     }
 
     /// Blocks until the next event, or returns `Err` once the hub has stopped and every
-    /// event has been received.
+    /// event has been received. In async code, use [`recv_async`](Self::recv_async).
     pub fn recv(&self) -> Result<Event, RecvError> {
         let mut local = lock(&self.local);
-        loop {
+        let received = loop {
             if let Some(event) = self.take(&mut local) {
-                return Ok(event);
+                break Ok(event);
             }
             match self.rx.recv() {
                 Ok(batch) => local.events.extend(batch),
-                Err(_) => return self.tail.pop().ok_or(RecvError),
+                Err(_) => break self.tail.pop().ok_or(RecvError),
             }
-        }
+        };
+        self.unlock(local);
+        received
     }
 
     /// Returns the next event if one is queued, without blocking. While another thread
     /// waits in [`recv`](Self::recv) on this same subscription, the next event is that
     /// thread's, and this returns [`TryRecvError::Empty`].
     pub fn try_recv(&self) -> Result<Event, TryRecvError> {
-        let Ok(mut local) = self.local.try_lock() else {
-            return Err(TryRecvError::Empty);
-        };
-        if local.events.is_empty() {
-            self.came_back(&mut local);
-            match self.rx.try_recv() {
-                Ok(batch) => local.events.extend(batch),
-                Err(crossbeam_channel::TryRecvError::Empty) => return Err(TryRecvError::Empty),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    return self.tail.pop().ok_or(TryRecvError::Closed);
-                }
-            }
+        match self.attempt() {
+            Attempt::Event(event) => Ok(event),
+            Attempt::Empty | Attempt::Locked => Err(TryRecvError::Empty),
+            Attempt::Closed => Err(TryRecvError::Closed),
         }
-        self.take(&mut local).ok_or(TryRecvError::Empty)
     }
 
     /// Waits at most `timeout` for the next event. Any timeout is accepted; one too long to
@@ -149,9 +151,9 @@ impl Subscription {
                 },
             }
         };
-        loop {
+        let received = loop {
             if let Some(event) = self.take(&mut local) {
-                return Ok(event);
+                break Ok(event);
             }
             let received = match left() {
                 Some(left) => self.rx.recv_timeout(left),
@@ -163,20 +165,32 @@ impl Subscription {
             match received {
                 Ok(batch) => local.events.extend(batch),
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    return Err(RecvTimeoutError::Timeout)
+                    break Err(RecvTimeoutError::Timeout)
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    return self.tail.pop().ok_or(RecvTimeoutError::Closed);
+                    break self.tail.pop().ok_or(RecvTimeoutError::Closed);
                 }
             }
-        }
+        };
+        self.unlock(local);
+        received
     }
 
     /// The number of events queued for this subscription.
     pub fn len(&self) -> usize {
         // Events taken but not yet subtracted from the shared count. A thread waiting in
         // `recv` holds the lock only with none of them.
-        let taken = self.local.try_lock().map_or(0, |local| local.taken);
+        let local = match self.local.try_lock() {
+            Ok(local) => Some(local),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        let taken = local.map_or(0, |local| {
+            let taken = local.taken;
+            // A task may have found it held meanwhile.
+            self.unlock(local);
+            taken
+        });
         self.tail.queued.load(SeqCst) - taken + self.tail.len()
     }
 
@@ -214,6 +228,195 @@ impl Subscription {
     }
 }
 
+/// What one look at a subscription found, without waiting.
+enum Attempt {
+    Event(Event),
+    /// No event is queued now.
+    Empty,
+    /// Another receive holds the subscription's lock (a thread waiting in `recv`).
+    Locked,
+    /// The hub has stopped and every event has been received.
+    Closed,
+}
+
+impl Subscription {
+    /// Waits, without blocking the thread, for the next event; or returns `Err` once the
+    /// hub has stopped and every event has been received. The same events in the same
+    /// order as [`recv`](Self::recv), for any executor: no runtime is involved.
+    ///
+    /// The dispatcher wakes the waiting task when it delivers a batch of events to this
+    /// subscription and when the subscription ends; while no task waits, that costs it
+    /// one atomic load per batch.
+    ///
+    /// **Cancel-safe**: a future dropped before it completes has taken no event, so the
+    /// next receive gets it (in a `select!`, a timeout…). Several tasks may await the same
+    /// subscription (`&Subscription` is `Sync`): each event goes to one of them, and every
+    /// waiting task is woken when events arrive (those that find none wait again). A task
+    /// that finds another receive holding the subscription (a thread blocked in
+    /// [`recv`](Self::recv)) waits until that one lets go. With feature `stream`, a
+    /// `Subscription` is also a `futures_core::Stream` of its events.
+    ///
+    /// ```
+    /// use std::future::Future;
+    /// use std::io::Write;
+    /// use std::sync::Arc;
+    /// use std::task::{Context, Poll, Wake, Waker};
+    /// use std::thread::{self, Thread};
+    /// use std::time::Duration;
+    ///
+    /// use hubcast::{Event, Hub};
+    ///
+    /// // The smallest executor: poll on this thread, park until woken. Any runtime does.
+    /// struct Unpark(Thread);
+    /// impl Wake for Unpark {
+    ///     fn wake(self: Arc<Self>) {
+    ///         self.0.unpark();
+    ///     }
+    /// }
+    /// fn block_on<F: Future>(future: F) -> F::Output {
+    ///     let mut future = std::pin::pin!(future);
+    ///     let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    ///     let mut cx = Context::from_waker(&waker);
+    ///     loop {
+    ///         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+    ///             return output;
+    ///         }
+    ///         thread::park();
+    ///     }
+    /// }
+    ///
+    /// let hub = Hub::bind("127.0.0.1:0")?;
+    /// let events = hub.subscribe();
+    /// let mut client = std::net::TcpStream::connect(hub.local_addr())?;
+    /// client.write_all(b"hello\n")?;
+    /// block_on(async {
+    ///     assert!(matches!(events.recv_async().await, Ok(Event::Connected { .. })));
+    ///     match events.recv_async().await {
+    ///         Ok(Event::Message { payload, .. }) => assert_eq!(payload, "hello"),
+    ///         other => panic!("{other:?}"),
+    ///     }
+    /// });
+    /// drop(client);
+    /// hub.shutdown(Duration::from_secs(1))?;
+    /// // After the last event (the client leaving), the subscription ends.
+    /// let rest: Vec<Event> = block_on(async {
+    ///     let mut rest = Vec::new();
+    ///     while let Ok(event) = events.recv_async().await {
+    ///         rest.push(event);
+    ///     }
+    ///     rest
+    /// });
+    /// assert!(matches!(rest.last(), Some(Event::Disconnected { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn recv_async(&self) -> Result<Event, RecvError> {
+        RecvAsync {
+            sub: self,
+            key: None,
+        }
+        .await
+    }
+
+    /// Takes the next event if one is at hand, without waiting, as `try_recv` does.
+    fn attempt(&self) -> Attempt {
+        let mut local = match self.local.try_lock() {
+            Ok(local) => local,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Attempt::Locked,
+        };
+        let attempt = loop {
+            // Like `recv`, this takes only with the batch at hand used up, and so comes
+            // back for more (`came_back`).
+            if let Some(event) = self.take(&mut local) {
+                break Attempt::Event(event);
+            }
+            match self.rx.try_recv() {
+                Ok(batch) => local.events.extend(batch),
+                Err(crossbeam_channel::TryRecvError::Empty) => break Attempt::Empty,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    break self.tail.pop().map_or(Attempt::Closed, Attempt::Event);
+                }
+            }
+        };
+        self.unlock(local);
+        attempt
+    }
+
+    /// Lets go of the subscription's lock, and wakes the tasks waiting for it, if any.
+    fn unlock(&self, local: MutexGuard<'_, Local>) {
+        drop(local);
+        self.tail.unlocked();
+    }
+
+    /// Polls for the next event on behalf of the future or stream whose waker is kept
+    /// under `key` (given one at its first registration). Looks, registers the waker,
+    /// then looks again, so that no wake-up is lost: the dispatcher sends and then reads
+    /// the flag the registration raised, and a receive unlocks and then reads its own (see
+    /// `Tail::register`). A task that found the lock held registers as locked out, and is
+    /// woken when it is let go. At most three looks.
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        key: &mut Option<u64>,
+    ) -> Poll<Result<Event, RecvError>> {
+        let (mut registered, mut locked_out) = (false, false);
+        loop {
+            match self.attempt() {
+                Attempt::Event(event) => return Poll::Ready(Ok(event)),
+                Attempt::Closed => return Poll::Ready(Err(RecvError)),
+                // Woken by the next batch, or as the subscription ends.
+                Attempt::Empty if registered => return Poll::Pending,
+                // Woken as the lock is let go.
+                Attempt::Locked if locked_out => return Poll::Pending,
+                Attempt::Empty => {}
+                Attempt::Locked => locked_out = true,
+            }
+            self.tail.register(key, cx.waker(), locked_out);
+            registered = true;
+        }
+    }
+}
+
+/// The future of [`Subscription::recv_async`]: its waker's key, taken out when it is
+/// dropped (done or cancelled).
+struct RecvAsync<'a> {
+    sub: &'a Subscription,
+    key: Option<u64>,
+}
+
+impl Future for RecvAsync<'_> {
+    type Output = Result<Event, RecvError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.sub.poll_recv(cx, &mut this.key)
+    }
+}
+
+impl Drop for RecvAsync<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.sub.tail.forget(key);
+        }
+    }
+}
+
+/// With feature `stream`: the events of [`recv_async`](Subscription::recv_async), ending
+/// (`None`) once the hub has stopped and every event has been received. Dropping the
+/// stream drops the subscription. To stream a borrowed subscription, poll `&mut`
+/// subscription (`futures_core` implements `Stream` for `&mut S`).
+#[cfg(feature = "stream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+impl futures_core::Stream for Subscription {
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.get_mut()
+            .poll_recv(cx, &mut Some(STREAM_KEY))
+            .map(Result::ok)
+    }
+}
+
 impl Subscription {
     /// The host came back for more with its batch used up: it has finished with every
     /// event it took, which is published in `Tail::done` (once per batch, like the count
@@ -248,6 +451,9 @@ impl Drop for Subscription {
         if self.shared.is_paused() {
             self.shared.wake();
         }
+        // The waker of its `Stream`, if it was one, is of no more use.
+        #[cfg(feature = "stream")]
+        self.tail.forget(STREAM_KEY);
     }
 }
 
@@ -302,5 +508,111 @@ impl IntoIterator for Subscription {
 
     fn into_iter(self) -> IntoIter {
         IntoIter { sub: self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::thread::{self, Thread};
+    use std::time::{Duration, Instant};
+
+    use crate::shared::Tail;
+    use crate::{Event, Hub};
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Counts its wake-ups, and unparks a thread.
+    struct Counting(AtomicUsize, Thread);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+            self.1.unpark();
+        }
+    }
+
+    fn counting() -> (Arc<Counting>, Waker) {
+        let counter = Arc::new(Counting(AtomicUsize::new(0), thread::current()));
+        (Arc::clone(&counter), Waker::from(counter))
+    }
+
+    /// Polls `future` on this thread until it is ready, parking in between.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let (_, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            thread::park();
+        }
+    }
+
+    /// One waker per key (polling again replaces it), a forgotten key is not woken, and a
+    /// wake-up wakes every registered task once and empties the list.
+    #[test]
+    fn registered_tasks_are_woken_once_each() {
+        let tail = Tail::new(16);
+        let (a, a_waker) = counting();
+        let (b, b_waker) = counting();
+        let (c, c_waker) = counting();
+        let (mut ka, mut kb, mut kc) = (None, None, None);
+        tail.register(&mut ka, &a_waker, false);
+        tail.register(&mut ka, &a_waker, false);
+        tail.register(&mut kb, &b_waker, false);
+        tail.register(&mut kc, &c_waker, false);
+        assert!(ka.is_some() && ka != kb && kb != kc);
+        // Unlocking wakes only tasks locked out.
+        tail.unlocked();
+        assert_eq!(a.0.load(SeqCst) + b.0.load(SeqCst), 0);
+        tail.forget(kc.unwrap());
+        tail.events_sent();
+        assert_eq!(
+            [a.0.load(SeqCst), b.0.load(SeqCst), c.0.load(SeqCst)],
+            [1, 1, 0]
+        );
+        // Woken tasks are out of the list until they register again.
+        tail.events_sent();
+        assert_eq!(a.0.load(SeqCst), 1);
+        tail.register(&mut kb, &b_waker, true);
+        tail.unlocked();
+        assert_eq!([a.0.load(SeqCst), b.0.load(SeqCst)], [1, 2]);
+    }
+
+    /// A dispatcher that dies ends the subscriptions tasks await, adopted or not: every
+    /// waiting `recv_async` returns `Err`.
+    #[test]
+    fn a_dead_dispatcher_ends_awaiting_tasks() {
+        let hub = Hub::bind("127.0.0.1:0").unwrap();
+        let events = Arc::new(hub.subscribe());
+        let _client = std::net::TcpStream::connect(hub.local_addr()).unwrap();
+        assert!(matches!(
+            events.recv_timeout(TIMEOUT),
+            Ok(Event::Connected { .. })
+        ));
+        // Never adopted: no event is emitted between this and the panic.
+        let late = Arc::new(hub.subscribe());
+        let waiters: Vec<_> = [&events, &late]
+            .into_iter()
+            .map(|sub| {
+                let sub = Arc::clone(sub);
+                thread::spawn(move || block_on(sub.recv_async()))
+            })
+            .collect();
+        // Both wait (nothing announces it: look again until they do).
+        let deadline = Instant::now() + TIMEOUT;
+        while !(events.tail.is_awaited() && late.tail.is_awaited()) {
+            assert!(Instant::now() < deadline, "the tasks never waited");
+            thread::sleep(Duration::from_millis(1));
+        }
+        hub.inject_panic();
+        for waiter in waiters {
+            assert!(waiter.join().unwrap().is_err());
+        }
     }
 }

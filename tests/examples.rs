@@ -6,6 +6,9 @@
 //!   hears nothing more of `lobby`; all over plain lines, as with `nc`. `news` is
 //!   read-only: a client there reads the host's time posts, and what it writes is refused
 //!   (`#refused publish @news denied`).
+//! - `axum_app` (feature `websocket`): an axum app's page, JSON API and the hub's WebSocket
+//!   (adopted connections) on one port; two WebSocket clients chat, an announcement
+//!   posted to the API reaches both.
 //! - `ws_chat_server` (feature `websocket`): an `nc`-like client and a WebSocket client
 //!   meet in `lobby` and chat both ways; its web listener serves the chat page at `/` (the
 //!   bytes of `examples/ws_chat/index.html`), Prometheus text at `/metrics`, health at
@@ -376,13 +379,82 @@ fn get(addr: SocketAddr, path: &str) -> (Vec<String>, Vec<u8>) {
     (head, body)
 }
 
+/// `axum_app` serves its page, its API and the hub's WebSocket on one port: a real HTTP
+/// `GET` of the page, two real WebSocket clients at `/ws` (adopted by the hub) that chat,
+/// a `POST /api/announce` that reaches both, and the stats as JSON.
+#[cfg(feature = "websocket")]
+#[test]
+fn axum_app_mounts_the_hub_at_ws_on_its_own_port() {
+    use tungstenite::Message;
+
+    let mut server = start("axum_app", &[LOCAL]);
+    let addr = listening(&mut server, "open http://", "/");
+
+    let (head, body) = get(addr, "/");
+    assert_eq!(head[0], "HTTP/1.1 200 OK", "{head:?}");
+    assert!(
+        util::header(&head, "content-type").is_some_and(|t| t.starts_with("text/html")),
+        "{head:?}"
+    );
+    let page = String::from_utf8(body).expect("UTF-8");
+    assert!(page.contains("/ws"), "{page}");
+
+    let mut alice = ws_at(addr, "/ws");
+    server.wait_for_stderr("#1 connected from");
+    let mut bob = ws_at(addr, "/ws");
+    server.wait_for_stderr("#2 connected from");
+
+    alice.send(Message::text("hi bob")).expect("send");
+    assert_eq!(util::text(&mut bob), "hi bob");
+    bob.send(Message::text("hi alice")).expect("send");
+    assert_eq!(util::text(&mut alice), "hi alice");
+
+    let (head, body) = post(addr, "/api/announce", "tea is ready");
+    assert_eq!(head[0], "HTTP/1.1 202 Accepted", "{head:?} {body:?}");
+    assert_eq!(util::text(&mut alice), "announcement: tea is ready");
+    assert_eq!(util::text(&mut bob), "announcement: tea is ready");
+
+    let (head, body) = get(addr, "/api/stats");
+    assert_eq!(
+        util::header(&head, "content-type"),
+        Some("application/json")
+    );
+    let json = String::from_utf8(body).expect("UTF-8");
+    assert!(
+        json.starts_with("{\"connected\":2,\"adopted\":2,\"accepted\":2,"),
+        "{json}"
+    );
+
+    let stderr = stops_on_sigterm(server);
+    assert!(stderr.contains("#1: hi bob"), "{stderr}");
+    assert!(
+        stderr.contains("stopped after serving 2 clients"),
+        "{stderr}"
+    );
+}
+
+/// `POST path` of `addr` with `body`: the response's head lines and its body.
+#[cfg(feature = "websocket")]
+fn post(addr: SocketAddr, path: &str, body: &str) -> (Vec<String>, Vec<u8>) {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (mut peer, head) = util::http_exchange(addr, request.as_bytes());
+    let len: usize = util::header(&head, "content-length")
+        .and_then(|len| len.parse().ok())
+        .unwrap_or_else(|| panic!("no Content-Length: {head:?}"));
+    let body = peer.read_exact(len);
+    (head, body)
+}
+
 // ------------------------------------------------------------------------ command lines
 
 /// Each example built with the features on, with how many positional arguments it takes.
 fn examples() -> Vec<(&'static str, usize)> {
     let mut all = vec![("chat_server", 1), ("rooms", 1), ("ticker", 1)];
     if cfg!(feature = "websocket") {
-        all.extend([("ws_chat_server", 2), ("ws_echo", 1)]);
+        all.extend([("ws_chat_server", 2), ("ws_echo", 1), ("axum_app", 1)]);
     }
     if cfg!(feature = "tls") {
         all.push(("tls_chat_server", 3));

@@ -135,6 +135,7 @@ fn assert_conventions(text: &str, families: &[Family]) {
 fn plain_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
     vec![
         ("hubcast_clients_connected", stats.connected),
+        ("hubcast_adopted_clients", stats.adopted),
         ("hubcast_clients_accepted_total", stats.accepted),
         ("hubcast_connections_refused_total", stats.refused),
         ("hubcast_connections_rejected_total", stats.rejected),

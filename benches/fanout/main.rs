@@ -73,8 +73,10 @@ usage: cargo bench --bench fanout -- [options]
   --systems LIST    any of hubcast,hubcast-default,thread,ceiling (host publishes),
                     hubcast-relay,hubcast-hostrelay,thread-relay,ceiling-relay (a
                     client publishes), nats,redis (both), hubcast-ws,ceiling-ws,
-                    node-ws,tokio-ws (WebSocket), hubcast-sse,hubcast-sse-ws,
-                    hubcast-sse-tcp,sse-ceiling (SSE), hubcast-topics   (default: all)
+                    node-ws,tokio-ws,hubcast-adopt (WebSocket; hubcast-adopt: hubcast-ws
+                    clients accepted by the host and handed over, Hub::adopt),
+                    hubcast-sse,hubcast-sse-ws,hubcast-sse-tcp,sse-ceiling (SSE),
+                    hubcast-topics   (default: all)
   --cells LIST      cells to run, e.g. 'N=100,S=1024' or 'N=10,S=64;N=1000,S=16384'
   --n LIST          subscriber counts of the matrix           (default: 10,100,1000,10000)
   --s LIST          message sizes in bytes                    (default: 64,1024,16384)
@@ -146,6 +148,9 @@ enum System {
     CeilingWs,
     NodeWs,
     TokioWs,
+    /// `hubcast-ws` whose clients a std listener of the server process accepts, answers
+    /// (`Hub::websocket_answer`) and hands over (`Hub::adopt`), as an axum app would.
+    HubcastAdopt,
     HubcastTopics,
     /// `hubcast` with `Protocol::Sequenced`: replay mode only.
     HubcastSeq,
@@ -161,7 +166,7 @@ enum System {
     CeilingSse,
 }
 
-const ALL: [System; 21] = [
+const ALL: [System; 22] = [
     System::Hubcast,
     System::HubcastDefault,
     System::Thread,
@@ -176,6 +181,7 @@ const ALL: [System; 21] = [
     System::CeilingWs,
     System::NodeWs,
     System::TokioWs,
+    System::HubcastAdopt,
     System::HubcastTopics,
     System::HubcastSeq,
     System::HubcastLimit,
@@ -197,6 +203,7 @@ const SSE_SYSTEMS: &[System] = &[
 /// The systems of the WebSocket modes, in the order they run in a cell.
 const WS_SYSTEMS: &[System] = &[
     System::HubcastWs,
+    System::HubcastAdopt,
     System::CeilingWs,
     System::NodeWs,
     System::TokioWs,
@@ -255,6 +262,7 @@ impl System {
             System::CeilingWs => "ceiling-ws",
             System::NodeWs => "node-ws",
             System::TokioWs => "tokio-ws",
+            System::HubcastAdopt => "hubcast-adopt",
             System::HubcastTopics => "hubcast-topics",
             System::HubcastSeq => "hubcast-seq",
             System::HubcastLimit => "hubcast-limit",
@@ -273,7 +281,11 @@ impl System {
         match self {
             System::Nats => Proto::Nats,
             System::Redis => Proto::Redis,
-            System::HubcastWs | System::CeilingWs | System::NodeWs | System::TokioWs => Proto::Ws,
+            System::HubcastWs
+            | System::HubcastAdopt
+            | System::CeilingWs
+            | System::NodeWs
+            | System::TokioWs => Proto::Ws,
             System::HubcastSeq => Proto::Seq,
             System::HubcastSse | System::CeilingSse => Proto::Sse,
             System::HubcastSseWs => Proto::WsText,
@@ -304,6 +316,7 @@ impl System {
                 | System::HubcastRelay
                 | System::HubcastHostRelay
                 | System::HubcastWs
+                | System::HubcastAdopt
                 | System::HubcastTopics
                 | System::HubcastSeq
                 | System::HubcastLimit
@@ -317,7 +330,11 @@ impl System {
     fn needs_websocket(self) -> bool {
         matches!(
             self,
-            System::HubcastWs | System::HubcastSse | System::HubcastSseWs | System::HubcastSseTcp
+            System::HubcastWs
+                | System::HubcastAdopt
+                | System::HubcastSse
+                | System::HubcastSseWs
+                | System::HubcastSseTcp
         )
     }
 

@@ -15,6 +15,9 @@
 //! speaks the same control protocol. `hubcast-topics` is the `hubcast` hub, and
 //! `hubcast-seq` the same with `Protocol::Sequenced` and `--replay-messages R`.
 //! `hubcast-limit` is the relay-mode chat hub with a rate limit ([`crate::limit`]).
+//! `hubcast-adopt` is `hubcast-ws` whose clients a std listener of this process accepts,
+//! answers with `Hub::websocket_answer`'s headers and hands over with `Hub::adopt`, as an
+//! axum app does ([`adopting`]).
 //!
 //! Server-sent events (`--mode sse`, feature `websocket`): one hub configuration,
 //! [`sse_hub`] (line framing, a WebSocket listener serving event streams on `/events`, and
@@ -443,6 +446,24 @@ fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> 
         ..
     } = opts;
     match system {
+        #[cfg(feature = "websocket")]
+        "hubcast-adopt" => {
+            // `hubcast-ws`'s settings; its own listener (TCP) is never used.
+            let hub = Hub::builder()
+                .framing(Framing::LengthPrefixed)
+                .queue_bytes(queue_bytes)
+                .max_clients(max_clients)
+                .flow_control(true)
+                .websocket_origins(Origins::Any)
+                .websocket_binary(true)
+                .bind("127.0.0.1:0")
+                .map_err(io::Error::other)?;
+            let hub = Arc::new(hub);
+            let port = adopting(Arc::clone(&hub))?;
+            let topics = Arc::new(Mutex::new(Vec::new()));
+            let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics))?;
+            Ok((System::Hub(hub, tx, topics), port))
+        }
         "hubcast" | "hubcast-default" | "hubcast-topics" | "hubcast-ws" | "hubcast-seq" => {
             // `hubcast` is the configuration we recommend for floods: flow control on, so
             // `broadcast` waits while a client that keeps up catches up. `hubcast-default`
@@ -967,4 +988,68 @@ impl Ceiling {
             }
         }
     }
+}
+
+/// The host of `hubcast-adopt`: a std listener whose connections a thread accepts, reads
+/// the upgrade request of, answers as `Hub::websocket_answer` says, and hands to `hub`
+/// with what it read past the request. Returns the listener's port.
+#[cfg(feature = "websocket")]
+fn adopting(hub: Arc<Hub>) -> io::Result<u16> {
+    let listener = listen()?;
+    let port = listener.local_addr()?.port();
+    std::thread::Builder::new()
+        .name("adopt-accept".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if let Err(e) = adopt_one(&hub, stream) {
+                    eprintln!("fanout: hubcast-adopt could not adopt a connection: {e}");
+                }
+            }
+        })?;
+    Ok(port)
+}
+
+/// Reads one upgrade request from `stream`, answers it and adopts the connection.
+#[cfg(feature = "websocket")]
+fn adopt_one(hub: &Hub, mut stream: TcpStream) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(end) = crate::ws::head_end(&buf) {
+            break end;
+        }
+        if buf.len() > crate::ws::MAX_HEAD {
+            return Err(io::Error::other("request head too large"));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.trim_end().split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let (method, target) = (
+        first.next().unwrap_or_default(),
+        first.next().unwrap_or("/"),
+    );
+    let headers: Vec<(&str, &str)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim(), value.trim()))
+        .collect();
+    let answer = hub
+        .websocket_answer(method, headers.iter().copied())
+        .map_err(io::Error::other)?;
+    let mut response = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+    for (name, value) in answer.headers() {
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response.push_str("\r\n");
+    stream.write_all(response.as_bytes())?;
+    let adopted = hubcast::Adopted::websocket(stream)
+        .read(&buf[end..])
+        .request(target, headers);
+    hub.adopt(adopted).map_err(io::Error::other)
 }

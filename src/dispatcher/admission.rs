@@ -29,7 +29,7 @@ const MAX_KEEPALIVE: Duration = Duration::from_secs(32_767);
 
 /// Why a connection was closed at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+pub(super) enum Refusal {
     MaxClients,
     MaxClientsPerIp,
     Filter,
@@ -234,7 +234,7 @@ impl Dispatcher {
         shed
     }
 
-    fn refuse(&mut self, addr: SocketAddr, why: Refusal) {
+    pub(super) fn refuse(&mut self, addr: SocketAddr, why: Refusal) {
         self.shared.counters.refused.fetch_add(1, Relaxed);
         let kind = why.kind();
         self.admission
@@ -244,18 +244,25 @@ impl Dispatcher {
     /// Applies the admission rules to a new connection and registers it if they pass.
     /// `listener` is the index of the listener it came through.
     fn admit(&mut self, stream: TcpStream, addr: SocketAddr, listener: usize) {
+        match self.refusal(addr) {
+            Some(why) => self.refuse(addr, why),
+            None => {
+                let transport = self.io.listeners[listener].transport;
+                self.register(stream, addr, listener, transport);
+            }
+        }
+    }
+
+    /// Why a new connection from `addr` is refused, if it is: the limits, then the filter.
+    pub(super) fn refusal(&mut self, addr: SocketAddr) -> Option<Refusal> {
         let config = &self.config;
         let per_ip = self.admission.per_ip.get(&addr.ip()).copied().unwrap_or(0);
-        let refusal = if self.slots.live() + self.admission.handshaking >= config.max_clients {
+        if self.slots.live() + self.admission.handshaking >= config.max_clients {
             Some(Refusal::MaxClients)
         } else if config.max_clients_per_ip.is_some_and(|max| per_ip >= max) {
             Some(Refusal::MaxClientsPerIp)
         } else {
             self.filter(addr)
-        };
-        match refusal {
-            Some(why) => self.refuse(addr, why),
-            None => self.register(stream, addr, listener),
         }
     }
 
@@ -270,8 +277,15 @@ impl Dispatcher {
         }
     }
 
-    fn register(&mut self, mut stream: TcpStream, addr: SocketAddr, listener: usize) {
-        let transport = self.io.listeners[listener].transport;
+    /// Registers a connection that passed the admission rules, speaking `transport`, from
+    /// `listener` (or [`ADOPTED`]). Returns its slot, unless it could not be set up.
+    pub(super) fn register(
+        &mut self,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        listener: usize,
+        transport: Transport,
+    ) -> Option<usize> {
         if let Err(err) = self.configure(&stream) {
             log::warn!("could not set socket options for {addr}: {err}");
         }
@@ -285,14 +299,14 @@ impl Dispatcher {
         {
             log::warn!("could not register {addr}: {err}");
             self.slots.release(slot);
-            return;
+            return None;
         }
         let conn = match self.wrap(stream, transport) {
             Ok(conn) => conn,
             Err(err) => {
                 log::warn!("could not set up {addr}: {err}");
                 self.slots.release(slot);
-                return;
+                return None;
             }
         };
         let handshake = conn.is_handshaking()
@@ -313,6 +327,7 @@ impl Dispatcher {
         if !handshake {
             self.admit_framed(slot, None);
         }
+        Some(slot)
     }
 
     /// Puts the byte stream its listener asks for around a new socket.

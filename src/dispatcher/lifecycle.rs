@@ -109,6 +109,8 @@ impl Dispatcher {
         counters.connected.fetch_add(1, Relaxed);
         if let Some(gauge) = self.shared.listeners.get(listener) {
             gauge.clients.fetch_add(1, Relaxed);
+        } else if listener == super::adoption::ADOPTED {
+            counters.adopted.fetch_add(1, Relaxed);
         }
         if let Some(client) = self.slots.get(slot) {
             self.shared.wires[client.wire()].fetch_add(1, Relaxed);
@@ -257,6 +259,8 @@ impl Dispatcher {
         counters.connected.fetch_sub(1, Relaxed);
         if let Some(gauge) = self.shared.listeners.get(listener) {
             gauge.clients.fetch_sub(1, Relaxed);
+        } else if listener == super::adoption::ADOPTED {
+            counters.adopted.fetch_sub(1, Relaxed);
         }
         if let Some(client) = self.slots.get(slot) {
             self.shared.wires[client.wire()].fetch_sub(1, Relaxed);

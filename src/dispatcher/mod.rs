@@ -43,6 +43,7 @@ use crate::wire::PerWire;
 use crate::{ShutdownReport, Transport};
 
 mod admission;
+mod adoption;
 mod cluster;
 #[cfg(feature = "websocket")]
 mod failing;
@@ -407,6 +408,7 @@ impl Dispatcher {
                 }
             }
             Command::Shutdown(deadline) => self.begin_shutdown(deadline),
+            Command::Adopt(adoption) => self.adopt(*adoption),
             #[cfg(test)]
             Command::Panic => panic!("injected by a test"),
         }

@@ -10,7 +10,9 @@
 //! `Subscription::recv` wakes the dispatcher once its queue has half drained, and dropping
 //! a subscription wakes it to forget that one (`Tail::is_gone`): a dropped subscription's
 //! count never goes down, so its room alone would keep the hub paused for good. A pause
-//! that lasts is logged once, and `Stats` shows it.
+//! that lasts is logged once, and `Stats` shows it. Tasks awaiting a subscription
+//! (`Subscription::recv_async`) are woken after each batch sent to it and as it ends
+//! (`Tail::events_sent`): one fence and one load per batch while none awaits.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, Ordering::Relaxed, Ordering::SeqCst};
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::shared::Shared;
-use crate::shared::Tail;
+use crate::shared::{Tail, WakeOnEnd};
 use crate::Event;
 
 /// A pause this long is logged (once per pause).
@@ -43,6 +45,8 @@ struct Subscriber {
     /// gets every one after, so the hub's `n`th event is its `n - base`th.
     #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     base: u64,
+    /// Wakes the tasks awaiting the subscription once `tx` is dropped: the last field.
+    _end: WakeOnEnd,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +167,7 @@ impl Subscribers {
                 budget: 0,
                 overflow: VecDeque::new(),
                 base,
+                _end: new.end,
             }));
         }
     }
@@ -284,6 +289,9 @@ impl Subscriber {
             self.tail.queued.fetch_sub(n, SeqCst);
             return false;
         }
+        // Tasks awaiting the subscription (`Subscription::recv_async`): one fence and one
+        // load per batch while none does.
+        self.tail.events_sent();
         true
     }
 }

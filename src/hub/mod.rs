@@ -20,17 +20,21 @@ use crossbeam_channel::Sender;
 
 use crate::command::{Command, SharedBatch, Target};
 use crate::dispatcher::{panic_into_message, Outcome};
-use crate::shared::{lock, NewSubscriber, Shared, Tail};
+use crate::shared::{lock, NewSubscriber, Shared, Tail, WakeOnEnd};
 use crate::{
     AsMessage, ClientId, ClientInfo, Error, Framing, HubBuilder, ListenAddr, Result,
     ShutdownReport, Stats, Subscription, TopicInfo, WouldBlock,
 };
 
+mod adopt;
 mod asynchronous;
 mod batching;
 mod start;
 mod users;
 
+pub use adopt::Adopted;
+#[cfg(feature = "websocket")]
+pub use adopt::{WebSocketAnswer, WebSocketRefusal};
 pub(crate) use start::given_addr;
 
 /// A running broadcast hub: its listening sockets, its clients and the dispatcher thread
@@ -87,6 +91,10 @@ pub struct Hub {
     /// and until its replay ring empties, and the dispatcher frees it then, never this
     /// handle.
     keeps_rings: bool,
+    /// The WebSocket settings, to check upgrades the host answers itself
+    /// (`Hub::websocket_answer`).
+    #[cfg(feature = "websocket")]
+    websocket: crate::options::WebSocketSettings,
 }
 
 impl Hub {
@@ -140,8 +148,9 @@ impl Hub {
         let tail = Arc::new(Tail::new(self.event_capacity));
         let mut inbox = self.shared.inbox();
         if !inbox.closed {
+            let end = WakeOnEnd(Arc::clone(&tail));
             let tail = Arc::clone(&tail);
-            inbox.pending.push(NewSubscriber { tx, tail });
+            inbox.pending.push(NewSubscriber { tx, tail, end });
             self.shared.inbox_pending.store(true, SeqCst);
         }
         drop(inbox);

@@ -42,6 +42,8 @@ impl Hub {
         let linger = config.linger;
         let topic_limits = config.topic_limits;
         let keeps_rings = config.sequenced;
+        #[cfg(feature = "websocket")]
+        let websocket = config.websocket.clone();
         #[cfg(feature = "nats")]
         let cluster = config
             .cluster
@@ -97,6 +99,8 @@ impl Hub {
             #[cfg(feature = "nats")]
             cluster_thread: Mutex::new(cluster_thread),
             keeps_rings,
+            #[cfg(feature = "websocket")]
+            websocket,
         })
     }
 }

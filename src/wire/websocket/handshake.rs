@@ -175,25 +175,7 @@ fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Ref
     {
         return Err(refusal(404, "no WebSocket endpoint at this path"));
     }
-    // RFC 6455 4.1 (and HTTP/1.1): exactly one Host.
-    if request.headers().get_all(HOST).iter().count() != 1 {
-        return Err(refusal(400, "one Host header is required"));
-    }
-    // The upgrade headers, the version and the key, checked and answered by tungstenite.
-    let mut response = create_response(&request).map_err(|err| {
-        let (status, why) = refused_because(&err);
-        refusal(status, why)
-    })?;
-    if !origin_allowed(&settings.origins, &request) {
-        return Err(refusal(403, "origin not allowed"));
-    }
-    let protocol = choose_protocol(&settings.protocols, &request);
-    if let Some(protocol) = protocol {
-        // A substring of a header value that was visible ASCII, so always a valid value.
-        let value = HeaderValue::from_str(protocol)
-            .map_err(|_| refusal(500, "invalid subprotocol name"))?;
-        response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
-    }
+    let (response, protocol) = answer(&request, settings)?;
     let mut bytes = Vec::with_capacity(160);
     // Writing to a Vec fails only on a header value that is not visible ASCII: none is.
     write_response(&mut bytes, &response).map_err(|_| refusal(500, "invalid response"))?;
@@ -203,6 +185,50 @@ fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Ref
         response: bytes,
         websocket: true,
     })
+}
+
+/// What every upgrade is checked for, wherever it was received (the hub's listener, or a
+/// host answering it itself, see `hub::adopt`): exactly one `Host`, the upgrade headers,
+/// the version and the key (tungstenite's), the `Origin` policy; then the `101` response
+/// (with the accept key and the subprotocol chosen, which is also returned).
+pub(crate) fn answer<'s>(
+    request: &Request,
+    settings: &'s WebSocketSettings,
+) -> Result<(tungstenite::handshake::server::Response, Option<&'s str>), Refused> {
+    // RFC 6455 4.1 (and HTTP/1.1): exactly one Host.
+    if request.headers().get_all(HOST).iter().count() != 1 {
+        return Err(refusal(400, "one Host header is required"));
+    }
+    // The upgrade headers, the version and the key, checked and answered by tungstenite.
+    let mut response = create_response(request).map_err(|err| {
+        let (status, why) = refused_because(&err);
+        refusal(status, why)
+    })?;
+    if !origin_allowed(&settings.origins, request) {
+        return Err(refusal(403, "origin not allowed"));
+    }
+    let protocol = choose_protocol(&settings.protocols, request);
+    if let Some(protocol) = protocol {
+        // A substring of a header value that was visible ASCII, so always a valid value.
+        let value = HeaderValue::from_str(protocol)
+            .map_err(|_| refusal(500, "invalid subprotocol name"))?;
+        response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    Ok((response, protocol))
+}
+
+impl Upgrade {
+    /// An upgrade the host answered itself (an adopted connection): `request` as it gave
+    /// it, with the subprotocol the settings choose, and no response of its own to send.
+    pub(crate) fn adopted(request: Request, settings: &WebSocketSettings) -> Upgrade {
+        let protocol = choose_protocol(&settings.protocols, &request).map(str::to_owned);
+        Upgrade {
+            request: Box::new(request),
+            protocol,
+            response: Vec::new(),
+            websocket: true,
+        }
+    }
 }
 
 /// The status and reason for a request tungstenite could not parse or accept.

@@ -18,7 +18,7 @@ use crate::queue::Chunk;
 use crate::{DisconnectReason, MessageKind};
 
 mod frame;
-pub(super) mod handshake;
+pub(crate) mod handshake;
 mod session;
 
 use frame::{encode_into, encoded_len, Opcode};
@@ -75,6 +75,12 @@ fn control_frame(opcode: Opcode, payload: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(encoded_len(payload.len()));
     encode_into(&mut out, opcode, payload);
     out.freeze()
+}
+
+/// A close frame with `code` and `why`, for a connection that never became a client (an
+/// adopted one its host answered `101` before the authenticator rejected it).
+pub(crate) fn close_frame(code: u16, why: &str) -> Bytes {
+    control_frame(Opcode::Close, &frame::close_payload(code, why))
 }
 
 /// The close code a client leaving for `reason` is told, if it can be told anything.
