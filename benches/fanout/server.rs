@@ -461,7 +461,7 @@ fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> 
             let hub = Arc::new(hub);
             let port = adopting(Arc::clone(&hub))?;
             let topics = Arc::new(Mutex::new(Vec::new()));
-            let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics))?;
+            let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics), Stamp::Bin)?;
             Ok((System::Hub(hub, tx, topics), port))
         }
         "hubcast" | "hubcast-default" | "hubcast-topics" | "hubcast-ws" | "hubcast-seq" => {
