@@ -3,7 +3,7 @@
 //! connection to the hub (`Hub::adopt`), which serves it from then on as one of its own.
 //!
 //! ```text
-//! cargo run --features websocket --example axum_app -- [ADDR]
+//! cargo run --features websocket,stream --example axum_app -- [ADDR]
 //! # open the page it prints, http://127.0.0.1:3000/, in two tabs, and chat
 //! curl -d 'hello from curl' http://127.0.0.1:3000/api/announce   # to every tab
 //! curl http://127.0.0.1:3000/api/stats
@@ -21,7 +21,7 @@
 //! - `GET /api/stats`: a few of `Hub::stats` as JSON.
 //! - `POST /api/announce`: its body goes to every client (`Hub::broadcast_async`).
 //!
-//! An async task logs the hub's events (`Subscription::recv_async`). The app is served with hyper's HTTP/1 connection
+//! An async task logs the hub's events (the `Subscription` as a `Stream`, feature `stream`). The app is served with hyper's HTTP/1 connection
 //! builder, as axum's `serve-with-hyper` example does, rather than `axum::serve`: that one
 //! reads the first bytes of a connection to tell HTTP/1 from HTTP/2 and wraps the socket
 //! in a private type, so an upgraded connection no longer downcasts to the `TcpStream` the
@@ -41,6 +41,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures_util::StreamExt;
 use hubcast::{Adopted, Event, Hub, Relay};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -114,12 +115,13 @@ async fn serve(addr: &str) -> Result<(), Box<dyn Error>> {
         .route("/api/announce", post(announce))
         .with_state(Arc::clone(&hub));
 
-    // The hub's events, logged by a task of their own (`recv_async`: no thread blocked);
-    // they end once the hub has shut down, and so does the app.
-    let events = hub.subscribe();
+    // The hub's events, logged by a task of their own: the subscription is a `Stream`
+    // (feature `stream`), no thread blocked; it ends once the hub has shut down, and so
+    // does the app.
+    let mut events = hub.subscribe();
     let (stopped, mut stop) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        while let Ok(event) = events.recv_async().await {
+        while let Some(event) = events.next().await {
             match event {
                 Event::Connected { client, addr, .. } => {
                     log::info!("{client} connected from {addr}");

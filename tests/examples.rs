@@ -6,7 +6,7 @@
 //!   hears nothing more of `lobby`; all over plain lines, as with `nc`. `news` is
 //!   read-only: a client there reads the host's time posts, and what it writes is refused
 //!   (`#refused publish @news denied`).
-//! - `axum_app` (feature `websocket`): an axum app's page, JSON API and the hub's WebSocket
+//! - `axum_app` (features `websocket`, `stream`): an axum app's page, JSON API and the hub's WebSocket
 //!   (adopted connections) on one port; two WebSocket clients chat, an announcement
 //!   posted to the API reaches both.
 //! - `ws_chat_server` (feature `websocket`): an `nc`-like client and a WebSocket client
@@ -382,7 +382,7 @@ fn get(addr: SocketAddr, path: &str) -> (Vec<String>, Vec<u8>) {
 /// `axum_app` serves its page, its API and the hub's WebSocket on one port: a real HTTP
 /// `GET` of the page, two real WebSocket clients at `/ws` (adopted by the hub) that chat,
 /// a `POST /api/announce` that reaches both, and the stats as JSON.
-#[cfg(feature = "websocket")]
+#[cfg(all(feature = "websocket", feature = "stream"))]
 #[test]
 fn axum_app_mounts_the_hub_at_ws_on_its_own_port() {
     use tungstenite::Message;
@@ -434,7 +434,7 @@ fn axum_app_mounts_the_hub_at_ws_on_its_own_port() {
 }
 
 /// `POST path` of `addr` with `body`: the response's head lines and its body.
-#[cfg(feature = "websocket")]
+#[cfg(all(feature = "websocket", feature = "stream"))]
 fn post(addr: SocketAddr, path: &str, body: &str) -> (Vec<String>, Vec<u8>) {
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
@@ -454,7 +454,10 @@ fn post(addr: SocketAddr, path: &str, body: &str) -> (Vec<String>, Vec<u8>) {
 fn examples() -> Vec<(&'static str, usize)> {
     let mut all = vec![("chat_server", 1), ("rooms", 1), ("ticker", 1)];
     if cfg!(feature = "websocket") {
-        all.extend([("ws_chat_server", 2), ("ws_echo", 1), ("axum_app", 1)]);
+        all.extend([("ws_chat_server", 2), ("ws_echo", 1)]);
+    }
+    if cfg!(all(feature = "websocket", feature = "stream")) {
+        all.push(("axum_app", 1));
     }
     if cfg!(feature = "tls") {
         all.push(("tls_chat_server", 3));
