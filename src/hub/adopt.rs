@@ -13,8 +13,8 @@ use crate::command::Command;
 use crate::{Hub, Result};
 
 /// A connection the host accepted itself, to hand to [`Hub::adopt`]. Built with
-/// [`framed`](Self::framed) or [`websocket`](Self::websocket), then
-/// [`read`](Self::read) and [`request`](Self::request).
+/// [`framed`](Self::framed) or `websocket` (feature `websocket`), then
+/// [`read`](Self::read) and `request` (feature `websocket`).
 ///
 /// An adopted connection is an ordinary client: its queue, the slow-client and rate-limit
 /// policies, topics, resume, the authenticator, events and stats all apply as to one the
