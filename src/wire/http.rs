@@ -90,7 +90,7 @@ pub(crate) enum Served {
 pub(crate) fn route(buf: &[u8], settings: &WebSocketSettings) -> Head {
     let http = &settings.http;
     if !http.serves_http() {
-        return handshake(buf, settings);
+        return handshake::parse_head(buf, settings);
     }
     let window = &buf[..buf.len().min(settings.max_head)];
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -116,7 +116,7 @@ pub(crate) fn route(buf: &[u8], settings: &WebSocketSettings) -> Head {
                 .any(|token| trim(token).eq_ignore_ascii_case(b"websocket"))
     });
     if upgrade {
-        return handshake(buf, settings);
+        return handshake::parse_head(buf, settings);
     }
     if let Some(what) = fixed(http, path) {
         let head_only = match method {
@@ -134,7 +134,7 @@ pub(crate) fn route(buf: &[u8], settings: &WebSocketSettings) -> Head {
     }
     if settings.path.as_deref() == Some(path) {
         // The WebSocket endpoint, not asked for an upgrade: the handshake says why.
-        return handshake(buf, settings);
+        return handshake::parse_head(buf, settings);
     }
     serve(Served::NotFound, method == "HEAD")
 }
@@ -142,15 +142,6 @@ pub(crate) fn route(buf: &[u8], settings: &WebSocketSettings) -> Head {
 /// A served answer.
 fn serve(what: Served, head_only: bool) -> Head {
     Head::Serve(Serve { what, head_only })
-}
-
-/// The handshake's decision, as a `Head`.
-fn handshake(buf: &[u8], settings: &WebSocketSettings) -> Head {
-    match handshake::parse_head(buf, settings) {
-        handshake::Head::Partial => Head::Partial,
-        handshake::Head::Upgrade { upgrade, len } => Head::Upgrade { upgrade, len },
-        handshake::Head::Refused(refused) => Head::Refused(refused),
-    }
 }
 
 /// The fixed answer at exactly `path`, if any.

@@ -15,6 +15,7 @@ use tungstenite::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
 use tungstenite::http::{HeaderValue, StatusCode};
 
 use crate::options::WebSocketSettings;
+use crate::wire::http::Head;
 use crate::Origins;
 
 /// A valid upgrade request, kept so the host's authenticator can see it.
@@ -93,23 +94,6 @@ impl fmt::Debug for Upgrade {
             .field("protocol", &self.protocol)
             .finish_non_exhaustive()
     }
-}
-
-/// What the request head received so far amounts to.
-#[derive(Debug)]
-pub(crate) enum Head {
-    /// The head is not complete yet (and within max_head).
-    Partial,
-    /// A valid upgrade; the head was the first `len` bytes (what follows is the client's
-    /// first frames).
-    Upgrade {
-        /// The request, for the authenticator, and the response to send.
-        upgrade: Upgrade,
-        /// Bytes of the head.
-        len: usize,
-    },
-    /// Refused: write `response` and close.
-    Refused(Refused),
 }
 
 /// A refused upgrade and the HTTP response that says so.

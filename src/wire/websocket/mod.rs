@@ -110,7 +110,7 @@ mod tests {
     /// The upgrade in `read`, which must be accepted.
     fn accept(read: &[u8], settings: &WebSocketSettings) -> (Upgrade, usize) {
         match handshake::parse_head(read, settings) {
-            handshake::Head::Upgrade { upgrade, len } => (upgrade, len),
+            super::super::http::Head::Upgrade { upgrade, len } => (upgrade, len),
             other => panic!("not accepted: {other:?}"),
         }
     }
@@ -242,7 +242,7 @@ mod tests {
         head.splice(0..9, b"GET /else".iter().copied());
         assert!(matches!(
             handshake::parse_head(&head, &settings),
-            handshake::Head::Refused(Refused { status: 404, .. })
+            super::super::http::Head::Refused(Refused { status: 404, .. })
         ));
         assert_eq!(WsError::TooBig.close_code(), 1009);
     }
