@@ -2318,16 +2318,29 @@ fn render(mode: Mode, rows: &[Row], opts: &Opts) -> String {
     t
 }
 
-/// The WebSocket flood's summary: hubcast-ws against the ceiling and the two servers
-/// people use, with the targets.
-fn ws_summary(rows: &[Row]) -> String {
-    let mut t = String::new();
+/// The (N, S) cells of `rows`, in the order they first appear.
+fn cells_of(rows: &[Row]) -> Vec<(usize, usize)> {
     let mut cells: Vec<(usize, usize)> = Vec::new();
     for r in rows {
         if !cells.contains(&(r.n, r.s)) {
             cells.push((r.n, r.s));
         }
     }
+    cells
+}
+
+/// A row's peak RSS in MiB for a summary table, or `–` if it has none.
+fn rss_mib(row: Option<&Row>) -> String {
+    row.filter(|r| r.peak_rss_kib > 0)
+        .map(|r| format!("{:.0}", r.peak_rss_kib as f64 / 1024.0))
+        .unwrap_or_else(|| "–".into())
+}
+
+/// The WebSocket flood's summary: hubcast-ws against the ceiling and the two servers
+/// people use, with the targets.
+fn ws_summary(rows: &[Row]) -> String {
+    let mut t = String::new();
+    let cells = cells_of(rows);
     let reps = rows.iter().map(|r| r.reps).max().unwrap_or(1);
     let _ = writeln!(t, "WebSocket flood, median of {reps} run(s). hubcast-ws's deliveries/s; ÷ ceiling-ws (target ≥ 0.8); ÷ node-ws (target ≥ 3) and ÷ tokio-ws (target ≥ 2), higher is better for hubcast. A system's status instead of a ratio where it did not deliver everything in order. Server CPU per delivery: the server process's CPU time (publisher included) ÷ deliveries, less sensitive to other tenants than deliveries/s.\n");
     let _ = writeln!(t, "| N | S | hubcast-ws deliveries/s | ÷ ceiling-ws | ÷ node-ws | ÷ tokio-ws | server CPU ns per delivery: hubcast-ws / ceiling-ws / node-ws / tokio-ws | peak RSS MiB: hubcast-ws / ceiling-ws / node-ws / tokio-ws |");
@@ -2344,12 +2357,7 @@ fn ws_summary(rows: &[Row]) -> String {
             (Some(h), _) if !h.ok() => "–".into(),
             _ => "–".into(),
         };
-        let rss = |name: &str| {
-            find(name)
-                .filter(|r| r.peak_rss_kib > 0)
-                .map(|r| format!("{:.0}", r.peak_rss_kib as f64 / 1024.0))
-                .unwrap_or_else(|| "–".into())
-        };
+        let rss = |name: &str| rss_mib(find(name));
         let _ = writeln!(
             t,
             "| {n} | {s} | {} | {} | {} | {} | {} / {} / {} / {} | {} / {} / {} / {} |",
@@ -2379,12 +2387,7 @@ fn ws_summary(rows: &[Row]) -> String {
 /// the target.
 fn sse_summary(rows: &[Row]) -> String {
     let mut t = String::new();
-    let mut cells: Vec<(usize, usize)> = Vec::new();
-    for r in rows {
-        if !cells.contains(&(r.n, r.s)) {
-            cells.push((r.n, r.s));
-        }
-    }
+    let cells = cells_of(rows);
     let reps = rows.iter().map(|r| r.reps).max().unwrap_or(1);
     let _ = writeln!(t, "SSE flood, median of {reps} run(s). Deliveries/s of each system ÷ sse-ceiling's in the same cell (hubcast-sse: target ≥ 0.8); hubcast-sse-ws and hubcast-sse-tcp are the same hub with WebSocket and TCP clients. A system's status instead of a ratio where it did not deliver everything in order. Server CPU per delivery: the server process's CPU time (publisher included) ÷ deliveries.\n");
     let _ = writeln!(t, "| N | S | sse-ceiling deliveries/s | hubcast-sse ÷ ceiling | hubcast-sse-ws ÷ ceiling | hubcast-sse-tcp ÷ ceiling | hubcast-sse ÷ hubcast-sse-ws | p50 / p99: hubcast-sse | p50 / p99: sse-ceiling | server CPU ns per delivery: sse / ceiling / ws / tcp | peak RSS MiB: sse / ceiling / ws / tcp |");
@@ -2405,12 +2408,7 @@ fn sse_summary(rows: &[Row]) -> String {
             Some(r) if r.ok() => format!("{} / {}", lat(r.p50), lat(r.p99)),
             _ => "–".into(),
         };
-        let rss = |name: &str| {
-            find(name)
-                .filter(|r| r.peak_rss_kib > 0)
-                .map(|r| format!("{:.0}", r.peak_rss_kib as f64 / 1024.0))
-                .unwrap_or_else(|| "–".into())
-        };
+        let rss = |name: &str| rss_mib(find(name));
         let _ = writeln!(
             t,
             "| {n} | {s} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {} / {} / {} / {} |",
@@ -2456,12 +2454,7 @@ fn topics_summary(rows: &[Row], opts: &Opts) -> String {
     let _ = writeln!(t, "Topics: N clients in topics of {} (the server joins them in id order), the host publishing each message to every topic in turn (`Hub::publish`), against the same hub broadcasting to the same N clients (`Hub::broadcast`): the same deliveries per message number. Median of {reps} run(s); target ≥ 0.8×.\n", opts.topic_size);
     let _ = writeln!(t, "| N | S | topics deliveries/s | publishes/s | broadcast deliveries/s | topics ÷ broadcast | server CPU ns per delivery (topics / broadcast) | peak RSS MiB (topics / broadcast) |");
     let _ = writeln!(t, "|--:|--:|--:|--:|--:|--:|--:|--:|");
-    let mut cells: Vec<(usize, usize)> = Vec::new();
-    for r in rows {
-        if !cells.contains(&(r.n, r.s)) {
-            cells.push((r.n, r.s));
-        }
-    }
+    let cells = cells_of(rows);
     for (n, s) in cells {
         let find = |name: &str| {
             rows.iter()
