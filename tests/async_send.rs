@@ -194,24 +194,11 @@ fn a_cancelled_send_sends_nothing_and_later_sends_follow_in_order() {
 /// shutdown surely not over.
 #[test]
 fn a_shutdown_ends_a_waiting_send_with_closed() {
-    let (entered_tx, entered) = mpsc::channel::<()>();
-    let (release, released) = mpsc::channel::<()>();
-    let (entered_tx, released) = (Mutex::new(entered_tx), Mutex::new(released));
-    let hub = Hub::builder()
-        .command_capacity(4)
-        .accept_filter(move |_| {
-            entered_tx.lock().unwrap().send(()).unwrap();
-            // Until the test lets go: the dispatcher takes no command meanwhile.
-            let _ = released.lock().unwrap().recv_timeout(TIMEOUT);
-            true
-        })
-        .bind(LOCAL)
-        .expect("bind");
-    let hub = Arc::new(hub);
+    // Until the test lets go, the dispatcher takes no command.
+    let (builder, held) = util::held_in_accept_filter(Hub::builder().command_capacity(4));
+    let hub = Arc::new(builder.bind(LOCAL).expect("bind"));
     let _peer = Peer::connect(hub.local_addr());
-    entered
-        .recv_timeout(TIMEOUT)
-        .expect("the accept filter runs");
+    held.wait_entered();
     // Commands of a message each, until the budget is full.
     let mut sent = 0;
     while hub.try_broadcast(vec![b'x'; SIZE]).is_ok() {
@@ -235,7 +222,7 @@ fn a_shutdown_ends_a_waiting_send_with_closed() {
         assert!(matches!(later, Ok(Err(Error::Closed))), "{later:?}");
         closer
     });
-    release.send(()).expect("the accept filter waits");
+    held.release();
     closer
         .join()
         .expect("the shutdown thread")

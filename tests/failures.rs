@@ -260,21 +260,11 @@ fn the_last_handle_dropped_inside_a_closure_shuts_the_hub_down() {
 /// accept filter, so nothing it is sent is taken until the filter returns.
 #[test]
 fn try_broadcast_fails_where_broadcast_would_wait() {
-    let (entered_tx, entered) = mpsc::channel();
-    let (release, released) = mpsc::channel::<()>();
-    let (entered_tx, released) = (Mutex::new(entered_tx), Mutex::new(released));
-    let hub = Hub::builder()
-        .command_capacity(4)
-        .accept_filter(move |_| {
-            entered_tx.lock().unwrap().send(()).unwrap();
-            let _ = released.lock().unwrap().recv_timeout(TIMEOUT);
-            true
-        })
-        .bind("127.0.0.1:0")
-        .unwrap();
+    let (builder, held) = util::held_in_accept_filter(Hub::builder().command_capacity(4));
+    let hub = builder.bind("127.0.0.1:0").unwrap();
     let mut events = EventLog::subscribe(&hub);
     let mut peer = Peer::connect(hub.local_addr());
-    entered.recv_timeout(TIMEOUT).expect("the filter ran");
+    held.wait_entered();
 
     // Large messages travel one per call: four fill the budget.
     let big = vec![b'x'; 10_000];
@@ -287,7 +277,7 @@ fn try_broadcast_fails_where_broadcast_would_wait() {
             other => panic!("expected WouldBlock(Backlog), got {other:?}"),
         }
     }
-    release.send(()).unwrap();
+    held.release();
     events.expect_connected();
     // Once the dispatcher moves on, a blocking broadcast goes through; the client joined
     // before any of it was taken, so it gets the four and then the last.

@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -346,24 +345,13 @@ fn health_when(hub: &Hub, what: &str, done: impl Fn(&Health) -> bool) -> Health 
 /// has run. Released, it is ready again; idle, it does not lag.
 #[test]
 fn a_dispatcher_stuck_in_a_closure_lags_and_recovers() {
-    let (entered_tx, entered) = mpsc::channel::<()>();
-    let (release, released) = mpsc::channel::<()>();
-    let (entered_tx, released) = (Mutex::new(entered_tx), Mutex::new(released));
-    let hub = Hub::builder()
-        .accept_filter(move |_| {
-            let _ = entered_tx.lock().unwrap().send(());
-            // Bounded, so a failing test never leaves the dispatcher stuck.
-            let _ = released.lock().unwrap().recv_timeout(TIMEOUT);
-            true
-        })
-        .bind(LOCAL)
-        .unwrap();
-    let hub = Arc::new(hub);
+    let (builder, held) = util::held_in_accept_filter(Hub::builder());
+    let hub = Arc::new(builder.bind(LOCAL).unwrap());
     let mut events = EventLog::subscribe(&hub);
     assert!(hub.health().ready);
 
     let peer = Peer::connect(hub.local_addr());
-    entered.recv_timeout(TIMEOUT).expect("the filter runs");
+    held.wait_entered();
     let stuck = health_when(&hub, "lagging", |h| h.lag > Health::LAG_LIMIT);
     assert!(stuck.live && !stuck.ready, "{stuck:?}");
     // The metrics, read on another thread while the dispatcher is stuck, say so too.
@@ -376,7 +364,7 @@ fn a_dispatcher_stuck_in_a_closure_lags_and_recovers() {
         .unwrap();
     assert!(lag > Health::LAG_LIMIT.as_secs_f64(), "{lag}\n{text}");
 
-    release.send(()).unwrap();
+    held.release();
     events.connected(peer.addr());
     let health = health_when(&hub, "ready again", |h| h.ready);
     assert!(health.live && health.lag < Health::LAG_LIMIT, "{health:?}");

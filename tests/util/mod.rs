@@ -6,6 +6,7 @@
 //! - [`peer`]: a plain TCP client on 127.0.0.1 that reads frames before a deadline;
 //! - [`healthy`]: well-behaved clients of any wire that read on a thread;
 //! - [`events`]: a log of a subscription's events;
+//! - [`held`]: a dispatcher held inside an accept filter until the test lets it go;
 //! - [`stats`]: the checks that the hub's counters add up, or hold what a test expects;
 //! - [`wire`]: one client abstraction over every wire (TCP lines, TCP length-prefixed,
 //!   WebSocket), for scenarios written once and run for each ([`per_wire!`]);
@@ -28,6 +29,7 @@
 
 pub(crate) mod events;
 pub(crate) mod healthy;
+pub(crate) mod held;
 pub(crate) mod numbered;
 pub(crate) mod panics;
 pub(crate) mod peer;
@@ -50,8 +52,8 @@ pub(crate) mod wire;
 pub(crate) use self::tls::*;
 #[allow(unused_imports)]
 pub(crate) use self::{
-    events::*, healthy::*, numbered::*, panics::*, peer::*, process::*, programs::*, protocol::*,
-    stats::*, wait::*, wire::*,
+    events::*, healthy::*, held::*, numbered::*, panics::*, peer::*, process::*, programs::*,
+    protocol::*, stats::*, wait::*, wire::*,
 };
 #[cfg(feature = "websocket")]
 #[allow(unused_imports)]
