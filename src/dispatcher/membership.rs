@@ -185,7 +185,7 @@ impl Dispatcher {
     }
 
     /// A new topic's options, from the host's `topic_options` closure (a panic in it gives
-    /// the defaults). Presence and history need the protocol.
+    /// the defaults; `bind` made sure the protocol is on).
     fn configure_topic(&mut self, id: TopicId, name: &str) {
         let options = match self.config.topic_options.clone() {
             Some(options) => self
@@ -196,9 +196,6 @@ impl Dispatcher {
                 .unwrap_or_default(),
             None => return,
         };
-        if !self.config.sequenced {
-            return;
-        }
         let presence = options
             .presence
             .then(|| Presence::new(options.presence_limit));
