@@ -118,7 +118,10 @@ fn clients_join_topics_when_the_host_allows_it() {
     alice.write(b"#join @lobby\n#join @admin\n#join @bad name\n");
     assert!(text(&mut alice).starts_with("#joined @lobby "));
     assert_eq!(text(&mut alice), "#refused join @admin denied");
-    assert_eq!(text(&mut alice), "#error join needs one @topic");
+    assert_eq!(
+        text(&mut alice),
+        "#error join needs one @topic, then optionally a count of messages"
+    );
     bob.write(b"#join @lobby\n");
     assert!(text(&mut bob).starts_with("#joined @lobby "));
     alice.write(b"hello lobby\n##hash is data\n");

@@ -161,8 +161,7 @@ impl Dispatcher {
     }
 
     /// Tells the client in `slot` who is in topic `id` now, at the topic's position
-    /// (`#members`). Returns whether the topic has presence (if not, nothing is said) and
-    /// the client is still live.
+    /// (`#members`), if the topic has presence. Returns whether the client is still live.
     pub(super) fn tell_members(&mut self, slot: usize, id: TopicId) -> bool {
         let Some((list, topic)) = self.streams.topics.presence_list(id) else {
             // No presence: nothing to tell (and nothing went wrong).

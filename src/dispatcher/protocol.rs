@@ -364,9 +364,10 @@ impl Dispatcher {
         let Some(topic_id) = topic_id else {
             return refuse(self, TopicRefusal::NotMember);
         };
-        if !self.tell_members(slot, topic_id) {
-            refuse(self, TopicRefusal::Off);
+        if self.streams.topics.presence_list(topic_id).is_none() {
+            return refuse(self, TopicRefusal::Off);
         }
+        self.tell_members(slot, topic_id);
     }
 
     /// Tells subscribers that a client's own request changed its topics.

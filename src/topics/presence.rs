@@ -24,8 +24,9 @@ use crate::ClientId;
 /// A presence entry: a user, or a connection without a user key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Who {
-    User(Arc<str>),
+    // In this order: lists put connections without a user key first, then users by key.
     Client(ClientId),
+    User(Arc<str>),
 }
 
 impl Who {
@@ -156,7 +157,7 @@ mod tests {
             p.join(Who::Client(ClientId(7))).as_deref(),
             Some("join c:7")
         );
-        assert_eq!(p.list(), "all 2 u:alice c:7");
+        assert_eq!(p.list(), "all 2 c:7 u:alice");
         assert_eq!(p.leave(&user("alice")), None);
         assert_eq!(p.leave(&user("alice")), None);
         assert_eq!(p.leave(&user("alice")).as_deref(), Some("leave u:alice"));

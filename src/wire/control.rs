@@ -557,9 +557,9 @@ mod tests {
                     topic: "lobby",
                     epoch: 5,
                     seq: 9,
-                    list: "all 2 u:alice c:7",
+                    list: "all 2 c:7 u:alice",
                 },
-                "#members @lobby 5 9 all 2 u:alice c:7",
+                "#members @lobby 5 9 all 2 c:7 u:alice",
             ),
             (
                 Reply::PublishRefused { stream: topic },
