@@ -291,6 +291,9 @@ pub(crate) type Authenticator = dyn Fn(&AuthRequest<'_>) -> Auth + Send + Sync;
 pub(crate) type AdmitHook = dyn Fn(&AuthRequest<'_>) -> Admit + Send + Sync;
 pub(crate) type TopicCheck = dyn Fn(&TopicRequest<'_>) -> bool + Send + Sync;
 
+/// The host's `topic_options` closure: a new topic's name to its options.
+pub(crate) type TopicOptionsOf = dyn Fn(&str) -> crate::TopicOptions + Send + Sync;
+
 /// A host closure, printable in `Debug` output.
 pub(crate) struct Callback<F: ?Sized>(pub(crate) Arc<F>);
 

@@ -28,6 +28,9 @@ pub(crate) enum Target {
     Topic(TopicId),
     /// The members of this topic but this client.
     TopicExcept(TopicId, ClientId),
+    /// The members of this topic: a change of its presence, numbered in its stream as a
+    /// `#presence` message (made by the dispatcher only; never sent to other nodes).
+    Presence(TopicId),
 }
 
 /// Whole frames in one buffer, each with its target: what a fan-out takes.

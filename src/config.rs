@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::callbacks::{AcceptFilter, AdmitHook, Authenticator, Callback, TopicCheck};
+use crate::callbacks::{
+    AcceptFilter, AdmitHook, Authenticator, Callback, TopicCheck, TopicOptionsOf,
+};
 use crate::command::{BATCH_BELOW, BATCH_MAX};
 use crate::options::WebSocketSettings;
 use crate::topics::stream::RingLimits;
@@ -79,6 +81,10 @@ pub(crate) struct Config {
     pub(crate) replay_kept_bytes: usize,
     pub(crate) replay_total_bytes: usize,
     pub(crate) client_topics: Option<Callback<TopicCheck>>,
+    /// The host's options of each new topic (presence, history on join).
+    pub(crate) topic_options: Option<Callback<TopicOptionsOf>>,
+    /// Whether subscribers get every membership change (`Event::MemberJoined`…).
+    pub(crate) presence_events: bool,
 
     /// The cluster to join (feature `nats`), for the start-up.
     #[cfg(feature = "nats")]

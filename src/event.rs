@@ -270,6 +270,47 @@ pub enum Event {
         /// The topic's name (without `@`).
         topic: String,
     },
+    /// A client became a member of a topic, whoever decided it ([`Hub::join`](crate::Hub::join),
+    /// its own `#join` or a resume that joined, a topic it was admitted to). Only with
+    /// [`presence_events`](crate::HubBuilder::presence_events), in the order the changes
+    /// are applied: for one topic, every `MemberJoined` and `MemberLeft` in the order its
+    /// members saw them. Per hub: members on other nodes of a cluster are not told here.
+    #[non_exhaustive]
+    MemberJoined {
+        /// The client.
+        client: ClientId,
+        /// The topic's name (without `@`).
+        topic: String,
+        /// Its [user key](crate::Admit::user), if it has one.
+        user: Option<String>,
+    },
+    /// A client stopped being a member of a topic: [`Hub::leave`](crate::Hub::leave), its
+    /// own `#leave`, or leaving the hub (before its [`Disconnected`](Event::Disconnected)).
+    /// Only with [`presence_events`](crate::HubBuilder::presence_events).
+    #[non_exhaustive]
+    MemberLeft {
+        /// The client.
+        client: ClientId,
+        /// The topic's name (without `@`).
+        topic: String,
+        /// Its [user key](crate::Admit::user), if it has one.
+        user: Option<String>,
+    },
+    /// A topic got its first member (right before that member's
+    /// [`MemberJoined`](Event::MemberJoined)). Only with
+    /// [`presence_events`](crate::HubBuilder::presence_events).
+    #[non_exhaustive]
+    TopicOccupied {
+        /// The topic's name (without `@`).
+        topic: String,
+    },
+    /// A topic's last member left (right after its [`MemberLeft`](Event::MemberLeft)).
+    /// Only with [`presence_events`](crate::HubBuilder::presence_events).
+    #[non_exhaustive]
+    TopicEmptied {
+        /// The topic's name (without `@`).
+        topic: String,
+    },
     /// The cluster connection changed state (feature `nats`).
     #[non_exhaustive]
     Cluster {

@@ -215,10 +215,10 @@ pub use crate::hub::{WebSocketAnswer, WebSocketRefusal};
 pub use crate::message::{AsMessage, Message, MessageKind};
 pub use crate::options::{
     Framing, ListenAddr, Origins, Protocol, RateLimit, RateLimitPolicy, Relay, SlowClientPolicy,
-    Transport,
+    TopicOptions, Transport,
 };
 pub use crate::stats::{
-    ClientInfo, ClusterStats, Disconnects, ShutdownReport, Stats, TopicInfo, Undelivered,
+    ClientInfo, ClusterStats, Disconnects, Member, ShutdownReport, Stats, TopicInfo, Undelivered,
 };
 pub use crate::subscription::{
     IntoIter, Iter, RecvError, RecvTimeoutError, Subscription, TryRecvError,

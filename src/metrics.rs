@@ -312,6 +312,12 @@ const METRICS: &[Metric] = &[
         "Event streams (server-sent events) opened."
     ),
     stat!(
+        "hubcast_presence_changes_total",
+        Counter,
+        presence_changes,
+        "Changes of presence told to topics' members (#presence messages numbered)."
+    ),
+    stat!(
         "hubcast_sse_binary_skipped_total",
         Counter,
         sse_binary_skipped,

@@ -347,3 +347,85 @@ impl RateLimit {
         self
     }
 }
+
+/// What one topic offers its members, from the host's
+/// [`topic_options`](crate::HubBuilder::topic_options) closure, asked once each time the
+/// topic is created. The default: no presence, no history on join.
+///
+/// Both need [`Protocol::Sequenced`]: the wire format is in `docs/PROTOCOL.md`
+/// ("Presence", "Last messages on join").
+///
+/// ```
+/// use hubcast::{Hub, Protocol, TopicOptions};
+///
+/// // Rooms tell their members who is in them (names up to 500 users, then counts), and a
+/// // newcomer gets the last 20 messages of a room as it joins.
+/// let hub = Hub::builder()
+///     .protocol(Protocol::Sequenced)
+///     .topic_options(|topic| {
+///         if topic.starts_with("room/") {
+///             TopicOptions::new().presence(true).presence_limit(500).history(20)
+///         } else {
+///             TopicOptions::new()
+///         }
+///     })
+///     .bind("127.0.0.1:0")?;
+/// # drop(hub);
+/// # Ok::<(), hubcast::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicOptions {
+    pub(crate) presence: bool,
+    pub(crate) presence_limit: usize,
+    pub(crate) history: usize,
+}
+
+impl Default for TopicOptions {
+    fn default() -> TopicOptions {
+        TopicOptions {
+            presence: false,
+            presence_limit: 1_000,
+            history: 0,
+        }
+    }
+}
+
+impl TopicOptions {
+    /// The default options: no presence, no history on join.
+    pub fn new() -> TopicOptions {
+        TopicOptions::default()
+    }
+
+    /// Whether the topic tells its members who is in it: a snapshot of the members as a
+    /// client joins (`#members`), then each change as a message of the topic's stream
+    /// (`#presence`), numbered with its other messages, so a resume replays changes too.
+    /// One entry per user ([`Admit::user`](crate::Admit::user)) however many of its
+    /// connections are in the topic, or per connection without a user key. Default: off.
+    ///
+    /// Every member of the topic gets the changes (they are numbered in the stream all of
+    /// them share): one message per member per change.
+    pub fn presence(mut self, on: bool) -> TopicOptions {
+        self.presence = on;
+        self
+    }
+
+    /// The most entries whose names are published. Past it, members are told the count
+    /// instead, once, and snapshots give the count only, until the entries fall to three
+    /// quarters of it; then the whole list is sent once more. So a big room never costs
+    /// more than one message per member per change, and a room near the limit does not
+    /// flap. Default: 1,000. 0 gives counts only.
+    pub fn presence_limit(mut self, entries: usize) -> TopicOptions {
+        self.presence_limit = entries;
+        self
+    }
+
+    /// How many of the topic's last messages a client gets as it joins, by default (a
+    /// "cache channel"): served in the same step as the join, from the topic's replay ring
+    /// (so at most what it holds), with no gap and no duplicate before the live messages.
+    /// A client's `#join @topic <n>` asks for another number. Presence messages between
+    /// them come too but do not count. Default: 0.
+    pub fn history(mut self, messages: usize) -> TopicOptions {
+        self.history = messages;
+        self
+    }
+}

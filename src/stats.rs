@@ -134,6 +134,10 @@ pub struct Stats {
     pub http_requests: u64,
     /// Event streams opened (server-sent events: clients counted in `accepted` too).
     pub sse_opened: u64,
+    /// Changes of presence told to topics' members: `#presence` messages numbered (see
+    /// [`TopicOptions::presence`](crate::TopicOptions::presence)), each sent once to every
+    /// member of its topic.
+    pub presence_changes: u64,
     /// Binary messages not sent to event streams, which carry text (counted once per
     /// message and wire of event streams, not per client; see
     /// [`HubBuilder::sse_binary_base64`](crate::HubBuilder::sse_binary_base64)).
@@ -260,6 +264,17 @@ pub struct TopicInfo {
     pub members: usize,
 }
 
+/// One connection in a topic, from [`Hub::members`](crate::Hub::members).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Member {
+    /// The client.
+    pub client: ClientId,
+    /// Its [user key](crate::Admit::user), if it was admitted with one. A user's
+    /// connections are one entry of the topic's presence.
+    pub user: Option<String>,
+}
+
 /// What [`Hub::shutdown`](crate::Hub::shutdown) could not deliver before its deadline.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -320,6 +335,7 @@ pub(crate) struct Counters {
     pub(crate) user_cap_refused: AtomicU64,
     pub(crate) http_requests: AtomicU64,
     pub(crate) sse_opened: AtomicU64,
+    pub(crate) presence_changes: AtomicU64,
     pub(crate) sse_binary_skipped: AtomicU64,
     pub(crate) publish_refused: AtomicU64,
     pub(crate) resumes: AtomicU64,
@@ -383,6 +399,7 @@ impl Counters {
             user_cap_refused: self.user_cap_refused.load(Relaxed),
             http_requests: self.http_requests.load(Relaxed),
             sse_opened: self.sse_opened.load(Relaxed),
+            presence_changes: self.presence_changes.load(Relaxed),
             sse_binary_skipped: self.sse_binary_skipped.load(Relaxed),
             cluster: ClusterStats {
                 connected: self.cluster_connected.load(Relaxed),

@@ -167,6 +167,7 @@ fn plain_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
         ("hubcast_topics_evicted_total", stats.topics_evicted),
         ("hubcast_http_requests_total", stats.http_requests),
         ("hubcast_sse_opened_total", stats.sse_opened),
+        ("hubcast_presence_changes_total", stats.presence_changes),
         ("hubcast_sse_binary_skipped_total", stats.sse_binary_skipped),
     ]
 }

@@ -13,7 +13,9 @@ use std::fmt;
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
-use crate::callbacks::{AcceptFilter, AdmitHook, Authenticator, Callback, TopicCheck};
+use crate::callbacks::{
+    AcceptFilter, AdmitHook, Authenticator, Callback, TopicCheck, TopicOptionsOf,
+};
 use crate::config::ListenSpec;
 use crate::options::WebSocketSettings;
 use crate::{Framing, Hub, Protocol, RateLimit, Relay, Result, SlowClientPolicy, Transport};
@@ -83,6 +85,8 @@ pub struct HubBuilder {
     replay_kept_bytes: usize,
     replay_total_bytes: usize,
     client_topics: Option<Callback<TopicCheck>>,
+    topic_options: Option<Callback<TopicOptionsOf>>,
+    presence_events: bool,
     #[cfg(feature = "nats")]
     cluster: Option<crate::Cluster>,
 }
@@ -129,6 +133,8 @@ impl Default for HubBuilder {
             replay_kept_bytes: 64 * 1024 * 1024,
             replay_total_bytes: 256 * 1024 * 1024,
             client_topics: None,
+            topic_options: None,
+            presence_events: false,
             #[cfg(feature = "nats")]
             cluster: None,
         }

@@ -235,4 +235,34 @@ impl HubBuilder {
         self.client_topics = Some(Callback(Arc::new(allow)));
         self
     }
+
+    /// The options of each topic (presence, history on join), from its name: asked on the
+    /// hub's thread once each time a topic is created (its first join; a topic freed and
+    /// made anew is asked again), so keep it quick. A panic in it gives the topic the
+    /// default options ([`TopicOptions::new`](crate::TopicOptions::new)), counted in
+    /// [`Stats::callback_panics`](crate::Stats::callback_panics) and logged at `error`.
+    /// Without it, every topic has the default options.
+    ///
+    /// Presence and history are told to clients through the protocol:
+    /// [`Protocol::Sequenced`] (without it they are off). See
+    /// [`TopicOptions`](crate::TopicOptions) for an example.
+    pub fn topic_options(
+        mut self,
+        options: impl Fn(&str) -> crate::TopicOptions + Send + Sync + 'static,
+    ) -> Self {
+        self.topic_options = Some(Callback(Arc::new(options)));
+        self
+    }
+
+    /// Whether subscribers get an event for every membership change of every topic:
+    /// [`Event::MemberJoined`](crate::Event::MemberJoined) and
+    /// [`MemberLeft`](crate::Event::MemberLeft) whoever decided it,
+    /// [`TopicOccupied`](crate::Event::TopicOccupied) and
+    /// [`TopicEmptied`](crate::Event::TopicEmptied), in the order the hub applies them.
+    /// Default: off (hosts see nothing new). The members of a topic right now:
+    /// [`Hub::members`].
+    pub fn presence_events(mut self, on: bool) -> Self {
+        self.presence_events = on;
+        self
+    }
 }

@@ -84,6 +84,8 @@ impl HubBuilder {
             replay_kept_bytes: self.replay_kept_bytes,
             replay_total_bytes: self.replay_total_bytes,
             client_topics: self.client_topics,
+            topic_options: self.topic_options,
+            presence_events: self.presence_events,
             #[cfg(feature = "nats")]
             cluster: self.cluster,
         })

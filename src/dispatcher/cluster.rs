@@ -106,7 +106,8 @@ mod nats {
                         None => continue,
                     }
                 }
-                Target::One(_) => continue,
+                // Presence is per hub: each node tells its own members.
+                Target::One(_) | Target::Presence(_) => continue,
             };
             for i in frames.run_frames(run) {
                 // A slice of the shared buffer, not a copy.

@@ -185,7 +185,7 @@ impl Plan {
                         self.marks.push((slot as u32, Mark::new(run, false)));
                     }
                 }
-                Target::Topic(topic) => self.marks.extend(
+                Target::Topic(topic) | Target::Presence(topic) => self.marks.extend(
                     audience
                         .members(topic)
                         .iter()
@@ -569,7 +569,7 @@ mod tests {
                                 Target::All => (true, false),
                                 Target::AllExcept(c) => (c != client(slot), c == client(slot)),
                                 Target::One(c) => (c == client(slot), false),
-                                Target::Topic(t) => (member(t), false),
+                                Target::Topic(t) | Target::Presence(t) => (member(t), false),
                                 Target::TopicExcept(t, c) => {
                                     (member(t) && c != client(slot), member(t) && c == client(slot))
                                 }

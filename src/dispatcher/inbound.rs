@@ -412,9 +412,12 @@ impl Dispatcher {
         self.fanout.relay.push(framing, payload, target, kind);
     }
 
-    /// Fans out the frames relayed since the last call.
+    /// Fans out the frames relayed since the last call, and the `#presence` changes made
+    /// meanwhile (`membership`), in order: those that the fan-out itself makes (a client it
+    /// cuts as slow leaves its topics) go out too. Never called from inside a fan-out, so
+    /// numbers always follow delivery order.
     pub(super) fn flush_relay(&mut self) {
-        if !self.fanout.relay.is_empty() {
+        while !self.fanout.relay.is_empty() {
             let frames = self.fanout.relay.take();
             self.fan_out(&frames);
         }

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Dispatcher;
+use crate::command::Target;
 use crate::topics::members::Topics;
 use crate::topics::order::Applied;
+use crate::topics::presence::{Presence, Who};
 use crate::topics::stream::Stream;
 use crate::topics::TopicId;
-use crate::wire::control::Reply;
-use crate::ClientId;
+use crate::wire::control::{Reply, StreamName};
+use crate::{ClientId, Event};
 
 /// Topics as the dispatcher applies them, and every numbered stream.
 #[derive(Debug)]
@@ -52,34 +54,227 @@ impl Streams {
 const PRUNE_PERIOD: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
-    /// `Hub::join` (or a client's `#join`) reached the dispatcher: from now on the client
-    /// gets the topic's messages, and with the protocol on it is told where they start.
+    /// `Hub::join` (or a client's `#join`, or a topic it was admitted to) reached the
+    /// dispatcher: from now on the client gets the topic's messages, and with the protocol
+    /// on it is told where they start, who is in the topic (presence) and the topic's last
+    /// messages (its `history`).
     pub(super) fn join_topic(&mut self, client: ClientId, id: TopicId, name: Arc<str>) {
+        self.join_topic_with(client, id, name, None);
+    }
+
+    /// [`join_topic`](Self::join_topic), with the number of last messages the client asked
+    /// for (`None`: the topic's `history`).
+    pub(super) fn join_topic_with(
+        &mut self,
+        client: ClientId,
+        id: TopicId,
+        name: Arc<str>,
+        history: Option<u64>,
+    ) {
         let Some(slot) = self.slots.slot_of(client) else {
             // It left meanwhile; leaving took it out of the table too.
             return;
         };
-        let Some(live) = self.slots.get_mut(slot) else {
-            return;
-        };
-        let (stream, created, replaced) =
-            self.streams
-                .topics
-                .add(id, Arc::clone(&name), (slot, client));
-        let position = (stream.epoch, stream.seq);
-        if !live.topics.iter().any(|&(t, _)| t == id) {
-            live.topics.push((id, position.1));
-        }
+        let (created, replaced) = self.streams.topics.open(id, Arc::clone(&name));
         if let Some(old) = replaced {
             self.topic_freed(old);
         }
         if created {
             self.topic_created(&name);
+            self.configure_topic(id, &name);
         }
-        if self.config.sequenced {
-            let (epoch, seq) = position;
-            let topic = &name;
-            self.reply(slot, Reply::Joined { topic, epoch, seq });
+        let newly = !self
+            .streams
+            .topics
+            .members(id)
+            .iter()
+            .any(|&(_, c)| c == client);
+        if newly && self.streams.topics.presence_mut(id).is_some() {
+            // The members are told of the join as a message of the topic numbered after
+            // everything on its way (relayed lines, earlier changes), so the snapshot the
+            // client gets is at that message's position, and it gets every later one.
+            self.flush_relay();
+            let who = self
+                .slots
+                .get(slot)
+                .map(|c| Who::of(client, c.user.as_ref()));
+            let said = who.and_then(|who| self.streams.topics.presence_mut(id)?.join(who));
+            if let Some(body) = said {
+                self.say_presence(id, &body);
+                self.flush_relay();
+            }
+            if !self.slots.get(slot).is_some_and(|c| c.is_live()) {
+                // Cut as slow by what went out meanwhile (it left its other topics): it
+                // never got in this one either.
+                self.presence_left(id, client, slot);
+                let kept_at = self.kept_at();
+                if let Some(name) = self.streams.topics.remove(id, client, kept_at) {
+                    self.release(vec![(id, name)]);
+                }
+                return;
+            }
+        }
+        let Some(live) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let user = live.user.clone();
+        let Some(stream) = self.streams.topics.add(id, (slot, client)) else {
+            return;
+        };
+        let position = (stream.epoch, stream.seq);
+        if !live.topics.iter().any(|&(t, _)| t == id) {
+            live.topics.push((id, position.1));
+        }
+        if newly && self.config.presence_events {
+            if self.streams.topics.members(id).len() == 1 {
+                let topic = name.to_string();
+                self.emit(Event::TopicOccupied { topic });
+            }
+            let (topic, user) = (name.to_string(), user.map(|u| u.to_string()));
+            self.emit(Event::MemberJoined {
+                client,
+                topic,
+                user,
+            });
+        }
+        if !self.config.sequenced {
+            return;
+        }
+        let (epoch, seq) = position;
+        let topic = &name;
+        if !self.reply(slot, Reply::Joined { topic, epoch, seq }) || !self.tell_members(slot, id) {
+            return;
+        }
+        let history = history.unwrap_or_else(|| self.streams.topics.history(id));
+        if history > 0 {
+            let clock = (self.now, self.config.ring_limits.age);
+            let after = self
+                .streams
+                .topics
+                .stream(id)
+                .map_or(seq, |s| s.last(history, seq, clock));
+            self.resume(slot, client, StreamName::Topic(topic), epoch, (after, None));
+        }
+    }
+
+    /// Tells the client in `slot` who is in topic `id` now, at the topic's position
+    /// (`#members`). Returns whether the topic has presence (if not, nothing is said) and
+    /// the client is still live.
+    pub(super) fn tell_members(&mut self, slot: usize, id: TopicId) -> bool {
+        let Some((list, topic)) = self.streams.topics.presence_list(id) else {
+            // No presence: nothing to tell (and nothing went wrong).
+            return self.is_live(slot);
+        };
+        let Some(stream) = self.streams.topics.stream(id) else {
+            return self.is_live(slot);
+        };
+        let (epoch, seq) = (stream.epoch, stream.seq);
+        let topic = &topic;
+        self.reply(
+            slot,
+            Reply::Members {
+                topic,
+                epoch,
+                seq,
+                list: &list,
+            },
+        )
+    }
+
+    /// A new topic's options, from the host's `topic_options` closure (a panic in it gives
+    /// the defaults). Presence and history need the protocol.
+    fn configure_topic(&mut self, id: TopicId, name: &str) {
+        let options = match self.config.topic_options.clone() {
+            Some(options) => self
+                .call_host(
+                    || (options.0)(name),
+                    format_args!("topic_options panicked; topic {name} has the defaults"),
+                )
+                .unwrap_or_default(),
+            None => return,
+        };
+        if !self.config.sequenced {
+            return;
+        }
+        let presence = options
+            .presence
+            .then(|| Presence::new(options.presence_limit));
+        self.streams
+            .topics
+            .configure(id, presence, options.history as u64);
+    }
+
+    /// Numbers `body` in topic `id`'s stream as a `#presence` message for its members, with
+    /// whatever else was relayed this round, in order (see `flush_relay`).
+    fn say_presence(&mut self, id: TopicId, body: &str) {
+        let framing = self.config.framing;
+        self.fanout
+            .relay
+            .push(framing, body.as_bytes(), Target::Presence(id), None);
+        self.shared.counters.presence_changes.fetch_add(1, Relaxed);
+    }
+
+    /// The client in `slot` left topic `id`: its presence entry is told, if the topic has
+    /// presence, and subscribers too if they asked (`presence_events`). Called before the
+    /// client is out of the topic's members.
+    fn presence_left(&mut self, id: TopicId, client: ClientId, slot: usize) {
+        let user = self.slots.get(slot).and_then(|c| c.user.clone());
+        let said = self
+            .streams
+            .topics
+            .presence_mut(id)
+            .and_then(|p| p.leave(&Who::of(client, user.as_ref())));
+        if let Some(body) = said {
+            self.say_presence(id, &body);
+        }
+    }
+
+    /// Tells subscribers (if they asked) that a client left topic `name`, and that the
+    /// topic is `empty` if it is.
+    fn member_left(
+        &mut self,
+        name: Option<Arc<str>>,
+        client: ClientId,
+        user: Option<&Arc<str>>,
+        empty: bool,
+    ) {
+        let Some(name) = name.filter(|_| self.config.presence_events) else {
+            return;
+        };
+        let topic = name.to_string();
+        let user = user.map(|u| u.to_string());
+        self.emit(Event::MemberLeft {
+            client,
+            topic: topic.clone(),
+            user,
+        });
+        if empty {
+            self.emit(Event::TopicEmptied { topic });
+        }
+    }
+
+    /// Takes `client` out of topic `id` here (see `Topics::remove`), telling its members
+    /// and subscribers. Returns the topic's name if it is freed.
+    fn take_out(
+        &mut self,
+        id: TopicId,
+        client: ClientId,
+        slot: usize,
+        user: Option<&Arc<str>>,
+        kept_at: Option<Instant>,
+    ) -> Option<Arc<str>> {
+        self.presence_left(id, client, slot);
+        let name = self.streams.topics.name_arc(id);
+        let freed = self.streams.topics.remove(id, client, kept_at);
+        let empty = freed.is_some() || self.streams.topics.members(id).is_empty();
+        self.member_left(name, client, user, empty);
+        freed
+    }
+
+    /// Emits an event, if anyone listens.
+    fn emit(&mut self, event: Event) {
+        if self.subs.any(&self.shared) {
+            self.subs.emit(event, &self.shared, self.now);
         }
     }
 
@@ -95,6 +290,7 @@ impl Dispatcher {
         let before = live.topics.len();
         live.topics.retain(|&(t, _)| t != id);
         let was_member = live.topics.len() < before;
+        let user = live.user.clone();
         if self.config.sequenced && was_member {
             if let Some(name) = self.streams.topics.name_of(id) {
                 let topic = name.to_owned();
@@ -102,7 +298,12 @@ impl Dispatcher {
             }
         }
         let kept_at = self.kept_at();
-        if let Some(name) = self.streams.topics.remove(id, client, kept_at) {
+        let freed = if was_member {
+            self.take_out(id, client, slot, user.as_ref(), kept_at)
+        } else {
+            self.streams.topics.remove(id, client, kept_at)
+        };
+        if let Some(name) = freed {
             self.release(vec![(id, name)]);
         }
         self.bound_kept();
@@ -222,9 +423,10 @@ impl Dispatcher {
             return;
         };
         let id = client.id;
+        let user = client.user.clone();
         let mut freed = Vec::new();
         for (topic, _) in std::mem::take(&mut client.topics) {
-            if let Some(name) = self.streams.topics.remove(topic, id, kept_at) {
+            if let Some(name) = self.take_out(topic, id, slot, user.as_ref(), kept_at) {
                 freed.push((topic, name));
             }
         }

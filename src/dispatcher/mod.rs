@@ -275,6 +275,9 @@ impl Dispatcher {
             self.release_held();
             self.read_all();
             self.housekeeping();
+            // Clients that left this round outside a read (timers, commands) told their
+            // topics' members (`#presence`): that goes out with this round's writes.
+            self.flush_relay();
             self.flush_dirty();
             self.finish_closing();
             // Last: the round's events (leaving clients' included) go out before it waits.
@@ -370,6 +373,9 @@ impl Dispatcher {
             // Raced with shutdown: the clients are leaving and take nothing new.
             return;
         }
+        // Presence changes made by earlier commands (a `Hub::leave`, a kick) are numbered
+        // before what the host called next.
+        self.flush_relay();
         if !matches!(command, Command::Batch { .. } | Command::Send(_)) {
             // Anything else may queue for a client, or change who gets what: what was
             // gathered before it goes first.
@@ -434,7 +440,8 @@ impl Dispatcher {
             && self.busy.memo == Some(true);
         let busy = (commands_waiting || reads_waiting) && !held
             || (!self.subs.is_paused() && self.admission.ready(self.now, &self.io.listeners));
-        if busy {
+        // A client cut by the round's last writes may have left a `#presence` to tell.
+        if busy || !self.fanout.relay.is_empty() {
             return Some(Duration::ZERO);
         }
         let deadlines = [

@@ -16,7 +16,7 @@ use crate::command::{Frames, Kinds, Target};
 use crate::queue::CHUNK_OVERHEAD;
 use crate::topics::{check_name, TopicId};
 use crate::wire::codec;
-use crate::wire::control::{Reply, Request, StreamName, TopicRefusal};
+use crate::wire::control::{Reply, Request, StreamName, TopicRefusal, Verb};
 use crate::{ClientId, Event, TopicAction};
 
 /// What a client's unread control messages (answers to its own requests, `#resumed`,
@@ -36,7 +36,8 @@ pub(crate) struct Numbered {
 /// Which stream a target's messages belong to.
 enum StreamOf {
     Hub,
-    Topic(TopicId),
+    /// A topic's; `true` for its `#presence` messages.
+    Topic(TopicId, bool),
     Direct,
 }
 
@@ -64,15 +65,17 @@ impl Dispatcher {
                 Target::All => (StreamOf::Hub, false),
                 Target::AllExcept(_) => (StreamOf::Hub, true),
                 Target::One(_) => (StreamOf::Direct, false),
-                Target::Topic(t) => (StreamOf::Topic(t), false),
-                Target::TopicExcept(t, _) => (StreamOf::Topic(t), true),
+                Target::Topic(t) => (StreamOf::Topic(t, false), false),
+                Target::TopicExcept(t, _) => (StreamOf::Topic(t, false), true),
+                Target::Presence(t) => (StreamOf::Topic(t, true), false),
             };
+            let presence = matches!(stream_of, StreamOf::Topic(_, true));
             for i in frames.run_frames(run) {
                 let payload = frames.payload(i, framing);
                 let start = out.len();
                 let numbered = match &stream_of {
                     StreamOf::Hub => Some((&mut self.streams.hub, None)),
-                    StreamOf::Topic(t) => self
+                    StreamOf::Topic(t, _) => self
                         .streams
                         .topics
                         .stream_mut(*t)
@@ -86,6 +89,7 @@ impl Dispatcher {
                         header.clear();
                         // Writing to a String cannot fail.
                         let _ = match topic {
+                            Some(name) if presence => write!(header, "#presence @{name} {seq} "),
                             Some(name) => write!(header, "{seq}@{name} "),
                             None => write!(header, "{seq} "),
                         };
@@ -93,7 +97,7 @@ impl Dispatcher {
                         let kept = Bytes::copy_from_slice(&out[start..]);
                         // Replayed with the kind it went out with. (The header is ASCII:
                         // a text payload numbered is still UTF-8.)
-                        stream.keep(seq, kept, frames.kinds.get(i), now, &limits);
+                        stream.keep(seq, kept, frames.kinds.get(i), presence, now, &limits);
                         if excluding {
                             own.clear();
                             let stream = topic.map_or(StreamName::Hub, StreamName::Topic);
@@ -170,7 +174,7 @@ impl Dispatcher {
     }
 
     /// Whether the client in `slot` is live: not cut meanwhile.
-    fn is_live(&self, slot: usize) -> bool {
+    pub(super) fn is_live(&self, slot: usize) -> bool {
         self.slots.get(slot).is_some_and(|c| c.is_live())
     }
 
@@ -192,29 +196,34 @@ impl Dispatcher {
                 seq,
                 next,
             }) => self.resume(slot, id, stream, epoch, (seq, next)),
-            Ok(Request::Join(topic)) => {
-                self.client_topic(slot, id, topic, true);
+            Ok(Request::Join(topic, history)) => {
+                self.client_topic(slot, id, topic, Some(history));
             }
             Ok(Request::Leave(topic)) => {
-                self.client_topic(slot, id, topic, false);
+                self.client_topic(slot, id, topic, None);
             }
+            Ok(Request::Who(topic)) => self.who(slot, topic),
             Err(bad) => {
                 self.reply(slot, Reply::Error(bad));
             }
         }
     }
 
-    /// `#join @topic` / `#leave @topic` from a client: checked by the host's closure and
-    /// the limits, then applied at once (this is the dispatcher: it is in order).
+    /// `#join @topic [<n>]` (`join` is `Some(n)`: the last messages asked for, if any) or
+    /// `#leave @topic` (`None`) from a client: checked by the host's closure and the
+    /// limits, then applied at once (this is the dispatcher: it is in order).
     pub(super) fn client_topic(
         &mut self,
         slot: usize,
         id: ClientId,
         topic: &str,
-        join: bool,
+        join: Option<Option<u64>>,
     ) -> bool {
+        let history = join.flatten();
+        let join = join.is_some();
         let refuse = |this: &mut Self, why| {
-            this.reply(slot, Reply::Refused { join, topic, why });
+            let verb = if join { Verb::Join } else { Verb::Leave };
+            this.reply(slot, Reply::Refused { verb, topic, why });
             false
         };
         if check_name(topic, self.config.topic_limits.max_name).is_err() {
@@ -299,7 +308,7 @@ impl Dispatcher {
                         self.topic_evicted(evicted);
                     }
                     self.fence_host_topic_ops(slot, topic_id, ops);
-                    self.join_topic(id, topic_id, name);
+                    self.join_topic_with(id, topic_id, name, history);
                     // Cut for not reading its answers: it has left, and so the topic.
                     if !self.is_live(slot) {
                         return false;
@@ -332,6 +341,31 @@ impl Dispatcher {
                     true
                 }
             };
+        }
+    }
+
+    /// `#who @topic`: the topic's members now, at its current position (anything numbered
+    /// before was flushed before this request was read: see `deliver`).
+    fn who(&mut self, slot: usize, topic: &str) {
+        let refuse = |this: &mut Self, why| {
+            let verb = Verb::Who;
+            this.reply(slot, Reply::Refused { verb, topic, why });
+        };
+        if check_name(topic, self.config.topic_limits.max_name).is_err() {
+            return refuse(self, TopicRefusal::Name);
+        }
+        let topic_id = self.slots.get(slot).and_then(|client| {
+            client
+                .topics
+                .iter()
+                .map(|&(t, _)| t)
+                .find(|&t| self.streams.topics.name_of(t) == Some(topic))
+        });
+        let Some(topic_id) = topic_id else {
+            return refuse(self, TopicRefusal::NotMember);
+        };
+        if !self.tell_members(slot, topic_id) {
+            refuse(self, TopicRefusal::Off);
         }
     }
 

@@ -66,7 +66,7 @@ impl Dispatcher {
                         .find(|&&(t, _)| self.streams.topics.name_of(t) == Some(topic))
                         .map(|&(_, start)| start)
                 });
-                if start.is_none() && !self.client_topic(slot, id, topic, true) {
+                if start.is_none() && !self.client_topic(slot, id, topic, Some(Some(0))) {
                     self.refuse_resume(slot, id, stream, ResumeRefusal::NotMember, None);
                     return;
                 }

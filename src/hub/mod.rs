@@ -436,6 +436,57 @@ impl Hub {
             .collect()
     }
 
+    /// Every client in `topic`, with its [user key](crate::Admit::user), by id: as the
+    /// host's calls and the clients' own requests decided (as [`client`](Self::client)
+    /// shows them). Empty for a topic with no member or that does not exist. Costs one
+    /// pass over the connected clients under the hub's registry lock; for the count alone,
+    /// [`member_count`](Self::member_count) costs none.
+    ///
+    /// Per hub: in a cluster, members connected to other nodes are not listed.
+    ///
+    /// ```
+    /// use hubcast::{Admit, Event, Hub};
+    /// use std::net::TcpStream;
+    ///
+    /// let hub = Hub::builder()
+    ///     .admit(|_| Admit::new().user("alice").topic("lobby"))
+    ///     .bind("127.0.0.1:0")?;
+    /// let events = hub.subscribe();
+    /// let _tab = TcpStream::connect(hub.local_addr())?;
+    /// let Ok(Event::Connected { client, .. }) = events.recv() else { panic!() };
+    /// let members = hub.members("lobby");
+    /// assert_eq!((members[0].client, members[0].user.as_deref()), (client, Some("alice")));
+    /// assert_eq!(hub.member_count("lobby"), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn members(&self, topic: &str) -> Vec<crate::Member> {
+        let registry = self.shared.registry();
+        let Some(id) = registry.topics.id(topic) else {
+            return Vec::new();
+        };
+        let mut members: Vec<crate::Member> = registry
+            .clients
+            .iter()
+            .filter(|(_, entry)| entry.topics.contains(&id))
+            .map(|(&client, entry)| crate::Member {
+                client,
+                user: entry.user.as_deref().map(str::to_owned),
+            })
+            .collect();
+        members.sort_unstable_by_key(|m| m.client);
+        members
+    }
+
+    /// How many clients are in `topic` (0 for one that does not exist), as
+    /// [`members`](Self::members) lists them. Never blocks for long.
+    pub fn member_count(&self, topic: &str) -> usize {
+        let registry = self.shared.registry();
+        registry
+            .topics
+            .id(topic)
+            .map_or(0, |id| registry.topics.members(id))
+    }
+
     /// A snapshot of the hub's counters. Never blocks.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot(self.shared.epoch)

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::presence::Presence;
 use super::stream::{RingLimits, RingTotal, Stream};
 use super::TopicId;
 use crate::ClientId;
@@ -31,6 +32,10 @@ struct Topic {
     left_at: Option<Instant>,
     /// The table evicted it while members were still leaving here: freed once they have.
     evicted: bool,
+    /// Who is in it, as its members are told, if the host asked for presence.
+    presence: Option<Presence>,
+    /// How many of its last messages a join gets by default.
+    history: u64,
 }
 
 /// Every topic with members, or kept for its ring, by slot of its id.
@@ -126,19 +131,14 @@ impl Topics {
     }
 
     /// A topic's name, shared, if the id is current.
-    #[cfg(feature = "nats")]
     pub(crate) fn name_arc(&self, id: TopicId) -> Option<Arc<str>> {
         self.get(id).map(|topic| Arc::clone(&topic.name))
     }
 
-    /// Adds a member; returns the topic's stream, whether the topic is new here, and the
-    /// name of an older topic this one replaced in its slot (freed in the table since).
-    pub(crate) fn add(
-        &mut self,
-        id: TopicId,
-        name: Arc<str>,
-        member: (usize, ClientId),
-    ) -> (&Stream, bool, Option<Arc<str>>) {
+    /// Makes the topic of `id` if it is not here: returns whether it is new here, and the
+    /// name of an older topic it replaced in its slot (freed in the table since). A new
+    /// topic has no presence and no history until [`configure`](Self::configure)d.
+    pub(crate) fn open(&mut self, id: TopicId, name: Arc<str>) -> (bool, Option<Arc<str>>) {
         let index = id.index as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
@@ -156,7 +156,7 @@ impl Topics {
             }
         }
         let created = slot.is_none();
-        let topic = slot.get_or_insert_with(|| Topic {
+        slot.get_or_insert_with(|| Topic {
             generation: id.generation,
             name,
             members: Vec::new(),
@@ -164,12 +164,46 @@ impl Topics {
             kept: None,
             left_at: None,
             evicted: false,
+            presence: None,
+            history: 0,
         });
+        (created, replaced)
+    }
+
+    /// Sets a topic's options, as it is made.
+    pub(crate) fn configure(&mut self, id: TopicId, presence: Option<Presence>, history: u64) {
+        if let Some(topic) = current(&mut self.slots, id).and_then(Option::as_mut) {
+            topic.presence = presence;
+            topic.history = history;
+        }
+    }
+
+    /// A topic's presence, if it has one and the id is current.
+    pub(crate) fn presence_mut(&mut self, id: TopicId) -> Option<&mut Presence> {
+        current(&mut self.slots, id)?.as_mut()?.presence.as_mut()
+    }
+
+    /// A topic's members as a snapshot tells them (`Presence::list`), with its name, if it
+    /// has presence and the id is current.
+    pub(crate) fn presence_list(&self, id: TopicId) -> Option<(String, Arc<str>)> {
+        let topic = self.get(id)?;
+        Some((topic.presence.as_ref()?.list(), Arc::clone(&topic.name)))
+    }
+
+    /// How many of a topic's last messages a join gets by default.
+    pub(crate) fn history(&self, id: TopicId) -> u64 {
+        self.get(id).map_or(0, |topic| topic.history)
+    }
+
+    /// Adds a member to a topic [`open`](Self::open)ed; returns its stream.
+    pub(crate) fn add(&mut self, id: TopicId, member: (usize, ClientId)) -> Option<&Stream> {
+        let Topics { slots, kept, .. } = self;
+        let topic = current(slots, id)?.as_mut()?;
         unkeep(topic, kept);
         if !topic.members.contains(&member) {
             topic.members.push(member);
         }
-        (&topic.stream, created, replaced)
+        Some(&topic.stream)
     }
 
     /// Takes a client out of a topic. Returns the topic's name if it is now empty of
@@ -302,6 +336,14 @@ fn water_level(costs: &mut [usize], excess: usize) -> usize {
 mod tests {
     use super::*;
 
+    impl Topics {
+        /// `open`, then `add`.
+        fn open_add(&mut self, id: TopicId, name: Arc<str>, member: (usize, ClientId)) {
+            let _ = self.open(id, name);
+            let _ = self.add(id, member);
+        }
+    }
+
     #[test]
     fn a_stale_id_has_no_members() {
         let mut topics = Topics::default();
@@ -313,9 +355,9 @@ mod tests {
             index: 0,
             generation: 1,
         };
-        let _ = topics.add(old, Arc::from("a"), (3, ClientId(1)));
+        topics.open_add(old, Arc::from("a"), (3, ClientId(1)));
         assert_eq!(topics.members(old), &[(3, ClientId(1))]);
-        let _ = topics.add(new, Arc::from("b"), (4, ClientId(2)));
+        topics.open_add(new, Arc::from("b"), (4, ClientId(2)));
         assert!(topics.members(old).is_empty());
         assert_eq!(topics.members(new), &[(4, ClientId(2))]);
         assert!(topics.remove(new, ClientId(2), None).is_some());
@@ -327,7 +369,7 @@ mod tests {
             index,
             generation: 0,
         };
-        let _ = topics.add(id, Arc::from(format!("t{index}")), (0, ClientId(member)));
+        topics.open_add(id, Arc::from(format!("t{index}")), (0, ClientId(member)));
         let limits = RingLimits {
             messages: 100,
             bytes: 1000,
@@ -339,6 +381,7 @@ mod tests {
             seq,
             bytes::Bytes::from(vec![b'x'; bytes]),
             None,
+            false,
             Instant::now(),
             &limits,
         );
@@ -380,6 +423,7 @@ mod tests {
             seq,
             bytes::Bytes::from(vec![b'y'; 300]),
             None,
+            false,
             Instant::now(),
             &limits,
         );
@@ -389,7 +433,7 @@ mod tests {
         let cc = cost(&topics, c);
         assert_eq!(topics.kept(), (3, ca + cb + cc));
         // A member comes back to a: no longer kept.
-        let _ = topics.add(a, Arc::from("t0"), (5, ClientId(9)));
+        topics.open_add(a, Arc::from("t0"), (5, ClientId(9)));
         assert_eq!(topics.kept(), (2, cb + cc));
         // Over what c alone costs: b goes first (left longest ago), then c fits.
         let evicted: Vec<_> = topics.evict_over(cc).into_iter().map(|e| e.0).collect();
@@ -428,7 +472,14 @@ mod tests {
         let fill = |stream: &mut Stream, n: usize| {
             for _ in 0..n {
                 let seq = stream.next();
-                stream.keep(seq, bytes::Bytes::from(vec![b'x'; 100]), None, now, &limits);
+                stream.keep(
+                    seq,
+                    bytes::Bytes::from(vec![b'x'; 100]),
+                    None,
+                    false,
+                    now,
+                    &limits,
+                );
             }
         };
         let big = with_ring(&mut topics, 0, 1, 100);

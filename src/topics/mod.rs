@@ -15,6 +15,7 @@
 
 pub(crate) mod members;
 pub(crate) mod order;
+pub(crate) mod presence;
 pub(crate) mod stream;
 pub(crate) mod table;
 

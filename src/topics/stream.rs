@@ -35,6 +35,8 @@ struct Kept {
     at: Instant,
     frame: Bytes,
     kind: Option<MessageKind>,
+    /// A `#presence` message: not counted as one of the last messages a join asks for.
+    presence: bool,
 }
 
 /// What a kept frame of `len` bytes costs in memory: its allocation, rounded as allocators
@@ -118,6 +120,7 @@ impl Stream {
         seq: u64,
         frame: Bytes,
         kind: Option<MessageKind>,
+        presence: bool,
         now: Instant,
         limits: &RingLimits,
     ) {
@@ -133,6 +136,7 @@ impl Stream {
                 at: now,
                 frame,
                 kind,
+                presence,
             });
             while self.ring.len() > limits.messages || self.ring_bytes > limits.bytes {
                 self.pop();
@@ -260,6 +264,28 @@ impl Stream {
         Ok(first..end.max(first))
     }
 
+    /// Where a replay of the last `n` messages up to `upto` (included) starts: the
+    /// position before the `n`-th last message the ring still holds (not past its age) up
+    /// to `upto`, or before its oldest if it holds fewer. `#presence` messages between them
+    /// are replayed but do not count, and none before the first of them is.
+    pub(crate) fn last(&self, n: u64, upto: u64, (now, age): (Instant, Option<Duration>)) -> u64 {
+        let live =
+            |k: &Kept| age.map_or(true, |age| k.at.checked_add(age).map_or(true, |t| t > now));
+        let end = self.ring.partition_point(|k| k.seq <= upto);
+        let mut after = upto;
+        let mut counted = 0;
+        for kept in self.ring.range(..end).rev() {
+            if counted == n || !live(kept) {
+                break;
+            }
+            if !kept.presence {
+                counted += 1;
+                after = kept.seq - 1;
+            }
+        }
+        after
+    }
+
     /// The framed messages at `range`, as [`replay`](Self::replay) gave it, each with its
     /// kind.
     pub(crate) fn frames(
@@ -291,7 +317,7 @@ mod tests {
     fn kept(stream: &mut Stream, n: usize, len: usize, at: Instant) {
         for _ in 0..n {
             let seq = stream.next();
-            stream.keep(seq, Bytes::from(vec![b'x'; len]), None, at, &LIMITS);
+            stream.keep(seq, Bytes::from(vec![b'x'; len]), None, false, at, &LIMITS);
         }
     }
 
@@ -304,6 +330,43 @@ mod tests {
     ) -> Result<usize, ResumeRefusal> {
         s.replay(epoch, after, upto, clock)
             .map(|r| s.frames(r).count())
+    }
+
+    #[test]
+    fn the_last_messages_skip_presence_and_stop_at_the_ring() {
+        let t = Instant::now();
+        let limits = RingLimits {
+            messages: 6,
+            bytes: 10_000,
+            age: Some(Duration::from_secs(10)),
+        };
+        let mut s = Stream::new(&RingTotal::default());
+        // 1..=8, every third a presence message; the ring holds 3..=8.
+        for i in 1..=8u64 {
+            let seq = s.next();
+            s.keep(seq, Bytes::from_static(b"x"), None, i % 3 == 0, t, &limits);
+        }
+        let clock = (t, limits.age);
+        assert_eq!(s.last(0, 8, clock), 8);
+        assert_eq!(s.last(1, 8, clock), 7, "8 is a message");
+        assert_eq!(s.last(2, 8, clock), 6, "7 and 8");
+        assert_eq!(
+            s.last(3, 8, clock),
+            4,
+            "5, 7 and 8, with 6 (presence) between"
+        );
+        assert_eq!(
+            s.last(2, 6, clock),
+            3,
+            "up to 6: 4 and 5, and 6 is presence"
+        );
+        assert_eq!(
+            s.last(100, 8, clock),
+            3,
+            "what the ring holds, from a message"
+        );
+        let later = (t + Duration::from_secs(11), limits.age);
+        assert_eq!(s.last(100, 8, later), 8, "all past their age");
     }
 
     #[test]
@@ -383,12 +446,20 @@ mod tests {
         let (mut a, mut b) = (Stream::new(&total), Stream::new(&total));
         for i in 0..500 {
             let seq = a.next();
-            a.keep(seq, Bytes::from(vec![b'a'; i % 300]), None, t, &limits);
+            a.keep(
+                seq,
+                Bytes::from(vec![b'a'; i % 300]),
+                None,
+                false,
+                t,
+                &limits,
+            );
             let seq = b.next();
             b.keep(
                 seq,
                 Bytes::from(vec![b'b'; 50]),
                 Some(MessageKind::Binary),
+                false,
                 t + Duration::from_secs(5),
                 &limits,
             );
@@ -427,7 +498,7 @@ mod tests {
         let mut s = Stream::new(&RingTotal::default());
         for kind in [Some(Binary), None, Some(Text)] {
             let seq = s.next();
-            s.keep(seq, Bytes::from_static(b"1 \n"), kind, t, &LIMITS);
+            s.keep(seq, Bytes::from_static(b"1 \n"), kind, false, t, &LIMITS);
         }
         let kinds: Vec<_> = s
             .frames(s.replay(s.epoch, 0, 3, (t, None)).unwrap())

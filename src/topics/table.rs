@@ -200,6 +200,14 @@ impl TopicTable {
         self.free.push(id.index);
     }
 
+    /// How many members a topic has.
+    pub(crate) fn members(&self, id: TopicId) -> usize {
+        self.slots
+            .get(id.index as usize)
+            .filter(|slot| slot.generation == id.generation)
+            .map_or(0, |slot| slot.members)
+    }
+
     /// Every topic with its member count, by name.
     pub(crate) fn snapshot(&self) -> Vec<(Arc<str>, usize)> {
         let mut topics: Vec<_> = self

@@ -34,10 +34,12 @@ pub(crate) enum Request<'a> {
         seq: u64,
         next: Option<u64>,
     },
-    /// `join @<topic>`
-    Join(&'a str),
+    /// `join @<topic> [<n>]`: with the topic's last `n` messages (else the host's default).
+    Join(&'a str, Option<u64>),
     /// `leave @<topic>`
     Leave(&'a str),
+    /// `who @<topic>`: the topic's members now (presence).
+    Who(&'a str),
 }
 
 /// Why a control message could not be understood; each is answered with its `#error` line
@@ -52,10 +54,11 @@ pub(crate) enum BadRequest<'a> {
     NextNotAfter,
     /// A `resume` of a stream written neither `*` nor `@name`.
     Stream,
-    /// A `join` or `leave` of something not written `@name`.
+    /// A `join`, `leave` or `who` of something not written `@name`.
     Topic,
-    /// A `join` (`true`) or `leave` with other than one word after it.
-    TopicWords(bool),
+    /// A `join` with other than a topic and an optional count after it, or a `leave` or
+    /// `who` with other than one word.
+    TopicWords(Verb),
     /// Any other request: its first word, as sent.
     Unknown(&'a str),
 }
@@ -92,14 +95,24 @@ impl<'a> Request<'a> {
                 })
             }
             ("resume", _) => Err(BadRequest::Resume),
-            ("join" | "leave", &[topic]) => {
+            ("join", &[topic, ref count @ ..]) if count.len() <= 1 => {
+                let count = match count.first() {
+                    Some(word) => Some(number(word).ok_or(BadRequest::TopicWords(Verb::Join))?),
+                    None => None,
+                };
+                let topic = topic.strip_prefix('@').ok_or(BadRequest::Topic)?;
+                Ok(Request::Join(topic, count))
+            }
+            ("leave" | "who", &[topic]) => {
                 let topic = topic.strip_prefix('@').ok_or(BadRequest::Topic)?;
                 Ok(match verb {
-                    "join" => Request::Join(topic),
-                    _ => Request::Leave(topic),
+                    "leave" => Request::Leave(topic),
+                    _ => Request::Who(topic),
                 })
             }
-            ("join" | "leave", _) => Err(BadRequest::TopicWords(verb == "join")),
+            ("join", _) => Err(BadRequest::TopicWords(Verb::Join)),
+            ("leave", _) => Err(BadRequest::TopicWords(Verb::Leave)),
+            ("who", _) => Err(BadRequest::TopicWords(Verb::Who)),
             _ => Err(BadRequest::Unknown(verb)),
         }
     }
@@ -121,19 +134,42 @@ impl Display for Request<'_> {
                     None => Ok(()),
                 }
             }
-            Request::Join(topic) => write!(f, "join @{topic}"),
+            Request::Join(topic, None) => write!(f, "join @{topic}"),
+            Request::Join(topic, Some(n)) => write!(f, "join @{topic} {n}"),
             Request::Leave(topic) => write!(f, "leave @{topic}"),
+            Request::Who(topic) => write!(f, "who @{topic}"),
         }
     }
 }
 
-/// Why a client's `#join` or `#leave` was refused.
+/// A client's request about one topic, as `#refused` and `#error` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Join,
+    Leave,
+    Who,
+}
+
+impl Verb {
+    fn word(self) -> &'static str {
+        match self {
+            Verb::Join => "join",
+            Verb::Leave => "leave",
+            Verb::Who => "who",
+        }
+    }
+}
+
+/// Why a client's `#join`, `#leave` or `#who` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TopicRefusal {
     /// Not a valid topic name: echoed escaped (see [`Reply::Refused`]).
     Name,
-    /// Clients may not choose topics on this hub.
+    /// Clients may not choose topics on this hub (`#join`, `#leave`); the topic publishes
+    /// no presence (`#who`).
     Off,
+    /// A `#who` of a topic the client is not in.
+    NotMember,
     /// The host's closure said no.
     Denied,
     /// Too many topics, the client's or the hub's.
@@ -145,6 +181,7 @@ impl TopicRefusal {
         match self {
             TopicRefusal::Name => "name",
             TopicRefusal::Off => "off",
+            TopicRefusal::NotMember => "member",
             TopicRefusal::Denied => "denied",
             TopicRefusal::Limit => "limit",
         }
@@ -182,10 +219,18 @@ pub(crate) enum Reply<'a> {
     },
     /// `#left @<topic>`
     Left { topic: &'a str },
-    /// `#refused join|leave @<topic> <reason>`: a name refused as invalid is echoed as one
-    /// bounded word (see [`Escaped`]).
+    /// `#members @<topic> <epoch> <seq> <list>`: the topic's members at that position;
+    /// `list` is `all <n> <member>...` or `count <n>` (`topics::presence`).
+    Members {
+        topic: &'a str,
+        epoch: u64,
+        seq: u64,
+        list: &'a str,
+    },
+    /// `#refused join|leave|who @<topic> <reason>`: a name refused as invalid is echoed as
+    /// one bounded word (see [`Escaped`]).
     Refused {
-        join: bool,
+        verb: Verb,
         topic: &'a str,
         why: TopicRefusal,
     },
@@ -223,8 +268,14 @@ impl Display for Reply<'_> {
             }
             Reply::Joined { topic, epoch, seq } => write!(f, "#joined @{topic} {epoch} {seq}"),
             Reply::Left { topic } => write!(f, "#left @{topic}"),
-            Reply::Refused { join, topic, why } => {
-                let request = if join { "join" } else { "leave" };
+            Reply::Members {
+                topic,
+                epoch,
+                seq,
+                list,
+            } => write!(f, "#members @{topic} {epoch} {seq} {list}"),
+            Reply::Refused { verb, topic, why } => {
+                let request = verb.word();
                 let word = why.word();
                 match why {
                     TopicRefusal::Name => {
@@ -245,10 +296,10 @@ impl Display for Reply<'_> {
                     BadRequest::NextNotAfter => f.write_str("resume needs <next> after <seq>"),
                     BadRequest::Stream => f.write_str("streams are * or @name"),
                     BadRequest::Topic => f.write_str("topics are written @name"),
-                    BadRequest::TopicWords(join) => {
-                        let verb = if join { "join" } else { "leave" };
-                        write!(f, "{verb} needs one @topic")
+                    BadRequest::TopicWords(Verb::Join) => {
+                        f.write_str("join needs one @topic, then optionally a count of messages")
                     }
+                    BadRequest::TopicWords(verb) => write!(f, "{} needs one @topic", verb.word()),
                     BadRequest::Unknown(word) => {
                         // Quoted and escaped as Rust's `{:?}` of a string does (which leaves
                         // `'` alone), cut after 32 characters or 64 bytes of escapes,
@@ -415,7 +466,12 @@ mod tests {
             Request::parse("resume @a@b 7 3 5"),
             resume(StreamName::Topic("a@b"), 3, Some(5))
         );
-        assert_eq!(Request::parse("join @x"), Ok(Request::Join("x")));
+        assert_eq!(Request::parse("join @x"), Ok(Request::Join("x", None)));
+        assert_eq!(
+            Request::parse("join @x 20"),
+            Ok(Request::Join("x", Some(20)))
+        );
+        assert_eq!(Request::parse("who @x"), Ok(Request::Who("x")));
         assert_eq!(Request::parse("leave @"), Ok(Request::Leave("")));
         for (text, bad) in [
             ("resume * 7 3 3", NextNotAfter),
@@ -427,8 +483,12 @@ mod tests {
             ("resume * 7 3 5 6", Resume),
             ("resume  * 7 3", Resume),
             ("join x", Topic),
-            ("join @a @b", TopicWords(true)),
-            ("leave", TopicWords(false)),
+            ("join @a @b", TopicWords(Verb::Join)),
+            ("join @a 05", TopicWords(Verb::Join)),
+            ("join @a 5 6", TopicWords(Verb::Join)),
+            ("leave", TopicWords(Verb::Leave)),
+            ("who @a @b", TopicWords(Verb::Who)),
+            ("who a", Topic),
             ("", Unknown("")),
             ("hello there", Unknown("hello")),
         ] {
@@ -478,11 +538,28 @@ mod tests {
             (Reply::Left { topic: "lobby" }, "#left @lobby"),
             (
                 Reply::Refused {
-                    join: false,
+                    verb: Verb::Leave,
                     topic: "x",
                     why: TopicRefusal::Denied,
                 },
                 "#refused leave @x denied",
+            ),
+            (
+                Reply::Refused {
+                    verb: Verb::Who,
+                    topic: "x",
+                    why: TopicRefusal::NotMember,
+                },
+                "#refused who @x member",
+            ),
+            (
+                Reply::Members {
+                    topic: "lobby",
+                    epoch: 5,
+                    seq: 9,
+                    list: "all 2 u:alice c:7",
+                },
+                "#members @lobby 5 9 all 2 u:alice c:7",
             ),
             (
                 Reply::PublishRefused { stream: topic },
@@ -526,7 +603,8 @@ mod tests {
             epoch in any::<u64>(),
             seq in any::<u64>(),
             gap in prop::option::of(1..=u64::MAX),
-            verb in 0..3u8,
+            verb in 0..4u8,
+            count in prop::option::of(any::<u64>()),
         ) {
             let request = match verb {
                 0 => Request::Resume {
@@ -535,7 +613,8 @@ mod tests {
                     seq,
                     next: gap.and_then(|gap| seq.checked_add(gap)),
                 },
-                1 => Request::Join(&topic),
+                1 => Request::Join(&topic, count),
+                2 => Request::Who(&topic),
                 _ => Request::Leave(&topic),
             };
             let text = request.to_string();

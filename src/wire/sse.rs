@@ -82,7 +82,9 @@ impl<const TOPIC: bool> Kind for Sse<TOPIC> {
     fn reframe(s: &Settings<'_>, frames: &Frames) -> Option<Frames> {
         let epoch_of = |target: Target| match (target, s.epochs) {
             (Target::All | Target::AllExcept(_), Some(epochs)) if !TOPIC => Some(epochs.hub()),
-            (Target::Topic(t) | Target::TopicExcept(t, _), Some(epochs)) if TOPIC => {
+            (Target::Topic(t) | Target::TopicExcept(t, _) | Target::Presence(t), Some(epochs))
+                if TOPIC =>
+            {
                 epochs.topic(t)
             }
             _ => None,
@@ -209,8 +211,9 @@ fn write<const TOPIC: bool>(
 }
 
 /// A control message: `#own` of the bound stream moves the id and is no event; `#noresume`
-/// of it is a `reset` event that moves the id to where the stream is; any other is an
-/// event of type `control`.
+/// of it is a `reset` event that moves the id to where the stream is; `#presence` of it (a
+/// numbered message of a topic) is a `presence` event with its id; any other is an event
+/// of type `control`.
 fn put_control<const TOPIC: bool>(payload: &[u8], epoch: Option<u64>, out: &mut impl Sink) {
     let mut words = payload.split(|&b| b == b' ');
     let verb = words.next().unwrap_or_default();
@@ -228,6 +231,14 @@ fn put_control<const TOPIC: bool>(payload: &[u8], epoch: Option<u64>, out: &mut 
                 _ => out.put(b":\n"),
             }
             out.put(b"\n");
+        }
+        // A message of a topic's stream (presence): its number moves the id, as any.
+        b"#presence" if bound => {
+            if let (Some(epoch), Some(seq)) = (epoch, words.next().and_then(number)) {
+                put_id(out, epoch, seq);
+            }
+            out.put(b"event: presence\n");
+            put_lines(payload, out);
         }
         b"#noresume" if bound => {
             let _reason = words.next();
