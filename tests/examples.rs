@@ -3,7 +3,9 @@
 //!
 //! - `chat_server`: a line reaches the other client.
 //! - `rooms`: clients start in `lobby`, chat there, and one that moves to another room
-//!   hears nothing more of `lobby`; all over plain lines, as with `nc`. `news` is
+//!   hears nothing more of `lobby`; all over plain lines, as with `nc`. `lobby` has
+//!   presence (`#members` as each arrives, `#presence` as others come and go, `#who`) and
+//!   gives a newcomer its last messages. `news` is
 //!   read-only: a client there reads the host's time posts, and what it writes is refused
 //!   (`#refused publish @news denied`).
 //! - `axum_app` (features `websocket`, `stream`): an axum app's page, JSON API and the hub's WebSocket
@@ -121,57 +123,155 @@ fn expect_joined(peer: &mut Peer, room: &str) -> (u64, u64) {
     )
 }
 
+/// Reads what a client of `rooms` gets as the host puts it in lobby: `#at`, `#joined
+/// @lobby`, the members (`#members`, lobby has presence), lobby's last messages
+/// (`#resumed` and the messages it names: lobby has history). Returns the join's epoch and
+/// position, the members listed, and the lines replayed.
+fn lobby_greeting(peer: &mut Peer) -> (u64, u64, Vec<String>, Vec<String>) {
+    expect_at(peer);
+    let (epoch, seq) = expect_joined(peer, "lobby");
+    let members = words(peer);
+    assert!(
+        members.len() >= 6
+            && members[..4] == ["#members", "@lobby", &epoch.to_string(), &seq.to_string()]
+            && members[4] == "all"
+            && members[5].parse() == Ok(members.len() - 6),
+        "{members:?}"
+    );
+    let resumed = words(peer);
+    assert!(
+        resumed.len() == 5
+            && resumed[..3] == ["#resumed", "@lobby", &epoch.to_string()]
+            && resumed[4] == seq.to_string(),
+        "{resumed:?}"
+    );
+    let from: u64 = resumed[3].parse().expect("from");
+    let replayed = (from..=seq).map(|_| peer.read_text_line()).collect();
+    (epoch, seq, members[6..].to_vec(), replayed)
+}
+
+/// The peer's next line that is not a `#presence` line of lobby; those before it are
+/// added to `presence`.
+fn next_said(peer: &mut Peer, presence: &mut Vec<String>) -> String {
+    loop {
+        let line = peer.read_text_line();
+        match line.strip_prefix("#presence @lobby ") {
+            Some(rest) => presence.push(rest.to_owned()),
+            None => return line,
+        }
+    }
+}
+
 #[test]
 fn rooms_keeps_rooms_apart_and_exits_on_sigterm() {
     let mut server = start("rooms", &[LOCAL]);
     let addr = listening(&mut server, "listening on ", "");
 
+    // The host puts each in lobby as it connects: the same lobby (one epoch), each
+    // arrival a `#presence` message of lobby, so each starts one further; each is told
+    // who is there, itself included; nothing has been said, so no history.
     let mut alice = Peer::connect(addr);
+    let (epoch, seq, members, replayed) = lobby_greeting(&mut alice);
+    assert_eq!((seq, members.len(), replayed.len()), (1, 1, 0));
+    let alice_is = members[0].clone();
     let mut bob = Peer::connect(addr);
+    let (bob_epoch, seq, members, _) = lobby_greeting(&mut bob);
+    assert_eq!((bob_epoch, seq, members.len()), (epoch, 2, 2));
+    let bob_is = members
+        .iter()
+        .find(|m| **m != alice_is)
+        .expect("bob")
+        .clone();
     let mut carol = Peer::connect(addr);
-    // The host puts each in lobby as it connects, before anyone has said anything: the
-    // same lobby (one epoch), at its start.
-    let mut epochs = Vec::new();
-    for peer in [&mut alice, &mut bob, &mut carol] {
-        expect_at(peer);
-        let (epoch, seq) = expect_joined(peer, "lobby");
-        assert_eq!(seq, 0);
-        epochs.push(epoch);
-    }
-    assert!(epochs.iter().all(|&e| e == epochs[0]), "{epochs:?}");
+    let (carol_epoch, seq, members, _) = lobby_greeting(&mut carol);
+    assert_eq!((carol_epoch, seq, members.len()), (epoch, 3, 3));
+    let carol_is = members
+        .iter()
+        .find(|m| **m != alice_is && **m != bob_is)
+        .expect("carol")
+        .clone();
+    assert!(
+        alice_is.starts_with("c:") && bob_is.starts_with("c:"),
+        "{members:?}"
+    );
+    // Alice is told of bob and carol, bob of carol.
+    assert_eq!(
+        alice.read_text_line(),
+        format!("#presence @lobby 2 join {bob_is}")
+    );
+    assert_eq!(
+        alice.read_text_line(),
+        format!("#presence @lobby 3 join {carol_is}")
+    );
+    assert_eq!(
+        bob.read_text_line(),
+        format!("#presence @lobby 3 join {carol_is}")
+    );
 
-    // Carol moves to another room, as typed in nc.
+    // `#who @lobby`: who is there now, at lobby's position.
+    alice.write(b"#who @lobby\n");
+    let who = words(&mut alice);
+    assert_eq!(
+        who[..6],
+        ["#members", "@lobby", &epoch.to_string(), "3", "all", "3"]
+    );
+    let mut listed = who[6..].to_vec();
+    listed.sort();
+    let mut all = vec![alice_is.clone(), bob_is.clone(), carol_is.clone()];
+    all.sort();
+    assert_eq!(listed, all);
+
+    // Carol moves to another room, as typed in nc: the others see her leave.
     carol.write(b"#leave @lobby\n#join @other\n");
     assert_eq!(carol.read_text_line(), "#left @lobby");
     assert_eq!(expect_joined(&mut carol, "other").1, 0);
+    let (mut alice_saw, mut bob_saw) = (Vec::new(), Vec::new());
 
     // Alice and bob chat in lobby; each is told its own line's number instead of getting
     // it back.
     alice.write(b"hello from alice\n");
-    assert_eq!(alice.read_text_line(), "#own @lobby 1");
-    assert_eq!(bob.read_text_line(), "1@lobby hello from alice");
+    assert_eq!(next_said(&mut alice, &mut alice_saw), "#own @lobby 5");
+    assert_eq!(
+        next_said(&mut bob, &mut bob_saw),
+        "5@lobby hello from alice"
+    );
     bob.write(b"hi alice\n");
-    assert_eq!(bob.read_text_line(), "#own @lobby 2");
-    assert_eq!(alice.read_text_line(), "2@lobby hi alice");
+    assert_eq!(next_said(&mut bob, &mut bob_saw), "#own @lobby 6");
+    assert_eq!(next_said(&mut alice, &mut alice_saw), "6@lobby hi alice");
+    let left = [format!("4 leave {carol_is}")];
+    assert_eq!((&alice_saw[..], &bob_saw[..]), (&left[..], &left[..]));
 
     // Bob joins carol's room too, and what he says reaches both rooms ("##" escapes a
     // leading '#'). Carol's next line is his: the lobby lines went out before it, in the
-    // hub's one order, so had they reached her they would have come first.
+    // hub's one order, so had they reached her they would have come first. `other` has no
+    // presence: nobody is told bob came.
     bob.write(b"#join @other\n##both rooms\n");
     assert_eq!(expect_joined(&mut bob, "other").1, 0);
-    assert_eq!(bob.read_text_line(), "#own @lobby 3");
+    assert_eq!(bob.read_text_line(), "#own @lobby 7");
     assert_eq!(bob.read_text_line(), "#own @other 1");
-    assert_eq!(alice.read_text_line(), "3@lobby #both rooms");
+    assert_eq!(alice.read_text_line(), "7@lobby #both rooms");
     assert_eq!(carol.read_text_line(), "1@other #both rooms");
 
     // Dave asks for lobby himself as he connects, as the Python client with
     // `topics=["lobby"]` does: in lobby once, at its position, as the host put him there
-    // before reading his request (which is answered where he already is).
+    // before reading his request (which is answered where he already is). Either way he
+    // gets lobby's last messages: the three lines said there, and who came and went.
     let mut dave = Peer::connect(addr);
     dave.write(b"#join @lobby\n");
-    expect_at(&mut dave);
-    assert_eq!(expect_joined(&mut dave, "lobby").1, 3);
-    assert_eq!(expect_joined(&mut dave, "lobby").1, 3);
+    let (_, seq, members, replayed) = lobby_greeting(&mut dave);
+    assert_eq!((seq, members.len()), (8, 3));
+    let said: Vec<&String> = replayed.iter().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        said,
+        [
+            "5@lobby hello from alice",
+            "6@lobby hi alice",
+            "7@lobby #both rooms"
+        ],
+        "{replayed:?}"
+    );
+    assert_eq!(expect_joined(&mut dave, "lobby").1, 8);
+    assert_eq!(alice.read_text_line(), "#presence @lobby 8 join c:4");
     server.wait_for_stderr("#4 connected from");
 
     // Each arrival logged once, with where the host put it; the moves as asked.
@@ -189,8 +289,7 @@ fn rooms_news_is_read_only_and_gets_the_time() {
     let mut server = start("rooms", &["--news-every", "0.05", LOCAL]);
     let addr = listening(&mut server, "listening on ", "");
     let mut reader = Peer::connect(addr);
-    expect_at(&mut reader);
-    expect_joined(&mut reader, "lobby");
+    lobby_greeting(&mut reader);
     reader.write(b"#leave @lobby\n#join @news\n");
     assert_eq!(reader.read_text_line(), "#left @lobby");
     expect_joined(&mut reader, "news");
