@@ -327,25 +327,49 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
     let ws = listening(&mut server, "listening on ws://", "/ws");
     assert_eq!(listening(&mut server, "open http://", "/"), ws);
 
+    // lobby has presence: each arrival is told who is there (itself included), and the
+    // members already there are told of it, a numbered message of lobby.
     let mut nc = Peer::connect(tcp);
     expect_at(&mut nc);
-    let (epoch, _) = expect_joined(&mut nc, "lobby");
+    let (epoch, seq) = expect_joined(&mut nc, "lobby");
+    assert_eq!(seq, 1);
+    let members = words(&mut nc);
+    assert_eq!(
+        members[..6],
+        ["#members", "@lobby", &epoch.to_string(), "1", "all", "1"]
+    );
+    let nc_is = members[6].clone();
 
     // A WebSocket client as the page is one (without an Origin: not a browser's page).
     let mut browser = ws_at(ws, "/ws");
     assert!(util::text(&mut browser).starts_with("#at * "));
     assert_eq!(
         util::text(&mut browser),
-        format!("#joined @lobby {epoch} 0")
+        format!("#joined @lobby {epoch} 2")
+    );
+    let members = util::text(&mut browser);
+    let listed: Vec<&str> = members.split(' ').collect();
+    assert_eq!(
+        listed[..6],
+        ["#members", "@lobby", &epoch.to_string(), "2", "all", "2"]
+    );
+    assert!(listed[6..].contains(&nc_is.as_str()), "{members}");
+    let browser_is = listed[6..]
+        .iter()
+        .find(|m| **m != nc_is)
+        .expect("the browser");
+    assert_eq!(
+        nc.read_text_line(),
+        format!("#presence @lobby 2 join {browser_is}")
     );
     browser
         .send(Message::text("hi from a browser"))
         .expect("send");
-    assert_eq!(util::text(&mut browser), "#own @lobby 1");
-    assert_eq!(nc.read_text_line(), "1@lobby hi from a browser");
+    assert_eq!(util::text(&mut browser), "#own @lobby 3");
+    assert_eq!(nc.read_text_line(), "3@lobby hi from a browser");
     nc.write(b"hi from nc\n");
-    assert_eq!(util::text(&mut browser), "2@lobby hi from nc");
-    assert_eq!(nc.read_text_line(), "#own @lobby 2");
+    assert_eq!(util::text(&mut browser), "4@lobby hi from nc");
+    assert_eq!(nc.read_text_line(), "#own @lobby 4");
 
     // A refused upgrade is logged under `hubcast::websocket`, and each arrival once.
     Peer::connect(ws).write(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -366,6 +390,10 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
         server.wait_for_stderr(&format!("as user alice {logged}"));
         tabs.push(tab);
     }
+    // Her two tabs are one member: nc is told she came once, and then what is said next.
+    browser.send(Message::text("two tabs in")).expect("send");
+    assert_eq!(nc.read_text_line(), "#presence @lobby 5 join u:alice");
+    assert_eq!(nc.read_text_line(), "6@lobby two tabs in");
 
     // Each arrival logged once, with where the host put it.
     let stderr = stops_on_sigterm(server);
@@ -439,16 +467,30 @@ fn ws_chat_server_serves_its_page_events_metrics_and_health() {
     expect_at(&mut nc);
     expect_joined(&mut nc, "lobby");
     nc.write(b"hi from nc\n");
+    // The event stream is a member of lobby, which has presence: nc's arrival is its
+    // message 2 (an event `presence` with its id), nc's line message 3.
+    let mut presence = Vec::new();
     let event = loop {
         let event = lobby.next_event();
-        if event.event.is_none() {
-            break event;
+        match event.event.as_deref() {
+            None => break event,
+            Some("presence") => presence.push(event),
+            Some(_) => {}
         }
     };
     assert_eq!(event.data.as_deref(), Some("hi from nc"), "{event:?}");
     assert!(
-        event.position().is_some_and(|(_, seq)| seq == 1),
+        event.position().is_some_and(|(_, seq)| seq == 3),
         "{event:?}"
+    );
+    assert!(
+        presence.len() == 1
+            && presence[0].position().is_some_and(|(_, seq)| seq == 2)
+            && presence[0]
+                .data
+                .as_deref()
+                .is_some_and(|d| d.starts_with("#presence @lobby 2 join c:")),
+        "{presence:?}"
     );
 
     let stderr = stops_on_sigterm(server);
