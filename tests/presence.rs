@@ -35,10 +35,14 @@ use util::*;
 /// The presence topic of the scenarios.
 const ROOM: &str = "room";
 
-/// An authenticator that admits `user:<key>` as that user, anything else without one (the
-/// first line of every client here is its token).
+/// An authenticator that admits `user:<key>` as that user, `in:<topic>` into that topic
+/// (as it is admitted), anything else without either (the first line of every client here
+/// is its token).
 fn by_token(request: &AuthRequest<'_>) -> Auth {
     let token = Wire::token_of(request).unwrap_or_default();
+    if let Some(topic) = token.strip_prefix("in:") {
+        return Auth::Admit(Admit::new().topic(topic));
+    }
     match token.strip_prefix("user:") {
         Some(key) => Auth::Admit(Admit::new().user(key)),
         None => Auth::Accept,
@@ -551,6 +555,9 @@ fn the_connections_of_one_user_are_one_member() {
     let lines = lines_until(&mut bob, ROOM, "all gone");
     assert_eq!(changes(&lines), ["leave u:alice"], "{lines:#?}");
     assert_eq!(host_view(&hub, ROOM), BTreeSet::from(["u:bob".to_owned()]));
+    // Three changes numbered: bob's own arrival (told to nobody else), alice in, alice out.
+    let stats = stats_when(&hub, |s| s.presence_changes == 3);
+    assert_eq!(stats.presence_changes, 3, "{stats:#?}");
 }
 
 // ------------------------------------------------------------------ last messages on join
@@ -718,6 +725,54 @@ fn history_is_the_default_a_join_gets() {
         want.push((11, "live".to_owned()));
         assert_eq!(view.data, want, "{request}: {:?}", view.lines);
     }
+}
+
+/// A `#join` whose count is not a number is an `#error` (and joins nothing); a join whose
+/// history the host refuses (`client_topics` refuses `TopicAction::Resume`) is answered
+/// `#noresume @t denied`, and the client is in the topic, live from its position; a
+/// history over the client's queue, `#noresume @t much`.
+#[test]
+fn a_join_history_is_refused_as_a_resume_is() {
+    let hub = sequenced()
+        .relay(hubcast::Relay::Topics)
+        .client_topics(|request| {
+            !(request.topic() == "secret" && request.action() == hubcast::TopicAction::Resume)
+        })
+        .authenticate(by_token)
+        .max_frame(1024)
+        .queue_bytes(4096)
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let mut client = Client::connect(&hub, &mut events, "anonymous");
+    client.say("#join @news many");
+    let error = client.line();
+    assert!(error.starts_with("#error join needs one @topic"), "{error}");
+    assert_eq!(hub.member_count("news"), 0);
+
+    let _keeper = kept(&hub, &mut events, "secret", 5);
+    client.say("#join @secret 3");
+    let joined = client.until("#joined @secret ");
+    let epoch = joined.split(' ').nth(2).expect("epoch").to_owned();
+    assert_eq!(joined, format!("#joined @secret {epoch} 5"));
+    assert_eq!(client.line(), format!("#noresume @secret denied {epoch} 5"));
+    hub.publish("secret", "live").expect("publish");
+    assert_eq!(client.line(), "6@secret live");
+
+    // 100 messages of 100 bytes: more than the client's queue may hold at once.
+    let mut keeper = Client::connect(&hub, &mut events, "keeper");
+    keeper.join("big");
+    let long = "x".repeat(100);
+    for _ in 0..100 {
+        hub.publish("big", &long).expect("publish");
+    }
+    client.say("#join @big 100");
+    let joined = client.until("#joined @big ");
+    let epoch = joined.split(' ').nth(2).expect("epoch").to_owned();
+    assert_eq!(client.line(), format!("#noresume @big much {epoch} 100"));
+    hub.publish("big", "live").expect("publish");
+    assert_eq!(client.line(), "101@big live");
+    drop(keeper);
 }
 
 /// In a presence topic, `#join @t 2` gets the last 2 data messages and the `#presence`
@@ -929,8 +984,9 @@ fn presence_event(event: &Event) -> Option<String> {
     })
 }
 
-/// Joins by `#join` and by `Hub::join`, a `#leave`, and a disconnect: with
-/// `presence_events`, the events in the order the hub applied them; without, none.
+/// Joins by `#join`, by `Hub::join`, by admission and by a resume, a `#leave`, and
+/// disconnects: with `presence_events`, the events in the order the hub applied them;
+/// without, none.
 fn membership_story(knob: bool) -> Vec<String> {
     let hub = hub_with(|_| TopicOptions::new())
         .presence_events(knob)
@@ -939,27 +995,32 @@ fn membership_story(knob: bool) -> Vec<String> {
     let mut events = EventLog::subscribe(&hub);
     let mut anne = Client::connect(&hub, &mut events, "anonymous");
     let mut bob = Client::connect(&hub, &mut events, "user:bob");
-    anne.join("ev");
+    anne.say("#join @ev");
+    let joined = anne.until("#joined @ev ");
+    let epoch = joined.split(' ').nth(2).expect("epoch").to_owned();
     hub.join(bob.id, "ev").expect("join");
     bob.until("#joined @ev ");
+    let mut carl = Client::connect(&hub, &mut events, "in:ev");
+    carl.until("#joined @ev ");
     anne.leave("ev");
-    let (anne_id, bob_id) = (anne.id, bob.id);
-    drop(bob);
-    events.disconnected(bob_id);
-    // The hub is idle: every event it raised has been sent; a last broadcast's message
-    // is the end of the story.
-    hub.broadcast("end").expect("broadcast");
-    anne.until("1 end");
+    // Back by a resume, which joins her again.
+    anne.say(&format!("#resume @ev {epoch} 0"));
+    anne.until("#resumed @ev ");
+    let (anne_id, bob_id, carl_id) = (anne.id, bob.id, carl.id);
+    for (client, id) in [(carl, carl_id), (bob, bob_id)] {
+        drop(client);
+        events.disconnected(id);
+    }
     drop(anne);
     events.disconnected(anne_id);
     events
         .seen
         .iter()
         .filter_map(presence_event)
-        .filter(|e| e != &format!("disconnected {anne_id}"))
         .map(|e| {
             e.replace(&anne_id.to_string(), "anne")
                 .replace(&bob_id.to_string(), "bob")
+                .replace(&carl_id.to_string(), "carl")
         })
         .collect()
 }
@@ -972,13 +1033,22 @@ fn presence_events_come_in_the_order_of_the_changes() {
             "occupied ev",
             "joined anne ev None",
             "joined bob ev Some(\"bob\")",
+            "joined carl ev None",
             "left anne ev None",
+            "joined anne ev None",
+            "left carl ev None",
+            "disconnected carl",
             "left bob ev Some(\"bob\")",
-            "emptied ev",
             "disconnected bob",
+            "left anne ev None",
+            "emptied ev",
+            "disconnected anne",
         ]
     );
-    assert_eq!(membership_story(false), ["disconnected bob"]);
+    assert_eq!(
+        membership_story(false),
+        ["disconnected carl", "disconnected bob", "disconnected anne"]
+    );
 }
 
 /// `Hub::members` lists every connection, sorted by id, with its user; `member_count`
