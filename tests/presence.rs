@@ -1275,3 +1275,87 @@ fn the_python_client_keeps_the_member_set() {
     assert_eq!(got, ["4 m4", "5 m5", "6 live"], "{lines:#?}");
     py.run("quit");
 }
+
+/// The names `topic_options` was asked about, in order, by a hub of `builder`.
+fn asking(builder: HubBuilder) -> (Hub, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&asked);
+    let hub = builder
+        .topic_options(move |topic| {
+            log.lock().expect("the log").push(topic.to_owned());
+            TopicOptions::new().presence(true)
+        })
+        .bind(LOCAL)
+        .expect("bind");
+    (hub, asked)
+}
+
+/// `topic_options` is asked once per life of a topic: not again for a second member, nor
+/// for a topic kept after its last member left (`Protocol::Sequenced` keeps it, with its
+/// numbers, for members to come back); again once it was evicted (here by `max_topics`,
+/// for a new topic) and is made anew.
+#[test]
+fn topic_options_is_asked_once_per_life_of_a_topic() {
+    let (hub, asked) = asking(rooms().authenticate(by_token).max_topics(1));
+    let mut events = EventLog::subscribe(&hub);
+    let mut a = Client::connect(&hub, &mut events, "anonymous");
+    let mut b = Client::connect(&hub, &mut events, "anonymous");
+    // Each waits for its answer: the closure runs before the hub answers a join.
+    a.join("life");
+    b.join("life");
+    a.leave("life");
+    b.leave("life");
+    a.join("life");
+    a.leave("life");
+    a.join("other");
+    a.leave("other");
+    b.join("life");
+    let asked = asked.lock().expect("the log").clone();
+    assert_eq!(asked, ["life", "other", "life"]);
+}
+
+/// Without the protocol, a topic is freed as it empties: each life asks `topic_options`.
+#[test]
+fn without_the_protocol_topic_options_is_asked_too() {
+    let (hub, asked) = asking(Hub::builder());
+    let mut events = EventLog::subscribe(&hub);
+    let (mut peer, a) = join(&hub, &mut events);
+    hub.join(a, "life").expect("join");
+    hub.leave(a, "life").expect("leave");
+    hub.join(a, "life").expect("join");
+    // In order with the calls: once the client has it, the joins were applied.
+    hub.publish("life", "x").expect("publish");
+    assert_eq!(peer.read_line(), b"x");
+    let asked = asked.lock().expect("the log").clone();
+    assert_eq!(asked, ["life", "life"]);
+}
+
+/// Without `Protocol::Sequenced`, presence is host-side only: `Hub::members` and the
+/// events work, and clients get no `#members` or `#presence` line, only what is published.
+#[test]
+fn without_the_protocol_presence_is_for_the_host_only() {
+    let hub = Hub::builder()
+        .topic_options(presence)
+        .presence_events(true)
+        .bind(LOCAL)
+        .expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let (mut first, first_id) = join(&hub, &mut events);
+    let (mut second, second_id) = join(&hub, &mut events);
+    hub.join(first_id, ROOM).expect("join");
+    hub.join(second_id, ROOM).expect("join");
+    hub.publish(ROOM, "hello").expect("publish");
+    assert_eq!(first.read_line(), b"hello");
+    assert_eq!(second.read_line(), b"hello");
+    let ids: Vec<ClientId> = hub.members(ROOM).iter().map(|m| m.client).collect();
+    assert_eq!(ids, [first_id, second_id]);
+    let joined: Vec<ClientId> = (0..2)
+        .map(|_| {
+            events.wait_for("a member", |e| match e {
+                Event::MemberJoined { client, .. } => Some(*client),
+                _ => None,
+            })
+        })
+        .collect();
+    assert_eq!(joined, [first_id, second_id]);
+}
