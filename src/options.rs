@@ -352,8 +352,9 @@ impl RateLimit {
 /// [`topic_options`](crate::HubBuilder::topic_options) closure, asked once each time the
 /// topic is created. The default: no presence, no history on join.
 ///
-/// Both need [`Protocol::Sequenced`]: the wire format is in `docs/PROTOCOL.md`
-/// ("Presence", "Last messages on join").
+/// Both are told through [`Protocol::Sequenced`] (`bind` refuses `topic_options`
+/// without it): the wire format is in `docs/PROTOCOL.md` ("Presence", "Last messages on
+/// join").
 ///
 /// ```
 /// use hubcast::{Hub, Protocol, TopicOptions};

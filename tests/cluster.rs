@@ -932,6 +932,50 @@ fn a_client_resumes_on_its_own_hub_and_is_refused_elsewhere() {
     );
 }
 
+/// Presence is per hub: each hub tells a topic's members of its own clients only, numbered
+/// in its own stream of the topic, while the topic's messages still reach every hub.
+#[test]
+fn presence_is_per_hub() {
+    if !Nats::available() {
+        return;
+    }
+    let nats = Nats::start();
+    let mut nodes = nodes(&nats, 2, |c| {
+        plain(c)
+            .protocol(Protocol::Sequenced)
+            .client_topics(|_| true)
+            .topic_options(|_| hubcast::TopicOptions::new().presence(true))
+    });
+    let (mut a, a_id) = nodes[0].peer();
+    let (mut b, b_id) = nodes[1].peer();
+    for peer in [&mut a, &mut b] {
+        peer.read_text_line();
+        peer.write(b"#join @room\n");
+        assert!(peer.read_text_line().starts_with("#joined @room "));
+    }
+    let members = |peer: &mut Peer| peer.read_text_line();
+    assert!(members(&mut a).ends_with(&format!(" all 1 c:{}", a_id.as_u64())));
+    assert!(members(&mut b).ends_with(&format!(" all 1 c:{}", b_id.as_u64())));
+    nats.wait_subscribed("hubcast.t.room", 2);
+    // A message from B's hub reaches A; no presence line of B's hub comes before it.
+    nodes[1].hub.publish("room", "from b").unwrap();
+    let line = a.read_text_line();
+    assert!(line.ends_with("@room from b"), "{line}");
+    a.write(b"#who @room\n");
+    assert!(a
+        .read_text_line()
+        .ends_with(&format!(" all 1 c:{}", a_id.as_u64())));
+    let listed = |i: usize| -> Vec<_> {
+        nodes[i]
+            .hub
+            .members("room")
+            .into_iter()
+            .map(|m| m.client)
+            .collect()
+    };
+    assert_eq!((listed(0), listed(1)), (vec![a_id], vec![b_id]));
+}
+
 /// A soak: three hubs, each broadcasting numbered messages at a steady pace, while clients
 /// come and go on every hub. The clients that stay get every hub's messages once and each
 /// hub's in order; every hub counts them exactly; nothing is lost on the way.

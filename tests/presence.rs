@@ -1314,28 +1314,21 @@ fn topic_options_is_asked_once_per_life_of_a_topic() {
     assert_eq!(asked, ["life", "other", "life"]);
 }
 
-/// Without the protocol, a topic is freed as it empties: each life asks `topic_options`.
+/// Without the protocol, presence and history cannot be told: `topic_options` is a
+/// configuration error at `bind`, not options silently ignored.
 #[test]
-fn without_the_protocol_topic_options_is_asked_too() {
-    let (hub, asked) = asking(Hub::builder());
-    let mut events = EventLog::subscribe(&hub);
-    let (mut peer, a) = join(&hub, &mut events);
-    hub.join(a, "life").expect("join");
-    hub.leave(a, "life").expect("leave");
-    hub.join(a, "life").expect("join");
-    // In order with the calls: once the client has it, the joins were applied.
-    hub.publish("life", "x").expect("publish");
-    assert_eq!(peer.read_line(), b"x");
-    let asked = asked.lock().expect("the log").clone();
-    assert_eq!(asked, ["life", "life"]);
+fn topic_options_without_the_protocol_is_a_config_error() {
+    match Hub::builder().topic_options(presence).bind(LOCAL) {
+        Err(hubcast::Error::Config(msg)) => assert!(msg.contains("topic_options"), "{msg}"),
+        other => panic!("expected a config error, got {other:?}"),
+    }
 }
 
-/// Without `Protocol::Sequenced`, presence is host-side only: `Hub::members` and the
-/// events work, and clients get no `#members` or `#presence` line, only what is published.
+/// Without `Protocol::Sequenced`, the host's side works all the same: `Hub::members` and
+/// the events; clients get only what is published.
 #[test]
-fn without_the_protocol_presence_is_for_the_host_only() {
+fn without_the_protocol_the_host_sees_members() {
     let hub = Hub::builder()
-        .topic_options(presence)
         .presence_events(true)
         .bind(LOCAL)
         .expect("bind");

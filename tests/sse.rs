@@ -639,3 +639,80 @@ mod https {
         assert!(id.starts_with("id: ") && id.ends_with("-1\n"), "{lines:?}");
     }
 }
+
+/// On a topic's event stream, presence changes are events of type `presence` with the
+/// topic's ids, after the `#members` snapshot at the `#joined` position, and a reconnect
+/// with `Last-Event-ID` replays the changes it missed with their ids.
+#[test]
+fn presence_changes_are_events_with_ids_and_resume_with_last_event_id() {
+    let hub = builder()
+        .protocol(Protocol::Sequenced)
+        .client_topics(|_| true)
+        .topic_options(|_| hubcast::TopicOptions::new().presence(true))
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let mut events = EventLog::subscribe(&hub);
+    let (mut room, watcher) = open_id(&hub, &mut events, "/events/room", &[]);
+    let mut control = || room.next_event().data.unwrap_or_default();
+    assert!(control().starts_with("#at * "));
+    let joined = control();
+    let members = control();
+    let (epoch, at) = position(&mut room);
+    assert_eq!(joined, format!("#joined @room {epoch} {at}"));
+    assert_eq!(
+        members,
+        format!("#members @room {epoch} {at} all 1 c:{}", watcher.as_u64())
+    );
+    // A TCP client joins: one presence event, numbered next.
+    let mut peer = Peer::connect(hub.local_addr());
+    let tcp = events.connected(peer.addr());
+    util::read_at(&mut peer);
+    peer.write(b"#join @room\n");
+    let change = room.next_event();
+    assert_eq!(change.event.as_deref(), Some("presence"), "{change:?}");
+    assert_eq!(change.position(), Some((epoch, at + 1)));
+    assert_eq!(
+        change.data,
+        Some(format!(
+            "#presence @room {} join c:{}",
+            at + 1,
+            tcp.as_u64()
+        ))
+    );
+    // The stream breaks (its leave is a change too); the TCP client leaves meanwhile; the
+    // browser comes back with the last id it saw and gets both leaves, then its own new
+    // arrival.
+    drop(room);
+    events.disconnected(watcher);
+    let gone = watcher;
+    peer.write(b"#leave @room\n");
+    // After its #joined, #members and the changes it was told of.
+    while peer.read_text_line() != "#left @room" {}
+    let last = format!("Last-Event-ID: {epoch}-{}", at + 1);
+    let (mut again, watcher) = open_id(&hub, &mut events, "/events/room", &[&last]);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = again.next_event();
+        if event.event.as_deref() == Some("presence") {
+            seen.push((event.position(), event.data.unwrap_or_default()));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (
+                Some((epoch, at + 2)),
+                format!("#presence @room {} leave c:{}", at + 2, gone.as_u64())
+            ),
+            (
+                Some((epoch, at + 3)),
+                format!("#presence @room {} leave c:{}", at + 3, tcp.as_u64())
+            ),
+            (
+                Some((epoch, at + 4)),
+                format!("#presence @room {} join c:{}", at + 4, watcher.as_u64())
+            ),
+        ]
+    );
+    assert_eq!(hub.stats().presence_changes, 5);
+}

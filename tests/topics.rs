@@ -179,3 +179,17 @@ fn many_topics_from_several_threads_keep_each_publishers_order() {
         }
     }
 }
+
+/// Presence and history are told through the protocol: asking for them without it is a
+/// configuration error, not options silently ignored.
+#[test]
+fn topic_options_need_the_protocol() {
+    let err = Hub::builder()
+        .topic_options(|_| hubcast::TopicOptions::new().presence(true))
+        .bind("127.0.0.1:0")
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(why) if why.contains("Protocol::Sequenced")),
+        "{err}"
+    );
+}

@@ -243,9 +243,9 @@ impl HubBuilder {
     /// [`Stats::callback_panics`](crate::Stats::callback_panics) and logged at `error`.
     /// Without it, every topic has the default options.
     ///
-    /// Presence and history are told to clients through the protocol:
-    /// [`Protocol::Sequenced`] (without it they are off). See
-    /// [`TopicOptions`](crate::TopicOptions) for an example.
+    /// Presence and history are told to clients through the protocol: without
+    /// [`Protocol::Sequenced`], `bind` fails with [`Error::Config`](crate::Error::Config).
+    /// See [`TopicOptions`](crate::TopicOptions) for an example.
     pub fn topic_options(
         mut self,
         options: impl Fn(&str) -> crate::TopicOptions + Send + Sync + 'static,

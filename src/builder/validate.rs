@@ -161,6 +161,11 @@ impl HubBuilder {
                 return fail(why);
             }
         }
+        if self.topic_options.is_some() && self.protocol != Protocol::Sequenced {
+            // Presence and history are told through the protocol: without it the closure
+            // would be asked for nothing.
+            return fail("topic_options needs Protocol::Sequenced".into());
+        }
         if self.protocol == Protocol::Sequenced && self.framing == Framing::Raw {
             return fail("Protocol::Sequenced needs message boundaries, not Framing::Raw".into());
         }

@@ -89,14 +89,15 @@ impl Dispatcher {
             .members(id)
             .iter()
             .any(|&(_, c)| c == client);
-        if newly && self.streams.topics.presence_mut(id).is_some() {
-            // The members are told of the join as a message of the topic numbered after
-            // everything on its way (relayed lines, earlier changes), so the snapshot the
-            // client gets is at that message's position, and it gets every later one.
+        if self.streams.topics.presence_mut(id).is_some() {
+            // Everything on its way (relayed lines, earlier changes) is numbered first, so
+            // the snapshot the client gets is at the position of the last change it holds;
+            // then the members are told of the join, as the next message of the topic.
             self.flush_relay();
             let who = self
                 .slots
                 .get(slot)
+                .filter(|_| newly)
                 .map(|c| Who::of(client, c.user.as_ref()));
             let said = who.and_then(|who| self.streams.topics.presence_mut(id)?.join(who));
             if let Some(body) = said {
@@ -106,7 +107,9 @@ impl Dispatcher {
             if !self.slots.get(slot).is_some_and(|c| c.is_live()) {
                 // Cut as slow by what went out meanwhile (it left its other topics): it
                 // never got in this one either.
-                self.presence_left(id, client, slot);
+                if newly {
+                    self.presence_left(id, client, slot);
+                }
                 let kept_at = self.kept_at();
                 if let Some(name) = self.streams.topics.remove(id, client, kept_at) {
                     self.release(vec![(id, name)]);
@@ -182,7 +185,7 @@ impl Dispatcher {
     }
 
     /// A new topic's options, from the host's `topic_options` closure (a panic in it gives
-    /// the defaults). Presence and history need the protocol.
+    /// the defaults; `bind` made sure the protocol is on).
     fn configure_topic(&mut self, id: TopicId, name: &str) {
         let options = match self.config.topic_options.clone() {
             Some(options) => self
@@ -193,9 +196,6 @@ impl Dispatcher {
                 .unwrap_or_default(),
             None => return,
         };
-        if !self.config.sequenced {
-            return;
-        }
         let presence = options
             .presence
             .then(|| Presence::new(options.presence_limit));

@@ -9,6 +9,8 @@
 //!   topics *kept* (no member, but a replay ring) and what they hold.
 //! - [`stream`]: a stream's numbers and replay ring, and what every ring costs together.
 //! - [`order`]: the ordering of a client's own joins and leaves against the host's.
+//! - [`presence`]: who is in a topic as its members are told: one entry per user, the
+//!   `#presence` changes and `#members` lists.
 //!
 //! None of them touches a socket; the dispatcher applies them in
 //! `dispatcher::membership`.

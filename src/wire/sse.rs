@@ -17,6 +17,7 @@
 //! - to you                 data: to you\n\n
 //! #own * 18                id: E-18\n\n                       (moves the id, no event)
 //! #noresume * old E 40     event: reset\nid: E-40\ndata: #noresume * old E 40\n\n
+//! #presence @room 19 ...   id: E-19\nevent: presence\ndata: #presence @room 19 ...\n\n
 //! #joined @room E 9        event: control\ndata: #joined @room E 9\n\n
 //! a binary message         : binary\n\n  (or, opted in, event: binary\ndata: <base64>\n\n)
 //! ```
@@ -211,9 +212,9 @@ fn write<const TOPIC: bool>(
 }
 
 /// A control message: `#own` of the bound stream moves the id and is no event; `#noresume`
-/// of it is a `reset` event that moves the id to where the stream is; `#presence` of it (a
-/// numbered message of a topic) is a `presence` event with its id; any other is an event
-/// of type `control`.
+/// of it is a `reset` event that moves the id to where the stream is; `#presence` (a
+/// numbered message of a topic) is a `presence` event, with its id if of the bound stream;
+/// any other is an event of type `control`.
 fn put_control<const TOPIC: bool>(payload: &[u8], epoch: Option<u64>, out: &mut impl Sink) {
     let mut words = payload.split(|&b| b == b' ');
     let verb = words.next().unwrap_or_default();
@@ -233,8 +234,8 @@ fn put_control<const TOPIC: bool>(payload: &[u8], epoch: Option<u64>, out: &mut 
             out.put(b"\n");
         }
         // A message of a topic's stream (presence): its number moves the id, as any.
-        b"#presence" if bound => {
-            if let (Some(epoch), Some(seq)) = (epoch, words.next().and_then(number)) {
+        b"#presence" => {
+            if let (true, Some(epoch), Some(seq)) = (bound, epoch, words.next().and_then(number)) {
                 put_id(out, epoch, seq);
             }
             out.put(b"event: presence\n");
@@ -382,6 +383,15 @@ mod tests {
         assert_eq!(
             text::<false>(&s, b"#at * 5 0", None),
             "event: control\ndata: #at * 5 0\n\n"
+        );
+        assert_eq!(
+            text::<true>(&s, b"#presence @t 19 join u:bob", Some(9)),
+            "id: 9-19\nevent: presence\ndata: #presence @t 19 join u:bob\n\n"
+        );
+        assert_eq!(
+            text::<false>(&s, b"#presence @t 19 join u:bob", None),
+            "event: presence\ndata: #presence @t 19 join u:bob\n\n",
+            "not the bound stream"
         );
     }
 
