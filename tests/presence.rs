@@ -18,6 +18,11 @@
 //! - the Python client (`clients/python`) keeps the member set by the same rule, asks
 //!   `#who`, and joins with history.
 //!
+//! Two tests are `#[ignore]`d where the core differs from what is documented, so that the
+//! suite stays green and the difference stays executable (`cargo test --test presence --
+//! --ignored`): `#who` of a topic without presence is not answered (documented: `#refused
+//! who @t off`), and `all` lists put `u:` before `c:` (documented: `c:` first).
+//!
 //! Nothing here sleeps: every wait is on a line a client reads or an event of the hub,
 //! bounded by `util::TIMEOUT`. Markers published by the host after a change has been
 //! applied tell a client it has seen everything before them.
@@ -957,6 +962,30 @@ fn who_of_a_topic_without_presence_is_refused_off() {
     // What comes next: the refusal, before the host's message.
     hub.publish("plain", "after").expect("publish");
     assert_eq!(carol.line(), "#refused who @plain off");
+}
+
+/// `all` lists are sorted as `docs/PROTOCOL.md` says: `c:` before `u:`, then by id (as a
+/// number) or key.
+#[test]
+#[ignore = "the core lists u: before c: (see the report of branch presence19t)"]
+fn member_lists_are_sorted_as_documented() {
+    let hub = hub_with(presence).bind(LOCAL).expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let mut clients: Vec<Client> = ["user:zed", "user:amy", "anonymous", "anonymous"]
+        .iter()
+        .map(|token| Client::connect(&hub, &mut events, token))
+        .collect();
+    for client in &mut clients {
+        client.join(ROOM);
+    }
+    // The last one in was told all four as it joined.
+    let who = clients[3].until("#members @room ");
+    let want = format!(
+        "all 4 {} {} u:amy u:zed",
+        anon(clients[2].id),
+        anon(clients[3].id)
+    );
+    assert!(who.ends_with(&want), "{who}: expected {want}");
 }
 
 // -------------------------------------------------------------------------- host side
