@@ -11,18 +11,36 @@
 //! nc 127.0.0.1 9999                                  # in two or more terminals
 //! ```
 //!
+//! `lobby` tells its members who is in it, and gives a client that joins it its last 10
+//! messages (`HubBuilder::topic_options`: `TopicOptions::presence` and `history`). A
+//! client is a member `c:<its id>` (or `u:<user>` on a hub that admits users, as
+//! `ws_chat_server` does): after `#joined @lobby` comes `#members`, the members at the
+//! same position, then each arrival and departure as a `#presence` line, numbered with
+//! lobby's messages. Any time, a member can ask `#who @lobby` (a request of the protocol
+//! itself, not something this example handles: the hub answers it with `#members`). Other
+//! rooms have no presence, and no history.
+//!
 //! A session (`>` from the hub, `<` typed; the long numbers are epochs, random per run):
 //!
 //! ```text
 //! > #at * 5938244913513 0                  the hub-wide stream starts after message 0
-//! > #joined @lobby 2784716001147 0         the host put you in lobby as you connected
+//! > #joined @lobby 2784716001147 5         the host put you in lobby as you connected
+//! > #members @lobby 2784716001147 5 all 2 c:1 c:3
+//!                                          who is there: c:1 and you (c:3)
+//! > #resumed @lobby 2784716001147 3 5      lobby's last messages follow: 3 to 5
+//! > 3@lobby is anyone here?                (1 and 2 were c:1 and c:2 coming in)
+//! > #presence @lobby 4 leave c:2           c:2 left before you came
+//! > #presence @lobby 5 join c:3            (your own arrival)
 //! < hello, anyone here?
-//! > #own @lobby 1                          lobby's message 1 was yours: not sent back
-//! > 2@lobby hi!                            from another client in lobby
+//! > #own @lobby 6                          lobby's message 6 was yours: not sent back
+//! > #presence @lobby 7 join c:4            c:4 came in
+//! > 8@lobby hi!                            from another client in lobby
+//! < #who @lobby                            who is in lobby now?
+//! > #members @lobby 2784716001147 8 all 3 c:1 c:3 c:4
 //! < #join @rust
 //! > #joined @rust 7170368244710 4          rust has had 4 messages: yours start at 5
 //! < what you say now reaches lobby and rust
-//! > #own @lobby 3
+//! > #own @lobby 9
 //! > #own @rust 5
 //! < #leave @lobby
 //! > #left @lobby
@@ -30,6 +48,9 @@
 //! < ##hashtag                              a line that starts with '#' is typed '##'
 //! > #own @rust 7                           (others in rust get `7@rust #hashtag`)
 //! ```
+//!
+//! `#join @lobby 3` asks for 3 last messages instead of 10 (`#join @rust 3` for rust's,
+//! which has no history of its own).
 //!
 //! `news` is a read-only room: any client may `#join @news` and read it, and the host posts
 //! the time there every 10 s (`--news-every SECS`), but what a client says is not relayed
@@ -64,7 +85,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hubcast::{Admit, Event, Hub, Protocol, RateLimit, Relay, TopicAction};
+use hubcast::{Admit, Event, Hub, Protocol, RateLimit, Relay, TopicAction, TopicOptions};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
@@ -121,6 +142,18 @@ fn run(addr: &str, rate: Option<RateLimit>, news_every: Duration) -> Result<(), 
         .client_topics(|request| match request.action() {
             TopicAction::Publish if request.topic() == NEWS => false,
             _ => common::any_room(request, LOBBY),
+        })
+        // lobby tells its members who is in it (`#members` as one joins, then a `#presence`
+        // line for each arrival and departure, numbered with the room's messages), and a
+        // client that joins it gets its last 10 messages first. Asked once per room as it
+        // is made; other rooms have neither (ask `#who @room` there: `#refused who @room
+        // off`). On the hub's thread, like the closures above: it only decides.
+        .topic_options(|room| {
+            if room == LOBBY {
+                TopicOptions::new().presence(true).history(10)
+            } else {
+                TopicOptions::new()
+            }
         })
         // Per client, 50 messages a second unless `--rate` says otherwise: see
         // `common::Args::rate_limit` and the README's "Rate limits".

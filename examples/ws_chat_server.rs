@@ -41,7 +41,11 @@
 //! (`Admit::user`): its tabs are one user, at most 8 of them at once
 //! (`max_clients_per_user`; a ninth tab's upgrade is answered `429 Too Many Requests`), and
 //! the log says whose each client is. Open the page as `http://127.0.0.1:8080/?user=alice`
-//! in several tabs to see it. The name is taken as the query gives it (1 to 256 bytes); a
+//! in several tabs to see it.
+//!
+//! `lobby` has presence (`TopicOptions::presence`): the page shows who is in it, a user's
+//! tabs as one name, clients without a user as `guest <id>`; in `nc`, `#members` and
+//! `#presence` lines say the same, and `#who @lobby` asks again. The name is taken as the query gives it (1 to 256 bytes); a
 //! real server would take the user from its session cookie instead.
 
 use std::error::Error;
@@ -49,7 +53,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hubcast::{Admit, Event, Hub, Protocol, RateLimit, Relay, Transport};
+use hubcast::{Admit, Event, Hub, Protocol, RateLimit, Relay, TopicOptions, Transport};
 
 /// The room every client is put in when it connects.
 const LOBBY: &str = "lobby";
@@ -102,6 +106,12 @@ fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error
         // Any room, for anyone (the hub still checks names and the per-client limit). The
         // closure runs on the hub's thread: it only decides and logs.
         .client_topics(|request| common::any_room(request, LOBBY))
+        // lobby tells its members who is in it: the page lists them (a `#members` as it
+        // joins, then a `#presence` line for each arrival and departure, numbered with the
+        // room's messages so a resume brings the changes too). A user's tabs are one
+        // member. Other rooms have no presence. Asked on the hub's thread as each room is
+        // made: it only decides.
+        .topic_options(|room| TopicOptions::new().presence(room == LOBBY))
         // Per client, 50 messages a second unless `--rate` says otherwise: see
         // `common::Args::rate_limit` and the README's "Rate limits".
         .rate_limit(rate)

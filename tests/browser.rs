@@ -19,6 +19,12 @@
 //! over a WebSocket of their own (`?ack=ws://…`, the same hub here): the host hears, in
 //! order, what the page has shown.
 //!
+//! Who is here: in a room with presence (`TopicOptions::presence`, lobby as in
+//! `ws_chat_server`), the page opened as `?user=alice` lists the room's members by the
+//! protocol's client rule, from `#members` and `#presence`: alice alone, then alice and
+//! bob (two TCP connections of user bob, one member), then alice alone again once both
+//! are gone. The page reports its list's text each time it changes (`members=1`).
+//!
 //! And the page's words for a refused resume (`#noresume`), run in Chromium on their own:
 //! after a hub restart it says the hub restarted, and whether anything was said since,
 //! not that messages were missed.
@@ -36,7 +42,9 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hubcast::{Admit, ClientId, DisconnectReason, Event, Hub, Protocol, Relay, Transport};
+use hubcast::{
+    Admit, ClientId, DisconnectReason, Event, Hub, Protocol, Relay, TopicOptions, Transport,
+};
 use util::{require_program, ChildProcess, EventLog, Peer, TempDir, LOCAL, PACE, TIMEOUT};
 
 /// How long Chromium may take to start and connect: its first start on a busy machine is
@@ -673,6 +681,95 @@ fn chromium_falls_back_to_server_sent_events_and_shows_a_reset() {
     );
     assert_eq!(end, ["ack:m5"], "{:?}", page.heard);
     page.close(&mut events);
+}
+
+/// The page lists the members of its room (lobby has presence here, as in
+/// `ws_chat_server`): opened as user alice it shows her alone, then alice and bob when
+/// bob's first TCP connection arrives; a second connection of bob, and the first one
+/// leaving, change nothing it shows; once both are gone, alice alone again. The page
+/// reports the list's text each time it changes (`members=1`), as a message in its room.
+#[test]
+fn chromium_lists_who_is_in_its_room() {
+    if !require_program("chromium") {
+        return;
+    }
+    // As examples/ws_chat_server.rs: every client in lobby, lobby with presence, a browser
+    // a user by its `?user=`; here TCP clients are user bob.
+    let hub = Hub::builder()
+        .protocol(Protocol::Sequenced)
+        .relay(Relay::Topics)
+        .client_topics(|_| true)
+        .topic_options(|room| TopicOptions::new().presence(room == LOBBY))
+        .admit(|request| {
+            let user = request
+                .query()
+                .and_then(|q| q.strip_prefix("user="))
+                .unwrap_or("bob");
+            Admit::new().topic(LOBBY).user(user)
+        })
+        .listen(LOCAL, Transport::WebSocket)
+        .page("/", "text/html; charset=utf-8", PAGE)
+        .websocket_path(Some("/ws"))
+        .bind(LOCAL)
+        .expect("bind");
+    let ws = hub.local_addrs()[1].addr;
+    let mut events = EventLog::subscribe(&hub);
+    let browser = Browser::launch(&format!("http://{ws}/?user=alice&members=1"));
+    let page = wait_event(
+        &mut events,
+        &browser,
+        BROWSER_START,
+        "the page to connect",
+        |e| match e {
+            Event::Connected {
+                client,
+                user: Some(user),
+                ..
+            } if user == "alice" => Some(*client),
+            _ => None,
+        },
+    );
+    let mut shown = Vec::new();
+    let mut shows = |events: &mut EventLog, what: &str| {
+        let said = wait_event(events, &browser, TIMEOUT, what, |e| match e {
+            Event::Message {
+                client, payload, ..
+            } if *client == page => Some(String::from_utf8(payload.to_vec()).expect("UTF-8")),
+            _ => None,
+        });
+        shown.push(said.clone());
+        said
+    };
+    assert_eq!(shows(&mut events, "alice alone"), "members:1 here: alice");
+
+    let first = Peer::connect(hub.local_addr());
+    let first_id = events.connected(first.addr());
+    assert_eq!(
+        shows(&mut events, "alice and bob"),
+        "members:2 here: alice, bob"
+    );
+    let second = Peer::connect(hub.local_addr());
+    let second_id = events.connected(second.addr());
+    drop(first);
+    events.disconnected(first_id);
+    drop(second);
+    events.disconnected(second_id);
+    assert_eq!(
+        shows(&mut events, "alice alone again"),
+        "members:1 here: alice",
+        "bob's second connection, or his first leaving, changed the list"
+    );
+    assert_eq!(
+        shown,
+        [
+            "members:1 here: alice",
+            "members:2 here: alice, bob",
+            "members:1 here: alice"
+        ]
+    );
+    assert_eq!(hub.members(LOBBY).len(), 1);
+    drop(browser);
+    events.disconnected(page);
 }
 
 /// The page's `noresumeText`, run by Chromium on a page of its own: what the chat shows for

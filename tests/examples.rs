@@ -3,7 +3,9 @@
 //!
 //! - `chat_server`: a line reaches the other client.
 //! - `rooms`: clients start in `lobby`, chat there, and one that moves to another room
-//!   hears nothing more of `lobby`; all over plain lines, as with `nc`. `news` is
+//!   hears nothing more of `lobby`; all over plain lines, as with `nc`. `lobby` has
+//!   presence (`#members` as each arrives, `#presence` as others come and go, `#who`) and
+//!   gives a newcomer its last messages. `news` is
 //!   read-only: a client there reads the host's time posts, and what it writes is refused
 //!   (`#refused publish @news denied`).
 //! - `axum_app` (features `websocket`, `stream`): an axum app's page, JSON API and the hub's WebSocket
@@ -121,57 +123,155 @@ fn expect_joined(peer: &mut Peer, room: &str) -> (u64, u64) {
     )
 }
 
+/// Reads what a client of `rooms` gets as the host puts it in lobby: `#at`, `#joined
+/// @lobby`, the members (`#members`, lobby has presence), lobby's last messages
+/// (`#resumed` and the messages it names: lobby has history). Returns the join's epoch and
+/// position, the members listed, and the lines replayed.
+fn lobby_greeting(peer: &mut Peer) -> (u64, u64, Vec<String>, Vec<String>) {
+    expect_at(peer);
+    let (epoch, seq) = expect_joined(peer, "lobby");
+    let members = words(peer);
+    assert!(
+        members.len() >= 6
+            && members[..4] == ["#members", "@lobby", &epoch.to_string(), &seq.to_string()]
+            && members[4] == "all"
+            && members[5].parse() == Ok(members.len() - 6),
+        "{members:?}"
+    );
+    let resumed = words(peer);
+    assert!(
+        resumed.len() == 5
+            && resumed[..3] == ["#resumed", "@lobby", &epoch.to_string()]
+            && resumed[4] == seq.to_string(),
+        "{resumed:?}"
+    );
+    let from: u64 = resumed[3].parse().expect("from");
+    let replayed = (from..=seq).map(|_| peer.read_text_line()).collect();
+    (epoch, seq, members[6..].to_vec(), replayed)
+}
+
+/// The peer's next line that is not a `#presence` line of lobby; those before it are
+/// added to `presence`.
+fn next_said(peer: &mut Peer, presence: &mut Vec<String>) -> String {
+    loop {
+        let line = peer.read_text_line();
+        match line.strip_prefix("#presence @lobby ") {
+            Some(rest) => presence.push(rest.to_owned()),
+            None => return line,
+        }
+    }
+}
+
 #[test]
 fn rooms_keeps_rooms_apart_and_exits_on_sigterm() {
     let mut server = start("rooms", &[LOCAL]);
     let addr = listening(&mut server, "listening on ", "");
 
+    // The host puts each in lobby as it connects: the same lobby (one epoch), each
+    // arrival a `#presence` message of lobby, so each starts one further; each is told
+    // who is there, itself included; nothing has been said, so no history.
     let mut alice = Peer::connect(addr);
+    let (epoch, seq, members, replayed) = lobby_greeting(&mut alice);
+    assert_eq!((seq, members.len(), replayed.len()), (1, 1, 0));
+    let alice_is = members[0].clone();
     let mut bob = Peer::connect(addr);
+    let (bob_epoch, seq, members, _) = lobby_greeting(&mut bob);
+    assert_eq!((bob_epoch, seq, members.len()), (epoch, 2, 2));
+    let bob_is = members
+        .iter()
+        .find(|m| **m != alice_is)
+        .expect("bob")
+        .clone();
     let mut carol = Peer::connect(addr);
-    // The host puts each in lobby as it connects, before anyone has said anything: the
-    // same lobby (one epoch), at its start.
-    let mut epochs = Vec::new();
-    for peer in [&mut alice, &mut bob, &mut carol] {
-        expect_at(peer);
-        let (epoch, seq) = expect_joined(peer, "lobby");
-        assert_eq!(seq, 0);
-        epochs.push(epoch);
-    }
-    assert!(epochs.iter().all(|&e| e == epochs[0]), "{epochs:?}");
+    let (carol_epoch, seq, members, _) = lobby_greeting(&mut carol);
+    assert_eq!((carol_epoch, seq, members.len()), (epoch, 3, 3));
+    let carol_is = members
+        .iter()
+        .find(|m| **m != alice_is && **m != bob_is)
+        .expect("carol")
+        .clone();
+    assert!(
+        alice_is.starts_with("c:") && bob_is.starts_with("c:"),
+        "{members:?}"
+    );
+    // Alice is told of bob and carol, bob of carol.
+    assert_eq!(
+        alice.read_text_line(),
+        format!("#presence @lobby 2 join {bob_is}")
+    );
+    assert_eq!(
+        alice.read_text_line(),
+        format!("#presence @lobby 3 join {carol_is}")
+    );
+    assert_eq!(
+        bob.read_text_line(),
+        format!("#presence @lobby 3 join {carol_is}")
+    );
 
-    // Carol moves to another room, as typed in nc.
+    // `#who @lobby`: who is there now, at lobby's position.
+    alice.write(b"#who @lobby\n");
+    let who = words(&mut alice);
+    assert_eq!(
+        who[..6],
+        ["#members", "@lobby", &epoch.to_string(), "3", "all", "3"]
+    );
+    let mut listed = who[6..].to_vec();
+    listed.sort();
+    let mut all = vec![alice_is.clone(), bob_is.clone(), carol_is.clone()];
+    all.sort();
+    assert_eq!(listed, all);
+
+    // Carol moves to another room, as typed in nc: the others see her leave.
     carol.write(b"#leave @lobby\n#join @other\n");
     assert_eq!(carol.read_text_line(), "#left @lobby");
     assert_eq!(expect_joined(&mut carol, "other").1, 0);
+    let (mut alice_saw, mut bob_saw) = (Vec::new(), Vec::new());
 
     // Alice and bob chat in lobby; each is told its own line's number instead of getting
     // it back.
     alice.write(b"hello from alice\n");
-    assert_eq!(alice.read_text_line(), "#own @lobby 1");
-    assert_eq!(bob.read_text_line(), "1@lobby hello from alice");
+    assert_eq!(next_said(&mut alice, &mut alice_saw), "#own @lobby 5");
+    assert_eq!(
+        next_said(&mut bob, &mut bob_saw),
+        "5@lobby hello from alice"
+    );
     bob.write(b"hi alice\n");
-    assert_eq!(bob.read_text_line(), "#own @lobby 2");
-    assert_eq!(alice.read_text_line(), "2@lobby hi alice");
+    assert_eq!(next_said(&mut bob, &mut bob_saw), "#own @lobby 6");
+    assert_eq!(next_said(&mut alice, &mut alice_saw), "6@lobby hi alice");
+    let left = [format!("4 leave {carol_is}")];
+    assert_eq!((&alice_saw[..], &bob_saw[..]), (&left[..], &left[..]));
 
     // Bob joins carol's room too, and what he says reaches both rooms ("##" escapes a
     // leading '#'). Carol's next line is his: the lobby lines went out before it, in the
-    // hub's one order, so had they reached her they would have come first.
+    // hub's one order, so had they reached her they would have come first. `other` has no
+    // presence: nobody is told bob came.
     bob.write(b"#join @other\n##both rooms\n");
     assert_eq!(expect_joined(&mut bob, "other").1, 0);
-    assert_eq!(bob.read_text_line(), "#own @lobby 3");
+    assert_eq!(bob.read_text_line(), "#own @lobby 7");
     assert_eq!(bob.read_text_line(), "#own @other 1");
-    assert_eq!(alice.read_text_line(), "3@lobby #both rooms");
+    assert_eq!(alice.read_text_line(), "7@lobby #both rooms");
     assert_eq!(carol.read_text_line(), "1@other #both rooms");
 
     // Dave asks for lobby himself as he connects, as the Python client with
     // `topics=["lobby"]` does: in lobby once, at its position, as the host put him there
-    // before reading his request (which is answered where he already is).
+    // before reading his request (which is answered where he already is). Either way he
+    // gets lobby's last messages: the three lines said there, and who came and went.
     let mut dave = Peer::connect(addr);
     dave.write(b"#join @lobby\n");
-    expect_at(&mut dave);
-    assert_eq!(expect_joined(&mut dave, "lobby").1, 3);
-    assert_eq!(expect_joined(&mut dave, "lobby").1, 3);
+    let (_, seq, members, replayed) = lobby_greeting(&mut dave);
+    assert_eq!((seq, members.len()), (8, 3));
+    let said: Vec<&String> = replayed.iter().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        said,
+        [
+            "5@lobby hello from alice",
+            "6@lobby hi alice",
+            "7@lobby #both rooms"
+        ],
+        "{replayed:?}"
+    );
+    assert_eq!(expect_joined(&mut dave, "lobby").1, 8);
+    assert_eq!(alice.read_text_line(), "#presence @lobby 8 join c:4");
     server.wait_for_stderr("#4 connected from");
 
     // Each arrival logged once, with where the host put it; the moves as asked.
@@ -189,8 +289,7 @@ fn rooms_news_is_read_only_and_gets_the_time() {
     let mut server = start("rooms", &["--news-every", "0.05", LOCAL]);
     let addr = listening(&mut server, "listening on ", "");
     let mut reader = Peer::connect(addr);
-    expect_at(&mut reader);
-    expect_joined(&mut reader, "lobby");
+    lobby_greeting(&mut reader);
     reader.write(b"#leave @lobby\n#join @news\n");
     assert_eq!(reader.read_text_line(), "#left @lobby");
     expect_joined(&mut reader, "news");
@@ -228,25 +327,49 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
     let ws = listening(&mut server, "listening on ws://", "/ws");
     assert_eq!(listening(&mut server, "open http://", "/"), ws);
 
+    // lobby has presence: each arrival is told who is there (itself included), and the
+    // members already there are told of it, a numbered message of lobby.
     let mut nc = Peer::connect(tcp);
     expect_at(&mut nc);
-    let (epoch, _) = expect_joined(&mut nc, "lobby");
+    let (epoch, seq) = expect_joined(&mut nc, "lobby");
+    assert_eq!(seq, 1);
+    let members = words(&mut nc);
+    assert_eq!(
+        members[..6],
+        ["#members", "@lobby", &epoch.to_string(), "1", "all", "1"]
+    );
+    let nc_is = members[6].clone();
 
     // A WebSocket client as the page is one (without an Origin: not a browser's page).
     let mut browser = ws_at(ws, "/ws");
     assert!(util::text(&mut browser).starts_with("#at * "));
     assert_eq!(
         util::text(&mut browser),
-        format!("#joined @lobby {epoch} 0")
+        format!("#joined @lobby {epoch} 2")
+    );
+    let members = util::text(&mut browser);
+    let listed: Vec<&str> = members.split(' ').collect();
+    assert_eq!(
+        listed[..6],
+        ["#members", "@lobby", &epoch.to_string(), "2", "all", "2"]
+    );
+    assert!(listed[6..].contains(&nc_is.as_str()), "{members}");
+    let browser_is = listed[6..]
+        .iter()
+        .find(|m| **m != nc_is)
+        .expect("the browser");
+    assert_eq!(
+        nc.read_text_line(),
+        format!("#presence @lobby 2 join {browser_is}")
     );
     browser
         .send(Message::text("hi from a browser"))
         .expect("send");
-    assert_eq!(util::text(&mut browser), "#own @lobby 1");
-    assert_eq!(nc.read_text_line(), "1@lobby hi from a browser");
+    assert_eq!(util::text(&mut browser), "#own @lobby 3");
+    assert_eq!(nc.read_text_line(), "3@lobby hi from a browser");
     nc.write(b"hi from nc\n");
-    assert_eq!(util::text(&mut browser), "2@lobby hi from nc");
-    assert_eq!(nc.read_text_line(), "#own @lobby 2");
+    assert_eq!(util::text(&mut browser), "4@lobby hi from nc");
+    assert_eq!(nc.read_text_line(), "#own @lobby 4");
 
     // A refused upgrade is logged under `hubcast::websocket`, and each arrival once.
     Peer::connect(ws).write(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -267,6 +390,10 @@ fn ws_chat_server_puts_nc_and_browsers_in_one_lobby_and_exits_on_sigterm() {
         server.wait_for_stderr(&format!("as user alice {logged}"));
         tabs.push(tab);
     }
+    // Her two tabs are one member: nc is told she came once, and then what is said next.
+    browser.send(Message::text("two tabs in")).expect("send");
+    assert_eq!(nc.read_text_line(), "#presence @lobby 5 join u:alice");
+    assert_eq!(nc.read_text_line(), "6@lobby two tabs in");
 
     // Each arrival logged once, with where the host put it.
     let stderr = stops_on_sigterm(server);
@@ -340,16 +467,30 @@ fn ws_chat_server_serves_its_page_events_metrics_and_health() {
     expect_at(&mut nc);
     expect_joined(&mut nc, "lobby");
     nc.write(b"hi from nc\n");
+    // The event stream is a member of lobby, which has presence: nc's arrival is its
+    // message 2 (an event `presence` with its id), nc's line message 3.
+    let mut presence = Vec::new();
     let event = loop {
         let event = lobby.next_event();
-        if event.event.is_none() {
-            break event;
+        match event.event.as_deref() {
+            None => break event,
+            Some("presence") => presence.push(event),
+            Some(_) => {}
         }
     };
     assert_eq!(event.data.as_deref(), Some("hi from nc"), "{event:?}");
     assert!(
-        event.position().is_some_and(|(_, seq)| seq == 1),
+        event.position().is_some_and(|(_, seq)| seq == 3),
         "{event:?}"
+    );
+    assert!(
+        presence.len() == 1
+            && presence[0].position().is_some_and(|(_, seq)| seq == 2)
+            && presence[0]
+                .data
+                .as_deref()
+                .is_some_and(|d| d.starts_with("#presence @lobby 2 join c:")),
+        "{presence:?}"
     );
 
     let stderr = stops_on_sigterm(server);

@@ -42,6 +42,9 @@ __all__ = [
     "Joined",
     "Left",
     "Refused",
+    "Members",
+    "Presence",
+    "MemberSet",
     "ServerError",
     "Unknown",
     "HubcastError",
@@ -174,6 +177,35 @@ class Refused(NamedTuple):
     reason: str
 
 
+class Members(NamedTuple):
+    """The members of presence topic ``stream`` at position ``(epoch, seq)`` (``#members``):
+    after a :class:`Joined` of a topic with presence, and as the answer to
+    :meth:`Client.who`. ``names`` are the members (``u:<user key>`` or ``c:<client id>``),
+    ``None`` when the topic has more than its limit (``count`` only). The client's member
+    set (:meth:`Session.members`) is replaced by it."""
+
+    stream: str
+    epoch: int
+    seq: int
+    count: int
+    names: Optional[Tuple[str, ...]]
+
+
+class Presence(NamedTuple):
+    """Message ``seq`` of presence topic ``stream`` is a change of its members
+    (``#presence``): ``kind`` ``join`` or ``leave`` (``names`` is the one member), ``count``
+    (over the topic's limit: names stop, ``count`` is how many), or ``all`` (back under it:
+    ``names`` is the whole list, ``count`` its length). Numbered with the topic's messages,
+    delivered in their order, exactly once; the member set follows (the client rule: a
+    change is applied only if it is after the set's position)."""
+
+    stream: str
+    seq: int
+    kind: str
+    count: Optional[int]
+    names: Tuple[str, ...]
+
+
 class ServerError(NamedTuple):
     """The hub did not understand a control message (``#error``)."""
 
@@ -188,7 +220,7 @@ class Unknown(NamedTuple):
 
 Event = Union[
     Message, Own, Connected, Disconnected, Gap, Resumed, NoResume, Joined, Left, Refused,
-    ServerError, Unknown,
+    Members, Presence, ServerError, Unknown,
 ]
 
 
@@ -296,6 +328,66 @@ def _stream_name(topic_or_stream: str) -> str:
     return "@" + name
 
 
+class MemberSet:
+    """A presence topic's members as this client knows them, kept by the protocol's client
+    rule: a ``#members`` snapshot replaces the set and its position; a ``#presence`` change
+    is applied only if its number is after the position (those at or before it come again
+    in replays), and moves it.
+
+    ``names`` is a frozenset of members (``u:<user key>``, ``c:<client id>``), or ``None``
+    while the topic is over its limit; ``count`` is how many there are either way."""
+
+    __slots__ = ("position", "names", "count")
+
+    def __init__(self) -> None:
+        self.position = -1
+        self.names: Optional[frozenset] = None
+        self.count = 0
+
+    def snapshot(self, seq: int, count: int, names: Optional[Iterable[str]]) -> None:
+        self.position = seq
+        self.count = count
+        self.names = None if names is None else frozenset(names)
+
+    def change(self, seq: int, kind: str, count: Optional[int], names: Tuple[str, ...]) -> bool:
+        """Applies a change numbered ``seq``; false if it was at or before the position."""
+        if seq <= self.position:
+            return False
+        self.position = seq
+        if kind == "join" and self.names is not None:
+            self.names = self.names | {names[0]}
+            self.count = len(self.names)
+        elif kind == "leave" and self.names is not None:
+            self.names = self.names - {names[0]}
+            self.count = len(self.names)
+        elif kind == "count":
+            self.names, self.count = None, int(count or 0)
+        elif kind == "all":
+            self.names, self.count = frozenset(names), len(names)
+        return True
+
+    def __repr__(self) -> str:
+        shown = "count only" if self.names is None else sorted(self.names)
+        return f"MemberSet(position={self.position}, count={self.count}, names={shown})"
+
+
+class _Change(NamedTuple):
+    """The body of a ``#presence`` message, held and taken in order like a data message's."""
+
+    kind: str
+    count: Optional[int]
+    names: Tuple[str, ...]
+
+
+def _member_list(words: List[str]) -> Tuple[int, Optional[Tuple[str, ...]]]:
+    """``all <n> <member>...`` or ``count <n>`` -> (n, names or None)."""
+    if words[:1] == ["all"] and len(words) >= 2 and int(words[1]) == len(words) - 2:
+        return int(words[1]), tuple(words[2:])
+    if words[:1] == ["count"] and len(words) == 2:
+        return int(words[1]), None
+    raise ValueError("not a member list")
+
+
 #: How many resumes in a row may leave the same gap unfilled before the client skips it.
 _MAX_FRUITLESS = 3
 
@@ -312,7 +404,7 @@ class _Stream:
 
     __slots__ = (
         "name", "epoch", "seq", "pending", "held", "replay_to", "asked_after", "fruitless",
-        "until", "much",
+        "until", "much", "joined_at",
     )
 
     def __init__(self, name: str, epoch: Optional[int], seq: int) -> None:
@@ -320,13 +412,16 @@ class _Stream:
         self.epoch = epoch
         self.seq = seq
         self.pending = False
-        self.held: List[Tuple[int, Optional[bytes]]] = []
+        self.held: List[Tuple[int, Union[bytes, _Change, None]]] = []
         self.replay_to: Optional[int] = None
         self.asked_after = -1
         self.fruitless = 0
         # The last resume's <next>, and how many times in a row it was answered `much`.
         self.until: Optional[int] = None
         self.much = 0
+        # The position #joined gave a new stream, until its first message: a #resumed to
+        # it is the join's history (#join @t <n>, or the topic's default), not a resume.
+        self.joined_at: Optional[int] = None
 
     def reset_connection(self) -> None:
         self.pending = False
@@ -356,6 +451,10 @@ class Session:
             self._streams[name] = _Stream(name, int(epoch), int(seq))
         # Topics asked for (#join) and not yet answered, by stream name.
         self._wanted = {_stream_name(t) for t in topics} - set(self._streams)
+        # How many last messages each wanted topic asked for (#join @t <n>).
+        self._history: Dict[str, int] = {}
+        # The member sets of presence topics, by stream name.
+        self._members: Dict[str, MemberSet] = {}
         self._out: List[bytes] = []
         self._events: List[Event] = []
         self._greeted = False
@@ -375,6 +474,11 @@ class Session:
     def topics(self) -> List[str]:
         """The topics followed (``"@name"``), sorted."""
         return sorted(n for n in self._streams if n != HUB)
+
+    def members(self, topic: str) -> Optional[MemberSet]:
+        """The member set of a presence topic (``"lobby"`` or ``"@lobby"``), kept by the
+        client rule; ``None`` for a topic without presence, or not joined yet."""
+        return self._members.get(_stream_name(topic))
 
     @property
     def is_live(self) -> bool:
@@ -409,19 +513,42 @@ class Session:
 
     # -- requests
 
-    def join(self, topic: str) -> None:
+    def join(self, topic: str, history: Optional[int] = None) -> None:
         """Asks to join a topic (``#join``); the answer is a :class:`Joined` or
-        :class:`Refused` event. Asked again on every connection until answered."""
+        :class:`Refused` event. Asked again on every connection until answered. With
+        ``history``, asks for the topic's last ``history`` messages as well (``#join @t
+        <n>``; without it, the topic's default): they come as :class:`Message` events
+        after the :class:`Joined` (and a :class:`Resumed` naming them), before the live
+        ones. For a presence topic, a :class:`Members` event comes after the
+        :class:`Joined`."""
         name = _stream_name(topic)
         self._wanted.add(name)
+        if history is None:
+            self._history.pop(name, None)
+        else:
+            self._history[name] = int(history)
         if self._greeted:
-            self._out.append(b"#join " + name.encode())
+            self._out.append(self._join_request(name))
+
+    def _join_request(self, name: str) -> bytes:
+        history = self._history.get(name)
+        return f"#join {name}".encode() if history is None else f"#join {name} {history}".encode()
+
+    def who(self, topic: str) -> None:
+        """Asks for a presence topic's members now (``#who``): answered with a
+        :class:`Members` event, or a :class:`Refused` (``who``: ``member`` if this client
+        is not in the topic, ``off`` if the topic has no presence). Not asked again on a
+        new connection (a resume that joins brings a :class:`Members` itself)."""
+        name = _stream_name(topic)
+        if self._greeted:
+            self._out.append(b"#who " + name.encode())
 
     def leave(self, topic: str) -> None:
         """Stops following a topic (``#leave``); the hub answers :class:`Left`."""
         name = _stream_name(topic)
         self._wanted.discard(name)
         self._streams.pop(name, None)
+        self._members.pop(name, None)
         if self._greeted:
             self._out.append(b"#leave " + name.encode())
 
@@ -473,9 +600,10 @@ class Session:
         else:
             self._take(stream, seq, body)
 
-    def _take(self, stream: _Stream, seq: int, body: Optional[bytes]) -> None:
-        """One message (``body`` None for an ``#own`` marker) of a stream not waiting for a
-        resume: deliver it, drop it as a duplicate, or start repairing a gap."""
+    def _take(self, stream: _Stream, seq: int, body: Union[bytes, _Change, None]) -> None:
+        """One message (``body`` None for an ``#own`` marker, a :class:`_Change` for a
+        ``#presence``) of a stream not waiting for a resume: deliver it, drop it as a
+        duplicate, or start repairing a gap."""
         if seq <= stream.seq:
             return
         if seq != stream.seq + 1 and stream.epoch is not None:
@@ -493,8 +621,14 @@ class Session:
             stream.seq = seq - 1
             self._events.append(NoResume(stream.name, "gap", old, (stream.epoch, stream.seq)))
         stream.seq = seq
+        stream.joined_at = None
         if body is None:
             self._events.append(Own(stream.name, seq))
+        elif isinstance(body, _Change):
+            members = self._members.get(stream.name)
+            if members is not None:
+                members.change(seq, body.kind, body.count, body.names)
+            self._events.append(Presence(stream.name, seq, body.kind, body.count, body.names))
         else:
             self._events.append(Message(stream.name, seq, body, stream.epoch))
         if stream.replay_to is not None and seq >= stream.replay_to:
@@ -539,6 +673,10 @@ class Session:
                 self._joined(words[1], int(words[2]), int(words[3]))
             elif kind == "left" and len(words) == 2:
                 self._left(words[1])
+            elif kind == "presence" and len(words) >= 5:
+                self._presence(words[1], int(words[2]), words[3:])
+            elif kind == "members" and len(words) >= 6:
+                self._members_at(words[1], int(words[2]), int(words[3]), words[4:])
             elif kind == "refused" and len(words) >= 4:
                 self._refused(words[1], words[2], " ".join(words[3:]))
             elif kind == "error":
@@ -568,7 +706,7 @@ class Session:
             if name != HUB:
                 self._resume(stream)
         for name in sorted(self._wanted):
-            self._out.append(b"#join " + name.encode())
+            self._out.append(self._join_request(name))
 
     def _own(self, name: str, seq: int) -> None:
         stream = self._streams.get(name)
@@ -579,9 +717,45 @@ class Session:
         else:
             self._take(stream, seq, None)
 
+    def _presence(self, name: str, seq: int, words: List[str]) -> None:
+        """``#presence @t <seq> <change>``: message ``seq`` of the topic, taken in order."""
+        kind = words[0]
+        if kind in ("join", "leave") and len(words) == 2:
+            change = _Change(kind, None, (words[1],))
+        elif kind in ("count", "all"):
+            count, names = _member_list(words)
+            change = _Change(kind, count, names or ())
+        else:
+            raise ValueError("not a presence change")
+        stream = self._streams.get(name)
+        if stream is None:
+            return
+        if stream.pending:
+            stream.held.append((seq, change))
+        else:
+            self._take(stream, seq, change)
+
+    def _members_at(self, name: str, epoch: int, seq: int, words: List[str]) -> None:
+        """``#members @t <epoch> <seq> all|count ...``: the set at that position."""
+        count, names = _member_list(words)
+        if name in self._streams:
+            self._members.setdefault(name, MemberSet()).snapshot(seq, count, names)
+        self._events.append(Members(name, epoch, seq, count, names))
+
     def _resumed(self, name: str, epoch: int, first: int, last: int) -> None:
         stream = self._streams.get(name)
         self._events.append(Resumed(name, epoch, first, last))
+        if (
+            stream is not None
+            and not stream.pending
+            and stream.joined_at == last == stream.seq
+            and stream.epoch == epoch
+            and first <= last
+        ):
+            # The history of a join: messages first..last follow, before the live ones.
+            stream.joined_at = None
+            stream.seq = first - 1
+            return
         if stream is None or not stream.pending:
             return
         stream.pending = False
@@ -607,7 +781,13 @@ class Session:
         if reason == "member":
             # Not in the topic and may not join it: stop following it.
             del self._streams[name]
+            self._members.pop(name, None)
             return
+        members = self._members.get(name)
+        if members is not None and members.position < seq and self._greeted:
+            # Changes between the set's position and where the stream goes on are lost
+            # with the messages: ask for the members now.
+            self._out.append(b"#who " + name.encode())
         if reason == "denied":
             # In the topic, but not allowed its history: never asked again. Followed live
             # from the position given, without an epoch (so never resumed), and joined
@@ -629,7 +809,8 @@ class Session:
         self._events.append(Joined(name, epoch, seq))
         stream = self._streams.get(name)
         if stream is None or stream.epoch is None:
-            self._streams[name] = _Stream(name, epoch, seq)
+            fresh = self._streams[name] = _Stream(name, epoch, seq)
+            fresh.joined_at = seq
         elif stream.pending:
             # A resume of this topic joined it: the resume's answer gives the position.
             pass
@@ -646,11 +827,13 @@ class Session:
     def _left(self, name: str) -> None:
         self._wanted.discard(name)
         self._streams.pop(name, None)
+        self._members.pop(name, None)
         self._events.append(Left(name))
 
     def _refused(self, request: str, name: str, reason: str) -> None:
         if request == "join":
             self._wanted.discard(name)
+            self._history.pop(name, None)
         self._events.append(Refused(request, name, reason))
 
 
@@ -820,19 +1003,49 @@ class Client:
             self._connect_before(deadline)
         self._write(frame, deadline)
 
-    def join(self, topic: str, wait: bool = True, timeout: Optional[float] = None) -> Optional[Event]:
+    def join(
+        self,
+        topic: str,
+        wait: bool = True,
+        timeout: Optional[float] = None,
+        history: Optional[int] = None,
+    ) -> Optional[Event]:
         """Joins a topic (``#join``); with ``wait``, returns the answer (:class:`Joined` or
         :class:`Refused`), which :meth:`recv` then does not return again. Events that come
-        first are kept for :meth:`recv`, in order."""
+        first are kept for :meth:`recv`, in order. ``history`` asks for the topic's last
+        messages (see :meth:`Session.join`); they come from :meth:`recv`."""
         deadline = self._deadline(timeout)
         name = _stream_name(topic)
-        self.session.join(name)
+        self.session.join(name, history)
         self._flush(deadline)
         if not wait:
             return None
         return self._wait_for(
             lambda e: (isinstance(e, Joined) and e.stream == name)
             or (isinstance(e, Refused) and e.request == "join" and e.stream == name),
+            deadline,
+        )
+
+    def members(self, topic: str) -> Optional[MemberSet]:
+        """A presence topic's members as this client knows them (see
+        :meth:`Session.members`): exact up to the events :meth:`recv` has returned."""
+        return self.session.members(topic)
+
+    def who(self, topic: str, wait: bool = True, timeout: Optional[float] = None) -> Optional[Event]:
+        """Asks for a presence topic's members (``#who``), connecting first if needed;
+        with ``wait``, returns the answer (:class:`Members`, or :class:`Refused` with
+        request ``who``), keeping other events for :meth:`recv`, as :meth:`join` does."""
+        deadline = self._deadline(timeout)
+        name = _stream_name(topic)
+        if self._sock is None:
+            self._connect_before(deadline)
+        self.session.who(name)
+        self._flush(deadline)
+        if not wait:
+            return None
+        return self._wait_for(
+            lambda e: (isinstance(e, Members) and e.stream == name)
+            or (isinstance(e, Refused) and e.request == "who" and e.stream == name),
             deadline,
         )
 

@@ -7,8 +7,10 @@ and then `ok`, or `fail <why>` if it raised. Commands:
     until <stream> <seq>        receive until the stream's position reaches seq
     until-event <kind> [<stream>]
                                 receive until an event of that kind (of that stream) came
-    join <topic> | leave <topic>
-                                ask, and wait for the answer
+    join <topic> [<n>] | leave <topic>
+                                ask (join: with its last n messages), and wait for the answer
+    who <topic>                 ask for a presence topic's members, and wait for the answer
+    view <topic>                print the client's member set of a presence topic
     send <text>                 send a data message (escaped if it starts with '#')
     drop                        break the connection, as a failing network would
     address <host:port>         connect there from now on
@@ -37,9 +39,16 @@ def text(payload):
 SHOWN = {}
 
 
+def member_list(count, names):
+    """`all <n> <sorted members>` or `count <n>`."""
+    if names is None:
+        return f"count {count}"
+    return " ".join(["all", str(count)] + sorted(names))
+
+
 def show(event):
     """One line per event, with a fixed shape per kind."""
-    if isinstance(event, (hc.Message, hc.Own)) and event.seq is not None:
+    if isinstance(event, (hc.Message, hc.Own, hc.Presence)) and event.seq is not None:
         SHOWN[event.stream] = event.seq
     elif isinstance(event, hc.NoResume):
         SHOWN[event.stream] = event.new[1]
@@ -65,6 +74,11 @@ def show(event):
         line = f"left {event.stream}"
     elif isinstance(event, hc.Refused):
         line = f"refused {event.request} {event.stream} {event.reason}"
+    elif isinstance(event, hc.Members):
+        line = f"members {event.stream} {event.epoch} {event.seq} {member_list(event.count, event.names)}"
+    elif isinstance(event, hc.Presence):
+        what = " ".join(event.names) if event.kind in ("join", "leave") else member_list(event.count, event.names if event.kind == "all" else None)
+        line = f"presence {event.stream} {event.seq} {event.kind} {what}" if event.kind in ("join", "leave") else f"presence {event.stream} {event.seq} {what}"
     elif isinstance(event, hc.ServerError):
         line = f"error {event.text}"
     else:
@@ -128,7 +142,15 @@ def main():
                 stream = rest[1] if len(rest) > 1 else None
                 until(lambda e: type(e).__name__.lower() == kind and (stream is None or getattr(e, "stream", None) == stream))
             elif command == "join":
-                show(client.join(rest[0]))
+                show(client.join(rest[0], history=int(rest[1]) if len(rest) > 1 else None))
+            elif command == "who":
+                show(client.who(rest[0]))
+            elif command == "view":
+                members = client.members(rest[0])
+                if members is None:
+                    print(f"view @{rest[0]} none", flush=True)
+                else:
+                    print(f"view @{rest[0]} {members.position} {member_list(members.count, members.names)}", flush=True)
             elif command == "leave":
                 show(client.leave(rest[0]))
             elif command == "send":

@@ -220,6 +220,90 @@ class Topics(unittest.TestCase):
         self.assertEqual(seen, [hc.Refused("publish", "@news", "denied")])
 
 
+def names(s, topic="@room"):
+    members = s.members(topic)
+    return None if members is None else (members.position, members.count, members.names)
+
+
+class Presence(unittest.TestCase):
+    """The member set of a presence topic, by the client rule (docs/PROTOCOL.md,
+    "Presence")."""
+
+    def test_members_then_changes_in_order(self):
+        s, events = session(b"#joined @room 5 3", b"#members @room 5 3 all 2 u:alice c:7")
+        self.assertIn(hc.Members("@room", 5, 3, 2, ("u:alice", "c:7")), events)
+        self.assertEqual(names(s), (3, 2, frozenset({"u:alice", "c:7"})))
+        events = s.receive(b"#presence @room 4 join u:bob") + s.receive(b"5@room hi")
+        events += s.receive(b"#presence @room 6 leave c:7")
+        self.assertIn(hc.Presence("@room", 4, "join", None, ("u:bob",)), events)
+        self.assertEqual(delivered(events, "@room"), [(5, b"hi")])
+        self.assertEqual(names(s), (6, 2, frozenset({"u:alice", "u:bob"})))
+        self.assertEqual(s.positions["@room"], (5, 6), "presence messages are numbered")
+        # A data message after them follows on: no gap.
+        s.receive(b"7@room x")
+        self.assertEqual(s.data_to_send(), [])
+
+    def test_changes_held_during_a_resume_and_replayed_ones_ignored(self):
+        s, _ = session(b"#joined @room 5 3", b"#members @room 5 3 all 1 c:7", b"#presence @room 4 join c:8")
+        s.connection_lost()
+        s.connection_made()
+        s.receive(b"#at * 77 0")
+        self.assertEqual(s.data_to_send(), [b"#resume @room 5 4"])
+        # A resume that joins: #joined and #members at 7, a live change, then the replay.
+        events = s.receive(b"#joined @room 5 7") + s.receive(b"#members @room 5 7 all 2 c:8 c:9")
+        events += s.receive(b"#presence @room 8 join u:zoe")
+        self.assertEqual(names(s), (7, 2, frozenset({"c:8", "c:9"})))
+        events += s.receive(b"#resumed @room 5 5 7") + s.receive(b"#presence @room 5 leave c:7")
+        events += s.receive(b"6@room m") + s.receive(b"#presence @room 7 join c:9")
+        self.assertEqual([e.seq for e in events if isinstance(e, hc.Presence)], [5, 7, 8])
+        self.assertEqual(delivered(events, "@room"), [(6, b"m")])
+        self.assertEqual(names(s), (8, 3, frozenset({"c:8", "c:9", "u:zoe"})))
+
+    def test_over_the_limit_counts_then_the_whole_list(self):
+        s, _ = session(b"#joined @room 5 0", b"#members @room 5 0 all 1 c:1")
+        s.receive(b"#presence @room 1 count 4")
+        self.assertEqual(names(s), (1, 4, None))
+        s.receive(b"#presence @room 2 all 2 c:1 u:a")
+        self.assertEqual(names(s), (2, 2, frozenset({"c:1", "u:a"})))
+        s.receive(b"#members @room 5 2 count 9")
+        self.assertEqual(names(s), (2, 9, None))
+
+    def test_who_and_its_refusals(self):
+        s, _ = session(b"#joined @room 5 0")
+        s.who("room")
+        self.assertEqual(s.data_to_send(), [b"#who @room"])
+        events = s.receive(b"#refused who @room off") + s.receive(b"#refused who @x member")
+        self.assertEqual([e for e in events if isinstance(e, hc.Refused)],
+                         [hc.Refused("who", "@room", "off"), hc.Refused("who", "@x", "member")])
+        self.assertIsNone(s.members("room"))
+        self.assertEqual(s.topics, ["@room"])
+
+    def test_a_join_with_history_gets_the_messages_before_its_position(self):
+        s, _ = session()
+        s.join("news", history=3)
+        self.assertEqual(s.data_to_send(), [b"#join @news 3"])
+        events = s.receive(b"#joined @news 5 10") + s.receive(b"#members @news 5 10 all 1 c:1")
+        events += s.receive(b"#resumed @news 5 7 10")
+        for seq in (7, 8):
+            events += s.receive(b"%d@news m%d" % (seq, seq))
+        events += s.receive(b"#presence @news 9 leave c:2") + s.receive(b"10@news m10")
+        events += s.receive(b"11@news live")
+        self.assertEqual(delivered(events, "@news"), [(7, b"m7"), (8, b"m8"), (10, b"m10"), (11, b"live")])
+        self.assertEqual(names(s, "@news"), (10, 1, frozenset({"c:1"})), "the replay's change is before the set")
+        self.assertEqual(s.data_to_send(), [])
+        # Asked again on the next connection if not answered; a resume otherwise.
+        s.connection_lost()
+        s.connection_made()
+        s.receive(b"#at * 77 0")
+        self.assertEqual(s.data_to_send(), [b"#resume @news 5 11"])
+
+    def test_a_lost_stretch_asks_who(self):
+        s, _ = session(b"#joined @room 5 0", b"#members @room 5 0 all 1 c:1", b"1@room a", b"4@room d")
+        self.assertEqual(s.data_to_send(), [b"#resume @room 5 1 4"])
+        s.receive(b"#noresume @room old 5 4")
+        self.assertEqual(s.data_to_send(), [b"#who @room"])
+
+
 class Other(unittest.TestCase):
     def test_errors_unknowns_and_heartbeats(self):
         s, events = session(b"#error unknown request", b"#bogus", b"x y", b"")
