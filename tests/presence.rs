@@ -18,11 +18,6 @@
 //! - the Python client (`clients/python`) keeps the member set by the same rule, asks
 //!   `#who`, and joins with history.
 //!
-//! Two tests are `#[ignore]`d where the core differs from what is documented, so that the
-//! suite stays green and the difference stays executable (`cargo test --test presence --
-//! --ignored`): `#who` of a topic without presence is not answered (documented: `#refused
-//! who @t off`), and `all` lists put `u:` before `c:` (documented: `c:` first).
-//!
 //! Nothing here sleeps: every wait is on a line a client reads or an event of the hub,
 //! bounded by `util::TIMEOUT`. Markers published by the host after a change has been
 //! applied tell a client it has seen everything before them.
@@ -952,22 +947,19 @@ fn who_answers_members_only_and_only_with_presence() {
 
 /// `#who` of a topic without presence, by a member: `#refused who @t off`.
 #[test]
-#[ignore = "the core does not answer it (see the report of branch presence19t)"]
 fn who_of_a_topic_without_presence_is_refused_off() {
     let hub = hub_with(|_| TopicOptions::new()).bind(LOCAL).expect("bind");
     let mut events = EventLog::subscribe(&hub);
     let mut carol = Client::connect(&hub, &mut events, "anonymous");
     carol.join("plain");
     carol.say("#who @plain");
-    // What comes next: the refusal, before the host's message.
-    hub.publish("plain", "after").expect("publish");
+    // Nothing else is sent to the topic: the next line is the answer.
     assert_eq!(carol.line(), "#refused who @plain off");
 }
 
 /// `all` lists are sorted as `docs/PROTOCOL.md` says: `c:` before `u:`, then by id (as a
 /// number) or key.
 #[test]
-#[ignore = "the core lists u: before c: (see the report of branch presence19t)"]
 fn member_lists_are_sorted_as_documented() {
     let hub = hub_with(presence).bind(LOCAL).expect("bind");
     let mut events = EventLog::subscribe(&hub);
