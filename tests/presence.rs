@@ -25,8 +25,6 @@
 mod util;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 use std::thread;
 
 use hubcast::{Admit, Auth, AuthRequest, ClientId, Event, Hub, HubBuilder, Member, TopicOptions};
@@ -1142,46 +1140,12 @@ fn a_panicking_topic_options_gives_the_defaults() {
 
 // ------------------------------------------------------------------ the Python client
 
-/// One Python client (`clients/python`), run command by command by
-/// `tests/python/driver.py`, as `tests/resume.rs` runs it.
-struct Driver {
-    child: ChildProcess,
+/// What the presence tests ask of the Python client beyond `util::Driver`.
+trait Presence {
+    fn view(&mut self, topic: &str) -> (u64, String);
 }
 
-impl Driver {
-    fn start(hub: &Hub, options: &[&str]) -> Driver {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/driver.py");
-        let mut command = Command::new("python3");
-        command
-            .arg("-u")
-            .arg(path)
-            .arg("--address")
-            .arg(hub.local_addr().to_string())
-            .args(options)
-            .env("PYTHONDONTWRITEBYTECODE", "1");
-        Driver {
-            child: ChildProcess::spawn(command),
-        }
-    }
-
-    /// Runs one command; returns the lines it printed before its `ok`.
-    fn run(&mut self, command: &str) -> Vec<String> {
-        self.child.send_line(command);
-        let mut lines = Vec::new();
-        loop {
-            let line = self.child.next_line();
-            if line == "ok" {
-                return lines;
-            }
-            assert!(
-                !line.starts_with("fail "),
-                "{command}: {line}; before it: {lines:#?}; stderr:\n{}",
-                self.child.stderr()
-            );
-            lines.push(line);
-        }
-    }
-
+impl Presence for Driver {
     /// The client's member set of `topic`, as `view` prints it: (position, `all <n>
     /// <sorted>...` or `count <n>`).
     fn view(&mut self, topic: &str) -> (u64, String) {

@@ -16,6 +16,7 @@
 //! - [`tls`] (feature `tls`): certificates made at run time and a rustls client;
 //! - [`protocol`]: hubs of the numbered-stream protocol;
 //! - [`panics`]: the ways a host's closure panics;
+//! - [`python`]: the Python client run from the tests (`driver.py`);
 //! - [`process`] and [`programs`]: child processes, threads, outside programs, temporary
 //!   directories.
 //!
@@ -36,6 +37,7 @@ pub(crate) mod peer;
 pub(crate) mod process;
 pub(crate) mod programs;
 pub(crate) mod protocol;
+pub(crate) mod python;
 #[cfg(feature = "websocket")]
 pub(crate) mod sse;
 pub(crate) mod stats;
@@ -53,7 +55,7 @@ pub(crate) use self::tls::*;
 #[allow(unused_imports)]
 pub(crate) use self::{
     events::*, healthy::*, held::*, numbered::*, panics::*, peer::*, process::*, programs::*,
-    protocol::*, stats::*, wait::*, wire::*,
+    protocol::*, python::*, stats::*, wait::*, wire::*,
 };
 #[cfg(feature = "websocket")]
 #[allow(unused_imports)]
