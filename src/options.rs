@@ -378,6 +378,7 @@ impl RateLimit {
 pub struct TopicOptions {
     pub(crate) presence: bool,
     pub(crate) presence_limit: usize,
+    pub(crate) presence_counts: Option<std::time::Duration>,
     pub(crate) history: usize,
 }
 
@@ -386,10 +387,14 @@ impl Default for TopicOptions {
         TopicOptions {
             presence: false,
             presence_limit: 1_000,
+            presence_counts: Some(std::time::Duration::from_secs(1)),
             history: 0,
         }
     }
 }
+
+/// The shortest period of `presence_counts`: a shorter one is taken as this.
+pub(crate) const PRESENCE_COUNTS_MIN: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl TopicOptions {
     /// The default options: no presence, no history on join.
@@ -411,12 +416,22 @@ impl TopicOptions {
     }
 
     /// The most entries whose names are published. Past it, members are told the count
-    /// instead, once, and snapshots give the count only, until the entries fall to three
-    /// quarters of it; then the whole list is sent once more. So a big room never costs
-    /// more than one message per member per change, and a room near the limit does not
-    /// flap. Default: 1,000. 0 gives counts only.
+    /// instead (then as it changes, at most once per
+    /// [`presence_counts`](Self::presence_counts) period), and snapshots give the count
+    /// only, until the entries fall to three quarters of it; then the whole list is sent
+    /// once more. So a big room never costs more than one message per member per change,
+    /// and a room near the limit does not flap. Default: 1,000. 0 gives counts only.
     pub fn presence_limit(mut self, entries: usize) -> TopicOptions {
         self.presence_limit = entries;
+        self
+    }
+
+    /// While names are withheld (past [`presence_limit`](Self::presence_limit)), how often
+    /// members are told the count if it changed: one `#presence … count <n>` message per
+    /// period at most, however many come and go. Default: every second. `None`: never
+    /// (clients ask `#who`). A period under 100 ms is taken as 100 ms.
+    pub fn presence_counts(mut self, every: Option<std::time::Duration>) -> TopicOptions {
+        self.presence_counts = every;
         self
     }
 

@@ -829,9 +829,15 @@ fn presence_messages_in_a_replay_are_not_counted() {
 /// members get the whole list again; a member's set by the client rule follows.
 #[test]
 fn over_the_limit_members_get_counts_then_the_whole_list() {
-    let hub = hub_with(|_| TopicOptions::new().presence(true).presence_limit(3))
-        .bind(LOCAL)
-        .expect("bind");
+    // Counts only at the crossings here (the periodic ones: the next test).
+    let hub = hub_with(|_| {
+        TopicOptions::new()
+            .presence(true)
+            .presence_limit(3)
+            .presence_counts(None)
+    })
+    .bind(LOCAL)
+    .expect("bind");
     let mut events = EventLog::subscribe(&hub);
     let mut watcher = Client::connect(&hub, &mut events, "watcher");
     let mut view = joined_view(&mut watcher, ROOM);
@@ -885,6 +891,46 @@ fn over_the_limit_members_get_counts_then_the_whole_list() {
     assert_eq!(words[..2], ["all", "2"], "{told:?}");
     assert_eq!(words[2..], want[..], "{told:?}");
     assert_eq!(view.names(), &host_view(&hub, ROOM));
+}
+
+/// While names are withheld, a changed count is told again, once per period however many
+/// come and go, and never as names.
+#[test]
+fn while_names_are_withheld_the_count_is_told_as_it_changes() {
+    let hub = hub_with(|_| {
+        TopicOptions::new()
+            .presence(true)
+            .presence_limit(1)
+            .presence_counts(Some(std::time::Duration::from_millis(100)))
+    })
+    .bind(LOCAL)
+    .expect("bind");
+    let mut events = EventLog::subscribe(&hub);
+    let mut watcher = Client::connect(&hub, &mut events, "watcher");
+    let mut view = joined_view(&mut watcher, ROOM);
+    let mut users: Vec<Client> = ["user:a", "user:b", "user:c"]
+        .iter()
+        .map(|token| Client::connect(&hub, &mut events, token))
+        .collect();
+    for user in &mut users {
+        user.join(ROOM);
+    }
+    // `count 2` as the second entry came; then counts, at most one a period, up to 4.
+    let mut told = Vec::new();
+    while told.last().map(String::as_str) != Some("count 4") {
+        let line = watcher.until("#presence @room ");
+        view.take(&line);
+        let change: Vec<&str> = line.splitn(4, ' ').collect();
+        told.push(change[3].to_owned());
+    }
+    assert_eq!(told[0], "count 2", "{told:?}");
+    assert!(
+        told.iter().all(|t| t.starts_with("count ")) && told.len() <= 3,
+        "{told:?}"
+    );
+    assert_eq!((view.names.as_ref(), view.count), (None, 4));
+    watcher.say("#who @room");
+    assert!(watcher.until("#members @room ").ends_with(" count 4"));
 }
 
 impl Client {

@@ -33,6 +33,8 @@ pub(super) struct Streams {
     /// The topics a message is checked for, kept between messages so a check allocates
     /// nothing (`permissions`).
     pub(super) publish_to: Vec<super::permissions::PublishTo>,
+    /// Topics whose members are to be told a changed count (names withheld), and when.
+    pub(super) counts: Vec<(Instant, TopicId)>,
 }
 
 impl Streams {
@@ -46,6 +48,7 @@ impl Streams {
             host_ops: Applied::default(),
             kept_published: (0, 0),
             publish_to: Vec::new(),
+            counts: Vec::new(),
         }
     }
 }
@@ -103,6 +106,8 @@ impl Dispatcher {
             if let Some(body) = said {
                 self.say_presence(id, &body);
                 self.flush_relay();
+            } else if newly {
+                self.count_later(id);
             }
             if !self.slots.get(slot).is_some_and(|c| c.is_live()) {
                 // Cut as slow by what went out meanwhile (it left its other topics): it
@@ -195,9 +200,12 @@ impl Dispatcher {
                 .unwrap_or_default(),
             None => return,
         };
+        let counts = options
+            .presence_counts
+            .map(|every| every.max(crate::options::PRESENCE_COUNTS_MIN));
         let presence = options
             .presence
-            .then(|| Presence::new(options.presence_limit));
+            .then(|| Presence::new(options.presence_limit, counts));
         self.streams
             .topics
             .configure(id, presence, options.history as u64);
@@ -223,9 +231,50 @@ impl Dispatcher {
             .topics
             .presence_mut(id)
             .and_then(|p| p.leave(&Who::of(client, user.as_ref())));
-        if let Some(body) = said {
-            self.say_presence(id, &body);
+        match said {
+            Some(body) => self.say_presence(id, &body),
+            None => self.count_later(id),
         }
+    }
+
+    /// A change of topic `id` told nothing (names withheld): its count is told later, if
+    /// the topic says so and it is not due already.
+    fn count_later(&mut self, id: TopicId) {
+        let due = self
+            .streams
+            .topics
+            .presence_mut(id)
+            .and_then(|p| p.count_due());
+        if let Some(at) = due.and_then(|after| self.now.checked_add(after)) {
+            self.streams.counts.push((at, id));
+        }
+    }
+
+    /// Tells the members of topics whose count is due how many they are (`#presence …
+    /// count <n>`), if it changed since they were last told.
+    pub(super) fn tell_counts(&mut self) {
+        let now = self.now;
+        let mut waiting = std::mem::take(&mut self.streams.counts);
+        waiting.retain(|&(at, id)| {
+            if at > now {
+                return true;
+            }
+            let said = self
+                .streams
+                .topics
+                .presence_mut(id)
+                .and_then(|p| p.count_now());
+            if let Some(body) = said {
+                self.say_presence(id, &body);
+            }
+            false
+        });
+        self.streams.counts = waiting;
+    }
+
+    /// When the next count is due, if any.
+    pub(super) fn counts_at(&self) -> Option<Instant> {
+        self.streams.counts.iter().map(|&(at, _)| at).min()
     }
 
     /// Tells subscribers (if they asked) that a client left topic `name`, and that the

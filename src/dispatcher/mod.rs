@@ -276,7 +276,11 @@ impl Dispatcher {
             self.read_all();
             self.housekeeping();
             // Clients that left this round outside a read (timers, commands) told their
-            // topics' members (`#presence`): that goes out with this round's writes.
+            // topics' members (`#presence`), and counts may be due: that goes out with
+            // this round's writes.
+            if self.counts_at().is_some_and(|at| at <= self.now) {
+                self.tell_counts();
+            }
             self.flush_relay();
             self.flush_dirty();
             self.finish_closing();
@@ -455,6 +459,7 @@ impl Dispatcher {
             self.subs.recheck_at(),
             self.admission.misbehaved.next(),
             self.streams.prune_at,
+            self.counts_at(),
             self.held_until(),
             #[cfg(feature = "websocket")]
             self.failing_deadline(),

@@ -10,14 +10,16 @@
 //!
 //! Over the topic's limit of entries, names stop: one `count` message says so, and
 //! snapshots give the count only, until the entries fall to three quarters of the limit,
-//! when one `all` message gives the whole list again. So a room of any size costs one
-//! message per member per change at most, and a room near its limit does not flap.
+//! when one `all` message gives the whole list again. Meanwhile a changed count is told at
+//! most once per `presence_counts` period. So a room of any size costs one message per
+//! member per change at most, and a room near its limit does not flap.
 //!
 //! Pure: no clock, no socket; the dispatcher applies it (`dispatcher/membership.rs`).
 
 use std::collections::HashMap;
 use std::fmt::{self, Display, Formatter, Write as _};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::ClientId;
 
@@ -69,15 +71,46 @@ pub(crate) struct Presence {
     entries: HashMap<Who, u32>,
     /// Past the limit: names are not published, until the entries are down to 3/4 of it.
     reduced: bool,
+    /// While reduced, how often a changed count is told, if ever.
+    count_every: Option<Duration>,
+    /// While reduced, the count last told.
+    told: usize,
+    /// While reduced, whether a count is due (see [`count_due`](Self::count_due)).
+    due: bool,
 }
 
 impl Presence {
-    pub(crate) fn new(limit: usize) -> Presence {
+    pub(crate) fn new(limit: usize, count_every: Option<Duration>) -> Presence {
         Presence {
             limit,
             entries: HashMap::new(),
             reduced: false,
+            count_every,
+            told: 0,
+            due: false,
         }
+    }
+
+    /// After a change that told nothing: how long until the new count is to be told (once,
+    /// however many changes come meanwhile), if it is to be told and is not due already.
+    pub(crate) fn count_due(&mut self) -> Option<Duration> {
+        let every = self.count_every?;
+        if !self.reduced || self.due || self.entries.len() == self.told {
+            return None;
+        }
+        self.due = true;
+        Some(every)
+    }
+
+    /// The count is due: the body of its `#presence` message, if it still differs from the
+    /// last one told (and names are still withheld).
+    pub(crate) fn count_now(&mut self) -> Option<String> {
+        self.due = false;
+        let n = self.entries.len();
+        (self.reduced && n != self.told).then(|| {
+            self.told = n;
+            format!("count {n}")
+        })
     }
 
     /// A connection of `who` joined: the body of the `#presence` message to number, if
@@ -91,7 +124,8 @@ impl Presence {
         self.entries.insert(who, 1);
         if !self.reduced && self.entries.len() > self.limit {
             self.reduced = true;
-            return Some(format!("count {}", self.entries.len()));
+            self.told = self.entries.len();
+            return Some(format!("count {}", self.told));
         }
         said
     }
@@ -149,7 +183,7 @@ mod tests {
 
     #[test]
     fn one_entry_per_user_first_in_joins_last_out_leaves() {
-        let mut p = Presence::new(10);
+        let mut p = Presence::new(10, None);
         assert_eq!(p.join(user("alice")).as_deref(), Some("join u:alice"));
         assert_eq!(p.join(user("alice")), None);
         assert_eq!(p.join(user("alice")), None);
@@ -173,7 +207,7 @@ mod tests {
 
     #[test]
     fn over_the_limit_names_stop_until_three_quarters() {
-        let mut p = Presence::new(3);
+        let mut p = Presence::new(3, None);
         for name in ["a", "b", "c"] {
             assert!(p.join(user(name)).is_some());
         }
@@ -187,8 +221,32 @@ mod tests {
     }
 
     #[test]
+    fn while_names_are_withheld_a_changed_count_is_due_once() {
+        let second = Some(Duration::from_secs(1));
+        let mut p = Presence::new(1, second);
+        assert!(p.join(user("a")).is_some());
+        assert_eq!(p.count_due(), None, "names are told");
+        assert_eq!(p.join(user("b")).as_deref(), Some("count 2"));
+        assert_eq!(p.count_due(), None, "told just now");
+        assert_eq!(p.join(user("c")), None);
+        assert_eq!(p.count_due(), second);
+        assert_eq!(p.join(user("d")), None);
+        assert_eq!(p.count_due(), None, "due already");
+        assert_eq!(p.count_now().as_deref(), Some("count 4"));
+        assert_eq!(p.count_now(), None, "nothing new");
+        assert_eq!(p.leave(&user("d")), None);
+        assert_eq!(p.count_due(), second);
+        assert_eq!(p.join(user("d")), None);
+        assert_eq!(p.count_now(), None, "back to what was told");
+        let mut never = Presence::new(0, None);
+        assert!(never.join(user("a")).is_some());
+        assert!(never.join(user("b")).is_none());
+        assert_eq!(never.count_due(), None);
+    }
+
+    #[test]
     fn a_limit_of_zero_gives_counts_only() {
-        let mut p = Presence::new(0);
+        let mut p = Presence::new(0, None);
         assert_eq!(p.join(user("a")).as_deref(), Some("count 1"));
         assert_eq!(p.list(), "count 1");
         assert_eq!(p.leave(&user("a")).as_deref(), Some("all 0"));
