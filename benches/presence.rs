@@ -217,7 +217,8 @@ fn run(members: usize, churn: usize, rate: u64, length: Duration, presence: bool
 }
 
 /// The CPU time the dispatcher thread (`hubcast-loop`) has used, in seconds: the only one
-/// while one hub runs. 0 where `/proc` cannot tell.
+/// while one hub runs. From its `schedstat` (nanoseconds on the CPU), else its `stat`
+/// (clock ticks, 100 a second); 0 where `/proc` cannot tell.
 fn dispatcher_cpu() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
@@ -227,6 +228,14 @@ fn dispatcher_cpu() -> f64 {
         if comm.trim() != "hubcast-loop" {
             continue;
         }
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        if let Some(ns) = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            return ns as f64 / 1e9;
+        }
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
         // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
         let fields: Vec<&str> = stat
@@ -234,7 +243,6 @@ fn dispatcher_cpu() -> f64 {
             .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
         let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
         if let (Some(user), Some(system)) = (ticks(14), ticks(15)) {
-            // Clock ticks: 100 a second on Linux.
             return (user + system) as f64 / 100.0;
         }
     }
