@@ -203,7 +203,7 @@ pub use answer::{WebSocketAnswer, WebSocketRefusal};
 mod answer {
     use std::fmt;
 
-    use tungstenite::http::header::SEC_WEBSOCKET_ACCEPT;
+    use tungstenite::http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS};
 
     use super::build_request;
     use crate::wire::websocket::handshake;
@@ -216,6 +216,7 @@ mod answer {
     pub struct WebSocketAnswer {
         accept: String,
         protocol: Option<String>,
+        extensions: Option<&'static str>,
     }
 
     impl WebSocketAnswer {
@@ -231,15 +232,26 @@ mod answer {
             self.protocol.as_deref()
         }
 
+        /// The `Sec-WebSocket-Extensions` value, if an extension was accepted: only
+        /// `permessage-deflate`, where
+        /// [`websocket_compression`](crate::HubBuilder::websocket_compression) is on and
+        /// the client offered it (feature `deflate`). The adopted connection then gets
+        /// compressed messages, as one of the hub's own listener would.
+        pub fn extensions(&self) -> Option<&str> {
+            self.extensions
+        }
+
         /// Every header of the `101`: `Upgrade: websocket`, `Connection: Upgrade`,
-        /// `Sec-WebSocket-Accept` and, if one was chosen, `Sec-WebSocket-Protocol`. No
-        /// extension is accepted (permessage-deflate is declined by leaving it out).
+        /// `Sec-WebSocket-Accept` and, if one was chosen, `Sec-WebSocket-Protocol` and
+        /// `Sec-WebSocket-Extensions` (compression, see [`extensions`](Self::extensions);
+        /// any other extension is declined by leaving it out).
         pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
             [
                 ("Upgrade", Some("websocket")),
                 ("Connection", Some("Upgrade")),
                 ("Sec-WebSocket-Accept", Some(self.accept.as_str())),
                 ("Sec-WebSocket-Protocol", self.protocol.as_deref()),
+                ("Sec-WebSocket-Extensions", self.extensions),
             ]
             .into_iter()
             .filter_map(|(name, value)| Some((name, value?)))
@@ -332,9 +344,14 @@ mod answer {
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
+                    let extensions = response
+                        .headers()
+                        .contains_key(SEC_WEBSOCKET_EXTENSIONS)
+                        .then_some(handshake::DEFLATE_ANSWER);
                     Ok(WebSocketAnswer {
                         accept,
                         protocol: protocol.map(str::to_owned),
+                        extensions,
                     })
                 }
                 Err(refused) => Err(WebSocketRefusal {
