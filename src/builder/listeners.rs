@@ -163,6 +163,7 @@ impl HubBuilder {
     ///     .transport(Transport::WebSocket)
     ///     .websocket_compression(true)
     ///     .bind("127.0.0.1:0")?;
+    /// hub.broadcast("compressed for clients that offered it, from 256 bytes")?;
     /// # }
     /// # Ok::<(), hubcast::Error>(())
     /// ```
