@@ -199,8 +199,7 @@ fn bad_knobs_are_refused_at_bind() {
             .websocket_compression(true)
             .websocket_compression_level(level)
             .bind(LOCAL)
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(
             err.to_string().contains("websocket_compression_level"),
             "{err}"
