@@ -239,6 +239,11 @@ fn a_broadcast_is_compressed_once_for_every_client() {
         "{stats:?}"
     );
     assert!(stats.compress_nanos > 0);
+    println!(
+        "4 KiB of JSON compressed to {} bytes in {} µs",
+        stats.compressed_bytes_out,
+        stats.compress_nanos / 1000
+    );
     let metrics = hub.metrics();
     for line in [
         "hubcast_wire_clients{wire=\"websocket_deflate\"} 2",

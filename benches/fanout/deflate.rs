@@ -13,7 +13,8 @@
 //! headers and counting frames and bytes. A round: N clients connect (the server's RSS
 //! before and after, idle, gives the memory per client), one `publish` of COUNT messages,
 //! then every client must get COUNT frames; deliveries/s = N × COUNT ÷ (last frame −
-//! publish sent), bytes on the wire = every byte read after the upgrades.
+//! publish sent), bytes on the wire = every byte read after the upgrades; the server's RSS
+//! once every message was delivered shows the compression state clients keep.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,6 +37,8 @@ struct Measured {
     secs: f64,
     bytes: u64,
     idle_rss_per_client: f64,
+    /// The same once every message was delivered: what compression state clients keep.
+    after_rss_per_client: f64,
     negotiated: usize,
     server_cpu_ns: u64,
 }
@@ -256,11 +259,13 @@ fn measure(system: &str, n: usize, count: u64, size: usize) -> io::Result<Measur
         last = Instant::now();
     }
     let server_cpu_ns = sys::process_cpu_ns(server.child.id()) - cpu_before;
+    let after = server.rss_kib();
     Ok(Measured {
         deliveries: got,
         secs: last.duration_since(started).as_secs_f64(),
         bytes,
         idle_rss_per_client: (idle.saturating_sub(before) * 1024) as f64 / n as f64,
+        after_rss_per_client: (after.saturating_sub(before) * 1024) as f64 / n as f64,
         negotiated,
         server_cpu_ns,
     })
@@ -282,24 +287,25 @@ pub(crate) fn run(args: &[String]) -> i32 {
     sys::raise_nofile();
     println!("ws-deflate: N={n} clients, {count} messages of {size} bytes (JSON-like)");
     println!(
-        "| system | clients with the extension | deliveries/s | bytes on the wire | wire bytes per delivery | server CPU ns per delivery | idle RSS per client |"
+        "| system | clients with the extension | deliveries/s | bytes on the wire | wire bytes per delivery | server CPU ns per delivery | idle RSS per client | RSS per client after |"
     );
-    println!("| --- | --: | --: | --: | --: | --: | --: |");
+    println!("| --- | --: | --: | --: | --: | --: | --: | --: |");
     let mut failed = 0;
     for system in systems.split(',') {
         match measure(system, n, count, size) {
             Ok(m) => println!(
-                "| {system} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} B |",
+                "| {system} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} B | {:.0} B |",
                 m.negotiated,
                 m.deliveries as f64 / m.secs,
                 m.bytes,
                 m.bytes as f64 / m.deliveries as f64,
                 m.server_cpu_ns as f64 / m.deliveries as f64,
                 m.idle_rss_per_client,
+                m.after_rss_per_client,
             ),
             Err(e) => {
                 failed += 1;
-                println!("| {system} | error: {e} | | | | | |");
+                println!("| {system} | error: {e} | | | | | | |");
             }
         }
     }
