@@ -22,7 +22,8 @@ pub(crate) enum Stamp {
     /// clock, which is at most that far ahead.
     Text,
     /// [`Stamp::Text`], then JSON-like records rather than one repeated byte, for what
-    /// compression makes of real payloads (`--mode ws-deflate`).
+    /// compression makes of real payloads (`--mode ws-deflate`, feature `websocket`).
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     Json,
 }
 

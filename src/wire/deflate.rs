@@ -267,6 +267,11 @@ pub(crate) fn inflate(buf: &mut Vec<u8>, max: usize) -> Result<(), WsError> {
             out: Vec::new(),
         });
         inflater.state.reset_as(MinReset);
+        if inflater.out.capacity() > max {
+            // Kept from a larger bound (another hub's max_frame on this thread): the
+            // output must stay within this one's.
+            inflater.out = Vec::new();
+        }
         let written = inflate_into(&mut inflater.state, buf, &mut inflater.out, max)?;
         inflater.out.truncate(written);
         std::mem::swap(buf, &mut inflater.out);

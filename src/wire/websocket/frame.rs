@@ -224,7 +224,7 @@ impl Decoder {
     /// A [`WsError`] for anything RFC 6455 says to fail the connection for; its
     /// [`close_code`](WsError::close_code) is the code to close with. The decoder drops any
     /// message in progress and must not be used again.
-    #[cfg(any(test, fuzzing))]
+    #[cfg(test)]
     pub(crate) fn decode<'a>(
         &mut self,
         data: &[u8],
