@@ -537,4 +537,54 @@ mod tests {
             .unwrap_err();
         assert_eq!(broken.code, 1007);
     }
+
+    /// A client frame (mask 0): FIN, RSV1, binary, `payload`.
+    fn compressed_frame(payload: &[u8]) -> Vec<u8> {
+        let mut wire = vec![0xc2];
+        match payload.len() {
+            n @ 0..=125 => wire.push(0x80 | n as u8),
+            n => {
+                wire.push(0x80 | 126);
+                wire.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        wire.extend_from_slice(&[0; 4]);
+        wire.extend_from_slice(payload);
+        wire
+    }
+
+    proptest::proptest! {
+        /// Whatever a client compresses, it inflates back exactly when it fits the bound,
+        /// and is refused with 1009 when it does not; arbitrary bytes as a compressed
+        /// message never panic, and nothing inflated passes the bound.
+        #[test]
+        fn inflating_round_trips_within_the_bound(
+            payload in proptest::collection::vec(0u8..4, 0..3000),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            max in 0usize..4000,
+        ) {
+            let s = Settings { max_frame: max.max(700), ..Settings::with(Framing::LengthPrefixed) };
+            let mut unmasked = Vec::new();
+            let compressed = client_compress(&payload);
+            if compressed.len() <= s.max_frame {
+                let read = Session::deflate().read(&s, &compressed_frame(&compressed), &mut unmasked);
+                match read {
+                    Ok(Some((super::super::Input::Message(got, _), _))) => {
+                        proptest::prop_assert!(payload.len() <= s.max_frame);
+                        proptest::prop_assert_eq!(got, &payload[..]);
+                    }
+                    Err(broken) => {
+                        proptest::prop_assert!(payload.len() > s.max_frame);
+                        proptest::prop_assert_eq!(broken.code, 1009);
+                    }
+                    other => proptest::prop_assert!(false, "{:?}", other),
+                }
+            }
+            let read = Session::deflate().read(&s, &compressed_frame(&noise), &mut unmasked);
+            if let Ok(Some((super::super::Input::Message(got, _), _))) = read {
+                proptest::prop_assert!(got.len() <= s.max_frame);
+            }
+            proptest::prop_assert!(unmasked.capacity() <= s.max_frame.max(noise.len()));
+        }
+    }
 }
