@@ -85,6 +85,12 @@ impl Adopted {
     /// [`is_websocket`](crate::AuthRequest::is_websocket) is `true`). Ignored for a
     /// framed connection, which shows its first frame instead. A target or header that is
     /// not valid HTTP makes [`Hub::adopt`] fail with [`Error::Config`](crate::Error::Config).
+    ///
+    /// The hub reads from it, as [`Hub::websocket_answer`] did, whether the `101` accepted
+    /// compression (`permessage-deflate`, see
+    /// [`WebSocketAnswer::extensions`](crate::WebSocketAnswer::extensions)): a host that
+    /// answered with that answer's headers gives the same request here, or the client's
+    /// compressed messages would be refused.
     #[cfg(feature = "websocket")]
     #[must_use]
     pub fn request<K, V>(mut self, target: &str, headers: impl IntoIterator<Item = (K, V)>) -> Self
