@@ -121,6 +121,9 @@ fn run(tcp: &str, ws: &str, rate: Option<RateLimit>) -> Result<(), Box<dyn Error
         .listen(ws, Transport::WebSocket)
         .page("/", "text/html; charset=utf-8", PAGE)
         .websocket_path(Some("/ws"))
+        // With the `deflate` feature, browsers (which all offer permessage-deflate) get
+        // messages of 256 bytes or more compressed, once per broadcast for all of them.
+        .websocket_compression(cfg!(feature = "deflate"))
         .sse_path(Some("/events"))
         .metrics_path(Some("/metrics"))
         .liveness_path(Some("/livez"))

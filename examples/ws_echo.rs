@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --features websocket --example ws_echo -- [ADDR]   # default 127.0.0.1:9001
+//! cargo run --release --features deflate --example ws_echo        # with permessage-deflate
 //! ```
 //!
 //! Prints `listening on ws://ADDR/` once ready and exits cleanly on Ctrl-C or SIGTERM. Any
@@ -40,6 +41,10 @@ fn run(addr: &str) -> Result<(), Box<dyn Error>> {
         .websocket_origins(Origins::Any)
         .max_frame(16 << 20)
         .queue_bytes(64 << 20)
+        // With the `deflate` feature, clients that offer permessage-deflate (Autobahn's
+        // groups 12 and 13, browsers) get it: every message of 256 bytes or more is
+        // compressed, once, and compressed messages in are inflated within max_frame.
+        .websocket_compression(cfg!(feature = "deflate"))
         .bind(addr)?;
     let hub = Arc::new(hub);
     let events = hub.subscribe();

@@ -122,7 +122,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "hubcast_wire_clients",
         kind: Kind::Gauge,
-        help: "Clients connected now, by wire: framed (TCP, TLS), websocket, sse, sse_topic.",
+        help: "Clients connected now, by wire: framed (TCP, TLS), websocket, sse, sse_topic, websocket_deflate (with the `deflate` feature).",
         source: Source::ByWire,
     },
     stat!(
@@ -322,6 +322,36 @@ const METRICS: &[Metric] = &[
         Counter,
         sse_binary_skipped,
         "Binary messages not sent to event streams, once per message and event-stream wire."
+    ),
+    stat!(
+        "hubcast_compressed_frames_total",
+        Counter,
+        compressed_frames,
+        "Messages compressed for WebSocket clients (permessage-deflate), once per message and batch, not per client."
+    ),
+    stat!(
+        "hubcast_compressed_bytes_in_total",
+        Counter,
+        compressed_bytes_in,
+        "Bytes of the messages compressed for WebSocket clients, before compression."
+    ),
+    stat!(
+        "hubcast_compressed_bytes_out_total",
+        Counter,
+        compressed_bytes_out,
+        "Bytes of the messages compressed for WebSocket clients, after compression."
+    ),
+    Metric {
+        name: "hubcast_compress_seconds_total",
+        kind: Kind::Counter,
+        help: "Time spent compressing messages for WebSocket clients, in seconds.",
+        source: Source::Stat(|s| s.compress_nanos as f64 / 1e9),
+    },
+    stat!(
+        "hubcast_inflated_messages_total",
+        Counter,
+        inflated_messages,
+        "Compressed messages received from WebSocket clients and inflated."
     ),
     stat!(
         "hubcast_topics_evicted_total",

@@ -158,6 +158,32 @@ pub(crate) struct WebSocketSettings {
     pub(crate) binary: bool,
     /// What else the listener answers over HTTP: event streams, pages, metrics, health.
     pub(crate) http: HttpSettings,
+    /// WebSocket compression (`permessage-deflate`, feature `deflate`).
+    pub(crate) compression: CompressionSettings,
+}
+
+/// WebSocket compression (`permessage-deflate` without context takeover, feature
+/// `deflate`; see `wire::deflate`), kept whatever the features: `bind` refuses it on
+/// without the feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompressionSettings {
+    /// Whether an upgrade offering the extension is answered with it.
+    pub(crate) enabled: bool,
+    /// Messages shorter than this go plain even to clients that negotiated it.
+    pub(crate) min_size: usize,
+    /// The deflate level, 1 (fastest) to 9 (smallest).
+    pub(crate) level: u8,
+}
+
+impl Default for CompressionSettings {
+    /// Off; from 256 bytes; level 1.
+    fn default() -> Self {
+        CompressionSettings {
+            enabled: false,
+            min_size: 256,
+            level: 1,
+        }
+    }
 }
 
 /// The HTTP side of WebSocket listeners beside upgrades: server-sent events, fixed pages,
@@ -255,6 +281,7 @@ impl Default for WebSocketSettings {
             max_head: 8 * 1024,
             binary: false,
             http: HttpSettings::default(),
+            compression: CompressionSettings::default(),
         }
     }
 }

@@ -825,3 +825,82 @@ fn the_page_says_what_a_refused_resume_means() {
         )
     );
 }
+
+/// With compression on (feature `deflate`), Chromium, which offers `permessage-deflate` on
+/// every connection, negotiates it: a long line from TCP reaches the page compressed (once,
+/// counted in the hub's stats), the page shows it and sends it back, and the TCP client
+/// hears it whole.
+#[cfg(feature = "deflate")]
+#[test]
+fn chromium_chats_with_compression_on() {
+    if !require_program("chromium") {
+        return;
+    }
+    let hub = Hub::builder()
+        .protocol(Protocol::Sequenced)
+        .relay(Relay::Topics)
+        .client_topics(|_| true)
+        .websocket_compression(true)
+        .listen(LOCAL, Transport::WebSocket)
+        .page("/", "text/html; charset=utf-8", PAGE)
+        .websocket_path(Some("/ws"))
+        .bind(LOCAL)
+        .expect("bind");
+    let ws = hub.local_addrs()[1].addr;
+    let mut events = EventLog::subscribe(&hub);
+    let mut tcp = Peer::connect(hub.local_addr());
+    let tcp_id = events.connected(tcp.addr());
+    hub.join(tcp_id, LOBBY).expect("join lobby");
+    assert!(tcp.read_text_line().starts_with("#at * "));
+    assert!(tcp.read_text_line().starts_with("#joined @lobby "));
+
+    let browser = Browser::launch(&page_url(ws));
+    let page = page_connects(&hub, &mut events, &browser, BROWSER_START, &[tcp_id]);
+    assert_eq!(tcp_heard(&mut tcp, &browser), in_lobby(HELLO));
+    assert_eq!(hub.stats().compressed_clients, 1, "Chromium negotiated it");
+
+    // A chat line of JSON, long enough to be compressed.
+    let mut long = String::from("{\"orders\":[");
+    for i in 0..20 {
+        long.push_str(&format!(
+            "{{\"id\":{i},\"item\":\"widget\",\"qty\":{}}},",
+            i % 7
+        ));
+    }
+    long.push_str("{}]}");
+    assert!(long.len() >= 512, "{}", long.len());
+    tcp.write(format!("{long}\n").as_bytes());
+    assert_eq!(
+        tcp_heard(&mut tcp, &browser),
+        in_lobby(format!("ack:{long}"))
+    );
+    let echoed = wait_event(
+        &mut events,
+        &browser,
+        TIMEOUT,
+        "the page's ack",
+        |e| match e {
+            Event::Message {
+                client, payload, ..
+            } if *client == page && payload.starts_with(b"ack:{") => Some(payload.clone()),
+            _ => None,
+        },
+    );
+    assert_eq!(echoed, format!("ack:{long}").as_bytes());
+    // The stats are published at the end of the round that wrote the frame.
+    events.wait_until("the compression counted", || {
+        hub.stats().compressed_frames >= 1
+    });
+    let stats = hub.stats();
+    assert!(
+        stats.compressed_bytes_out < stats.compressed_bytes_in,
+        "{stats:?}"
+    );
+    println!(
+        "compressed {} messages, {} bytes to {}; inflated {} from Chromium",
+        stats.compressed_frames,
+        stats.compressed_bytes_in,
+        stats.compressed_bytes_out,
+        stats.inflated_messages
+    );
+}

@@ -169,6 +169,16 @@ fn plain_counters(stats: &Stats) -> Vec<(&'static str, u64)> {
         ("hubcast_sse_opened_total", stats.sse_opened),
         ("hubcast_presence_changes_total", stats.presence_changes),
         ("hubcast_sse_binary_skipped_total", stats.sse_binary_skipped),
+        ("hubcast_compressed_frames_total", stats.compressed_frames),
+        (
+            "hubcast_compressed_bytes_in_total",
+            stats.compressed_bytes_in,
+        ),
+        (
+            "hubcast_compressed_bytes_out_total",
+            stats.compressed_bytes_out,
+        ),
+        ("hubcast_inflated_messages_total", stats.inflated_messages),
     ]
 }
 
@@ -279,11 +289,12 @@ fn the_text_parses_and_holds_the_stats() {
     );
     assert_eq!(value(&samples, "hubcast_wire_clients", "wire=framed"), 3);
     // Every sample is accounted for: the plain ones, 11 reasons, 2 listeners, the paused
-    // time and the lag, and one per wire built in.
+    // time, the lag and the time spent compressing, and one per wire built in.
     let wires = if cfg!(feature = "websocket") { 4 } else { 1 };
+    let wires = wires + usize::from(cfg!(feature = "deflate"));
     assert_eq!(
         samples.len(),
-        plain_counters(&stats).len() + 11 + 2 + 2 + wires
+        plain_counters(&stats).len() + 11 + 2 + 3 + wires
     );
 }
 

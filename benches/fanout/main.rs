@@ -11,6 +11,8 @@
 //! `cargo bench --bench fanout -- --help` lists the options; docs/BENCHMARKS.md explains
 //! the method and holds the results.
 
+#[cfg(feature = "websocket")]
+mod deflate;
 mod gen;
 #[allow(dead_code)] // shared with benches/cluster, which uses other parts
 mod hist;
@@ -70,6 +72,11 @@ usage: cargo bench --bench fanout -- [options]
                     each; the memory of replay rings of 1,000 messages (100 topics)
                     flood-limit: chatters at a fixed rate in a relay-mode hub with a
                     rate limit, with and without one client flooding, per policy
+                    ws-deflate (run alone; `--features deflate`): WebSocket compression,
+                    hubcast-ws-json (off), hubcast-ws-deflate (once per broadcast) and
+                    node-ws-deflate (ws's perMessageDeflate, per connection), N clients
+                    (--n, default 10000) x --count C (100) JSON-like messages of --s S
+                    (4096) bytes: deliveries/s, bytes on the wire, idle RSS per client
   --systems LIST    any of hubcast,hubcast-default,thread,ceiling (host publishes),
                     hubcast-relay,hubcast-hostrelay,thread-relay,ceiling-relay (a
                     client publishes), nats,redis (both), hubcast-ws,ceiling-ws,
@@ -655,6 +662,13 @@ fn main() {
                 limit: limit::ServeLimit::from_args(&args),
             },
         ));
+    }
+    #[cfg(feature = "websocket")]
+    if args
+        .windows(2)
+        .any(|w| w[0] == "--mode" && w[1] == "ws-deflate")
+    {
+        std::process::exit(deflate::run(&args));
     }
     if args.iter().any(|a| a == "--self-test") {
         hist::self_test();

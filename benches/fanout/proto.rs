@@ -21,6 +21,10 @@ pub(crate) enum Stamp {
     /// timestamp is kept modulo 2^48 ns (78 hours) and restored against the receiver's
     /// clock, which is at most that far ahead.
     Text,
+    /// [`Stamp::Text`], then JSON-like records rather than one repeated byte, for what
+    /// compression makes of real payloads (`--mode ws-deflate`, feature `websocket`).
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
+    Json,
 }
 
 const SIX: u64 = 0x3f3f_3f3f_3f3f_3f3f;
@@ -60,6 +64,7 @@ impl Stamp {
         let fill = match self {
             Stamp::Bin => b'x',
             Stamp::Text => b'.',
+            Stamp::Json => return json_payload(size.max(HEADER)),
         };
         vec![fill; size.max(HEADER)]
     }
@@ -73,7 +78,7 @@ impl Stamp {
                 buf[..8].copy_from_slice(&seq.to_le_bytes());
                 buf[8..16].copy_from_slice(&ts.to_le_bytes());
             }
-            Stamp::Text => {
+            Stamp::Text | Stamp::Json => {
                 buf[..8].copy_from_slice(&text8(seq & MASK48));
                 buf[8..16].copy_from_slice(&text8(ts & MASK48));
             }
@@ -86,7 +91,7 @@ impl Stamp {
     pub(crate) fn read(self, p: &[u8], now: u64) -> Option<(u64, u64)> {
         match self {
             Stamp::Bin => Some(read_header(p)),
-            Stamp::Text => {
+            Stamp::Text | Stamp::Json => {
                 let seq = untext8(p)?;
                 let ts48 = untext8(&p[8..])?;
                 // The send time is the latest time at or before `now` that is `ts48`
@@ -101,6 +106,36 @@ impl Stamp {
 #[inline]
 pub(crate) fn stamp(buf: &mut [u8], seq: u64, ts: u64) {
     Stamp::Bin.write(buf, seq, ts);
+}
+
+/// `size` bytes of JSON-like text after the stamp's place: an array of chat-like records
+/// with varying ids, users, times and words, as a site pushes to its browsers.
+fn json_payload(size: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "hello", "price", "update", "order", "shipped", "the", "market", "closed", "at", "open",
+        "new", "message",
+    ];
+    let mut out = vec![b' '; HEADER];
+    out.push(b'[');
+    let mut i: u64 = 0;
+    while out.len() < size {
+        let x = i.wrapping_mul(2_654_435_761) % 1_000_003;
+        let record = format!(
+            "{{\"id\":{},\"user\":\"user{}\",\"ts\":{},\"price\":{}.{:02},\"text\":\"{} {} {}\"}},",
+            100_000 + i * 7,
+            x % 97,
+            1_733_600_000_000 + x,
+            x % 5000,
+            x % 100,
+            WORDS[(x % 12) as usize],
+            WORDS[(x / 12 % 12) as usize],
+            WORDS[(x / 144 % 12) as usize],
+        );
+        out.extend_from_slice(record.as_bytes());
+        i += 1;
+    }
+    out.truncate(size);
+    out
 }
 
 /// A filler payload of `size` bytes, stamped later.

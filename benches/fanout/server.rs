@@ -497,6 +497,26 @@ fn start(system: &str, opts: ServeOpts, out: &Out) -> io::Result<(System, u16)> 
             let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics), Stamp::Bin)?;
             Ok((System::Hub(hub, tx, topics), port))
         }
+        // `--mode ws-deflate` (crate::deflate): `hubcast-ws` sending JSON-like text, without
+        // and with compression.
+        #[cfg(feature = "websocket")]
+        "hubcast-ws-json" | "hubcast-ws-deflate" => {
+            let hub = Hub::builder()
+                .framing(Framing::LengthPrefixed)
+                .queue_bytes(queue_bytes)
+                .max_clients(max_clients)
+                .flow_control(true)
+                .transport(Transport::WebSocket)
+                .websocket_origins(Origins::Any)
+                .websocket_compression(system == "hubcast-ws-deflate")
+                .bind("127.0.0.1:0")
+                .map_err(io::Error::other)?;
+            let port = hub.local_addr().port();
+            let hub = Arc::new(hub);
+            let topics = Arc::new(Mutex::new(Vec::new()));
+            let tx = spawn_hub_publisher(out, Arc::clone(&hub), Arc::clone(&topics), Stamp::Json)?;
+            Ok((System::Hub(hub, tx, topics), port))
+        }
         "hubcast-sse" | "hubcast-sse-ws" | "hubcast-sse-tcp" => {
             let hub = sse_hub(max_clients, queue_bytes)?;
             // The WebSocket listener (event streams and upgrades) is the one given to

@@ -228,6 +228,9 @@ impl HubBuilder {
         if self.websocket.max_head < 256 {
             return fail("websocket_max_head must be at least 256 bytes".into());
         }
+        if let Err(why) = check_compression(&self.websocket.compression) {
+            return fail(why);
+        }
         if let Err(why) = self.check_http() {
             return fail(why);
         }
@@ -401,3 +404,18 @@ const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
 const MAX_EVENT_CAPACITY: usize = 1 << 20;
 /// The largest [`HubBuilder::send_buffer`] the kernel's `int` option takes.
 const MAX_SEND_BUFFER: usize = i32::MAX as usize;
+
+/// Why the WebSocket compression knobs cannot be used, if they cannot: turned on without
+/// the `deflate` feature, or a level out of 1..=9.
+fn check_compression(c: &crate::options::CompressionSettings) -> std::result::Result<(), String> {
+    if c.enabled && !cfg!(feature = "deflate") {
+        return Err("websocket_compression needs the `deflate` feature".into());
+    }
+    if !(1..=9).contains(&c.level) {
+        return Err(format!(
+            "websocket_compression_level must be 1 to 9, not {}",
+            c.level
+        ));
+    }
+    Ok(())
+}

@@ -109,6 +109,9 @@ impl Dispatcher {
             return false;
         }
         if let Some(client) = self.slots.get_mut(slot) {
+            // Compressed or plain, as the answer said; before it goes live, so that it is
+            // counted on its wire once.
+            client.wire = upgrade.wire();
             client.session = client.wire().session();
         }
         self.go_live(slot, admit);

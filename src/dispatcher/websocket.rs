@@ -140,6 +140,9 @@ impl Dispatcher {
         // The answer goes first: every frame queued from now on follows it.
         self.send_raw(slot, Bytes::from(upgrade.response()));
         if let Some(client) = self.slots.get_mut(slot) {
+            // Compressed or plain, as the answer said; before it goes live, so that it is
+            // counted on its wire once.
+            client.wire = upgrade.wire();
             client.session = client.wire().session();
         }
         self.go_live(slot, admit);

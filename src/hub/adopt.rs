@@ -85,6 +85,12 @@ impl Adopted {
     /// [`is_websocket`](crate::AuthRequest::is_websocket) is `true`). Ignored for a
     /// framed connection, which shows its first frame instead. A target or header that is
     /// not valid HTTP makes [`Hub::adopt`] fail with [`Error::Config`](crate::Error::Config).
+    ///
+    /// The hub reads from it, as [`Hub::websocket_answer`] did, whether the `101` accepted
+    /// compression (`permessage-deflate`, see
+    /// [`WebSocketAnswer::extensions`](crate::WebSocketAnswer::extensions)): a host that
+    /// answered with that answer's headers gives the same request here, or the client's
+    /// compressed messages would be refused.
     #[cfg(feature = "websocket")]
     #[must_use]
     pub fn request<K, V>(mut self, target: &str, headers: impl IntoIterator<Item = (K, V)>) -> Self
@@ -203,7 +209,7 @@ pub use answer::{WebSocketAnswer, WebSocketRefusal};
 mod answer {
     use std::fmt;
 
-    use tungstenite::http::header::SEC_WEBSOCKET_ACCEPT;
+    use tungstenite::http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS};
 
     use super::build_request;
     use crate::wire::websocket::handshake;
@@ -216,6 +222,7 @@ mod answer {
     pub struct WebSocketAnswer {
         accept: String,
         protocol: Option<String>,
+        extensions: Option<&'static str>,
     }
 
     impl WebSocketAnswer {
@@ -231,15 +238,26 @@ mod answer {
             self.protocol.as_deref()
         }
 
+        /// The `Sec-WebSocket-Extensions` value, if an extension was accepted: only
+        /// `permessage-deflate`, where
+        /// [`websocket_compression`](crate::HubBuilder::websocket_compression) is on and
+        /// the client offered it (feature `deflate`). The adopted connection then gets
+        /// compressed messages, as one of the hub's own listener would.
+        pub fn extensions(&self) -> Option<&str> {
+            self.extensions
+        }
+
         /// Every header of the `101`: `Upgrade: websocket`, `Connection: Upgrade`,
-        /// `Sec-WebSocket-Accept` and, if one was chosen, `Sec-WebSocket-Protocol`. No
-        /// extension is accepted (permessage-deflate is declined by leaving it out).
+        /// `Sec-WebSocket-Accept` and, if one was chosen, `Sec-WebSocket-Protocol` and
+        /// `Sec-WebSocket-Extensions` (compression, see [`extensions`](Self::extensions);
+        /// any other extension is declined by leaving it out).
         pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
             [
                 ("Upgrade", Some("websocket")),
                 ("Connection", Some("Upgrade")),
                 ("Sec-WebSocket-Accept", Some(self.accept.as_str())),
                 ("Sec-WebSocket-Protocol", self.protocol.as_deref()),
+                ("Sec-WebSocket-Extensions", self.extensions),
             ]
             .into_iter()
             .filter_map(|(name, value)| Some((name, value?)))
@@ -332,9 +350,14 @@ mod answer {
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
+                    let extensions = response
+                        .headers()
+                        .contains_key(SEC_WEBSOCKET_EXTENSIONS)
+                        .then_some(handshake::DEFLATE_ANSWER);
                     Ok(WebSocketAnswer {
                         accept,
                         protocol: protocol.map(str::to_owned),
+                        extensions,
                     })
                 }
                 Err(refused) => Err(WebSocketRefusal {

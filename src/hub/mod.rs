@@ -489,7 +489,15 @@ impl Hub {
 
     /// A snapshot of the hub's counters. Never blocks.
     pub fn stats(&self) -> Stats {
-        self.shared.counters.snapshot(self.shared.epoch)
+        #[allow(unused_mut)]
+        let mut stats = self.shared.counters.snapshot(self.shared.epoch);
+        #[cfg(feature = "deflate")]
+        {
+            let wire = crate::wire::Wire::WebSocketDeflate;
+            stats.compressed_clients =
+                self.shared.wires[wire].load(std::sync::atomic::Ordering::Relaxed);
+        }
+        stats
     }
 
     /// The hub's metrics as Prometheus text (exposition format 0.0.4, served as

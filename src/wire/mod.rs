@@ -30,6 +30,8 @@ use crate::{Framing, MessageKind, Transport};
 
 pub(crate) mod codec;
 pub(crate) mod control;
+#[cfg(feature = "deflate")]
+pub(crate) mod deflate;
 mod framed;
 #[cfg(feature = "websocket")]
 pub(crate) mod http;
@@ -53,6 +55,10 @@ pub(crate) enum Wire {
     /// One WebSocket message per hub message, after an HTTP upgrade (feature `websocket`).
     #[cfg(feature = "websocket")]
     WebSocket,
+    /// WebSocket with `permessage-deflate` negotiated in the upgrade (feature `deflate`):
+    /// messages of at least `min_size` bytes compressed once per batch.
+    #[cfg(feature = "deflate")]
+    WebSocketDeflate,
     /// Server-sent events bound to the hub-wide stream, after a `GET` on a WebSocket
     /// listener (feature `websocket`).
     #[cfg(feature = "websocket")]
@@ -76,6 +82,11 @@ macro_rules! with_kind {
                 type $kind = websocket::WebSocket;
                 $body
             }
+            #[cfg(feature = "deflate")]
+            Wire::WebSocketDeflate => {
+                type $kind = deflate::Deflate;
+                $body
+            }
             #[cfg(feature = "websocket")]
             Wire::Sse => {
                 type $kind = sse::Sse<false>;
@@ -92,7 +103,8 @@ macro_rules! with_kind {
 
 impl Wire {
     /// How many kinds are built in.
-    pub(crate) const COUNT: usize = 1 + 3 * cfg!(feature = "websocket") as usize;
+    pub(crate) const COUNT: usize =
+        1 + 3 * cfg!(feature = "websocket") as usize + cfg!(feature = "deflate") as usize;
 
     /// Every kind built in, in [`index`](Self::index) order.
     pub(crate) const ALL: [Wire; Wire::COUNT] = [
@@ -103,6 +115,8 @@ impl Wire {
         Wire::Sse,
         #[cfg(feature = "websocket")]
         Wire::SseTopic,
+        #[cfg(feature = "deflate")]
+        Wire::WebSocketDeflate,
     ];
 
     /// Its place in a [`PerWire`].
@@ -115,6 +129,8 @@ impl Wire {
             Wire::Sse => 2,
             #[cfg(feature = "websocket")]
             Wire::SseTopic => 3,
+            #[cfg(feature = "deflate")]
+            Wire::WebSocketDeflate => 4,
         }
     }
 
@@ -196,6 +212,8 @@ impl Wire {
             Wire::Sse => "sse",
             #[cfg(feature = "websocket")]
             Wire::SseTopic => "sse_topic",
+            #[cfg(feature = "deflate")]
+            Wire::WebSocketDeflate => "websocket_deflate",
         }
     }
 

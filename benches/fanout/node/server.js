@@ -32,14 +32,34 @@ function say(line) {
   process.stdout.write(line + '\n');
 }
 
+// `--mode ws-deflate` (issue 20) sets PERMESSAGE_DEFLATE=1: ws's permessage-deflate as
+// it is usually turned on (per connection, context takeover, zlib defaults), compressing
+// messages from 256 bytes as hubcast does; and PAYLOAD=json, for JSON-like payloads.
+const DEFLATE = process.env.PERMESSAGE_DEFLATE === '1';
+const JSON_PAYLOAD = process.env.PAYLOAD === 'json';
+
 const wss = new WebSocketServer({
   host: '127.0.0.1',
   port: 0,
   backlog: 4096,
-  // The default, said out loud: the other systems send uncompressed frames too.
-  perMessageDeflate: false,
+  // Off by default, said out loud: the other systems send uncompressed frames too.
+  perMessageDeflate: DEFLATE ? { threshold: 256 } : false,
   clientTracking: true,
 });
+
+// JSON-like records after the 16-byte stamp, as the Rust side's `Stamp::Json` makes them.
+function jsonTemplate(size) {
+  const words = ['hello', 'price', 'update', 'order', 'shipped', 'the', 'market', 'closed',
+    'at', 'open', 'new', 'message'];
+  let s = ' '.repeat(16) + '[';
+  for (let i = 0; s.length < size; i++) {
+    const x = Number((BigInt(i) * 2654435761n) % 1000003n);
+    s += `{"id":${100000 + i * 7},"user":"user${x % 97}","ts":${1733600000000 + x},` +
+      `"price":${x % 5000}.${String(x % 100).padStart(2, '0')},` +
+      `"text":"${words[x % 12]} ${words[Math.floor(x / 12) % 12]} ${words[Math.floor(x / 144) % 12]}"},`;
+  }
+  return Buffer.from(s.slice(0, size));
+}
 
 wss.on('listening', () => say(`port ${wss.address().port}`));
 wss.on('error', (e) => {
@@ -71,8 +91,19 @@ function publish(start, count, size, rate) {
     say('error node-ws publishes floods only (rate 0)');
     return;
   }
-  const template = Buffer.alloc(Math.max(size, 16), 'x');
+  const template = JSON_PAYLOAD ? jsonTemplate(Math.max(size, 16)) : Buffer.alloc(Math.max(size, 16), 'x');
   const perPass = Math.max(1, Math.floor(PASS_BYTES / template.length));
+  // DEFLATE: sends not yet done, and the step to take once they are few again.
+  let outstanding = 0;
+  let resume = null;
+  const sent = () => {
+    outstanding--;
+    if (resume !== null && outstanding <= wss.clients.size) {
+      const r = resume;
+      resume = null;
+      setImmediate(r);
+    }
+  };
   const t0 = process.hrtime.bigint();
   let i = 0;
   const step = () => {
@@ -84,6 +115,21 @@ function publish(start, count, size, rate) {
       buf.writeBigUInt64LE(process.hrtime.bigint(), 8);
       let fullest = null;
       let most = HIGH_WATER;
+      if (DEFLATE) {
+        // Compression is asynchronous (zlib's thread pool): bufferedAmount counts what
+        // waits to be compressed, which no 'drain' reports. Wait on the sends' callbacks
+        // instead: at most two messages in flight per client.
+        for (const c of wss.clients) {
+          outstanding++;
+          c.send(buf, sent);
+        }
+        i++;
+        if (outstanding > 2 * wss.clients.size && i < count) {
+          resume = step;
+          return;
+        }
+        continue;
+      }
       for (const c of wss.clients) {
         c.send(buf);
         const queued = c.bufferedAmount;

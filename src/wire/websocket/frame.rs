@@ -98,6 +98,8 @@ pub(crate) struct Decoder {
 struct Assembly {
     /// Text (opcode 1) rather than binary.
     text: bool,
+    /// Compressed (RSV1 on its first frame): its text is checked once inflated, not here.
+    compressed: bool,
     /// The payload of the fragments so far, unmasked.
     payload: Vec<u8>,
     /// How much of `payload` is known to be valid UTF-8 (text only). What follows, at most
@@ -123,6 +125,9 @@ struct Header {
     is_final: bool,
     /// Data (text, binary, continuation) or control (close, ping, pong); never reserved.
     opcode: OpCode,
+    /// RSV1, the `permessage-deflate` bit: set only where that was negotiated, and only
+    /// on the first frame of a data message.
+    rsv1: bool,
     /// The client's mask: every client frame has one.
     mask: [u8; 4],
     /// Bytes of the header (2 to 14).
@@ -135,7 +140,7 @@ impl Header {
     /// Reads the header at the front of `data`: `Ok(None)` if it is not complete. Checks
     /// everything a header alone can break, so that a bad frame fails before its payload
     /// arrives (the size limit is the caller's, as it depends on the message so far).
-    fn parse(data: &[u8]) -> Result<Option<Header>, WsError> {
+    fn parse(data: &[u8], deflate: bool) -> Result<Option<Header>, WsError> {
         let mut cursor = Cursor::new(data);
         let (header, len) = match FrameHeader::parse(&mut cursor) {
             Ok(Some(parsed)) => parsed,
@@ -143,9 +148,18 @@ impl Header {
             // The only error a header read from memory can have.
             Err(_) => return Err(WsError::Protocol("reserved opcode")),
         };
-        if header.rsv1 || header.rsv2 || header.rsv3 {
-            // No extension is ever negotiated, so no bit has a meaning.
+        if header.rsv2 || header.rsv3 || (header.rsv1 && !deflate) {
+            // Only RSV1 ever has a meaning, and only with `permessage-deflate` (RFC 7692).
             return Err(WsError::Protocol("reserved bit set"));
+        }
+        if header.rsv1
+            && matches!(
+                header.opcode,
+                OpCode::Control(_) | OpCode::Data(Data::Continue)
+            )
+        {
+            // RFC 7692 section 6.1: RSV1 marks a message, on its first frame only.
+            return Err(WsError::Protocol("RSV1 on a control or continuation frame"));
         }
         let Some(mask) = header.mask else {
             return Err(WsError::Protocol("unmasked client frame"));
@@ -166,6 +180,7 @@ impl Header {
         Ok(Some(Header {
             is_final: header.is_final,
             opcode: header.opcode,
+            rsv1: header.rsv1,
             mask,
             // At most 14: the cursor read nothing but the header.
             header_len: cursor.position() as usize,
@@ -209,13 +224,30 @@ impl Decoder {
     /// A [`WsError`] for anything RFC 6455 says to fail the connection for; its
     /// [`close_code`](WsError::close_code) is the code to close with. The decoder drops any
     /// message in progress and must not be used again.
+    #[cfg(test)]
     pub(crate) fn decode<'a>(
         &mut self,
         data: &[u8],
         max_message: usize,
         unmasked: &'a mut Vec<u8>,
     ) -> Result<Option<(Inbound<'a>, usize)>, WsError> {
-        let result = self.decode_frames(data, max_message, unmasked);
+        self.decode_with(data, max_message, unmasked, false)
+    }
+
+    /// [`decode`](Decoder::decode) for a client that negotiated `permessage-deflate` if
+    /// `deflate`: RSV1 on the first frame of a data message marks it compressed; once
+    /// whole it is inflated (see `wire::deflate::inflate`) and returned as any message,
+    /// its text checked once inflated. `max_message` bounds the compressed message and,
+    /// while inflating, the inflated one (over it: [`WsError::TooBig`]). Without `deflate`
+    /// RSV1 is a protocol error, as it is everywhere on a control or continuation frame.
+    pub(crate) fn decode_with<'a>(
+        &mut self,
+        data: &[u8],
+        max_message: usize,
+        unmasked: &'a mut Vec<u8>,
+        deflate: bool,
+    ) -> Result<Option<(Inbound<'a>, usize)>, WsError> {
+        let result = self.decode_frames(data, max_message, unmasked, deflate);
         if result.is_err() {
             // The connection is over: give the memory back while it closes.
             self.message = None;
@@ -230,11 +262,12 @@ impl Decoder {
         data: &[u8],
         max_message: usize,
         unmasked: &'a mut Vec<u8>,
+        deflate: bool,
     ) -> Result<Option<(Inbound<'a>, usize)>, WsError> {
         let mut used = 0;
         loop {
             let rest = &data[used..];
-            let Some(head) = Header::parse(rest)? else {
+            let Some(head) = Header::parse(rest, deflate)? else {
                 return Ok(absorbed(used));
             };
             let opcode = match head.opcode {
@@ -265,9 +298,10 @@ impl Decoder {
                 return Err(WsError::TooBig);
             }
             let Some(frame) = head.frame_len().and_then(|end| rest.get(..end)) else {
+                // Compressed text is checked once inflated, not as it arrives.
                 let text = match &self.message {
-                    Some(message) => message.text,
-                    None => opcode == Data::Text,
+                    Some(message) => message.text && !message.compressed,
+                    None => opcode == Data::Text && !head.rsv1,
                 };
                 if text {
                     let arrived = rest.get(head.header_len..).unwrap_or_default();
@@ -284,6 +318,17 @@ impl Decoder {
                 None if head.is_final => {
                     unmask_into(unmasked, payload, head.mask);
                     let text = opcode == Data::Text;
+                    if head.rsv1 {
+                        inflate(unmasked, max_message, text)?;
+                        let unmasked: &'a [u8] = unmasked;
+                        return Ok(Some((
+                            Inbound::Message {
+                                text,
+                                payload: unmasked,
+                            },
+                            used,
+                        )));
+                    }
                     // A message in one frame carries no character over: `checked` ends on a
                     // character boundary of the payload.
                     if text && std::str::from_utf8(&unmasked[checked..]).is_err() {
@@ -301,6 +346,7 @@ impl Decoder {
                 None => {
                     let mut message = Box::new(Assembly {
                         text: opcode == Data::Text,
+                        compressed: head.rsv1,
                         payload: Vec::new(),
                         valid: 0,
                     });
@@ -316,6 +362,9 @@ impl Decoder {
                         // holds no memory. The caller's old buffer is freed with the box.
                         std::mem::swap(unmasked, &mut message.payload);
                         let text = message.text;
+                        if message.compressed {
+                            inflate(unmasked, max_message, text)?;
+                        }
                         let unmasked: &'a [u8] = unmasked;
                         return Ok(Some((
                             Inbound::Message {
@@ -375,6 +424,23 @@ impl Decoder {
     pub(crate) fn is_idle(&self) -> bool {
         self.message.is_none()
     }
+}
+
+/// Replaces the compressed message in `buf` with its inflation, within `max_message`
+/// bytes, and checks it is UTF-8 if `text`.
+#[cfg(feature = "deflate")]
+fn inflate(buf: &mut Vec<u8>, max_message: usize, text: bool) -> Result<(), WsError> {
+    crate::wire::deflate::inflate(buf, max_message)?;
+    if text && std::str::from_utf8(buf).is_err() {
+        return Err(WsError::InvalidUtf8);
+    }
+    Ok(())
+}
+
+/// Without the `deflate` feature nothing is negotiated, so no message is compressed.
+#[cfg(not(feature = "deflate"))]
+fn inflate(_buf: &mut Vec<u8>, _max_message: usize, _text: bool) -> Result<(), WsError> {
+    Err(WsError::Protocol("reserved bit set"))
 }
 
 /// What to return when `data` ends before a whole frame: nothing if nothing was used,
@@ -444,7 +510,7 @@ impl Assembly {
     /// fragment that proves it, not at the end of the message. Each byte is checked once,
     /// but for a character split between fragments (at most 3 bytes, checked again).
     fn check_utf8(&mut self, is_final: bool) -> Result<(), WsError> {
-        if !self.text {
+        if !self.text || self.compressed {
             return Ok(());
         }
         match std::str::from_utf8(&self.payload[self.valid..]) {
@@ -543,14 +609,20 @@ impl From<Opcode> for OpCode {
 /// A control frame's payload (ping, pong, close) must be at most 125 bytes; a text frame's
 /// must be UTF-8. Neither is checked here: the caller builds them.
 pub(crate) fn encode_into(out: &mut BytesMut, opcode: Opcode, payload: &[u8]) {
+    encode_frame(out, opcode, false, payload);
+}
+
+/// [`encode_into`] with RSV1 set if `rsv1`: a data message whose payload is compressed
+/// (`permessage-deflate`).
+pub(crate) fn encode_frame(out: &mut BytesMut, opcode: Opcode, rsv1: bool, payload: &[u8]) {
     debug_assert!(
         matches!(opcode, Opcode::Text | Opcode::Binary) || payload.len() <= MAX_CONTROL,
         "control frame payload over 125 bytes"
     );
     let len = payload.len();
     out.reserve(encoded_len(len));
-    // FIN set, no reserved bits: the server neither fragments nor negotiates extensions.
-    out.put_u8(0x80 | u8::from(OpCode::from(opcode)));
+    // FIN set: the server never fragments; RSV1 for a compressed message, no other bit.
+    out.put_u8(0x80 | if rsv1 { 0x40 } else { 0 } | u8::from(OpCode::from(opcode)));
     // The shortest length form, as RFC 6455 section 5.2 requires; servers never mask.
     if len <= MAX_CONTROL {
         out.put_u8(len as u8);

@@ -11,7 +11,7 @@ use std::fmt;
 use tungstenite::error::{CapacityError, Error, ProtocolError};
 use tungstenite::handshake::machine::TryParse;
 use tungstenite::handshake::server::{create_response, write_response, Request};
-use tungstenite::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
+use tungstenite::http::header::{HOST, ORIGIN, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL};
 use tungstenite::http::{HeaderValue, StatusCode};
 
 use crate::options::WebSocketSettings;
@@ -29,6 +29,9 @@ pub(crate) struct Upgrade {
     response: Vec<u8>,
     /// A WebSocket upgrade; `false`: the `GET` of an event stream (see `wire::http`).
     websocket: bool,
+    /// `permessage-deflate` was negotiated (feature `deflate`): the `101` says so.
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    deflate: bool,
 }
 
 impl Upgrade {
@@ -39,7 +42,18 @@ impl Upgrade {
             protocol: None,
             response,
             websocket: false,
+            deflate: false,
         }
+    }
+
+    /// The wire its client gets once answered: compressed WebSocket where the `101`
+    /// accepted `permessage-deflate`, else plain.
+    pub(crate) fn wire(&self) -> crate::wire::Wire {
+        #[cfg(feature = "deflate")]
+        if self.deflate {
+            return crate::wire::Wire::WebSocketDeflate;
+        }
+        crate::wire::Wire::WebSocket
     }
 
     /// Whether it is a WebSocket upgrade (not an event stream's `GET`).
@@ -79,8 +93,8 @@ impl Upgrade {
     }
 
     /// The complete `101 Switching Protocols` response (with Sec-WebSocket-Accept and, if
-    /// chosen, Sec-WebSocket-Protocol). It never accepts an extension: permessage-deflate
-    /// is declined.
+    /// chosen, Sec-WebSocket-Protocol and Sec-WebSocket-Extensions). The only extension it
+    /// ever accepts is `permessage-deflate`, where the host enabled compression.
     pub(crate) fn response(&self) -> Vec<u8> {
         self.response.clone()
     }
@@ -160,6 +174,7 @@ fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Ref
         return Err(refusal(404, "no WebSocket endpoint at this path"));
     }
     let (response, protocol) = answer(&request, settings)?;
+    let deflate = response.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS);
     let mut bytes = Vec::with_capacity(160);
     // Writing to a Vec fails only on a header value that is not visible ASCII: none is.
     write_response(&mut bytes, &response).map_err(|_| refusal(500, "invalid response"))?;
@@ -168,6 +183,7 @@ fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Ref
         protocol: protocol.map(str::to_owned),
         response: bytes,
         websocket: true,
+        deflate,
     })
 }
 
@@ -198,6 +214,12 @@ pub(crate) fn answer<'s>(
             .map_err(|_| refusal(500, "invalid subprotocol name"))?;
         response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
     }
+    if offers_deflate(request, settings) {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(DEFLATE_ANSWER),
+        );
+    }
     Ok((response, protocol))
 }
 
@@ -206,14 +228,41 @@ impl Upgrade {
     /// it, with the subprotocol the settings choose, and no response of its own to send.
     pub(crate) fn adopted(request: Request, settings: &WebSocketSettings) -> Upgrade {
         let protocol = choose_protocol(&settings.protocols, &request).map(str::to_owned);
+        // As `answer` said to the host, which answered with it.
+        let deflate = offers_deflate(&request, settings);
         Upgrade {
             request: Box::new(request),
             protocol,
             response: Vec::new(),
             websocket: true,
+            deflate,
         }
     }
 }
+
+/// Whether the request offers `permessage-deflate` as the hub can honour it, and the host
+/// enabled compression (see `wire::deflate::accepts`).
+#[cfg(feature = "deflate")]
+fn offers_deflate(request: &Request, settings: &WebSocketSettings) -> bool {
+    let offers = request.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+    crate::wire::deflate::accepts(
+        &settings.compression,
+        offers.iter().map(HeaderValue::as_bytes),
+    )
+}
+
+/// Without the `deflate` feature no extension is ever accepted.
+#[cfg(not(feature = "deflate"))]
+fn offers_deflate(_request: &Request, _settings: &WebSocketSettings) -> bool {
+    false
+}
+
+/// The `Sec-WebSocket-Extensions` value of a `101` that accepts compression (feature
+/// `deflate`): the server imposes no context takeover both ways (RFC 7692 sections 7.1.1.1
+/// and 7.1.1.2 let it, offered or not), so a message compressed once is the same bytes for
+/// every client.
+pub(crate) const DEFLATE_ANSWER: &str =
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 /// The status and reason for a request tungstenite could not parse or accept.
 fn refused_because(err: &Error) -> (u16, &'static str) {

@@ -21,7 +21,10 @@ mod frame;
 pub(crate) mod handshake;
 mod session;
 
-use frame::{encode_into, encoded_len, Opcode};
+use frame::encode_into;
+#[cfg(feature = "deflate")]
+pub(crate) use frame::{encode_frame, WsError};
+pub(crate) use frame::{encoded_len, Opcode};
 #[cfg(fuzzing)]
 pub(crate) use frame::{Decoder, Inbound};
 pub(crate) use handshake::{refusal, Refused, Upgrade};
@@ -189,7 +192,7 @@ mod tests {
             protocols: vec!["chat".into()],
             max_head: 4096,
             binary: false,
-            http: Default::default(),
+            ..Default::default()
         };
         let mut read = b"GET /feed?since=42 HTTP/1.1\r\n\
             Host: hub.example:9000\r\n\

@@ -17,6 +17,8 @@ pub(crate) struct Session {
     decoder: Decoder,
     /// A close frame is queued for it: nothing may follow.
     close_sent: bool,
+    /// It negotiated `permessage-deflate`: its messages may come compressed (RSV1).
+    deflate: bool,
 }
 
 /// What [`Session::read`] took from a client.
@@ -88,6 +90,15 @@ impl fmt::Display for Broken {
 }
 
 impl Session {
+    /// The session of a client that negotiated `permessage-deflate` (feature `deflate`).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn deflate() -> Session {
+        Session {
+            deflate: true,
+            ..Session::default()
+        }
+    }
+
     /// Reads the frame at the front of `data` (see [`Decoder::decode`]): `Ok(None)` if it is
     /// not complete, else what it amounts to and how many bytes it took. What is returned
     /// borrows `unmasked` (a buffer the caller reuses across clients), never the session,
@@ -103,7 +114,9 @@ impl Session {
         data: &[u8],
         unmasked: &'a mut Vec<u8>,
     ) -> Result<Option<(Input<'a>, usize)>, Broken> {
-        let decoded = self.decoder.decode(data, s.max_frame, unmasked);
+        let decoded = self
+            .decoder
+            .decode_with(data, s.max_frame, unmasked, self.deflate);
         let (inbound, used) = match decoded {
             Ok(None) => return Ok(None),
             Ok(Some(decoded)) => decoded,
