@@ -122,7 +122,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "hubcast_wire_clients",
         kind: Kind::Gauge,
-        help: "Clients connected now, by wire: framed (TCP, TLS), websocket, sse, sse_topic, websocket_deflate (with the `deflate` feature).",
+        help: "Clients connected now, by wire: framed (TCP, TLS), websocket, sse, sse_topic, websocket_deflate and websocket_deflate_narrow (with the `deflate` feature).",
         source: Source::ByWire,
     },
     stat!(

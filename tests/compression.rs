@@ -154,32 +154,43 @@ fn client_message(rsv1: bool, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> 
 #[test]
 fn offers_are_accepted_declined_or_ignored() {
     let hub = hub_with(Hub::builder());
+    let narrow = |bits: u8| format!("{ANSWER}; server_max_window_bits={bits}");
     let cases = [
-        (Some("permessage-deflate"), true),
-        (Some("permessage-deflate; client_max_window_bits"), true),
+        (Some("permessage-deflate"), Some(ANSWER.to_owned())),
+        (
+            Some("permessage-deflate; client_max_window_bits"),
+            Some(ANSWER.to_owned()),
+        ),
         (
             Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
-            true,
+            Some(ANSWER.to_owned()),
         ),
-        (Some("permessage-deflate; server_max_window_bits=15"), true),
+        (
+            Some("permessage-deflate; server_max_window_bits=15"),
+            Some(ANSWER.to_owned()),
+        ),
+        // A smaller window: accepted, echoed (compressed with run lengths only).
+        (
+            Some("permessage-deflate; server_max_window_bits=10"),
+            Some(narrow(10)),
+        ),
         // Declined, never failed: the client gets plain frames.
-        (Some("permessage-deflate; server_max_window_bits=10"), false),
-        (Some("permessage-deflate; client_max_window_bits=20"), false),
-        (Some("permessage-deflate; made_up_param"), false),
-        (Some("x-webkit-deflate-frame"), false),
+        (Some("permessage-deflate; server_max_window_bits=7"), None),
+        (Some("permessage-deflate; client_max_window_bits=20"), None),
+        (Some("permessage-deflate; made_up_param"), None),
+        (Some("x-webkit-deflate-frame"), None),
         // The first offer it can honour is taken.
         (
-            Some("permessage-deflate; server_max_window_bits=9, permessage-deflate"),
-            true,
+            Some("permessage-deflate; made_up_param, permessage-deflate; server_max_window_bits=9"),
+            Some(narrow(9)),
         ),
-        (None, false),
+        (None, None),
     ];
-    for (offer, accepted) in cases {
+    for (offer, expected) in cases {
         let (_, response) = upgrade(&hub, offer);
-        let expected = accepted.then_some(ANSWER);
         assert_eq!(
             response.header("sec-websocket-extensions"),
-            expected,
+            expected.as_deref(),
             "{offer:?}"
         );
     }

@@ -177,6 +177,11 @@ impl HubBuilder {
     /// dozen bytes at most, less than the headers of the TCP segment that carries it),
     /// while each compression resets the compressor's state, a fixed cost of a few
     /// microseconds. A message is sent plain too where its compression is not smaller.
+    ///
+    /// 0 compresses every message, even an empty one, even where that makes it larger (by
+    /// a few bytes): RFC 7692 lets a server send any message plain, but some clients
+    /// mishandle plain messages on a compressed connection (kosoku 0.1.0, an Autobahn
+    /// runner, for one).
     pub fn websocket_compression_min_size(mut self, bytes: usize) -> Self {
         self.websocket.compression.min_size = bytes;
         self

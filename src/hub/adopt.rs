@@ -209,7 +209,7 @@ pub use answer::{WebSocketAnswer, WebSocketRefusal};
 mod answer {
     use std::fmt;
 
-    use tungstenite::http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS};
+    use tungstenite::http::header::SEC_WEBSOCKET_ACCEPT;
 
     use super::build_request;
     use crate::wire::websocket::handshake;
@@ -350,10 +350,8 @@ mod answer {
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
-                    let extensions = response
-                        .headers()
-                        .contains_key(SEC_WEBSOCKET_EXTENSIONS)
-                        .then_some(handshake::DEFLATE_ANSWER);
+                    let extensions = handshake::offers_deflate(&request, &self.websocket)
+                        .map(handshake::deflate_answer);
                     Ok(WebSocketAnswer {
                         accept,
                         protocol: protocol.map(str::to_owned),

@@ -493,9 +493,11 @@ impl Hub {
         let mut stats = self.shared.counters.snapshot(self.shared.epoch);
         #[cfg(feature = "deflate")]
         {
-            let wire = crate::wire::Wire::WebSocketDeflate;
-            stats.compressed_clients =
-                self.shared.wires[wire].load(std::sync::atomic::Ordering::Relaxed);
+            use crate::wire::Wire;
+            stats.compressed_clients = [Wire::WebSocketDeflate, Wire::WebSocketDeflateNarrow]
+                .into_iter()
+                .map(|wire| self.shared.wires[wire].load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
         }
         stats
     }

@@ -44,22 +44,31 @@ use crate::MessageKind;
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// The compressed WebSocket wire's [`Kind`]: the plain WebSocket wire's, but for the
-/// frames of messages compressed.
-pub(super) struct Deflate;
+/// frames of messages compressed. `NARROW`: for clients that offered a window under
+/// 32 KiB (`server_max_window_bits` 8 to 14): compressed with matches of distance 1 only
+/// (run lengths), which no window is too small for, so that they too share one
+/// compression per message ([`Wire::WebSocketDeflateNarrow`](super::Wire)).
+pub(super) struct Deflate<const NARROW: bool>;
 
-impl Kind for Deflate {
+impl<const NARROW: bool> Kind for Deflate<NARROW> {
     const LOG_TARGET: &'static str = "hubcast::websocket";
     const OPENS_WITH_HTTP: bool = true;
     const LISTEN_ONLY: bool = false;
 
-    /// At most the plain frame: a message is compressed only where that is smaller.
-    fn encoded_len(_: &Settings<'_>, payload: &[u8]) -> Option<usize> {
-        Some(encoded_len(payload.len()))
+    /// The plain frame's length, or the compressed one's where that is longer (a
+    /// `min_size` of 0 compresses every message).
+    fn encoded_len(s: &Settings<'_>, payload: &[u8]) -> Option<usize> {
+        let most = if s.websocket.compression.min_size == 0 {
+            bound(payload.len())
+        } else {
+            payload.len()
+        };
+        Some(encoded_len(most))
     }
 
     /// One unmasked final frame of the message's opcode (as the plain wire chooses it):
     /// compressed, with RSV1, if the payload is at least `min_size` bytes and its
-    /// compression is smaller; else plain.
+    /// compression is smaller (with a `min_size` of 0: always); else plain.
     fn encode_into(
         s: &Settings<'_>,
         payload: &[u8],
@@ -68,8 +77,9 @@ impl Kind for Deflate {
     ) {
         let opcode = Opcode::for_message(payload, kind, s.websocket.binary);
         let compression = &s.websocket.compression;
-        if payload.len() < compression.min_size.max(1)
-            || !compressed(compression, payload, |bytes| {
+        let every = compression.min_size == 0;
+        if (payload.len() < compression.min_size && !every)
+            || !compressed::<NARROW>(compression, payload, every, |bytes| {
                 encode_frame(out, opcode, true, bytes);
             })
         {
@@ -90,34 +100,38 @@ impl Kind for Deflate {
     }
 }
 
-/// Whether a client's `Sec-WebSocket-Extensions` headers (`offers`, each a list) offer
-/// `permessage-deflate` with parameters the hub can honour, and the host enabled it: then
-/// the `101` carries `handshake::DEFLATE_ANSWER`. An offer it cannot honour is declined, never failed:
-/// `server_max_window_bits` under 15 (the compressor's window is 32 KiB), a value out of
-/// 8..=15, an unknown or repeated parameter. The first offer it can honour is taken.
+/// The window a client's `Sec-WebSocket-Extensions` headers (`offers`, each a list) let
+/// the hub compress with, in bits (`server_max_window_bits`: 15, the default, or 8 to 14),
+/// if they offer `permessage-deflate` with parameters the hub can honour and the host
+/// enabled it: then the `101` carries `handshake::deflate_answer` of it. An offer it
+/// cannot honour is declined, never failed: a value out of 8..=15, an unknown or repeated
+/// parameter. The first offer it can honour is taken.
 pub(crate) fn accepts<'v>(
     compression: &CompressionSettings,
     offers: impl IntoIterator<Item = &'v [u8]>,
-) -> bool {
-    compression.enabled
-        && offers
-            .into_iter()
-            .filter_map(|value| std::str::from_utf8(value).ok())
-            .flat_map(|value| value.split(','))
-            .any(honours)
+) -> Option<u8> {
+    if !compression.enabled {
+        return None;
+    }
+    offers
+        .into_iter()
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .flat_map(|value| value.split(','))
+        .find_map(honours)
 }
 
-/// Whether one extension of an offer is `permessage-deflate` with parameters the hub can
-/// honour (see [`accepts`]).
-fn honours(extension: &str) -> bool {
+/// The window one extension of an offer lets the hub compress with, if it is
+/// `permessage-deflate` with parameters the hub can honour (see [`accepts`]).
+fn honours(extension: &str) -> Option<u8> {
     let mut parts = extension.split(';').map(str::trim);
     if !parts
         .next()
         .is_some_and(|name| name.eq_ignore_ascii_case("permessage-deflate"))
     {
-        return false;
+        return None;
     }
     let mut seen = [false; 4];
+    let mut window = 15;
     for param in parts {
         let (name, value) = match param.split_once('=') {
             Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
@@ -127,20 +141,27 @@ fn honours(extension: &str) -> bool {
         let (index, fine) = match name.to_ascii_lowercase().as_str() {
             "server_no_context_takeover" => (0, value.is_none()),
             "client_no_context_takeover" => (1, value.is_none()),
-            // The hub's window is 32 KiB: a client that can hold less is declined.
-            "server_max_window_bits" => (2, bits == Some(Some(15))),
+            // A smaller window than the hub's 32 KiB: compressed for it with run lengths
+            // only (the narrow wire), which fit any window.
+            "server_max_window_bits" => match bits {
+                Some(Some(bits)) => {
+                    window = bits;
+                    (2, true)
+                }
+                _ => (2, false),
+            },
             // Any client window inflates within the hub's 32 KiB.
             "client_max_window_bits" => (3, !matches!(bits, Some(None))),
-            _ => return false,
+            _ => return None,
         };
         if !fine || std::mem::replace(&mut seen[index], true) {
-            return false;
+            return None;
         }
     }
-    true
+    Some(window)
 }
 
-/// The compressor of this thread, made on first use at `level`.
+/// A compressor of this thread, made on first use at `level`.
 struct Compressor {
     level: u8,
     state: Box<CompressorOxide>,
@@ -159,8 +180,9 @@ struct Tally {
 }
 
 thread_local! {
-    /// One compressor per framing thread (the dispatcher), never per client.
-    static COMPRESSOR: RefCell<Option<Compressor>> = const { RefCell::new(None) };
+    /// One compressor per framing thread (the dispatcher) and window (full, narrow),
+    /// never per client.
+    static COMPRESSORS: RefCell<[Option<Compressor>; 2]> = const { RefCell::new([None, None]) };
     /// One inflater per reading thread (the dispatcher), never per client.
     static INFLATER: RefCell<Option<Inflater>> = const { RefCell::new(None) };
     static TALLY: Cell<Tally> = const {
@@ -187,25 +209,33 @@ pub(crate) fn publish(counters: &Counters) {
     }
 }
 
-/// Compresses `payload` as one message without context takeover and, if that is smaller
-/// than the payload, hands the compressed bytes to `frame` and returns `true`.
-fn compressed(
+/// Compresses `payload` as one message without context takeover (with run lengths only
+/// if `NARROW`) and, if that is smaller than the payload or `every` message is to be,
+/// hands the compressed bytes to `frame` and returns `true`.
+fn compressed<const NARROW: bool>(
     compression: &CompressionSettings,
     payload: &[u8],
+    every: bool,
     frame: impl FnOnce(&[u8]),
 ) -> bool {
     let start = Instant::now();
-    let done = COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let compressor = match &mut *slot {
+    let done = COMPRESSORS.with(|cell| {
+        let mut slots = cell.borrow_mut();
+        let compressor = match &mut slots[usize::from(NARROW)] {
             Some(c) if c.level == compression.level => c,
             other => other.insert(Compressor {
                 level: compression.level,
-                state: compressor(compression.level),
+                state: compressor(compression.level, NARROW),
                 out: Vec::new(),
             }),
         };
-        let len = compress(&mut compressor.state, payload, &mut compressor.out)?;
+        let room = if every {
+            bound(payload.len())
+        } else {
+            // One byte less than the payload: no more is worth sending.
+            payload.len().saturating_sub(1)
+        };
+        let len = compress(&mut compressor.state, payload, room, &mut compressor.out)?;
         frame(&compressor.out[..len]);
         Some(len)
     });
@@ -223,20 +253,41 @@ fn compressed(
     done.is_some()
 }
 
-/// A raw deflate compressor (negative window bits: no zlib header) at `level` (1..=9).
-fn compressor(level: u8) -> Box<CompressorOxide> {
-    let flags = create_comp_flags_from_zip_params(i32::from(level), -15, 0);
+/// The most a message of `len` bytes compresses to, at worst (stored blocks: 5 bytes of
+/// header per 64 KiB, and the final empty block of the sync flush).
+fn bound(len: usize) -> usize {
+    len.saturating_add(5 * (len / 65_535 + 1)).saturating_add(8)
+}
+
+/// A raw deflate compressor (negative window bits: no zlib header) at `level` (1..=9);
+/// `narrow`: matches of distance 1 only (miniz's RLE strategy), for any window.
+fn compressor(level: u8, narrow: bool) -> Box<CompressorOxide> {
+    // zlib's strategies: 0 default, 3 run lengths. miniz_oxide 0.9 runs level 1 (one
+    // probe, greedy) through its fast path, which ignores the run-length flag and matches
+    // anywhere in 32 KiB: the narrow compressor is at level 2 at least, whose path keeps
+    // to run lengths (the test below reads the matches back).
+    let (level, strategy) = if narrow {
+        (level.max(2), 3)
+    } else {
+        (level, 0)
+    };
+    let flags = create_comp_flags_from_zip_params(i32::from(level), -15, strategy);
     Box::new(CompressorOxide::new(flags))
 }
 
 /// `payload` compressed into `out` as a message of its own (the compressor reset first),
 /// ended by a sync flush whose 00 00 ff ff is cut: the length of the message in `out`, or
-/// `None` if it would not be shorter than `payload`.
-fn compress(state: &mut CompressorOxide, payload: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+/// `None` if it would be longer than `room` bytes.
+fn compress(
+    state: &mut CompressorOxide,
+    payload: &[u8],
+    room: usize,
+    out: &mut Vec<u8>,
+) -> Option<usize> {
     state.reset();
     out.clear();
-    // Room for the tail and one byte less than the payload: no more is worth sending.
-    out.resize(payload.len() + TAIL.len() - 1, 0);
+    // Room for the tail too, and one byte more to tell a complete flush.
+    out.resize(room.saturating_add(TAIL.len() + 1), 0);
     let result = deflate(state, payload, out, MZFlush::Sync);
     let written = result.bytes_written;
     // Output space left over: the flush is complete.
@@ -244,7 +295,9 @@ fn compress(state: &mut CompressorOxide, payload: &[u8], out: &mut Vec<u8>) -> O
         && result.bytes_consumed == payload.len()
         && written < out.len()
         && out[..written].ends_with(&TAIL);
-    whole.then(|| written - TAIL.len())
+    whole
+        .then(|| written - TAIL.len())
+        .filter(|&len| len <= room)
 }
 
 /// The inflater of this thread.
@@ -350,7 +403,7 @@ mod tests {
 
     /// Raw deflate of `payload` as a client would send it: sync flushed, tail cut.
     pub(crate) fn client_compress(payload: &[u8]) -> Vec<u8> {
-        let mut state = compressor(6);
+        let mut state = compressor(6, false);
         let mut out = vec![0; payload.len() + 64];
         let result = deflate(&mut state, payload, &mut out, MZFlush::Sync);
         out.truncate(result.bytes_written - 4);
@@ -397,36 +450,213 @@ mod tests {
             ..CompressionSettings::default()
         };
         let off = CompressionSettings::default();
-        let yes: &[&str] = &[
-            "permessage-deflate",
-            "permessage-deflate; client_max_window_bits",
-            "Permessage-Deflate ; server_no_context_takeover;client_no_context_takeover",
-            "permessage-deflate; server_max_window_bits=15; client_max_window_bits=10",
-            "permessage-deflate; server_max_window_bits=\"15\"",
-            "x-webkit-deflate-frame, permessage-deflate",
-            "permessage-deflate; server_max_window_bits=10, permessage-deflate",
+        let yes: &[(&str, u8)] = &[
+            ("permessage-deflate", 15),
+            ("permessage-deflate; client_max_window_bits", 15),
+            (
+                "Permessage-Deflate ; server_no_context_takeover;client_no_context_takeover",
+                15,
+            ),
+            (
+                "permessage-deflate; server_max_window_bits=15; client_max_window_bits=10",
+                15,
+            ),
+            ("permessage-deflate; server_max_window_bits=\"15\"", 15),
+            ("x-webkit-deflate-frame, permessage-deflate", 15),
+            ("permessage-deflate; server_max_window_bits=10", 10),
+            (
+                "permessage-deflate; server_max_window_bits=8, permessage-deflate",
+                8,
+            ),
         ];
         let no: &[&str] = &[
             "",
             "x-webkit-deflate-frame",
-            "permessage-deflate; server_max_window_bits=10",
             "permessage-deflate; server_max_window_bits",
+            "permessage-deflate; server_max_window_bits=7",
             "permessage-deflate; client_max_window_bits=16",
             "permessage-deflate; client_max_window_bits=7",
             "permessage-deflate; client_no_context_takeover=1",
             "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
             "permessage-deflate; unknown_param",
         ];
-        for offer in yes {
-            assert!(accepts(&on, [offer.as_bytes()]), "{offer}");
-            assert!(!accepts(&off, [offer.as_bytes()]), "{offer}, off");
+        for &(offer, window) in yes {
+            assert_eq!(accepts(&on, [offer.as_bytes()]), Some(window), "{offer}");
+            assert_eq!(accepts(&off, [offer.as_bytes()]), None, "{offer}, off");
         }
         for offer in no {
-            assert!(!accepts(&on, [offer.as_bytes()]), "{offer}");
+            assert_eq!(accepts(&on, [offer.as_bytes()]), None, "{offer}");
         }
-        // Offers in two headers.
-        assert!(accepts(&on, [&b"foo"[..], b"permessage-deflate"]));
-        assert!(!accepts(&on, [&b"\xff"[..]]));
+        // Offers in two headers; the first the hub can honour is taken.
+        assert_eq!(accepts(&on, [&b"foo"[..], b"permessage-deflate"]), Some(15));
+        assert_eq!(
+            accepts(
+                &on,
+                [
+                    &b"permessage-deflate; x=1"[..],
+                    b"permessage-deflate; server_max_window_bits=9"
+                ]
+            ),
+            Some(9)
+        );
+        assert_eq!(accepts(&on, [&b"\xff"[..]]), None);
+    }
+
+    /// The narrow wire's messages use no match farther back than one byte (run lengths),
+    /// so any window inflates them: the blocks are decoded and every distance checked.
+    #[test]
+    fn the_narrow_wire_compresses_with_run_lengths_only() {
+        let s = settings(1);
+        // JSON, then a run of spaces: repeats far apart and a run.
+        let mut big = json(8000);
+        big.extend_from_slice(&[b' '; 192]);
+        let mut batch = Batch::with_capacity(16 * 1024);
+        batch.push(s.framing, &big, Target::All, None);
+        let frames = Wire::WebSocketDeflateNarrow
+            .reframe(&s, &batch.take())
+            .unwrap();
+        let frame = frames.frame(0);
+        assert_eq!(frame[0], 0x80 | 0x40 | 1, "FIN, RSV1, text");
+        let len = usize::from(u16::from_be_bytes([frame[2], frame[3]]));
+        let body = &frame[4..];
+        assert_eq!(body.len(), len);
+        // Run lengths and Huffman codes: about half of JSON's size.
+        assert!(len < big.len() * 6 / 10, "{len} of {}", big.len());
+        assert_eq!(inflated(body, 1 << 20).unwrap(), big);
+        assert_eq!(farthest_match(body), Some(1));
+        // The full wire's matches reach far back: the check sees them.
+        let mut batch = Batch::with_capacity(16 * 1024);
+        batch.push(s.framing, &big, Target::All, None);
+        let full = Wire::WebSocketDeflate.reframe(&s, &batch.take()).unwrap();
+        assert!(farthest_match(&full.frame(0)[4..]).unwrap() > 256);
+    }
+
+    /// The farthest distance of any match in a raw deflate stream (`None`: no match), read
+    /// with a minimal decoder of RFC 1951's blocks.
+    fn farthest_match(data: &[u8]) -> Option<u16> {
+        struct Bits<'a> {
+            data: &'a [u8],
+            at: usize,
+        }
+        impl Bits<'_> {
+            fn bit(&mut self) -> u32 {
+                let b = u32::from(self.data[self.at / 8] >> (self.at % 8)) & 1;
+                self.at += 1;
+                b
+            }
+            fn bits(&mut self, n: u32) -> u32 {
+                (0..n).fold(0, |v, i| v | (self.bit() << i))
+            }
+        }
+        /// A canonical Huffman code from code lengths: (count per length, symbols sorted).
+        fn code(lengths: &[u8]) -> (Vec<u16>, Vec<u16>) {
+            let mut counts = vec![0u16; 16];
+            for &l in lengths {
+                counts[l as usize] += 1;
+            }
+            counts[0] = 0;
+            let mut symbols: Vec<u16> = (0..lengths.len() as u16)
+                .filter(|&s| lengths[s as usize] != 0)
+                .collect();
+            symbols.sort_by_key(|&s| lengths[s as usize]);
+            (counts, symbols)
+        }
+        fn decode(bits: &mut Bits<'_>, (counts, symbols): &(Vec<u16>, Vec<u16>)) -> u16 {
+            let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
+            for &count in &counts[1..16] {
+                code |= bits.bit() as i32;
+                let count = i32::from(count);
+                if code - count < first {
+                    return symbols[(index + code - first) as usize];
+                }
+                index += count;
+                first = (first + count) << 1;
+                code <<= 1;
+            }
+            panic!("bad code");
+        }
+        const LEN_EXTRA: [u32; 29] = [
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+        ];
+        const DIST_BASE: [u16; 30] = [
+            1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025,
+            1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+        ];
+        let mut bits = Bits { data, at: 0 };
+        let mut farthest = None;
+        // The stream ends at a sync flush: stop where the data does.
+        while bits.at + 3 <= data.len() * 8 {
+            let last = bits.bit();
+            let (lit, dist) = match bits.bits(2) {
+                0 => {
+                    bits.at = bits.at.div_ceil(8) * 8;
+                    if bits.at + 32 > data.len() * 8 {
+                        // The sync flush's empty block, its length cut with the tail.
+                        break;
+                    }
+                    let len = bits.bits(16) as usize;
+                    bits.bits(16);
+                    bits.at += 8 * len;
+                    if last == 1 {
+                        break;
+                    }
+                    continue;
+                }
+                1 => {
+                    let mut l = vec![8u8; 144];
+                    l.extend([9; 112]);
+                    l.extend([7; 24]);
+                    l.extend([8; 8]);
+                    (code(&l), code(&[5; 30]))
+                }
+                2 => {
+                    let (hlit, hdist, hclen) =
+                        (bits.bits(5) + 257, bits.bits(5) + 1, bits.bits(4) + 4);
+                    const ORDER: [usize; 19] = [
+                        16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+                    ];
+                    let mut cl = [0u8; 19];
+                    for &i in &ORDER[..hclen as usize] {
+                        cl[i] = bits.bits(3) as u8;
+                    }
+                    let cl = code(&cl);
+                    let mut lengths = Vec::new();
+                    while lengths.len() < (hlit + hdist) as usize {
+                        match decode(&mut bits, &cl) {
+                            s @ 0..=15 => lengths.push(s as u8),
+                            16 => {
+                                let prev = *lengths.last().unwrap();
+                                let n = 3 + bits.bits(2);
+                                lengths.extend((0..n).map(|_| prev));
+                            }
+                            17 => lengths.extend((0..3 + bits.bits(3)).map(|_| 0)),
+                            _ => lengths.extend((0..11 + bits.bits(7)).map(|_| 0)),
+                        }
+                    }
+                    let (l, d) = lengths.split_at(hlit as usize);
+                    (code(l), code(d))
+                }
+                _ => panic!("reserved block type"),
+            };
+            loop {
+                match decode(&mut bits, &lit) {
+                    0..=255 => {}
+                    256 => break,
+                    s => {
+                        // The length's extra bits, then the distance.
+                        bits.bits(LEN_EXTRA[usize::from(s - 257)]);
+                        let d = usize::from(decode(&mut bits, &dist));
+                        let extra = if d < 4 { 0 } else { (d as u32 - 2) / 2 };
+                        let distance = DIST_BASE[d] + bits.bits(extra) as u16;
+                        farthest = farthest.max(Some(distance));
+                    }
+                }
+            }
+            if last == 1 {
+                break;
+            }
+        }
+        farthest
     }
 
     #[test]

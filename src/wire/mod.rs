@@ -59,6 +59,10 @@ pub(crate) enum Wire {
     /// messages of at least `min_size` bytes compressed once per batch.
     #[cfg(feature = "deflate")]
     WebSocketDeflate,
+    /// The same for a client that offered a window under 32 KiB
+    /// (`server_max_window_bits` 8 to 14): compressed with run lengths only.
+    #[cfg(feature = "deflate")]
+    WebSocketDeflateNarrow,
     /// Server-sent events bound to the hub-wide stream, after a `GET` on a WebSocket
     /// listener (feature `websocket`).
     #[cfg(feature = "websocket")]
@@ -84,7 +88,12 @@ macro_rules! with_kind {
             }
             #[cfg(feature = "deflate")]
             Wire::WebSocketDeflate => {
-                type $kind = deflate::Deflate;
+                type $kind = deflate::Deflate<false>;
+                $body
+            }
+            #[cfg(feature = "deflate")]
+            Wire::WebSocketDeflateNarrow => {
+                type $kind = deflate::Deflate<true>;
                 $body
             }
             #[cfg(feature = "websocket")]
@@ -104,7 +113,7 @@ macro_rules! with_kind {
 impl Wire {
     /// How many kinds are built in.
     pub(crate) const COUNT: usize =
-        1 + 3 * cfg!(feature = "websocket") as usize + cfg!(feature = "deflate") as usize;
+        1 + 3 * cfg!(feature = "websocket") as usize + 2 * cfg!(feature = "deflate") as usize;
 
     /// Every kind built in, in [`index`](Self::index) order.
     pub(crate) const ALL: [Wire; Wire::COUNT] = [
@@ -117,6 +126,8 @@ impl Wire {
         Wire::SseTopic,
         #[cfg(feature = "deflate")]
         Wire::WebSocketDeflate,
+        #[cfg(feature = "deflate")]
+        Wire::WebSocketDeflateNarrow,
     ];
 
     /// Its place in a [`PerWire`].
@@ -131,6 +142,8 @@ impl Wire {
             Wire::SseTopic => 3,
             #[cfg(feature = "deflate")]
             Wire::WebSocketDeflate => 4,
+            #[cfg(feature = "deflate")]
+            Wire::WebSocketDeflateNarrow => 5,
         }
     }
 
@@ -214,6 +227,8 @@ impl Wire {
             Wire::SseTopic => "sse_topic",
             #[cfg(feature = "deflate")]
             Wire::WebSocketDeflate => "websocket_deflate",
+            #[cfg(feature = "deflate")]
+            Wire::WebSocketDeflateNarrow => "websocket_deflate_narrow",
         }
     }
 

@@ -29,9 +29,10 @@ pub(crate) struct Upgrade {
     response: Vec<u8>,
     /// A WebSocket upgrade; `false`: the `GET` of an event stream (see `wire::http`).
     websocket: bool,
-    /// `permessage-deflate` was negotiated (feature `deflate`): the `101` says so.
+    /// `permessage-deflate` was negotiated (feature `deflate`), with the window the hub
+    /// compresses with, in bits: the `101` says so.
     #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
-    deflate: bool,
+    deflate: Option<u8>,
 }
 
 impl Upgrade {
@@ -42,7 +43,7 @@ impl Upgrade {
             protocol: None,
             response,
             websocket: false,
-            deflate: false,
+            deflate: None,
         }
     }
 
@@ -50,8 +51,10 @@ impl Upgrade {
     /// accepted `permessage-deflate`, else plain.
     pub(crate) fn wire(&self) -> crate::wire::Wire {
         #[cfg(feature = "deflate")]
-        if self.deflate {
-            return crate::wire::Wire::WebSocketDeflate;
+        match self.deflate {
+            Some(15) => return crate::wire::Wire::WebSocketDeflate,
+            Some(_) => return crate::wire::Wire::WebSocketDeflateNarrow,
+            None => {}
         }
         crate::wire::Wire::WebSocket
     }
@@ -174,7 +177,7 @@ fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Ref
         return Err(refusal(404, "no WebSocket endpoint at this path"));
     }
     let (response, protocol) = answer(&request, settings)?;
-    let deflate = response.headers().contains_key(SEC_WEBSOCKET_EXTENSIONS);
+    let deflate = offers_deflate(&request, settings);
     let mut bytes = Vec::with_capacity(160);
     // Writing to a Vec fails only on a header value that is not visible ASCII: none is.
     write_response(&mut bytes, &response).map_err(|_| refusal(500, "invalid response"))?;
@@ -214,10 +217,10 @@ pub(crate) fn answer<'s>(
             .map_err(|_| refusal(500, "invalid subprotocol name"))?;
         response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
     }
-    if offers_deflate(request, settings) {
+    if let Some(window) = offers_deflate(request, settings) {
         response.headers_mut().insert(
             SEC_WEBSOCKET_EXTENSIONS,
-            HeaderValue::from_static(DEFLATE_ANSWER),
+            HeaderValue::from_static(deflate_answer(window)),
         );
     }
     Ok((response, protocol))
@@ -240,10 +243,11 @@ impl Upgrade {
     }
 }
 
-/// Whether the request offers `permessage-deflate` as the hub can honour it, and the host
-/// enabled compression (see `wire::deflate::accepts`).
+/// The window the hub compresses with for this request, if it offers `permessage-deflate`
+/// as the hub can honour it and the host enabled compression (see
+/// `wire::deflate::accepts`).
 #[cfg(feature = "deflate")]
-fn offers_deflate(request: &Request, settings: &WebSocketSettings) -> bool {
+pub(crate) fn offers_deflate(request: &Request, settings: &WebSocketSettings) -> Option<u8> {
     let offers = request.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
     crate::wire::deflate::accepts(
         &settings.compression,
@@ -253,16 +257,28 @@ fn offers_deflate(request: &Request, settings: &WebSocketSettings) -> bool {
 
 /// Without the `deflate` feature no extension is ever accepted.
 #[cfg(not(feature = "deflate"))]
-fn offers_deflate(_request: &Request, _settings: &WebSocketSettings) -> bool {
-    false
+pub(crate) fn offers_deflate(_request: &Request, _settings: &WebSocketSettings) -> Option<u8> {
+    None
 }
 
 /// The `Sec-WebSocket-Extensions` value of a `101` that accepts compression (feature
-/// `deflate`): the server imposes no context takeover both ways (RFC 7692 sections 7.1.1.1
-/// and 7.1.1.2 let it, offered or not), so a message compressed once is the same bytes for
-/// every client.
-pub(crate) const DEFLATE_ANSWER: &str =
-    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/// `deflate`) with a window of `bits` (15: 32 KiB; 8 to 14 where the client offered less,
+/// echoed as RFC 7692 section 7.1.2.1 asks): the server imposes no context takeover both
+/// ways (sections 7.1.1.1 and 7.1.1.2 let it, offered or not), so a message compressed
+/// once is the same bytes for every client of a window.
+pub(crate) fn deflate_answer(bits: u8) -> &'static str {
+    const ANSWERS: [&str; 8] = [
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=8",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=11",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=13",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=14",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    ];
+    ANSWERS[usize::from(bits.clamp(8, 15) - 8)]
+}
 
 /// The status and reason for a request tungstenite could not parse or accept.
 fn refused_because(err: &Error) -> (u16, &'static str) {
