@@ -320,28 +320,13 @@ impl Decoder {
                     let text = opcode == Data::Text;
                     if head.rsv1 {
                         inflate(unmasked, max_message, text)?;
-                        let unmasked: &'a [u8] = unmasked;
-                        return Ok(Some((
-                            Inbound::Message {
-                                text,
-                                payload: unmasked,
-                            },
-                            used,
-                        )));
-                    }
-                    // A message in one frame carries no character over: `checked` ends on a
-                    // character boundary of the payload.
-                    if text && std::str::from_utf8(&unmasked[checked..]).is_err() {
+                    } else if text && std::str::from_utf8(&unmasked[checked..]).is_err() {
+                        // A message in one frame carries no character over: `checked` ends
+                        // on a character boundary of the payload.
                         return Err(WsError::InvalidUtf8);
                     }
-                    let unmasked: &'a [u8] = unmasked;
-                    return Ok(Some((
-                        Inbound::Message {
-                            text,
-                            payload: unmasked,
-                        },
-                        used,
-                    )));
+                    let payload: &'a [u8] = unmasked;
+                    return Ok(Some((Inbound::Message { text, payload }, used)));
                 }
                 None => {
                     let mut message = Box::new(Assembly {
@@ -365,14 +350,8 @@ impl Decoder {
                         if message.compressed {
                             inflate(unmasked, max_message, text)?;
                         }
-                        let unmasked: &'a [u8] = unmasked;
-                        return Ok(Some((
-                            Inbound::Message {
-                                text,
-                                payload: unmasked,
-                            },
-                            used,
-                        )));
+                        let payload: &'a [u8] = unmasked;
+                        return Ok(Some((Inbound::Message { text, payload }, used)));
                     }
                     self.message = Some(message);
                 }
