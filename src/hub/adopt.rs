@@ -343,15 +343,18 @@ mod answer {
                 reason: "malformed HTTP request",
             })?;
             match handshake::answer(&request, &self.websocket) {
-                Ok((response, protocol)) => {
+                Ok(handshake::Answer {
+                    response,
+                    protocol,
+                    deflate,
+                }) => {
                     let accept = response
                         .headers()
                         .get(SEC_WEBSOCKET_ACCEPT)
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or_default()
                         .to_owned();
-                    let extensions = handshake::offers_deflate(&request, &self.websocket)
-                        .map(handshake::deflate_answer);
+                    let extensions = deflate.map(handshake::deflate_answer);
                     Ok(WebSocketAnswer {
                         accept,
                         protocol: protocol.map(str::to_owned),

@@ -176,8 +176,11 @@ fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Ref
     {
         return Err(refusal(404, "no WebSocket endpoint at this path"));
     }
-    let (response, protocol) = answer(&request, settings)?;
-    let deflate = offers_deflate(&request, settings);
+    let Answer {
+        response,
+        protocol,
+        deflate,
+    } = answer(&request, settings)?;
     let mut bytes = Vec::with_capacity(160);
     // Writing to a Vec fails only on a header value that is not visible ASCII: none is.
     write_response(&mut bytes, &response).map_err(|_| refusal(500, "invalid response"))?;
@@ -190,14 +193,25 @@ fn accept(request: Request, settings: &WebSocketSettings) -> Result<Upgrade, Ref
     })
 }
 
+/// The `101` for an upgrade, and what it chose.
+pub(crate) struct Answer<'s> {
+    /// With the accept key, the subprotocol and the extension, if any.
+    pub(crate) response: tungstenite::handshake::server::Response,
+    /// The subprotocol chosen.
+    pub(crate) protocol: Option<&'s str>,
+    /// The window `permessage-deflate` was accepted with, in bits, if it was.
+    pub(crate) deflate: Option<u8>,
+}
+
 /// What every upgrade is checked for, wherever it was received (the hub's listener, or a
 /// host answering it itself, see `hub::adopt`): exactly one `Host`, the upgrade headers,
 /// the version and the key (tungstenite's), the `Origin` policy; then the `101` response
-/// (with the accept key and the subprotocol chosen, which is also returned).
+/// (with the accept key, the subprotocol chosen and the extension accepted, which are also
+/// returned).
 pub(crate) fn answer<'s>(
     request: &Request,
     settings: &'s WebSocketSettings,
-) -> Result<(tungstenite::handshake::server::Response, Option<&'s str>), Refused> {
+) -> Result<Answer<'s>, Refused> {
     // RFC 6455 4.1 (and HTTP/1.1): exactly one Host.
     if request.headers().get_all(HOST).iter().count() != 1 {
         return Err(refusal(400, "one Host header is required"));
@@ -217,13 +231,18 @@ pub(crate) fn answer<'s>(
             .map_err(|_| refusal(500, "invalid subprotocol name"))?;
         response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
     }
-    if let Some(window) = offers_deflate(request, settings) {
+    let deflate = offers_deflate(request, settings);
+    if let Some(window) = deflate {
         response.headers_mut().insert(
             SEC_WEBSOCKET_EXTENSIONS,
             HeaderValue::from_static(deflate_answer(window)),
         );
     }
-    Ok((response, protocol))
+    Ok(Answer {
+        response,
+        protocol,
+        deflate,
+    })
 }
 
 impl Upgrade {
@@ -247,7 +266,7 @@ impl Upgrade {
 /// as the hub can honour it and the host enabled compression (see
 /// `wire::deflate::accepts`).
 #[cfg(feature = "deflate")]
-pub(crate) fn offers_deflate(request: &Request, settings: &WebSocketSettings) -> Option<u8> {
+fn offers_deflate(request: &Request, settings: &WebSocketSettings) -> Option<u8> {
     let offers = request.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
     crate::wire::deflate::accepts(
         &settings.compression,
@@ -257,7 +276,7 @@ pub(crate) fn offers_deflate(request: &Request, settings: &WebSocketSettings) ->
 
 /// Without the `deflate` feature no extension is ever accepted.
 #[cfg(not(feature = "deflate"))]
-pub(crate) fn offers_deflate(_request: &Request, _settings: &WebSocketSettings) -> Option<u8> {
+fn offers_deflate(_request: &Request, _settings: &WebSocketSettings) -> Option<u8> {
     None
 }
 
