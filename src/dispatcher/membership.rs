@@ -102,7 +102,9 @@ impl Dispatcher {
                 .get(slot)
                 .filter(|_| newly)
                 .map(|c| Who::of(client, c.user.as_ref()));
-            let said = who.and_then(|who| self.streams.topics.presence_mut(id)?.join(who));
+            let said = who
+                .clone()
+                .and_then(|who| self.streams.topics.presence_mut(id)?.join(who));
             if let Some(body) = said {
                 self.say_presence(id, &body);
                 self.flush_relay();
@@ -112,8 +114,8 @@ impl Dispatcher {
             if !self.slots.get(slot).is_some_and(|c| c.is_live()) {
                 // Cut as slow by what went out meanwhile (it left its other topics): it
                 // never got in this one either.
-                if newly {
-                    self.presence_left(id, client, slot);
+                if let Some(who) = &who {
+                    self.presence_left(id, who);
                 }
                 let kept_at = self.kept_at();
                 if let Some(name) = self.streams.topics.remove(id, client, kept_at) {
@@ -221,16 +223,14 @@ impl Dispatcher {
         self.shared.counters.presence_changes.fetch_add(1, Relaxed);
     }
 
-    /// The client in `slot` left topic `id`: its presence entry is told, if the topic has
-    /// presence, and subscribers too if they asked (`presence_events`). Called before the
-    /// client is out of the topic's members.
-    fn presence_left(&mut self, id: TopicId, client: ClientId, slot: usize) {
-        let user = self.slots.get(slot).and_then(|c| c.user.clone());
+    /// A connection of entry `who` left topic `id`: the members are told, if the topic has
+    /// presence and the entry went (or its count is due).
+    fn presence_left(&mut self, id: TopicId, who: &Who) {
         let said = self
             .streams
             .topics
             .presence_mut(id)
-            .and_then(|p| p.leave(&Who::of(client, user.as_ref())));
+            .and_then(|p| p.leave(who));
         match said {
             Some(body) => self.say_presence(id, &body),
             None => self.count_later(id),
@@ -307,11 +307,10 @@ impl Dispatcher {
         &mut self,
         id: TopicId,
         client: ClientId,
-        slot: usize,
         user: Option<&Arc<str>>,
         kept_at: Option<Instant>,
     ) -> Option<Arc<str>> {
-        self.presence_left(id, client, slot);
+        self.presence_left(id, &Who::of(client, user));
         let name = self.streams.topics.name_arc(id);
         let freed = self.streams.topics.remove(id, client, kept_at);
         let empty = freed.is_some() || self.streams.topics.members(id).is_empty();
@@ -347,7 +346,7 @@ impl Dispatcher {
         }
         let kept_at = self.kept_at();
         let freed = if was_member {
-            self.take_out(id, client, slot, user.as_ref(), kept_at)
+            self.take_out(id, client, user.as_ref(), kept_at)
         } else {
             self.streams.topics.remove(id, client, kept_at)
         };
@@ -474,7 +473,7 @@ impl Dispatcher {
         let user = client.user.clone();
         let mut freed = Vec::new();
         for (topic, _) in std::mem::take(&mut client.topics) {
-            if let Some(name) = self.take_out(topic, id, slot, user.as_ref(), kept_at) {
+            if let Some(name) = self.take_out(topic, id, user.as_ref(), kept_at) {
                 freed.push((topic, name));
             }
         }
